@@ -1,0 +1,205 @@
+# pipekernel -- one non-recursive Makefile.
+#
+# Targets
+#   make              build $(O)/pipekernel (kernel + `pipekernel run`)
+#   make test         C unit tests, then the Python/Jupyter suite (pytest)
+#   make check        the same suite against an ASan+UBSan build in build-asan/
+#   make fuzz         every libFuzzer harness for FUZZ_SECONDS each
+#   make bench        benchmarks against their Python references (bench/)
+#   make kernelspec   write $(O)/jupyter/kernels/pipekernel (used by the tests)
+#   make install      binary into $(PREFIX)/bin, kernelspec for this user
+#                     (or under $(KERNEL_PREFIX) when set, e.g. a venv)
+#   make clean
+#
+# Knobs
+#   O=build                   output folder
+#   DEVELOPER=1               strict warnings, as errors (the default here;
+#                             install.sh builds with DEVELOPER=0)
+#   SANITIZE=address,undefined  build with sanitizers
+#   CUDA=auto|yes|no          build the CUDA trainer backend (auto: when nvcc
+#                             is found; yes: fail without it)
+#   V=1                       show the commands
+#   PYTHON=...                Python for the tests (default .venv/bin/python)
+#   FUZZ_SECONDS=10           per fuzz target
+#   CFLAGS_EXTRA=...          e.g. -DPK_LIMIT_MSG_BYTES=... (stages/limits.h)
+
+O ?= build
+DEVELOPER ?= 1
+CUDA ?= auto
+PREFIX ?= $(HOME)/.local
+FUZZ_SECONDS ?= 10
+PYTHON ?= $(firstword $(wildcard .venv/bin/python) python3)
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+CC ?= cc
+PKGS := libzmq jansson libcrypto libcurl libarchive uuid libpng zlib libisal
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+CSTD := -std=c11 -D_GNU_SOURCE
+OPT ?= -O2 -g
+WARN := -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes \
+        -Wmissing-prototypes -Wformat=2 -Wno-unused-parameter -Wvla
+ifeq ($(DEVELOPER),1)
+WARN += -Werror
+endif
+DEPFLAGS = -MMD -MP
+CFLAGS_ALL = $(CSTD) $(OPT) $(WARN) $(PKG_CFLAGS) -pthread $(CFLAGS_EXTRA) $(CFLAGS)
+LDLIBS_ALL = $(PKG_LIBS) -pthread -lm $(LDLIBS)
+
+ifneq ($(SANITIZE),)
+CFLAGS_ALL += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDFLAGS += -fsanitize=$(SANITIZE)
+endif
+
+# ---- CUDA ------------------------------------------------------------------
+NVCC := $(firstword $(shell command -v nvcc 2>/dev/null) $(wildcard /usr/local/cuda/bin/nvcc))
+ifeq ($(CUDA),yes)
+ifeq ($(NVCC),)
+$(error CUDA=yes but nvcc was not found)
+endif
+endif
+ifeq ($(CUDA),no)
+NVCC :=
+endif
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+CU_SRC := $(if $(NVCC),$(wildcard stages/*.cu),)
+NVCCFLAGS ?= -O2 -std=c++17 -arch=sm_80 -gencode arch=compute_80,code=sm_80 \
+             -gencode arch=compute_90,code=sm_90 -Xcompiler -fPIC
+CUDA_LIBS := $(if $(CU_SRC),-L$(CUDA_HOME)/lib64 -lcudart_static -lcublas -ldl -lrt -lstdc++,)
+ifneq ($(CU_SRC),)
+CFLAGS_ALL += -DPK_HAVE_CUDA=1
+endif
+
+# ---- sources ---------------------------------------------------------------
+STAGE_SRC := $(wildcard stages/*.c)
+KERNEL_SRC := $(filter-out kernel/main.c,$(wildcard kernel/*.c))
+CLI_SRC := $(wildcard cli/*.c)
+TEST_SRC := $(wildcard tests/*.c)
+# The trainer core: libc, libm, pthreads (and CUDA) only.
+CNN_SRC := $(wildcard stages/cnn*.c)
+TEST_CNN_SRC := $(wildcard tests/cnn/*.c)
+
+obj = $(patsubst %.c,$(O)/%.o,$(1))
+STAGE_OBJ := $(call obj,$(STAGE_SRC)) $(patsubst %.cu,$(O)/%.cu.o,$(CU_SRC))
+KERNEL_OBJ := $(call obj,$(KERNEL_SRC))
+CLI_OBJ := $(call obj,$(CLI_SRC))
+TEST_OBJ := $(call obj,$(TEST_SRC))
+CNN_OBJ := $(call obj,$(CNN_SRC)) $(patsubst %.cu,$(O)/%.cu.o,$(CU_SRC))
+TEST_CNN_OBJ := $(call obj,$(TEST_CNN_SRC))
+
+BIN := $(O)/pipekernel
+TEST_RUNNER := $(O)/test-runner
+TEST_CNN := $(if $(TEST_CNN_SRC),$(O)/test-cnn,)
+
+.PHONY: all test test-c test-py check fuzz fuzz-smoke bench kernelspec install clean
+all: $(BIN) $(O)/jupyter/kernels/pipekernel/kernel.json
+
+$(O)/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS_ALL) $(DEPFLAGS) -c $< -o $@
+
+$(O)/%.cu.o: %.cu
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  NVCC    $<")
+	$(Q)$(NVCC) $(NVCCFLAGS) -MMD -MP -c $< -o $@
+
+$(O)/libstages.a: $(STAGE_OBJ)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BIN): $(O)/kernel/main.o $(KERNEL_OBJ) $(CLI_OBJ) $(O)/libstages.a
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS_ALL) $(CUDA_LIBS)
+
+$(TEST_RUNNER): $(TEST_OBJ) $(KERNEL_OBJ) $(CLI_OBJ) $(O)/libstages.a
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS_ALL) $(CUDA_LIBS)
+
+# The trainer's own tests link nothing but the trainer (bare CUDA machines).
+$(O)/test-cnn: $(TEST_CNN_OBJ) $(CNN_OBJ)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ -pthread -lm $(CUDA_LIBS)
+
+# ---- kernelspec --------------------------------------------------------------
+# $(O)/jupyter/kernels/pipekernel points at the built binary (tests use it with
+# JUPYTER_PATH=$(O)/jupyter); `make install` writes one for the installed path.
+define write_kernelspec
+	@mkdir -p $(1)
+	$(Q)sed -e 's|@PIPEKERNEL@|$(2)|' kernelspec/kernel.json.in > $(1)/kernel.json
+	$(Q)cp kernelspec/logo-32x32.png kernelspec/logo-64x64.png $(1)/ 2>/dev/null || true
+endef
+
+$(O)/jupyter/kernels/pipekernel/kernel.json: kernelspec/kernel.json.in $(BIN)
+	$(call write_kernelspec,$(dir $@),$(abspath $(BIN)))
+
+kernelspec: $(O)/jupyter/kernels/pipekernel/kernel.json
+
+KERNEL_PREFIX ?=
+install: $(BIN)
+	install -d $(PREFIX)/bin
+	install -m 755 $(BIN) $(PREFIX)/bin/pipekernel
+	$(call write_kernelspec,$(O)/install-spec,$(abspath $(PREFIX))/bin/pipekernel)
+	$(PYTHON) -m jupyter kernelspec install --replace --name pipekernel \
+	  $(if $(KERNEL_PREFIX),--prefix $(KERNEL_PREFIX),--user) $(O)/install-spec
+
+# ---- tests -----------------------------------------------------------------
+PYTEST_ARGS ?=
+TEST_ENV = PK_BIN=$(abspath $(BIN)) PK_BUILD=$(abspath $(O)) \
+           JUPYTER_PATH=$(abspath $(O))/jupyter PYTHONDONTWRITEBYTECODE=1
+
+test: all $(TEST_RUNNER) $(TEST_CNN)
+	@rc=0; \
+	$(TEST_RUNNER) || rc=1; \
+	if [ -n "$(TEST_CNN)" ]; then $(TEST_CNN) || rc=1; fi; \
+	$(TEST_ENV) $(PYTHON) -m pytest -q -ra $(PYTEST_ARGS) tests || rc=1; \
+	exit $$rc
+
+test-c: all $(TEST_RUNNER) $(TEST_CNN)
+	$(TEST_RUNNER)
+	$(if $(TEST_CNN),$(TEST_CNN))
+
+test-py: all
+	$(TEST_ENV) $(PYTHON) -m pytest -q -ra $(PYTEST_ARGS) tests
+
+check:
+	$(MAKE) O=build-asan SANITIZE=address,undefined OPT="-O1 -g" CUDA=no \
+	  PK_SANITIZED=1 test
+
+# ---- fuzzing -----------------------------------------------------------------
+FUZZ_CC ?= clang
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN := $(patsubst tests/fuzz/%.c,build-fuzz/%,$(FUZZ_SRC))
+FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined $(CSTD) $(PKG_CFLAGS) -pthread
+FUZZ_LIB_SRC := $(filter-out $(CNN_SRC),$(STAGE_SRC)) $(KERNEL_SRC) $(CLI_SRC)
+
+build-fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRC)
+	@mkdir -p build-fuzz
+	@$(if $(Q),echo "  FUZZ-CC $@")
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_LIB_SRC) $(PKG_LIBS) -lm
+
+fuzz: $(FUZZ_BIN)
+	@for f in $(FUZZ_BIN); do n=$${f#build-fuzz/fuzz_}; \
+	  mkdir -p tests/fuzz/corpus/$$n build-fuzz/new-$$n; \
+	  echo "== $$n ($(FUZZ_SECONDS) s)"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    build-fuzz/new-$$n tests/fuzz/corpus/$$n || exit 1; done
+
+fuzz-smoke:
+	$(MAKE) fuzz FUZZ_SECONDS=3
+
+# ---- benchmarks ----------------------------------------------------------------
+BENCH ?=
+bench: all
+	$(TEST_ENV) $(PYTHON) bench/run.py $(BENCH)
+
+clean:
+	rm -rf $(O) build-asan build-fuzz
+
+-include $(shell find $(O) -name '*.d' 2>/dev/null)

@@ -1,0 +1,257 @@
+/*
+ * cli.c -- `pipekernel run [options] CELL...`: each argument is a cell (one
+ * or more magic lines); they run in order in one session, and the first
+ * failure ends the run with exit status 1 (2 for usage errors, 130 for an
+ * interrupt). Displays print their text/plain; with --display-dir DIR the
+ * image/png and image/svg+xml parts are also written there.
+ */
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../kernel/magic.h"
+#include "../stages/session.h"
+#include "cli.h"
+
+static atomic_int g_cancel;
+static int g_tty;
+static int g_quiet;
+static const char *g_display_dir;
+static int g_display_n;
+static int g_progress_active; /* a \r line is on the terminal */
+
+static void on_sigint(int sig) {
+  (void)sig;
+  if (atomic_load(&g_cancel)) _exit(130); /* second interrupt: give up */
+  atomic_store(&g_cancel, 1);
+}
+
+static void end_progress_line(void) {
+  if (g_progress_active) {
+    fputc('\n', stderr);
+    g_progress_active = 0;
+  }
+}
+
+static void cli_write(st_ctx *c, int stream, const char *buf, size_t len) {
+  (void)c;
+  end_progress_line();
+  FILE *f = stream == 2 ? stderr : stdout;
+  fwrite(buf, 1, len, f);
+  fflush(f);
+}
+
+static void save_display(const st_mime *m) {
+  const char *ext = strcmp(m->type, "image/png") == 0 ? "png"
+                    : strcmp(m->type, "image/svg+xml") == 0 ? "svg"
+                    : strcmp(m->type, "text/html") == 0 ? "html" : NULL;
+  if (!ext) return;
+  char path[4096];
+  snprintf(path, sizeof path, "%s/display-%03d.%s", g_display_dir, g_display_n, ext);
+  FILE *f = fopen(path, "wb");
+  if (!f) return;
+  fwrite(m->data, 1, m->len, f);
+  fclose(f);
+}
+
+static void cli_display(st_ctx *c, const st_mime *items, int n, const char *id,
+                        int update) {
+  (void)c;
+  (void)id;
+  if (update) return; /* a terminal shows the final state only once */
+  end_progress_line();
+  for (int i = 0; i < n; i++)
+    if (strcmp(items[i].type, "text/plain") == 0) {
+      fwrite(items[i].data, 1, items[i].len, stdout);
+      if (items[i].len && ((const char *)items[i].data)[items[i].len - 1] != '\n')
+        fputc('\n', stdout);
+      fflush(stdout);
+    }
+  if (g_display_dir) {
+    for (int i = 0; i < n; i++) save_display(&items[i]);
+    g_display_n++;
+  }
+}
+
+static void cli_progress(st_ctx *c, const st_progress *p) {
+  (void)c;
+  if (g_quiet) return;
+  char line[256], amount[64], rate[32] = "";
+  int bytes = strcmp(p->unit, "B") == 0;
+  if (bytes) {
+    char d[24], t[24];
+    st_fmt_bytes(d, sizeof d, p->done);
+    st_fmt_bytes(t, sizeof t, p->total);
+    if (p->total) snprintf(amount, sizeof amount, "%s / %s", d, t);
+    else snprintf(amount, sizeof amount, "%s", d);
+    st_fmt_rate(rate, sizeof rate, p->done, p->elapsed);
+  } else if (p->total) {
+    snprintf(amount, sizeof amount, "%llu / %llu %s", (unsigned long long)p->done,
+             (unsigned long long)p->total, p->unit);
+  } else {
+    snprintf(amount, sizeof amount, "%llu %s", (unsigned long long)p->done, p->unit);
+  }
+  double frac = p->total ? (double)p->done / (double)p->total : 0;
+  if (frac > 1) frac = 1;
+  char bar[31];
+  int fill = (int)(frac * 30);
+  for (int i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
+  bar[30] = 0;
+  const char *state = p->state == ST_PROGRESS_DONE ? " done"
+                      : p->state == ST_PROGRESS_FAILED ? " failed"
+                      : p->state == ST_PROGRESS_CANCELLED ? " interrupted" : "";
+  snprintf(line, sizeof line, "%s [%s] %3.0f%% %s %s %.1fs%s", p->label, bar,
+           frac * 100, amount, rate, p->elapsed, state);
+  if (g_tty) {
+    fprintf(stderr, "\r%s\033[K", line);
+    g_progress_active = 1;
+    if (p->state != ST_PROGRESS_RUNNING) end_progress_line();
+  } else if (p->state != ST_PROGRESS_RUNNING) {
+    fprintf(stderr, "%s\n", line);
+  }
+  fflush(stderr);
+}
+
+static int cli_cancelled(st_ctx *c) {
+  (void)c;
+  return atomic_load(&g_cancel);
+}
+
+static void cli_result(st_ctx *c, const char *text) {
+  (void)c;
+  end_progress_line();
+  printf("%s\n", text);
+  fflush(stdout);
+}
+
+static void cli_page(st_ctx *c, const char *text) {
+  (void)c;
+  end_progress_line();
+  fputs(text, stdout);
+  fflush(stdout);
+}
+
+static int cli_input(st_ctx *c, const char *prompt, int password, char **out,
+                     st_error *err) {
+  (void)c;
+  (void)password;
+  end_progress_line();
+  fprintf(stderr, "%s", prompt);
+  fflush(stderr);
+  char *line = NULL;
+  size_t cap = 0;
+  ssize_t n = getline(&line, &cap, stdin);
+  if (n < 0) {
+    free(line);
+    return st_error_set(err, ST_ESTDIN, "stdin", -1, "end of input");
+  }
+  while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = 0;
+  *out = line;
+  return 0;
+}
+
+static const char *lookup(void *ud, const char *name) {
+  return st_session_get((st_session *)ud, name);
+}
+
+static int cli_run_line(st_ctx *c, const char *line, st_error *err) {
+  return mg_run_line(c, line, NULL, lookup, c->session, err);
+}
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: pipekernel run [--quiet] [--display-dir DIR] CELL...\n"
+          "       pipekernel run --list\n\n"
+          "Runs each CELL (lines of %%magics) in order in one session, e.g.\n"
+          "  pipekernel run '%%mkdata /tmp/d' '%%md5 /tmp/d/cifar-10-python.tar.gz'\n"
+          "A CELL of '-' reads a cell from standard input.\n");
+}
+
+static char *read_all(FILE *f) {
+  size_t cap = 4096, len = 0;
+  char *buf = malloc(cap);
+  if (!buf) return NULL;
+  size_t n;
+  while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+    len += n;
+    if (len + 1 == cap) {
+      char *nb = realloc(buf, cap *= 2);
+      if (!nb) { free(buf); return NULL; }
+      buf = nb;
+    }
+  }
+  buf[len] = 0;
+  return buf;
+}
+
+int cli_main(int argc, char **argv) {
+  int i = 1;
+  for (; i < argc && argv[i][0] == '-' && argv[i][1] == '-'; i++) {
+    if (strcmp(argv[i], "--") == 0) { i++; break; }
+    if (strcmp(argv[i], "--quiet") == 0) g_quiet = 1;
+    else if (strcmp(argv[i], "--display-dir") == 0 && i + 1 < argc) g_display_dir = argv[++i];
+    else if (strcmp(argv[i], "--list") == 0) {
+      for (size_t k = 0; k < st_registry_count(); k++)
+        printf("%s\n", st_registry_at(k)->usage);
+      return 0;
+    } else if (strcmp(argv[i], "--help") == 0) {
+      usage(stdout);
+      return 0;
+    } else {
+      fprintf(stderr, "pipekernel run: unknown option %s\n", argv[i]);
+      usage(stderr);
+      return 2;
+    }
+  }
+  if (i >= argc) {
+    usage(stderr);
+    return 2;
+  }
+  g_tty = isatty(2);
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_sigint;
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+
+  st_session *sess = st_session_new();
+  if (!sess) return 1;
+  st_ctx ctx = {0};
+  ctx.session = sess;
+  ctx.write = cli_write;
+  ctx.display = cli_display;
+  ctx.progress = cli_progress;
+  ctx.cancelled = cli_cancelled;
+  ctx.result = cli_result;
+  ctx.page = cli_page;
+  ctx.input = cli_input;
+  ctx.run_line = cli_run_line;
+
+  int status = 0;
+  for (; i < argc && !status; i++) {
+    char *stdin_cell = NULL;
+    const char *cell = argv[i];
+    if (strcmp(cell, "-") == 0) {
+      stdin_cell = read_all(stdin);
+      if (!stdin_cell) { status = 1; break; }
+      cell = stdin_cell;
+    }
+    st_error err;
+    st_error_clear(&err);
+    int line = 0;
+    int rc = mg_run_cell(&ctx, cell, strlen(cell), lookup, sess, &line, &err);
+    if (rc) {
+      char msg[4096];
+      st_error_format(&err, msg, sizeof msg);
+      end_progress_line();
+      fprintf(stderr, "%s: %s\n", st_errname(rc), msg);
+      status = rc == ST_ECANCELED ? 130 : 1;
+    }
+    free(stdin_cell);
+  }
+  st_session_free(sess);
+  return status;
+}

@@ -1,0 +1,383 @@
+/*
+ * magic.c -- the magic language's parser and line runner.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../stages/limits.h"
+#include "magic.h"
+
+static int is_blank(char ch) { return ch == ' ' || ch == '\t' || ch == '\r'; }
+
+void mg_cell_free(mg_cell *cell) {
+  for (size_t i = 0; i < cell->n; i++) {
+    free(cell->lines[i].text);
+    free(cell->lines[i].body);
+  }
+  free(cell->lines);
+  cell->lines = NULL;
+  cell->n = 0;
+}
+
+void mg_line_name(const char *text, char *buf, size_t cap) {
+  size_t i = 0;
+  while (text[i] && !is_blank(text[i]) && text[i] != '\n' && i + 1 < cap) {
+    buf[i] = text[i];
+    i++;
+  }
+  buf[i] = 0;
+}
+
+/* Count trailing backslashes of [s, s+len). */
+static size_t trailing_bs(const char *s, size_t len) {
+  size_t k = 0;
+  while (len > k && is_blank(s[len - 1 - k])) len--;
+  while (k < len && s[len - 1 - k] == '\\') k++;
+  return k;
+}
+
+static int push_line(mg_cell *cell, size_t *cap, int lineno, const char *text,
+                     size_t tlen, st_error *err) {
+  if (cell->n == *cap) {
+    size_t nc = *cap ? *cap * 2 : 8;
+    mg_line *nl = realloc(cell->lines, nc * sizeof *nl);
+    if (!nl) return st_error_set(err, ST_ENOMEM, NULL, -1, NULL);
+    cell->lines = nl;
+    *cap = nc;
+  }
+  mg_line *l = &cell->lines[cell->n];
+  memset(l, 0, sizeof *l);
+  l->lineno = lineno;
+  l->text = malloc(tlen + 1);
+  if (!l->text) return st_error_set(err, ST_ENOMEM, NULL, -1, NULL);
+  memcpy(l->text, text, tlen);
+  l->text[tlen] = 0;
+  cell->n++;
+  return 0;
+}
+
+int mg_cell_parse(const char *code, size_t len, mg_cell *cell, st_error *err) {
+  memset(cell, 0, sizeof *cell);
+  if (len > PK_LIMIT_CELL_BYTES)
+    return st_error_set(err, ST_E2BIG, "cell", -1,
+                        "cell is %zu bytes; the limit is %u", len,
+                        (unsigned)PK_LIMIT_CELL_BYTES);
+  size_t cap = 0, pos = 0;
+  int lineno = 0;
+  char *joined = NULL;
+  size_t jlen = 0, jcap = 0;
+  int rc = 0;
+  while (pos < len && !rc) {
+    /* gather one logical line */
+    int start_line = lineno + 1;
+    jlen = 0;
+    for (;;) {
+      const char *s = code + pos;
+      const char *nl = memchr(s, '\n', len - pos);
+      size_t l = nl ? (size_t)(nl - s) : len - pos;
+      pos += l + (nl ? 1 : 0);
+      lineno++;
+      int cont = trailing_bs(s, l) % 2 == 1;
+      size_t keep = l;
+      if (cont) {
+        while (keep && is_blank(s[keep - 1])) keep--;
+        keep--; /* the backslash */
+      }
+      if (jlen + keep + 2 > jcap) {
+        size_t nc = (jlen + keep + 2) * 2;
+        char *nj = realloc(joined, nc);
+        if (!nj) { rc = st_error_set(err, ST_ENOMEM, NULL, -1, NULL); break; }
+        joined = nj;
+        jcap = nc;
+      }
+      memcpy(joined + jlen, s, keep);
+      jlen += keep;
+      if (cont) joined[jlen++] = ' ';
+      if (!cont || pos >= len) break;
+    }
+    if (rc) break;
+    size_t a = 0;
+    while (a < jlen && is_blank(joined[a])) a++;
+    size_t b = jlen;
+    while (b > a && is_blank(joined[b - 1])) b--;
+    if (a == b || joined[a] == '#') continue;
+    if (joined[a] != '%') {
+      char where[32];
+      snprintf(where, sizeof where, "line %d", start_line);
+      rc = st_error_set(err, ST_EINVAL, where, -1,
+                        "expected a %%magic or a # comment, got '%.60s'; "
+                        "%%lsmagic lists the magics", joined + a);
+      break;
+    }
+    a++;
+    int cellmagic = 0;
+    if (a < b && joined[a] == '%') { a++; cellmagic = 1; }
+    rc = push_line(cell, &cap, start_line, joined + a, b - a, err);
+    if (rc) break;
+    mg_line *ml = &cell->lines[cell->n - 1];
+    char name[128];
+    mg_line_name(ml->text, name, sizeof name);
+    size_t nl_len = strlen(name);
+    if (nl_len > 1 && name[nl_len - 1] == '?') ml->help = 1;
+    /* A cell magic alone on its line takes the rest of the cell. */
+    const st_stage *st = st_registry_find(name);
+    int alone = ml->text[nl_len] == 0;
+    if (st && (st->flags & ST_F_CELL) && (alone || cellmagic) && pos < len) {
+      if (!alone) { /* %%html extra words: keep them as the first body line */ }
+      ml->body = strndup(code + pos, len - pos);
+      if (!ml->body) rc = st_error_set(err, ST_ENOMEM, NULL, -1, NULL);
+      pos = len;
+    }
+  }
+  free(joined);
+  if (rc) mg_cell_free(cell);
+  return rc;
+}
+
+/* ---- word splitting ---------------------------------------------------- */
+
+typedef struct {
+  char *p;
+  size_t len, cap;
+} wbuf;
+
+static int wb_put(wbuf *b, const char *s, size_t n) {
+  if (b->len + n + 1 > b->cap) {
+    size_t nc = (b->len + n + 1) * 2;
+    char *np = realloc(b->p, nc);
+    if (!np) return ST_ENOMEM;
+    b->p = np;
+    b->cap = nc;
+  }
+  memcpy(b->p + b->len, s, n);
+  b->len += n;
+  b->p[b->len] = 0;
+  return 0;
+}
+
+static int var_char(char ch, int first) {
+  return ch == '_' || (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+         (!first && ch >= '0' && ch <= '9');
+}
+
+/* Expand the variable at line[*i] ('$'); appends to out. */
+static int expand_var(const char *line, size_t *i, mg_lookup_fn lookup, void *ud,
+                      wbuf *out, st_error *err) {
+  size_t j = *i + 1;
+  char name[256];
+  size_t n = 0;
+  if (line[j] == '{') {
+    j++;
+    while (line[j] && line[j] != '}' && n + 1 < sizeof name) name[n++] = line[j++];
+    if (line[j] != '}' || n == 0)
+      return st_error_set(err, ST_EINVAL, "variable", (long long)*i,
+                          "unterminated or empty ${...}");
+    j++;
+  } else if (var_char(line[j], 1)) {
+    while (var_char(line[j], n == 0) && n + 1 < sizeof name) name[n++] = line[j++];
+  } else { /* a lone '$' is literal */
+    *i = j;
+    return wb_put(out, "$", 1) ? st_error_set(err, ST_ENOMEM, NULL, -1, NULL) : 0;
+  }
+  name[n] = 0;
+  const char *v = lookup ? lookup(ud, name) : NULL;
+  if (!v) v = getenv(name);
+  if (!v)
+    return st_error_set(err, ST_EINVAL, name, -1,
+                        "variable $%s is not set (use %%set %s=VALUE)", name, name);
+  *i = j;
+  return wb_put(out, v, strlen(v)) ? st_error_set(err, ST_ENOMEM, NULL, -1, NULL) : 0;
+}
+
+int mg_split(const char *line, mg_lookup_fn lookup, void *ud, int *argc_out,
+             char ***argv_out, st_error *err) {
+  /* Words are collected into one buffer separated by NULs. */
+  wbuf words = {0}, cur = {0};
+  size_t offs[PK_LIMIT_LINE_ARGS];
+  int argc = 0, rc = 0, inword = 0;
+  size_t i = 0;
+  char q = 0;
+  for (;;) {
+    char ch = line[i];
+    if (!q && (ch == 0 || is_blank(ch) || ch == '\n')) {
+      if (inword) {
+        if (argc >= PK_LIMIT_LINE_ARGS) {
+          rc = st_error_set(err, ST_E2BIG, "line", -1, "more than %d words",
+                            PK_LIMIT_LINE_ARGS);
+          break;
+        }
+        offs[argc++] = words.len;
+        if (wb_put(&words, cur.p ? cur.p : "", cur.len + 1 - 1) || wb_put(&words, "", 0) ||
+            wb_put(&words, "\0", 1)) {
+          rc = st_error_set(err, ST_ENOMEM, NULL, -1, NULL);
+          break;
+        }
+        cur.len = 0;
+        inword = 0;
+      }
+      if (ch == 0) break;
+      i++;
+      continue;
+    }
+    inword = 1;
+    if (ch == 0) { /* inside quotes */
+      rc = st_error_set(err, ST_EINVAL, "line", (long long)i, "unterminated %s quote",
+                        q == '\'' ? "single" : "double");
+      break;
+    }
+    if (q == '\'') {
+      if (ch == '\'') q = 0;
+      else if (wb_put(&cur, &ch, 1)) rc = ST_ENOMEM;
+      i++;
+    } else if (ch == '\\') {
+      char nx = line[i + 1];
+      if (nx == 0) { i++; continue; }
+      if (q == '"' && !(nx == '"' || nx == '\\' || nx == '$' || nx == '`')) {
+        if (wb_put(&cur, "\\", 1)) rc = ST_ENOMEM;
+      }
+      if (!rc && wb_put(&cur, &nx, 1)) rc = ST_ENOMEM;
+      i += 2;
+    } else if (ch == '$') {
+      rc = expand_var(line, &i, lookup, ud, &cur, err);
+    } else if (!q && (ch == '\'' || ch == '"')) {
+      q = ch;
+      i++;
+    } else if (q == '"' && ch == '"') {
+      q = 0;
+      i++;
+    } else {
+      if (wb_put(&cur, &ch, 1)) rc = ST_ENOMEM;
+      i++;
+    }
+    if (rc) {
+      if (rc == ST_ENOMEM) st_error_set(err, ST_ENOMEM, NULL, -1, NULL);
+      break;
+    }
+  }
+  free(cur.p);
+  if (rc) {
+    free(words.p);
+    return rc;
+  }
+  /* One allocation: pointer array, then the strings. */
+  size_t ptrs = (size_t)(argc + 1) * sizeof(char *);
+  char **argv = malloc(ptrs + words.len + 1);
+  if (!argv) {
+    free(words.p);
+    return st_error_set(err, ST_ENOMEM, NULL, -1, NULL);
+  }
+  char *base = (char *)argv + ptrs;
+  if (words.len) memcpy(base, words.p, words.len);
+  base[words.len] = 0;
+  for (int k = 0; k < argc; k++) argv[k] = base + offs[k];
+  argv[argc] = NULL;
+  free(words.p);
+  *argc_out = argc;
+  *argv_out = argv;
+  return 0;
+}
+
+const char *mg_is_complete(const char *code, size_t len) {
+  /* trailing backslash on the last non-blank line: incomplete */
+  size_t e = len;
+  while (e && (code[e - 1] == '\n' || is_blank(code[e - 1]))) e--;
+  if (e && trailing_bs(code, e) % 2 == 1) return "incomplete";
+  /* quotes balanced per logical line */
+  char q = 0;
+  int line_start = 1, bad = 0;
+  for (size_t i = 0; i < len; i++) {
+    char ch = code[i];
+    if (line_start && !q) {
+      size_t j = i;
+      while (j < len && is_blank(code[j])) j++;
+      if (j < len && code[j] != '\n' && code[j] != '%' && code[j] != '#') bad = 1;
+      line_start = 0;
+    }
+    if (q == '\'') {
+      if (ch == '\'') q = 0;
+    } else if (ch == '\\' && i + 1 < len) {
+      if (code[i + 1] == '\n') { i++; continue; }
+      i++;
+    } else if (!q && (ch == '\'' || ch == '"')) q = ch;
+    else if (q == '"' && ch == '"') q = 0;
+    else if (ch == '#' && !q) {
+      /* comment lines only when first on the line, handled above */
+    }
+    if (ch == '\n' && !q) line_start = 1;
+  }
+  if (q) return "incomplete";
+  return bad ? "invalid" : "complete";
+}
+
+/* ---- running ------------------------------------------------------------ */
+
+int mg_run_line(st_ctx *c, const char *line, const char *body, mg_lookup_fn lookup,
+                void *ud, st_error *err) {
+  while (is_blank(*line)) line++;
+  if (*line == '%') line++;
+  char name[128];
+  mg_line_name(line, name, sizeof name);
+  size_t nlen = strlen(name);
+  int help = nlen > 1 && name[nlen - 1] == '?';
+  if (help) name[nlen - 1] = 0;
+  if (!name[0])
+    return st_error_set(err, ST_EINVAL, NULL, -1, "empty magic name; %%lsmagic lists them");
+  const st_stage *s = st_registry_find(name);
+  if (!s) {
+    const char *sug = st_registry_suggest(name);
+    if (sug)
+      return st_error_set(err, ST_EUNKNOWN, NULL, -1,
+                          "unknown magic %%%s; did you mean %%%s?", name, sug);
+    return st_error_set(err, ST_EUNKNOWN, NULL, -1,
+                        "unknown magic %%%s; %%lsmagic lists them all", name);
+  }
+  if (help) {
+    char *h = st_registry_help(s);
+    if (!h) return st_error_set(err, ST_ENOMEM, NULL, -1, NULL);
+    if (c->page) c->page(c, h);
+    else st_printf(c, "%s", h);
+    free(h);
+    return 0;
+  }
+  const char *raw = line + nlen;
+  while (is_blank(*raw)) raw++;
+  int argc = 0;
+  char **argv = NULL;
+  int rc;
+  if (s->flags & ST_F_RAW) {
+    /* no expansion: the stage reads a->raw */
+    argv = malloc(2 * sizeof *argv);
+    if (!argv) return st_error_set(err, ST_ENOMEM, NULL, -1, NULL);
+    argv[0] = name;
+    argv[1] = NULL;
+    argc = 1;
+    rc = st_run(c, s, argc, argv, raw, body, err);
+    free(argv);
+    return rc;
+  }
+  rc = mg_split(line, lookup, ud, &argc, &argv, err);
+  if (rc) return rc;
+  rc = st_run(c, s, argc, argv, raw, body, err);
+  free(argv);
+  return rc;
+}
+
+int mg_run_cell(st_ctx *c, const char *code, size_t len, mg_lookup_fn lookup,
+                void *ud, int *failed_line, st_error *err) {
+  mg_cell cell;
+  *failed_line = 0;
+  int rc = mg_cell_parse(code, len, &cell, err);
+  if (rc) return rc;
+  for (size_t i = 0; i < cell.n && !rc; i++) {
+    if (st_cancelled(c)) {
+      rc = st_error_set(err, ST_ECANCELED, NULL, -1, "interrupted");
+      *failed_line = cell.lines[i].lineno;
+      break;
+    }
+    rc = mg_run_line(c, cell.lines[i].text, cell.lines[i].body, lookup, ud, err);
+    if (rc) *failed_line = cell.lines[i].lineno;
+  }
+  mg_cell_free(&cell);
+  return rc;
+}

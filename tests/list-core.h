@@ -1,0 +1,13 @@
+/* C tests of the stage contract and the magic language. */
+#define TEST_LIST_CORE(XX)                                                     \
+  XX(errors_table, 10)                                                         \
+  XX(error_first_wins, 10)                                                     \
+  XX(args_parse, 10)                                                           \
+  XX(args_errors, 10)                                                          \
+  XX(registry_find_suggest, 10)                                                \
+  XX(magic_split, 10)                                                          \
+  XX(magic_split_errors, 10)                                                   \
+  XX(magic_cell_parse, 10)                                                     \
+  XX(magic_is_complete, 10)                                                    \
+  XX(builtins_run, 10)                                                         \
+  XX(progress_throttle, 10)

@@ -1,0 +1,2 @@
+/* C tests of the data area: XX(name, timeout_seconds) */
+#define TEST_LIST_DATA(XX)

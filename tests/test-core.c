@@ -1,0 +1,305 @@
+/*
+ * test-core.c -- the stage contract (errors, args, registry, progress) and
+ * the magic language (splitting, cells, is_complete, built-ins).
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../kernel/magic.h"
+#include "../stages/session.h"
+#include "task.h"
+
+/* ---- a capturing context ---- */
+typedef struct {
+  char out[16384];
+  size_t out_len;
+  char err[4096];
+  size_t err_len;
+  char result[1024];
+  int displays, progress_calls, progress_final;
+} cap_t;
+
+static void cap_write(st_ctx *c, int stream, const char *buf, size_t len) {
+  cap_t *k = c->fe;
+  char *dst = stream == 2 ? k->err : k->out;
+  size_t *l = stream == 2 ? &k->err_len : &k->out_len;
+  size_t cap = stream == 2 ? sizeof k->err : sizeof k->out;
+  if (*l + len >= cap) len = cap - *l - 1;
+  memcpy(dst + *l, buf, len);
+  *l += len;
+  dst[*l] = 0;
+}
+static void cap_display(st_ctx *c, const st_mime *m, int n, const char *id, int up) {
+  (void)m; (void)n; (void)id; (void)up;
+  ((cap_t *)c->fe)->displays++;
+}
+static void cap_progress(st_ctx *c, const st_progress *p) {
+  cap_t *k = c->fe;
+  k->progress_calls++;
+  if (p->state != ST_PROGRESS_RUNNING) k->progress_final++;
+}
+static void cap_result(st_ctx *c, const char *t) {
+  snprintf(((cap_t *)c->fe)->result, 1024, "%s", t);
+}
+static const char *lookup(void *ud, const char *name) {
+  return st_session_get((st_session *)ud, name);
+}
+static int cap_run_line(st_ctx *c, const char *line, st_error *err) {
+  return mg_run_line(c, line, NULL, lookup, c->session, err);
+}
+static void ctx_init(st_ctx *c, cap_t *k) {
+  memset(c, 0, sizeof *c);
+  memset(k, 0, sizeof *k);
+  c->fe = k;
+  c->session = st_session_new();
+  c->write = cap_write;
+  c->display = cap_display;
+  c->progress = cap_progress;
+  c->result = cap_result;
+  c->run_line = cap_run_line;
+}
+
+TEST_IMPL(errors_table) {
+  ASSERT_STR_EQ(st_errname(ST_ECHECKSUM), "ChecksumError");
+  ASSERT_STR_EQ(st_strerror(ST_ENOSPC), "no space left on device");
+  ASSERT_STR_EQ(st_errname(ST_ECANCELED), "KeyboardInterrupt");
+  ASSERT_STR_EQ(st_errname(-9999), "Error");
+  ASSERT_EQ(st_from_errno(28 /* ENOSPC */), ST_ENOSPC);
+  /* codes are distinct and negative */
+  ASSERT(ST_EINVAL < 0 && ST_EINTERNAL < ST_EINVAL);
+  return 0;
+}
+
+TEST_IMPL(error_first_wins) {
+  st_error e;
+  st_error_clear(&e);
+  ASSERT_EQ(st_error_set(&e, ST_EFORMAT, "a.pkl", 17, "bad opcode 0x%02x", 0x69), ST_EFORMAT);
+  ASSERT_EQ(st_error_set(&e, ST_EIO, "b", -1, "second"), ST_EIO);
+  ASSERT_EQ(e.code, ST_EFORMAT);
+  char buf[256];
+  st_error_format(&e, buf, sizeof buf);
+  ASSERT_STR_EQ(buf, "a.pkl: bad opcode 0x69 (at byte 17)");
+  ASSERT_EQ(st_error_set(NULL, ST_EIO, NULL, -1, NULL), ST_EIO);
+  return 0;
+}
+
+static const st_option topts[] = {{"to", 1, "PATH", "target"},
+                                  {"jobs", 1, "N", "jobs"},
+                                  {"gzip", 0, NULL, "gzip"},
+                                  {"compare", 2, "A B", "two"},
+                                  {NULL, 0, NULL, NULL}};
+static int tfn(st_ctx *c, const st_args *a, st_error *e) { (void)c; (void)a; (void)e; return 0; }
+static const st_stage tstage = {"demo", tfn, 1, 2, 0, "test", "%demo SRC [DST] [--to PATH]",
+                                "demo", "", topts};
+
+TEST_IMPL(args_parse) {
+  char *argv[] = {"demo", "src", "--to", "x y", "--gzip", "--jobs=4", "--compare", "a", "b", "--", "--dst", NULL};
+  st_args a;
+  st_error e;
+  st_error_clear(&e);
+  ASSERT_EQ(st_args_parse(&tstage, 11, argv, &a, &e), 0);
+  ASSERT_EQ(a.npos, 2);
+  ASSERT_STR_EQ(a.pos[0], "src");
+  ASSERT_STR_EQ(a.pos[1], "--dst");
+  ASSERT_STR_EQ(st_arg_str(&a, "to", NULL), "x y");
+  ASSERT(st_arg_has(&a, "gzip"));
+  long long j;
+  ASSERT_EQ(st_arg_int(&a, "jobs", 1, 1, 64, &j, &e), 0);
+  ASSERT_EQ(j, 4);
+  ASSERT_STR_EQ(st_arg_str2(&a, "compare", 1), "b");
+  ASSERT(!st_arg_has(&a, "nope"));
+  return 0;
+}
+
+TEST_IMPL(args_errors) {
+  st_args a;
+  st_error e;
+  char *v1[] = {"demo", "src", "--too", "x", NULL};
+  st_error_clear(&e);
+  ASSERT_EQ(st_args_parse(&tstage, 4, v1, &a, &e), ST_EINVAL);
+  ASSERT_CONTAINS(e.text, "did you mean --to");
+  char *v2[] = {"demo", NULL};
+  st_error_clear(&e);
+  ASSERT_EQ(st_args_parse(&tstage, 1, v2, &a, &e), ST_EINVAL);
+  ASSERT_CONTAINS(e.text, "missing argument");
+  char *v3[] = {"demo", "a", "b", "c", NULL};
+  st_error_clear(&e);
+  ASSERT_EQ(st_args_parse(&tstage, 4, v3, &a, &e), ST_EINVAL);
+  ASSERT_CONTAINS(e.text, "unexpected argument 'c'");
+  char *v4[] = {"demo", "a", "--to", NULL};
+  st_error_clear(&e);
+  ASSERT_EQ(st_args_parse(&tstage, 3, v4, &a, &e), ST_EINVAL);
+  ASSERT_CONTAINS(e.text, "needs");
+  char *v5[] = {"demo", "a", "--jobs", "x", NULL};
+  st_error_clear(&e);
+  ASSERT_EQ(st_args_parse(&tstage, 4, v5, &a, &e), 0);
+  long long j;
+  ASSERT_EQ(st_arg_int(&a, "jobs", 1, 1, 64, &j, &e), ST_EINVAL);
+  ASSERT_CONTAINS(e.text, "expected an integer");
+  return 0;
+}
+
+TEST_IMPL(registry_find_suggest) {
+  ASSERT(st_registry_find("help") != NULL);
+  ASSERT(st_registry_find("%help") != NULL);
+  ASSERT(st_registry_find("nope") == NULL);
+  ASSERT_STR_EQ(st_registry_suggest("hepl"), "help");
+  ASSERT_STR_EQ(st_registry_suggest("slep"), "sleep");
+  ASSERT(st_registry_suggest("zzzzzzzz") == NULL);
+  /* every row is well formed */
+  for (size_t i = 0; i < st_registry_count(); i++) {
+    const st_stage *s = st_registry_at(i);
+    ASSERT(s->name && s->fn && s->usage && s->summary && s->group);
+    ASSERT(s->usage[0] == '%');
+    char *h = st_registry_help(s);
+    ASSERT(h && strstr(h, s->usage));
+    free(h);
+  }
+  return 0;
+}
+
+static const char *vars(void *ud, const char *name) {
+  (void)ud;
+  if (strcmp(name, "A") == 0) return "alpha";
+  if (strcmp(name, "SP") == 0) return "two words";
+  return NULL;
+}
+
+TEST_IMPL(magic_split) {
+  struct { const char *in; int argc; const char *w[4]; } rows[] = {
+      {"md5 a b", 3, {"md5", "a", "b"}},
+      {"echo 'a b'  \"c d\"", 3, {"echo", "a b", "c d"}},
+      {"echo a\\ b", 2, {"echo", "a b"}},
+      {"echo $A ${A}x '$A'", 4, {"echo", "alpha", "alphax", "$A"}},
+      {"echo \"$SP\"", 2, {"echo", "two words"}},
+      {"echo \"a\\\"b\" \\$A", 3, {"echo", "a\"b", "$A"}},
+      {"echo '' x", 3, {"echo", "", "x"}},
+      {"echo $ 5$", 3, {"echo", "$", "5$"}},
+  };
+  for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
+    int argc;
+    char **argv;
+    st_error e;
+    st_error_clear(&e);
+    ASSERT_EQ(mg_split(rows[r].in, vars, NULL, &argc, &argv, &e), 0);
+    ASSERT_EQ(argc, rows[r].argc);
+    for (int i = 0; i < argc; i++) ASSERT_STR_EQ(argv[i], rows[r].w[i]);
+    ASSERT(argv[argc] == NULL);
+    free(argv);
+  }
+  return 0;
+}
+
+TEST_IMPL(magic_split_errors) {
+  int argc;
+  char **argv;
+  st_error e;
+  st_error_clear(&e);
+  ASSERT_EQ(mg_split("echo 'open", vars, NULL, &argc, &argv, &e), ST_EINVAL);
+  ASSERT_CONTAINS(e.text, "unterminated single quote");
+  st_error_clear(&e);
+  ASSERT_EQ(mg_split("echo $NOPE_NOT_SET_X", vars, NULL, &argc, &argv, &e), ST_EINVAL);
+  ASSERT_CONTAINS(e.text, "$NOPE_NOT_SET_X is not set");
+  st_error_clear(&e);
+  ASSERT_EQ(mg_split("echo ${", vars, NULL, &argc, &argv, &e), ST_EINVAL);
+  return 0;
+}
+
+TEST_IMPL(magic_cell_parse) {
+  const char *code = "# comment\n\n%echo a \\\n  b\n  %sleep 0\n%html\n<b>x</b>\n%echo no\n";
+  mg_cell cell;
+  st_error e;
+  st_error_clear(&e);
+  ASSERT_EQ(mg_cell_parse(code, strlen(code), &cell, &e), 0);
+  ASSERT_EQ(cell.n, 3);
+  ASSERT_STR_EQ(cell.lines[0].text, "echo a    b");
+  ASSERT_EQ(cell.lines[0].lineno, 3);
+  ASSERT_STR_EQ(cell.lines[1].text, "sleep 0");
+  ASSERT_EQ(cell.lines[2].lineno, 6);
+  ASSERT_STR_EQ(cell.lines[2].body, "<b>x</b>\n%echo no\n");
+  mg_cell_free(&cell);
+  const char *bad = "%echo a\nprint(1)\n";
+  st_error_clear(&e);
+  ASSERT_EQ(mg_cell_parse(bad, strlen(bad), &cell, &e), ST_EINVAL);
+  ASSERT_STR_EQ(e.where, "line 2");
+  const char *q = "%md5?\n";
+  st_error_clear(&e);
+  ASSERT_EQ(mg_cell_parse(q, strlen(q), &cell, &e), 0);
+  ASSERT(cell.lines[0].help);
+  mg_cell_free(&cell);
+  return 0;
+}
+
+TEST_IMPL(magic_is_complete) {
+  ASSERT_STR_EQ(mg_is_complete("%echo hi", 8), "complete");
+  ASSERT_STR_EQ(mg_is_complete("%echo hi \\", 10), "incomplete");
+  ASSERT_STR_EQ(mg_is_complete("%echo 'hi", 9), "incomplete");
+  ASSERT_STR_EQ(mg_is_complete("%echo \"a\nb", 10), "incomplete");
+  ASSERT_STR_EQ(mg_is_complete("print(1)", 8), "invalid");
+  ASSERT_STR_EQ(mg_is_complete("# just a comment\n", 17), "complete");
+  ASSERT_STR_EQ(mg_is_complete("", 0), "complete");
+  return 0;
+}
+
+TEST_IMPL(builtins_run) {
+  st_ctx c;
+  cap_t k;
+  ctx_init(&c, &k);
+  st_error e;
+  int line;
+  const char *cell = "%set X=42 Y=\"a b\"\n%echo $X-${Y}\n%echo --stderr oops\n%set X\n";
+  st_error_clear(&e);
+  ASSERT_EQ(mg_run_cell(&c, cell, strlen(cell), lookup, c.session, &line, &e), 0);
+  ASSERT_STR_EQ(k.out, "42-a b\n");
+  ASSERT_STR_EQ(k.err, "oops\n");
+  ASSERT_STR_EQ(k.result, "42");
+  /* unknown magic suggests */
+  st_error_clear(&e);
+  const char *bad = "%echo ok\n%ech hi\n%echo never\n";
+  k.out_len = 0;
+  k.out[0] = 0;
+  ASSERT_EQ(mg_run_cell(&c, bad, strlen(bad), lookup, c.session, &line, &e), ST_EUNKNOWN);
+  ASSERT_EQ(line, 2);
+  ASSERT_CONTAINS(e.text, "did you mean %echo");
+  ASSERT_STR_EQ(k.out, "ok\n");
+  /* %time runs a line */
+  st_error_clear(&e);
+  k.out_len = 0;
+  ASSERT_EQ(mg_run_cell(&c, "%time %echo t", 13, lookup, c.session, &line, &e), 0);
+  ASSERT_CONTAINS(k.out, "t\ntime: ");
+  /* %help NAME prints usage; %lsmagic lists */
+  st_error_clear(&e);
+  k.out_len = 0;
+  ASSERT_EQ(mg_run_cell(&c, "%help sleep", 11, lookup, c.session, &line, &e), 0);
+  ASSERT_CONTAINS(k.out, "%sleep SECONDS");
+  /* %html display */
+  st_error_clear(&e);
+  ASSERT_EQ(mg_run_cell(&c, "%html <b>x</b>", 14, lookup, c.session, &line, &e), 0);
+  ASSERT_EQ(k.displays, 1);
+  /* %pwd value, %cd */
+  st_error_clear(&e);
+  ASSERT_EQ(mg_run_cell(&c, "%cd /\n%pwd", 10, lookup, c.session, &line, &e), 0);
+  ASSERT_STR_EQ(k.result, "/");
+  st_error_clear(&e);
+  ASSERT_EQ(mg_run_cell(&c, "%cd /does/not/exist", 19, lookup, c.session, &line, &e), ST_ENOENT);
+  ASSERT_CONTAINS(e.where, "/does/not/exist");
+  st_session_free(c.session);
+  return 0;
+}
+
+TEST_IMPL(progress_throttle) {
+  st_ctx c;
+  cap_t k;
+  ctx_init(&c, &k);
+  st_progress p;
+  st_progress_begin(&c, &p, "x", "B", 1000000);
+  for (int i = 0; i < 100000; i++) st_progress_update(&p, (uint64_t)i * 10);
+  st_progress_end(&p, 0);
+  ASSERT(k.progress_calls >= 2);
+  ASSERT(k.progress_calls < 50); /* far fewer than 100000 updates */
+  ASSERT_EQ(k.progress_final, 1);
+  ASSERT_EQ(p.done, 1000000);
+  st_session_free(c.session);
+  return 0;
+}
