@@ -1,0 +1,57 @@
+"""Helpers shared by the Python suites (import as `from pkutil import ...`)."""
+import os
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = Path(os.environ.get("PK_BUILD", ROOT / "build"))
+PK_BIN = Path(os.environ.get("PK_BIN", BUILD / "pipekernel"))
+
+
+def run_cli(*cells, cwd=None, env=None, timeout=600, check=False, stdin=None):
+    """Run `pipekernel run CELL...`; returns CompletedProcess (text)."""
+    e = dict(os.environ)
+    if env:
+        e.update(env)
+    p = subprocess.run([str(PK_BIN), "run", *cells], cwd=cwd, env=e,
+                       capture_output=True, text=True, timeout=timeout,
+                       input=stdin)
+    if check and p.returncode != 0:
+        raise AssertionError(f"pipekernel run failed ({p.returncode}):\n"
+                             f"stdout:\n{p.stdout}\nstderr:\n{p.stderr}")
+    return p
+
+
+def execute(kc, code, timeout=120, allow_stdin=False, stop_on_error=True):
+    """Run code on a jupyter_client blocking client.
+    Returns (reply_content, [iopub messages of the request up to idle])."""
+    msg_id = kc.execute(code, allow_stdin=allow_stdin, stop_on_error=stop_on_error)
+    reply = kc.get_shell_msg(timeout=timeout)
+    while reply["parent_header"].get("msg_id") != msg_id:
+        reply = kc.get_shell_msg(timeout=timeout)
+    out = []
+    while True:
+        m = kc.get_iopub_msg(timeout=timeout)
+        if m["parent_header"].get("msg_id") != msg_id:
+            continue
+        if m["msg_type"] == "status" and m["content"]["execution_state"] == "idle":
+            break
+        out.append(m)
+    return reply["content"], out
+
+
+def stdout_of(msgs, name="stdout"):
+    return "".join(m["content"]["text"] for m in msgs
+                   if m["msg_type"] == "stream" and m["content"]["name"] == name)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def have(cmd):
+    return shutil.which(cmd) is not None
