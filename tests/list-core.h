@@ -10,4 +10,5 @@
   XX(magic_cell_parse, 10)                                                     \
   XX(magic_is_complete, 10)                                                    \
   XX(builtins_run, 10)                                                         \
-  XX(progress_throttle, 10)
+  XX(progress_throttle, 10)                                                    \
+  XX(table_render, 10)

@@ -303,3 +303,32 @@ TEST_IMPL(progress_throttle) {
   st_session_free(c.session);
   return 0;
 }
+
+#include "../stages/table.h"
+
+TEST_IMPL(table_render) {
+  const char *h[] = {"file", "bytes"};
+  int right[] = {0, 1};
+  st_table *t = st_table_new(2, h, right);
+  ASSERT(t);
+  const char *r1[] = {"a<b>", "10"};
+  const char *r2[] = {"ünïcode", "2000"};
+  const char *r3[] = {"total", "2010"};
+  ASSERT_EQ(st_table_add(t, r1, 0), 0);
+  ASSERT_EQ(st_table_add(t, r2, 0), 0);
+  ASSERT_EQ(st_table_add(t, r3, 1), 0);
+  char *html = st_table_html(t, "cap");
+  ASSERT_CONTAINS(html, "<td style=\"text-align:left\">a&lt;b&gt;</td>");
+  ASSERT_CONTAINS(html, "<caption");
+  char *text = st_table_text(t, NULL);
+  ASSERT_STR_EQ(text, "file     bytes\n"
+                      "--------------\n"
+                      "a<b>        10\n"
+                      "ünïcode   2000\n"
+                      "--------------\n"
+                      "total     2010\n");
+  free(html);
+  free(text);
+  st_table_free(t);
+  return 0;
+}

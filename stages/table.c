@@ -1,0 +1,223 @@
+/*
+ * table.c -- HTML tables with a text/plain fallback.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "table.h"
+
+struct st_table {
+  int ncols;
+  char **headers;
+  int *right;
+  char ***rows; /* rows[i][j] */
+  int *total;
+  size_t n, cap;
+};
+
+typedef struct {
+  char *p;
+  size_t len, cap;
+  int oom;
+} sb;
+
+static void sb_put(sb *b, const char *s, size_t n) {
+  if (b->oom) return;
+  if (b->len + n + 1 > b->cap) {
+    size_t nc = b->cap ? b->cap : 256;
+    while (nc < b->len + n + 1) nc *= 2;
+    char *np = realloc(b->p, nc);
+    if (!np) { b->oom = 1; return; }
+    b->p = np;
+    b->cap = nc;
+  }
+  memcpy(b->p + b->len, s, n);
+  b->len += n;
+  b->p[b->len] = 0;
+}
+
+static void sb_str(sb *b, const char *s) { sb_put(b, s, strlen(s)); }
+
+static void sb_esc(sb *b, const char *s) {
+  for (; *s; s++) {
+    switch (*s) {
+    case '&': sb_str(b, "&amp;"); break;
+    case '<': sb_str(b, "&lt;"); break;
+    case '>': sb_str(b, "&gt;"); break;
+    case '"': sb_str(b, "&quot;"); break;
+    case '\'': sb_str(b, "&#39;"); break;
+    default: sb_put(b, s, 1);
+    }
+  }
+}
+
+static char *sb_take(sb *b) {
+  if (b->oom) { free(b->p); return NULL; }
+  if (!b->p) return strdup("");
+  return b->p;
+}
+
+char *st_html_escape(const char *s) {
+  sb b = {0};
+  sb_esc(&b, s ? s : "");
+  return sb_take(&b);
+}
+
+st_table *st_table_new(int ncols, const char *const *headers, const int *right) {
+  st_table *t = calloc(1, sizeof *t);
+  if (!t) return NULL;
+  t->ncols = ncols;
+  t->headers = calloc((size_t)ncols, sizeof *t->headers);
+  t->right = calloc((size_t)ncols, sizeof *t->right);
+  if (!t->headers || !t->right) { st_table_free(t); return NULL; }
+  for (int i = 0; i < ncols; i++) {
+    t->headers[i] = strdup(headers && headers[i] ? headers[i] : "");
+    if (!t->headers[i]) { st_table_free(t); return NULL; }
+    t->right[i] = right ? right[i] : 0;
+  }
+  return t;
+}
+
+void st_table_free(st_table *t) {
+  if (!t) return;
+  for (size_t i = 0; i < t->n; i++) {
+    for (int j = 0; j < t->ncols; j++) free(t->rows[i][j]);
+    free(t->rows[i]);
+  }
+  if (t->headers)
+    for (int j = 0; j < t->ncols; j++) free(t->headers[j]);
+  free(t->headers);
+  free(t->right);
+  free(t->rows);
+  free(t->total);
+  free(t);
+}
+
+int st_table_add(st_table *t, const char *const *cells, int total) {
+  if (t->n == t->cap) {
+    size_t nc = t->cap ? t->cap * 2 : 16;
+    char ***nr = realloc(t->rows, nc * sizeof *nr);
+    if (!nr) return ST_ENOMEM;
+    t->rows = nr;
+    int *nt = realloc(t->total, nc * sizeof *nt);
+    if (!nt) return ST_ENOMEM;
+    t->total = nt;
+    t->cap = nc;
+  }
+  char **row = calloc((size_t)t->ncols, sizeof *row);
+  if (!row) return ST_ENOMEM;
+  for (int j = 0; j < t->ncols; j++) {
+    row[j] = strdup(cells && cells[j] ? cells[j] : "");
+    if (!row[j]) {
+      for (int k = 0; k < j; k++) free(row[k]);
+      free(row);
+      return ST_ENOMEM;
+    }
+  }
+  t->rows[t->n] = row;
+  t->total[t->n] = total;
+  t->n++;
+  return 0;
+}
+
+size_t st_table_rows(const st_table *t) { return t->n; }
+
+char *st_table_html(const st_table *t, const char *caption) {
+  sb b = {0};
+  sb_str(&b, "<table class=\"pk-table\">");
+  if (caption) {
+    sb_str(&b, "<caption style=\"text-align:left\">");
+    sb_esc(&b, caption);
+    sb_str(&b, "</caption>");
+  }
+  sb_str(&b, "<thead><tr>");
+  for (int j = 0; j < t->ncols; j++) {
+    sb_str(&b, t->right[j] ? "<th style=\"text-align:right\">" : "<th style=\"text-align:left\">");
+    sb_esc(&b, t->headers[j]);
+    sb_str(&b, "</th>");
+  }
+  sb_str(&b, "</tr></thead><tbody>");
+  for (size_t i = 0; i < t->n; i++) {
+    sb_str(&b, t->total[i] ? "<tr style=\"font-weight:bold;border-top:1px solid\">" : "<tr>");
+    for (int j = 0; j < t->ncols; j++) {
+      sb_str(&b, t->right[j] ? "<td style=\"text-align:right\">" : "<td style=\"text-align:left\">");
+      sb_esc(&b, t->rows[i][j]);
+      sb_str(&b, "</td>");
+    }
+    sb_str(&b, "</tr>");
+  }
+  sb_str(&b, "</tbody></table>");
+  return sb_take(&b);
+}
+
+/* Display width in code points (UTF-8 continuation bytes do not count). */
+static size_t width(const char *s) {
+  size_t w = 0;
+  for (; *s; s++)
+    if (((unsigned char)*s & 0xC0) != 0x80) w++;
+  return w;
+}
+
+static void pad(sb *b, size_t n) {
+  for (size_t i = 0; i < n; i++) sb_put(b, " ", 1);
+}
+
+char *st_table_text(const st_table *t, const char *caption) {
+  size_t *w = calloc((size_t)t->ncols, sizeof *w);
+  if (!w) return NULL;
+  for (int j = 0; j < t->ncols; j++) {
+    w[j] = width(t->headers[j]);
+    for (size_t i = 0; i < t->n; i++) {
+      size_t x = width(t->rows[i][j]);
+      if (x > w[j]) w[j] = x;
+    }
+  }
+  sb b = {0};
+  if (caption) {
+    sb_str(&b, caption);
+    sb_str(&b, "\n");
+  }
+  size_t total_w = 0;
+  for (int j = 0; j < t->ncols; j++) total_w += w[j] + (j ? 2 : 0);
+  for (size_t i = 0; i <= t->n; i++) {
+    char **cells = i == 0 ? t->headers : t->rows[i - 1];
+    if (i > 0 && t->total[i - 1]) {
+      for (size_t k = 0; k < total_w; k++) sb_put(&b, "-", 1);
+      sb_str(&b, "\n");
+    }
+    for (int j = 0; j < t->ncols; j++) {
+      size_t x = width(cells[j]);
+      if (j) pad(&b, 2);
+      if (t->right[j]) pad(&b, w[j] - x);
+      sb_str(&b, cells[j]);
+      if (!t->right[j] && j + 1 < t->ncols) pad(&b, w[j] - x);
+    }
+    sb_str(&b, "\n");
+    if (i == 0) {
+      for (size_t k = 0; k < total_w; k++) sb_put(&b, "-", 1);
+      sb_str(&b, "\n");
+    }
+  }
+  free(w);
+  return sb_take(&b);
+}
+
+int st_table_display(st_ctx *c, const st_table *t, const char *caption,
+                     const char *display_id, int update) {
+  char *html = st_table_html(t, caption);
+  char *text = st_table_text(t, caption);
+  if (!html || !text) {
+    free(html);
+    free(text);
+    return ST_ENOMEM;
+  }
+  st_mime m[2] = {{"text/html", html, strlen(html), 0, 0},
+                  {"text/plain", text, strlen(text), 0, 0}};
+  if (update) st_display_update(c, m, 2, display_id);
+  else st_display(c, m, 2, display_id);
+  free(html);
+  free(text);
+  return 0;
+}
