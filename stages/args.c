@@ -131,7 +131,12 @@ int st_run(st_ctx *c, const st_stage *s, int argc, char **argv, const char *raw,
   }
   a.raw = raw ? raw : "";
   a.body = body;
+  const char *saved_magic = c->cur_magic, *saved_args = c->cur_args;
+  c->cur_magic = s->name;
+  c->cur_args = a.raw;
   rc = s->fn(c, &a, err);
+  c->cur_magic = saved_magic;
+  c->cur_args = saved_args;
   if (rc && err && !err->code) st_error_set(err, rc, s->name, -1, NULL);
   if (!rc && st_cancelled(c)) rc = 0; /* finished before it saw the flag */
   return rc;

@@ -120,6 +120,10 @@ void st_progress_end(st_progress *p, int rc) {
 void st_record_timing(st_ctx *c, const st_timing *t) {
   st_timing copy = *t;
   copy.wall = (double)time(NULL);
+  if (!copy.magic[0] && c && c->cur_magic)
+    snprintf(copy.magic, sizeof copy.magic, "%s", c->cur_magic);
+  if (!copy.args[0] && c && c->cur_args)
+    snprintf(copy.args, sizeof copy.args, "%s", c->cur_args);
   if (c && c->session) st_session_add_timing(c->session, &copy);
 }
 

@@ -13,6 +13,7 @@
 
 #include "builtins.h"
 #include "stage.h"
+#include "timings.h"
 
 /* ---- declarations of stage modules (one header each) ---- */
 
@@ -31,6 +32,7 @@ static const st_stage table[] = {
     /* ---------------- train: stage 9 ---------------- */
 
     /* ---------------- report: timings and the pipeline ---------------- */
+    TIMINGS_ROWS
 
 };
 

@@ -22,6 +22,11 @@ void st_session_free(st_session *s) {
     n = d->next;
     st_dataset_free(d);
   }
+  for (st_runrec *r = s->runs, *n; r; r = n) {
+    n = r->next;
+    free(r->timings);
+    free(r);
+  }
   if (s->trainer && s->trainer_free) s->trainer_free(s->trainer);
   free(s->timings);
   free(s);

@@ -39,12 +39,21 @@ typedef struct st_var {
   struct st_var *next;
 } st_var;
 
+/* A labelled set of timing records (%timings --label, --compare). */
+typedef struct st_runrec {
+  char label[64];
+  st_timing *timings;
+  size_t n;
+  struct st_runrec *next;
+} st_runrec;
+
 typedef struct st_session {
   st_var *vars;
   st_dataset *datasets;   /* most recently loaded first */
   st_timing *timings;
   size_t n_timings, cap_timings;
   char run_label[64];     /* %timings --label */
+  struct st_runrec *runs;    /* labelled runs kept by %timings --label */
   void *trainer;          /* opaque, owned by the train stage */
   void (*trainer_free)(void *);
 } st_session;

@@ -160,6 +160,10 @@ struct st_ctx {
   /* Runs one magic line through the front end's dispatcher (%time,
    * %pipeline); returns 0 or ST_E*. */
   int (*run_line)(st_ctx *c, const char *line, st_error *err);
+
+  /* Set by st_run for the line being run (timing records copy them). */
+  const char *cur_magic;
+  const char *cur_args;
 };
 
 /* Helpers over the callbacks (stages/context.c). */

@@ -1,0 +1,139 @@
+/*
+ * test-report.c -- %timings: order, totals, labels, JSON records, compare.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../kernel/magic.h"
+#include "../stages/session.h"
+#include "task.h"
+
+typedef struct {
+  char out[65536];
+  size_t len;
+} rcap;
+
+static void w(st_ctx *c, int stream, const char *buf, size_t len) {
+  (void)stream;
+  rcap *k = c->fe;
+  if (k->len + len >= sizeof k->out) len = sizeof k->out - k->len - 1;
+  memcpy(k->out + k->len, buf, len);
+  k->len += len;
+  k->out[k->len] = 0;
+}
+static void d(st_ctx *c, const st_mime *m, int n, const char *id, int up) {
+  (void)id;
+  (void)up;
+  for (int i = 0; i < n; i++)
+    if (strcmp(m[i].type, "text/plain") == 0) w(c, 1, m[i].data, m[i].len);
+}
+static const char *lk(void *ud, const char *name) { return st_session_get(ud, name); }
+
+static int run(st_ctx *c, const char *cell, st_error *e) {
+  int line;
+  st_error_clear(e);
+  return mg_run_cell(c, cell, strlen(cell), lk, c->session, &line, e);
+}
+
+static void setup(st_ctx *c, rcap *k) {
+  memset(c, 0, sizeof *c);
+  memset(k, 0, sizeof *k);
+  c->fe = k;
+  c->write = w;
+  c->display = d;
+  c->session = st_session_new();
+}
+
+TEST_IMPL(timings_table_order) {
+  st_ctx c;
+  rcap k;
+  setup(&c, &k);
+  st_timing_add(&c, "train", "train", 12.5, 0, 50000, "cpu", NULL);
+  st_timing_add(&c, "download", "download", 2.0, 170000000, 1, "libcurl", "abc");
+  st_timing_add(&c, "verify", "verify", 1.0, 186000000, 8, "openssl", NULL);
+  st_error e;
+  ASSERT_EQ(run(&c, "%timings", &e), 0);
+  char *dl = strstr(k.out, "download"), *vf = strstr(k.out, "verify"),
+       *tr = strstr(k.out, "train"), *tot = strstr(k.out, "total");
+  ASSERT(dl && vf && tr && tot);
+  ASSERT(dl < vf && vf < tr && tr < tot);
+  ASSERT_CONTAINS(k.out, "15.50"); /* total seconds */
+  ASSERT_CONTAINS(k.out, "186.0");  /* verify MB/s */
+  ASSERT_EQ(run(&c, "%timings --clear", &e), 0);
+  ASSERT_EQ(c.session->n_timings, 0);
+  st_session_free(c.session);
+  return 0;
+}
+
+TEST_IMPL(timings_json_roundtrip) {
+  st_ctx c;
+  rcap k;
+  setup(&c, &k);
+  char dir[] = "/tmp/pk-timings-XXXXXX";
+  ASSERT(mkdtemp(dir));
+  char cell[512];
+  st_timing_add(&c, "download", "download", 4.0, 100, 1, "libcurl", "deadbeef");
+  st_timing_add(&c, "verify", "verify", 2.0, 100, 8, "openssl", NULL);
+  st_error e;
+  snprintf(cell, sizeof cell, "%%timings --label slow --json %s/slow.json --clear", dir);
+  ASSERT_EQ(run(&c, cell, &e), 0);
+  st_timing_add(&c, "download", "download", 1.0, 100, 1, "libcurl", "deadbeef");
+  st_timing_add(&c, "verify", "verify", 0.5, 100, 8, "openssl", NULL);
+  snprintf(cell, sizeof cell, "%%timings --label fast --json %s/fast.json", dir);
+  ASSERT_EQ(run(&c, cell, &e), 0);
+  /* compare by label and by record file: 4x on download, 4x in total */
+  k.len = 0;
+  ASSERT_EQ(run(&c, "%timings --compare slow fast", &e), 0);
+  ASSERT_CONTAINS(k.out, "4.00x");
+  k.len = 0;
+  snprintf(cell, sizeof cell, "%%timings --compare %s/slow.json %s/fast.json", dir, dir);
+  ASSERT_EQ(run(&c, cell, &e), 0);
+  ASSERT_CONTAINS(k.out, "slow");
+  ASSERT_CONTAINS(k.out, "download");
+  ASSERT_CONTAINS(k.out, "4.00x");
+  char path[600];
+  snprintf(path, sizeof path, "%s/slow.json", dir);
+  FILE *f = fopen(path, "r");
+  ASSERT(f);
+  char buf[8192];
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  buf[n] = 0;
+  fclose(f);
+  ASSERT_CONTAINS(buf, "\"pipekernel_record\": 1");
+  ASSERT_CONTAINS(buf, "\"hash\": \"deadbeef\"");
+  ASSERT_CONTAINS(buf, "\"cores\"");
+  ASSERT_CONTAINS(buf, "\"openssl\"");
+  snprintf(cell, sizeof cell, "rm -rf %s", dir);
+  ASSERT_EQ(system(cell), 0);
+  st_session_free(c.session);
+  return 0;
+}
+
+TEST_IMPL(timings_compare_errors) {
+  st_ctx c;
+  rcap k;
+  setup(&c, &k);
+  st_error e;
+  ASSERT_EQ(run(&c, "%timings --compare nope paper:test1-weka", &e), ST_ENOENT);
+  ASSERT_CONTAINS(e.text, "no run with this label");
+  ASSERT_EQ(run(&c, "%timings --compare paper:test2-weka", &e), ST_EINVAL);
+  ASSERT_EQ(run(&c, "%timings --label paper:x", &e), ST_EINVAL);
+  /* a file that is not a record */
+  char p[] = "/tmp/pk-notrec-XXXXXX";
+  int fd = mkstemp(p);
+  ASSERT(fd >= 0);
+  ASSERT(write(fd, "{\"a\": 1}", 8) == 8);
+  close(fd);
+  char cell[256];
+  snprintf(cell, sizeof cell, "%%timings --compare %s current", p);
+  ASSERT_EQ(run(&c, cell, &e), ST_EFORMAT);
+  ASSERT_CONTAINS(e.text, "expected a %timings --json record");
+  unlink(p);
+  /* the whitepaper's totals */
+  k.len = 0;
+  ASSERT_EQ(run(&c, "%timings --compare paper:test2-s3nvme paper:test2-weka", &e), 0);
+  ASSERT_CONTAINS(k.out, "3.14x");
+  st_session_free(c.session);
+  return 0;
+}
