@@ -13,6 +13,7 @@
 
 #include "builtins.h"
 #include "stage.h"
+#include "pipeline.h"
 #include "timings.h"
 
 /* ---- declarations of stage modules (one header each) ---- */
@@ -33,6 +34,7 @@ static const st_stage table[] = {
 
     /* ---------------- report: timings and the pipeline ---------------- */
     TIMINGS_ROWS
+    PIPELINE_ROWS
 
 };
 

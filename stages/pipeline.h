@@ -1,0 +1,29 @@
+/*
+ * pipeline.h -- %pipeline: the whitepaper's Test 1 (copy) or Test 2
+ * (inplace) as one magic.
+ */
+#ifndef PK_PIPELINE_H
+#define PK_PIPELINE_H
+
+#include "stage.h"
+
+int st_pipeline(st_ctx *c, const st_args *a, st_error *err);
+extern const st_option pipeline_opts[];
+
+#define PIPELINE_ROWS                                                            \
+  {"pipeline", st_pipeline, 0, 0, ST_F_SLOW, "report",                           \
+   "%pipeline --mode copy|inplace --source URL|DIR [--work DIR] [--md5 HEX] "    \
+   "[--s3 s3://BUCKET/PREFIX] [--epochs N] [--label NAME]",                      \
+   "Run the whitepaper's stages in order, then the timing table and chart.",    \
+   "copy (Test 1): download, md5, extract, verify, load, meta, upload, preview,\n" \
+   "train. inplace (Test 2): the data is already where it is read: verify,\n"   \
+   "load, meta, upload, preview, train. Upload runs when --s3 is given and is\n" \
+   "reported as skipped otherwise. Each stage is an ordinary magic line, shown\n" \
+   "as it runs, with its normal output. --fused (copy) downloads, hashes,\n"     \
+   "extracts and verifies in one pass over the bytes.\n"                         \
+   "The verify manifest is MANIFEST.md5 beside the source (as %mkdata writes\n" \
+   "it) unless --manifest names one; for the original CIFAR-10 tarball\n"       \
+   "(--md5 c58f30108f718f92721af3b95e74349a) its published md5s are used.",    \
+   pipeline_opts},
+
+#endif
