@@ -20,6 +20,8 @@ const st_option bi_input_opts[] = {{"password", 0, NULL, "hide the typed text"},
                                    {"var", 1, "NAME", "variable to store the answer (INPUT)"},
                                    {NULL, 0, NULL, NULL}};
 const st_option bi_set_opts[] = {{"unset", 1, "NAME", "remove a variable"},
+                                 {"default", 0, NULL,
+                                  "only set names not already set (by %set or the environment)"},
                                  {NULL, 0, NULL, NULL}};
 
 static int unknown(const char *name, st_error *err) {
@@ -105,6 +107,7 @@ int bi_set(st_ctx *c, const st_args *a, st_error *err) {
     if (eq) {
       char name[256];
       snprintf(name, sizeof name, "%.*s", (int)(len > 255 ? 255 : len), w);
+      if (st_arg_has(a, "default") && (st_session_get(s, name) || getenv(name))) continue;
       int rc = st_session_set(s, name, eq + 1);
       if (rc) return st_error_set(err, rc, "set", -1, "cannot set %s", name);
     } else {

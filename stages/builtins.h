@@ -30,11 +30,14 @@ extern const st_option bi_echo_opts[], bi_clear_opts[], bi_input_opts[], bi_set_
   {"lsmagic", bi_lsmagic, 0, 0, ST_F_BUILTIN, "built-in", "%lsmagic",          \
    "List every magic by group, with its usage.", "", NULL},                     \
   {"set", bi_set, 0, -1, ST_F_BUILTIN | ST_F_VALUE, "built-in",                \
-   "%set [NAME=VALUE ...] [NAME] [--unset NAME]",                               \
+   "%set [--default] [NAME=VALUE ...] [NAME] [--unset NAME]",                   \
    "Set, show or list variables used as $NAME and ${NAME} in magic lines.",     \
    "With no argument, lists every variable. `%set NAME` returns the value.\n"   \
    "A variable that is not set falls back to the environment.\n"                \
-   "Quote values with spaces: %set MSG=\"hello world\".", bi_set_opts},         \
+   "Quote values with spaces: %set MSG=\"hello world\".\n"                      \
+   "--default sets only names not set yet, so the environment can override a\n" \
+   "notebook's parameters: PK_EPOCHS=1 jupyter nbconvert --execute ...",        \
+   bi_set_opts},                                                                \
   {"env", bi_env, 0, -1, ST_F_BUILTIN | ST_F_VALUE, "built-in",                \
    "%env [NAME[=VALUE] ...]",                                                   \
    "Show or set environment variables of the kernel process.",                  \

@@ -254,6 +254,13 @@ TEST_IMPL(builtins_run) {
   ASSERT_STR_EQ(k.out, "42-a b\n");
   ASSERT_STR_EQ(k.err, "oops\n");
   ASSERT_STR_EQ(k.result, "42");
+  /* --default keeps what is set (here and in the environment) */
+  setenv("PK_TEST_ENV_DEFAULT", "env", 1);
+  const char *dflt = "%set --default X=7 Z=9 PK_TEST_ENV_DEFAULT=nb\n%echo $X $Z $PK_TEST_ENV_DEFAULT";
+  st_error_clear(&e);
+  k.out_len = 0;
+  ASSERT_EQ(mg_run_cell(&c, dflt, strlen(dflt), lookup, c.session, &line, &e), 0);
+  ASSERT_STR_EQ(k.out, "42 9 env\n");
   /* unknown magic suggests */
   st_error_clear(&e);
   const char *bad = "%echo ok\n%ech hi\n%echo never\n";
