@@ -166,7 +166,10 @@ int bi_cd(st_ctx *c, const st_args *a, st_error *err) {
   if (!dir) dir = "/";
   if (chdir(dir) != 0) return st_error_errno(err, errno, dir, "cannot change directory");
   char buf[PATH_MAX];
-  if (getcwd(buf, sizeof buf)) st_printf(c, "%s\n", buf);
+  if (getcwd(buf, sizeof buf)) {
+    setenv("PWD", buf, 1); /* $PWD follows the kernel, as in a shell */
+    st_printf(c, "%s\n", buf);
+  }
   return 0;
 }
 
@@ -263,4 +266,31 @@ int bi_input(st_ctx *c, const st_args *a, st_error *err) {
   free(answer);
   if (rc) return st_error_set(err, rc, "input", -1, "cannot store the answer");
   return 0;
+}
+
+int bi_ifset(st_ctx *c, const st_args *a, st_error *err) {
+  const char *p = a->raw;
+  while (*p == ' ' || *p == '\t') p++;
+  char name[256];
+  size_t n = 0;
+  while (p[n] && p[n] != ' ' && p[n] != '\t' && n + 1 < sizeof name) {
+    name[n] = p[n];
+    n++;
+  }
+  name[n] = 0;
+  const char *line = p + n;
+  while (*line == ' ' || *line == '\t') line++;
+  if (!n || !*line)
+    return st_error_set(err, ST_EINVAL, "ifset", -1, "usage: %%ifset NAME LINE");
+  if (!valid_name(name, n))
+    return st_error_set(err, ST_EINVAL, "ifset", -1, "'%s' is not a variable name", name);
+  const char *v = st_session_get(c->session, name);
+  if (!v) v = getenv(name);
+  if (!v || !*v) {
+    st_printf(c, "skipped (%s is not set): %s\n", name, line);
+    return 0;
+  }
+  if (!c->run_line)
+    return st_error_set(err, ST_ENOTSUP, "ifset", -1, "this front end cannot run lines");
+  return c->run_line(c, line, err);
 }

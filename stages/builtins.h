@@ -20,6 +20,7 @@ int bi_html(st_ctx *c, const st_args *a, st_error *err);
 int bi_markdown(st_ctx *c, const st_args *a, st_error *err);
 int bi_clear(st_ctx *c, const st_args *a, st_error *err);
 int bi_input(st_ctx *c, const st_args *a, st_error *err);
+int bi_ifset(st_ctx *c, const st_args *a, st_error *err);
 
 extern const st_option bi_echo_opts[], bi_clear_opts[], bi_input_opts[], bi_set_opts[];
 
@@ -47,6 +48,11 @@ extern const st_option bi_echo_opts[], bi_clear_opts[], bi_input_opts[], bi_set_
    "Change the kernel's working directory (default: $HOME).", "", NULL},       \
   {"pwd", bi_pwd, 0, 0, ST_F_BUILTIN | ST_F_VALUE, "built-in", "%pwd",         \
    "Return the kernel's working directory.", "", NULL},                       \
+  {"ifset", bi_ifset, 2, -1, ST_F_BUILTIN | ST_F_RAW, "built-in",              \
+   "%ifset NAME LINE", "Run LINE only when variable NAME is set and not empty.", \
+   "NAME is looked up in %set variables, then the environment; otherwise the\n" \
+   "line is reported as skipped. Example:\n"                                    \
+   "  %ifset AWS_ENDPOINT_URL %upload data s3://bucket/cifar10/", NULL},         \
   {"time", bi_time, 1, -1, ST_F_BUILTIN | ST_F_RAW, "built-in", "%time LINE",  \
    "Run one magic line and print its wall-clock time.",                         \
    "Example: %time %md5 data/cifar-10-python.tar.gz", NULL},                   \

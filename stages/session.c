@@ -4,11 +4,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "limits.h"
 #include "session.h"
 
-st_session *st_session_new(void) { return calloc(1, sizeof(st_session)); }
+st_session *st_session_new(void) {
+  char cwd[4096];
+  if (getcwd(cwd, sizeof cwd)) setenv("PWD", cwd, 1); /* $PWD is the kernel's folder */
+  return calloc(1, sizeof(st_session));
+}
 
 void st_session_free(st_session *s) {
   if (!s) return;

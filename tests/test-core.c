@@ -280,6 +280,12 @@ TEST_IMPL(builtins_run) {
   k.out_len = 0;
   ASSERT_EQ(mg_run_cell(&c, "%help sleep", 11, lookup, c.session, &line, &e), 0);
   ASSERT_CONTAINS(k.out, "%sleep SECONDS");
+  /* %ifset runs or skips a line */
+  st_error_clear(&e);
+  k.out_len = 0;
+  const char *ifs = "%set EMPTY= FULL=yes\n%ifset EMPTY %echo no\n%ifset FULL %echo $FULL\n%ifset NOT_SET_ANYWHERE_X %echo no";
+  ASSERT_EQ(mg_run_cell(&c, ifs, strlen(ifs), lookup, c.session, &line, &e), 0);
+  ASSERT_CONTAINS(k.out, "skipped (EMPTY is not set): %echo no\nyes\nskipped (NOT_SET_ANYWHERE_X");
   /* %html display */
   st_error_clear(&e);
   ASSERT_EQ(mg_run_cell(&c, "%html <b>x</b>", 14, lookup, c.session, &line, &e), 0);
