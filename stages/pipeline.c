@@ -140,6 +140,10 @@ int st_pipeline(st_ctx *c, const st_args *a, st_error *err) {
     if (rc) return rc;
   }
 
+  if (c->session) { /* a pipeline is one timing run */
+    st_session_clear_timings(c->session);
+    c->session->run_label[0] = 0;
+  }
   char data_dir[4096], tarball[4200], url[4200], man[4200], man_local[4200];
   line_t l = {{0}, 0, 0};
   int step = 0;

@@ -18,12 +18,13 @@ extern const st_option pipeline_opts[];
    "copy (Test 1): download, md5, extract, verify, load, meta, upload, preview,\n" \
    "train. inplace (Test 2): the data is already where it is read: verify,\n"   \
    "load, meta, upload, preview, train. Upload runs when --s3 is given and is\n" \
-   "reported as skipped otherwise. Each stage is an ordinary magic line, shown\n" \
+   "reported as skipped otherwise (an empty --s3 '' too). Each stage is an ordinary magic line, shown\n" \
    "as it runs, with its normal output. --fused (copy) downloads, hashes,\n"     \
    "extracts and verifies in one pass over the bytes.\n"                         \
    "The verify manifest is MANIFEST.md5 beside the source (as %mkdata writes\n" \
    "it) unless --manifest names one; for the original CIFAR-10 tarball\n"       \
-   "(--md5 c58f30108f718f92721af3b95e74349a) its published md5s are used.",    \
+   "(--md5 c58f30108f718f92721af3b95e74349a) its published md5s are used.\n"  \
+   "A pipeline starts a new timing run (the session's records are cleared).",  \
    pipeline_opts},
 
 #endif
