@@ -255,6 +255,7 @@ int server_run(pk_kernel *k) {
   sigemptyset(&g_sigs);
   sigaddset(&g_sigs, SIGINT);
   sigaddset(&g_sigs, SIGTERM);
+  sigaddset(&g_sigs, SIGUSR2); /* wakes the signal thread at exit */
   pthread_sigmask(SIG_BLOCK, &g_sigs, NULL);
   signal(SIGPIPE, SIG_IGN);
 
@@ -343,6 +344,7 @@ int server_run(pk_kernel *k) {
   k->zctx = NULL;
   if (started_sig) {
     atomic_store(&g_sig_done, 1);
+    pthread_kill(th_sig, SIGUSR2);
     pthread_join(th_sig, NULL);
   }
   pk_log("exited");
