@@ -130,6 +130,10 @@ static json_t *mime_value(const st_mime *m) {
     pk_log("display: %s payload is not valid JSON; sent as a string", m->type);
   }
   if (is_text_type(m->type)) return text_json(m->data, m->len);
+  if (m->len > (size_t)1 << 30) {
+    pk_log("display: %s payload of %zu bytes refused", m->type, m->len);
+    return NULL;
+  }
   size_t cap = 4 * ((m->len + 2) / 3) + 1;
   unsigned char *b64 = malloc(cap);
   if (!b64) return NULL;
