@@ -285,6 +285,10 @@ int server_run(pk_kernel *k) {
     zmq_setsockopt(k->push_main, ZMQ_SNDHWM, &zero, sizeof zero);
     zmq_setsockopt(k->push_ctrl, ZMQ_SNDHWM, &zero, sizeof zero);
     zmq_setsockopt(k->pull, ZMQ_RCVHWM, &zero, sizeof zero);
+    /* PUB drops for a subscriber past its high-water mark: leave room for
+     * bursts of output (streams are batched, so this is rarely reached). */
+    int pubhwm = 100000;
+    zmq_setsockopt(k->pub, ZMQ_SNDHWM, &pubhwm, sizeof pubhwm);
     ok = pthread_create(&th_sig, NULL, signal_thread, k) == 0 && (started_sig = 1) &&
          pthread_create(&th_iopub, NULL, iopub_thread, k) == 0 && (started_iopub = 1) &&
          pthread_create(&th_hb, NULL, hb_thread, k) == 0 && (started_hb = 1) &&
