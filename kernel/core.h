@@ -83,9 +83,9 @@ void core_reply(pk_chan *ch, const wire_msg *req, const char *msg_type, json_t *
 void core_dispatch(pk_chan *ch, wire_msg *req);
 json_t *core_kernel_info(void);
 
-/* Cursor helpers shared with the C tests: the magic name of the line that
- * holds byte offset pos, and the completion of code at byte offset pos.
- * core_complete returns a new array of matches and the replaced byte range. */
+/* Completion of code at byte offset pos (also used by the C tests): magic
+ * names at the start of a line, --options of the line's magic, file paths.
+ * Returns a new array of matches; [*start, *end) is the replaced byte range. */
 json_t *core_complete(const char *code, size_t len, size_t pos, size_t *start, size_t *end);
 
 /* ---- exec.c: one cell ---- */
