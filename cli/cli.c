@@ -79,7 +79,7 @@ static void cli_display(st_ctx *c, const st_mime *items, int n, const char *id,
 static void cli_progress(st_ctx *c, const st_progress *p) {
   (void)c;
   if (g_quiet) return;
-  char line[256], amount[64], rate[32] = "";
+  char line[1024], amount[64], rate[32] = "";
   int bytes = strcmp(p->unit, "B") == 0;
   if (bytes) {
     char d[24], t[24];

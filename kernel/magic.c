@@ -106,8 +106,9 @@ int mg_cell_parse(const char *code, size_t len, mg_cell *cell, st_error *err) {
       char where[32];
       snprintf(where, sizeof where, "line %d", start_line);
       rc = st_error_set(err, ST_EINVAL, where, -1,
-                        "expected a %%magic or a # comment, got '%.60s'; "
-                        "%%lsmagic lists the magics", joined + a);
+                        "expected a %%magic or a # comment, got '%.*s'; "
+                        "%%lsmagic lists the magics", (int)(b - a < 60 ? b - a : 60),
+                        joined + a);
       break;
     }
     a++;

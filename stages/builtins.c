@@ -209,16 +209,25 @@ int bi_sleep(st_ctx *c, const st_args *a, st_error *err) {
   double secs;
   int rc = st_parse_double(a->pos[0], "sleep", 0, 86400 * 7, &secs, err);
   if (rc) return rc;
-  double end = st_now() + secs;
+  double start = st_now(), end = start + secs;
+  /* A wait of a second or more shows a progress bar in whole seconds. */
+  st_progress p;
+  int bar = secs >= 1;
+  if (bar) st_progress_begin(c, &p, "sleep", "s", (uint64_t)(secs + 0.999));
   for (;;) {
-    if (st_cancelled(c))
+    if (st_cancelled(c)) {
+      if (bar) st_progress_end(&p, ST_ECANCELED);
       return st_error_set(err, ST_ECANCELED, "sleep", -1, "interrupted");
-    double left = end - st_now();
-    if (left <= 0) return 0;
+    }
+    double now = st_now(), left = end - now;
+    if (left <= 0) break;
+    if (bar) st_progress_update(&p, (uint64_t)(now - start));
     double step = left < 0.01 ? left : 0.01;
     struct timespec ts = {0, (long)(step * 1e9)};
     nanosleep(&ts, NULL);
   }
+  if (bar) st_progress_end(&p, 0);
+  return 0;
 }
 
 static const char *content(const st_args *a) {

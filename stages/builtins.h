@@ -60,7 +60,8 @@ extern const st_option bi_echo_opts[], bi_clear_opts[], bi_input_opts[], bi_set_
    "Print TEXT (variables expanded) to stdout, or stderr with --stderr.", "",  \
    bi_echo_opts},                                                               \
   {"sleep", bi_sleep, 1, 1, ST_F_BUILTIN, "built-in", "%sleep SECONDS",         \
-   "Wait SECONDS (fractions allowed); an interrupt ends the wait.", "", NULL}, \
+   "Wait SECONDS (fractions allowed); an interrupt ends the wait.",              \
+   "A wait of one second or more shows a progress bar.", NULL}, \
   {"html", bi_html, 0, -1, ST_F_BUILTIN | ST_F_RAW | ST_F_CELL, "built-in",    \
    "%html HTML | %html (alone: the rest of the cell)",                          \
    "Display HTML (with a text/plain fallback).",                                \

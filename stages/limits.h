@@ -28,6 +28,9 @@
 #ifndef PK_LIMIT_MSG_FRAMES
 #define PK_LIMIT_MSG_FRAMES 64              /* frames in one message */
 #endif
+#ifndef PK_LIMIT_HISTORY
+#define PK_LIMIT_HISTORY 10000              /* cells kept for history_request */
+#endif
 
 /* ---- pickles (stages/pickle.c) ------------------------------------- */
 /* (the pickle reader adds its limits here) */
