@@ -360,8 +360,8 @@ static int mk_string(rd *r, pk_type t, size_t n) {
   v->u.s.p = r->buf + r->pos;
   v->u.s.len = n;
   if (t == PK_STR) {
-    size_t ncp;
-    uint32_t mx;
+    size_t ncp = 0;
+    uint32_t mx = 0;
     size_t bad = utf8_scan(v->u.s.p, n, &ncp, &mx);
     if (bad) return fail(r, ST_EFORMAT, "invalid UTF-8 at byte %zu of the string", bad - 1);
     v->u.s.src_len = ncp; /* for PK_STR: code points */
@@ -558,7 +558,7 @@ static int reduce(rd *r) {
       return fail(r, ST_EFORMAT, "numpy scalar takes (dtype, bytes)");
     pk_dtype dt = av[0]->u.dt;
     const pk_value *b = av[1];
-    if (b->u.s.enc != PK_RAW || b->u.s.len != (size_t)dt.itemsize)
+    if (b->u.s.enc == PK_LATIN1 || b->u.s.len != (size_t)dt.itemsize)
       return fail(r, ST_EFORMAT, "numpy scalar of %d bytes given %zu", dt.itemsize, b->u.s.len);
     uint8_t raw[8];
     for (int i = 0; i < dt.itemsize; i++)
@@ -641,7 +641,9 @@ static int build(rd *r) {
       return fail(r, ST_EFORMAT, "dtype state must be a tuple (version, byteorder, ...)");
     pk_value **sv = state->u.seq.items;
     const pk_value *bo = sv[1];
-    char o = is_text(bo) && bo->u.s.len == 1 && bo->u.s.enc == PK_RAW ? (char)bo->u.s.p[0] : 0;
+    char o = is_text(bo) && bo->u.s.len == 1 && !(bo->type == PK_BYTES && bo->u.s.enc == PK_LATIN1)
+                 ? (char)bo->u.s.p[0]
+                 : 0;
     if (o != '<' && o != '>' && o != '|' && o != '=')
       return fail(r, ST_EFORMAT, "dtype byte order must be one of < > | =, got %s", show(bo, tmp, sizeof tmp));
     for (size_t i = 2; i < 5 && i < state->u.seq.n; i++)
