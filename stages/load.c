@@ -270,7 +270,7 @@ static int map_file(const char *path, uint8_t **map, size_t *size, st_error *err
     return st_error_set(err, ST_E2BIG, path, -1, "%lld bytes; at most %llu (PK_LIMIT_PICKLE_FILE_BYTES)",
                         (long long)st.st_size, (unsigned long long)PK_LIMIT_PICKLE_FILE_BYTES);
   }
-  void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+  void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
   int e = errno;
   close(fd);
   if (m == MAP_FAILED) return st_error_errno(err, e, path, "cannot map");
