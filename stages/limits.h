@@ -33,7 +33,36 @@
 #endif
 
 /* ---- pickles (stages/pickle.c) ------------------------------------- */
-/* (the pickle reader adds its limits here) */
+#ifndef PK_LIMIT_PICKLE_FILE_BYTES
+#define PK_LIMIT_PICKLE_FILE_BYTES (4ull << 30) /* one pickle file */
+#endif
+#ifndef PK_LIMIT_PICKLE_STACK
+#define PK_LIMIT_PICKLE_STACK (1u << 20)    /* values on the stack */
+#endif
+#ifndef PK_LIMIT_PICKLE_MARKS
+#define PK_LIMIT_PICKLE_MARKS 64            /* open MARKs (nesting depth) */
+#endif
+#ifndef PK_LIMIT_PICKLE_MEMO
+#define PK_LIMIT_PICKLE_MEMO (1u << 22)     /* memo index; also < file size */
+#endif
+#ifndef PK_LIMIT_PICKLE_ITEMS
+#define PK_LIMIT_PICKLE_ITEMS (1u << 24)    /* values made, all together */
+#endif
+#ifndef PK_LIMIT_PICKLE_NDIM
+#define PK_LIMIT_PICKLE_NDIM 8              /* array dimensions */
+#endif
+#ifndef PK_LIMIT_PICKLE_LONG_BYTES
+#define PK_LIMIT_PICKLE_LONG_BYTES 8        /* LONG1/LONG4 payload (int64) */
+#endif
+#ifndef PK_LIMIT_LOAD_FILES
+#define PK_LIMIT_LOAD_FILES 100000          /* data_batch_* files per folder */
+#endif
+#ifndef PK_LIMIT_LOAD_CLASSES
+#define PK_LIMIT_LOAD_CLASSES 256           /* label_names in batches.meta */
+#endif
+#ifndef PK_LIMIT_LOAD_THREADS
+#define PK_LIMIT_LOAD_THREADS 8             /* copy threads of %load */
+#endif
 
 /* ---- archives (stages/extract.c) ------------------------------------ */
 /* (the extractor adds its limits here) */
@@ -45,6 +74,14 @@
 /* (the uploader adds its limits here) */
 
 /* ---- images (stages/png.c, stages/preview.c) ------------------------- */
-/* (the preview adds its limits here) */
+#ifndef PK_LIMIT_PREVIEW_IMAGES
+#define PK_LIMIT_PREVIEW_IMAGES 256         /* %preview --n */
+#endif
+#ifndef PK_LIMIT_PREVIEW_SCALE
+#define PK_LIMIT_PREVIEW_SCALE 16           /* %preview --scale */
+#endif
+#ifndef PK_LIMIT_PNG_PIXELS
+#define PK_LIMIT_PNG_PIXELS (64u << 20)     /* one encoded PNG, width x height */
+#endif
 
 #endif

@@ -20,6 +20,8 @@
 
 /* (stage headers are included here, one per module) */
 
+#include "load.h"
+
 static const st_stage table[] = {
     /* ---------------- built-ins: the magic language ---------------- */
     BUILTIN_ROWS
@@ -27,6 +29,7 @@ static const st_stage table[] = {
     /* ---------------- data: stages 1-4 ---------------- */
 
     /* ---------------- load, meta, preview: stages 5, 6, 8 ---------------- */
+    LD_LOAD_ROWS
 
     /* ---------------- s3: stage 7 ---------------- */
 

@@ -1,0 +1,877 @@
+/*
+ * load.c -- %load, %meta, %preview (stages 5, 6 and 8).
+ *
+ * %load maps each batch file, parses it with the safe reader (pickle.c),
+ * which touches the small parts (keys, labels, filenames) and only records
+ * where the pixel block is; then copy threads move each file's pixel block
+ * once into one contiguous N x 3072 block while this thread computes the
+ * md5 in file order behind them.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "chart.h"
+#include "limits.h"
+#include "load.h"
+#include "png.h"
+#include "session.h"
+#include "table.h"
+
+const st_option ld_load_opts[] = {
+    {"split", 1, "SPLIT", "train, test or all (default all)"},
+    {"name", 1, "NAME", "name of the dataset in the session (default cifar10)"},
+    {"no-md5", 0, NULL, "skip the checksums of the loaded bytes"},
+    {NULL, 0, NULL, NULL}};
+const st_option ld_meta_opts[] = {
+    {"name", 1, "NAME", "dataset to count (default: the last loaded)"},
+    {NULL, 0, NULL, NULL}};
+const st_option ld_preview_opts[] = {
+    {"n", 1, "N", "number of images (default 4)"},
+    {"seed", 1, "S", "random seed (default: a new one, printed)"},
+    {"split", 1, "SPLIT", "train or test (default train)"},
+    {"scale", 1, "K", "nearest-neighbour upscaling (default 4)"},
+    {"name", 1, "NAME", "dataset (default: the last loaded)"},
+    {NULL, 0, NULL, NULL}};
+
+#define FOLDER "cifar-10-batches-py"
+
+/* ------------------------------------------------------------------ */
+/* Checking parsed documents                                           */
+/* ------------------------------------------------------------------ */
+static void shape_str(const pk_value *a, char *buf, size_t cap) {
+  size_t o = (size_t)snprintf(buf, cap, "(");
+  for (int i = 0; i < a->u.a.ndim && o < cap; i++)
+    o += (size_t)snprintf(buf + o, cap - o, "%s%zu", i ? ", " : "", a->u.a.shape[i]);
+  if (o < cap) snprintf(buf + o, cap - o, a->u.a.ndim == 1 ? ",)" : ")");
+}
+
+static int label_value(const pk_value *v, int64_t *out) {
+  if (!v || v->type != PK_INT) return -1;
+  *out = v->u.i;
+  return 0;
+}
+
+int ld_batch_check(const pk_value *root, const char *where, int n_classes, ld_batch *b,
+                   st_error *err) {
+  memset(b, 0, sizeof *b);
+  if (!root || root->type != PK_DICT)
+    return st_error_set(err, ST_EFORMAT, where, -1, "expected a dict at the top, got %s",
+                        pk_type_name(root));
+  const pk_value *data = pk_dict_get(root, "data");
+  if (!data) return st_error_set(err, ST_EFORMAT, where, -1, "key 'data' is missing");
+  if (data->type != PK_NDARRAY)
+    return st_error_set(err, ST_EFORMAT, where, (long long)data->offset,
+                        "key 'data' holds a %s, expected a uint8 array of N x 3072",
+                        pk_type_name(data));
+  if (data->u.a.ndim < 0)
+    return st_error_set(err, ST_EFORMAT, where, (long long)data->offset,
+                        "key 'data': the array was never given its contents (no BUILD)");
+  char shp[128];
+  shape_str(data, shp, sizeof shp);
+  if (data->u.a.dt.kind != 'u' || data->u.a.dt.itemsize != 1)
+    return st_error_set(err, ST_EFORMAT, where, (long long)data->offset,
+                        "key 'data' has dtype %c%c%d, expected uint8 (|u1)", data->u.a.dt.order,
+                        data->u.a.dt.kind, data->u.a.dt.itemsize);
+  if (data->u.a.ndim != 2 || data->u.a.shape[1] != ST_IMAGE_BYTES)
+    return st_error_set(err, ST_EFORMAT, where, (long long)data->offset,
+                        "key 'data' has shape %s, expected (N, 3072)", shp);
+  if (data->u.a.fortran && data->u.a.shape[0] > 1)
+    return st_error_set(err, ST_EFORMAT, where, (long long)data->offset,
+                        "key 'data' is in Fortran order; expected C order (one image per row)");
+  size_t n = data->u.a.shape[0];
+  const pk_value *labels = pk_dict_get(root, "labels");
+  if (!labels) return st_error_set(err, ST_EFORMAT, where, -1, "key 'labels' is missing");
+  uint8_t *out = malloc(n ? n : 1);
+  if (!out) return st_error_set(err, ST_ENOMEM, where, -1, "out of memory");
+  int64_t maxv = n_classes > 0 ? n_classes - 1 : 255;
+  if (labels->type == PK_LIST || labels->type == PK_TUPLE) {
+    if (labels->u.seq.n != n) {
+      free(out);
+      return st_error_set(err, ST_EFORMAT, where, (long long)labels->offset,
+                          "%zu labels for %zu images", labels->u.seq.n, n);
+    }
+    for (size_t i = 0; i < n; i++) {
+      int64_t v;
+      if (label_value(labels->u.seq.items[i], &v)) {
+        free(out);
+        return st_error_set(err, ST_EFORMAT, where, (long long)labels->u.seq.items[i]->offset,
+                            "labels[%zu] is a %s, expected an int", i,
+                            pk_type_name(labels->u.seq.items[i]));
+      }
+      if (v < 0 || v > maxv) {
+        free(out);
+        return st_error_set(err, ST_EFORMAT, where, (long long)labels->u.seq.items[i]->offset,
+                            "labels[%zu] = %lld is outside 0..%lld%s", i, (long long)v,
+                            (long long)maxv, n_classes > 0 ? " (classes in batches.meta)" : "");
+      }
+      out[i] = (uint8_t)v;
+    }
+  } else if (labels->type == PK_NDARRAY && labels->u.a.ndim == 1 &&
+             (labels->u.a.dt.kind == 'u' || labels->u.a.dt.kind == 'i')) {
+    if (labels->u.a.shape[0] != n) {
+      free(out);
+      return st_error_set(err, ST_EFORMAT, where, (long long)labels->offset,
+                          "%zu labels for %zu images", labels->u.a.shape[0], n);
+    }
+    int isz = labels->u.a.dt.itemsize;
+    uint8_t *tmp = malloc(labels->u.a.len ? labels->u.a.len : 1);
+    if (!tmp) {
+      free(out);
+      return st_error_set(err, ST_ENOMEM, where, -1, "out of memory");
+    }
+    pk_array_copy(labels, tmp);
+    for (size_t i = 0; i < n; i++) {
+      uint64_t u = 0;
+      for (int k = 0; k < isz; k++) {
+        int src = labels->u.a.dt.order == '>' ? k : isz - 1 - k;
+        u = u << 8 | tmp[i * (size_t)isz + (size_t)src];
+      }
+      int64_t v = (int64_t)u;
+      if (labels->u.a.dt.kind == 'i' && isz < 8 && (u >> (isz * 8 - 1)) & 1) v = -1;
+      if (v < 0 || v > maxv) {
+        free(tmp);
+        free(out);
+        return st_error_set(err, ST_EFORMAT, where, (long long)labels->offset,
+                            "labels[%zu] is outside 0..%lld", i, (long long)maxv);
+      }
+      out[i] = (uint8_t)v;
+    }
+    free(tmp);
+  } else {
+    free(out);
+    return st_error_set(err, ST_EFORMAT, where, (long long)labels->offset,
+                        "key 'labels' holds a %s, expected a list of ints", pk_type_name(labels));
+  }
+  b->data = data;
+  b->n = n;
+  b->labels = out;
+  return 0;
+}
+
+void ld_names_free(char **names, int n) {
+  for (int i = 0; names && i < n; i++) free(names[i]);
+  free(names);
+}
+
+int ld_meta_names(const pk_value *root, const char *where, char ***names, int *n,
+                  st_error *err) {
+  *names = NULL;
+  *n = 0;
+  if (!root || root->type != PK_DICT)
+    return st_error_set(err, ST_EFORMAT, where, -1, "expected a dict at the top, got %s",
+                        pk_type_name(root));
+  const pk_value *l = pk_dict_get(root, "label_names");
+  if (!l) return st_error_set(err, ST_EFORMAT, where, -1, "key 'label_names' is missing");
+  if (l->type != PK_LIST && l->type != PK_TUPLE)
+    return st_error_set(err, ST_EFORMAT, where, (long long)l->offset,
+                        "key 'label_names' holds a %s, expected a list of strings", pk_type_name(l));
+  size_t cnt = l->u.seq.n;
+  if (cnt == 0 || cnt > PK_LIMIT_LOAD_CLASSES)
+    return st_error_set(err, cnt ? ST_E2BIG : ST_EFORMAT, where, (long long)l->offset,
+                        "%zu label names; expected 1 to %d", cnt, PK_LIMIT_LOAD_CLASSES);
+  char **out = calloc(cnt, sizeof *out);
+  if (!out) return st_error_set(err, ST_ENOMEM, where, -1, "out of memory");
+  for (size_t i = 0; i < cnt; i++) {
+    const pk_value *s = l->u.seq.items[i];
+    if ((s->type != PK_STR && s->type != PK_BYTES) || s->u.s.len > 256) {
+      ld_names_free(out, (int)cnt);
+      return st_error_set(err, ST_EFORMAT, where, (long long)s->offset,
+                          "label_names[%zu] is a %s, expected a short string", i, pk_type_name(s));
+    }
+    out[i] = malloc(s->u.s.len + 1);
+    if (!out[i]) {
+      ld_names_free(out, (int)cnt);
+      return st_error_set(err, ST_ENOMEM, where, -1, "out of memory");
+    }
+    pk_bytes_copy(s, (uint8_t *)out[i], s->u.s.len);
+    out[i][s->u.s.len] = 0;
+    if (strlen(out[i]) != s->u.s.len) {
+      ld_names_free(out, (int)cnt);
+      return st_error_set(err, ST_EFORMAT, where, (long long)s->offset,
+                          "label_names[%zu] contains a NUL byte", i);
+    }
+  }
+  *names = out;
+  *n = (int)cnt;
+  return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Files                                                               */
+/* ------------------------------------------------------------------ */
+int ld_resolve_root(const char *dir, char *out, size_t cap, st_error *err) {
+  struct stat st;
+  if (stat(dir, &st) != 0) return st_error_errno(err, errno, dir, "cannot open the data folder");
+  if (!S_ISDIR(st.st_mode)) return st_error_set(err, ST_EINVAL, dir, -1, "not a folder");
+  char sub[4096];
+  snprintf(sub, sizeof sub, "%s/" FOLDER, dir);
+  if (stat(sub, &st) == 0 && S_ISDIR(st.st_mode)) snprintf(out, cap, "%s", sub);
+  else snprintf(out, cap, "%s", dir);
+  return 0;
+}
+
+typedef struct lfile {
+  char *path;
+  unsigned long long num; /* N of data_batch_N */
+  uint8_t *map;
+  size_t size;
+  pk_doc *doc;
+  ld_batch b;
+  size_t first;           /* index of its first image in the split */
+} lfile;
+
+static void lfile_release(lfile *f) {
+  pk_free(f->doc);
+  f->doc = NULL;
+  if (f->map) munmap(f->map, f->size);
+  f->map = NULL;
+  free(f->b.labels);
+  f->b.labels = NULL;
+}
+
+static void lfiles_free(lfile *f, size_t n) {
+  for (size_t i = 0; f && i < n; i++) {
+    lfile_release(&f[i]);
+    free(f[i].path);
+  }
+  free(f);
+}
+
+static int map_file(const char *path, uint8_t **map, size_t *size, st_error *err) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return st_error_errno(err, errno, path, "cannot open");
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    int e = errno;
+    close(fd);
+    return st_error_errno(err, e, path, "cannot stat");
+  }
+  if (!S_ISREG(st.st_mode)) {
+    close(fd);
+    return st_error_set(err, ST_EFORMAT, path, -1, "not a regular file");
+  }
+  if (st.st_size == 0) {
+    close(fd);
+    return st_error_set(err, ST_EFORMAT, path, 0, "empty file; expected a pickle");
+  }
+  if ((unsigned long long)st.st_size > PK_LIMIT_PICKLE_FILE_BYTES) {
+    close(fd);
+    return st_error_set(err, ST_E2BIG, path, -1, "%lld bytes; at most %llu (PK_LIMIT_PICKLE_FILE_BYTES)",
+                        (long long)st.st_size, (unsigned long long)PK_LIMIT_PICKLE_FILE_BYTES);
+  }
+  void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+  int e = errno;
+  close(fd);
+  if (m == MAP_FAILED) return st_error_errno(err, e, path, "cannot map");
+  *map = m;
+  *size = (size_t)st.st_size;
+  return 0;
+}
+
+static int cmp_lfile(const void *a, const void *b) {
+  const lfile *x = a, *y = b;
+  if (x->num != y->num) return x->num < y->num ? -1 : 1;
+  return strcmp(x->path, y->path);
+}
+
+/* data_batch_<digits> in numeric order. */
+static int list_train(const char *root, lfile **out, size_t *nout, st_error *err) {
+  *out = NULL;
+  *nout = 0;
+  DIR *d = opendir(root);
+  if (!d) return st_error_errno(err, errno, root, "cannot list");
+  lfile *f = NULL;
+  size_t n = 0, cap = 0;
+  struct dirent *e;
+  int rc = 0;
+  while ((e = readdir(d))) {
+    const char *s = e->d_name;
+    if (strncmp(s, "data_batch_", 11) != 0) continue;
+    const char *p = s + 11;
+    size_t k = strspn(p, "0123456789");
+    if (k == 0 || p[k] || k > 18) continue;
+    if (n >= PK_LIMIT_LOAD_FILES) {
+      rc = st_error_set(err, ST_E2BIG, root, -1, "more than %d data_batch files (PK_LIMIT_LOAD_FILES)",
+                        PK_LIMIT_LOAD_FILES);
+      break;
+    }
+    if (n == cap) {
+      cap = cap ? cap * 2 : 16;
+      lfile *nf = realloc(f, cap * sizeof *nf);
+      if (!nf) {
+        rc = st_error_set(err, ST_ENOMEM, root, -1, "out of memory");
+        break;
+      }
+      f = nf;
+    }
+    memset(&f[n], 0, sizeof f[n]);
+    f[n].num = strtoull(p, NULL, 10);
+    size_t len = strlen(root) + strlen(s) + 2;
+    f[n].path = malloc(len);
+    if (!f[n].path) {
+      rc = st_error_set(err, ST_ENOMEM, root, -1, "out of memory");
+      break;
+    }
+    snprintf(f[n].path, len, "%s/%s", root, s);
+    n++;
+  }
+  closedir(d);
+  if (rc) {
+    lfiles_free(f, n);
+    return rc;
+  }
+  if (n) qsort(f, n, sizeof *f, cmp_lfile);
+  *out = f;
+  *nout = n;
+  return 0;
+}
+
+/* Parse a whole small file (batches.meta) into names. */
+static int read_meta(const char *root, char ***names, int *n, st_error *err) {
+  char path[4200];
+  snprintf(path, sizeof path, "%s/batches.meta", root);
+  uint8_t *map;
+  size_t size;
+  int rc = map_file(path, &map, &size, err);
+  if (rc) return rc;
+  pk_doc *doc = pk_parse(map, size, path, err);
+  if (!doc) rc = err && err->code ? err->code : ST_EFORMAT;
+  else rc = ld_meta_names(pk_root(doc), path, names, n, err);
+  pk_free(doc);
+  munmap(map, size);
+  return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Copy threads                                                        */
+/* ------------------------------------------------------------------ */
+#define COPY_CHUNK (8u << 20)
+
+typedef struct copyjob {
+  lfile *f;
+  size_t nf;
+  uint8_t *dst;
+  atomic_size_t next;
+  atomic_int cancel;
+  atomic_ullong bytes;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  unsigned char *done;
+} copyjob;
+
+static void *copy_worker(void *arg) {
+  copyjob *j = arg;
+  for (;;) {
+    size_t i = atomic_fetch_add(&j->next, 1);
+    if (i >= j->nf) break;
+    lfile *f = &j->f[i];
+    const pk_value *a = f->b.data;
+    uint8_t *dst = j->dst + f->first * ST_IMAGE_BYTES;
+    if (a->u.a.enc == PK_RAW) {
+      for (size_t o = 0; o < a->u.a.len && !atomic_load(&j->cancel); o += COPY_CHUNK) {
+        size_t k = a->u.a.len - o < COPY_CHUNK ? a->u.a.len - o : COPY_CHUNK;
+        memcpy(dst + o, a->u.a.data + o, k);
+        atomic_fetch_add(&j->bytes, k);
+      }
+    } else if (!atomic_load(&j->cancel)) {
+      pk_array_copy(a, dst);
+      atomic_fetch_add(&j->bytes, a->u.a.len);
+    }
+    pthread_mutex_lock(&j->mu);
+    j->done[i] = 1;
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+  }
+  return NULL;
+}
+
+static void hex(const unsigned char *d, unsigned n, char *out) {
+  static const char h[] = "0123456789abcdef";
+  for (unsigned i = 0; i < n; i++) {
+    out[2 * i] = h[d[i] >> 4];
+    out[2 * i + 1] = h[d[i] & 15];
+  }
+  out[2 * n] = 0;
+}
+
+static long ncpu(void) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? n : 1;
+}
+
+/* Load one split from its files into sp. */
+static int load_split(st_ctx *c, const char *which, lfile *f, size_t nf, int n_classes,
+                      int do_md5, st_split *sp, double *secs, st_error *err) {
+  double t0 = st_now();
+  size_t total = 0;
+  for (size_t i = 0; i < nf; i++) {
+    if (st_cancelled(c)) return st_error_set(err, ST_ECANCELED, which, -1, "interrupted");
+    int rc = map_file(f[i].path, &f[i].map, &f[i].size, err);
+    if (rc) return rc;
+    f[i].doc = pk_parse(f[i].map, f[i].size, f[i].path, err);
+    if (!f[i].doc) return err->code ? err->code : ST_EFORMAT;
+    rc = ld_batch_check(pk_root(f[i].doc), f[i].path, n_classes, &f[i].b, err);
+    if (rc) return rc;
+    f[i].first = total;
+    if (f[i].b.n > SIZE_MAX / ST_IMAGE_BYTES - total)
+      return st_error_set(err, ST_E2BIG, which, -1, "too many images");
+    total += f[i].b.n;
+  }
+  size_t bytes = total * ST_IMAGE_BYTES;
+  memset(sp, 0, sizeof *sp);
+  sp->files = nf;
+  sp->n = total;
+  sp->labels = malloc(total ? total : 1);
+  if (!sp->labels) return st_error_set(err, ST_ENOMEM, which, -1, "out of memory");
+  for (size_t i = 0; i < nf; i++) memcpy(sp->labels + f[i].first, f[i].b.labels, f[i].b.n);
+  if (bytes) {
+    void *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+      return st_error_set(err, ST_ENOMEM, which, -1, "cannot allocate %zu bytes for the pixels", bytes);
+    madvise(m, bytes, MADV_HUGEPAGE);
+    sp->pixels = m;
+    sp->map_len = bytes;
+  }
+
+  st_progress p;
+  char label[160];
+  snprintf(label, sizeof label, "load %s", which);
+  st_progress_begin(c, &p, label, "B", bytes);
+
+  EVP_MD_CTX *md = do_md5 ? EVP_MD_CTX_new() : NULL;
+  if (md && !EVP_DigestInit_ex(md, EVP_md5(), NULL)) {
+    EVP_MD_CTX_free(md);
+    md = NULL;
+    st_eprintf(c, "%s: md5 is not available here; no checksums\n", which);
+  }
+
+  copyjob j;
+  memset(&j, 0, sizeof j);
+  j.f = f;
+  j.nf = nf;
+  j.dst = sp->pixels;
+  atomic_init(&j.next, 0);
+  atomic_init(&j.cancel, 0);
+  atomic_init(&j.bytes, 0);
+  pthread_mutex_init(&j.mu, NULL);
+  pthread_cond_init(&j.cv, NULL);
+  j.done = calloc(nf ? nf : 1, 1);
+  long nt = ncpu();
+  if (nt > PK_LIMIT_LOAD_THREADS) nt = PK_LIMIT_LOAD_THREADS;
+  if ((size_t)nt > nf) nt = (long)nf;
+  pthread_t th[PK_LIMIT_LOAD_THREADS];
+  long started = 0;
+  int rc = 0;
+  if (!j.done) rc = st_error_set(err, ST_ENOMEM, which, -1, "out of memory");
+  for (; !rc && started < nt; started++)
+    if (pthread_create(&th[started], NULL, copy_worker, &j) != 0) break;
+  if (!rc && started == 0 && nf) copy_worker(&j); /* no thread: copy here */
+
+  for (size_t i = 0; !rc && i < nf; i++) {
+    pthread_mutex_lock(&j.mu);
+    while (!j.done[i]) {
+      struct timespec ts;
+      clock_gettime(CLOCK_REALTIME, &ts);
+      ts.tv_nsec += 50 * 1000000L;
+      if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+      }
+      pthread_cond_timedwait(&j.cv, &j.mu, &ts);
+      if (!j.done[i]) {
+        pthread_mutex_unlock(&j.mu);
+        st_progress_update(&p, atomic_load(&j.bytes));
+        if (st_cancelled(c)) atomic_store(&j.cancel, 1);
+        pthread_mutex_lock(&j.mu);
+      }
+    }
+    pthread_mutex_unlock(&j.mu);
+    if (atomic_load(&j.cancel) || st_cancelled(c)) {
+      atomic_store(&j.cancel, 1);
+      rc = st_error_set(err, ST_ECANCELED, which, -1, "interrupted");
+      break;
+    }
+    if (md) EVP_DigestUpdate(md, sp->pixels + f[i].first * ST_IMAGE_BYTES, f[i].b.n * ST_IMAGE_BYTES);
+    st_progress_update(&p, atomic_load(&j.bytes));
+  }
+  if (rc) atomic_store(&j.cancel, 1);
+  for (long t = 0; t < started; t++) pthread_join(th[t], NULL);
+  pthread_mutex_destroy(&j.mu);
+  pthread_cond_destroy(&j.cv);
+  free(j.done);
+  if (!rc && md) {
+    unsigned char d[EVP_MAX_MD_SIZE];
+    unsigned dl = 0;
+    EVP_DigestFinal_ex(md, d, &dl);
+    hex(d, dl, sp->pixels_md5);
+    EVP_DigestInit_ex(md, EVP_md5(), NULL);
+    EVP_DigestUpdate(md, sp->labels, total);
+    EVP_DigestFinal_ex(md, d, &dl);
+    hex(d, dl, sp->labels_md5);
+  }
+  EVP_MD_CTX_free(md);
+  st_progress_end(&p, rc);
+  for (size_t i = 0; i < nf; i++) lfile_release(&f[i]);
+  *secs = st_now() - t0;
+  return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* %load                                                               */
+/* ------------------------------------------------------------------ */
+static void print_split(st_ctx *c, const char *which, const st_split *sp, double secs) {
+  char b[32], r[32];
+  uint64_t bytes = (uint64_t)sp->n * ST_IMAGE_BYTES;
+  st_fmt_bytes(b, sizeof b, bytes);
+  st_fmt_rate(r, sizeof r, bytes, secs);
+  st_printf(c, "%s: %zu file%s, %zu images, %s in %.3f s (%s)\n", which, sp->files,
+            sp->files == 1 ? "" : "s", sp->n, b, secs, r);
+  if (sp->pixels_md5[0])
+    st_printf(c, "  md5 pixels %s  labels %s\n", sp->pixels_md5, sp->labels_md5);
+}
+
+int ld_load(st_ctx *c, const st_args *a, st_error *err) {
+  const char *split = st_arg_str(a, "split", "all");
+  int want_train = strcmp(split, "all") == 0 || strcmp(split, "train") == 0;
+  int want_test = strcmp(split, "all") == 0 || strcmp(split, "test") == 0;
+  if (!want_train && !want_test)
+    return st_error_set(err, ST_EINVAL, "load", -1, "--split must be train, test or all, not '%s'", split);
+  const char *name = st_arg_str(a, "name", "cifar10");
+  if (!name[0] || strlen(name) >= 64)
+    return st_error_set(err, ST_EINVAL, "load", -1, "--name must be 1 to 63 characters");
+  int do_md5 = !st_arg_has(a, "no-md5");
+  char root[4096];
+  int rc = ld_resolve_root(a->pos[0], root, sizeof root, err);
+  if (rc) return rc;
+  double t0 = st_now();
+
+  st_dataset *d = st_dataset_new(name);
+  if (!d) return st_error_set(err, ST_ENOMEM, "load", -1, "out of memory");
+  snprintf(d->root, sizeof d->root, "%s", root);
+
+  char meta[4200];
+  struct stat st;
+  snprintf(meta, sizeof meta, "%s/batches.meta", root);
+  if (stat(meta, &st) == 0) {
+    rc = read_meta(root, &d->label_names, &d->n_classes, err);
+    if (rc) goto out;
+  }
+
+  lfile *train = NULL, *test = NULL;
+  size_t ntrain = 0, ntest = 0;
+  if (want_train) {
+    rc = list_train(root, &train, &ntrain, err);
+    if (rc) goto out;
+  }
+  if (want_test) {
+    char tp[4200];
+    snprintf(tp, sizeof tp, "%s/test_batch", root);
+    if (stat(tp, &st) == 0) {
+      test = calloc(1, sizeof *test);
+      if (!test || !(test->path = strdup(tp))) {
+        rc = st_error_set(err, ST_ENOMEM, "load", -1, "out of memory");
+        goto out_files;
+      }
+      ntest = 1;
+    }
+  }
+  if ((want_train && !ntrain && strcmp(split, "train") == 0) ||
+      (want_test && !ntest && strcmp(split, "test") == 0) || (!ntrain && !ntest)) {
+    rc = st_error_set(err, ST_ENOENT, root, -1, "no %s here (expected %s in DIR or DIR/" FOLDER ")",
+                      strcmp(split, "test") == 0 ? "test_batch" :
+                      strcmp(split, "train") == 0 ? "data_batch_* files" : "data_batch_* or test_batch",
+                      strcmp(split, "test") == 0 ? "test_batch" : "data_batch_1 ...");
+    goto out_files;
+  }
+  double ttrain = 0, ttest = 0;
+  if (ntrain) {
+    rc = load_split(c, "train", train, ntrain, d->n_classes, do_md5, &d->train, &ttrain, err);
+    if (rc) goto out_files;
+  }
+  if (ntest) {
+    rc = load_split(c, "test", test, ntest, d->n_classes, do_md5, &d->test, &ttest, err);
+    if (rc) goto out_files;
+  }
+  if (ntrain) print_split(c, "train", &d->train, ttrain);
+  if (ntest) print_split(c, "test", &d->test, ttest);
+  if (want_train && !ntrain) st_printf(c, "train: no data_batch_* files\n");
+  if (want_test && !ntest) st_printf(c, "test: no test_batch\n");
+  if (d->n_classes) st_printf(c, "classes: %d (batches.meta)\n", d->n_classes);
+
+  /* Keep the other split of an earlier %load of the same folder. */
+  st_dataset *old = st_session_dataset(c->session, name);
+  if (old && strcmp(old->root, d->root) == 0) {
+    if (!ntrain && old->train.n) { d->train = old->train; memset(&old->train, 0, sizeof old->train); }
+    if (!ntest && old->test.n) { d->test = old->test; memset(&old->test, 0, sizeof old->test); }
+  }
+  double dt = st_now() - t0;
+  uint64_t bytes = (uint64_t)(d->train.n + d->test.n) * ST_IMAGE_BYTES;
+  if (!ntrain) bytes -= (uint64_t)d->train.n * ST_IMAGE_BYTES;
+  if (!ntest) bytes -= (uint64_t)d->test.n * ST_IMAGE_BYTES;
+  char backend[64];
+  snprintf(backend, sizeof backend, "mmap+memcpy x%ld", ncpu() > PK_LIMIT_LOAD_THREADS ? (long)PK_LIMIT_LOAD_THREADS : ncpu());
+  st_timing_add(c, "pickled", "load", dt, bytes, bytes / ST_IMAGE_BYTES, backend,
+                ntrain ? d->train.pixels_md5 : d->test.pixels_md5);
+  st_session_put_dataset(c->session, d);
+  d = NULL;
+
+out_files:
+  lfiles_free(train, ntrain);
+  lfiles_free(test, ntest);
+out:
+  st_dataset_free(d);
+  return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* %meta                                                               */
+/* ------------------------------------------------------------------ */
+int ld_meta(st_ctx *c, const st_args *a, st_error *err) {
+  const char *name = st_arg_str(a, "name", NULL);
+  st_dataset *d = st_session_dataset(c->session, name);
+  if (name && !d) return st_error_set(err, ST_ESTATE, "meta", -1, "no dataset named %s", name);
+  const char *dir = a->npos ? a->pos[0] : d ? d->root : NULL;
+  if (!dir) return st_error_set(err, ST_EINVAL, "meta", -1, "usage: %%meta DIR (nothing loaded yet)");
+  double t0 = st_now();
+  char root[4096];
+  int rc = ld_resolve_root(dir, root, sizeof root, err);
+  if (rc) return rc;
+  char **names = NULL;
+  int nn = 0;
+  rc = read_meta(root, &names, &nn, err);
+  if (rc) return rc;
+  if (d && a->npos && strcmp(d->root, root) != 0)
+    st_eprintf(c, "meta: note: dataset %s was loaded from %s\n", d->name, d->root);
+
+  int loaded = d && (d->train.n || d->test.n);
+  size_t rows = (size_t)nn;
+  if (loaded) {
+    for (size_t i = 0; i < d->train.n; i++) if (d->train.labels[i] >= rows) rows = d->train.labels[i] + 1u;
+    for (size_t i = 0; i < d->test.n; i++) if (d->test.labels[i] >= rows) rows = d->test.labels[i] + 1u;
+  }
+  double *ctrain = calloc(rows, sizeof *ctrain), *ctest = calloc(rows, sizeof *ctest);
+  char **lab = calloc(rows, sizeof *lab);
+  st_table *t = NULL;
+  if (!ctrain || !ctest || !lab) {
+    rc = st_error_set(err, ST_ENOMEM, "meta", -1, "out of memory");
+    goto done;
+  }
+  if (loaded) {
+    for (size_t i = 0; i < d->train.n; i++) ctrain[d->train.labels[i]]++;
+    for (size_t i = 0; i < d->test.n; i++) ctest[d->test.labels[i]]++;
+  }
+  static const char *const hdr_full[] = {"label", "name", "train", "test", "total"};
+  static const int right_full[] = {1, 0, 1, 1, 1};
+  int ncols = loaded ? 5 : 2;
+  t = st_table_new(ncols, hdr_full, right_full);
+  if (!t) {
+    rc = st_error_set(err, ST_ENOMEM, "meta", -1, "out of memory");
+    goto done;
+  }
+  double sum_tr = 0, sum_te = 0;
+  for (size_t i = 0; i < rows; i++) {
+    char num[24], tr[24], te[24], tot[24], unnamed[32];
+    snprintf(num, sizeof num, "%zu", i);
+    snprintf(unnamed, sizeof unnamed, "(label %zu)", i);
+    lab[i] = i < (size_t)nn ? names[i] : NULL;
+    if (!lab[i]) lab[i] = strdup(unnamed);
+    snprintf(tr, sizeof tr, "%.0f", ctrain[i]);
+    snprintf(te, sizeof te, "%.0f", ctest[i]);
+    snprintf(tot, sizeof tot, "%.0f", ctrain[i] + ctest[i]);
+    sum_tr += ctrain[i];
+    sum_te += ctest[i];
+    const char *cells[5] = {num, lab[i] ? lab[i] : unnamed, tr, te, tot};
+    st_table_add(t, cells, 0);
+  }
+  if (loaded) {
+    char tr[24], te[24], tot[24];
+    snprintf(tr, sizeof tr, "%.0f", sum_tr);
+    snprintf(te, sizeof te, "%.0f", sum_te);
+    snprintf(tot, sizeof tot, "%.0f", sum_tr + sum_te);
+    const char *cells[5] = {"", "all", tr, te, tot};
+    st_table_add(t, cells, 1);
+  }
+  char caption[4300];
+  snprintf(caption, sizeof caption, "%s/batches.meta: %d classes%s%s", root, nn,
+           loaded ? "; images per class of dataset " : "", loaded ? d->name : "");
+  st_table_display(c, t, caption, NULL, 0);
+  if (loaded) {
+    st_chart ch = {0};
+    ch.title = "Images per class";
+    ch.axis_label = "images";
+    ch.n = (int)rows;
+    ch.labels = (const char *const *)lab;
+    int k = 0;
+    if (d->train.n) { ch.values[k] = ctrain; ch.series[k++] = "train"; }
+    if (d->test.n) { ch.values[k] = ctest; ch.series[k++] = "test"; }
+    rc = st_chart_display(c, &ch, err);
+    if (rc) goto done;
+  } else {
+    st_printf(c, "no images loaded: run %%load DIR to count the images per class\n");
+  }
+  if (d) { /* keep the names for %preview */
+    ld_names_free(d->label_names, d->n_classes);
+    d->label_names = names;
+    d->n_classes = nn;
+    names = NULL;
+  }
+  st_timing_add(c, "meta", "meta", st_now() - t0, 0, (uint64_t)nn, "pickle-reader", NULL);
+done:
+  if (lab)
+    for (size_t i = 0; i < rows; i++)
+      if (i >= (size_t)nn) free(lab[i]);
+  free(lab);
+  free(ctrain);
+  free(ctest);
+  st_table_free(t);
+  ld_names_free(names, nn);
+  return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* %preview                                                            */
+/* ------------------------------------------------------------------ */
+uint8_t *ld_grid_rgb(const uint8_t *pixels, const size_t *idx, int n, int scale, uint8_t pad,
+                     int *w, int *h) {
+  const int nrow = 8, padding = 2, cell = 32 + padding;
+  int xmaps = n < nrow ? n : nrow, ymaps = (n + xmaps - 1) / xmaps;
+  int gw = xmaps * cell + padding, gh = ymaps * cell + padding;
+  int W = gw * scale, H = gh * scale;
+  uint8_t *out = malloc((size_t)W * (size_t)H * 3);
+  if (!out) return NULL;
+  memset(out, pad, (size_t)W * (size_t)H * 3);
+  for (int k = 0; k < n; k++) {
+    const uint8_t *img = pixels + idx[k] * ST_IMAGE_BYTES;
+    int ox = (k % xmaps) * cell + padding, oy = (k / xmaps) * cell + padding;
+    for (int y = 0; y < 32; y++)
+      for (int x = 0; x < 32; x++) {
+        uint8_t px[3] = {img[y * 32 + x], img[1024 + y * 32 + x], img[2048 + y * 32 + x]};
+        for (int dy = 0; dy < scale; dy++) {
+          uint8_t *row = out + ((size_t)((oy + y) * scale + dy) * (size_t)W + (size_t)(ox + x) * (size_t)scale) * 3;
+          for (int dx = 0; dx < scale; dx++) memcpy(row + dx * 3, px, 3);
+        }
+      }
+  }
+  *w = W;
+  *h = H;
+  return out;
+}
+
+static uint64_t splitmix(uint64_t *s) {
+  uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+static uint64_t below(uint64_t *s, uint64_t n) { /* uniform in [0, n) */
+  uint64_t lim = UINT64_MAX - UINT64_MAX % n;
+  for (;;) {
+    uint64_t r = splitmix(s);
+    if (r < lim) return r % n;
+  }
+}
+
+static const char *const cifar_names[] = {"airplane", "automobile", "bird", "cat", "deer",
+                                          "dog", "frog", "horse", "ship", "truck"};
+static const char *const short_names[] = {"plane", "car", "bird", "cat", "deer",
+                                          "dog", "frog", "horse", "ship", "truck"};
+
+static int standard_names(const st_dataset *d) {
+  if (d->n_classes != 10 || !d->label_names) return 0;
+  for (int i = 0; i < 10; i++)
+    if (strcmp(d->label_names[i], cifar_names[i]) != 0) return 0;
+  return 1;
+}
+
+int ld_preview(st_ctx *c, const st_args *a, st_error *err) {
+  const char *name = st_arg_str(a, "name", NULL);
+  st_dataset *d = st_session_dataset(c->session, name);
+  if (!d)
+    return st_error_set(err, ST_ESTATE, "preview", -1,
+                        name ? "no dataset named %s: run %%load DIR --name %s first"
+                             : "no dataset loaded: run %%load DIR first%s%s",
+                        name ? name : "", name ? name : "");
+  const char *split = st_arg_str(a, "split", "train");
+  st_split *sp = strcmp(split, "train") == 0 ? &d->train : strcmp(split, "test") == 0 ? &d->test : NULL;
+  if (!sp) return st_error_set(err, ST_EINVAL, "preview", -1, "--split must be train or test, not '%s'", split);
+  if (!sp->n)
+    return st_error_set(err, ST_ESTATE, "preview", -1, "the %s split of %s is not loaded", split, d->name);
+  long long n, scale, seed;
+  int rc = st_arg_int(a, "n", 4, 1, PK_LIMIT_PREVIEW_IMAGES, &n, err);
+  if (!rc) rc = st_arg_int(a, "scale", 4, 1, PK_LIMIT_PREVIEW_SCALE, &scale, err);
+  if (rc) return rc;
+  if ((size_t)n > sp->n)
+    return st_error_set(err, ST_EINVAL, "preview", -1, "--n %lld but the %s split has %zu images", n,
+                        split, sp->n);
+  if (st_arg_has(a, "seed")) {
+    rc = st_arg_int(a, "seed", 0, 0, INT64_MAX, &seed, err);
+    if (rc) return rc;
+  } else {
+    uint32_t r = 0;
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || read(fd, &r, sizeof r) != (ssize_t)sizeof r)
+      r = (uint32_t)(st_now() * 1e6) ^ (uint32_t)getpid();
+    if (fd >= 0) close(fd);
+    seed = (long long)(r % 1000000000u);
+  }
+  double t0 = st_now();
+  /* n distinct indices, in draw order */
+  size_t idx[PK_LIMIT_PREVIEW_IMAGES];
+  uint64_t s = (uint64_t)seed;
+  for (int k = 0; k < n; k++) {
+    for (;;) {
+      size_t v = (size_t)below(&s, sp->n);
+      int dup = 0;
+      for (int j = 0; j < k; j++) dup |= idx[j] == v;
+      if (!dup) {
+        idx[k] = v;
+        break;
+      }
+    }
+  }
+  int w, h;
+  uint8_t *rgb = ld_grid_rgb(sp->pixels, idx, (int)n, (int)scale, 128, &w, &h);
+  if (!rgb) return st_error_set(err, ST_ENOMEM, "preview", -1, "out of memory");
+  uint8_t *png = NULL;
+  size_t plen = 0;
+  rc = st_png_encode_rgb(rgb, w, h, &png, &plen, err);
+  free(rgb);
+  if (rc) return rc;
+  char alt[256];
+  snprintf(alt, sizeof alt, "<%lld %s images of %s: %dx%d PNG grid>", n, split, d->name, w, h);
+  st_mime m[2] = {{"image/png", png, plen, w, h}, {"text/plain", alt, strlen(alt), 0, 0}};
+  st_display(c, m, 2, NULL);
+  free(png);
+
+  const char *const *cls = standard_names(d) ? short_names
+                           : d->label_names ? (const char *const *)d->label_names : NULL;
+  char line[PK_LIMIT_PREVIEW_IMAGES * 24];
+  size_t o = 0;
+  for (int k = 0; k < n && o < sizeof line; k++) {
+    uint8_t lb = sp->labels[idx[k]];
+    char num[8];
+    snprintf(num, sizeof num, "%u", lb);
+    const char *nm = cls && lb < d->n_classes ? cls[lb] : num;
+    o += (size_t)snprintf(line + o, sizeof line - o, "%s%9s", k ? " " : "", nm);
+  }
+  st_printf(c, "%s\n", line);
+  char ix[PK_LIMIT_PREVIEW_IMAGES * 12];
+  o = 0;
+  for (int k = 0; k < n && o < sizeof ix; k++)
+    o += (size_t)snprintf(ix + o, sizeof ix - o, "%s%zu", k ? " " : "", idx[k]);
+  st_printf(c, "preview: %s images %s; seed %lld (repeat with --seed %lld)\n", split, ix, seed, seed);
+  st_timing_add(c, "preview", "preview", st_now() - t0, (uint64_t)plen, (uint64_t)n, "libpng", NULL);
+  return 0;
+}

@@ -1,0 +1,70 @@
+/*
+ * load.h -- %load, %meta, %preview: stages 5, 6 and 8 of the workflow.
+ */
+#ifndef PK_LOAD_H
+#define PK_LOAD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pickle.h"
+#include "stage.h"
+
+int ld_load(st_ctx *c, const st_args *a, st_error *err);
+int ld_meta(st_ctx *c, const st_args *a, st_error *err);
+int ld_preview(st_ctx *c, const st_args *a, st_error *err);
+
+extern const st_option ld_load_opts[], ld_meta_opts[], ld_preview_opts[];
+
+/* One parsed batch file: `data` is the uint8 N x 3072 array (pointing into
+ * the caller's buffer), labels a malloc'd copy of N label bytes. */
+typedef struct ld_batch {
+  const pk_value *data;
+  size_t n;
+  uint8_t *labels;
+} ld_batch;
+
+/* Check a batch dict (keys data and labels, by byte content) and copy its
+ * labels. n_classes > 0 also bounds the labels. Errors name `where`. */
+int ld_batch_check(const pk_value *root, const char *where, int n_classes, ld_batch *b,
+                   st_error *err);
+/* label_names of a batches.meta dict into a malloc'd array of malloc'd
+ * NUL-terminated strings. */
+int ld_meta_names(const pk_value *root, const char *where, char ***names, int *n,
+                  st_error *err);
+void ld_names_free(char **names, int n);
+
+/* The folder holding the batch files: DIR/cifar-10-batches-py when that is
+ * a folder, else DIR. */
+int ld_resolve_root(const char *dir, char *out, size_t cap, st_error *err);
+
+/* The image grid of %preview (torchvision make_grid: nrow 8, padding 2, pad
+ * value `pad`), scaled by `scale`, as RGB rows. malloc'd; *w, *h set. */
+uint8_t *ld_grid_rgb(const uint8_t *pixels, const size_t *idx, int n, int scale, uint8_t pad,
+                     int *w, int *h);
+
+#define LD_LOAD_ROWS                                                                   \
+  {"load", ld_load, 1, 1, ST_F_SLOW, "load", "%load DIR [--split train|test|all] [--name NAME]", \
+   "Read the pickled CIFAR-10 batches into memory (stage 5, \"pickled\").",            \
+   "DIR is the folder holding cifar-10-batches-py/ or that folder itself. Every\n"     \
+   "data_batch_N (any count, numeric order) makes the train split, test_batch the\n"   \
+   "test split: one contiguous uint8 N x 3072 block plus N labels each. Prints per\n"  \
+   "split the files, images, bytes, rate and the md5 of the pixel bytes (file\n"       \
+   "order) and of the labels (one byte each). The pickle reader runs no code:\n"       \
+   "only the opcodes and numpy globals of the CIFAR formats are accepted.",            \
+   ld_load_opts},                                                                      \
+  {"meta", ld_meta, 0, 1, 0, "load", "%meta [DIR] [--name NAME]",                      \
+   "Class names from batches.meta and the images per class (stage 6, \"meta\").",     \
+   "Shows a table and a bar chart of the loaded images per class. DIR defaults to\n"   \
+   "the folder of the loaded dataset. The names are kept for %preview.",              \
+   ld_meta_opts},                                                                      \
+  {"preview", ld_preview, 0, 0, 0, "load",                                             \
+   "%preview [--n 4] [--seed S] [--split train|test] [--scale K] [--name NAME]",       \
+   "Show N random images in one grid with their classes (stage 8, \"preview\").",     \
+   "Laid out like torchvision's make_grid (8 per row, 2 px padding) as the notebook\n" \
+   "showed it: padding mid-grey (128), pixels as stored, scaled up K times (nearest).\n"\
+   "Prints the class names on one line as the notebook does. Without --seed a\n"       \
+   "random seed is used and printed, so the same grid can be shown again.",           \
+   ld_preview_opts},
+
+#endif
