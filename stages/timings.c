@@ -18,6 +18,7 @@
 #include <png.h>
 #include <zlib.h>
 
+#include "chart.h"
 #include "session.h"
 #include "table.h"
 #include "timings.h"
@@ -148,9 +149,39 @@ static void stage_sums(const st_timing *t, size_t n, double sums[N_ORDER + 1], i
 }
 
 static int chart_runs(st_ctx *c, const char *title, const char *la, const st_timing *ta,
-                      size_t na, const char *lb, const st_timing *tb, size_t nb) {
-  (void)c; (void)title; (void)la; (void)ta; (void)na; (void)lb; (void)tb; (void)nb;
-  return ST_ENOTSUP; /* drawn once the chart module is in */
+                      size_t na, const char *lb, const st_timing *tb, size_t nb,
+                      st_error *err) {
+  double sa[N_ORDER + 1], sb[N_ORDER + 1];
+  int ea[N_ORDER + 1], eb[N_ORDER + 1];
+  stage_sums(ta, na, sa, ea);
+  if (tb) stage_sums(tb, nb, sb, eb);
+  const char *labels[N_ORDER + 1];
+  double va[N_ORDER + 1], vb[N_ORDER + 1];
+  int m = 0;
+  for (size_t i = 0; i <= N_ORDER; i++) {
+    if (!ea[i] && !(tb && eb[i])) continue;
+    labels[m] = i < N_ORDER ? stage_order[i] : "other";
+    va[m] = sa[i];
+    vb[m] = tb ? sb[i] : 0;
+    m++;
+  }
+  if (m == 0) return 0;
+  st_chart ch;
+  memset(&ch, 0, sizeof ch);
+  ch.title = title;
+  ch.axis_label = "seconds";
+  ch.horizontal = 1;
+  ch.n = m;
+  ch.labels = labels;
+  ch.values[0] = va;
+  ch.series[0] = la;
+  if (tb) {
+    ch.values[1] = vb;
+    ch.series[1] = lb;
+  }
+  ch.decimals = 2;
+  ch.unit = " s";
+  return st_chart_display(c, &ch, err);
 }
 
 /* ---- labelled runs --------------------------------------------------------- */
@@ -430,7 +461,8 @@ static int compare(st_ctx *c, const char *a, const char *b, int chart, st_error 
   rc = st_table_display(c, tab, caption, NULL, 0);
   st_table_free(tab);
   if (!rc && chart)
-    rc = chart_runs(c, "stage timings (seconds)", va.label, va.t, va.n, vb.label, vb.t, vb.n);
+    rc = chart_runs(c, "stage timings (seconds)", va.label, va.t, va.n, vb.label, vb.t, vb.n,
+                    err);
   view_free(&va);
   view_free(&vb);
   return rc ? st_error_set(err, rc, "timings", -1, NULL) : 0;
@@ -464,7 +496,7 @@ int st_timings(st_ctx *c, const st_args *a, st_error *err) {
       rc = show_run(c, s->timings, s->n_timings, caption);
       if (!rc && chart)
         rc = chart_runs(c, caption, s->run_label[0] ? s->run_label : "this run", s->timings,
-                        s->n_timings, NULL, NULL, 0);
+                        s->n_timings, NULL, NULL, 0, err);
       if (rc) return st_error_set(err, rc, "timings", -1, NULL);
     }
   }
