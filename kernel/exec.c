@@ -227,10 +227,10 @@ static void k_progress(st_ctx *c, const st_progress *p) {
   else value[0] = 0; /* indeterminate */
   char html[3000];
   snprintf(html, sizeof html,
-           "<div class=\"pk-progress\" style=\"font-family:monospace\">"
+           "<div class=\"pk-progress\" data-state=\"%s\" style=\"font-family:monospace\">"
            "<span>%s</span> <progress%s style=\"width:20em;vertical-align:middle;"
            "accent-color:%s\"></progress> <span style=\"color:%s\">%s</span></div>",
-           label, value, color, color, esc);
+           state[0] ? state : "running", label, value, color, color, esc);
   st_mime m[2] = {{"text/html", html, strlen(html), 0, 0}, {"text/plain", text, strlen(text), 0, 0}};
   int shown = 0;
   for (size_t i = 0; i < e->n_shown && !shown; i++) shown = strcmp(e->shown[i], p->id) == 0;
