@@ -18,6 +18,8 @@
 
 /* (stage headers are included here, one per module) */
 
+#include "s3.h"
+
 static const st_stage table[] = {
     /* ---------------- built-ins: the magic language ---------------- */
     BUILTIN_ROWS
@@ -27,6 +29,7 @@ static const st_stage table[] = {
     /* ---------------- load, meta, preview: stages 5, 6, 8 ---------------- */
 
     /* ---------------- s3: stage 7 ---------------- */
+    S3_ROWS
 
     /* ---------------- train: stage 9 ---------------- */
 
