@@ -185,6 +185,7 @@ typedef struct s3_conn {
   const char *cacert;
   CURL *easy; /* control requests */
   st_ctx *ctx;
+  long deadline_s; /* nonzero: whole-request time limit (aborts while cleaning up) */
 } s3_conn;
 
 int s3_parse_url(const char *url, char *bucket, size_t bcap, char *key, size_t kcap,
@@ -464,6 +465,7 @@ static int req_setup(s3_conn *cn, CURL *easy, const s3_req *rq, s3_resp *r, st_e
   curl_easy_setopt(easy, CURLOPT_TCP_NODELAY, 1L);
   curl_easy_setopt(easy, CURLOPT_UPLOAD_BUFFERSIZE, 512L * 1024L);
   if (cn->cacert) curl_easy_setopt(easy, CURLOPT_CAINFO, cn->cacert);
+  if (cn->deadline_s) curl_easy_setopt(easy, CURLOPT_TIMEOUT, cn->deadline_s);
   curl_easy_setopt(easy, CURLOPT_NOPROGRESS, 0L);
   curl_easy_setopt(easy, CURLOPT_XFERINFOFUNCTION, on_xfer);
   curl_easy_setopt(easy, CURLOPT_XFERINFODATA, r);
@@ -545,12 +547,21 @@ static int resp_error(const s3_conn *cn, const char *key, const char *what, cons
                                        : "(no error code)";
     snprintf(e.code, sizeof e.code, "%s", c);
   }
+  const char *hint = "";
+  char src[200] = "";
+  if (strcmp(e.code, "NoSuchBucket") == 0) {
+    hint = "; --create-bucket creates it";
+  } else if (strcmp(e.code, "SignatureDoesNotMatch") == 0 ||
+             strcmp(e.code, "InvalidAccessKeyId") == 0) {
+    hint = e.code[0] == 'S' ? "; the secret access key does not match the access key"
+                            : "; the server does not know this access key";
+    snprintf(src, sizeof src, " (keys from %s)", cn->cfg.cred_source);
+  }
   return st_error_set(err, ST_ES3, where, -1,
-                      "%s: HTTP %ld %s%s%s%s (bucket '%s', key '%s'%s%s)%s", what, r->status,
-                      e.code, e.message[0] ? ": " : "", e.message,
-                      strcmp(e.code, "NoSuchBucket") == 0 ? " -- --create-bucket creates it" : "",
-                      cn->bucket, key ? key : "", e.request_id[0] ? ", request id " : "",
-                      e.request_id, tries);
+                      "%s: HTTP %ld %s%s%s (bucket '%s', key '%s'%s%s)%s%s%s", what, r->status,
+                      e.code, e.message[0] ? ": " : "", e.message, cn->bucket, key ? key : "",
+                      e.request_id[0] ? ", request id " : "", e.request_id, tries, hint, src);
+
 }
 
 static double backoff(int attempt) {
@@ -795,7 +806,27 @@ typedef struct upload {
   char werr_where[1024], werr_text[512];
   CURLM *multi;
   _Atomic uint64_t hashed;
+  /* part buffers are reused: fresh pages cost a fault each */
+  uint64_t pool_size; /* bytes of each pooled buffer (the largest part) */
+  uint8_t **pool;
+  int npool;
 } upload;
+
+#define POOL_MIN (1u << 20) /* smaller bodies are malloc'd as they come */
+
+/* Called with u->mu held. */
+static uint8_t *buf_get(upload *u, uint64_t len) {
+  if (len < POOL_MIN) return malloc(len ? len : 1);
+  if (u->npool) return u->pool[--u->npool];
+  return malloc(u->pool_size);
+}
+static void buf_put(upload *u, uint8_t *b, uint64_t len) {
+  if (len < POOL_MIN || !b || u->npool >= u->max_buffers) {
+    free(b);
+    return;
+  }
+  u->pool[u->npool++] = b;
+}
 
 static void md5_b64(const uint8_t md5[16], char out[32]) {
   EVP_EncodeBlock((unsigned char *)out, md5, 16);
@@ -934,7 +965,9 @@ static void *worker(void *arg) {
       t->off = off;
       t->len = len;
       t->slot = -1;
-      t->buf = malloc(len ? len : 1);
+      pthread_mutex_lock(&u->mu);
+      t->buf = buf_get(u, len);
+      pthread_mutex_unlock(&u->mu);
     }
     if (!t || !t->buf) {
       rc = ST_ENOMEM;
@@ -953,7 +986,7 @@ static void *worker(void *arg) {
       }
       u->stop = 1;
       u->buffers--;
-      if (t) free(t->buf);
+      if (t) buf_put(u, t->buf, t->len);
       free(t);
       pthread_cond_broadcast(&u->cv);
     } else {
@@ -1247,7 +1280,9 @@ static void abort_open(upload *u, st_error *err) {
     st_error_clear(&e);
     st_ctx *saved = u->cn.ctx;
     u->cn.ctx = NULL; /* the abort runs even after an interrupt */
+    u->cn.deadline_s = 15;
     int rc = s3_call(&u->cn, &rq, &r, "AbortMultipartUpload", 3, 1, &e);
+    u->cn.deadline_s = 0;
     u->cn.ctx = saved;
     if (rc < 0 && fl < sizeof failed - 1)
       fl += (size_t)snprintf(failed + fl, sizeof failed - fl, "%s%s", fl ? ", " : "", o->key);
@@ -1289,9 +1324,9 @@ static int task_start(upload *u, up_task *t, CURL **easies, s3_resp *resps, int 
 static void task_free(upload *u, up_task *t) {
   pthread_mutex_lock(&u->mu);
   u->buffers--;
+  buf_put(u, t->buf, t->len);
   pthread_cond_broadcast(&u->cv);
   pthread_mutex_unlock(&u->mu);
-  free(t->buf);
   free(t);
 }
 
@@ -1516,6 +1551,8 @@ static void upload_free(upload *u) {
     free(u->objs[i].pmd5);
   }
   free(u->objs);
+  for (int i = 0; i < u->npool; i++) free(u->pool[i]);
+  free(u->pool);
   if (u->multi) curl_multi_cleanup(u->multi);
   pthread_mutex_destroy(&u->mu);
   pthread_cond_destroy(&u->cv);
@@ -1595,6 +1632,12 @@ int s3_upload(st_ctx *c, const st_args *a, st_error *err) {
   long long nb = (long long)u.jobs + 8 + 2;
   if ((long long)maxp * nb > PK_LIMIT_S3_BUFFER_BYTES) nb = PK_LIMIT_S3_BUFFER_BYTES / (long long)maxp;
   u.max_buffers = (int)(nb < 1 ? 1 : nb);
+  u.pool_size = maxp;
+  u.pool = calloc((size_t)u.max_buffers, sizeof *u.pool);
+  if (!u.pool) {
+    rc = st_error_set(err, ST_ENOMEM, NULL, -1, NULL);
+    goto done;
+  }
   u.multi = curl_multi_init();
   if (!u.multi) {
     rc = st_error_set(err, ST_ENOMEM, NULL, -1, "cannot create a curl multi handle");
