@@ -1033,6 +1033,10 @@ static int add_obj(upload *u, const char *path, const char *key, uint64_t size, 
   return 0;
 }
 
+static int obj_cmp(const void *a, const void *b) {
+  return strcmp(((const up_obj *)a)->key, ((const up_obj *)b)->key);
+}
+
 typedef struct {
   char *rel;
   int dir;
@@ -1172,6 +1176,110 @@ static int mark_existing(upload *u, const char *prefix, st_error *err) {
 static void upload_id_end(void *ud, const char *parent, const char *name, const char *text) {
   if (strcmp(parent, "InitiateMultipartUploadResult") == 0 && strcmp(name, "UploadId") == 0)
     snprintf((char *)ud, 1024, "%s", text);
+}
+
+/* ListMultipartUploads pages: (key, upload id) pairs. */
+typedef struct {
+  char key[PK_LIMIT_S3_KEY_BYTES + 1], id[1024];
+  char next_key[PK_LIMIT_S3_KEY_BYTES + 1], next_id[1024];
+  int truncated;
+  char **keys, **ids;
+  size_t n, cap;
+  int oom;
+} mpu_list;
+
+static void mpu_end(void *ud, const char *parent, const char *name, const char *text) {
+  mpu_list *m = ud;
+  if (strcmp(parent, "Upload") == 0) {
+    if (strcmp(name, "Key") == 0) snprintf(m->key, sizeof m->key, "%s", text);
+    else if (strcmp(name, "UploadId") == 0) snprintf(m->id, sizeof m->id, "%s", text);
+  } else if (strcmp(parent, "ListMultipartUploadsResult") == 0) {
+    if (strcmp(name, "Upload") == 0) {
+      if (m->n == m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 16;
+        char **nk = realloc(m->keys, cap * sizeof *nk);
+        if (nk) m->keys = nk;
+        char **ni = realloc(m->ids, cap * sizeof *ni);
+        if (ni) m->ids = ni;
+        if (!nk || !ni) {
+          m->oom = 1;
+          return;
+        }
+        m->cap = cap;
+      }
+      m->keys[m->n] = strdup(m->key);
+      m->ids[m->n] = strdup(m->id);
+      if (!m->keys[m->n] || !m->ids[m->n]) {
+        free(m->keys[m->n]);
+        free(m->ids[m->n]);
+        m->oom = 1;
+        return;
+      }
+      m->n++;
+    } else if (strcmp(name, "IsTruncated") == 0) {
+      m->truncated = strcmp(text, "true") == 0;
+    } else if (strcmp(name, "NextKeyMarker") == 0) {
+      snprintf(m->next_key, sizeof m->next_key, "%s", text);
+    } else if (strcmp(name, "NextUploadIdMarker") == 0) {
+      snprintf(m->next_id, sizeof m->next_id, "%s", text);
+    }
+  }
+}
+
+static int cmp_obj_key(const void *k, const void *e) {
+  return strcmp((const char *)k, ((const up_obj *)e)->key);
+}
+
+/* A re-run (--skip-existing) first aborts the unfinished multipart uploads
+ * an interrupted earlier run left on the keys it is about to upload. */
+static int abort_stale(upload *u, const char *prefix, st_error *err) {
+  mpu_list m;
+  memset(&m, 0, sizeof m);
+  s3_resp r;
+  memset(&r, 0, sizeof r);
+  char where[1200];
+  where_of(&u->cn, prefix, where, sizeof where);
+  int rc = 0, pages = 0;
+  char km[PK_LIMIT_S3_KEY_BYTES + 1] = "", im[1024] = "";
+  do {
+    s3_req rq = {.method = "GET", .payload_sha256 = SIGV4_EMPTY_SHA256};
+    rq.query[rq.nquery++] = (sigv4_kv){"uploads", ""};
+    rq.query[rq.nquery++] = (sigv4_kv){"prefix", prefix};
+    if (km[0]) {
+      rq.query[rq.nquery++] = (sigv4_kv){"key-marker", km};
+      rq.query[rq.nquery++] = (sigv4_kv){"upload-id-marker", im};
+    }
+    m.truncated = 0;
+    m.next_key[0] = m.next_id[0] = 0;
+    rc = s3_call(&u->cn, &rq, &r, "ListMultipartUploads", PK_LIMIT_S3_ATTEMPTS, 0, err);
+    if (!rc) rc = xml_parse(r.body.p, r.body.len, mpu_end, &m, NULL, 0, where, err);
+    if (!rc && m.oom) rc = st_error_set(err, ST_ENOMEM, where, -1, NULL);
+    snprintf(km, sizeof km, "%s", m.next_key);
+    snprintf(im, sizeof im, "%s", m.next_id);
+  } while (!rc && m.truncated && km[0] && ++pages < 1000);
+  resp_free(&r);
+  size_t aborted = 0;
+  for (size_t i = 0; i < m.n && !rc; i++) {
+    /* u->objs is in key order for a tree, one object for a file */
+    up_obj *o = bsearch(m.keys[i], u->objs, u->nobj, sizeof *u->objs, cmp_obj_key);
+    if (!o || o->state != OBJ_PENDING) continue;
+    s3_req rq = {.method = "DELETE", .key = o->key, .payload_sha256 = SIGV4_EMPTY_SHA256};
+    rq.query[rq.nquery++] = (sigv4_kv){"uploadId", m.ids[i]};
+    int k = s3_call(&u->cn, &rq, &r, "AbortMultipartUpload", PK_LIMIT_S3_ATTEMPTS, 1, err);
+    resp_free(&r);
+    if (k < 0) rc = k;
+    else aborted++;
+  }
+  for (size_t i = 0; i < m.n; i++) {
+    free(m.keys[i]);
+    free(m.ids[i]);
+  }
+  free(m.keys);
+  free(m.ids);
+  if (!rc && aborted)
+    st_eprintf(u->c, "upload: aborted %zu unfinished multipart upload%s of an earlier run\n",
+               aborted, aborted == 1 ? "" : "s");
+  return rc;
 }
 
 static int create_mpu(upload *u, up_obj *o, st_error *err) {
@@ -1590,6 +1698,7 @@ int s3_upload(st_ctx *c, const st_args *a, st_error *err) {
     size_t rl = strlen(root);
     while (rl > 1 && root[rl - 1] == '/') root[--rl] = 0;
     rc = walk_tree(&u, root, "", prefix, &skipped_special, 0, err);
+    if (!rc) qsort(u.objs, u.nobj, sizeof *u.objs, obj_cmp); /* binary key order */
   } else {
     size_t kl = strlen(key);
     char k2[PK_LIMIT_S3_KEY_BYTES + 4096];
@@ -1611,7 +1720,9 @@ int s3_upload(st_ctx *c, const st_args *a, st_error *err) {
   }
   if ((rc = conn_open(&u.cn, c, a, bucket, err))) goto done;
   if ((rc = bucket_ready(&u.cn, st_arg_has(a, "create-bucket"), err))) goto done;
-  if (st_arg_has(a, "skip-existing") && (rc = mark_existing(&u, prefix, err))) goto done;
+  if (st_arg_has(a, "skip-existing") &&
+      ((rc = mark_existing(&u, prefix, err)) || (rc = abort_stale(&u, prefix, err))))
+    goto done;
 
   uint64_t total = 0, skipped_bytes = 0;
   size_t nup = 0, nskip = 0, nmulti = 0;
