@@ -157,7 +157,7 @@ TEST_ENV = PK_BIN=$(abspath $(BIN)) PK_BUILD=$(abspath $(O)) \
 test: all $(TEST_RUNNER) $(TEST_CNN)
 	@rc=0; \
 	$(TEST_RUNNER) || rc=1; \
-	if [ -n "$(TEST_CNN)" ]; then $(TEST_CNN) || rc=1; fi; \
+	if [ -n "$(TEST_CNN)" ]; then "$(TEST_CNN)" || rc=1; fi; \
 	$(TEST_ENV) $(PYTHON) -m pytest -q -ra $(PYTEST_ARGS) tests || rc=1; \
 	exit $$rc
 

@@ -1639,7 +1639,7 @@ static void show_table(upload *u, const char *url) {
     st_table_add(t, row, 0);
     shown++;
   }
-  char more[64] = "", total[32], nf[48];
+  char more[64] = "", total[32], nf[128];
   if (u->nobj > shown) snprintf(more, sizeof more, " (%zu rows not shown)", u->nobj - shown);
   snprintf(total, sizeof total, "%llu", (unsigned long long)bytes);
   snprintf(nf, sizeof nf, "%zu objects%s", u->nobj, more);
