@@ -71,7 +71,30 @@
 /* (the downloader adds its limits here) */
 
 /* ---- S3 (stages/s3.c) ------------------------------------------------ */
-/* (the uploader adds its limits here) */
+#ifndef PK_LIMIT_AWS_CONFIG_BYTES
+#define PK_LIMIT_AWS_CONFIG_BYTES (1 << 20)   /* ~/.aws/credentials or config */
+#endif
+#ifndef PK_LIMIT_S3_XML_BYTES
+#define PK_LIMIT_S3_XML_BYTES (16 << 20)      /* one S3 response body */
+#endif
+#ifndef PK_LIMIT_S3_FILES
+#define PK_LIMIT_S3_FILES 1000000             /* files in one %upload */
+#endif
+#ifndef PK_LIMIT_S3_KEY_BYTES
+#define PK_LIMIT_S3_KEY_BYTES 1024            /* an object key (S3's own limit) */
+#endif
+#ifndef PK_LIMIT_S3_BUFFER_BYTES
+#define PK_LIMIT_S3_BUFFER_BYTES (1024LL << 20) /* part buffers in memory at once */
+#endif
+#ifndef PK_LIMIT_S3_ATTEMPTS
+#define PK_LIMIT_S3_ATTEMPTS 5                /* tries per request (backoff between) */
+#endif
+#ifndef PK_LIMIT_S3_TABLE_ROWS
+#define PK_LIMIT_S3_TABLE_ROWS 200            /* rows shown in the %upload table */
+#endif
+#ifndef PK_LIMIT_S3_LIST_KEYS
+#define PK_LIMIT_S3_LIST_KEYS 10000000        /* keys read by one listing */
+#endif
 
 /* ---- images (stages/png.c, stages/preview.c) ------------------------- */
 #ifndef PK_LIMIT_PREVIEW_IMAGES

@@ -21,6 +21,7 @@
 /* (stage headers are included here, one per module) */
 
 #include "load.h"
+#include "s3.h"
 
 static const st_stage table[] = {
     /* ---------------- built-ins: the magic language ---------------- */
@@ -32,6 +33,7 @@ static const st_stage table[] = {
     LD_LOAD_ROWS
 
     /* ---------------- s3: stage 7 ---------------- */
+    S3_ROWS
 
     /* ---------------- train: stage 9 ---------------- */
 
