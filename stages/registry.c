@@ -20,6 +20,9 @@
 
 /* (stage headers are included here, one per module) */
 
+#include "md5.h"
+#include "mkdata.h"
+
 #include "load.h"
 
 static const st_stage table[] = {
@@ -27,6 +30,8 @@ static const st_stage table[] = {
     BUILTIN_ROWS
 
     /* ---------------- data: stages 1-4 ---------------- */
+    DK_MKDATA_ROWS
+    DK_MD5_ROWS
 
     /* ---------------- load, meta, preview: stages 5, 6, 8 ---------------- */
     LD_LOAD_ROWS
