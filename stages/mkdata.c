@@ -111,15 +111,15 @@ static int mask(int cls, double u, double v, double x, double y, double s, doubl
 
 void dk_mkdata_render(uint8_t *out, int cls, uint64_t seed, uint32_t file, uint32_t index) {
   uint64_t r = image_key(seed, file, index);
-  double s = 0.75 + 0.5 * unif(&r);
-  double cx = 16 + (unif(&r) - 0.5) * 10, cy = 16 + (unif(&r) - 0.5) * 10;
+  double s = 0.65 + 0.7 * unif(&r);
+  double cx = 16 + (unif(&r) - 0.5) * 14, cy = 16 + (unif(&r) - 0.5) * 14;
   double fx = unif(&r) < 0.5 ? -1 : 1, fy = unif(&r) < 0.5 ? -1 : 1;
   double ph = unif(&r) * 8;
   double fg[3], bg[3], blob[3];
   hsv(cls * 36.0 + (unif(&r) - 0.5) * 90, 0.4 + 0.6 * unif(&r), 0.5 + 0.5 * unif(&r), fg);
   for (int t = 0;; t++) {
     for (int k = 0; k < 3; k++) bg[k] = unif(&r) * 255;
-    if (fabs(lum(fg) - lum(bg)) > 55) break;
+    if (fabs(lum(fg) - lum(bg)) > 35) break;
     if (t == 16) {
       for (int k = 0; k < 3; k++) bg[k] = 255 - fg[k];
       break;
@@ -127,9 +127,9 @@ void dk_mkdata_render(uint8_t *out, int cls, uint64_t seed, uint32_t file, uint3
   }
   hsv(unif(&r) * 360, unif(&r), unif(&r), blob);
   double bx = unif(&r) * 32, by = unif(&r) * 32, br = 1.5 + 2.5 * unif(&r);
-  int has_blob = unif(&r) < 0.6;
+  int has_blob = unif(&r) < 0.8;
   double gx = (unif(&r) - 0.5) * 60, gy = (unif(&r) - 0.5) * 60;
-  double amp = 8 + 22 * unif(&r);
+  double amp = 15 + 40 * unif(&r);
   uint64_t nz = 0;
   int nbits = 0;
   for (int y = 0; y < 32; y++)

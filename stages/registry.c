@@ -22,6 +22,7 @@
 
 #include "md5.h"
 #include "mkdata.h"
+#include "verify.h"
 
 #include "load.h"
 
@@ -32,6 +33,7 @@ static const st_stage table[] = {
     /* ---------------- data: stages 1-4 ---------------- */
     DK_MKDATA_ROWS
     DK_MD5_ROWS
+    DK_VERIFY_ROWS
 
     /* ---------------- load, meta, preview: stages 5, 6, 8 ---------------- */
     LD_LOAD_ROWS
