@@ -20,6 +20,11 @@
 
 /* (stage headers are included here, one per module) */
 
+#include "extract.h"
+#include "md5.h"
+#include "mkdata.h"
+#include "verify.h"
+
 #include "load.h"
 #include "s3.h"
 
@@ -28,6 +33,10 @@ static const st_stage table[] = {
     BUILTIN_ROWS
 
     /* ---------------- data: stages 1-4 ---------------- */
+    DK_MKDATA_ROWS
+    DK_MD5_ROWS
+    DK_EXTRACT_ROWS
+    DK_VERIFY_ROWS
 
     /* ---------------- load, meta, preview: stages 5, 6, 8 ---------------- */
     LD_LOAD_ROWS
