@@ -20,6 +20,8 @@
 
 /* (stage headers are included here, one per module) */
 
+#include "train.h"
+
 #include "load.h"
 
 static const st_stage table[] = {
@@ -34,6 +36,7 @@ static const st_stage table[] = {
     /* ---------------- s3: stage 7 ---------------- */
 
     /* ---------------- train: stage 9 ---------------- */
+    TR_TRAIN_ROWS
 
     /* ---------------- report: timings and the pipeline ---------------- */
     TIMINGS_ROWS
