@@ -18,7 +18,7 @@ int tr_safetensors_read(const char *path, float *params, st_error *err);
 #define TR_TRAIN_ROWS                                                                         \
   {"train", tr_train, 0, 0, ST_F_SLOW, "train",                                               \
    "%train [--epochs 2] [--batch-size 4] [--lr 0.001] [--momentum 0.9] [--device auto|cpu|cuda] " \
-   "[--seed S] [--log-every 2000] [--init FILE] [--save FILE] [--threads N] [--name NAME] [--new]", \
+   "[--seed S] [--log-every 2000] [--init FILE] [--save FILE] [--threads N] [--name NAME] [--losses FILE] [--new]", \
    "Train the tutorial CNN on the loaded data (stage 9, \"train\").",                        \
    "The PyTorch CIFAR-10 tutorial network (conv 3->6 k5, pool, conv 6->16 k5, pool,\n"      \
    "fc 400-120-84-10), cross-entropy, SGD with momentum as torch.optim.SGD, inputs\n"       \
