@@ -37,7 +37,7 @@ Q := @
 endif
 
 CC ?= cc
-PKGS := libzmq jansson libcrypto libcurl libarchive uuid libpng zlib libisal
+PKGS := libzmq jansson libcrypto libcurl libarchive uuid libpng zlib libisal expat
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

@@ -65,13 +65,69 @@
 #endif
 
 /* ---- archives (stages/extract.c) ------------------------------------ */
-/* (the extractor adds its limits here) */
+#ifndef PK_LIMIT_EXTRACT_ENTRIES
+#define PK_LIMIT_EXTRACT_ENTRIES 1000000    /* members of one archive */
+#endif
+#ifndef PK_LIMIT_EXTRACT_BYTES
+#define PK_LIMIT_EXTRACT_BYTES (1ull << 40) /* all members together (1 TiB) */
+#endif
+#ifndef PK_LIMIT_EXTRACT_PATH
+#define PK_LIMIT_EXTRACT_PATH 1024          /* bytes of one member name */
+#endif
+#ifndef PK_LIMIT_EXTRACT_DEPTH
+#define PK_LIMIT_EXTRACT_DEPTH 32           /* path components of one member */
+#endif
+
+/* ---- manifests and %verify (stages/manifest.c, stages/verify.c) ------ */
+#ifndef PK_LIMIT_MANIFEST_BYTES
+#define PK_LIMIT_MANIFEST_BYTES (64u << 20) /* one md5sum manifest file */
+#endif
+#ifndef PK_LIMIT_MANIFEST_ENTRIES
+#define PK_LIMIT_MANIFEST_ENTRIES 1000000   /* lines naming a file */
+#endif
+#ifndef PK_LIMIT_MANIFEST_PATH
+#define PK_LIMIT_MANIFEST_PATH 1024         /* bytes of one path */
+#endif
+#ifndef PK_LIMIT_VERIFY_JOBS
+#define PK_LIMIT_VERIFY_JOBS 64             /* %verify --jobs */
+#endif
 
 /* ---- downloads (stages/download.c) ---------------------------------- */
-/* (the downloader adds its limits here) */
+#ifndef PK_LIMIT_DOWNLOAD_BYTES
+#define PK_LIMIT_DOWNLOAD_BYTES (1ull << 40) /* one response body (1 TiB) */
+#endif
+#ifndef PK_LIMIT_DOWNLOAD_RETRIES
+#define PK_LIMIT_DOWNLOAD_RETRIES 20        /* %download --retries */
+#endif
+#ifndef PK_LIMIT_DOWNLOAD_REDIRECTS
+#define PK_LIMIT_DOWNLOAD_REDIRECTS 10      /* HTTP redirects followed */
+#endif
 
 /* ---- S3 (stages/s3.c) ------------------------------------------------ */
-/* (the uploader adds its limits here) */
+#ifndef PK_LIMIT_AWS_CONFIG_BYTES
+#define PK_LIMIT_AWS_CONFIG_BYTES (1 << 20)   /* ~/.aws/credentials or config */
+#endif
+#ifndef PK_LIMIT_S3_XML_BYTES
+#define PK_LIMIT_S3_XML_BYTES (16 << 20)      /* one S3 response body */
+#endif
+#ifndef PK_LIMIT_S3_FILES
+#define PK_LIMIT_S3_FILES 1000000             /* files in one %upload */
+#endif
+#ifndef PK_LIMIT_S3_KEY_BYTES
+#define PK_LIMIT_S3_KEY_BYTES 1024            /* an object key (S3's own limit) */
+#endif
+#ifndef PK_LIMIT_S3_BUFFER_BYTES
+#define PK_LIMIT_S3_BUFFER_BYTES (1024LL << 20) /* part buffers in memory at once */
+#endif
+#ifndef PK_LIMIT_S3_ATTEMPTS
+#define PK_LIMIT_S3_ATTEMPTS 5                /* tries per request (backoff between) */
+#endif
+#ifndef PK_LIMIT_S3_TABLE_ROWS
+#define PK_LIMIT_S3_TABLE_ROWS 200            /* rows shown in the %upload table */
+#endif
+#ifndef PK_LIMIT_S3_LIST_KEYS
+#define PK_LIMIT_S3_LIST_KEYS 10000000        /* keys read by one listing */
+#endif
 
 /* ---- images (stages/png.c, stages/preview.c) ------------------------- */
 #ifndef PK_LIMIT_PREVIEW_IMAGES

@@ -22,18 +22,29 @@
 
 #include "train.h"
 
+#include "extract.h"
+#include "md5.h"
+#include "mkdata.h"
+#include "verify.h"
+
 #include "load.h"
+#include "s3.h"
 
 static const st_stage table[] = {
     /* ---------------- built-ins: the magic language ---------------- */
     BUILTIN_ROWS
 
     /* ---------------- data: stages 1-4 ---------------- */
+    DK_MKDATA_ROWS
+    DK_MD5_ROWS
+    DK_EXTRACT_ROWS
+    DK_VERIFY_ROWS
 
     /* ---------------- load, meta, preview: stages 5, 6, 8 ---------------- */
     LD_LOAD_ROWS
 
     /* ---------------- s3: stage 7 ---------------- */
+    S3_ROWS
 
     /* ---------------- train: stage 9 ---------------- */
     TR_TRAIN_ROWS

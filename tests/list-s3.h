@@ -1,2 +1,7 @@
 /* C tests of the s3 area: XX(name, timeout_seconds) */
-#define TEST_LIST_S3(XX)
+#define TEST_LIST_S3(XX)                                                       \
+  XX(sigv4_uri_encode, 10)                                                     \
+  XX(sigv4_canonical_uri_rules, 10)                                            \
+  XX(sigv4_canonical_parts, 10)                                                \
+  XX(sigv4_signing_chain, 10)                                                  \
+  XX(sigv4_aws_suite, 30)

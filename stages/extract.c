@@ -1,0 +1,563 @@
+/*
+ * extract.c -- the safe extractor and %extract (see extract.h).
+ */
+#include "extract.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <isa-l/igzip_lib.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "limits.h"
+#include "md5.h"
+
+const st_option dk_extract_opts[] = {
+    {"to", 1, "DIR", "destination folder (created if missing); required"},
+    {"inflater", 1, "NAME", "gzip inflater: auto (ISA-L), isal or libarchive (zlib)"},
+    {NULL, 0, NULL, NULL}};
+
+#define DX_OUT (4u << 20)
+
+/* ---- the byte source seen by libarchive: raw, or inflated by ISA-L ---- */
+typedef struct {
+  dx_job *j;
+  int gzip;               /* inflate with ISA-L */
+  const uint8_t *in;      /* pending input */
+  size_t in_len;
+  int in_eof;
+  struct inflate_state st;
+  uint8_t *out;
+  int member_done;
+  int failed;
+} dx_reader;
+
+static int pull_more(dx_reader *r) {
+  const void *b;
+  ssize_t n = r->j->pull(r->j->ud, &b);
+  if (n < 0) return -1;
+  if (n == 0) { r->in_eof = 1; return 0; }
+  r->in = b;
+  r->in_len = (size_t)n;
+  atomic_fetch_add(&r->j->in_bytes, (uint64_t)n);
+  return 1;
+}
+
+static la_ssize_t rd_cb(struct archive *a, void *ud, const void **buf) {
+  dx_reader *r = ud;
+  if (st_cancelled(r->j->c)) {
+    archive_set_error(a, ECANCELED, "interrupted");
+    return -1;
+  }
+  if (!r->gzip) {
+    if (r->in_len == 0 && !r->in_eof && pull_more(r) < 0) {
+      archive_set_error(a, EIO, "read failed");
+      return -1;
+    }
+    *buf = r->in;
+    la_ssize_t n = (la_ssize_t)r->in_len;
+    r->in_len = 0;
+    return n;
+  }
+  for (;;) {
+    if (r->st.avail_in == 0) {
+      if (r->in_len == 0 && !r->in_eof) {
+        int k = pull_more(r);
+        if (k < 0) { archive_set_error(a, EIO, "read failed"); return -1; }
+      }
+      r->st.next_in = (uint8_t *)(uintptr_t)r->in;
+      r->st.avail_in = (uint32_t)r->in_len;
+      r->in_len = 0;
+    }
+    if (r->member_done) {
+      /* another gzip member follows? (skip NUL padding some tools add) */
+      while (r->st.avail_in && r->st.next_in[0] == 0) { r->st.next_in++; r->st.avail_in--; }
+      if (r->st.avail_in == 0) {
+        if (r->in_eof) return 0;
+        continue;
+      }
+      isal_inflate_reset(&r->st);
+      r->st.crc_flag = ISAL_GZIP;
+      r->member_done = 0;
+    }
+    if (r->st.avail_in == 0 && r->in_eof) {
+      archive_set_error(a, EIO, "gzip stream is truncated");
+      return -1;
+    }
+    r->st.next_out = r->out;
+    r->st.avail_out = DX_OUT;
+    int rc = isal_inflate(&r->st);
+    if (rc != ISAL_DECOMP_OK) {
+      archive_set_error(a, EIO, "gzip data is corrupt (ISA-L error %d)", rc);
+      return -1;
+    }
+    if (r->st.block_state == ISAL_BLOCK_FINISH) r->member_done = 1;
+    size_t got = DX_OUT - r->st.avail_out;
+    if (got) {
+      *buf = r->out;
+      return (la_ssize_t)got;
+    }
+  }
+}
+
+/* ---- path handling ---- */
+static void add_member(dx_job *j, const char *path, const char *hex) {
+  if (j->nmembers == j->capmembers) {
+    size_t nc = j->capmembers ? j->capmembers * 2 : 64;
+    dx_member *nm = realloc(j->members, nc * sizeof *nm);
+    if (!nm) return;
+    j->members = nm;
+    j->capmembers = nc;
+  }
+  char *p = strdup(path);
+  if (!p) return;
+  j->members[j->nmembers].path = p;
+  snprintf(j->members[j->nmembers].hex, 33, "%s", hex ? hex : "");
+  j->nmembers++;
+}
+
+void dx_job_free(dx_job *j) {
+  for (size_t i = 0; i < j->nmembers; i++) free(j->members[i].path);
+  free(j->members);
+  j->members = NULL;
+  j->nmembers = j->capmembers = 0;
+}
+
+/* Normalise a member name into out: strip "./" and trailing '/', refuse
+ * absolute paths, "..", empty names, over-long or too deep paths. */
+static int clean_path(dx_job *j, const char *name, char *out, size_t cap) {
+  if (!name || !*name) return st_error_set(&j->err, ST_EUNSAFE, j->where, -1, "member with an empty name");
+  if (name[0] == '/')
+    return st_error_set(&j->err, ST_EUNSAFE, j->where, -1,
+                        "member \"%.300s\" has an absolute path: refused", name);
+  if (strlen(name) > PK_LIMIT_EXTRACT_PATH)
+    return st_error_set(&j->err, ST_E2BIG, j->where, -1, "member name of %zu bytes, the limit is %u",
+                        strlen(name), (unsigned)PK_LIMIT_EXTRACT_PATH);
+  size_t o = 0;
+  int depth = 0;
+  const char *s = name;
+  while (*s) {
+    const char *e = strchr(s, '/');
+    size_t n = e ? (size_t)(e - s) : strlen(s);
+    if (n == 2 && s[0] == '.' && s[1] == '.')
+      return st_error_set(&j->err, ST_EUNSAFE, j->where, -1,
+                          "member \"%.300s\" contains \"..\": refused", name);
+    if (n && !(n == 1 && s[0] == '.')) {
+      if (++depth > PK_LIMIT_EXTRACT_DEPTH)
+        return st_error_set(&j->err, ST_E2BIG, j->where, -1, "member \"%.300s\" is nested deeper than %d",
+                            name, PK_LIMIT_EXTRACT_DEPTH);
+      if (o + n + 2 > cap) return st_error_set(&j->err, ST_E2BIG, j->where, -1, "member name too long");
+      if (o) out[o++] = '/';
+      memcpy(out + o, s, n);
+      o += n;
+    }
+    if (!e) break;
+    s = e + 1;
+  }
+  out[o] = 0;
+  return o ? 0 : 1; /* 1: the root itself ("./") */
+}
+
+/* Open the parent folder of rel (creating folders) without following any
+ * symlink; *leaf points at the last component. Returns a dirfd or -1. */
+static int open_parent(dx_job *j, int root, char *rel, const char **leaf, int create) {
+  int fd = dup(root);
+  char *s = rel;
+  for (;;) {
+    char *e = strchr(s, '/');
+    if (!e) break;
+    *e = 0;
+    if (create && mkdirat(fd, s, 0755) && errno != EEXIST) {
+      int er = errno;
+      *e = '/';
+      close(fd);
+      st_error_errno(&j->err, er, rel, "cannot create folder");
+      return -1;
+    }
+    int nfd = openat(fd, s, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int er = errno;
+    *e = '/';
+    close(fd);
+    if (nfd < 0) {
+      if (er == ELOOP || er == ENOTDIR)
+        st_error_set(&j->err, ST_EUNSAFE, j->where, -1,
+                     "member \"%.300s\" goes through a symlink or a file: refused", rel);
+      else
+        st_error_errno(&j->err, er, rel, "cannot open folder");
+      return -1;
+    }
+    fd = nfd;
+    s = e + 1;
+  }
+  *leaf = s;
+  return fd;
+}
+
+/* A symlink target stays inside DIR (lexically, from the link's folder). */
+static int link_target_safe(const char *rel, const char *target) {
+  if (!*target || target[0] == '/') return 0;
+  int depth = 0;
+  for (const char *p = rel; *p; p++) depth += *p == '/';
+  const char *s = target;
+  while (*s) {
+    const char *e = strchr(s, '/');
+    size_t n = e ? (size_t)(e - s) : strlen(s);
+    if (n == 2 && s[0] == '.' && s[1] == '.') {
+      if (--depth < 0) return 0;
+    } else if (n && !(n == 1 && s[0] == '.')) {
+      depth++;
+    }
+    if (!e) break;
+    s = e + 1;
+  }
+  return 1;
+}
+
+static int write_file(dx_job *j, struct archive *ar, int root, char *rel, struct archive_entry *e,
+                      uint64_t *total) {
+  int64_t size = archive_entry_size_is_set(e) ? archive_entry_size(e) : 0;
+  if (size < 0) size = 0;
+  if ((uint64_t)size > PK_LIMIT_EXTRACT_BYTES - *total)
+    return st_error_set(&j->err, ST_E2BIG, j->where, -1,
+                        "member \"%.300s\" claims %lld bytes: over the limit of %llu bytes for the "
+                        "whole archive; refused before writing",
+                        rel, (long long)size, (unsigned long long)PK_LIMIT_EXTRACT_BYTES);
+  struct statvfs vs;
+  if (fstatvfs(root, &vs) == 0 && (uint64_t)size > (uint64_t)vs.f_bavail * vs.f_frsize)
+    return st_error_set(&j->err, ST_ENOSPC, j->where, -1,
+                        "member \"%.300s\" claims %lld bytes, more than the %llu bytes free in %s; "
+                        "refused before writing",
+                        rel, (long long)size, (unsigned long long)vs.f_bavail * vs.f_frsize, j->dest);
+  const char *leaf;
+  int dfd = open_parent(j, root, rel, &leaf, 1);
+  if (dfd < 0) return j->err.code;
+  char tmp[300];
+  snprintf(tmp, sizeof tmp, ".%.200s.pk-tmp-%ld", leaf, (long)getpid());
+  int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    int er = errno;
+    close(dfd);
+    return st_error_errno(&j->err, er, rel, "cannot create");
+  }
+  EVP_MD_CTX *m = NULL;
+  if (j->hash) {
+    m = EVP_MD_CTX_new();
+    if (m) EVP_DigestInit_ex(m, EVP_md5(), NULL);
+  }
+  int rc = 0;
+  uint64_t written = 0;
+  for (;;) {
+    const void *buf;
+    size_t len;
+    la_int64_t off;
+    int r = archive_read_data_block(ar, &buf, &len, &off);
+    if (r == ARCHIVE_EOF) break;
+    if (r < ARCHIVE_WARN) {
+      int en = archive_errno(ar);
+      rc = st_error_set(&j->err, en == ECANCELED || st_cancelled(j->c) ? ST_ECANCELED : ST_EFORMAT,
+                        j->where, -1, "member \"%.300s\": %s", rel, archive_error_string(ar));
+      break;
+    }
+    if ((uint64_t)off + len > (uint64_t)size && (uint64_t)off + len > written) {
+      /* data beyond the declared size (sparse or lying header): count it */
+      if ((uint64_t)off + len > PK_LIMIT_EXTRACT_BYTES - *total) {
+        rc = st_error_set(&j->err, ST_E2BIG, j->where, -1, "member \"%.300s\" exceeds the size limit", rel);
+        break;
+      }
+    }
+    if (m && (uint64_t)off > written) { /* hole: hash zeros */
+      static const uint8_t z[65536];
+      uint64_t gap = (uint64_t)off - written;
+      while (gap) {
+        size_t k = gap > sizeof z ? sizeof z : (size_t)gap;
+        EVP_DigestUpdate(m, z, k);
+        gap -= k;
+      }
+    }
+    const uint8_t *b = buf;
+    size_t left = len;
+    la_int64_t o = off;
+    while (left) {
+      ssize_t w = pwrite(fd, b, left, o);
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) { rc = st_error_errno(&j->err, errno, rel, "write failed"); break; }
+      b += w;
+      left -= (size_t)w;
+      o += w;
+    }
+    if (rc) break;
+    if (m) EVP_DigestUpdate(m, buf, len);
+    written = (uint64_t)off + len;
+    atomic_fetch_add(&j->out_bytes, len);
+    if (st_cancelled(j->c)) {
+      rc = st_error_set(&j->err, ST_ECANCELED, j->where, -1, "interrupted in member \"%.300s\"", rel);
+      break;
+    }
+  }
+  if (!rc && written < (uint64_t)size && ftruncate(fd, size))
+    rc = st_error_errno(&j->err, errno, rel, "truncate failed");
+  if (!rc) {
+    if (m && written < (uint64_t)size) {
+      static const uint8_t z[65536];
+      uint64_t gap = (uint64_t)size - written;
+      while (gap) {
+        size_t k = gap > sizeof z ? sizeof z : (size_t)gap;
+        EVP_DigestUpdate(m, z, k);
+        gap -= k;
+      }
+    }
+    fchmod(fd, archive_entry_perm(e) & 0755);
+    struct timespec ts[2] = {{archive_entry_mtime(e), 0}, {archive_entry_mtime(e), 0}};
+    futimens(fd, ts);
+  }
+  if (close(fd) && !rc) rc = st_error_errno(&j->err, errno, rel, "close failed");
+  if (!rc) {
+    /* never replace a folder or follow a symlink under the final name */
+    struct stat st;
+    if (fstatat(dfd, leaf, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode))
+      rc = st_error_set(&j->err, ST_EEXIST, rel, -1, "a folder of that name exists");
+    else if (renameat(dfd, tmp, dfd, leaf))
+      rc = st_error_errno(&j->err, errno, rel, "rename failed");
+  }
+  if (rc) unlinkat(dfd, tmp, 0);
+  close(dfd);
+  char hex[33] = "";
+  if (m) {
+    unsigned char d[EVP_MAX_MD_SIZE];
+    unsigned int dl;
+    EVP_DigestFinal_ex(m, d, &dl);
+    EVP_MD_CTX_free(m);
+    dk_md5_hex(d, hex);
+  }
+  if (!rc) {
+    *total += (uint64_t)size > written ? (uint64_t)size : written;
+    atomic_fetch_add(&j->files, 1);
+    add_member(j, rel, hex);
+  }
+  return rc;
+}
+
+static int do_entry(dx_job *j, struct archive *ar, int root, struct archive_entry *e, uint64_t *total) {
+  char rel[PK_LIMIT_EXTRACT_PATH + 2];
+  const char *name = archive_entry_pathname(e);
+  int r = clean_path(j, name, rel, sizeof rel);
+  if (r < 0) return r;
+  mode_t type = archive_entry_filetype(e);
+  const char *hl = archive_entry_hardlink(e);
+  if (r == 1) return type == AE_IFDIR ? 0 : st_error_set(&j->err, ST_EUNSAFE, j->where, -1,
+                                                          "member \"%.300s\" names the destination itself", name);
+  if (hl) {
+    char trel[PK_LIMIT_EXTRACT_PATH + 2];
+    int t = clean_path(j, hl, trel, sizeof trel);
+    if (t) {
+      st_error_clear(&j->err);
+      return st_error_set(&j->err, ST_EUNSAFE, j->where, -1,
+                          "hard link \"%.300s\" -> \"%.300s\" leads out of %s: refused", name, hl, j->dest);
+    }
+    const char *tleaf, *leaf;
+    int tfd = open_parent(j, root, trel, &tleaf, 0);
+    if (tfd < 0) return j->err.code;
+    struct stat st;
+    if (fstatat(tfd, tleaf, &st, AT_SYMLINK_NOFOLLOW) || !S_ISREG(st.st_mode)) {
+      close(tfd);
+      return st_error_set(&j->err, ST_EUNSAFE, j->where, -1,
+                          "hard link \"%.300s\" -> \"%.300s\": the target is not a file extracted here",
+                          name, hl);
+    }
+    int dfd = open_parent(j, root, rel, &leaf, 1);
+    if (dfd < 0) { close(tfd); return j->err.code; }
+    unlinkat(dfd, leaf, 0);
+    int rc = 0;
+    if (linkat(tfd, tleaf, dfd, leaf, 0)) rc = st_error_errno(&j->err, errno, rel, "cannot create hard link");
+    close(tfd);
+    close(dfd);
+    if (!rc) atomic_fetch_add(&j->files, 1);
+    return rc;
+  }
+  switch (type) {
+  case AE_IFDIR: {
+    const char *leaf;
+    int dfd = open_parent(j, root, rel, &leaf, 1);
+    if (dfd < 0) return j->err.code;
+    int rc = 0;
+    if (mkdirat(dfd, leaf, 0755) && errno != EEXIST) rc = st_error_errno(&j->err, errno, rel, "cannot create folder");
+    struct stat st;
+    if (!rc && (fstatat(dfd, leaf, &st, AT_SYMLINK_NOFOLLOW) || !S_ISDIR(st.st_mode)))
+      rc = st_error_set(&j->err, ST_EUNSAFE, j->where, -1, "folder member \"%.300s\" exists as a symlink or file", rel);
+    close(dfd);
+    return rc;
+  }
+  case AE_IFREG:
+    return write_file(j, ar, root, rel, e, total);
+  case AE_IFLNK: {
+    const char *target = archive_entry_symlink(e);
+    if (!target || !link_target_safe(rel, target))
+      return st_error_set(&j->err, ST_EUNSAFE, j->where, -1,
+                          "symlink \"%.300s\" -> \"%.300s\" leads out of %s: refused", rel,
+                          target ? target : "", j->dest);
+    const char *leaf;
+    int dfd = open_parent(j, root, rel, &leaf, 1);
+    if (dfd < 0) return j->err.code;
+    unlinkat(dfd, leaf, 0);
+    int rc = symlinkat(target, dfd, leaf) ? st_error_errno(&j->err, errno, rel, "cannot create symlink") : 0;
+    close(dfd);
+    return rc;
+  }
+  case AE_IFCHR: case AE_IFBLK:
+    return st_error_set(&j->err, ST_EUNSAFE, j->where, -1, "member \"%.300s\" is a device node: refused", rel);
+  case AE_IFIFO:
+    return st_error_set(&j->err, ST_EUNSAFE, j->where, -1, "member \"%.300s\" is a fifo: refused", rel);
+  case AE_IFSOCK:
+    return st_error_set(&j->err, ST_EUNSAFE, j->where, -1, "member \"%.300s\" is a socket: refused", rel);
+  default:
+    return st_error_set(&j->err, ST_EUNSAFE, j->where, -1, "member \"%.300s\" has an unknown type: refused", rel);
+  }
+}
+
+int dx_run(dx_job *j) {
+  st_error_clear(&j->err);
+  int rc = 0;
+  dx_reader r;
+  memset(&r, 0, sizeof r);
+  r.j = j;
+  struct archive *ar = NULL;
+  int root = -1;
+  if (mkdir(j->dest, 0755) && errno != EEXIST)
+    return st_error_errno(&j->err, errno, j->dest, "cannot create the destination");
+  root = open(j->dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (root < 0) return st_error_errno(&j->err, errno, j->dest, "cannot open the destination");
+  /* peek: gzip magic? */
+  int k = pull_more(&r);
+  if (k < 0) { rc = j->err.code ? j->err.code : st_error_set(&j->err, ST_EIO, j->where, -1, "read failed"); goto out; }
+  int is_gz = r.in_len >= 2 && r.in[0] == 0x1f && r.in[1] == 0x8b;
+  r.gzip = is_gz && j->inflater != 2;
+  ar = archive_read_new();
+  if (!ar) { rc = st_error_set(&j->err, ST_ENOMEM, j->where, -1, "out of memory"); goto out; }
+  if (r.gzip) {
+    r.out = malloc(DX_OUT);
+    if (!r.out) { rc = st_error_set(&j->err, ST_ENOMEM, j->where, -1, "out of memory"); goto out; }
+    isal_inflate_init(&r.st);
+    r.st.crc_flag = ISAL_GZIP;
+    archive_read_support_format_tar(ar);
+    archive_read_support_format_cpio(ar);
+    snprintf(j->backend, sizeof j->backend, "isa-l+libarchive");
+  } else {
+    archive_read_support_filter_all(ar);
+    archive_read_support_format_all(ar);
+    snprintf(j->backend, sizeof j->backend, is_gz ? "libarchive-zlib" : "libarchive");
+  }
+  if (archive_read_open(ar, &r, NULL, rd_cb, NULL) != ARCHIVE_OK) {
+    rc = st_error_set(&j->err, st_cancelled(j->c) ? ST_ECANCELED : ST_EFORMAT, j->where, -1,
+                      "not an archive libarchive can read: %s", archive_error_string(ar));
+    goto out;
+  }
+  uint64_t total = 0, entries = 0;
+  for (;;) {
+    struct archive_entry *e;
+    int h = archive_read_next_header(ar, &e);
+    if (h == ARCHIVE_EOF) break;
+    if (h < ARCHIVE_WARN) {
+      rc = st_error_set(&j->err, st_cancelled(j->c) ? ST_ECANCELED : ST_EFORMAT, j->where,
+                        (long long)archive_filter_bytes(ar, -1), "%s", archive_error_string(ar));
+      break;
+    }
+    if (++entries > PK_LIMIT_EXTRACT_ENTRIES) {
+      rc = st_error_set(&j->err, ST_E2BIG, j->where, -1, "more than %u members", (unsigned)PK_LIMIT_EXTRACT_ENTRIES);
+      break;
+    }
+    if ((rc = do_entry(j, ar, root, e, &total))) break;
+    if (st_cancelled(j->c)) {
+      rc = st_error_set(&j->err, ST_ECANCELED, j->where, -1, "interrupted");
+      break;
+    }
+  }
+out:
+  if (ar) archive_read_free(ar);
+  free(r.out);
+  if (root >= 0) close(root);
+  if (!rc && j->err.code) rc = j->err.code;
+  return rc;
+}
+
+/* ---- %extract ---- */
+typedef struct {
+  int fd;
+  uint8_t *buf;
+  st_error *err;
+  const char *path;
+  st_progress *p;
+  uint64_t done;
+} file_src;
+
+static ssize_t file_pull(void *ud, const void **buf) {
+  file_src *f = ud;
+  for (;;) {
+    ssize_t n = read(f->fd, f->buf, 1u << 20);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      st_error_errno(f->err, errno, f->path, "read failed");
+      return -1;
+    }
+    f->done += (uint64_t)n;
+    st_progress_update(f->p, f->done); /* %extract runs the extractor on the stage thread */
+    *buf = f->buf;
+    return n;
+  }
+}
+
+int dk_extract(st_ctx *c, const st_args *a, st_error *err) {
+  const char *path = a->pos[0], *dest = st_arg_str(a, "to", NULL);
+  if (!dest) return st_error_set(err, ST_EINVAL, "extract", -1, "--to DIR is required");
+  const char *inf = st_arg_str(a, "inflater", "auto");
+  int inflater = !strcmp(inf, "auto") ? 0 : !strcmp(inf, "isal") ? 1 : !strcmp(inf, "libarchive") ? 2 : -1;
+  if (inflater < 0)
+    return st_error_set(err, ST_EINVAL, "--inflater", -1, "expected auto, isal or libarchive, got \"%.40s\"", inf);
+  file_src fs = {.fd = open(path, O_RDONLY | O_CLOEXEC), .err = err, .path = path};
+  if (fs.fd < 0) return st_error_errno(err, errno, path, "cannot open");
+  struct stat st;
+  fstat(fs.fd, &st);
+  posix_fadvise(fs.fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+  fs.buf = malloc(1u << 20);
+  if (!fs.buf) { close(fs.fd); return st_error_set(err, ST_ENOMEM, path, -1, "out of memory"); }
+  dx_job j;
+  memset(&j, 0, sizeof j);
+  j.c = c;
+  j.where = path;
+  j.dest = dest;
+  j.pull = file_pull;
+  j.ud = &fs;
+  j.inflater = inflater;
+  st_progress p;
+  char label[200];
+  snprintf(label, sizeof label, "extract %.180s", path);
+  double t0 = st_now();
+  st_progress_begin(c, &p, label, "B", (uint64_t)st.st_size);
+  fs.p = &p;
+  int rc = dx_run(&j);
+  if (rc && err->code && !j.err.code) j.err = *err;
+  st_progress_update(&p, atomic_load(&j.in_bytes));
+  double dt = st_now() - t0;
+  st_progress_end(&p, rc);
+  close(fs.fd);
+  free(fs.buf);
+  if (rc) {
+    if (!err->code) *err = j.err;
+    dx_job_free(&j);
+    return rc;
+  }
+  uint64_t out = atomic_load(&j.out_bytes), files = atomic_load(&j.files);
+  char b1[32], r1[32];
+  st_fmt_bytes(b1, sizeof b1, out);
+  st_fmt_rate(r1, sizeof r1, out, dt);
+  st_printf(c, "extract: %s, %llu files in %.2f s (%s)\n", b1, (unsigned long long)files, dt, r1);
+  st_timing_add(c, "extract", "extract", dt, out, files, j.backend, NULL);
+  dx_job_free(&j);
+  return 0;
+}

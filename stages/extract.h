@@ -1,0 +1,74 @@
+/*
+ * extract.h -- %extract and the safe extractor that %download --extract
+ * feeds while downloading.
+ *
+ * Members are written by the extractor itself (not archive_write_disk) so
+ * that every file goes to a temporary name and is renamed when complete:
+ * each path is walked from DIR with openat(O_NOFOLLOW), which refuses
+ * absolute paths, ".." components and any write through a symlink (what
+ * ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS / _NODOTDOT / _SYMLINKS guard in
+ * libarchive's own writer). Symlinks are created only when their target
+ * stays inside DIR; hard links only to files already extracted inside DIR;
+ * device nodes, fifos and sockets are refused. gzip is inflated by ISA-L's
+ * igzip and the tar stream parsed by libarchive; other formats and filters
+ * go through libarchive alone.
+ */
+#ifndef PK_EXTRACT_H
+#define PK_EXTRACT_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "stage.h"
+
+int dk_extract(st_ctx *c, const st_args *a, st_error *err);
+extern const st_option dk_extract_opts[];
+
+/* A pull source of archive bytes: returns > 0 bytes at *buf, 0 at the end,
+ * < 0 on error (the source has filled its own error). */
+typedef ssize_t (*dx_pull_fn)(void *ud, const void **buf);
+
+typedef struct dx_member {
+  char *path;     /* relative to DIR */
+  char hex[33];   /* md5 of the bytes written ("" unless hashing) */
+} dx_member;
+
+typedef struct dx_job {
+  /* in */
+  st_ctx *c;             /* for st_cancelled only: safe from any thread */
+  const char *where;     /* archive name for errors */
+  const char *dest;      /* DIR */
+  dx_pull_fn pull;
+  void *ud;
+  int inflater;          /* 0 auto (ISA-L for gzip), 1 ISA-L, 2 libarchive */
+  int hash;              /* md5 each member as it is written */
+  /* out (atomics may be read by another thread while it runs) */
+  atomic_uint_fast64_t in_bytes;   /* archive bytes consumed */
+  atomic_uint_fast64_t out_bytes;  /* member bytes written */
+  atomic_uint_fast64_t files;
+  dx_member *members;
+  size_t nmembers, capmembers;
+  char backend[32];
+  st_error err;
+} dx_job;
+
+/* Runs the whole extraction (any thread); 0 or an ST_E* code in job->err. */
+int dx_run(dx_job *j);
+void dx_job_free(dx_job *j);
+
+#define DK_EXTRACT_ROWS                                                                  \
+  {"extract", dk_extract, 1, 1, ST_F_SLOW, "data",                                       \
+   "%extract ARCHIVE --to DIR [--inflater auto|isal|libarchive]",                       \
+   "Extract a tar/tar.gz (or anything libarchive reads) safely into DIR.",              \
+   "Refuses absolute paths, \"..\", writes through symlinks, symlinks and hard links\n" \
+   "leading out of DIR, device nodes, fifos and sockets; limits the member count and\n" \
+   "total size (a member larger than the limit or the free space is refused before\n"  \
+   "anything is written). Each file is written under a temporary name and renamed\n"    \
+   "when complete; an error or interrupt removes the partial file. gzip is inflated\n"  \
+   "by ISA-L igzip feeding libarchive's tar reader (--inflater libarchive uses\n"      \
+   "libarchive's zlib instead). Example: %extract data/cifar-10-python.tar.gz --to work", \
+   dk_extract_opts},
+
+#endif

@@ -1,0 +1,40 @@
+/*
+ * md5.h -- %md5 (the "integrity" stage) and the md5 helpers of the data
+ * stages. All hashing is OpenSSL EVP.
+ */
+#ifndef PK_MD5_H
+#define PK_MD5_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "stage.h"
+
+int dk_md5(st_ctx *c, const st_args *a, st_error *err);
+extern const st_option dk_md5_opts[];
+
+/* Lower-case hex of a 16-byte digest into out[33]. */
+void dk_md5_hex(const unsigned char d[16], char out[33]);
+/* md5 of a memory block, as hex. */
+void dk_md5_hex_of(const void *b, size_t n, char out[33]);
+/* 1 when s is 32 hex digits (either case). */
+int dk_md5_valid_hex(const char *s);
+
+/* md5 of an open file read with `buf` (cap bytes) from the current offset to
+ * the end; adds each chunk to *bytes (may be NULL) and stops with
+ * ST_ECANCELED when c is cancelled (c may be NULL). Thread-safe. */
+int dk_md5_fd(int fd, const char *where, unsigned char *buf, size_t cap, st_ctx *c,
+              atomic_uint_fast64_t *bytes, char out[33], st_error *err);
+
+#define DK_MD5_ROWS                                                                      \
+  {"md5", dk_md5, 1, 1, ST_F_SLOW, "data", "%md5 FILE [--expect HEX]",                   \
+   "md5 of a file, optionally checked (stage 2, \"integrity\").",                       \
+   "OpenSSL EVP md5 over 4 MiB reads; a reader thread keeps the next chunks coming\n"   \
+   "(with sequential read-ahead hints) while the stage thread hashes. Prints the\n"    \
+   "digest and a summary line. With --expect, a different digest is a\n"               \
+   "ChecksumError that shows both. Example:\n"                                          \
+   "  %md5 data/cifar-10-python.tar.gz --expect c58f30108f718f92721af3b95e74349a",      \
+   dk_md5_opts},
+
+#endif

@@ -1,0 +1,38 @@
+/*
+ * verify.h -- %verify: check every file of an md5sum manifest (stage 4,
+ * "verify"), on all cores. Also the checking/reporting core that
+ * %download --verify uses for the members it hashed while writing them.
+ */
+#ifndef PK_VERIFY_H
+#define PK_VERIFY_H
+
+#include "manifest.h"
+#include "stage.h"
+
+int dk_verify(st_ctx *c, const st_args *a, st_error *err);
+extern const st_option dk_verify_opts[];
+
+/* Lookup of digests already known (path relative to root -> hex), e.g. the
+ * members %download --extract hashed while writing; may be NULL. */
+typedef const char *(*vf_known_fn)(void *ud, const char *path);
+
+/* Check manifest `mf` against root with `jobs` threads (0: all cores),
+ * using `known` first; reports a table of problems and a summary line,
+ * records the "verify" timing. `manifest` names the manifest file (it is
+ * never reported as extra). Returns 0 or ST_ECHECKSUM / ST_ECANCELED ... */
+int dk_verify_run(st_ctx *c, const char *manifest, mf_list *mf, const char *root, int jobs,
+                  vf_known_fn known, void *ud, const char *backend, st_error *err);
+
+#define DK_VERIFY_ROWS                                                                   \
+  {"verify", dk_verify, 1, 1, ST_F_SLOW, "data", "%verify MANIFEST [--root DIR] [--jobs N]", \
+   "md5-check every file of an md5sum manifest (stage 4, \"verify\").",                \
+   "MANIFEST is in md5sum format (\"<md5>  <relative path>\" per line, as md5sum and\n" \
+   "%mkdata write it). Files are hashed by N worker threads (default: all cores),\n"   \
+   "largest first, with OpenSSL EVP md5; progress counts bytes. Every missing,\n"      \
+   "mismatching or unreadable file, and every extra file (a file in a folder the\n"    \
+   "manifest covers that the manifest does not list) is reported by name in a\n"       \
+   "table; any of them makes the stage fail with ChecksumError. --root defaults to\n"  \
+   "the manifest's folder. Example: %verify data/MANIFEST.md5 --root work",           \
+   dk_verify_opts},
+
+#endif
