@@ -177,7 +177,7 @@ FUZZ_CC ?= clang
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN := $(patsubst tests/fuzz/%.c,build-fuzz/%,$(FUZZ_SRC))
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined $(CSTD) $(PKG_CFLAGS) -pthread
-FUZZ_LIB_SRC := $(filter-out $(CNN_SRC),$(STAGE_SRC)) $(KERNEL_SRC) $(CLI_SRC)
+FUZZ_LIB_SRC := $(STAGE_SRC) $(KERNEL_SRC) $(CLI_SRC)
 
 build-fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRC)
 	@mkdir -p build-fuzz

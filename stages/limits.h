@@ -140,4 +140,21 @@
 #define PK_LIMIT_PNG_PIXELS (64u << 20)     /* one encoded PNG, width x height */
 #endif
 
+/* ---- training (stages/train.c, stages/cnn*.c) ------------------------ */
+#ifndef PK_LIMIT_TRAIN_EPOCHS
+#define PK_LIMIT_TRAIN_EPOCHS 10000         /* %train --epochs */
+#endif
+#ifndef PK_LIMIT_TRAIN_BATCH
+#define PK_LIMIT_TRAIN_BATCH 4096           /* %train --batch-size */
+#endif
+#ifndef PK_LIMIT_TRAIN_THREADS
+#define PK_LIMIT_TRAIN_THREADS 64           /* %train --threads */
+#endif
+#ifndef PK_LIMIT_SAFETENSORS_HEADER
+#define PK_LIMIT_SAFETENSORS_HEADER (1u << 20) /* JSON header of --init FILE */
+#endif
+#ifndef PK_LIMIT_LOSS_POINTS
+#define PK_LIMIT_LOSS_POINTS 4096           /* points kept for the loss chart */
+#endif
+
 #endif

@@ -20,6 +20,8 @@
 
 /* (stage headers are included here, one per module) */
 
+#include "train.h"
+
 #include "extract.h"
 #include "md5.h"
 #include "mkdata.h"
@@ -45,6 +47,7 @@ static const st_stage table[] = {
     S3_ROWS
 
     /* ---------------- train: stage 9 ---------------- */
+    TR_TRAIN_ROWS
 
     /* ---------------- report: timings and the pipeline ---------------- */
     TIMINGS_ROWS

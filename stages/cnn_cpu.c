@@ -1,0 +1,376 @@
+/*
+ * cnn_cpu.c -- the CPU backend: im2col + vectorised row GEMMs per image,
+ * images of a step split over worker threads (each with its own gradient
+ * buffer), then the threads sum the gradients and apply SGD on their own
+ * slices of the parameters. The kernels are compiled for generic x86-64,
+ * AVX2+FMA and AVX-512 and picked at run time (__builtin_cpu_supports);
+ * nothing needs AVX2 at build time. No allocation inside a step.
+ */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("O3", "fp-contract=fast")
+#endif
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cnn_int.h"
+
+enum {
+  OFF_W1 = 0, OFF_B1 = 450, OFF_W2 = 456, OFF_B2 = 2856, OFF_W3 = 2872, OFF_B3 = 50872,
+  OFF_W4 = 50992, OFF_B4 = 61072, OFF_W5 = 61156, OFF_B5 = 61996
+};
+
+#define CNN_MAX_THREADS 64
+
+typedef struct cnn_ws {
+  float x[3072];
+  float col1[75 * 784];
+  float c1[6 * 784];
+  float p1[6 * 196];
+  int a1[6 * 196];
+  float col2[150 * 100];
+  float c2[16 * 100];
+  float p2[400];
+  int a2[400];
+  float h1[120], h2[84], lg[10];
+  float dlg[10], dh2[84], dh1[120], dp2[400], dc2[1600], dcol2[150 * 100], dp1[6 * 196],
+      dc1[6 * 784];
+} cnn_ws;
+
+#define K(name) name##_generic
+#define KATTR
+#include "cnn_cpu_kern.h"
+#undef K
+#undef KATTR
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define HAVE_X86_CLONES 1
+#define K(name) name##_avx2
+#define KATTR __attribute__((target("avx2,fma")))
+#include "cnn_cpu_kern.h"
+#undef K
+#undef KATTR
+#define K(name) name##_avx512
+#define KATTR __attribute__((target("avx512f,avx512vl,avx2,fma")))
+#include "cnn_cpu_kern.h"
+#undef K
+#undef KATTR
+#endif
+
+typedef double (*run_fn)(const float *, float *, cnn_ws *, const float *, const uint8_t *,
+                         const uint8_t *, const uint32_t *, int, float);
+typedef void (*pred_fn)(const float *, cnn_ws *, const float *, const uint8_t *, size_t,
+                        uint8_t *);
+
+static const char *isa_name = "generic";
+static run_fn isa_run = run_samples_generic;
+static pred_fn isa_pred = predict_generic;
+static pthread_once_t isa_once = PTHREAD_ONCE_INIT;
+
+static void isa_pick(void) {
+#ifdef HAVE_X86_CLONES
+  const char *cap = getenv("PK_CNN_ISA");
+  int level = 2;
+  if (cap && strcmp(cap, "generic") == 0) level = 0;
+  if (cap && strcmp(cap, "avx2") == 0) level = 1;
+  __builtin_cpu_init();
+  if (level >= 1 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    isa_name = "avx2";
+    isa_run = run_samples_avx2;
+    isa_pred = predict_avx2;
+  }
+  if (level >= 2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("fma")) {
+    isa_name = "avx512";
+    isa_run = run_samples_avx512;
+    isa_pred = predict_avx512;
+  }
+#endif
+}
+
+const char *cnn_cpu_isa(void) {
+  pthread_once(&isa_once, isa_pick);
+  return isa_name;
+}
+
+/* ---- a small pool: run job(tid) on every thread, wait for all ---------- */
+typedef struct cpu_state cpu_state;
+typedef void (*job_fn)(cpu_state *s, int tid);
+
+struct cpu_state {
+  cnn_config cfg;
+  float *P, *V, **G; /* parameters, momentum, per-thread gradients */
+  int first;
+  cnn_ws **ws;
+  float tab[256];
+  const uint8_t *pixels, *labels;
+  size_t n_bound;
+  char desc[96];
+  /* the current job */
+  const uint32_t *idx;
+  int n;
+  double part_loss[CNN_MAX_THREADS];
+  const uint8_t *epix;
+  size_t en;
+  uint8_t *epred;
+  int active; /* threads taking part in this job */
+  /* pool */
+  int nthreads;
+  pthread_t th[CNN_MAX_THREADS];
+  pthread_mutex_t mu;
+  pthread_cond_t go, done;
+  unsigned gen;
+  int pending, quit;
+  job_fn job;
+};
+
+static void *worker(void *arg) {
+  void **a = arg;
+  cpu_state *s = a[0];
+  int tid = (int)(intptr_t)a[1];
+  free(a);
+  unsigned seen = 0;
+  for (;;) {
+    pthread_mutex_lock(&s->mu);
+    while (s->gen == seen && !s->quit) pthread_cond_wait(&s->go, &s->mu);
+    if (s->quit) {
+      pthread_mutex_unlock(&s->mu);
+      return NULL;
+    }
+    seen = s->gen;
+    job_fn job = s->job;
+    int act = tid < s->active;
+    pthread_mutex_unlock(&s->mu);
+    if (act) job(s, tid);
+    pthread_mutex_lock(&s->mu);
+    if (--s->pending == 0) pthread_cond_signal(&s->done);
+    pthread_mutex_unlock(&s->mu);
+  }
+}
+
+static void pool_run(cpu_state *s, job_fn job, int active) {
+  if (active <= 1 || s->nthreads <= 1) {
+    s->active = 1;
+    job(s, 0);
+    return;
+  }
+  pthread_mutex_lock(&s->mu);
+  s->job = job;
+  s->active = active;
+  s->pending = s->nthreads - 1;
+  s->gen++;
+  pthread_cond_broadcast(&s->go);
+  pthread_mutex_unlock(&s->mu);
+  job(s, 0);
+  pthread_mutex_lock(&s->mu);
+  while (s->pending) pthread_cond_wait(&s->done, &s->mu);
+  pthread_mutex_unlock(&s->mu);
+}
+
+static void range_of(int n, int parts, int t, int *lo, int *hi) {
+  *lo = (int)((long long)n * t / parts);
+  *hi = (int)((long long)n * (t + 1) / parts);
+}
+
+static void job_grad(cpu_state *s, int tid) {
+  int lo, hi;
+  range_of(s->n, s->active, tid, &lo, &hi);
+  memset(s->G[tid], 0, sizeof(float) * CNN_NPARAM);
+  s->part_loss[tid] = hi > lo ? isa_run(s->P, s->G[tid], s->ws[tid], s->tab, s->pixels,
+                                        s->labels, s->idx + lo, hi - lo, 1.0f / (float)s->n)
+                              : 0.0;
+}
+
+static void job_reduce_sgd(cpu_state *s, int tid) {
+  int lo, hi;
+  range_of(CNN_NPARAM, s->active, tid, &lo, &hi);
+  float *g0 = s->G[0];
+  for (int t = 1; t < s->active; t++) {
+    const float *gt = s->G[t];
+    for (int i = lo; i < hi; i++) g0[i] += gt[i];
+  }
+  cnn_sgd_update(s->P + lo, s->V + lo, g0 + lo, (size_t)(hi - lo), s->cfg.lr, s->cfg.momentum,
+                 s->first);
+}
+
+static void job_reduce(cpu_state *s, int tid) {
+  int lo, hi;
+  range_of(CNN_NPARAM, s->active, tid, &lo, &hi);
+  for (int t = 1; t < s->active; t++)
+    for (int i = lo; i < hi; i++) s->G[0][i] += s->G[t][i];
+}
+
+static void job_eval(cpu_state *s, int tid) {
+  int lo, hi;
+  range_of((int)s->en, s->active, tid, &lo, &hi);
+  if (hi > lo)
+    isa_pred(s->P, s->ws[tid], s->tab, s->epix + (size_t)lo * CNN_IMAGE, (size_t)(hi - lo),
+             s->epred + lo);
+}
+
+/* Threads for a step of n images: one image per thread at least. */
+static int step_threads(const cpu_state *s, int n) { return n < s->nthreads ? n : s->nthreads; }
+
+static int cpu_available(char *why, size_t cap) {
+  cnn_msg(why, cap, "always available");
+  return 1;
+}
+
+static void cpu_free(void *st);
+
+static void *cpu_init(const cnn_config *cfg, const float *params, char *msg, size_t cap) {
+  cpu_state *s = calloc(1, sizeof *s);
+  if (!s) {
+    cnn_msg(msg, cap, "out of memory");
+    return NULL;
+  }
+  s->cfg = *cfg;
+  int nt = cfg->threads;
+  if (nt <= 0) {
+    long c = sysconf(_SC_NPROCESSORS_ONLN);
+    nt = c > 0 ? (int)c : 1;
+  }
+  if (nt > CNN_MAX_THREADS) nt = CNN_MAX_THREADS;
+  s->nthreads = nt;
+  s->first = 1;
+  cnn_norm_table(s->tab);
+  s->P = aligned_alloc(64, sizeof(float) * 62016);
+  s->V = aligned_alloc(64, sizeof(float) * 62016);
+  s->G = calloc((size_t)nt, sizeof *s->G);
+  s->ws = calloc((size_t)nt, sizeof *s->ws);
+  int ok = s->P && s->V && s->G && s->ws;
+  for (int t = 0; ok && t < nt; t++) {
+    s->G[t] = aligned_alloc(64, sizeof(float) * 62016);
+    s->ws[t] = aligned_alloc(64, (sizeof(cnn_ws) + 63) / 64 * 64);
+    ok = s->G[t] && s->ws[t];
+  }
+  pthread_mutex_init(&s->mu, NULL);
+  pthread_cond_init(&s->go, NULL);
+  pthread_cond_init(&s->done, NULL);
+  int started = 1;
+  for (int t = 1; ok && t < nt; t++) {
+    void **a = malloc(2 * sizeof *a);
+    if (!a) {
+      ok = 0;
+      break;
+    }
+    a[0] = s;
+    a[1] = (void *)(intptr_t)t;
+    if (pthread_create(&s->th[t], NULL, worker, a) != 0) {
+      free(a);
+      ok = 0;
+      break;
+    }
+    started++;
+  }
+  s->nthreads = started;
+  if (!ok) {
+    cnn_msg(msg, cap, "out of memory or threads");
+    cpu_free(s);
+    return NULL;
+  }
+  memcpy(s->P, params, sizeof(float) * CNN_NPARAM);
+  memset(s->V, 0, sizeof(float) * CNN_NPARAM);
+  snprintf(s->desc, sizeof s->desc, "%d thread%s, %s", s->nthreads, s->nthreads == 1 ? "" : "s",
+           cnn_cpu_isa());
+  return s;
+}
+
+static int cpu_bind(void *st, const uint8_t *pixels, const uint8_t *labels, size_t n) {
+  cpu_state *s = st;
+  s->pixels = pixels;
+  s->labels = labels;
+  s->n_bound = n;
+  return 0;
+}
+
+static int check_idx(const cpu_state *s, const uint32_t *idx, int n) {
+  if (n <= 0 || !s->pixels) return -1;
+  for (int i = 0; i < n; i++)
+    if (idx[i] >= s->n_bound || s->labels[idx[i]] >= CNN_CLASSES) return -1;
+  return 0;
+}
+
+static int cpu_step(void *st, const uint32_t *idx, int n, float *loss) {
+  cpu_state *s = st;
+  if (check_idx(s, idx, n) != 0) return -1;
+  s->idx = idx;
+  s->n = n;
+  int nt = step_threads(s, n);
+  pool_run(s, job_grad, nt);
+  double l = 0;
+  for (int t = 0; t < nt; t++) l += s->part_loss[t];
+  pool_run(s, job_reduce_sgd, nt);
+  s->first = 0;
+  if (loss) *loss = (float)(l / n);
+  return 0;
+}
+
+int cnn_cpu_grad(void *st, const uint32_t *idx, int n, float *grad, float *loss) {
+  cpu_state *s = st;
+  if (check_idx(s, idx, n) != 0) return -1;
+  s->idx = idx;
+  s->n = n;
+  int nt = step_threads(s, n);
+  pool_run(s, job_grad, nt);
+  double l = 0;
+  for (int t = 0; t < nt; t++) l += s->part_loss[t];
+  pool_run(s, job_reduce, nt);
+  memcpy(grad, s->G[0], sizeof(float) * CNN_NPARAM);
+  if (loss) *loss = (float)(l / n);
+  return 0;
+}
+
+static int cpu_eval(void *st, const uint8_t *pixels, size_t n, uint8_t *pred) {
+  cpu_state *s = st;
+  if (n == 0) return 0;
+  s->epix = pixels;
+  s->en = n;
+  s->epred = pred;
+  pool_run(s, job_eval, n < (size_t)s->nthreads ? (int)n : s->nthreads);
+  return 0;
+}
+
+static int cpu_get(void *st, float *params) {
+  memcpy(params, ((cpu_state *)st)->P, sizeof(float) * CNN_NPARAM);
+  return 0;
+}
+
+static int cpu_set(void *st, const float *params) {
+  cpu_state *s = st;
+  memcpy(s->P, params, sizeof(float) * CNN_NPARAM);
+  memset(s->V, 0, sizeof(float) * CNN_NPARAM);
+  s->first = 1;
+  return 0;
+}
+
+static const char *cpu_describe(void *st) { return ((cpu_state *)st)->desc; }
+
+static void cpu_free(void *st) {
+  cpu_state *s = st;
+  if (!s) return;
+  pthread_mutex_lock(&s->mu);
+  s->quit = 1;
+  pthread_cond_broadcast(&s->go);
+  pthread_mutex_unlock(&s->mu);
+  for (int t = 1; t < s->nthreads; t++) pthread_join(s->th[t], NULL);
+  pthread_mutex_destroy(&s->mu);
+  pthread_cond_destroy(&s->go);
+  pthread_cond_destroy(&s->done);
+  for (int t = 0; s->G && t < s->nthreads; t++) free(s->G[t]);
+  for (int t = 0; s->ws && t < s->nthreads; t++) free(s->ws[t]);
+  free(s->G);
+  free(s->ws);
+  free(s->P);
+  free(s->V);
+  free(s);
+}
+
+const cnn_backend cnn_cpu_backend = {
+    "cpu", cpu_available, cpu_init, cpu_bind, cpu_step, cpu_eval,
+    cpu_get, cpu_set, cpu_describe, cpu_free,
+};

@@ -1,0 +1,16 @@
+/*
+ * cnn_int.h -- shared between the trainer core files and its tests.
+ */
+#ifndef PK_CNN_INT_H
+#define PK_CNN_INT_H
+
+#include "cnn.h"
+
+/* Gradient (batch mean) and loss of the CPU backend for the bound images
+ * idx[0..n-1], without updating anything. */
+int cnn_cpu_grad(void *st, const uint32_t *idx, int n, float *grad, float *loss);
+
+/* Formats msg like snprintf (never NULL-terminated beyond cap). */
+void cnn_msg(char *msg, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+#endif

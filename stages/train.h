@@ -1,0 +1,34 @@
+/*
+ * train.h -- %train: stage 9 of the workflow, the tutorial CNN trained on
+ * the loaded data by the trainer core (cnn.h).
+ */
+#ifndef PK_TRAIN_H
+#define PK_TRAIN_H
+
+#include "stage.h"
+
+int tr_train(st_ctx *c, const st_args *a, st_error *err);
+extern const st_option tr_train_opts[];
+
+/* Read a safetensors file holding exactly the network's ten float32
+ * tensors into params (CNN_NPARAM floats). Strict; errors name the file,
+ * the tensor and the offset. */
+int tr_safetensors_read(const char *path, float *params, st_error *err);
+
+#define TR_TRAIN_ROWS                                                                         \
+  {"train", tr_train, 0, 0, ST_F_SLOW, "train",                                               \
+   "%train [--epochs 2] [--batch-size 4] [--lr 0.001] [--momentum 0.9] [--device auto|cpu|cuda] " \
+   "[--seed S] [--log-every 2000] [--init FILE] [--save FILE] [--threads N] [--name NAME] [--losses FILE] [--new]", \
+   "Train the tutorial CNN on the loaded data (stage 9, \"train\").",                        \
+   "The PyTorch CIFAR-10 tutorial network (conv 3->6 k5, pool, conv 6->16 k5, pool,\n"      \
+   "fc 400-120-84-10), cross-entropy, SGD with momentum as torch.optim.SGD, inputs\n"       \
+   "p/127.5 - 1 in CHW order, shuffled every epoch from --seed. Prints the original\n"      \
+   "'[epoch, batch] loss: x.xxx' lines every --log-every batches with a live loss\n"        \
+   "chart, then the test accuracy, a per-class table, images/s and the backend.\n"          \
+   "The model stays in the session: a later %train continues from it (--new starts\n"      \
+   "afresh), and after an interrupt `%train --epochs 0 --save FILE` saves the weights\n"    \
+   "as they were at the last finished batch. --save/--init use safetensors with\n"         \
+   "PyTorch's state_dict names (conv1.weight ... fc3.bias).",                                \
+   tr_train_opts},
+
+#endif
