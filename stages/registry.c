@@ -20,6 +20,7 @@
 
 /* (stage headers are included here, one per module) */
 
+#include "download.h"
 #include "extract.h"
 #include "md5.h"
 #include "mkdata.h"
@@ -33,6 +34,7 @@ static const st_stage table[] = {
 
     /* ---------------- data: stages 1-4 ---------------- */
     DK_MKDATA_ROWS
+    DK_DOWNLOAD_ROWS
     DK_MD5_ROWS
     DK_EXTRACT_ROWS
     DK_VERIFY_ROWS
