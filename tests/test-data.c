@@ -1,22 +1,48 @@
 /*
- * test-data.c -- md5 (RFC 1321 test suite), the md5sum manifest parser,
- * the py2 pickle writer and the %mkdata image generator.
+ * test-data.c -- the data stages' C pieces: md5 (RFC 1321 vectors through
+ * every path: memory, file descriptor, %md5 with --expect), md5sum manifest
+ * parsing and writing, and determinism of %mkdata's images.
  */
 #include <fcntl.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../stages/limits.h"
 #include "../stages/manifest.h"
 #include "../stages/md5.h"
 #include "../stages/mkdata.h"
-#include "../stages/pklwrite.h"
+#include "../stages/session.h"
 #include "task.h"
 
+typedef struct {
+  char out[8192];
+  size_t out_len;
+} dcap_t;
+
+static void dcap_write(st_ctx *c, int stream, const char *buf, size_t len) {
+  dcap_t *k = c->fe;
+  (void)stream;
+  if (k->out_len + len >= sizeof k->out) len = sizeof k->out - k->out_len - 1;
+  memcpy(k->out + k->out_len, buf, len);
+  k->out_len += len;
+  k->out[k->out_len] = 0;
+}
+static void dcap_progress(st_ctx *c, const st_progress *p) { (void)c; (void)p; }
+static void dctx_init(st_ctx *c, dcap_t *k) {
+  memset(c, 0, sizeof *c);
+  memset(k, 0, sizeof *k);
+  c->fe = k;
+  c->session = st_session_new();
+  c->write = dcap_write;
+  c->progress = dcap_progress;
+}
+
 /* RFC 1321, appendix A.5 */
-static const struct { const char *in, *hex; } k_md5[] = {
+static const struct {
+  const char *in, *hex;
+} k_rfc1321[] = {
     {"", "d41d8cd98f00b204e9800998ecf8427e"},
     {"a", "0cc175b9c0f1b6a831c399e269772661"},
     {"abc", "900150983cd24fb0d6963f7d28e17f72"},
@@ -28,171 +54,194 @@ static const struct { const char *in, *hex; } k_md5[] = {
      "57edf4a22be3c955ac49da2e2107b67a"},
 };
 
-TEST_IMPL(md5_rfc1321_vectors) {
-  for (size_t i = 0; i < sizeof k_md5 / sizeof k_md5[0]; i++) {
+TEST_IMPL(md5_rfc1321) {
+  for (size_t i = 0; i < sizeof k_rfc1321 / sizeof *k_rfc1321; i++) {
     char hex[33];
-    dk_md5_hex_of(k_md5[i].in, strlen(k_md5[i].in), hex);
-    ASSERT_STR_EQ(hex, k_md5[i].hex);
-    ASSERT(dk_md5_valid_hex(hex));
+    dk_md5_hex_of(k_rfc1321[i].in, strlen(k_rfc1321[i].in), hex);
+    ASSERT_STR_EQ(hex, k_rfc1321[i].hex);
+    ASSERT(dk_md5_valid_hex(k_rfc1321[i].hex));
   }
-  ASSERT(!dk_md5_valid_hex("abc"));
+  ASSERT(!dk_md5_valid_hex("d41d8cd98f00b204e9800998ecf8427"));   /* 31 digits */
+  ASSERT(!dk_md5_valid_hex("d41d8cd98f00b204e9800998ecf8427eX")); /* 33 */
   ASSERT(!dk_md5_valid_hex("g41d8cd98f00b204e9800998ecf8427e"));
   ASSERT(dk_md5_valid_hex("D41D8CD98F00B204E9800998ECF8427E"));
   return 0;
 }
 
-/* The file path hashes the same whatever the read size. */
-TEST_IMPL(md5_fd_chunking) {
-  char path[] = "/tmp/pk-md5-XXXXXX";
-  int fd = mkstemp(path);
-  ASSERT(fd >= 0);
-  unlink(path);
-  const char *s = k_md5[6].in;
-  for (int i = 0; i < 1000; i++) ASSERT_EQ(write(fd, s, 80), 80);
-  size_t n = 80000;
-  char *all = malloc(n);
-  for (int i = 0; i < 1000; i++) memcpy(all + i * 80, s, 80);
-  char want[33];
-  dk_md5_hex_of(all, n, want);
-  static const size_t caps[] = {1, 7, 64, 4096, 1 << 20};
-  for (size_t k = 0; k < 5; k++) {
-    unsigned char *buf = malloc(caps[k]);
-    lseek(fd, 0, SEEK_SET);
-    atomic_uint_fast64_t bytes = 0;
+/* The same vectors through a file: dk_md5_fd with a tiny buffer (chunk
+ * boundaries everywhere) and the %md5 stage with --expect (good and bad). */
+TEST_IMPL(md5_file_and_stage) {
+  char tmpl[] = "/tmp/pk-md5-XXXXXX";
+  ASSERT(mkdtemp(tmpl));
+  char path[256];
+  snprintf(path, sizeof path, "%s/f", tmpl);
+  for (size_t i = 0; i < sizeof k_rfc1321 / sizeof *k_rfc1321; i++) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ASSERT(fd >= 0);
+    size_t n = strlen(k_rfc1321[i].in);
+    ASSERT_EQ(write(fd, k_rfc1321[i].in, n), (long long)n);
+    close(fd);
+    fd = open(path, O_RDONLY);
+    unsigned char buf[7];
     char hex[33];
-    st_error err;
-    st_error_clear(&err);
-    ASSERT_EQ(dk_md5_fd(fd, "t", buf, caps[k], NULL, &bytes, hex, &err), 0);
-    ASSERT_STR_EQ(hex, want);
-    ASSERT_EQ(atomic_load(&bytes), n);
-    free(buf);
+    st_error e;
+    st_error_clear(&e);
+    atomic_uint_fast64_t bytes = 0;
+    ASSERT_EQ(dk_md5_fd(fd, path, buf, sizeof buf, NULL, &bytes, hex, &e), 0);
+    close(fd);
+    ASSERT_STR_EQ(hex, k_rfc1321[i].hex);
+    ASSERT_EQ(atomic_load(&bytes), (long long)n);
+
+    st_ctx c;
+    dcap_t k;
+    dctx_init(&c, &k);
+    const st_stage *s = st_registry_find("md5");
+    ASSERT(s);
+    char *argv[] = {"md5", path, "--expect", (char *)k_rfc1321[i].hex, NULL};
+    ASSERT_EQ(st_run(&c, s, 4, argv, NULL, NULL, &e), 0);
+    ASSERT_CONTAINS(k.out, k_rfc1321[i].hex);
+    /* a wrong expectation: ChecksumError naming both digests */
+    char *bad = "00000000000000000000000000000000";
+    char *argv2[] = {"md5", path, "--expect", bad, NULL};
+    st_error_clear(&e);
+    ASSERT_EQ(st_run(&c, s, 4, argv2, NULL, NULL, &e), ST_ECHECKSUM);
+    ASSERT_CONTAINS(e.text, bad);
+    ASSERT_CONTAINS(e.text, k_rfc1321[i].hex);
+    st_session_free(c.session);
   }
-  free(all);
-  close(fd);
+  /* a malformed --expect and a missing file */
+  {
+    st_ctx c;
+    dcap_t k;
+    dctx_init(&c, &k);
+    st_error e;
+    st_error_clear(&e);
+    const st_stage *s = st_registry_find("md5");
+    char *argv[] = {"md5", path, "--expect", "xyz", NULL};
+    ASSERT_EQ(st_run(&c, s, 4, argv, NULL, NULL, &e), ST_EINVAL);
+    ASSERT_CONTAINS(e.text, "32 hex");
+    char missing[300];
+    snprintf(missing, sizeof missing, "%s/nope", tmpl);
+    char *argv2[] = {"md5", missing, NULL};
+    st_error_clear(&e);
+    ASSERT_EQ(st_run(&c, s, 2, argv2, NULL, NULL, &e), ST_ENOENT);
+    ASSERT_CONTAINS(e.where, "nope");
+    st_session_free(c.session);
+  }
+  unlink(path);
+  rmdir(tmpl);
   return 0;
 }
 
-static const struct {
-  const char *text;
-  int code;        /* 0 or the expected error */
-  size_t n;        /* entries on success */
-  const char *msg; /* substring of where + text on error */
-} k_mf[] = {
-    {"", 0, 0, NULL},
-    {"# only a comment\n\n", 0, 0, NULL},
-    {"d41d8cd98f00b204e9800998ecf8427e  a/b\n", 0, 1, NULL},
-    {"D41D8CD98F00B204E9800998ECF8427E *bin\r\n", 0, 1, NULL},
-    {"d41d8cd98f00b204e9800998ecf8427e  ./x\nd41d8cd98f00b204e9800998ecf8427e  y", 0, 2, NULL},
-    {"\\d41d8cd98f00b204e9800998ecf8427e  a\\\\b\\nc\n", 0, 1, NULL},
-    {"d41d8cd98f00b204e9800998ecf8427  a\n", ST_EFORMAT, 0, "M:1"},
-    {"\nzz1d8cd98f00b204e9800998ecf8427e  a\n", ST_EFORMAT, 0, "M:2: expected 32 hex"},
-    {"d41d8cd98f00b204e9800998ecf8427e\ta\n", ST_EFORMAT, 0, "two spaces"},
-    {"d41d8cd98f00b204e9800998ecf8427e  /etc/passwd\n", ST_EUNSAFE, 0, "absolute"},
-    {"d41d8cd98f00b204e9800998ecf8427e  a/../../b\n", ST_EUNSAFE, 0, "\"..\""},
-    {"d41d8cd98f00b204e9800998ecf8427e  a\nd41d8cd98f00b204e9800998ecf8427e  a\n", ST_EFORMAT, 0,
-     "M:2: \"a\" is listed twice (also on line 1)"},
-};
+static int parse(const char *text, mf_list *m, st_error *e) {
+  st_error_clear(e);
+  return mf_parse(text, strlen(text), "M.md5", m, e);
+}
 
-TEST_IMPL(manifest_parse_cases) {
-  for (size_t i = 0; i < sizeof k_mf / sizeof k_mf[0]; i++) {
-    mf_list m;
-    st_error err;
-    st_error_clear(&err);
-    int rc = mf_parse(k_mf[i].text, strlen(k_mf[i].text), "M", &m, &err);
-    if (rc != k_mf[i].code) fprintf(stderr, "case %zu: %s: %s\n", i, err.where, err.text);
-    ASSERT_EQ(rc, k_mf[i].code);
-    if (rc) {
-      char buf[3000];
-      st_error_format(&err, buf, sizeof buf);
-      ASSERT_CONTAINS(buf, k_mf[i].msg);
-      ASSERT(m.n == 0 && m.e == NULL);
-      continue;
-    }
-    ASSERT_EQ(m.n, k_mf[i].n);
-    mf_free(&m);
-  }
-  /* escaped name round trip, lower-cased digest, ./ stripped */
+TEST_IMPL(manifest_parse) {
   mf_list m;
-  st_error err;
-  st_error_clear(&err);
-  const char *t = "\\D41D8CD98F00B204E9800998ECF8427E  ./a\\\\b\\nc\n";
-  ASSERT_EQ(mf_parse(t, strlen(t), "M", &m, &err), 0);
-  ASSERT_STR_EQ(m.e[0].path, "a\\b\nc");
-  ASSERT_STR_EQ(m.e[0].hex, "d41d8cd98f00b204e9800998ecf8427e");
-  char *out = NULL;
-  size_t olen = 0;
-  FILE *f = open_memstream(&out, &olen);
-  mf_write_line(f, m.e[0].hex, m.e[0].path);
+  st_error e;
+  ASSERT_EQ(parse("# comment\n"
+                  "d41d8cd98f00b204e9800998ecf8427e  a/b.txt\n"
+                  "\n"
+                  "0CC175B9C0F1B6A831C399E269772661 *./bin file\r\n"
+                  "\\900150983cd24fb0d6963f7d28e17f72  odd\\\\name\\nline\n"
+                  "f96b697d7cb7938d525a2f31aaf161d0  last-no-newline",
+                  &m, &e),
+            0);
+  ASSERT_EQ(m.n, 4);
+  ASSERT_STR_EQ(m.e[0].path, "a/b.txt");
+  ASSERT_EQ(m.e[0].line, 2);
+  ASSERT_STR_EQ(m.e[1].path, "bin file");
+  ASSERT_STR_EQ(m.e[1].hex, "0cc175b9c0f1b6a831c399e269772661");
+  ASSERT_STR_EQ(m.e[2].path, "odd\\name\nline");
+  ASSERT_STR_EQ(m.e[3].path, "last-no-newline");
+  mf_sort(&m);
+  ASSERT(mf_find(&m, "bin file") >= 0);
+  ASSERT_EQ(mf_find(&m, "nope"), -1);
+  /* writing and parsing again gives the same entries */
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  for (size_t i = 0; i < m.n; i++) ASSERT_EQ(mf_write_line(f, m.e[i].hex, m.e[i].path), 0);
   fclose(f);
-  ASSERT_STR_EQ(out, "\\d41d8cd98f00b204e9800998ecf8427e  a\\\\b\\nc\n");
-  free(out);
-  mf_free(&m);
-  /* path limit */
-  size_t big = PK_LIMIT_MANIFEST_PATH + 40;
-  char *line = malloc(big + 1);
-  memset(line, 'x', big);
-  memcpy(line, "d41d8cd98f00b204e9800998ecf8427e  ", 34);
-  line[big] = 0;
-  st_error_clear(&err);
-  ASSERT_EQ(mf_parse(line, big, "M", &m, &err), ST_E2BIG);
-  free(line);
-  return 0;
-}
-
-TEST_IMPL(pklwrite_opcodes) {
-  pw_buf w;
-  pw_init(&w);
-  pw_int(&w, 5);
-  pw_int(&w, 300);
-  pw_int(&w, -1);
-  pw_int(&w, 70000);
-  static const uint8_t ints[] = {'K', 5, 'M', 0x2c, 0x01, 'J', 0xff, 0xff, 0xff, 0xff,
-                                 'J', 0x70, 0x11, 0x01, 0x00};
-  ASSERT_EQ(w.len, sizeof ints);
-  ASSERT(memcmp(w.p, ints, sizeof ints) == 0);
-  w.len = 0;
-  pw_cstr(&w, "ab");
-  static const uint8_t s1[] = {'U', 2, 'a', 'b', 'q', 0};
-  ASSERT(memcmp(w.p, s1, sizeof s1) == 0 && w.len == sizeof s1);
-  w.len = 0;
-  w.memo = 256;
-  char big[300];
-  memset(big, 'z', sizeof big);
-  pw_str(&w, big, sizeof big);
-  ASSERT_EQ(w.p[0], 'T');
-  ASSERT_EQ(w.p[1] | w.p[2] << 8, 300);
-  ASSERT_EQ(w.p[5 + 300], 'r'); /* LONG_BINPUT past 255 */
-  ASSERT_EQ(w.p[5 + 301], 0);
-  ASSERT_EQ(w.p[5 + 302], 1);
-  /* 2001 ints: groups of 1000, 1000, then a single APPEND */
-  w.len = 0;
-  w.memo = 0;
-  int32_t v[2001] = {0};
-  pw_list_ints(&w, v, 2001);
-  size_t marks = 0, appends = 0, append1 = 0;
-  for (size_t i = 0; i < w.len; i++) {
-    if (w.p[i] == PW_MARK) marks++;
-    if (w.p[i] == PW_APPENDS) appends++;
-    if (w.p[i] == PW_APPEND) append1++;
+  mf_list m2;
+  st_error_clear(&e);
+  ASSERT_EQ(mf_parse(buf, len, "W", &m2, &e), 0);
+  ASSERT_EQ(m2.n, m.n);
+  for (size_t i = 0; i < m.n; i++) {
+    ASSERT_STR_EQ(m2.e[i].path, m.e[i].path);
+    ASSERT_STR_EQ(m2.e[i].hex, m.e[i].hex);
   }
-  ASSERT_EQ(marks, 2);
-  ASSERT_EQ(appends, 2);
-  ASSERT_EQ(append1, 1);
-  pw_free(&w);
+  free(buf);
+  mf_free(&m2);
+  mf_free(&m);
   return 0;
 }
 
-TEST_IMPL(mkdata_render_deterministic) {
-  uint8_t a[3072], b[3072];
-  int hist[10] = {0};
-  for (uint32_t i = 0; i < 2000; i++) hist[dk_mkdata_label(7, 1, i)]++;
-  for (int k = 0; k < 10; k++) ASSERT(hist[k] > 120 && hist[k] < 280);
-  for (int cls = 0; cls < 10; cls++) {
-    dk_mkdata_render(a, cls, 7, 1, 42);
-    dk_mkdata_render(b, cls, 7, 1, 42);
-    ASSERT(memcmp(a, b, sizeof a) == 0);
-    dk_mkdata_render(b, cls, 8, 1, 42);
-    ASSERT(memcmp(a, b, sizeof a) != 0);
+TEST_IMPL(manifest_errors) {
+  static const struct {
+    const char *text;
+    int code;
+    const char *where, *msg;
+  } cases[] = {
+      {"d41d8cd98f00b204e9800998ecf8427e  ok\nnot a line\n", ST_EFORMAT, "M.md5:2", "expected"},
+      {"z41d8cd98f00b204e9800998ecf8427e  x\n", ST_EFORMAT, "M.md5:1", "32 hex"},
+      {"d41d8cd98f00b204e9800998ecf8427e\tname\n", ST_EFORMAT, "M.md5:1", "two spaces"},
+      {"d41d8cd98f00b204e9800998ecf8427e  /etc/passwd\n", ST_EUNSAFE, "M.md5:1", "absolute"},
+      {"\n\nd41d8cd98f00b204e9800998ecf8427e  a/../../x\n", ST_EUNSAFE, "M.md5:3", ".."},
+      {"d41d8cd98f00b204e9800998ecf8427e  a\nd41d8cd98f00b204e9800998ecf8427e  b\n"
+       "d41d8cd98f00b204e9800998ecf8427e  ./a\n",
+       ST_EFORMAT, "M.md5:3", "listed twice (also on line 1)"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    mf_list m;
+    st_error e;
+    ASSERT_EQ(parse(cases[i].text, &m, &e), cases[i].code);
+    ASSERT_STR_EQ(e.where, cases[i].where);
+    ASSERT_CONTAINS(e.text, cases[i].msg);
+    ASSERT_EQ(m.n, 0);
+  }
+  /* a path over the limit */
+  size_t n = PK_LIMIT_MANIFEST_PATH + 40;
+  char *big = malloc(n + 64);
+  strcpy(big, "d41d8cd98f00b204e9800998ecf8427e  ");
+  memset(big + 34, 'a', PK_LIMIT_MANIFEST_PATH + 1);
+  big[34 + PK_LIMIT_MANIFEST_PATH + 1] = 0;
+  mf_list m;
+  st_error e;
+  ASSERT_EQ(parse(big, &m, &e), ST_E2BIG);
+  ASSERT_CONTAINS(e.text, "limit");
+  free(big);
+  /* NUL inside a line */
+  static const char nul[] = "d41d8cd98f00b204e9800998ecf8427e  a\0b\n";
+  st_error_clear(&e);
+  ASSERT_EQ(mf_parse(nul, sizeof nul - 1, "M.md5", &m, &e), ST_EFORMAT);
+  ASSERT_CONTAINS(e.text, "NUL");
+  /* a missing manifest file */
+  st_error_clear(&e);
+  ASSERT_EQ(mf_load("/nonexistent/M.md5", &m, &e), ST_ENOENT);
+  return 0;
+}
+
+/* Images are a pure function of (seed, file, index): same seed, same bytes;
+ * another seed, other bytes; labels cover every class. */
+TEST_IMPL(mkdata_deterministic) {
+  uint8_t a[3072], b[3072], d[3072];
+  int counts[10] = {0};
+  for (uint32_t i = 0; i < 2000; i++) {
+    int l = dk_mkdata_label(7, 1, i);
+    ASSERT(l >= 0 && l < 10);
+    counts[l]++;
+  }
+  for (int k = 0; k < 10; k++) ASSERT(counts[k] > 100);
+  for (uint32_t i = 0; i < 20; i++) {
+    int l = dk_mkdata_label(7, 1, i);
+    dk_mkdata_render(a, l, 7, 1, i);
+    dk_mkdata_render(b, l, 7, 1, i);
+    dk_mkdata_render(d, l, 8, 1, i);
+    ASSERT(!memcmp(a, b, sizeof a));
+    ASSERT(memcmp(a, d, sizeof a));
   }
   return 0;
 }
