@@ -535,8 +535,8 @@ out:
   EVP_MD_CTX_free(md);
   close(fd);
   /* keep PATH.part for --resume after network errors and interrupts, not after bad data */
-  if (rc && rc != ST_ECANCELED && rc != ST_ENET && rc != ST_ETIMEDOUT && rc != ST_EHTTP) unlink(part);
-  if (rc == ST_EHTTP && x.have == 0) unlink(part);
+  if (rc && (x.have == 0 || (rc != ST_ECANCELED && rc != ST_ENET && rc != ST_ETIMEDOUT && rc != ST_EHTTP)))
+    unlink(part);
   mf_free(&mf);
   return rc;
 }
