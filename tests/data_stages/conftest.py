@@ -21,9 +21,11 @@ def small_data(tmp_path_factory, pk_bin):
 
 
 class Nginx:
-    def __init__(self, root, port, base):
+    def __init__(self, root, port, base, tls_port):
         self.root, self.port, self.base = Path(root), port, base
         self.url = f"http://127.0.0.1:{port}"
+        self.tls_url = f"https://127.0.0.1:{tls_port}"
+        self.cacert = base / "cert.pem"  # self-signed, for --cacert
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +39,11 @@ def nginx(tmp_path_factory):
     (root / "slow").symlink_to(root)
     for d in ("tmp", "logs"):
         (base / d).mkdir()
-    port = free_port()
+    port, tls_port = free_port(), free_port()
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(base / "key.pem"), "-out", str(base / "cert.pem")],
+                   check=True, capture_output=True)
     conf = base / "nginx.conf"
     user = "user root;" if os.geteuid() == 0 else ""
     conf.write_text(f"""
@@ -62,6 +68,12 @@ http {{
     location /slow/ {{ limit_rate 200k; }}
     location = /error500 {{ return 500; }}
   }}
+  server {{
+    listen 127.0.0.1:{tls_port} ssl;
+    ssl_certificate {base}/cert.pem;
+    ssl_certificate_key {base}/key.pem;
+    root {root};
+  }}
 }}
 """)
     p = subprocess.Popen([NGINX, "-c", str(conf), "-p", str(base)],
@@ -76,7 +88,7 @@ http {{
                 pytest.fail("nginx did not start: " + p.stderr.read().decode())
             time.sleep(0.05)
     try:
-        yield Nginx(root, port, base)
+        yield Nginx(root, port, base, tls_port)
     finally:
         p.send_signal(signal.SIGQUIT)
         try:

@@ -79,12 +79,16 @@ def test_download_credentials_not_shown(served, tmp_path):
     assert "s3cretpw" not in p.stderr + p.stdout and "abcsecret" not in p.stderr + p.stdout
 
 
-def test_download_https_needs_trust(tmp_path):
-    # TLS verification on by default: an unknown certificate is refused
-    # (a loopback port with nothing on it gives a network error instead;
-    # both end the stage without a file)
-    p = run_cli(f"%download https://127.0.0.1:1/x.tgz --to {tmp_path / 'x'} --retries 0")
-    assert p.returncode == 1 and os.listdir(tmp_path) == []
+def test_download_https_verified(served, tmp_path):
+    ng, tgz, h = served
+    # TLS is verified by default: a self-signed certificate is refused ...
+    p = run_cli(f"%download {ng.tls_url}/{tgz.name} --to {tmp_path / 'x'} --retries 0")
+    assert p.returncode == 1 and "TLSError" in p.stderr, p.stderr
+    assert os.listdir(tmp_path) == []
+    # ... and accepted with --cacert naming it
+    run_cli(f"%download {ng.tls_url}/{tgz.name} --to {tmp_path / 'x'} --md5 {h} --cacert {ng.cacert}",
+            check=True)
+    assert md5(tmp_path / "x") == h
 
 
 def test_download_file_url(small_data, tmp_path):
