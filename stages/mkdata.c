@@ -515,7 +515,7 @@ int dk_mkdata(st_ctx *c, const st_args *a, st_error *err) {
   }
 
   char plabel[128];
-  snprintf(plabel, sizeof plabel, "mkdata %s", m.dir);
+  snprintf(plabel, sizeof plabel, "mkdata %.100s", m.dir);
   st_progress_begin(c, &p, plabel, "images", (uint64_t)(nb + 1) * (uint64_t)ipb);
   progress_open = 1;
   uint64_t done = 0, fcount = 0;
