@@ -200,19 +200,25 @@ static int open_parent(dx_job *j, int root, char *rel, const char **leaf, int cr
   return fd;
 }
 
-/* A symlink target stays inside DIR (lexically, from the link's folder). */
+/* A symlink target must stay inside DIR whatever order members come in:
+ * it is relative, starts with at most as many ".." as the link is deep, and
+ * has no ".." after its first other component. The link's own folder is a
+ * real folder (nothing is created through a symlink), so the leading ".."
+ * resolve as written, and what follows only goes down, through folders or
+ * through links that obey the same rule. ("a/../../x" with "a" a link to
+ * "." would escape; it is refused even when "a" does not exist yet.) */
 static int link_target_safe(const char *rel, const char *target) {
   if (!*target || target[0] == '/') return 0;
-  int depth = 0;
+  int depth = 0, down = 0;
   for (const char *p = rel; *p; p++) depth += *p == '/';
   const char *s = target;
   while (*s) {
     const char *e = strchr(s, '/');
     size_t n = e ? (size_t)(e - s) : strlen(s);
     if (n == 2 && s[0] == '.' && s[1] == '.') {
-      if (--depth < 0) return 0;
+      if (down || --depth < 0) return 0;
     } else if (n && !(n == 1 && s[0] == '.')) {
-      depth++;
+      down = 1;
     }
     if (!e) break;
     s = e + 1;

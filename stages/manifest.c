@@ -74,7 +74,7 @@ int mf_parse(const char *buf, size_t len, const char *where, mf_list *out, st_er
     if (memchr(s, 0, n)) { rc = st_error_set(err, ST_EFORMAT, wl, -1, "NUL byte in the line"); break; }
     int esc = 0;
     if (s[0] == '\\') { esc = 1; s++; n--; }
-    if (n < 35) {
+    if (n < 32) {
       rc = st_error_set(err, ST_EFORMAT, wl, -1,
                         "expected \"<32 hex digits>  <path>\", got a line of %zu bytes", n);
       break;
@@ -87,8 +87,8 @@ int mf_parse(const char *buf, size_t len, const char *where, mf_list *out, st_er
     }
     hex[32] = 0;
     if (!ok) { rc = st_error_set(err, ST_EFORMAT, wl, -1, "expected 32 hex digits at the start of the line"); break; }
-    if (s[32] != ' ' || (s[33] != ' ' && s[33] != '*')) {
-      rc = st_error_set(err, ST_EFORMAT, wl, -1, "expected two spaces (or \" *\") after the digest");
+    if (n < 35 || s[32] != ' ' || (s[33] != ' ' && s[33] != '*')) {
+      rc = st_error_set(err, ST_EFORMAT, wl, -1, "expected two spaces (or \" *\") and a path after the digest");
       break;
     }
     const char *name = s + 34;

@@ -116,27 +116,35 @@ void dk_mkdata_render(uint8_t *out, int cls, uint64_t seed, uint32_t file, uint3
   double fx = unif(&r) < 0.5 ? -1 : 1, fy = unif(&r) < 0.5 ? -1 : 1;
   double ph = unif(&r) * 8;
   double fg[3], bg[3], blob[3];
-  hsv(cls * 36.0 + (unif(&r) - 0.5) * 90, 0.4 + 0.6 * unif(&r), 0.5 + 0.5 * unif(&r), fg);
+  hsv(cls * 36.0 + (unif(&r) - 0.5) * 240, 0.4 + 0.6 * unif(&r), 0.5 + 0.5 * unif(&r), fg);
   for (int t = 0;; t++) {
     for (int k = 0; k < 3; k++) bg[k] = unif(&r) * 255;
-    if (fabs(lum(fg) - lum(bg)) > 35) break;
+    if (fabs(lum(fg) - lum(bg)) > 22) break;
     if (t == 16) {
       for (int k = 0; k < 3; k++) bg[k] = 255 - fg[k];
       break;
     }
   }
+  /* up to three distractor blobs of one random colour */
   hsv(unif(&r) * 360, unif(&r), unif(&r), blob);
-  double bx = unif(&r) * 32, by = unif(&r) * 32, br = 1.5 + 2.5 * unif(&r);
-  int has_blob = unif(&r) < 0.8;
+  double bx[3], by[3], br[3];
+  int nblob = (int)(unif(&r) * 4);
+  for (int k = 0; k < 3; k++) {
+    bx[k] = unif(&r) * 32;
+    by[k] = unif(&r) * 32;
+    br[k] = 1.5 + 3.0 * unif(&r);
+  }
   double gx = (unif(&r) - 0.5) * 60, gy = (unif(&r) - 0.5) * 60;
-  double amp = 15 + 40 * unif(&r);
+  double amp = 30 + 60 * unif(&r);
   uint64_t nz = 0;
   int nbits = 0;
   for (int y = 0; y < 32; y++)
     for (int x = 0; x < 32; x++) {
       double u = fx * (x + 0.5 - cx) / s, v = fy * (y + 0.5 - cy) / s;
       int m = mask(cls, u, v, x, y, s, ph, fx);
-      int inb = has_blob && (x - bx) * (x - bx) + (y - by) * (y - by) < br * br;
+      int inb = 0;
+      for (int k = 0; k < nblob; k++)
+        inb |= (x - bx[k]) * (x - bx[k]) + (y - by[k]) * (y - by[k]) < br[k] * br[k];
       double grad = gx * (x - 15.5) / 16 + gy * (y - 15.5) / 16;
       for (int k = 0; k < 3; k++) {
         double val = m ? fg[k] : bg[k] + grad;
@@ -507,7 +515,7 @@ int dk_mkdata(st_ctx *c, const st_args *a, st_error *err) {
   }
 
   char plabel[128];
-  snprintf(plabel, sizeof plabel, "mkdata %s", m.dir);
+  snprintf(plabel, sizeof plabel, "mkdata %.100s", m.dir);
   st_progress_begin(c, &p, plabel, "images", (uint64_t)(nb + 1) * (uint64_t)ipb);
   progress_open = 1;
   uint64_t done = 0, fcount = 0;

@@ -20,8 +20,7 @@
 
 /* (stage headers are included here, one per module) */
 
-#include "train.h"
-
+#include "download.h"
 #include "extract.h"
 #include "md5.h"
 #include "mkdata.h"
@@ -29,6 +28,7 @@
 
 #include "load.h"
 #include "s3.h"
+#include "train.h"
 
 static const st_stage table[] = {
     /* ---------------- built-ins: the magic language ---------------- */
@@ -36,6 +36,7 @@ static const st_stage table[] = {
 
     /* ---------------- data: stages 1-4 ---------------- */
     DK_MKDATA_ROWS
+    DK_DOWNLOAD_ROWS
     DK_MD5_ROWS
     DK_EXTRACT_ROWS
     DK_VERIFY_ROWS

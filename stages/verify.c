@@ -212,7 +212,8 @@ int dk_verify_run(st_ctx *c, const char *manifest, mf_list *mf, const char *root
   st_progress p;
   char label[200];
   snprintf(label, sizeof label, "verify %.180s", manifest);
-  st_progress_begin(c, &p, label, "B", total);
+  st_progress_begin(c, &p, label, "B", total + known_bytes);
+  st_progress_update(&p, known_bytes);
   pthread_t th[PK_LIMIT_VERIFY_JOBS];
   int started = 0;
   for (int t = 0; t < jobs && norder; t++) {
@@ -224,10 +225,10 @@ int dk_verify_run(st_ctx *c, const char *manifest, mf_list *mf, const char *root
   while (atomic_load(&j.running) > 0) {
     struct timespec ts = {0, 50 * 1000 * 1000};
     nanosleep(&ts, NULL);
-    st_progress_update(&p, atomic_load(&j.bytes));
+    st_progress_update(&p, known_bytes + atomic_load(&j.bytes));
   }
   for (int t = 0; t < started; t++) pthread_join(th[t], NULL);
-  st_progress_update(&p, atomic_load(&j.bytes));
+  st_progress_update(&p, known_bytes + atomic_load(&j.bytes));
   uint64_t hashed = atomic_load(&j.bytes);
   if (st_cancelled(c)) {
     st_progress_end(&p, ST_ECANCELED);

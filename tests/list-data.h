@@ -1,2 +1,12 @@
 /* C tests of the data area: XX(name, timeout_seconds) */
-#define TEST_LIST_DATA(XX)
+#define TEST_LIST_DATA(XX)                                                     \
+  XX(md5_rfc1321, 10)                                                          \
+  XX(md5_file_and_stage, 20)                                                   \
+  XX(manifest_parse, 10)                                                       \
+  XX(manifest_errors, 10)                                                      \
+  XX(mkdata_deterministic, 20)                                                 \
+  XX(md5_rfc1321_vectors, 10)                                                  \
+  XX(md5_fd_chunking, 10)                                                      \
+  XX(manifest_parse_cases, 10)                                                 \
+  XX(pklwrite_opcodes, 10)                                                     \
+  XX(mkdata_render_deterministic, 10)

@@ -1,0 +1,223 @@
+#!/usr/bin/env python3
+"""Stages 1-4 (download, integrity md5, extract, verify) against a Python
+reference doing the same work in the same run (urllib from the same nginx,
+hashlib md5 with 1 MiB reads, tarfile.extractall, serial hashlib verify), on
+the default set (6 batch files) and a larger one (PK_BENCH_DATA_BATCHES train
+batches, default 40), with `openssl speed -evp md5` as the md5 limit.
+
+Targets: %md5 >= 0.95x openssl; %verify >= 1.9x Python (2 cores); %extract
+of .tar.gz >= 3x Python; fused %download --md5 --extract --verify <= 1.2x
+the slowest of the four stages run alone. Times are wall clock (best of
+PK_BENCH_REPEAT, default 2), the pipekernel ones include process start."""
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PK = Path(os.environ.get("PK_BIN", ROOT / "build" / "pipekernel"))
+REPEAT = int(os.environ.get("PK_BENCH_REPEAT", "2"))
+LARGE = int(os.environ.get("PK_BENCH_DATA_BATCHES", "40"))
+OUT = Path(os.environ.get("PK_BENCH_OUT", ROOT / "build" / "bench"))
+
+
+def pk(*cells):
+    t = time.perf_counter()
+    r = subprocess.run([str(PK), "run", *cells], capture_output=True, text=True)
+    dt = time.perf_counter() - t
+    if r.returncode:
+        raise SystemExit(f"pipekernel failed: {cells}\n{r.stdout}\n{r.stderr}")
+    pk.last = r.stdout
+    return dt
+
+
+def stage_seconds(stage):
+    """The stage's own time from its summary line (no process start)."""
+    m = re.search(rf"^{stage}: .* in ([\d.]+) s", pk.last, re.M)
+    return float(m.group(1))
+
+
+def best(fn, n=REPEAT, before=None):
+    ts = []
+    for _ in range(n):
+        if before:
+            before()
+        ts.append(fn())
+    return min(ts)
+
+
+def timed(fn):
+    def run():
+        t = time.perf_counter()
+        fn()
+        return time.perf_counter() - t
+    return run
+
+
+def py_md5(path):
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(1 << 20)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
+
+
+def py_verify(manifest, root):
+    for ln in Path(manifest).read_text().splitlines():
+        h, p = ln.split("  ", 1)
+        assert py_md5(Path(root) / p) == h
+
+
+def py_download(url, to):
+    with urllib.request.urlopen(url) as r, open(to, "wb") as f:
+        shutil.copyfileobj(r, f, 1 << 20)
+
+
+def py_extract(tgz, dest):
+    with tarfile.open(tgz, "r:gz") as t:
+        t.extractall(dest)
+
+
+def openssl_md5_mbs():
+    r = subprocess.run(["openssl", "speed", "-evp", "md5", "-bytes", "1048576", "-seconds", "3"],
+                       capture_output=True, text=True)
+    m = re.search(r"^md5\s+([\d.]+)k", r.stdout, re.M)
+    return float(m.group(1)) * 1000 / 1e6 if m else float("nan")  # kB/s -> MB/s
+
+
+def start_nginx(base, www):
+    port = socket.socket()
+    port.bind(("127.0.0.1", 0))
+    p_ = port.getsockname()[1]
+    port.close()
+    (base / "tmp").mkdir(exist_ok=True)
+    user = "user root;" if os.geteuid() == 0 else ""
+    conf = base / "nginx.conf"
+    conf.write_text(f"""{user}
+daemon off; worker_processes 1; pid {base}/nginx.pid; error_log {base}/error.log;
+events {{ worker_connections 64; }}
+http {{ access_log off; client_body_temp_path {base}/tmp/b; proxy_temp_path {base}/tmp/p;
+  fastcgi_temp_path {base}/tmp/f; uwsgi_temp_path {base}/tmp/u; scgi_temp_path {base}/tmp/s;
+  sendfile on; server {{ listen 127.0.0.1:{p_}; root {www}; }} }}
+""")
+    proc = subprocess.Popen(["/usr/sbin/nginx", "-c", str(conf), "-p", str(base)])
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", p_), 0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    return proc, f"http://127.0.0.1:{p_}"
+
+
+def rm(*ps):
+    for p in ps:
+        p = Path(p)
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+
+
+def bench_set(work, url_base, batches, ossl):
+    d = work / f"set{batches}"
+    rm(d)
+    pk(f"%mkdata {d} --train-batches {batches}")
+    tgz = d / "cifar-10-python.tar.gz"
+    man = d / "MANIFEST.md5"
+    h = py_md5(tgz)
+    www_name = f"set{batches}.tar.gz"
+    (work / "www" / www_name).unlink(missing_ok=True)
+    os.link(tgz, work / "www" / www_name)
+    url = f"{url_base}/{www_name}"
+    size = tgz.stat().st_size
+    ext_size = sum(p.stat().st_size for p in (d / "cifar-10-batches-py").iterdir())
+    nfiles = batches + 1
+    x, dl = work / "x", work / "dl.tgz"
+    rows = []
+
+    def row(stage, t_py, t_pk, nbytes, target=None):
+        rows.append(dict(stage=stage, python_s=t_py, pipekernel_s=t_pk,
+                         ratio=(t_py / t_pk) if t_py else None, mb=nbytes / 1e6, target=target))
+
+    py_md5(tgz)  # warm the page cache
+    t_py = best(timed(lambda: py_md5(tgz)))
+    t_pk = best(lambda: pk(f"%md5 {tgz} --expect {h}"))
+    row("integrity (md5 tarball)", t_py, t_pk, size, ">= 0.95x openssl")
+    t_stage = best(lambda: pk(f"%md5 {tgz}") and stage_seconds("integrity"), n=3)
+    md5_vs_openssl = (size / 1e6 / t_stage) / ossl
+    t_py = best(timed(lambda: py_download(url, dl)), before=lambda: rm(dl))
+    t_pk_dl = best(lambda: pk(f"%download {url} --to {dl}"), before=lambda: rm(dl))
+    row("download", t_py, t_pk_dl, size)
+    t_py = best(timed(lambda: py_extract(tgz, x)), before=lambda: rm(x))
+    t_pk_x = best(lambda: pk(f"%extract {tgz} --to {x}"), before=lambda: rm(x))
+    row("extract (.tar.gz)", t_py, t_pk_x, ext_size, ">= 3x")
+    t_pk_xz = best(lambda: pk(f"%extract {tgz} --to {x} --inflater libarchive"),
+                   before=lambda: rm(x))
+    row("extract, libarchive zlib", None, t_pk_xz, ext_size)
+    rm(x)
+    pk(f"%extract {tgz} --to {x}")
+    t_py = best(timed(lambda: py_verify(man, x)))
+    t_pk_v = best(lambda: pk(f"%verify {man} --root {x}"))
+    row("verify", t_py, t_pk_v, ext_size, ">= 1.9x")
+    t_pk_md5 = best(lambda: pk(f"%md5 {tgz}"))
+    slowest = max(t_pk_dl, t_pk_md5, t_pk_x, t_pk_v)
+    t_py_f = t_py_f = best(timed(lambda: (py_download(url, dl), py_md5(dl), py_extract(dl, x),
+                                          py_verify(man, x))), n=1,
+                           before=lambda: rm(dl, x))
+    t_fused = best(lambda: pk(f"%download {url} --to {dl} --md5 {h} --extract {x} --verify {man}"),
+                   before=lambda: rm(dl, x))
+    row("fused download+md5+extract+verify", t_py_f, t_fused, size, "<= 1.2x slowest alone")
+    rm(x, dl)
+    print(f"\n-- {nfiles} batch files: tarball {size / 1e6:.1f} MB, extracted {ext_size / 1e6:.1f} MB, "
+          f"{os.cpu_count()} cores")
+    print(f"{'stage':38} {'python s':>9} {'pipekernel s':>12} {'ratio':>7}  target")
+    for r in rows:
+        py = f"{r['python_s']:.3f}" if r["python_s"] else "-"
+        ra = f"{r['ratio']:.2f}x" if r["ratio"] else "-"
+        print(f"{r['stage']:38} {py:>9} {r['pipekernel_s']:12.3f} {ra:>7}  {r['target'] or ''}")
+    print(f"%md5: {md5_vs_openssl * ossl:.0f} MB/s (stage time) = {md5_vs_openssl:.2f}x openssl speed -evp md5 "
+          f"({ossl:.0f} MB/s)")
+    print(f"fused: {t_fused:.3f} s = {t_fused / slowest:.2f}x the slowest stage alone "
+          f"({slowest:.3f} s)")
+    return dict(batches=nfiles, rows=rows, md5_vs_openssl=md5_vs_openssl,
+                fused_vs_slowest=t_fused / slowest)
+
+
+def main():
+    if not PK.exists():
+        raise SystemExit(f"{PK} missing: run make")
+    work = Path(tempfile.mkdtemp(prefix="pk-bench-data-"))
+    (work / "www").mkdir()
+    proc, url_base = start_nginx(work, work / "www")
+    results = []
+    try:
+        ossl = openssl_md5_mbs()
+        print(f"openssl speed -evp md5 (1 MiB blocks): {ossl:.0f} MB/s")
+        for b in (5, LARGE):
+            results.append(bench_set(work, url_base, b, ossl))
+    finally:
+        proc.send_signal(signal.SIGQUIT)
+        proc.wait(10)
+        shutil.rmtree(work, ignore_errors=True)
+    OUT.mkdir(parents=True, exist_ok=True)
+    with open(OUT / "results.jsonl", "a") as f:
+        f.write(json.dumps(dict(bench="data", openssl_md5_mbs=ossl, sets=results,
+                                time=time.time())) + "\n")
+
+
+if __name__ == "__main__":
+    main()

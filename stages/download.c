@@ -1,0 +1,542 @@
+/*
+ * download.c -- %download (see download.h).
+ *
+ * libcurl runs on the stage thread (so its progress callback may report and
+ * poll for interrupts); the write callback appends to PATH.part, updates the
+ * md5 and, with --extract, copies the bytes into a bounded queue that the
+ * extractor thread (stages/extract.c) pulls from.
+ */
+#include "download.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "extract.h"
+#include "limits.h"
+#include "manifest.h"
+#include "md5.h"
+#include "verify.h"
+
+const st_option dk_download_opts[] = {
+    {"to", 1, "PATH", "where to write (default: the URL's file name in the working folder)"},
+    {"md5", 1, "HEX", "the md5 the download must have"},
+    {"extract", 1, "DIR", "extract the archive into DIR while downloading"},
+    {"verify", 1, "MANIFEST", "md5sum manifest to check after extracting (see %verify)"},
+    {"resume", 0, NULL, "continue an earlier PATH.part with a Range request"},
+    {"retries", 1, "N", "retries on connection errors and 5xx answers (default 3)"},
+    {"timeout", 1, "S", "connect timeout and longest stall, seconds (default 60)"},
+    {"cacert", 1, "FILE", "CA bundle to verify the server with (TLS is always verified)"},
+    {NULL, 0, NULL, NULL}};
+
+/* ---- the queue between curl and the extractor ---- */
+#define DQ_CHUNK (1u << 20)
+#define DQ_SLOTS 8
+
+typedef struct {
+  uint8_t *buf[DQ_SLOTS];
+  size_t len[DQ_SLOTS];
+  int head, tail, count;
+  int held;        /* consumer holds slot tail */
+  int closed;      /* producer finished */
+  int dead;        /* consumer finished (error or end) */
+  size_t fill;     /* bytes in the producer's slot head */
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+} dqueue;
+
+static int dq_init(dqueue *q) {
+  memset(q, 0, sizeof *q);
+  pthread_mutex_init(&q->mu, NULL);
+  pthread_cond_init(&q->cv, NULL);
+  for (int i = 0; i < DQ_SLOTS; i++)
+    if (!(q->buf[i] = malloc(DQ_CHUNK))) return -1;
+  return 0;
+}
+static void dq_free(dqueue *q) {
+  for (int i = 0; i < DQ_SLOTS; i++) free(q->buf[i]);
+  pthread_mutex_destroy(&q->mu);
+  pthread_cond_destroy(&q->cv);
+}
+
+/* producer: 0, or -1 when the consumer is gone or we were cancelled */
+static int dq_push(dqueue *q, st_ctx *c, const uint8_t *b, size_t n) {
+  while (n) {
+    pthread_mutex_lock(&q->mu);
+    /* slot head is ours when count + held < DQ_SLOTS */
+    while (!q->dead && q->count + q->held >= DQ_SLOTS) {
+      struct timespec ts;
+      clock_gettime(CLOCK_REALTIME, &ts);
+      ts.tv_nsec += 100000000;
+      if (ts.tv_nsec >= 1000000000) { ts.tv_sec++; ts.tv_nsec -= 1000000000; }
+      pthread_cond_timedwait(&q->cv, &q->mu, &ts);
+      if (st_cancelled(c)) { pthread_mutex_unlock(&q->mu); return -1; }
+    }
+    if (q->dead) { pthread_mutex_unlock(&q->mu); return -1; }
+    int slot = q->head;
+    pthread_mutex_unlock(&q->mu);
+    size_t k = DQ_CHUNK - q->fill < n ? DQ_CHUNK - q->fill : n;
+    memcpy(q->buf[slot] + q->fill, b, k);
+    q->fill += k;
+    b += k;
+    n -= k;
+    if (q->fill == DQ_CHUNK) {
+      pthread_mutex_lock(&q->mu);
+      q->len[slot] = q->fill;
+      q->head = (q->head + 1) % DQ_SLOTS;
+      q->count++;
+      q->fill = 0;
+      pthread_cond_broadcast(&q->cv);
+      pthread_mutex_unlock(&q->mu);
+    }
+  }
+  return 0;
+}
+
+static void dq_close(dqueue *q) {
+  pthread_mutex_lock(&q->mu);
+  if (q->fill && !q->dead && q->count + q->held < DQ_SLOTS) {
+    q->len[q->head] = q->fill;
+    q->head = (q->head + 1) % DQ_SLOTS;
+    q->count++;
+    q->fill = 0;
+  }
+  q->closed = 1;
+  pthread_cond_broadcast(&q->cv);
+  pthread_mutex_unlock(&q->mu);
+}
+
+static ssize_t dq_pull(void *ud, const void **out) {
+  dqueue *q = ud;
+  pthread_mutex_lock(&q->mu);
+  if (q->held) {
+    q->held = 0;
+    q->tail = (q->tail + 1) % DQ_SLOTS;
+    q->count--;
+    pthread_cond_broadcast(&q->cv);
+  }
+  while (q->count == 0 && !q->closed) pthread_cond_wait(&q->cv, &q->mu);
+  if (q->count == 0) {
+    pthread_mutex_unlock(&q->mu);
+    return 0;
+  }
+  q->held = 1;
+  *out = q->buf[q->tail];
+  ssize_t n = (ssize_t)q->len[q->tail];
+  pthread_mutex_unlock(&q->mu);
+  return n;
+}
+
+/* ---- the transfer ---- */
+typedef struct {
+  st_ctx *c;
+  st_error *err;
+  int fd;
+  const char *name;      /* safe URL for messages */
+  EVP_MD_CTX *md;
+  uint64_t have;         /* bytes in PATH.part */
+  uint64_t skip;         /* bytes of a 200 answer to drop (server ignored Range) */
+  uint64_t req_from;     /* offset requested */
+  int first;             /* first write of this attempt */
+  dqueue *q;             /* NULL without --extract */
+  st_progress *p;
+  int write_error;
+  int sink_failed;       /* the extractor stopped */
+  CURL *curl;
+} xfer;
+
+static int sink(xfer *x, const uint8_t *b, size_t n, int to_file) {
+  if (x->have + n > PK_LIMIT_DOWNLOAD_BYTES) {
+    st_error_set(x->err, ST_E2BIG, x->name, (long long)x->have, "response larger than %llu bytes",
+                 (unsigned long long)PK_LIMIT_DOWNLOAD_BYTES);
+    return -1;
+  }
+  if (to_file) {
+    const uint8_t *p = b;
+    size_t left = n;
+    while (left) {
+      ssize_t w = write(x->fd, p, left);
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) {
+        x->write_error = errno;
+        return -1;
+      }
+      p += w;
+      left -= (size_t)w;
+    }
+  }
+  EVP_DigestUpdate(x->md, b, n);
+  if (x->q && dq_push(x->q, x->c, b, n)) {
+    x->sink_failed = 1;
+    return -1;
+  }
+  x->have += n;
+  return 0;
+}
+
+static size_t write_cb(char *data, size_t sz, size_t nm, void *ud) {
+  xfer *x = ud;
+  size_t n = sz * nm;
+  if (x->first) {
+    x->first = 0;
+    long code = 0;
+    curl_easy_getinfo(x->curl, CURLINFO_RESPONSE_CODE, &code);
+    if (x->req_from > 0 && code == 200) x->skip = x->req_from; /* Range ignored */
+  }
+  const uint8_t *b = (const uint8_t *)data;
+  size_t len = n;
+  if (x->skip) {
+    size_t k = x->skip < len ? (size_t)x->skip : len;
+    x->skip -= k;
+    b += k;
+    len -= k;
+  }
+  if (len && sink(x, b, len, 1)) return 0;
+  if (st_cancelled(x->c)) return 0;
+  return n;
+}
+
+static int xferinfo_cb(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ul, curl_off_t ulnow) {
+  xfer *x = ud;
+  if (dltotal > 0) st_progress_set_total(x->p, x->req_from + (uint64_t)dltotal);
+  st_progress_update(x->p, x->have);
+  return st_cancelled(x->c) ? 1 : 0;
+}
+
+/* URL without credentials or query, for messages. */
+static void safe_url(const char *url, char *out, size_t cap) {
+  const char *s = strstr(url, "://");
+  const char *host = s ? s + 3 : url;
+  const char *slash = strchr(host, '/');
+  const char *at = strchr(host, '@');
+  if (at && (!slash || at < slash)) host = at + 1;
+  size_t pre = s ? (size_t)(s + 3 - url) : 0;
+  size_t n = strcspn(host, "?#");
+  snprintf(out, cap, "%.*s%.*s%s", (int)pre, url, (int)n, host, host[n] ? "?..." : "");
+}
+
+static int url_basename(const char *url, char *out, size_t cap) {
+  const char *s = strstr(url, "://");
+  s = s ? s + 3 : url;
+  size_t n = strcspn(s, "?#");
+  const char *end = s + n, *b = end;
+  while (b > s && b[-1] != '/') b--;
+  if (b == s || b == end) return -1;
+  snprintf(out, cap, "%.*s", (int)(end - b), b);
+  return strcmp(out, ".") && strcmp(out, "..") ? 0 : -1;
+}
+
+typedef struct { dx_job *j; } ex_thread;
+static void *extract_thread(void *arg) {
+  dx_job *j = arg;
+  dx_run(j);
+  dqueue *q = j->ud;
+  pthread_mutex_lock(&q->mu);
+  q->dead = 1;
+  pthread_cond_broadcast(&q->cv);
+  pthread_mutex_unlock(&q->mu);
+  /* drain so the producer never blocks */
+  return NULL;
+}
+
+static const char *known_member(void *ud, const char *path) {
+  dx_job *j = ud;
+  for (size_t i = 0; i < j->nmembers; i++)
+    if (j->members[i].hex[0] && !strcmp(j->members[i].path, path)) return j->members[i].hex;
+  return NULL;
+}
+
+static int retryable(CURLcode cc, long code) {
+  if (cc == CURLE_HTTP_RETURNED_ERROR) return code >= 500;
+  switch (cc) {
+  case CURLE_COULDNT_CONNECT: case CURLE_COULDNT_RESOLVE_HOST: case CURLE_PARTIAL_FILE:
+  case CURLE_RECV_ERROR: case CURLE_SEND_ERROR: case CURLE_GOT_NOTHING:
+  case CURLE_OPERATION_TIMEDOUT: case CURLE_HTTP2: case CURLE_HTTP2_STREAM:
+    return 1;
+  default:
+    return 0;
+  }
+}
+
+static int curl_code_to_st(CURLcode cc) {
+  switch (cc) {
+  case CURLE_PEER_FAILED_VERIFICATION: case CURLE_SSL_CACERT_BADFILE: case CURLE_SSL_CONNECT_ERROR:
+  case CURLE_SSL_CERTPROBLEM: case CURLE_SSL_ISSUER_ERROR: case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    return ST_ETLS;
+  case CURLE_OPERATION_TIMEDOUT: return ST_ETIMEDOUT;
+  case CURLE_HTTP_RETURNED_ERROR: return ST_EHTTP;
+  case CURLE_FILE_COULDNT_READ_FILE: return ST_ENOENT;
+  case CURLE_UNSUPPORTED_PROTOCOL: case CURLE_URL_MALFORMAT: return ST_EINVAL;
+  default: return ST_ENET;
+  }
+}
+
+int dk_download(st_ctx *c, const st_args *a, st_error *err) {
+  const char *url = a->pos[0];
+  const char *md5 = st_arg_str(a, "md5", NULL), *exdir = st_arg_str(a, "extract", NULL);
+  const char *manifest = st_arg_str(a, "verify", NULL), *cacert = st_arg_str(a, "cacert", NULL);
+  long long retries, tmo;
+  int rc;
+  if ((rc = st_arg_int(a, "retries", 3, 0, PK_LIMIT_DOWNLOAD_RETRIES, &retries, err))) return rc;
+  if ((rc = st_arg_int(a, "timeout", 60, 1, 86400, &tmo, err))) return rc;
+  if (md5 && !dk_md5_valid_hex(md5))
+    return st_error_set(err, ST_EINVAL, "--md5", -1, "expected 32 hex digits, got \"%.40s\"", md5);
+  char name[1024];
+  safe_url(url, name, sizeof name);
+  char to[4096], part[4200];
+  if (st_arg_has(a, "to")) snprintf(to, sizeof to, "%s", st_arg_str(a, "to", ""));
+  else if (url_basename(url, to, sizeof to))
+    return st_error_set(err, ST_EINVAL, name, -1, "the URL names no file: give --to PATH");
+  snprintf(part, sizeof part, "%s.part", to);
+  mf_list mf = {0};
+  if (manifest && (rc = mf_load(manifest, &mf, err))) return rc;
+
+  int resume = st_arg_has(a, "resume");
+  int fd = open(part, O_RDWR | O_CREAT | O_CLOEXEC | (resume ? 0 : O_TRUNC), 0644);
+  if (fd < 0) {
+    mf_free(&mf);
+    return st_error_errno(err, errno, part, "cannot create");
+  }
+  EVP_MD_CTX *md = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(md, EVP_md5(), NULL);
+  dqueue q;
+  int have_q = 0;
+  dx_job *xj = NULL;
+  pthread_t xth;
+  int xstarted = 0;
+  CURL *curl = NULL;
+  st_progress p;
+  memset(&p, 0, sizeof p);
+  int pstarted = 0;
+  xfer x;
+  memset(&x, 0, sizeof x);
+  x.c = c;
+  x.err = err;
+  x.fd = fd;
+  x.name = name;
+  x.md = md;
+  x.p = &p;
+  double t0 = st_now();
+  if (exdir) {
+    xj = calloc(1, sizeof *xj);
+    if (!xj || dq_init(&q)) {
+      rc = st_error_set(err, ST_ENOMEM, name, -1, "out of memory");
+      goto out;
+    }
+    have_q = 1;
+    xj->c = c;
+    xj->where = to;
+    xj->dest = exdir;
+    xj->pull = dq_pull;
+    xj->ud = &q;
+    xj->hash = manifest != NULL;
+    x.q = &q;
+    if (pthread_create(&xth, NULL, extract_thread, xj)) {
+      rc = st_error_set(err, ST_EINTERNAL, name, -1, "cannot start the extractor thread");
+      goto out;
+    }
+    xstarted = 1;
+  }
+  char label[200];
+  const char *bn = strrchr(to, '/');
+  snprintf(label, sizeof label, "download %.180s", bn ? bn + 1 : to);
+  st_progress_begin(c, &p, label, "B", 0);
+  pstarted = 1;
+  if (resume) { /* hash (and extract) what is already there */
+    uint8_t *b = malloc(1u << 20);
+    if (!b) { rc = st_error_set(err, ST_ENOMEM, part, -1, "out of memory"); goto out; }
+    ssize_t k;
+    while ((k = read(fd, b, 1u << 20)) > 0)
+      if (sink(&x, b, (size_t)k, 0)) break;
+    free(b);
+    if (k < 0) { rc = st_error_errno(err, errno, part, "read failed"); goto out; }
+    if (x.sink_failed || err->code) goto sinkfail;
+    if (x.have) st_printf(c, "resuming %s at byte %llu\n", part, (unsigned long long)x.have);
+  }
+
+  curl = curl_easy_init();
+  if (!curl) { rc = st_error_set(err, ST_EINTERNAL, name, -1, "curl_easy_init failed"); goto out; }
+  char ua[64];
+  snprintf(ua, sizeof ua, "pipekernel");
+  char ebuf[CURL_ERROR_SIZE];
+  long code = 0;
+  CURLcode cc = CURLE_OK;
+  for (long long attempt = 0;; attempt++) {
+    curl_easy_reset(curl);
+    ebuf[0] = 0;
+    curl_easy_setopt(curl, CURLOPT_URL, url);
+    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https,file");
+    curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(curl, CURLOPT_MAXREDIRS, (long)PK_LIMIT_DOWNLOAD_REDIRECTS);
+    curl_easy_setopt(curl, CURLOPT_USERAGENT, ua);
+    curl_easy_setopt(curl, CURLOPT_FAILONERROR, 1L);
+    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, ebuf);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, write_cb);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &x);
+    curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, xferinfo_cb);
+    curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &x);
+    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, (long)tmo);
+    curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, (long)tmo);
+    curl_easy_setopt(curl, CURLOPT_BUFFERSIZE, 512L * 1024);
+    curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
+    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    if (cacert) curl_easy_setopt(curl, CURLOPT_CAINFO, cacert);
+    x.req_from = x.have;
+    x.first = 1;
+    x.skip = 0;
+    x.curl = curl;
+    if (x.have) {
+      /* http(s): a Range header (a 200 answer is handled by skipping); file: an offset */
+      if (!strncasecmp(url, "http", 4)) {
+        char range[48];
+        snprintf(range, sizeof range, "%llu-", (unsigned long long)x.have);
+        curl_easy_setopt(curl, CURLOPT_RANGE, range);
+      } else {
+        curl_easy_setopt(curl, CURLOPT_RESUME_FROM_LARGE, (curl_off_t)x.have);
+      }
+    }
+    cc = curl_easy_perform(curl);
+    code = 0;
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
+    if (cc == CURLE_OK) break;
+    if (st_cancelled(c) || cc == CURLE_ABORTED_BY_CALLBACK) {
+      rc = st_error_set(err, ST_ECANCELED, name, (long long)x.have, "interrupted (%s keeps %llu bytes; --resume continues)",
+                        part, (unsigned long long)x.have);
+      goto out;
+    }
+    if (x.sink_failed || x.write_error || err->code) goto sinkfail;
+    if (cc == CURLE_RANGE_ERROR || (cc == CURLE_HTTP_RETURNED_ERROR && code == 416)) {
+      /* Range not satisfiable: start over */
+      if (x.q) { rc = st_error_set(err, ST_EHTTP, name, -1, "the server refused the Range request"); goto out; }
+      if (ftruncate(fd, 0) || lseek(fd, 0, SEEK_SET)) { rc = st_error_errno(err, errno, part, "truncate failed"); goto out; }
+      x.have = 0;
+      EVP_DigestInit_ex(md, EVP_md5(), NULL);
+    } else if (!retryable(cc, code) || attempt >= retries) {
+      if (cc == CURLE_HTTP_RETURNED_ERROR)
+        rc = st_error_set(err, ST_EHTTP, name, -1, "HTTP %ld%s", code,
+                          attempt ? " (after retries)" : "");
+      else
+        rc = st_error_set(err, curl_code_to_st(cc), name, (long long)x.have, "%s%s%s",
+                          curl_easy_strerror(cc), ebuf[0] ? ": " : "", ebuf);
+      if (attempt) {
+        size_t l = strlen(err->text);
+        snprintf(err->text + l, sizeof err->text - l, " (%lld attempts)", attempt + 1);
+      }
+      goto out;
+    }
+    double delay = 0.5 * (double)(1u << (attempt < 5 ? attempt : 5));
+    if (delay > 8) delay = 8;
+    st_eprintf(c, "download: %s (%s); retry %lld of %lld in %.1f s from byte %llu\n",
+               cc == CURLE_HTTP_RETURNED_ERROR ? "HTTP error" : curl_easy_strerror(cc),
+               cc == CURLE_HTTP_RETURNED_ERROR ? "5xx" : "connection", attempt + 1, retries, delay,
+               (unsigned long long)x.have);
+    for (double w = 0; w < delay; w += 0.1) {
+      if (st_cancelled(c)) {
+        rc = st_error_set(err, ST_ECANCELED, name, (long long)x.have, "interrupted");
+        goto out;
+      }
+      struct timespec ts = {0, 100000000};
+      nanosleep(&ts, NULL);
+      st_progress_update(&p, x.have);
+    }
+  }
+  st_progress_update(&p, x.have);
+  {
+    unsigned char d[EVP_MAX_MD_SIZE];
+    unsigned int dl;
+    char hex[33];
+    EVP_DigestFinal_ex(md, d, &dl);
+    dk_md5_hex(d, hex);
+    double dt = st_now() - t0;
+    if (md5 && strcasecmp(md5, hex)) {
+      rc = st_error_set(err, ST_ECHECKSUM, name, -1, "md5 mismatch: expected %.32s, got %s; nothing kept",
+                        md5, hex);
+      unlink(part);
+      goto out;
+    }
+    if (xstarted) {
+      dq_close(&q);
+      pthread_join(xth, NULL);
+      xstarted = 0;
+      if (xj->err.code) {
+        *err = xj->err;
+        rc = err->code;
+        goto out;
+      }
+    }
+    if (rename(part, to)) { rc = st_error_errno(err, errno, to, "rename failed"); goto out; }
+    st_progress_end(&p, 0);
+    pstarted = 0;
+    dt = st_now() - t0;
+    char b1[32], r1[32];
+    st_fmt_bytes(b1, sizeof b1, x.have);
+    st_fmt_rate(r1, sizeof r1, x.have, dt);
+    st_printf(c, "download: %s in %.2f s (%s), md5 %s%s -> %s\n", b1, dt, r1, hex,
+              md5 ? " OK" : "", to);
+    st_timing_add(c, "download", "download", dt, x.have, 1, "libcurl", hex);
+    if (xj) {
+      char b2[32];
+      st_fmt_bytes(b2, sizeof b2, atomic_load(&xj->out_bytes));
+      st_printf(c, "extract: %s, %llu files into %s while downloading (%s)\n", b2,
+                (unsigned long long)atomic_load(&xj->files), exdir, xj->backend);
+    }
+    if (manifest) {
+      char root[4096];
+      if (exdir) snprintf(root, sizeof root, "%s", exdir);
+      else {
+        const char *sl = strrchr(manifest, '/');
+        snprintf(root, sizeof root, "%.*s", sl ? (int)(sl - manifest) : 1, sl ? manifest : ".");
+      }
+      rc = dk_verify_run(c, manifest, &mf, root, 0, xj ? known_member : NULL, xj,
+                         xj ? "md5-while-extracting" : "openssl-evp", err);
+    }
+  }
+  goto out;
+
+sinkfail:
+  if (x.write_error) rc = st_error_errno(err, x.write_error, part, "write failed");
+  else if (x.sink_failed && xj) {
+    dq_close(&q);
+    pthread_join(xth, NULL);
+    xstarted = 0;
+    if (xj->err.code) *err = xj->err;
+    else st_error_set(err, ST_EINTERNAL, name, -1, "the extractor stopped");
+    rc = err->code;
+  } else rc = err->code ? err->code : ST_EIO;
+
+out:
+  if (pstarted) st_progress_end(&p, rc);
+  if (xstarted) {
+    pthread_mutex_lock(&q.mu);
+    q.closed = 1;
+    pthread_cond_broadcast(&q.cv);
+    pthread_mutex_unlock(&q.mu);
+    pthread_join(xth, NULL);
+  }
+  if (have_q) dq_free(&q);
+  if (xj) {
+    dx_job_free(xj);
+    free(xj);
+  }
+  if (curl) curl_easy_cleanup(curl);
+  EVP_MD_CTX_free(md);
+  close(fd);
+  /* keep PATH.part for --resume after network errors and interrupts, not after bad data */
+  if (rc && (x.have == 0 || (rc != ST_ECANCELED && rc != ST_ENET && rc != ST_ETIMEDOUT && rc != ST_EHTTP)))
+    unlink(part);
+  mf_free(&mf);
+  return rc;
+}

@@ -1,0 +1,36 @@
+/*
+ * download.h -- %download (stage 1, "download"): libcurl, with md5 while
+ * streaming, extraction while downloading and per-member verification, so
+ * the whole copy phase is one pass over the bytes.
+ */
+#ifndef PK_DOWNLOAD_H
+#define PK_DOWNLOAD_H
+
+#include "stage.h"
+
+int dk_download(st_ctx *c, const st_args *a, st_error *err);
+extern const st_option dk_download_opts[];
+
+#define DK_DOWNLOAD_ROWS                                                                 \
+  {"download", dk_download, 1, 1, ST_F_SLOW, "data",                                     \
+   "%download URL [--to PATH] [--md5 HEX] [--extract DIR] [--verify MANIFEST] [--resume] " \
+   "[--retries N] [--timeout S] [--cacert FILE]",                                        \
+   "Download a file (http, https, file URLs) with md5, extraction and verification in one pass.", \
+   "The body is written to PATH.part and renamed to PATH once complete and (with\n"    \
+   "--md5) correct; a wrong md5 is a ChecksumError showing both digests, and the\n"    \
+   "file is removed. The md5 is computed while the bytes arrive. --extract DIR\n"      \
+   "feeds the same bytes to the safe extractor of %extract while downloading;\n"      \
+   "--verify MANIFEST then checks the manifest (paths relative to DIR, or to the\n"    \
+   "manifest's folder without --extract) using the md5 of each member as it was\n"    \
+   "written, so nothing is read twice. Connection errors and 5xx answers are retried\n"\
+   "(--retries, default 3) with exponential backoff, continuing from the bytes\n"      \
+   "already received with a Range request (a server that ignores Range is handled\n"  \
+   "by skipping what was already received). --resume continues an earlier\n"         \
+   "PATH.part. TLS is verified (--cacert FILE adds a CA bundle). --timeout S bounds\n" \
+   "the connect time and any stall (default 60). Default PATH: the URL's file name\n"  \
+   "in the working folder. Credentials in the URL are never printed.\n"               \
+   "Example: %download http://127.0.0.1:8080/cifar-10-python.tar.gz --to data/c.tgz\n"\
+   "         --md5 c58f30108f718f92721af3b95e74349a --extract work --verify data/MANIFEST.md5", \
+   dk_download_opts},
+
+#endif

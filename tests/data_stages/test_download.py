@@ -1,0 +1,310 @@
+"""%download from a real nginx on loopback, from file:// URLs and, for the
+fault cases nginx cannot play (500 then 200, a cut connection, a server
+ignoring Range), from a small fault-injecting HTTP server."""
+import hashlib
+import http.server
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from pkutil import PK_BIN, run_cli
+
+
+def md5(p):
+    return hashlib.md5(p.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def served(small_data, nginx):
+    d, tgz = small_data
+    shutil.copy(tgz, nginx.root / tgz.name)
+    shutil.copy(d / "MANIFEST.md5", nginx.root / "MANIFEST.md5")
+    big = nginx.root / "big.bin"
+    if not big.exists():
+        big.write_bytes(os.urandom(8 << 20))
+    return nginx, tgz, md5(tgz)
+
+
+def leftovers(folder):
+    return [p.name for p in folder.iterdir() if p.name.endswith(".part") or ".pk-tmp" in p.name]
+
+
+def test_download_nginx_md5(served, tmp_path):
+    ng, tgz, h = served
+    to = tmp_path / "c.tgz"
+    p = run_cli(f"%download {ng.url}/{tgz.name} --to {to} --md5 {h}", check=True)
+    assert to.read_bytes() == tgz.read_bytes()
+    assert "download:" in p.stdout and h in p.stdout
+    assert leftovers(tmp_path) == []
+
+
+def test_download_default_name(served, tmp_path):
+    ng, tgz, h = served
+    run_cli(f"%download {ng.url}/{tgz.name}?x=1", cwd=tmp_path, check=True)
+    assert md5(tmp_path / tgz.name) == h
+
+
+def test_download_md5_mismatch_keeps_nothing(served, tmp_path):
+    ng, tgz, h = served
+    bad = "ffffffffffffffffffffffffffffffff"
+    to = tmp_path / "c.tgz"
+    p = run_cli(f"%download {ng.url}/{tgz.name} --to {to} --md5 {bad}")
+    assert p.returncode == 1
+    assert "ChecksumError" in p.stderr and bad in p.stderr and h in p.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_download_http_errors(served, tmp_path):
+    ng, tgz, h = served
+    p = run_cli(f"%download {ng.url}/nope.tgz --to {tmp_path / 'n'}")
+    assert p.returncode == 1 and "HTTPError" in p.stderr and "404" in p.stderr
+    p = run_cli(f"%download {ng.url}/error500 --to {tmp_path / 'e'} --retries 1")
+    assert p.returncode == 1 and "HTTPError" in p.stderr and "500" in p.stderr
+    assert "retry 1 of 1" in p.stderr
+    port_closed = ng.port + 1 if ng.port < 65535 else ng.port - 1
+    p = run_cli(f"%download http://127.0.0.1:{port_closed}/x --to {tmp_path / 'c'} --retries 0")
+    assert p.returncode == 1 and "NetworkError" in p.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_download_credentials_not_shown(served, tmp_path):
+    ng, tgz, h = served
+    p = run_cli(f"%download http://user:s3cretpw@127.0.0.1:{ng.port}/nope?token=abcsecret --to {tmp_path / 'x'}")
+    assert p.returncode == 1
+    assert "s3cretpw" not in p.stderr + p.stdout and "abcsecret" not in p.stderr + p.stdout
+
+
+def test_download_https_verified(served, tmp_path):
+    ng, tgz, h = served
+    # TLS is verified by default: a self-signed certificate is refused ...
+    p = run_cli(f"%download {ng.tls_url}/{tgz.name} --to {tmp_path / 'x'} --retries 0")
+    assert p.returncode == 1 and "TLSError" in p.stderr, p.stderr
+    assert os.listdir(tmp_path) == []
+    # ... and accepted with --cacert naming it
+    run_cli(f"%download {ng.tls_url}/{tgz.name} --to {tmp_path / 'x'} --md5 {h} --cacert {ng.cacert}",
+            check=True)
+    assert md5(tmp_path / "x") == h
+
+
+def test_download_file_url(small_data, tmp_path):
+    d, tgz = small_data
+    h = md5(tgz)
+    to = tmp_path / "f.tgz"
+    run_cli(f"%download file://{tgz} --to {to} --md5 {h}", check=True)
+    assert md5(to) == h
+    p = run_cli(f"%download file://{tmp_path}/missing.tgz --to {tmp_path / 'm'}")
+    assert p.returncode == 1 and "missing.tgz" in p.stderr
+    p = run_cli(f"%download ftp://127.0.0.1/x --to {tmp_path / 'g'}")
+    assert p.returncode == 1
+
+
+def test_download_resume_with_range(served, tmp_path):
+    ng, tgz, h = served
+    to = tmp_path / "c.tgz"
+    raw = tgz.read_bytes()
+    (tmp_path / "c.tgz.part").write_bytes(raw[: len(raw) // 3])
+    p = run_cli(f"%download {ng.url}/{tgz.name} --to {to} --md5 {h} --resume", check=True)
+    assert "resuming" in p.stdout
+    assert md5(to) == h and leftovers(tmp_path) == []
+    log = (ng.base / "logs" / "access.log").read_text()
+    assert " 206 " in log
+
+
+def test_download_fused(served, tmp_path):
+    ng, tgz, h = served
+    to, ex = tmp_path / "c.tgz", tmp_path / "work"
+    p = run_cli(f"%download {ng.url}/{tgz.name} --to {to} --md5 {h} --extract {ex} "
+                f"--verify {ng.root / 'MANIFEST.md5'}", check=True)
+    assert md5(to) == h
+    assert "extract:" in p.stdout and "verify: 5 files" in p.stdout and "all OK" in p.stdout
+    d = tgz.parent / "cifar-10-batches-py"
+    for f in d.iterdir():
+        assert (ex / "cifar-10-batches-py" / f.name).read_bytes() == f.read_bytes()
+
+
+def test_download_fused_verify_finds_mismatch(served, tmp_path):
+    ng, tgz, h = served
+    man = tmp_path / "M.md5"
+    lines = (ng.root / "MANIFEST.md5").read_text().splitlines()
+    lines[0] = "0" * 32 + lines[0][32:]
+    man.write_text("\n".join(lines) + "\n" + "d41d8cd98f00b204e9800998ecf8427e  cifar-10-batches-py/absent\n")
+    p = run_cli(f"%download {ng.url}/{tgz.name} --to {tmp_path / 'c.tgz'} --extract {tmp_path / 'w'} "
+                f"--verify {man}")
+    assert p.returncode == 1 and "ChecksumError" in p.stderr
+    assert "1 missing, 1 mismatching" in p.stderr
+
+
+def test_download_extract_refuses_hostile(served, tmp_path):
+    import io
+    import tarfile
+    ng, _, _ = served
+    evil = ng.root / "evil.tar"
+    with tarfile.open(evil, "w") as t:
+        ti = tarfile.TarInfo("../escape")
+        ti.size = 4
+        t.addfile(ti, io.BytesIO(b"evil"))
+    p = run_cli(f"%download {ng.url}/evil.tar --to {tmp_path / 'e.tar'} --extract {tmp_path / 'w'}")
+    assert p.returncode == 1 and "UnsafeInputError" in p.stderr
+    assert not (tmp_path / "escape").exists() and not (tmp_path / "e.tar").exists()
+
+
+# ---- fault injection ------------------------------------------------------
+class Faulty(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    body = b""
+    hits = {}
+    ranges = []
+
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):
+        kind = self.path.strip("/").split("/")[0]
+        n = Faulty.hits[kind] = Faulty.hits.get(kind, 0) + 1
+        rng = self.headers.get("Range")
+        Faulty.ranges.append((kind, rng))
+        body = Faulty.body
+        if kind == "flaky500" and n == 1:
+            self.send_response(500)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        start = 0
+        if rng and kind != "norange":
+            start = int(rng.split("=")[1].split("-")[0])
+        cut = kind in ("cut", "norange") and n == 1
+        self.send_response(206 if start else 200)
+        if start:
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        self.send_header("Content-Length", str(len(body) - start))
+        self.end_headers()
+        if cut:
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(2)
+            return
+        self.wfile.write(body[start:])
+
+
+@pytest.fixture
+def faulty(small_data):
+    d, tgz = small_data
+    Faulty.body = tgz.read_bytes()
+    Faulty.hits, Faulty.ranges = {}, []
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Faulty)
+    th = threading.Thread(target=srv.serve_forever, daemon=True)
+    th.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}", hashlib.md5(Faulty.body).hexdigest()
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_retry_500_then_200(faulty, tmp_path):
+    url, h = faulty
+    p = run_cli(f"%download {url}/flaky500/c.tgz --to {tmp_path / 'c.tgz'} --md5 {h}", check=True)
+    assert Faulty.hits["flaky500"] == 2
+    assert "retry 1 of 3" in p.stderr
+    assert md5(tmp_path / "c.tgz") == h
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_cut_mid_transfer_then_range(faulty, tmp_path, fused):
+    url, h = faulty
+    extra = f"--extract {tmp_path / 'w'}" if fused else ""
+    p = run_cli(f"%download {url}/cut/c.tgz --to {tmp_path / 'c.tgz'} --md5 {h} {extra}", check=True)
+    assert md5(tmp_path / "c.tgz") == h
+    assert Faulty.hits["cut"] == 2
+    assert Faulty.ranges[1][1] == f"bytes={len(Faulty.body) // 2}-"
+    assert "retry 1 of 3" in p.stderr
+    if fused:
+        assert (tmp_path / "w/cifar-10-batches-py/test_batch").exists()
+
+
+def test_server_ignoring_range(faulty, tmp_path):
+    url, h = faulty
+    run_cli(f"%download {url}/norange/c.tgz --to {tmp_path / 'c.tgz'} --md5 {h}", check=True)
+    assert Faulty.hits["norange"] == 2 and Faulty.ranges[1][1] is not None
+    assert md5(tmp_path / "c.tgz") == h
+
+
+# ---- interrupts -----------------------------------------------------------
+def interrupt_when(cmd, ready, cwd=None, timeout=60):
+    """Start `pipekernel run cmd`, SIGINT it once ready() is true."""
+    p = subprocess.Popen([str(PK_BIN), "run", cmd], cwd=cwd, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while not ready():
+        assert p.poll() is None, "finished before it could be interrupted: " + p.stderr.read()
+        assert time.time() - t0 < timeout
+        time.sleep(0.02)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    return p.returncode, out, err
+
+
+def test_sigint_during_download(served, tmp_path):
+    ng, _, _ = served
+    to = tmp_path / "big.bin"
+    part = tmp_path / "big.bin.part"
+    rc, out, err = interrupt_when(f"%download {ng.url}/slow/big.bin --to {to}",
+                                  lambda: part.exists() and part.stat().st_size > 0)
+    assert rc == 130 and "KeyboardInterrupt" in err
+    assert not to.exists()
+    # the partial body stays under .part for --resume; continuing gives the whole file
+    run_cli(f"%download {ng.url}/big.bin --to {to} --resume --md5 {md5(ng.root / 'big.bin')}", check=True)
+    assert not part.exists()
+
+
+def test_sigint_during_fused_download(served, tmp_path):
+    ng, tgz, _ = served
+    to, ex = tmp_path / "c.tgz", tmp_path / "w"
+    rc, out, err = interrupt_when(
+        f"%download {ng.url}/slow/{tgz.name} --to {to} --extract {ex}",
+        lambda: (tmp_path / "c.tgz.part").exists() and (tmp_path / "c.tgz.part").stat().st_size > 300000)
+    assert rc == 130 and "KeyboardInterrupt" in err
+    assert not to.exists()
+    for f in ex.rglob("*"):
+        assert ".pk-tmp" not in f.name
+
+
+def test_sigint_during_extract(tmp_path):
+    import tarfile
+    import zlib
+    # a 3 GB member of zeros, a few MB compressed: slow to write, quick to build
+    arc = tmp_path / "zeros.tar.gz"
+    ti = tarfile.TarInfo("zeros.bin")
+    ti.size = 3 << 30
+    co = zlib.compressobj(1, zlib.DEFLATED, 31)
+    chunk = bytes(1 << 20)
+    with open(arc, "wb") as f:
+        f.write(co.compress(ti.tobuf(format=tarfile.GNU_FORMAT)))
+        for _ in range(ti.size >> 20):
+            f.write(co.compress(chunk))
+        f.write(co.compress(bytes(1024)) + co.flush())
+    out = tmp_path / "out"
+
+    def writing():
+        return out.exists() and any(p.stat().st_size > (1 << 20) for p in out.iterdir())
+    rc, _, err = interrupt_when(f"%extract {arc} --to {out}", writing)
+    assert rc == 130 and "KeyboardInterrupt" in err
+    assert os.listdir(out) == []
+
+
+def test_sigint_during_verify(tmp_path):
+    # a 40 GB sparse file: reads fast, no disk used, takes long enough to hash
+    big = tmp_path / "root" / "sparse.bin"
+    big.parent.mkdir()
+    with open(big, "wb") as f:
+        f.truncate(40 << 30)
+    man = tmp_path / "M.md5"
+    man.write_text("00000000000000000000000000000000  sparse.bin\n")
+    t0 = time.time()
+    rc, out, err = interrupt_when(f"%verify {man} --root {big.parent}", lambda: time.time() - t0 > 1.0)
+    assert rc == 130 and "KeyboardInterrupt" in err and "interrupted" in err
+    assert "mismatch" not in out

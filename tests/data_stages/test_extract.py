@@ -1,0 +1,192 @@
+"""%extract: correct output for good archives, refusal of hostile ones."""
+import gzip
+import hashlib
+import io
+import os
+import stat
+import tarfile
+
+import pytest
+
+from pkutil import run_cli
+
+
+def tree(root):
+    """{relative path: ('f', bytes) | ('l', target) | ('d', None)}"""
+    out = {}
+    for dp, dns, fns in os.walk(root):
+        for n in dns + fns:
+            p = os.path.join(dp, n)
+            rel = os.path.relpath(p, root)
+            if os.path.islink(p):
+                out[rel] = ("l", os.readlink(p))
+            elif os.path.isdir(p):
+                out[rel] = ("d", None)
+            else:
+                out[rel] = ("f", open(p, "rb").read())
+    return out
+
+
+@pytest.mark.parametrize("inflater", ["auto", "isal", "libarchive"])
+def test_extract_dataset(small_data, tmp_path, inflater, pk_bin):
+    d, tgz = small_data
+    out = tmp_path / "out"
+    p = run_cli(f"%extract {tgz} --to {out} --inflater {inflater}", check=True)
+    assert "extract:" in p.stdout and "5 files" in p.stdout
+    want = tree(d / "cifar-10-batches-py")
+    got = tree(out / "cifar-10-batches-py")
+    assert got == want
+
+
+def test_extract_plain_tar_and_others(tmp_path, pk_bin):
+    files = {"a/b/c.txt": b"hello", "a/empty": b"", "top.bin": os.urandom(300000)}
+    for mode, suffix in [("w", "tar"), ("w:gz", "tgz"), ("w:bz2", "tbz"), ("w:xz", "txz")]:
+        arc = tmp_path / f"x.{suffix}"
+        with tarfile.open(arc, mode) as t:
+            for name, data in files.items():
+                ti = tarfile.TarInfo(name)
+                ti.size = len(data)
+                ti.mode = 0o640
+                t.addfile(ti, io.BytesIO(data))
+            ti = tarfile.TarInfo("a/link")
+            ti.type = tarfile.SYMTYPE
+            ti.linkname = "b/c.txt"
+            t.addfile(ti)
+            ti = tarfile.TarInfo("a/hard")
+            ti.type = tarfile.LNKTYPE
+            ti.linkname = "top.bin"
+            t.addfile(ti)
+        out = tmp_path / f"out-{suffix}"
+        run_cli(f"%extract {arc} --to {out}", check=True)
+        for name, data in files.items():
+            assert (out / name).read_bytes() == data
+        assert os.readlink(out / "a/link") == "b/c.txt"
+        assert (out / "a/link").read_bytes() == b"hello"
+        assert (out / "a/hard").read_bytes() == files["top.bin"]
+        assert stat.S_IMODE((out / "a/b/c.txt").stat().st_mode) == 0o640
+    # concatenated gzip members (as pigz/some tools write) are one stream
+    raw = (tmp_path / "x.tar").read_bytes()
+    two = tmp_path / "two.tar.gz"
+    two.write_bytes(gzip.compress(raw[:10240]) + gzip.compress(raw[10240:]))
+    run_cli(f"%extract {two} --to {tmp_path / 'out-two'}", check=True)
+    assert (tmp_path / "out-two/top.bin").read_bytes() == files["top.bin"]
+
+
+def add(t, name, data=b"", **kw):
+    ti = tarfile.TarInfo(name)
+    for k, v in kw.items():
+        setattr(ti, k, v)
+    if ti.type in (tarfile.REGTYPE, tarfile.AREGTYPE):
+        ti.size = len(data)
+        t.addfile(ti, io.BytesIO(data))
+    else:
+        t.addfile(ti)
+
+
+def hostile(tmp_path, build, gz=False):
+    arc = tmp_path / ("evil.tar.gz" if gz else "evil.tar")
+    with tarfile.open(arc, "w:gz" if gz else "w", format=tarfile.GNU_FORMAT) as t:
+        build(t)
+    return arc
+
+
+ABS = None
+
+
+def cases(tmp_path):
+    absname = str(tmp_path / "abs-victim")
+    return {
+        "dotdot": (lambda t: add(t, "../x", b"evil"), "contains \"..\""),
+        "dotdot-deep": (lambda t: (add(t, "ok.txt", b"fine"), add(t, "a/../../x", b"evil")), "\"..\""),
+        "absolute": (lambda t: add(t, absname, b"evil"), "absolute path"),
+        "symlink-out": (lambda t: add(t, "l", type=tarfile.SYMTYPE, linkname="../"), "leads out of"),
+        "symlink-abs": (lambda t: add(t, "l", type=tarfile.SYMTYPE, linkname=str(tmp_path)), "leads out of"),
+        "symlink-then-write": (lambda t: (add(t, "l", type=tarfile.SYMTYPE, linkname="."),
+                                          add(t, "l/x", b"through the link")), "symlink"),
+        "symlink-order": (lambda t: (add(t, "up", type=tarfile.SYMTYPE, linkname="a/../.."),
+                                     add(t, "a", type=tarfile.SYMTYPE, linkname=".")), "leads out of"),
+        "hardlink-out": (lambda t: add(t, "h", type=tarfile.LNKTYPE, linkname="../victim"), "leads out of"),
+        "hardlink-abs": (lambda t: add(t, "h", type=tarfile.LNKTYPE, linkname="/etc/passwd"), "leads out of"),
+        "chardev": (lambda t: add(t, "null", type=tarfile.CHRTYPE, devmajor=1, devminor=3), "device node"),
+        "blockdev": (lambda t: add(t, "sda", type=tarfile.BLKTYPE, devmajor=8, devminor=0), "device node"),
+        "fifo": (lambda t: add(t, "pipe", type=tarfile.FIFOTYPE), "fifo"),
+    }
+
+
+@pytest.mark.parametrize("gz", [False, True])
+@pytest.mark.parametrize("case", ["dotdot", "dotdot-deep", "absolute", "symlink-out", "symlink-abs",
+                                  "symlink-then-write", "symlink-order", "hardlink-out",
+                                  "hardlink-abs", "chardev", "blockdev", "fifo"])
+def test_hostile_refused(tmp_path, case, gz, pk_bin):
+    build, msg = cases(tmp_path)[case]
+    work = tmp_path / "work"
+    work.mkdir()
+    (tmp_path / "victim").write_bytes(b"victim")
+    arc = hostile(tmp_path, build, gz)
+    before = sorted(os.listdir(tmp_path))
+    out = work / "out"
+    p = run_cli(f"%extract {arc} --to {out}")
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "UnsafeInputError" in p.stderr and msg in p.stderr, p.stderr
+    assert str(arc) in p.stderr
+    # nothing outside DIR: the parent folders hold what they held before
+    assert sorted(os.listdir(tmp_path)) == before
+    assert os.listdir(work) == ["out"]
+    assert (tmp_path / "victim").read_bytes() == b"victim"
+    assert not os.path.exists(tmp_path / "abs-victim")
+    assert not os.path.exists(tmp_path / "x")
+    # no temporary files left inside DIR, no escaping link
+    for rel, (kind, val) in tree(out).items():
+        assert ".pk-tmp" not in rel
+        if kind == "l":
+            real = os.path.realpath(out / rel)
+            assert real.startswith(str(out.resolve())), (rel, val)
+
+
+def test_member_claiming_terabytes(tmp_path, pk_bin):
+    ti = tarfile.TarInfo("huge.bin")
+    ti.size = 4 << 40  # 4 TiB
+    hdr = ti.tobuf(format=tarfile.GNU_FORMAT)
+    arc = tmp_path / "huge.tar"
+    arc.write_bytes(hdr + b"\0" * 4096)
+    out = tmp_path / "out"
+    p = run_cli(f"%extract {arc} --to {out}")
+    assert p.returncode == 1
+    assert "LimitError" in p.stderr and "huge.bin" in p.stderr and "refused before writing" in p.stderr
+    assert os.listdir(out) == []
+    # more than the free space (but under the limit) is refused too
+    ti.size = 900 << 30
+    hdr = ti.tobuf(format=tarfile.GNU_FORMAT)
+    st = os.statvfs(tmp_path)
+    if 900 << 30 > st.f_bavail * st.f_frsize:
+        arc.write_bytes(hdr + b"\0" * 4096)
+        p = run_cli(f"%extract {arc} --to {out}")
+        assert p.returncode == 1 and "NoSpaceError" in p.stderr and "free" in p.stderr
+        assert os.listdir(out) == []
+
+
+def test_corrupt_and_truncated(small_data, tmp_path, pk_bin):
+    d, tgz = small_data
+    raw = tgz.read_bytes()
+    trunc = tmp_path / "trunc.tar.gz"
+    trunc.write_bytes(raw[: len(raw) // 2])
+    out = tmp_path / "out"
+    p = run_cli(f"%extract {trunc} --to {out}")
+    assert p.returncode == 1 and str(trunc) in p.stderr
+    # files finished before the damage are complete; the one cut is not there at all
+    for f in (out / "cifar-10-batches-py").iterdir():
+        assert ".pk-tmp" not in f.name
+        assert f.read_bytes() == (d / "cifar-10-batches-py" / f.name).read_bytes()
+    bad = bytearray(raw)
+    for i in range(1000, 1100):
+        bad[i] ^= 0x55
+    corrupt = tmp_path / "corrupt.tar.gz"
+    corrupt.write_bytes(bytes(bad))
+    p = run_cli(f"%extract {corrupt} --to {tmp_path / 'out2'}")
+    assert p.returncode == 1 and "FormatError" in p.stderr
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(os.urandom(5000))
+    p = run_cli(f"%extract {junk} --to {tmp_path / 'out3'}")
+    assert p.returncode == 1 and "FormatError" in p.stderr
+    p = run_cli(f"%extract {tgz}")
+    assert p.returncode != 0 and "--to" in p.stderr
