@@ -115,6 +115,7 @@ int st_pipeline(st_ctx *c, const st_args *a, st_error *err) {
   const char *md5 = st_arg_str(a, "md5", NULL);
   const char *manifest = st_arg_str(a, "manifest", NULL);
   const char *s3 = st_arg_str(a, "s3", NULL);
+  if (s3 && !*s3) s3 = NULL; /* --s3 '' (an unset parameter): upload skipped */
   const char *device = st_arg_str(a, "device", NULL);
   const char *seed = st_arg_str(a, "seed", NULL);
   const char *label = st_arg_str(a, "label", NULL);
