@@ -87,7 +87,9 @@ step "5/5 demo notebook, executed headless"
 if [ "$DO_DEMO" = 1 ] && [ -f notebooks/cifar10_pipeline.ipynb ]; then
   out=build/notebooks
   mkdir -p "$out"
-  .venv/bin/jupyter nbconvert --execute --to notebook --ExecutePreprocessor.kernel_name=pipekernel \
+  # the dataset and the run record go under build/, not beside the notebook
+  WORK="$(pwd)/$out/cifar10-work" .venv/bin/jupyter nbconvert --execute --to notebook \
+    --ExecutePreprocessor.kernel_name=pipekernel \
     --ExecutePreprocessor.timeout=1800 --output-dir "$out" notebooks/cifar10_pipeline.ipynb
   .venv/bin/jupyter nbconvert --to html --output-dir "$out" "$out/cifar10_pipeline.ipynb"
   echo "executed notebook: $(pwd)/$out/cifar10_pipeline.ipynb"

@@ -148,6 +148,21 @@ static void stage_sums(const st_timing *t, size_t n, double sums[N_ORDER + 1], i
   }
 }
 
+/* The label of the "other" bar: the stage's own name when there is one. */
+static const char *other_name(const st_timing *ta, size_t na, const st_timing *tb, size_t nb) {
+  const char *name = NULL;
+  for (int r = 0; r < 2; r++) {
+    const st_timing *t = r ? tb : ta;
+    size_t n = r ? nb : na;
+    for (size_t i = 0; t && i < n; i++) {
+      if (order_of(t[i].stage) < (int)N_ORDER) continue;
+      if (name && strcmp(name, t[i].stage) != 0) return "other";
+      name = t[i].stage;
+    }
+  }
+  return name ? name : "other";
+}
+
 static int chart_runs(st_ctx *c, const char *title, const char *la, const st_timing *ta,
                       size_t na, const char *lb, const st_timing *tb, size_t nb,
                       st_error *err) {
@@ -160,7 +175,7 @@ static int chart_runs(st_ctx *c, const char *title, const char *la, const st_tim
   int m = 0;
   for (size_t i = 0; i <= N_ORDER; i++) {
     if (!ea[i] && !(tb && eb[i])) continue;
-    labels[m] = i < N_ORDER ? stage_order[i] : "other";
+    labels[m] = i < N_ORDER ? stage_order[i] : other_name(ta, na, tb, nb);
     va[m] = sa[i];
     vb[m] = tb ? sb[i] : 0;
     m++;

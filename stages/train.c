@@ -527,9 +527,7 @@ int tr_train(st_ctx *c, const st_args *a, st_error *err) {
               train_s > 0 ? (double)images / train_s : 0.0, bdesc);
   {
     char tb[64];
-    snprintf(tb, sizeof tb, "%s-%s", be->name, be->describe(st));
-    for (char *q = tb; *q; q++)
-      if (*q == ' ' || *q == ',') *q = *q == ' ' ? '-' : '_';
+    snprintf(tb, sizeof tb, "%s (%s)", be->name, be->describe(st)); /* cpu (2 threads, avx512) */
     st_timing_add(c, "train", "train", epochs > 0 ? train_s : st_now() - t0, 0, images, tb, NULL);
   }
 done:

@@ -28,6 +28,11 @@ def lab(tmp_path):
                IMAGES_PER_BATCH="1000", EPOCHS="1", LOG_EVERY="100",
                JUPYTER_CONFIG_DIR=str(tmp_path / "cfg"),
                JUPYTER_RUNTIME_DIR=str(tmp_path / "rt"))
+    # no "news" prompt over the page
+    labcfg = tmp_path / "cfg" / "labconfig"
+    labcfg.mkdir(parents=True)
+    (labcfg / "page_config.json").write_text(
+        '{"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": true}}')
     jupyter = Path(os.environ.get("PK_JUPYTER", Path(os.sys.executable).parent / "jupyter"))
     proc = subprocess.Popen(
         [str(jupyter), "lab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
