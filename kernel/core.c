@@ -214,7 +214,27 @@ json_t *core_complete(const char *code, size_t len, size_t pos, size_t *start, s
 typedef struct pk_req_state {
   int abort_queue; /* a failed execute asked to abort the queued ones */
   int shutdown;    /* a shutdown_request was answered */
+  wire_msg *queued; /* shell requests queued when the execute failed */
+  size_t nq, capq;
 } pk_req_state;
+
+/* Takes every request already waiting on the socket (without blocking), so
+ * "already queued" means queued before the error reply went out: a request
+ * sent after the client saw the reply is served normally. */
+static void collect_queued(pk_chan *ch, pk_req_state *st) {
+  for (;;) {
+    if (st->nq == st->capq) {
+      size_t nc = st->capq ? st->capq * 2 : 8;
+      wire_msg *nm = realloc(st->queued, nc * sizeof *nm);
+      if (!nm) return;
+      st->queued = nm;
+      st->capq = nc;
+    }
+    int r = srv_recv(ch->k, ch->sock, ZMQ_DONTWAIT, "shell", &st->queued[st->nq]);
+    if (r < 0) return;
+    if (r == 0) st->nq++;
+  }
+}
 
 typedef void (*handler_fn)(pk_chan *ch, wire_msg *req, pk_req_state *st);
 
@@ -324,7 +344,10 @@ static void h_execute(pk_chan *ch, wire_msg *req, pk_req_state *st) {
     json_object_set_new(e, "payload", json_array());
     json_object_set_new(e, "user_expressions", json_object());
     reply = e;
-    if (stop_on_error && !silent) st->abort_queue = 1;
+    if (stop_on_error && !silent && ch->channel == CONN_SHELL) {
+      st->abort_queue = 1;
+      collect_queued(ch, st);
+    }
   } else {
     reply = json_pack("{s:s, s:i, s:O, s:{}}", "status", "ok", "execution_count", count,
                       "payload", r.payload, "user_expressions");
@@ -522,20 +545,17 @@ static void dispatch_one(pk_chan *ch, wire_msg *req, pk_req_state *st) {
 
 /* After a failed execute with stop_on_error: answer the executes already
  * queued on shell with "aborted"; serve everything else normally. */
-static void abort_queued(pk_chan *ch) {
+static void abort_queued(pk_chan *ch, pk_req_state *q) {
   pk_kernel *k = ch->k;
-  for (;;) {
-    wire_msg m;
-    int r = srv_recv(k, ch->sock, ZMQ_DONTWAIT, "shell", &m);
-    if (r < 0) break;
-    if (r > 0) continue;
+  for (size_t i = 0; i < q->nq; i++) {
+    wire_msg m = q->queued[i];
     if (strcmp(m.msg_type, "execute_request") == 0) {
       core_status(ch, m.header, "busy");
       core_reply(ch, &m, "execute_reply",
                  json_pack("{s:s, s:i}", "status", "aborted", "execution_count", k->exec_count));
       core_status(ch, m.header, "idle");
     } else {
-      pk_req_state st = {0, 0};
+      pk_req_state st = {0};
       dispatch_one(ch, &m, &st);
       if (st.shutdown) {
         atomic_store(&k->shutdown_at_ms, srv_now_ms());
@@ -548,7 +568,7 @@ static void abort_queued(pk_chan *ch) {
 }
 
 void core_dispatch(pk_chan *ch, wire_msg *req) {
-  pk_req_state st = {0, 0};
+  pk_req_state st = {0};
   dispatch_one(ch, req, &st);
   if (st.shutdown) {
     /* everything of this request is published; now let the main loop end */
@@ -556,5 +576,6 @@ void core_dispatch(pk_chan *ch, wire_msg *req) {
     atomic_store(&ch->k->cancel, 1);
     atomic_store(&ch->k->shutdown, 1);
   }
-  if (st.abort_queue && ch->channel == CONN_SHELL) abort_queued(ch);
+  if (st.abort_queue && ch->channel == CONN_SHELL) abort_queued(ch, &st);
+  free(st.queued);
 }

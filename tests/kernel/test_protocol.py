@@ -108,6 +108,20 @@ def test_stop_on_error_aborts_queued_executes(pk):
     assert reply["status"] == "ok" and stream_text(msgs) == "runs again\n"
 
 
+def test_request_after_error_reply_is_not_aborted(pk):
+    """Only requests queued before the error reply are aborted: a client
+    that sends its next cell as soon as it sees the reply (before idle) gets
+    it run."""
+    km, kc = pk
+    for _ in range(5):
+        first = kc.execute("%no-such-magic", stop_on_error=True)
+        assert shell_reply(kc, first)["content"]["status"] == "error"
+        nxt = kc.execute("%echo runs")
+        assert shell_reply(kc, nxt)["content"]["status"] == "ok"
+        iopub_until_idle(kc, first)
+        assert stream_text(iopub_until_idle(kc, nxt)) == "runs\n"
+
+
 def test_stop_on_error_false_keeps_queue(pk):
     km, kc = pk
     first = kc.execute("%sleep 0.5\n%no-such-magic", stop_on_error=False)
