@@ -14,9 +14,6 @@
 #ifndef PK_LIMIT_LINE_ARGS
 #define PK_LIMIT_LINE_ARGS 256              /* words on one magic line */
 #endif
-#ifndef PK_LIMIT_VAR_DEPTH
-#define PK_LIMIT_VAR_DEPTH 8                /* nested ${A} expansions */
-#endif
 #ifndef PK_LIMIT_VARS
 #define PK_LIMIT_VARS 4096                  /* %set variables */
 #endif

@@ -1,0 +1,49 @@
+"""stages/limits.h and the README's "Limits" table list the same limits,
+with the same defaults, and every limit is used by the code."""
+import pathlib
+import re
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def header_limits():
+    src = (ROOT / "stages" / "limits.h").read_text()
+    return dict(re.findall(r"^#define (PK_LIMIT_\w+) (.+?)\s*/\*", src, re.M))
+
+
+def readme_limits():
+    text = (ROOT / "README.md").read_text()
+    sec = text[text.index("\n## Limits"):]
+    nxt = sec.find("\n## ", 5)
+    sec = sec if nxt < 0 else sec[:nxt]
+    return dict(re.findall(r"^\| `(PK_LIMIT_\w+)` \| ([^|]+?) \|", sec, re.M))
+
+
+def value(expr):
+    return eval(re.sub(r"(\d+)(?:ull|LL|u)\b", r"\1", expr))  # noqa: S307 (our own header)
+
+
+def readme_value(text):
+    m = re.fullmatch(r"([\d,]+)(?: (MiB|GiB|TiB))?", text.strip())
+    assert m, f"README limit value {text!r} is not 'N' or 'N MiB|GiB|TiB'"
+    n = int(m.group(1).replace(",", ""))
+    return n << {"MiB": 20, "GiB": 30, "TiB": 40, None: 0}[m.group(2)]
+
+
+def test_readme_lists_every_limit_with_its_default():
+    h, r = header_limits(), readme_limits()
+    assert h, "no limits parsed from stages/limits.h"
+    assert sorted(h) == sorted(r), (
+        f"only in limits.h: {sorted(set(h) - set(r))}; only in README: {sorted(set(r) - set(h))}")
+    for name, expr in h.items():
+        assert value(expr) == readme_value(r[name]), f"{name}: limits.h {expr}, README {r[name]}"
+
+
+def test_every_limit_is_used():
+    code = ""
+    for d in ("kernel", "stages", "cli"):
+        for f in sorted((ROOT / d).rglob("*")):
+            if f.suffix in (".c", ".h", ".cu") and f.name != "limits.h":
+                code += f.read_text(errors="replace")
+    unused = [n for n in header_limits() if not re.search(rf"\b{n}\b", code)]
+    assert not unused, f"limits defined but never used: {unused}"
