@@ -147,6 +147,11 @@ typedef struct {
   uint64_t skip;         /* bytes of a 200 answer to drop (server ignored Range) */
   uint64_t req_from;     /* offset requested */
   int first;             /* first write of this attempt */
+  long long cr_start;    /* Content-Range start of this answer, -1: none */
+  uint64_t base;         /* offset of the answer's first byte (for the progress total) */
+  double last_data;      /* st_now() when bytes last arrived (or the attempt began) */
+  double stall_s;        /* --timeout: the longest wait for bytes */
+  int stalled;           /* aborted by us: no bytes for stall_s */
   dqueue *q;             /* NULL without --extract */
   st_progress *p;
   int write_error;
@@ -183,6 +188,25 @@ static int sink(xfer *x, const uint8_t *b, size_t n, int to_file) {
   return 0;
 }
 
+/* Remembers where a 206 answer starts ("Content-Range: bytes A-B/T"). */
+static size_t header_cb(char *data, size_t sz, size_t nm, void *ud) {
+  xfer *x = ud;
+  size_t n = sz * nm;
+  if (n > 5 && !strncmp(data, "HTTP/", 5)) x->cr_start = -1; /* a new answer (redirects) */
+  if (n > 14 && !strncasecmp(data, "Content-Range:", 14)) {
+    const char *v = data + 14, *end = data + n;
+    while (v < end && (*v == ' ' || *v == '\t')) v++;
+    if (end - v > 6 && !strncasecmp(v, "bytes ", 6)) {
+      unsigned long long a = 0;
+      int digits = 0;
+      for (v += 6; v < end && *v >= '0' && *v <= '9' && digits < 19; v++, digits++)
+        a = a * 10 + (unsigned long long)(*v - '0');
+      if (digits && v < end && *v == '-') x->cr_start = (long long)a;
+    }
+  }
+  return n;
+}
+
 static size_t write_cb(char *data, size_t sz, size_t nm, void *ud) {
   xfer *x = ud;
   size_t n = sz * nm;
@@ -190,8 +214,22 @@ static size_t write_cb(char *data, size_t sz, size_t nm, void *ud) {
     x->first = 0;
     long code = 0;
     curl_easy_getinfo(x->curl, CURLINFO_RESPONSE_CODE, &code);
+    x->base = code == 200 ? 0 : code == 206 && x->cr_start >= 0 ? (uint64_t)x->cr_start : x->req_from;
     if (x->req_from > 0 && code == 200) x->skip = x->req_from; /* Range ignored */
+    if (x->req_from > 0 && code == 206) {
+      /* a part must start at or before the bytes we asked for, or bytes would be missing */
+      if (x->cr_start < 0 || (uint64_t)x->cr_start > x->req_from) {
+        char got[48] = "none";
+        if (x->cr_start >= 0) snprintf(got, sizeof got, "bytes %lld-", x->cr_start);
+        st_error_set(x->err, ST_EHTTP, x->name, (long long)x->req_from,
+                     "asked for bytes=%llu- and the server answered 206 with Content-Range %s",
+                     (unsigned long long)x->req_from, got);
+        return 0;
+      }
+      x->skip = x->req_from - (uint64_t)x->cr_start; /* overlap: drop what we have */
+    }
   }
+  x->last_data = st_now();
   const uint8_t *b = (const uint8_t *)data;
   size_t len = n;
   if (x->skip) {
@@ -207,9 +245,15 @@ static size_t write_cb(char *data, size_t sz, size_t nm, void *ud) {
 
 static int xferinfo_cb(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ul, curl_off_t ulnow) {
   xfer *x = ud;
-  if (dltotal > 0) st_progress_set_total(x->p, x->req_from + (uint64_t)dltotal);
+  if (dltotal > 0) st_progress_set_total(x->p, x->base + (uint64_t)dltotal);
   st_progress_update(x->p, x->have);
-  return st_cancelled(x->c) ? 1 : 0;
+  if (st_cancelled(x->c)) return 1;
+  /* curl's low-speed check averages over several seconds: a stall is timed here */
+  if (st_now() - x->last_data > x->stall_s) {
+    x->stalled = 1;
+    return 1;
+  }
+  return 0;
 }
 
 /* URL without credentials or query, for messages. */
@@ -383,6 +427,8 @@ int dk_download(st_ctx *c, const st_args *a, st_error *err) {
     curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, ebuf);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, write_cb);
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &x);
+    curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, header_cb);
+    curl_easy_setopt(curl, CURLOPT_HEADERDATA, &x);
     curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, xferinfo_cb);
     curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &x);
@@ -397,6 +443,11 @@ int dk_download(st_ctx *c, const st_args *a, st_error *err) {
     x.req_from = x.have;
     x.first = 1;
     x.skip = 0;
+    x.cr_start = -1;
+    x.base = x.have;
+    x.last_data = st_now();
+    x.stall_s = (double)tmo;
+    x.stalled = 0;
     x.curl = curl;
     if (x.have) {
       /* http(s): a Range header (a 200 answer is handled by skipping); file: an offset */
@@ -412,6 +463,10 @@ int dk_download(st_ctx *c, const st_args *a, st_error *err) {
     code = 0;
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
     if (cc == CURLE_OK) break;
+    if (cc == CURLE_ABORTED_BY_CALLBACK && x.stalled && !st_cancelled(c)) {
+      cc = CURLE_OPERATION_TIMEDOUT;
+      snprintf(ebuf, sizeof ebuf, "no data for %lld s (--timeout)", tmo);
+    }
     if (st_cancelled(c) || cc == CURLE_ABORTED_BY_CALLBACK) {
       rc = st_error_set(err, ST_ECANCELED, name, (long long)x.have, "interrupted (%s keeps %llu bytes; --resume continues)",
                         part, (unsigned long long)x.have);
@@ -439,10 +494,11 @@ int dk_download(st_ctx *c, const st_args *a, st_error *err) {
     }
     double delay = 0.5 * (double)(1u << (attempt < 5 ? attempt : 5));
     if (delay > 8) delay = 8;
-    st_eprintf(c, "download: %s (%s); retry %lld of %lld in %.1f s from byte %llu\n",
-               cc == CURLE_HTTP_RETURNED_ERROR ? "HTTP error" : curl_easy_strerror(cc),
-               cc == CURLE_HTTP_RETURNED_ERROR ? "5xx" : "connection", attempt + 1, retries, delay,
-               (unsigned long long)x.have);
+    char why[CURL_ERROR_SIZE + 64];
+    if (cc == CURLE_HTTP_RETURNED_ERROR) snprintf(why, sizeof why, "HTTP %ld", code);
+    else snprintf(why, sizeof why, "%s%s%s", curl_easy_strerror(cc), ebuf[0] ? ": " : "", ebuf);
+    st_eprintf(c, "download: %s; retry %lld of %lld in %.1f s from byte %llu\n", why, attempt + 1,
+               retries, delay, (unsigned long long)x.have);
     for (double w = 0; w < delay; w += 0.1) {
       if (st_cancelled(c)) {
         rc = st_error_set(err, ST_ECANCELED, name, (long long)x.have, "interrupted");
@@ -477,6 +533,10 @@ int dk_download(st_ctx *c, const st_args *a, st_error *err) {
         goto out;
       }
     }
+    /* a write error some file systems report only now (NFS, quotas) must stop the rename */
+    int cfd = fd;
+    fd = -1;
+    if (close(cfd)) { rc = st_error_errno(err, errno, part, "write failed"); goto out; }
     if (rename(part, to)) { rc = st_error_errno(err, errno, to, "rename failed"); goto out; }
     st_progress_end(&p, 0);
     pstarted = 0;
@@ -533,7 +593,7 @@ out:
   }
   if (curl) curl_easy_cleanup(curl);
   EVP_MD_CTX_free(md);
-  close(fd);
+  if (fd >= 0) close(fd);
   /* keep PATH.part for --resume after network errors and interrupts, not after bad data */
   if (rc && (x.have == 0 || (rc != ST_ECANCELED && rc != ST_ENET && rc != ST_ETIMEDOUT && rc != ST_EHTTP)))
     unlink(part);

@@ -108,6 +108,13 @@ static la_ssize_t rd_cb(struct archive *a, void *ud, const void **buf) {
 }
 
 /* ---- path handling ---- */
+/* An error about DIR/rel (the path the user can find). */
+static int fail_errno(dx_job *j, int er, const char *rel, const char *what) {
+  char path[PK_LIMIT_EXTRACT_PATH + 1200];
+  snprintf(path, sizeof path, "%.1000s/%s", j->dest, rel);
+  return st_error_errno(&j->err, er, path, what);
+}
+
 static void add_member(dx_job *j, const char *path, const char *hex) {
   if (j->nmembers == j->capmembers) {
     size_t nc = j->capmembers ? j->capmembers * 2 : 64;
@@ -178,7 +185,7 @@ static int open_parent(dx_job *j, int root, char *rel, const char **leaf, int cr
       int er = errno;
       *e = '/';
       close(fd);
-      st_error_errno(&j->err, er, rel, "cannot create folder");
+      fail_errno(j, er, rel, "cannot create folder");
       return -1;
     }
     int nfd = openat(fd, s, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -190,7 +197,7 @@ static int open_parent(dx_job *j, int root, char *rel, const char **leaf, int cr
         st_error_set(&j->err, ST_EUNSAFE, j->where, -1,
                      "member \"%.300s\" goes through a symlink or a file: refused", rel);
       else
-        st_error_errno(&j->err, er, rel, "cannot open folder");
+        fail_errno(j, er, rel, "cannot open folder");
       return -1;
     }
     fd = nfd;
@@ -250,7 +257,7 @@ static int write_file(dx_job *j, struct archive *ar, int root, char *rel, struct
   if (fd < 0) {
     int er = errno;
     close(dfd);
-    return st_error_errno(&j->err, er, rel, "cannot create");
+    return fail_errno(j, er, rel, "cannot create");
   }
   EVP_MD_CTX *m = NULL;
   if (j->hash) {
@@ -293,7 +300,7 @@ static int write_file(dx_job *j, struct archive *ar, int root, char *rel, struct
     while (left) {
       ssize_t w = pwrite(fd, b, left, o);
       if (w < 0 && errno == EINTR) continue;
-      if (w < 0) { rc = st_error_errno(&j->err, errno, rel, "write failed"); break; }
+      if (w < 0) { rc = fail_errno(j, errno, rel, "write failed"); break; }
       b += w;
       left -= (size_t)w;
       o += w;
@@ -308,7 +315,7 @@ static int write_file(dx_job *j, struct archive *ar, int root, char *rel, struct
     }
   }
   if (!rc && written < (uint64_t)size && ftruncate(fd, size))
-    rc = st_error_errno(&j->err, errno, rel, "truncate failed");
+    rc = fail_errno(j, errno, rel, "truncate failed");
   if (!rc) {
     if (m && written < (uint64_t)size) {
       static const uint8_t z[65536];
@@ -323,14 +330,14 @@ static int write_file(dx_job *j, struct archive *ar, int root, char *rel, struct
     struct timespec ts[2] = {{archive_entry_mtime(e), 0}, {archive_entry_mtime(e), 0}};
     futimens(fd, ts);
   }
-  if (close(fd) && !rc) rc = st_error_errno(&j->err, errno, rel, "close failed");
+  if (close(fd) && !rc) rc = fail_errno(j, errno, rel, "close failed");
   if (!rc) {
     /* never replace a folder or follow a symlink under the final name */
     struct stat st;
     if (fstatat(dfd, leaf, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode))
-      rc = st_error_set(&j->err, ST_EEXIST, rel, -1, "a folder of that name exists");
+      rc = fail_errno(j, EEXIST, rel, "cannot replace a folder with a file");
     else if (renameat(dfd, tmp, dfd, leaf))
-      rc = st_error_errno(&j->err, errno, rel, "rename failed");
+      rc = fail_errno(j, errno, rel, "rename failed");
   }
   if (rc) unlinkat(dfd, tmp, 0);
   close(dfd);
@@ -381,7 +388,7 @@ static int do_entry(dx_job *j, struct archive *ar, int root, struct archive_entr
     if (dfd < 0) { close(tfd); return j->err.code; }
     unlinkat(dfd, leaf, 0);
     int rc = 0;
-    if (linkat(tfd, tleaf, dfd, leaf, 0)) rc = st_error_errno(&j->err, errno, rel, "cannot create hard link");
+    if (linkat(tfd, tleaf, dfd, leaf, 0)) rc = fail_errno(j, errno, rel, "cannot create hard link");
     close(tfd);
     close(dfd);
     if (!rc) atomic_fetch_add(&j->files, 1);
@@ -393,7 +400,7 @@ static int do_entry(dx_job *j, struct archive *ar, int root, struct archive_entr
     int dfd = open_parent(j, root, rel, &leaf, 1);
     if (dfd < 0) return j->err.code;
     int rc = 0;
-    if (mkdirat(dfd, leaf, 0755) && errno != EEXIST) rc = st_error_errno(&j->err, errno, rel, "cannot create folder");
+    if (mkdirat(dfd, leaf, 0755) && errno != EEXIST) rc = fail_errno(j, errno, rel, "cannot create folder");
     struct stat st;
     if (!rc && (fstatat(dfd, leaf, &st, AT_SYMLINK_NOFOLLOW) || !S_ISDIR(st.st_mode)))
       rc = st_error_set(&j->err, ST_EUNSAFE, j->where, -1, "folder member \"%.300s\" exists as a symlink or file", rel);
@@ -412,7 +419,7 @@ static int do_entry(dx_job *j, struct archive *ar, int root, struct archive_entr
     int dfd = open_parent(j, root, rel, &leaf, 1);
     if (dfd < 0) return j->err.code;
     unlinkat(dfd, leaf, 0);
-    int rc = symlinkat(target, dfd, leaf) ? st_error_errno(&j->err, errno, rel, "cannot create symlink") : 0;
+    int rc = symlinkat(target, dfd, leaf) ? fail_errno(j, errno, rel, "cannot create symlink") : 0;
     close(dfd);
     return rc;
   }

@@ -239,7 +239,7 @@ static la_ssize_t tar_write_cb(struct archive *a, void *cd, const void *buf, siz
   tar_out *t = cd;
   int rc = t->gzip ? deflate_some(t, buf, n, 0) : out_write(t, buf, n);
   if (rc) {
-    archive_set_error(a, t->ioerr, "write failed");
+    archive_set_error(a, t->ioerr, "write failed: %s", strerror(t->ioerr));
     return -1;
   }
   return (la_ssize_t)n;
@@ -248,7 +248,7 @@ static la_ssize_t tar_write_cb(struct archive *a, void *cd, const void *buf, siz
 static int tar_close_cb(struct archive *a, void *cd) {
   tar_out *t = cd;
   if (t->gzip && deflate_some(t, NULL, 0, 1)) {
-    archive_set_error(a, t->ioerr, "write failed");
+    archive_set_error(a, t->ioerr, "write failed: %s", strerror(t->ioerr));
     return ARCHIVE_FATAL;
   }
   return ARCHIVE_OK;
@@ -325,7 +325,8 @@ static int emit(mk *m, const char *name, const uint8_t *b, size_t n) {
   }
   if (rename(m->tmp, final)) return st_error_errno(m->err, errno, final, "rename failed");
   m->tmp[0] = 0;
-  fprintf(m->manifest, "%s  cifar-10-batches-py/%s\n", hex, name);
+  if (fprintf(m->manifest, "%s  cifar-10-batches-py/%s\n", hex, name) < 0)
+    return st_error_errno(m->err, errno, m->man_final, "write failed");
   m->bytes += n;
   m->files++;
   return 0;
@@ -573,17 +574,19 @@ int dk_mkdata(st_ctx *c, const st_args *a, st_error *err) {
     goto out;
   }
   m.to.fd = -1;
+  /* every write error is seen before either file gets its final name */
+  int ferr = ferror(m.manifest), cerr = fclose(m.manifest) ? errno : 0;
+  if (cerr || ferr) {
+    m.manifest = NULL;
+    rc = st_error_errno(err, cerr ? cerr : EIO, m.man_final, "write failed");
+    goto out;
+  }
+  m.manifest = NULL;
   if (rename(m.tar_tmp, m.tar_final)) {
     rc = st_error_errno(err, errno, m.tar_final, "rename failed");
     goto out;
   }
   m.tar_tmp[0] = 0;
-  if (fclose(m.manifest)) {
-    m.manifest = NULL;
-    rc = st_error_errno(err, errno, m.man_final, "write failed");
-    goto out;
-  }
-  m.manifest = NULL;
   if (rename(m.man_tmp, m.man_final)) {
     rc = st_error_errno(err, errno, m.man_final, "rename failed");
     goto out;

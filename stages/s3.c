@@ -186,6 +186,7 @@ typedef struct s3_conn {
   CURL *easy; /* control requests */
   st_ctx *ctx;
   long deadline_s; /* nonzero: whole-request time limit (aborts while cleaning up) */
+  int retries_shown; /* retry lines printed so far (bounded) */
 } s3_conn;
 
 int s3_parse_url(const char *url, char *bucket, size_t bcap, char *key, size_t kcap,
@@ -571,6 +572,34 @@ static double backoff(int attempt) {
   return d * (0.75 + 0.5 * ((double)(rand() % 1000) / 1000.0));
 }
 
+#define S3_RETRY_LINES 20
+
+/* One line on stderr per retry (the first S3_RETRY_LINES of a stage), so a
+ * slow upload says why. Stage thread only; silent without a context. */
+static void say_retry(s3_conn *cn, const char *key, const char *what, const s3_resp *r,
+                      int attempt, double delay) {
+  if (!cn->ctx || cn->retries_shown > S3_RETRY_LINES) return;
+  if (cn->retries_shown++ == S3_RETRY_LINES) {
+    st_eprintf(cn->ctx, "upload: more retries (not shown)\n");
+    return;
+  }
+  char why[CURL_ERROR_SIZE + 64];
+  if (r->cc != CURLE_OK) {
+    snprintf(why, sizeof why, "%s", r->curl_err[0] ? r->curl_err : curl_easy_strerror(r->cc));
+  } else {
+    s3_err_xml e;
+    memset(&e, 0, sizeof e);
+    if (r->body.len) {
+      st_error ignore;
+      st_error_clear(&ignore);
+      xml_parse(r->body.p, r->body.len, err_end, &e, NULL, 0, "", &ignore);
+    }
+    snprintf(why, sizeof why, "HTTP %ld%s%s", r->status, e.code[0] ? " " : "", e.code);
+  }
+  st_eprintf(cn->ctx, "upload: %s of s3://%s/%s: %s; retry %d of %d in %.2f s\n", what,
+             cn->bucket, key ? key : "", why, attempt, PK_LIMIT_S3_ATTEMPTS - 1, delay);
+}
+
 /* Sleeps up to secs; 1 when interrupted. */
 static int nap(st_ctx *c, double secs) {
   double end = st_now() + secs;
@@ -596,7 +625,9 @@ static int s3_call(s3_conn *cn, const s3_req *rq, s3_resp *r, const char *what, 
     if (ok404 && r->cc == CURLE_OK && r->status == 404) return 1;
     if (k < 0 || attempt >= max_attempts || (cn->ctx && st_cancelled(cn->ctx)))
       return resp_error(cn, rq->key, what, r, attempt, err);
-    if (nap(cn->ctx, backoff(attempt))) return resp_error(cn, rq->key, what, r, attempt, err);
+    double delay = backoff(attempt);
+    say_retry(cn, rq->key, what, r, attempt, delay);
+    if (nap(cn->ctx, delay)) return resp_error(cn, rq->key, what, r, attempt, err);
   }
 }
 
@@ -1345,14 +1376,23 @@ static int complete_mpu(upload *u, up_obj *o, st_error *err) {
   s3_req rq = {.method = "POST", .key = o->key, .payload_sha256 = sha, .body = x.p,
                .body_len = x.len};
   rq.query[rq.nquery++] = (sigv4_kv){"uploadId", o->upload_id};
-  int rc = s3_call(&u->cn, &rq, &r, "CompleteMultipartUpload", PK_LIMIT_S3_ATTEMPTS, 0, err);
-  char etag[128] = "", root[64] = "";
-  if (!rc) {
-    rc = xml_parse(r.body.p, r.body.len, complete_end, etag, root, sizeof root, where, err);
-    /* S3 may answer 200 with an <Error> document */
-    if (!rc && strcmp(root, "Error") == 0) {
-      r.status = 500;
-      rc = resp_error(&u->cn, o->key, "CompleteMultipartUpload", &r, 1, err);
+  int rc;
+  char etag[128], root[64];
+  for (int attempt = 1;; attempt++) {
+    etag[0] = root[0] = 0;
+    rc = s3_call(&u->cn, &rq, &r, "CompleteMultipartUpload", PK_LIMIT_S3_ATTEMPTS, 0, err);
+    if (!rc) rc = xml_parse(r.body.p, r.body.len, complete_end, etag, root, sizeof root, where, err);
+    if (rc || strcmp(root, "Error") != 0) break;
+    /* S3 may answer 200 and then an <Error> document: retried like a 5xx */
+    if (attempt >= PK_LIMIT_S3_ATTEMPTS || st_cancelled(u->c)) {
+      rc = resp_error(&u->cn, o->key, "CompleteMultipartUpload", &r, attempt, err);
+      break;
+    }
+    double delay = backoff(attempt);
+    say_retry(&u->cn, o->key, "CompleteMultipartUpload", &r, attempt, delay);
+    if (nap(u->cn.ctx, delay)) {
+      rc = resp_error(&u->cn, o->key, "CompleteMultipartUpload", &r, attempt, err);
+      break;
     }
   }
   resp_free(&r);
@@ -1558,8 +1598,13 @@ static int run_transfers(upload *u, uint64_t total, st_progress *pr, st_error *e
           if (!rc) objs_left--;
         }
       } else if (k > 0 && t->attempts < PK_LIMIT_S3_ATTEMPTS) {
+        char what[64];
+        if (t->part) snprintf(what, sizeof what, "UploadPart %d", t->part);
+        else snprintf(what, sizeof what, "PutObject");
+        double delay = backoff(t->attempts);
+        say_retry(&u->cn, o->key, what, r, t->attempts, delay);
         t->slot = -1;
-        t->not_before = st_now() + backoff(t->attempts);
+        t->not_before = st_now() + delay;
         t->next = pend;
         pend = t;
       } else {

@@ -1,8 +1,20 @@
 """A small HTTP server that fails on purpose (for what nginx cannot do):
 /cut: the first answer stops halfway (connection closed), later ones honour Range;
 /flaky: the first two answers are 500, then 200;
-/norange: ignores Range (always 200 with the whole body) and cuts the first answer."""
+/norange: ignores Range (always 200 with the whole body) and cuts the first answer;
+/short: every answer announces its whole length and sends half of it, then closes;
+/stall: every answer sends half its body, then stalls (neither sends nor closes);
+/stall1: the first answer stalls like /stall, later ones honour Range;
+/503: every answer is 503 SlowDown;
+/die: the first answer stops halfway and the server dies (nothing listens any more);
+/badrange: the first answer is cut; a Range request is answered 206 from byte 0
+           (Content-Range says so), as a broken cache might;
+/gaprange: the first answer is cut; a Range request is answered 206 from 1000 bytes
+           further than asked (Content-Range says so).
+Any other path serves the payload (honouring Range)."""
 import http.server
+import socket
+import struct
 import threading
 
 
@@ -11,6 +23,8 @@ class FaultServer:
         self.payload = payload
         self.hits = {}
         self.ranges = []
+        self.release = threading.Event()  # ends the stalls
+        self.dead = False
         outer = self
 
         class H(http.server.BaseHTTPRequestHandler):
@@ -19,21 +33,37 @@ class FaultServer:
             def log_message(self, *a):
                 pass
 
+            def cut(self, data, reset=False):
+                self.wfile.write(data)
+                self.wfile.flush()
+                self.close_connection = True
+                if reset:  # a process that dies: RST, not FIN
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                               struct.pack("ii", 1, 0))
+                    self.connection.close()
+                else:
+                    self.connection.shutdown(2)
+
             def do_GET(self):
                 path = self.path
                 n = outer.hits[path] = outer.hits.get(path, 0) + 1
                 body = outer.payload
                 rng = self.headers.get("Range")
                 outer.ranges.append((path, rng))
-                if path == "/flaky" and n <= 2:
-                    self.send_response(500)
-                    self.send_header("Content-Length", "5")
+                if (path == "/flaky" and n <= 2) or path == "/503":
+                    code = 500 if path == "/flaky" else 503
+                    msg = b"oops\n" if code == 500 else b"SlowDown: please reduce your request rate\n"
+                    self.send_response(code)
+                    self.send_header("Content-Length", str(len(msg)))
                     self.end_headers()
-                    self.wfile.write(b"oops\n")
+                    self.wfile.write(msg)
                     return
                 start = 0
-                if rng and path != "/norange":
-                    start = int(rng.split("=")[1].split("-")[0])
+                if rng and path == "/badrange":
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes 0-{len(body) - 1}/{len(body)}")
+                elif rng and path != "/norange":
+                    start = int(rng.split("=")[1].split("-")[0]) + (1000 if path == "/gaprange" else 0)
                     self.send_response(206)
                     self.send_header("Content-Range",
                                      f"bytes {start}-{len(body) - 1}/{len(body)}")
@@ -42,19 +72,33 @@ class FaultServer:
                 part = body[start:]
                 self.send_header("Content-Length", str(len(part)))
                 self.end_headers()
-                if path in ("/cut", "/norange") and n == 1:
-                    self.wfile.write(part[:len(part) // 2])
+                half = part[:len(part) // 2]
+                if (path in ("/cut", "/norange", "/badrange", "/gaprange") and n == 1) or path == "/short":
+                    self.cut(half)
+                    return
+                if path == "/stall" or (path == "/stall1" and n == 1):
+                    self.wfile.write(half)
                     self.wfile.flush()
+                    outer.release.wait(120)
                     self.close_connection = True
-                    self.connection.shutdown(2)
+                    return
+                if path == "/die":
+                    self.cut(half, reset=True)
+                    outer.dead = True
+                    threading.Thread(target=outer.close, daemon=True).start()
                     return
                 self.wfile.write(part)
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        class Server(http.server.ThreadingHTTPServer):
+            def handle_error(self, request, client_address):
+                pass  # clients cut off on purpose
+
+        self.httpd = Server(("127.0.0.1", 0), H)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.t = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.t.start()
 
     def close(self):
+        self.release.set()
         self.httpd.shutdown()
         self.httpd.server_close()

@@ -1,0 +1,308 @@
+"""Fault injection for the data stages.
+
+Download: a server that stalls mid-body, sends less than its Content-Length,
+answers 5xx until the retries run out, dies mid-transfer, or answers a Range
+request from the wrong byte (tests/data_stages/faultserver.py), each through the
+plain and the fused (--extract/--verify) path.
+
+Disk: %download, %extract and %mkdata writing into a small tmpfs that fills
+up. The tmpfs is mounted in a private mount namespace (`unshare --mount`, with
+`--map-root-user` when not root) around one `pipekernel run`, so nothing stays
+mounted; when neither works the tests fail, they do not skip.
+
+What must hold: a clear error naming the URL or path, a non-zero exit, nothing
+partial under a final name, no temporary file left (except PATH.part after a
+network error or a timeout, kept for --resume as the README says)."""
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pkutil import PK_BIN, run_cli
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from faultserver import FaultServer  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+FUSED = pytest.mark.parametrize("fused", [False, True], ids=["plain", "fused"])
+
+
+def md5(p):
+    return hashlib.md5(Path(p).read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def fault(small_data):
+    _, tgz = small_data
+    s = FaultServer(tgz.read_bytes())
+    yield s
+    s.close()
+
+
+def temp_names(folder):
+    return [str(p) for p in Path(folder).rglob("*")
+            if p.name.endswith(".part") or ".pk-tmp" in p.name or ".tmp-" in p.name]
+
+
+def only_complete_members(ex, small_data):
+    """Every file under ex is a whole member of the archive; no temporary file."""
+    src = small_data[0] / "cifar-10-batches-py"
+    assert temp_names(ex) == []
+    for f in Path(ex).rglob("*"):
+        if f.is_file():
+            assert f.read_bytes() == (src / f.name).read_bytes(), f
+
+
+def dl(url, to, ex, *extra):
+    cell = f"%download {url} --to {to} " + " ".join(extra)
+    return run_cli(cell + (f" --extract {ex}" if ex else ""))
+
+
+# ------------------------------------------------------------------ download faults
+@FUSED
+def test_stall_times_out_then_resume(fault, small_data, tmp_path, fused):
+    d, tgz = small_data
+    body = tgz.read_bytes()
+    to, part = tmp_path / "c.tgz", tmp_path / "c.tgz.part"
+    ex = tmp_path / "x" if fused else None
+    r = dl(f"{fault.url}/stall", to, ex, "--timeout 1 --retries 0")
+    assert r.returncode == 1
+    assert "TimeoutError" in r.stderr and f"{fault.url}/stall" in r.stderr
+    assert "no data for 1 s (--timeout)" in r.stderr
+    assert not to.exists()
+    # the bytes received stay in PATH.part (README: kept after network errors)
+    kept = part.read_bytes()
+    assert 0 < len(kept) < len(body) and body.startswith(kept)
+    if fused:
+        only_complete_members(ex, small_data)
+    # --resume continues from there on a server that answers
+    r = dl(f"{fault.url}/ok", to, ex, f"--resume --md5 {md5(tgz)}",
+           f"--verify {d}/MANIFEST.md5" if fused else "")
+    assert r.returncode == 0, r.stderr
+    assert f"resuming {part} at byte {len(kept)}" in r.stdout
+    assert fault.ranges[-1] == ("/ok", f"bytes={len(kept)}-")
+    assert to.read_bytes() == body and not part.exists()
+    if fused:
+        assert "all OK" in r.stdout
+        only_complete_members(ex, small_data)
+        assert len(list(ex.rglob("*_batch*"))) == 3
+
+
+@FUSED
+def test_stall_once_is_retried_with_range(fault, small_data, tmp_path, fused):
+    d, tgz = small_data
+    to = tmp_path / "c.tgz"
+    ex = tmp_path / "x" if fused else None
+    r = dl(f"{fault.url}/stall1", to, ex, f"--timeout 1 --md5 {md5(tgz)}",
+           f"--verify {d}/MANIFEST.md5" if fused else "")
+    assert r.returncode == 0, r.stderr
+    assert "no data for 1 s (--timeout); retry 1 of 3" in r.stderr
+    assert fault.ranges[1] == ("/stall1", f"bytes={len(tgz.read_bytes()) // 2}-")
+    assert to.read_bytes() == tgz.read_bytes() and temp_names(tmp_path) == []
+
+
+@FUSED
+def test_short_body_until_retries_run_out(fault, small_data, tmp_path, fused):
+    _, tgz = small_data
+    body = tgz.read_bytes()
+    to, part = tmp_path / "c.tgz", tmp_path / "c.tgz.part"
+    ex = tmp_path / "x" if fused else None
+    r = dl(f"{fault.url}/short", to, ex, "--retries 2")
+    assert r.returncode == 1
+    assert "NetworkError" in r.stderr and f"{fault.url}/short" in r.stderr
+    assert "Transferred a partial file" in r.stderr and "(3 attempts)" in r.stderr
+    # each retry asked for the rest, from the last byte received
+    n = len(body)
+    assert [rg for _, rg in fault.ranges] == [None, f"bytes={n // 2}-",
+                                             f"bytes={n // 2 + (n - n // 2) // 2}-"]
+    assert not to.exists()
+    kept = part.read_bytes()
+    assert 0 < len(kept) < n and body.startswith(kept)
+    if fused:
+        only_complete_members(ex, small_data)
+
+
+@FUSED
+def test_5xx_until_retries_run_out(fault, small_data, tmp_path, fused):
+    to = tmp_path / "c.tgz"
+    ex = tmp_path / "x" if fused else None
+    r = dl(f"{fault.url}/503", to, ex, "--retries 2")
+    assert r.returncode == 1
+    assert f"HTTPError: {fault.url}/503: HTTP 503" in r.stderr and "(3 attempts)" in r.stderr
+    assert "HTTP 503; retry 2 of 2" in r.stderr and fault.hits["/503"] == 3
+    # nothing was received: nothing is kept
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["x"] if fused else [])
+    if fused:
+        assert list(ex.rglob("*")) == []
+
+
+@FUSED
+def test_server_dies_mid_transfer(small_data, tmp_path, fused):
+    d, tgz = small_data
+    body = tgz.read_bytes()
+    to, part = tmp_path / "c.tgz", tmp_path / "c.tgz.part"
+    ex = tmp_path / "x" if fused else None
+    s = FaultServer(body)
+    try:
+        r = dl(f"{s.url}/die", to, ex, "--retries 2")
+    finally:
+        s.close()
+    assert s.dead and s.hits == {"/die": 1}
+    assert r.returncode == 1
+    assert "NetworkError" in r.stderr and f"{s.url}/die" in r.stderr and "(3 attempts)" in r.stderr
+    assert "retry 2 of 2" in r.stderr
+    assert not to.exists()
+    kept = part.read_bytes()
+    assert 0 < len(kept) < len(body) and body.startswith(kept)
+    if fused:
+        only_complete_members(ex, small_data)
+    # the server comes back (elsewhere): --resume finishes the job
+    s = FaultServer(body)
+    try:
+        r = dl(f"{s.url}/ok", to, ex, f"--resume --md5 {md5(tgz)}",
+               f"--verify {d}/MANIFEST.md5" if fused else "")
+    finally:
+        s.close()
+    assert r.returncode == 0, r.stderr
+    assert s.ranges == [("/ok", f"bytes={len(kept)}-")]
+    assert to.read_bytes() == body and not part.exists()
+
+
+@FUSED
+def test_range_answered_from_an_earlier_byte(fault, small_data, tmp_path, fused):
+    """206 with Content-Range starting before the bytes asked for: the overlap is
+    dropped (no --md5 here: only the Content-Range check keeps the file whole)."""
+    _, tgz = small_data
+    to = tmp_path / "c.tgz"
+    ex = tmp_path / "x" if fused else None
+    r = dl(f"{fault.url}/badrange", to, ex)
+    assert r.returncode == 0, r.stderr
+    assert fault.hits["/badrange"] == 2 and fault.ranges[1][1] is not None
+    assert to.read_bytes() == tgz.read_bytes()
+    if fused:
+        only_complete_members(ex, small_data)
+
+
+def test_range_answered_from_a_later_byte(fault, small_data, tmp_path):
+    _, tgz = small_data
+    to = tmp_path / "c.tgz"
+    r = dl(f"{fault.url}/gaprange", to, None)
+    assert r.returncode == 1
+    half = len(tgz.read_bytes()) // 2
+    assert (f"HTTPError: {fault.url}/gaprange: asked for bytes={half}- and the server answered "
+            f"206 with Content-Range bytes {half + 1000}-") in r.stderr
+    assert not to.exists()
+
+
+# ------------------------------------------------------------------ disk full
+def run_small_fs(mounts, cells, listing, cwd=None):
+    """Runs `pipekernel run CELLS` with tmpfs mounts [(DIR, SIZE)] in a private mount
+    namespace; returns smallfs.py's report (rc, stdout, stderr, files left under listing)."""
+    unshare = shutil.which("unshare")
+    if not unshare:
+        pytest.fail("unshare (util-linux) is missing: the disk-full tests need a private tmpfs")
+    opts = ",huge=never" if os.path.exists("/sys/kernel/mm/transparent_hugepage") else ""
+    spec = {"pk": str(PK_BIN), "mounts": [[str(d), str(s) + opts] for d, s in mounts],
+            "cells": cells, "cwd": str(cwd) if cwd else None, "list": [str(x) for x in listing]}
+    cmd = [unshare, "--mount", "--propagation", "private"]
+    if os.geteuid() != 0:
+        cmd.append("--map-root-user")
+    p = subprocess.run(cmd + [sys.executable, str(HERE / "smallfs.py"), json.dumps(spec)],
+                       capture_output=True, text=True, timeout=600)
+    if p.returncode != 0:
+        pytest.fail(f"cannot run with a small tmpfs ({' '.join(cmd)}): rc {p.returncode}\n{p.stderr}")
+    return json.loads(p.stdout)
+
+
+def assert_no_space(rep, path):
+    assert rep["rc"] == 1, rep
+    assert "NoSpaceError" in rep["stderr"] and "No space left on device" in rep["stderr"], rep["stderr"]
+    assert str(path) in rep["stderr"], rep["stderr"]
+
+
+def test_download_fills_the_disk(fault, tmp_path):
+    fs = tmp_path / "fs"
+    rep = run_small_fs([(fs, "2m")], [f"%download {fault.url}/ok --to {fs}/c.tgz"], [fs])
+    assert_no_space(rep, f"{fs}/c.tgz.part: write failed")
+    assert rep["files"] == {}  # the partial .part is removed: --resume cannot use a full disk
+
+
+def test_download_extract_fills_the_disk_mid_member(fault, small_data, tmp_path):
+    """The extractor's free-space check passes (DIR has room) but the member's folder is a
+    2 MB tmpfs: data_batch_2 fails mid-write."""
+    d, tgz = small_data
+    ex = tmp_path / "x"
+    rep = run_small_fs([(ex / "cifar-10-batches-py", "2m")],
+                       [f"%download {fault.url}/ok --to {tmp_path}/c.tgz --md5 {md5(tgz)} "
+                        f"--extract {ex} --verify {d}/MANIFEST.md5"], [tmp_path])
+    assert_no_space(rep, f"{ex}/cifar-10-batches-py/data_batch_2: write failed")
+    src = d / "cifar-10-batches-py"
+    assert rep["files"] == {str(ex / "cifar-10-batches-py/data_batch_1"):
+                            {"size": (src / "data_batch_1").stat().st_size,
+                             "md5": md5(src / "data_batch_1")}}
+
+
+def test_download_and_extract_share_a_full_disk(fault, small_data, tmp_path):
+    d, tgz = small_data
+    fs = tmp_path / "fs"
+    rep = run_small_fs([(fs, "6m")], [f"%download {fault.url}/ok --to {fs}/c.tgz --md5 {md5(tgz)} "
+                                      f"--extract {fs}/x"], [fs])
+    assert rep["rc"] == 1 and "NoSpaceError" in rep["stderr"] and str(fs) in rep["stderr"]
+    src = d / "cifar-10-batches-py"
+    assert rep["files"], "nothing was extracted before the disk filled up"
+    for f, info in rep["files"].items():  # whole members only; no c.tgz, no .part
+        assert Path(f).parent == fs / "x" / "cifar-10-batches-py", f
+        assert info["md5"] == md5(src / Path(f).name), f
+
+
+def test_extract_fills_the_disk_mid_member(small_data, tmp_path):
+    d, tgz = small_data
+    ex = tmp_path / "x"
+    rep = run_small_fs([(ex / "cifar-10-batches-py", "2m")], [f"%extract {tgz} --to {ex}"], [ex])
+    assert_no_space(rep, f"{ex}/cifar-10-batches-py/data_batch_2: write failed")
+    assert list(rep["files"]) == [str(ex / "cifar-10-batches-py/data_batch_1")]
+    assert rep["files"][str(ex / "cifar-10-batches-py/data_batch_1")]["md5"] == \
+        md5(d / "cifar-10-batches-py/data_batch_1")
+
+
+def test_extract_refuses_a_member_larger_than_the_free_space(small_data, tmp_path):
+    d, tgz = small_data
+    ex = tmp_path / "x"
+    rep = run_small_fs([(ex, "2m")], [f"%extract {tgz} --to {ex}"], [ex])
+    assert rep["rc"] == 1 and "NoSpaceError" in rep["stderr"]
+    assert (f'member "cifar-10-batches-py/data_batch_2" claims 1549023 bytes, more than the'
+            in rep["stderr"]) and f"free in {ex}; refused before writing" in rep["stderr"]
+    assert list(rep["files"]) == [str(ex / "cifar-10-batches-py/data_batch_1")]
+
+
+def mkdata_pages(small_data):
+    """tmpfs pages the small data set needs (every file rounded up to a page)."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    files = [f for f in small_data[0].rglob("*") if f.is_file()]
+    return page, sum(-(-f.stat().st_size // page) for f in files)
+
+
+# how full: the tarball's first member, a batch file, the tarball's last member,
+# the manifest (the last byte written, after the tarball is complete)
+@pytest.mark.parametrize("short", ["2m", "5m", "7m", "last-page"])
+def test_mkdata_fills_the_disk(small_data, tmp_path, short):
+    d, _ = small_data
+    page, pages = mkdata_pages(small_data)
+    size = (pages - 1) * page if short == "last-page" else short
+    fs = tmp_path / "fs"
+    rep = run_small_fs([(fs, size)], [f"%mkdata {fs}/d --train-batches 2 --images-per-batch 500 "
+                                      "--seed 3"], [fs])
+    assert_no_space(rep, f"{fs}/d/")
+    if short == "last-page":
+        assert f"{fs}/d/MANIFEST.md5: write failed: No space left on device" in rep["stderr"]
+    left = {Path(f).relative_to(fs / "d"): info for f, info in rep["files"].items()}
+    # neither the tarball nor the manifest has its final name; what has is whole
+    assert Path("cifar-10-python.tar.gz") not in left and Path("MANIFEST.md5") not in left
+    for rel, info in left.items():
+        assert ".tmp-" not in rel.name, rel
+        assert info["md5"] == md5(d / rel), rel
