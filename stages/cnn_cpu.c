@@ -26,49 +26,105 @@ enum {
 
 #define CNN_MAX_THREADS 64
 
+/* Buffer geometry of the kernels (cnn_cpu_kern.h checks each tile against
+ * it): conv1 writes planes of 28 rows of 32 (stride S1), conv2 planes of
+ * 10 rows of 14 (stride S2); the gradient planes of conv2 have D_FRONT
+ * zeros before them (stride DS2). */
+#define ROUND_UP(n, m) (((n) + (m) - 1) / (m) * (m))
+#define X_LEN (3072 + 64)
+#define S1 928
+#define P1_LEN (1176 + 72)
+#define S2 144
+#define D_FRONT 80
+#define DS2 304
+#define DP1S 208
+#define K_MAXOB 8
+#define K_MAXNV 4
+#define K_SEQ4(j) (j), (j) + 1, (j) + 2, (j) + 3
+#define K_EVN4(j) (j), (j) + 2, (j) + 4, (j) + 6
+#if defined(__clang__) || __GNUC__ >= 12
+#define K_SHUF(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+#define K_SHUF(a, b, ...) __builtin_shuffle(a, b, (__typeof__(K(vi))){__VA_ARGS__})
+#endif
+/* A pool winner's gradient target when the ReLU cut it: an index into the
+ * two gradient planes' buffers that no kernel reads. */
+#define TRASH (6 * S1)
+
 typedef struct cnn_ws {
-  float x[3072];
-  float col1[75 * 784];
-  float c1[6 * 784];
-  float p1[6 * 196];
-  int a1[6 * 196];
-  float col2[150 * 100];
-  float c2[16 * 100];
-  float p2[400];
-  int a2[400];
+  float x[X_LEN];       /* the image, 3 planes of 32 x 32, then zeros */
+  float c1[6 * S1];     /* conv1 before the ReLU */
+  float p1[P1_LEN];     /* pooled, 6 planes of 14 x 14, then zeros */
+  float c2[16 * S2 + 32]; /* conv2 before the ReLU */
+  float p2[400 + 16];
+  int a1[1176 + 16], a2[400 + 16]; /* each pooled value's gradient target, or TRASH */
   float h1[120], h2[84], lg[10];
-  float dlg[10], dh2[84], dh1[120], dp2[400], dc2[1600], dcol2[150 * 100], dp1[6 * 196],
-      dc1[6 * 784];
+  float dlg[10], dh2[84], dh1[120], dp2[400];
+  float d2[TRASH + 16];  /* conv2's output gradient: zero between images */
+  float dp1[6 * DP1S];  /* conv2's input gradient */
+  float d1[TRASH + 16];  /* conv1's output gradient (6 planes of S1), the same */
+  float gv1[450 * 16], gv2[2400 * 16]; /* conv weight gradients, per lane */
 } cnn_ws;
 
+/* Generic: SSE2 on x86-64, NEON on aarch64 (16 registers assumed). */
+#define KW 4
+#define T1_OB 3
+#define T1_NV 3
+#define T2_OB 4
+#define T2_NV 2
+#define WG1_OB 2
+#define WG2_OB 2
+#define DG_NV 2
 #define K(name) name##_generic
 #define KATTR
 #include "cnn_cpu_kern.h"
 #undef K
 #undef KATTR
+#undef KW
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define HAVE_X86_CLONES 1
+#define KW 8
 #define K(name) name##_avx2
 #define KATTR __attribute__((target("avx2,fma")))
 #include "cnn_cpu_kern.h"
 #undef K
 #undef KATTR
+#undef KW
+#undef T1_OB
+#undef T1_NV
+#undef T2_OB
+#undef T2_NV
+#undef WG1_OB
+#undef WG2_OB
+#undef DG_NV
+/* AVX-512: 32 registers, tiles of 24 accumulators */
+#define KW 16
+#define T1_OB 6
+#define T1_NV 4
+#define T2_OB 8
+#define T2_NV 3
+#define WG1_OB 3
+#define WG2_OB 4
+#define DG_NV 3
 #define K(name) name##_avx512
 #define KATTR __attribute__((target("avx512f,avx512vl,avx2,fma")))
 #include "cnn_cpu_kern.h"
 #undef K
 #undef KATTR
+#undef KW
 #endif
 
 typedef double (*run_fn)(const float *, float *, cnn_ws *, const float *, const uint8_t *,
                          const uint8_t *, const uint32_t *, int, float);
 typedef void (*pred_fn)(const float *, cnn_ws *, const float *, const uint8_t *, size_t,
                         uint8_t *);
+typedef void (*sgd_fn)(float *, float *, float *const *, int, int, int, float, float, int);
 
 static const char *isa_name = "generic";
 static run_fn isa_run = run_samples_generic;
 static pred_fn isa_pred = predict_generic;
+static sgd_fn isa_sgd = reduce_sgd_generic;
 static pthread_once_t isa_once = PTHREAD_ONCE_INIT;
 
 static void isa_pick(void) {
@@ -82,12 +138,14 @@ static void isa_pick(void) {
     isa_name = "avx2";
     isa_run = run_samples_avx2;
     isa_pred = predict_avx2;
+    isa_sgd = reduce_sgd_avx2;
   }
   if (level >= 2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
       __builtin_cpu_supports("fma")) {
     isa_name = "avx512";
     isa_run = run_samples_avx512;
     isa_pred = predict_avx512;
+    isa_sgd = reduce_sgd_avx512;
   }
 #endif
 }
@@ -188,13 +246,8 @@ static void job_grad(cpu_state *s, int tid) {
 static void job_reduce_sgd(cpu_state *s, int tid) {
   int lo, hi;
   range_of(CNN_NPARAM, s->active, tid, &lo, &hi);
-  float *g0 = s->G[0];
-  for (int t = 1; t < s->active; t++) {
-    const float *gt = s->G[t];
-    for (int i = lo; i < hi; i++) g0[i] += gt[i];
-  }
-  cnn_sgd_update(s->P + lo, s->V + lo, g0 + lo, (size_t)(hi - lo), s->cfg.lr, s->cfg.momentum,
-                 s->first);
+  isa_sgd(s->P, s->V, s->G, s->active, lo, hi, s->cfg.lr, s->cfg.momentum,
+          s->first || s->cfg.momentum == 0.0f);
 }
 
 static void job_reduce(cpu_state *s, int tid) {
@@ -247,6 +300,7 @@ static void *cpu_init(const cnn_config *cfg, const float *params, char *msg, siz
     s->G[t] = aligned_alloc(64, sizeof(float) * 62016);
     s->ws[t] = aligned_alloc(64, (sizeof(cnn_ws) + 63) / 64 * 64);
     ok = s->G[t] && s->ws[t];
+    if (ok) memset(s->ws[t], 0, sizeof(cnn_ws)); /* the pads and gradient planes */
   }
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->go, NULL);
