@@ -161,7 +161,7 @@ typedef void (*job_fn)(cpu_state *s, int tid);
 
 struct cpu_state {
   cnn_config cfg;
-  float *P, *V, **G; /* parameters, momentum, per-thread gradients */
+  float *P, *V, **G; /* parameters, momentum, per-thread gradients (zero between steps) */
   int first;
   cnn_ws **ws;
   float tab[256];
@@ -237,7 +237,6 @@ static void range_of(int n, int parts, int t, int *lo, int *hi) {
 static void job_grad(cpu_state *s, int tid) {
   int lo, hi;
   range_of(s->n, s->active, tid, &lo, &hi);
-  memset(s->G[tid], 0, sizeof(float) * CNN_NPARAM);
   s->part_loss[tid] = hi > lo ? isa_run(s->P, s->G[tid], s->ws[tid], s->tab, s->pixels,
                                         s->labels, s->idx + lo, hi - lo, 1.0f / (float)s->n)
                               : 0.0;
@@ -254,7 +253,10 @@ static void job_reduce(cpu_state *s, int tid) {
   int lo, hi;
   range_of(CNN_NPARAM, s->active, tid, &lo, &hi);
   for (int t = 1; t < s->active; t++)
-    for (int i = lo; i < hi; i++) s->G[0][i] += s->G[t][i];
+    for (int i = lo; i < hi; i++) {
+      s->G[0][i] += s->G[t][i];
+      s->G[t][i] = 0.0f;
+    }
 }
 
 static void job_eval(cpu_state *s, int tid) {
@@ -265,8 +267,15 @@ static void job_eval(cpu_state *s, int tid) {
              s->epred + lo);
 }
 
-/* Threads for a step of n images: one image per thread at least. */
-static int step_threads(const cpu_state *s, int n) { return n < s->nthreads ? n : s->nthreads; }
+/* Threads for a step of n images: STEP_MIN_PER_THREAD images per thread
+ * at least: waking a thread, zeroing its gradient buffer and adding it
+ * into the others cost about as much as a few images, so a small batch
+ * (the default of 4) runs on the calling thread alone, with no wake-ups. */
+#define STEP_MIN_PER_THREAD 8
+static int step_threads(const cpu_state *s, int n) {
+  int t = n / STEP_MIN_PER_THREAD;
+  return t < 1 ? 1 : t < s->nthreads ? t : s->nthreads;
+}
 
 static int cpu_available(char *why, size_t cap) {
   cnn_msg(why, cap, "always available");
@@ -298,6 +307,7 @@ static void *cpu_init(const cnn_config *cfg, const float *params, char *msg, siz
   int ok = s->P && s->V && s->G && s->ws;
   for (int t = 0; ok && t < nt; t++) {
     s->G[t] = aligned_alloc(64, sizeof(float) * 62016);
+    if (s->G[t]) memset(s->G[t], 0, sizeof(float) * 62016); /* zero between steps */
     s->ws[t] = aligned_alloc(64, (sizeof(cnn_ws) + 63) / 64 * 64);
     ok = s->G[t] && s->ws[t];
     if (ok) memset(s->ws[t], 0, sizeof(cnn_ws)); /* the pads and gradient planes */
@@ -375,6 +385,7 @@ int cnn_cpu_grad(void *st, const uint32_t *idx, int n, float *grad, float *loss)
   for (int t = 0; t < nt; t++) l += s->part_loss[t];
   pool_run(s, job_reduce, nt);
   memcpy(grad, s->G[0], sizeof(float) * CNN_NPARAM);
+  memset(s->G[0], 0, sizeof(float) * CNN_NPARAM);
   if (loss) *loss = (float)(l / n);
   return 0;
 }

@@ -338,8 +338,6 @@ static KATTR float K(backward)(const float *P, float *G, cnn_ws *w, int label, f
 static KATTR double K(run_samples)(const float *P, float *G, cnn_ws *w, const float *tab,
                                    const uint8_t *pixels, const uint8_t *labels,
                                    const uint32_t *idx, int n, float scale) {
-  for (int k = 0; k < 450; k++) K(st)(w->gv1 + k * KW, (K(vf)){0});
-  for (int k = 0; k < 2400; k++) K(st)(w->gv2 + k * KW, (K(vf)){0});
   double loss = 0;
   for (int s = 0; s < n; s++) {
     const uint8_t *px = pixels + (size_t)idx[s] * CNN_IMAGE;
@@ -347,8 +345,15 @@ static KATTR double K(run_samples)(const float *P, float *G, cnn_ws *w, const fl
     K(forward)(P, w);
     loss += K(backward)(P, G, w, labels[idx[s]], scale);
   }
-  for (int k = 0; k < 450; k++) G[OFF_W1 + k] += K(hsum)(K(ld)(w->gv1 + k * KW));
-  for (int k = 0; k < 2400; k++) G[OFF_W2 + k] += K(hsum)(K(ld)(w->gv2 + k * KW));
+  /* fold the lanes, leaving gv zero for the next job */
+  for (int k = 0; k < 450; k++) {
+    G[OFF_W1 + k] += K(hsum)(K(ld)(w->gv1 + k * KW));
+    K(st)(w->gv1 + k * KW, (K(vf)){0});
+  }
+  for (int k = 0; k < 2400; k++) {
+    G[OFF_W2 + k] += K(hsum)(K(ld)(w->gv2 + k * KW));
+    K(st)(w->gv2 + k * KW, (K(vf)){0});
+  }
   return loss;
 }
 
@@ -365,20 +370,29 @@ static KATTR void K(predict)(const float *P, cnn_ws *w, const float *tab, const 
   }
 }
 
-/* The sum of the threads' gradients, then torch's SGD rule, on [lo, hi). */
+/* The sum of the threads' gradients, then torch's SGD rule, on [lo, hi);
+ * the gradients are left zero for the next step. */
 static KATTR void K(reduce_sgd)(float *restrict P, float *restrict V, float *const *G, int nt,
                                 int lo, int hi, float lr, float mu, int first) {
   int i = lo;
   for (; i + KW <= hi; i += KW) {
     K(vf) g = K(ld)(G[0] + i);
-    for (int t = 1; t < nt; t++) g += K(ld)(G[t] + i);
+    K(st)(G[0] + i, (K(vf)){0});
+    for (int t = 1; t < nt; t++) {
+      g += K(ld)(G[t] + i);
+      K(st)(G[t] + i, (K(vf)){0});
+    }
     K(vf) v = first ? g : mu * K(ld)(V + i) + g;
     K(st)(V + i, v);
     K(st)(P + i, K(ld)(P + i) - lr * v);
   }
   for (; i < hi; i++) {
     float g = G[0][i];
-    for (int t = 1; t < nt; t++) g += G[t][i];
+    G[0][i] = 0.0f;
+    for (int t = 1; t < nt; t++) {
+      g += G[t][i];
+      G[t][i] = 0.0f;
+    }
     V[i] = first ? g : mu * V[i] + g;
     P[i] -= lr * V[i];
   }

@@ -263,7 +263,7 @@ static int run_steps(const cnn_backend *b, int threads, int bs, int steps, const
 }
 
 static void test_threads_agree(void) {
-  enum { N = 256, STEPS = 20, BS = 8 };
+  enum { N = 256, STEPS = 20, BS = 24 }; /* 8 images a thread at least */
   uint8_t *px = malloc(N * CNN_IMAGE), lab[N];
   make_data(px, lab, N, 77);
   float l1[STEPS], l2[STEPS];
