@@ -275,18 +275,46 @@ static KATTR void K(forward)(const float *P, cnn_ws *w) {
 }
 
 /* fc backward: G_W[o] += d[o] * in; G_b += d; din = sum_o d[o] W[o] (then
- * masked by in > 0 when the input came out of a ReLU). */
+ * masked by in > 0 when the input came out of a ReLU). Rows with d[o] = 0
+ * (a ReLU cut them) are skipped; din is built a few vectors at a time over
+ * all live rows, so it is written once. */
+static KATTR inline __attribute__((always_inline)) void K(fc_din)(
+    const float *W, const float *d, const int *live, int nl, const float *in, int I, float *din,
+    int mask, int i, const int NT) {
+  K(vf) acc[4];
+#pragma GCC unroll 4
+  for (int t = 0; t < NT; t++) acc[t] = (K(vf)){0};
+  for (int k = 0; k < nl; k++) {
+    const float *row = W + live[k] * I + i;
+    float a = d[live[k]];
+#pragma GCC unroll 4
+    for (int t = 0; t < NT; t++) acc[t] += a * K(ld)(row + t * KW);
+  }
+#pragma GCC unroll 4
+  for (int t = 0; t < NT; t++) {
+    if (mask) acc[t] = (K(vf))((K(vi))acc[t] & (K(ld)(in + i + t * KW) > 0.0f));
+    K(st)(din + i + t * KW, acc[t]);
+  }
+}
+
 static KATTR void K(fc_back)(const float *W, float *GW, float *Gb, const float *d, int O,
                              const float *in, int I, float *din, int mask) {
-  memset(din, 0, sizeof(float) * (size_t)I);
-  for (int o = 0; o < O; o++) {
-    if (d[o] == 0.0f) continue;
+  int live[120], nl = 0;
+  for (int o = 0; o < O; o++)
+    if (d[o] != 0.0f) live[nl++] = o;
+  for (int k = 0; k < nl; k++) {
+    int o = live[k];
     K(axpy)(GW + o * I, d[o], in, I);
     Gb[o] += d[o];
-    K(axpy)(din, d[o], W + o * I, I);
   }
-  if (mask)
-    for (int i = 0; i < I; i++) din[i] = in[i] > 0.0f ? din[i] : 0.0f;
+  int i = 0;
+  for (; i + 4 * KW <= I; i += 4 * KW) K(fc_din)(W, d, live, nl, in, I, din, mask, i, 4);
+  for (; i + KW <= I; i += KW) K(fc_din)(W, d, live, nl, in, I, din, mask, i, 1);
+  for (; i < I; i++) {
+    float a = 0;
+    for (int k = 0; k < nl; k++) a += d[live[k]] * W[live[k] * I + i];
+    din[i] = !mask || in[i] > 0.0f ? a : 0.0f;
+  }
 }
 
 static KATTR float K(backward)(const float *P, float *G, cnn_ws *w, int label, float scale) {
