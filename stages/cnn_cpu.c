@@ -127,27 +127,53 @@ static pred_fn isa_pred = predict_generic;
 static sgd_fn isa_sgd = reduce_sgd_generic;
 static pthread_once_t isa_once = PTHREAD_ONCE_INIT;
 
-static void isa_pick(void) {
+/* Switches the kernels to level 0 (generic), 1 (avx2) or 2 (avx512) if
+ * this CPU has it; 0 or -1. */
+static int isa_use(int level) {
+  if (level == 0) {
+    isa_name = "generic";
+    isa_run = run_samples_generic;
+    isa_pred = predict_generic;
+    isa_sgd = reduce_sgd_generic;
+    return 0;
+  }
 #ifdef HAVE_X86_CLONES
-  const char *cap = getenv("PK_CNN_ISA");
-  int level = 2;
-  if (cap && strcmp(cap, "generic") == 0) level = 0;
-  if (cap && strcmp(cap, "avx2") == 0) level = 1;
   __builtin_cpu_init();
-  if (level >= 1 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+  if (level == 1 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
     isa_name = "avx2";
     isa_run = run_samples_avx2;
     isa_pred = predict_avx2;
     isa_sgd = reduce_sgd_avx2;
+    return 0;
   }
-  if (level >= 2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+  if (level == 2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
       __builtin_cpu_supports("fma")) {
     isa_name = "avx512";
     isa_run = run_samples_avx512;
     isa_pred = predict_avx512;
     isa_sgd = reduce_sgd_avx512;
+    return 0;
   }
 #endif
+  return -1;
+}
+
+static int isa_level(const char *name) {
+  return strcmp(name, "generic") == 0 ? 0 : strcmp(name, "avx2") == 0 ? 1 : 2;
+}
+
+static void isa_pick(void) {
+  const char *cap = getenv("PK_CNN_ISA");
+  for (int level = cap ? isa_level(cap) : 2; level > 0; level--)
+    if (isa_use(level) == 0) return;
+  isa_use(0);
+}
+
+int cnn_cpu_use_isa(const char *name) {
+  pthread_once(&isa_once, isa_pick);
+  if (strcmp(name, "generic") != 0 && strcmp(name, "avx2") != 0 && strcmp(name, "avx512") != 0)
+    return -1;
+  return isa_use(isa_level(name));
 }
 
 const char *cnn_cpu_isa(void) {
