@@ -179,8 +179,11 @@ static KATTR inline __attribute__((always_inline)) void K(conv2_dgrad_tile)(
   for (int c = 0; c < 6; c++)
 #pragma GCC unroll 4
     for (int v = 0; v < NV; v++) acc[c][v] = (K(vf)){0};
+  /* rows y of the tile see d rows y - i; only 0..9 hold gradients */
+  int ylo = q0 / 14, yhi = (q0 + NV * KW - 1) / 14;
+  int ilo = ylo - 9 > 0 ? ylo - 9 : 0, ihi = yhi < 4 ? yhi : 4;
   for (int o = 0; o < 16; o++)
-    for (int i = 0; i < 5; i++) {
+    for (int i = ilo; i <= ihi; i++) {
       /* L[v] holds d[base + (v-1)*KW ...], tap j of vector v is L[v]:L[v+1]
        * from lane KW - j */
       const float *src = d + o * DS2 + q0 - i * 14 - KW;
