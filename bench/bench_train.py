@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
-"""%train against PyTorch on the CPU (torch.set_num_threads(2)), same data,
-same network, same SGD settings, interleaved in one run. Images/s of one
-epoch over N images (the stage's own training time; PyTorch's loop with a
-pre-normalised tensor and a random permutation, which favours PyTorch)."""
+"""%train against PyTorch on the CPU (torch.set_num_threads(2), or
+PK_BENCH_TORCH_THREADS), same data, same network, same SGD settings,
+interleaved in one run. Images/s of one epoch over N images (the stage's own
+training time; PyTorch's loop with a pre-normalised tensor and a random
+permutation, which favours PyTorch). On a machine shared with other work,
+PyTorch's two OpenMP threads can collapse; PK_BENCH_TORCH_THREADS=1 shows
+the single-thread figure next to it."""
 import json
 import os
 import re
@@ -21,6 +24,7 @@ from trainutil import make_net, normalise, write_cifar  # noqa: E402
 BUILD = Path(os.environ.get("PK_BUILD", ROOT / "build"))
 PK = os.environ.get("PK_BIN", str(BUILD / "pipekernel"))
 N = int(os.environ.get("PK_BENCH_TRAIN_N", "8000"))
+TORCH_THREADS = int(os.environ.get("PK_BENCH_TORCH_THREADS", "2"))
 
 
 def ours(d, bs):
@@ -52,7 +56,7 @@ def torch_ref(torch, X, Y, bs):
 
 def main():
     import torch
-    torch.set_num_threads(2)
+    torch.set_num_threads(TORCH_THREADS)
     d = BUILD / "bench" / "train-data"
     rng = np.random.default_rng(1)
     x = rng.integers(0, 256, size=(N, 3072), dtype=np.uint8)
@@ -61,14 +65,15 @@ def main():
         write_cifar(d, (x, y), (x[:1000], y[:1000]))
     X = normalise(torch, x)
     Y = torch.from_numpy(y.astype(np.int64))
-    print(f"%train vs PyTorch {torch.__version__} CPU (2 threads), {N} images, 1 epoch")
+    print(f"%train vs PyTorch {torch.__version__} CPU ({TORCH_THREADS} thread"
+          f"{'' if TORCH_THREADS == 1 else 's'}), {N} images, 1 epoch")
     print(f"{'batch':>6} {'pipekernel img/s':>17} {'pytorch img/s':>14} {'ratio':>7}")
     results = []
     for bs in (4, 32, 128):
         a, backend = ours(d, bs)
         b = torch_ref(torch, X, Y, bs)
         results.append({"bench": "train", "batch": bs, "ours": a, "torch": b, "ratio": a / b,
-                        "backend": backend})
+                        "torch_threads": TORCH_THREADS, "backend": backend})
         print(f"{bs:>6} {a:>17.0f} {b:>14.0f} {a / b:>6.2f}x", flush=True)
     print("backend:", results[0]["backend"])
     out = Path(os.environ.get("PK_BENCH_OUT", BUILD / "bench"))

@@ -26,70 +26,154 @@ enum {
 
 #define CNN_MAX_THREADS 64
 
+/* Buffer geometry of the kernels (cnn_cpu_kern.h checks each tile against
+ * it): conv1 writes planes of 28 rows of 32 (stride S1), conv2 planes of
+ * 10 rows of 14 (stride S2); the gradient planes of conv2 have D_FRONT
+ * zeros before them (stride DS2). */
+#define ROUND_UP(n, m) (((n) + (m) - 1) / (m) * (m))
+#define X_LEN (3072 + 64)
+#define S1 928
+#define P1_LEN (1176 + 72)
+#define S2 144
+#define D_FRONT 80
+#define DS2 304
+#define DP1S 208
+#define K_MAXOB 8
+#define K_MAXNV 4
+#define K_SEQ4(j) (j), (j) + 1, (j) + 2, (j) + 3
+#define K_EVN4(j) (j), (j) + 2, (j) + 4, (j) + 6
+#if defined(__clang__) || __GNUC__ >= 12
+#define K_SHUF(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+#define K_SHUF(a, b, ...) __builtin_shuffle(a, b, (__typeof__(K(vi))){__VA_ARGS__})
+#endif
+/* A pool winner's gradient target when the ReLU cut it: an index into the
+ * two gradient planes' buffers that no kernel reads. */
+#define TRASH (6 * S1)
+
 typedef struct cnn_ws {
-  float x[3072];
-  float col1[75 * 784];
-  float c1[6 * 784];
-  float p1[6 * 196];
-  int a1[6 * 196];
-  float col2[150 * 100];
-  float c2[16 * 100];
-  float p2[400];
-  int a2[400];
+  float x[X_LEN];       /* the image, 3 planes of 32 x 32, then zeros */
+  float c1[6 * S1];     /* conv1 before the ReLU */
+  float p1[P1_LEN];     /* pooled, 6 planes of 14 x 14, then zeros */
+  float c2[16 * S2 + 32]; /* conv2 before the ReLU */
+  float p2[400 + 16];
+  int a1[1176 + 16], a2[400 + 16]; /* each pooled value's gradient target, or TRASH */
   float h1[120], h2[84], lg[10];
-  float dlg[10], dh2[84], dh1[120], dp2[400], dc2[1600], dcol2[150 * 100], dp1[6 * 196],
-      dc1[6 * 784];
+  float dlg[10], dh2[84], dh1[120], dp2[400];
+  float d2[TRASH + 16];  /* conv2's output gradient: zero between images */
+  float dp1[6 * DP1S];  /* conv2's input gradient */
+  float d1[TRASH + 16];  /* conv1's output gradient (6 planes of S1), the same */
+  float gv1[450 * 16], gv2[2400 * 16]; /* conv weight gradients, per lane */
 } cnn_ws;
 
+/* Generic: SSE2 on x86-64, NEON on aarch64 (16 registers assumed). */
+#define KW 4
+#define T1_OB 3
+#define T1_NV 3
+#define T2_OB 4
+#define T2_NV 2
+#define WG1_OB 2
+#define WG2_OB 2
+#define DG_NV 2
 #define K(name) name##_generic
 #define KATTR
 #include "cnn_cpu_kern.h"
 #undef K
 #undef KATTR
+#undef KW
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define HAVE_X86_CLONES 1
+#define KW 8
 #define K(name) name##_avx2
 #define KATTR __attribute__((target("avx2,fma")))
 #include "cnn_cpu_kern.h"
 #undef K
 #undef KATTR
+#undef KW
+#undef T1_OB
+#undef T1_NV
+#undef T2_OB
+#undef T2_NV
+#undef WG1_OB
+#undef WG2_OB
+#undef DG_NV
+/* AVX-512: 32 registers, tiles of 24 accumulators */
+#define KW 16
+#define T1_OB 6
+#define T1_NV 4
+#define T2_OB 8
+#define T2_NV 3
+#define WG1_OB 3
+#define WG2_OB 4
+#define DG_NV 3
 #define K(name) name##_avx512
 #define KATTR __attribute__((target("avx512f,avx512vl,avx2,fma")))
 #include "cnn_cpu_kern.h"
 #undef K
 #undef KATTR
+#undef KW
 #endif
 
 typedef double (*run_fn)(const float *, float *, cnn_ws *, const float *, const uint8_t *,
                          const uint8_t *, const uint32_t *, int, float);
 typedef void (*pred_fn)(const float *, cnn_ws *, const float *, const uint8_t *, size_t,
                         uint8_t *);
+typedef void (*sgd_fn)(float *, float *, float *const *, int, int, int, float, float, int);
 
 static const char *isa_name = "generic";
 static run_fn isa_run = run_samples_generic;
 static pred_fn isa_pred = predict_generic;
+static sgd_fn isa_sgd = reduce_sgd_generic;
 static pthread_once_t isa_once = PTHREAD_ONCE_INIT;
 
-static void isa_pick(void) {
+/* Switches the kernels to level 0 (generic), 1 (avx2) or 2 (avx512) if
+ * this CPU has it; 0 or -1. */
+static int isa_use(int level) {
+  if (level == 0) {
+    isa_name = "generic";
+    isa_run = run_samples_generic;
+    isa_pred = predict_generic;
+    isa_sgd = reduce_sgd_generic;
+    return 0;
+  }
 #ifdef HAVE_X86_CLONES
-  const char *cap = getenv("PK_CNN_ISA");
-  int level = 2;
-  if (cap && strcmp(cap, "generic") == 0) level = 0;
-  if (cap && strcmp(cap, "avx2") == 0) level = 1;
   __builtin_cpu_init();
-  if (level >= 1 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+  if (level == 1 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
     isa_name = "avx2";
     isa_run = run_samples_avx2;
     isa_pred = predict_avx2;
+    isa_sgd = reduce_sgd_avx2;
+    return 0;
   }
-  if (level >= 2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+  if (level == 2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
       __builtin_cpu_supports("fma")) {
     isa_name = "avx512";
     isa_run = run_samples_avx512;
     isa_pred = predict_avx512;
+    isa_sgd = reduce_sgd_avx512;
+    return 0;
   }
 #endif
+  return -1;
+}
+
+static int isa_level(const char *name) {
+  return strcmp(name, "generic") == 0 ? 0 : strcmp(name, "avx2") == 0 ? 1 : 2;
+}
+
+static void isa_pick(void) {
+  const char *cap = getenv("PK_CNN_ISA");
+  for (int level = cap ? isa_level(cap) : 2; level > 0; level--)
+    if (isa_use(level) == 0) return;
+  isa_use(0);
+}
+
+int cnn_cpu_use_isa(const char *name) {
+  pthread_once(&isa_once, isa_pick);
+  if (strcmp(name, "generic") != 0 && strcmp(name, "avx2") != 0 && strcmp(name, "avx512") != 0)
+    return -1;
+  return isa_use(isa_level(name));
 }
 
 const char *cnn_cpu_isa(void) {
@@ -103,7 +187,7 @@ typedef void (*job_fn)(cpu_state *s, int tid);
 
 struct cpu_state {
   cnn_config cfg;
-  float *P, *V, **G; /* parameters, momentum, per-thread gradients */
+  float *P, *V, **G; /* parameters, momentum, per-thread gradients (zero between steps) */
   int first;
   cnn_ws **ws;
   float tab[256];
@@ -179,7 +263,6 @@ static void range_of(int n, int parts, int t, int *lo, int *hi) {
 static void job_grad(cpu_state *s, int tid) {
   int lo, hi;
   range_of(s->n, s->active, tid, &lo, &hi);
-  memset(s->G[tid], 0, sizeof(float) * CNN_NPARAM);
   s->part_loss[tid] = hi > lo ? isa_run(s->P, s->G[tid], s->ws[tid], s->tab, s->pixels,
                                         s->labels, s->idx + lo, hi - lo, 1.0f / (float)s->n)
                               : 0.0;
@@ -188,20 +271,18 @@ static void job_grad(cpu_state *s, int tid) {
 static void job_reduce_sgd(cpu_state *s, int tid) {
   int lo, hi;
   range_of(CNN_NPARAM, s->active, tid, &lo, &hi);
-  float *g0 = s->G[0];
-  for (int t = 1; t < s->active; t++) {
-    const float *gt = s->G[t];
-    for (int i = lo; i < hi; i++) g0[i] += gt[i];
-  }
-  cnn_sgd_update(s->P + lo, s->V + lo, g0 + lo, (size_t)(hi - lo), s->cfg.lr, s->cfg.momentum,
-                 s->first);
+  isa_sgd(s->P, s->V, s->G, s->active, lo, hi, s->cfg.lr, s->cfg.momentum,
+          s->first || s->cfg.momentum == 0.0f);
 }
 
 static void job_reduce(cpu_state *s, int tid) {
   int lo, hi;
   range_of(CNN_NPARAM, s->active, tid, &lo, &hi);
   for (int t = 1; t < s->active; t++)
-    for (int i = lo; i < hi; i++) s->G[0][i] += s->G[t][i];
+    for (int i = lo; i < hi; i++) {
+      s->G[0][i] += s->G[t][i];
+      s->G[t][i] = 0.0f;
+    }
 }
 
 static void job_eval(cpu_state *s, int tid) {
@@ -212,8 +293,15 @@ static void job_eval(cpu_state *s, int tid) {
              s->epred + lo);
 }
 
-/* Threads for a step of n images: one image per thread at least. */
-static int step_threads(const cpu_state *s, int n) { return n < s->nthreads ? n : s->nthreads; }
+/* Threads for a step of n images: STEP_MIN_PER_THREAD images per thread
+ * at least: waking a thread, zeroing its gradient buffer and adding it
+ * into the others cost about as much as a few images, so a small batch
+ * (the default of 4) runs on the calling thread alone, with no wake-ups. */
+#define STEP_MIN_PER_THREAD 8
+static int step_threads(const cpu_state *s, int n) {
+  int t = n / STEP_MIN_PER_THREAD;
+  return t < 1 ? 1 : t < s->nthreads ? t : s->nthreads;
+}
 
 static int cpu_available(char *why, size_t cap) {
   cnn_msg(why, cap, "always available");
@@ -245,8 +333,10 @@ static void *cpu_init(const cnn_config *cfg, const float *params, char *msg, siz
   int ok = s->P && s->V && s->G && s->ws;
   for (int t = 0; ok && t < nt; t++) {
     s->G[t] = aligned_alloc(64, sizeof(float) * 62016);
+    if (s->G[t]) memset(s->G[t], 0, sizeof(float) * 62016); /* zero between steps */
     s->ws[t] = aligned_alloc(64, (sizeof(cnn_ws) + 63) / 64 * 64);
     ok = s->G[t] && s->ws[t];
+    if (ok) memset(s->ws[t], 0, sizeof(cnn_ws)); /* the pads and gradient planes */
   }
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->go, NULL);
@@ -321,6 +411,7 @@ int cnn_cpu_grad(void *st, const uint32_t *idx, int n, float *grad, float *loss)
   for (int t = 0; t < nt; t++) l += s->part_loss[t];
   pool_run(s, job_reduce, nt);
   memcpy(grad, s->G[0], sizeof(float) * CNN_NPARAM);
+  memset(s->G[0], 0, sizeof(float) * CNN_NPARAM);
   if (loss) *loss = (float)(l / n);
   return 0;
 }

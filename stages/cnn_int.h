@@ -10,6 +10,11 @@
  * idx[0..n-1], without updating anything. */
 int cnn_cpu_grad(void *st, const uint32_t *idx, int n, float *grad, float *loss);
 
+/* Switches the CPU kernels to "generic", "avx2" or "avx512" (tests): 0,
+ * or -1 when this CPU lacks it or the name is unknown. Not while a step
+ * or an evaluation runs. */
+int cnn_cpu_use_isa(const char *name);
+
 /* Formats msg like snprintf (never NULL-terminated beyond cap). */
 void cnn_msg(char *msg, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

@@ -263,7 +263,7 @@ static int run_steps(const cnn_backend *b, int threads, int bs, int steps, const
 }
 
 static void test_threads_agree(void) {
-  enum { N = 256, STEPS = 20, BS = 8 };
+  enum { N = 256, STEPS = 20, BS = 24 }; /* 8 images a thread at least */
   uint8_t *px = malloc(N * CNN_IMAGE), lab[N];
   make_data(px, lab, N, 77);
   float l1[STEPS], l2[STEPS];
@@ -302,6 +302,55 @@ static void test_eval_matches_ref(void) {
     }
   }
   free(px); free(P); free(x);
+}
+
+/* Every kernel set this CPU runs (generic, avx2, avx512) gives the generic
+ * one's gradient and loss, with the images split over two threads. */
+static void test_isa_agree(void) {
+  enum { N = 16 };
+  uint8_t *px = malloc(N * CNN_IMAGE), lab[N];
+  make_data(px, lab, N, 21);
+  float *P = malloc(sizeof(float) * CNN_NPARAM), *G0 = malloc(sizeof(float) * CNN_NPARAM),
+        *G = malloc(sizeof(float) * CNN_NPARAM);
+  cnn_init_params(P, 13);
+  uint32_t idx[N];
+  for (int i = 0; i < N; i++) idx[i] = (uint32_t)(N - 1 - i);
+  const char *keep = cnn_cpu_isa();
+  static const char *const isas[] = {"generic", "avx2", "avx512"};
+  float l0 = 0;
+  int ran = 0;
+  char msg[256] = "";
+  for (int k = 0; k < 3; k++) {
+    if (cnn_cpu_use_isa(isas[k]) != 0) {
+      printf("  %s: not on this CPU\n", isas[k]);
+      continue;
+    }
+    cnn_config cfg = {N, 0.01f, 0.9f, 2};
+    void *st = cnn_cpu_backend.init(&cfg, P, msg, sizeof msg);
+    CHECK(st, "%s", msg);
+    cnn_cpu_backend.bind(st, px, lab, N);
+    float l;
+    CHECK(cnn_cpu_grad(st, idx, N, k ? G : G0, &l) == 0, "%s grad", isas[k]);
+    cnn_cpu_backend.free(st);
+    if (k == 0) {
+      l0 = l;
+      ran++;
+      continue;
+    }
+    double big = 0, worst = 0;
+    for (size_t i = 0; i < CNN_NPARAM; i++) {
+      big = fmax(big, fabs(G0[i]));
+      worst = fmax(worst, fabs(G[i] - G0[i]));
+    }
+    printf("  %s: loss %.7f vs %.7f, gradient max diff %.2e of max %.2e\n", isas[k], l, l0,
+           worst, big);
+    CHECK(fabsf(l - l0) < 1e-5f, "%s loss %g vs generic %g", isas[k], l, l0);
+    CHECK(worst < 1e-4 * big, "%s gradient differs by %g (max %g)", isas[k], worst, big);
+    ran++;
+  }
+  cnn_cpu_use_isa(keep);
+  free(px); free(P); free(G0); free(G);
+  CHECK(ran >= 1, "no kernel set ran");
 }
 
 static void test_cuda_vs_cpu(void) {
@@ -356,6 +405,7 @@ static const tcase cases[] = {
     {"safetensors_layout", test_safetensors_layout},
     {"threads_agree", test_threads_agree},
     {"eval_matches_ref", test_eval_matches_ref},
+    {"isa_agree", test_isa_agree},
     {"cuda_vs_cpu", test_cuda_vs_cpu},
 };
 
