@@ -124,8 +124,8 @@ static ssize_t dq_pull(void *ud, const void **out) {
     q->count--;
     pthread_cond_broadcast(&q->cv);
   }
-  while (q->count == 0 && !q->closed) pthread_cond_wait(&q->cv, &q->mu);
-  if (q->count == 0) {
+  while (q->count == 0 && !q->closed && !q->dead) pthread_cond_wait(&q->cv, &q->mu);
+  if (q->count == 0 || q->dead) {
     pthread_mutex_unlock(&q->mu);
     return 0;
   }
@@ -235,7 +235,15 @@ static int url_basename(const char *url, char *out, size_t cap) {
   return strcmp(out, ".") && strcmp(out, "..") ? 0 : -1;
 }
 
-typedef struct { dx_job *j; } ex_thread;
+/* the extractor wants no more bytes: its inflater must not wait in dq_pull */
+static void dq_abort(void *ud) {
+  dqueue *q = ud;
+  pthread_mutex_lock(&q->mu);
+  q->dead = 1;
+  pthread_cond_broadcast(&q->cv);
+  pthread_mutex_unlock(&q->mu);
+}
+
 static void *extract_thread(void *arg) {
   dx_job *j = arg;
   dx_run(j);
@@ -337,6 +345,7 @@ int dk_download(st_ctx *c, const st_args *a, st_error *err) {
     xj->where = to;
     xj->dest = exdir;
     xj->pull = dq_pull;
+    xj->abort = dq_abort;
     xj->ud = &q;
     xj->hash = manifest != NULL;
     x.q = &q;
