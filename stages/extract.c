@@ -166,15 +166,13 @@ static la_ssize_t rd_cb(struct archive *a, void *ud, const void **buf) {
     r->in_len = 0;
     return n;
   }
-  if (!r->threaded) {
-    if (r->done > 0) return 0;
-    size_t got;
-    int k = inflate_fill(r, r->buf[0], DX_SLOT, &got);
-    if (k < 0) {
+  if (!r->threaded) { /* inflate here; an error comes after the bytes before it */
+    size_t got = 0;
+    if (!r->done) r->done = inflate_fill(r, r->buf[0], DX_SLOT, &got);
+    if (r->done < 0 && !got) {
       archive_set_error(a, r->ecode, "%s", r->emsg);
       return -1;
     }
-    r->done = k;
     *buf = r->buf[0];
     return (la_ssize_t)got;
   }
