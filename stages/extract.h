@@ -10,8 +10,8 @@
  * libarchive's own writer). Symlinks are created only when their target
  * stays inside DIR; hard links only to files already extracted inside DIR;
  * device nodes, fifos and sockets are refused. gzip is inflated by ISA-L's
- * igzip and the tar stream parsed by libarchive; other formats and filters
- * go through libarchive alone.
+ * igzip on an inflater thread and the tar stream parsed by libarchive on the
+ * thread of dx_run(); other formats and filters go through libarchive alone.
  */
 #ifndef PK_EXTRACT_H
 #define PK_EXTRACT_H
@@ -75,8 +75,9 @@ void dx_job_free(dx_job *j);
    "total size (a member larger than the limit or the free space is refused before\n"  \
    "anything is written). Each file is written under a temporary name and renamed\n"    \
    "when complete; an error or interrupt removes the partial file. gzip is inflated\n"  \
-   "by ISA-L igzip feeding libarchive's tar reader (--inflater libarchive uses\n"      \
-   "libarchive's zlib instead). Example: %extract data/cifar-10-python.tar.gz --to work", \
+   "by ISA-L igzip on a thread of its own feeding libarchive's tar reader, so\n"        \
+   "inflating overlaps writing (--inflater libarchive uses libarchive's zlib\n"         \
+   "instead). Example: %extract data/cifar-10-python.tar.gz --to work",                 \
    dk_extract_opts},
 
 #endif
