@@ -4,7 +4,9 @@
  * libcurl runs on the stage thread (so its progress callback may report and
  * poll for interrupts); the write callback appends to PATH.part, updates the
  * md5 and, with --extract, copies the bytes into a bounded queue that the
- * extractor thread (stages/extract.c) pulls from.
+ * extractor (stages/extract.c) pulls from: for gzip its inflater thread,
+ * which feeds the extractor thread that writes and hashes the members. So
+ * receiving + md5, inflating, and writing + per-member md5 run side by side.
  */
 #include "download.h"
 
@@ -124,8 +126,8 @@ static ssize_t dq_pull(void *ud, const void **out) {
     q->count--;
     pthread_cond_broadcast(&q->cv);
   }
-  while (q->count == 0 && !q->closed) pthread_cond_wait(&q->cv, &q->mu);
-  if (q->count == 0) {
+  while (q->count == 0 && !q->closed && !q->dead) pthread_cond_wait(&q->cv, &q->mu);
+  if (q->count == 0 || q->dead) {
     pthread_mutex_unlock(&q->mu);
     return 0;
   }
@@ -279,7 +281,15 @@ static int url_basename(const char *url, char *out, size_t cap) {
   return strcmp(out, ".") && strcmp(out, "..") ? 0 : -1;
 }
 
-typedef struct { dx_job *j; } ex_thread;
+/* the extractor wants no more bytes: its inflater must not wait in dq_pull */
+static void dq_abort(void *ud) {
+  dqueue *q = ud;
+  pthread_mutex_lock(&q->mu);
+  q->dead = 1;
+  pthread_cond_broadcast(&q->cv);
+  pthread_mutex_unlock(&q->mu);
+}
+
 static void *extract_thread(void *arg) {
   dx_job *j = arg;
   dx_run(j);
@@ -381,6 +391,7 @@ int dk_download(st_ctx *c, const st_args *a, st_error *err) {
     xj->where = to;
     xj->dest = exdir;
     xj->pull = dq_pull;
+    xj->abort = dq_abort;
     xj->ud = &q;
     xj->hash = manifest != NULL;
     x.q = &q;

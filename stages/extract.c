@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <isa-l/igzip_lib.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,9 +25,14 @@ const st_option dk_extract_opts[] = {
     {"inflater", 1, "NAME", "gzip inflater: auto (ISA-L), isal or libarchive (zlib)"},
     {NULL, 0, NULL, NULL}};
 
-#define DX_OUT (4u << 20)
+/* ---- the byte source seen by libarchive: raw, or inflated by ISA-L ----
+ * gzip is inflated on a thread of its own into a ring of DX_SLOTS buffers
+ * that libarchive's reader takes in order, so inflating overlaps parsing,
+ * writing and hashing the members. Without that thread (it could not be
+ * started) the same inflate_fill() runs inside the read callback. */
+#define DX_SLOT (1u << 20)
+#define DX_SLOTS 8
 
-/* ---- the byte source seen by libarchive: raw, or inflated by ISA-L ---- */
 typedef struct {
   dx_job *j;
   int gzip;               /* inflate with ISA-L */
@@ -34,9 +40,20 @@ typedef struct {
   size_t in_len;
   int in_eof;
   struct inflate_state st;
-  uint8_t *out;
   int member_done;
-  int failed;
+  /* inflated bytes: slots [tail, tail + count) are filled, tail is held by
+   * libarchive while `held` */
+  uint8_t *buf[DX_SLOTS];
+  size_t len[DX_SLOTS];
+  int head, tail, count, held;
+  int done;               /* inflater: 1 end of stream, -1 error (ecode, emsg) */
+  int stop;               /* reader: no more slots wanted */
+  int ecode;
+  char emsg[64];
+  int sync, threaded;     /* mu/cv initialised; the inflater thread runs */
+  pthread_t th;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
 } dx_reader;
 
 static int pull_more(dx_reader *r) {
@@ -50,8 +67,91 @@ static int pull_more(dx_reader *r) {
   return 1;
 }
 
+static int inflate_fail(dx_reader *r, int code, const char *msg) {
+  r->ecode = code;
+  snprintf(r->emsg, sizeof r->emsg, "%s", msg);
+  return -1;
+}
+
+/* Inflate up to cap bytes into out (*got of them): 1 at the end of the
+ * last gzip member, 0 when more may follow, -1 on an error (ecode, emsg). */
+static int inflate_fill(dx_reader *r, uint8_t *out, size_t cap, size_t *got) {
+  *got = 0;
+  while (*got < cap) {
+    if (st_cancelled(r->j->c)) return inflate_fail(r, ECANCELED, "interrupted");
+    if (r->st.avail_in == 0) {
+      if (r->in_len == 0 && !r->in_eof && pull_more(r) < 0) return inflate_fail(r, EIO, "read failed");
+      r->st.next_in = (uint8_t *)(uintptr_t)r->in;
+      r->st.avail_in = (uint32_t)r->in_len;
+      r->in_len = 0;
+    }
+    if (r->member_done) {
+      /* another gzip member follows? (skip NUL padding some tools add) */
+      while (r->st.avail_in && r->st.next_in[0] == 0) { r->st.next_in++; r->st.avail_in--; }
+      if (r->st.avail_in == 0) {
+        if (r->in_eof) return 1;
+        continue;
+      }
+      isal_inflate_reset(&r->st);
+      r->st.crc_flag = ISAL_GZIP;
+      r->member_done = 0;
+    }
+    r->st.next_out = out + *got;
+    r->st.avail_out = (uint32_t)(cap - *got);
+    int rc = isal_inflate(&r->st);
+    if (rc != ISAL_DECOMP_OK) {
+      char m[64];
+      snprintf(m, sizeof m, "gzip data is corrupt (ISA-L error %d)", rc);
+      return inflate_fail(r, EIO, m);
+    }
+    size_t before = *got;
+    *got = cap - r->st.avail_out;
+    if (r->st.block_state == ISAL_BLOCK_FINISH) r->member_done = 1;
+    else if (r->st.avail_in == 0 && r->in_eof && *got == before) /* ISA-L holds nothing more */
+      return inflate_fail(r, EIO, "gzip stream is truncated");
+  }
+  return 0;
+}
+
+static void *inflater(void *arg) {
+  dx_reader *r = arg;
+  for (;;) {
+    pthread_mutex_lock(&r->mu);
+    while (r->count == DX_SLOTS && !r->stop) pthread_cond_wait(&r->cv, &r->mu);
+    int slot = r->head, stop = r->stop;
+    pthread_mutex_unlock(&r->mu);
+    if (stop) return NULL;
+    size_t got;
+    int k = inflate_fill(r, r->buf[slot], DX_SLOT, &got);
+    pthread_mutex_lock(&r->mu);
+    if (got) {
+      r->len[slot] = got;
+      r->head = (r->head + 1) % DX_SLOTS;
+      r->count++;
+    }
+    if (k) r->done = k;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    if (k) return NULL;
+  }
+}
+
+/* Stop the inflater thread (whatever it is doing) and wait for it. */
+static void inflater_stop(dx_reader *r) {
+  if (!r->threaded) return;
+  pthread_mutex_lock(&r->mu);
+  int running = !r->done;
+  r->stop = 1;
+  pthread_cond_broadcast(&r->cv);
+  pthread_mutex_unlock(&r->mu);
+  if (running && r->j->abort) r->j->abort(r->j->ud); /* it may wait in pull */
+  pthread_join(r->th, NULL);
+  r->threaded = 0;
+}
+
 static la_ssize_t rd_cb(struct archive *a, void *ud, const void **buf) {
   dx_reader *r = ud;
+  if (r->j->tick) r->j->tick(r->j->tick_ud, atomic_load(&r->j->in_bytes));
   if (st_cancelled(r->j->c)) {
     archive_set_error(a, ECANCELED, "interrupted");
     return -1;
@@ -66,45 +166,36 @@ static la_ssize_t rd_cb(struct archive *a, void *ud, const void **buf) {
     r->in_len = 0;
     return n;
   }
-  for (;;) {
-    if (r->st.avail_in == 0) {
-      if (r->in_len == 0 && !r->in_eof) {
-        int k = pull_more(r);
-        if (k < 0) { archive_set_error(a, EIO, "read failed"); return -1; }
-      }
-      r->st.next_in = (uint8_t *)(uintptr_t)r->in;
-      r->st.avail_in = (uint32_t)r->in_len;
-      r->in_len = 0;
-    }
-    if (r->member_done) {
-      /* another gzip member follows? (skip NUL padding some tools add) */
-      while (r->st.avail_in && r->st.next_in[0] == 0) { r->st.next_in++; r->st.avail_in--; }
-      if (r->st.avail_in == 0) {
-        if (r->in_eof) return 0;
-        continue;
-      }
-      isal_inflate_reset(&r->st);
-      r->st.crc_flag = ISAL_GZIP;
-      r->member_done = 0;
-    }
-    if (r->st.avail_in == 0 && r->in_eof) {
-      archive_set_error(a, EIO, "gzip stream is truncated");
+  if (!r->threaded) { /* inflate here; an error comes after the bytes before it */
+    size_t got = 0;
+    if (!r->done) r->done = inflate_fill(r, r->buf[0], DX_SLOT, &got);
+    if (r->done < 0 && !got) {
+      archive_set_error(a, r->ecode, "%s", r->emsg);
       return -1;
     }
-    r->st.next_out = r->out;
-    r->st.avail_out = DX_OUT;
-    int rc = isal_inflate(&r->st);
-    if (rc != ISAL_DECOMP_OK) {
-      archive_set_error(a, EIO, "gzip data is corrupt (ISA-L error %d)", rc);
-      return -1;
-    }
-    if (r->st.block_state == ISAL_BLOCK_FINISH) r->member_done = 1;
-    size_t got = DX_OUT - r->st.avail_out;
-    if (got) {
-      *buf = r->out;
-      return (la_ssize_t)got;
-    }
+    *buf = r->buf[0];
+    return (la_ssize_t)got;
   }
+  pthread_mutex_lock(&r->mu);
+  if (r->held) {
+    r->held = 0;
+    r->tail = (r->tail + 1) % DX_SLOTS;
+    r->count--;
+    pthread_cond_broadcast(&r->cv);
+  }
+  while (r->count == 0 && !r->done) pthread_cond_wait(&r->cv, &r->mu);
+  if (r->count == 0) {
+    int done = r->done;
+    pthread_mutex_unlock(&r->mu);
+    if (done > 0) return 0;
+    archive_set_error(a, r->ecode, "%s", r->emsg);
+    return -1;
+  }
+  r->held = 1;
+  *buf = r->buf[r->tail];
+  la_ssize_t n = (la_ssize_t)r->len[r->tail];
+  pthread_mutex_unlock(&r->mu);
+  return n;
 }
 
 /* ---- path handling ---- */
@@ -454,10 +545,17 @@ int dx_run(dx_job *j) {
   ar = archive_read_new();
   if (!ar) { rc = st_error_set(&j->err, ST_ENOMEM, j->where, -1, "out of memory"); goto out; }
   if (r.gzip) {
-    r.out = malloc(DX_OUT);
-    if (!r.out) { rc = st_error_set(&j->err, ST_ENOMEM, j->where, -1, "out of memory"); goto out; }
+    for (int i = 0; i < DX_SLOTS; i++)
+      if (!(r.buf[i] = malloc(DX_SLOT))) {
+        rc = st_error_set(&j->err, ST_ENOMEM, j->where, -1, "out of memory");
+        goto out;
+      }
     isal_inflate_init(&r.st);
     r.st.crc_flag = ISAL_GZIP;
+    pthread_mutex_init(&r.mu, NULL);
+    pthread_cond_init(&r.cv, NULL);
+    r.sync = 1;
+    r.threaded = pthread_create(&r.th, NULL, inflater, &r) == 0;
     archive_read_support_format_tar(ar);
     archive_read_support_format_cpio(ar);
     snprintf(j->backend, sizeof j->backend, "isa-l+libarchive");
@@ -492,8 +590,13 @@ int dx_run(dx_job *j) {
     }
   }
 out:
+  inflater_stop(&r);
+  if (r.sync) {
+    pthread_mutex_destroy(&r.mu);
+    pthread_cond_destroy(&r.cv);
+  }
   if (ar) archive_read_free(ar);
-  free(r.out);
+  for (int i = 0; i < DX_SLOTS; i++) free(r.buf[i]);
   if (root >= 0) close(root);
   if (!rc && j->err.code) rc = j->err.code;
   return rc;
@@ -505,9 +608,10 @@ typedef struct {
   uint8_t *buf;
   st_error *err;
   const char *path;
-  st_progress *p;
-  uint64_t done;
 } file_src;
+
+/* progress from the extracting thread (the stage thread here) */
+static void file_tick(void *ud, uint64_t in_bytes) { st_progress_update(ud, in_bytes); }
 
 static ssize_t file_pull(void *ud, const void **buf) {
   file_src *f = ud;
@@ -518,8 +622,6 @@ static ssize_t file_pull(void *ud, const void **buf) {
       st_error_errno(f->err, errno, f->path, "read failed");
       return -1;
     }
-    f->done += (uint64_t)n;
-    st_progress_update(f->p, f->done); /* %extract runs the extractor on the stage thread */
     *buf = f->buf;
     return n;
   }
@@ -552,7 +654,8 @@ int dk_extract(st_ctx *c, const st_args *a, st_error *err) {
   snprintf(label, sizeof label, "extract %.180s", path);
   double t0 = st_now();
   st_progress_begin(c, &p, label, "B", (uint64_t)st.st_size);
-  fs.p = &p;
+  j.tick = file_tick;
+  j.tick_ud = &p;
   int rc = dx_run(&j);
   if (rc && err->code && !j.err.code) j.err = *err;
   st_progress_update(&p, atomic_load(&j.in_bytes));

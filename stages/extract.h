@@ -10,8 +10,8 @@
  * libarchive's own writer). Symlinks are created only when their target
  * stays inside DIR; hard links only to files already extracted inside DIR;
  * device nodes, fifos and sockets are refused. gzip is inflated by ISA-L's
- * igzip and the tar stream parsed by libarchive; other formats and filters
- * go through libarchive alone.
+ * igzip on an inflater thread and the tar stream parsed by libarchive on the
+ * thread of dx_run(); other formats and filters go through libarchive alone.
  */
 #ifndef PK_EXTRACT_H
 #define PK_EXTRACT_H
@@ -27,7 +27,8 @@ int dk_extract(st_ctx *c, const st_args *a, st_error *err);
 extern const st_option dk_extract_opts[];
 
 /* A pull source of archive bytes: returns > 0 bytes at *buf, 0 at the end,
- * < 0 on error (the source has filled its own error). */
+ * < 0 on error (the source has filled its own error). The bytes stay valid
+ * until the next call. For gzip it is called from the inflater thread. */
 typedef ssize_t (*dx_pull_fn)(void *ud, const void **buf);
 
 typedef struct dx_member {
@@ -44,6 +45,13 @@ typedef struct dx_job {
   void *ud;
   int inflater;          /* 0 auto (ISA-L for gzip), 1 ISA-L, 2 libarchive */
   int hash;              /* md5 each member as it is written */
+  /* Optional: wakes a pull that waits for data once the extractor no longer
+   * wants any (gzip is inflated on a thread of its own that calls pull). */
+  void (*abort)(void *ud);
+  /* Optional: called on the thread of dx_run() whenever the archive reader
+   * asks for bytes, with in_bytes (e.g. to report progress). */
+  void (*tick)(void *tick_ud, uint64_t in_bytes);
+  void *tick_ud;
   /* out (atomics may be read by another thread while it runs) */
   atomic_uint_fast64_t in_bytes;   /* archive bytes consumed */
   atomic_uint_fast64_t out_bytes;  /* member bytes written */
@@ -67,8 +75,9 @@ void dx_job_free(dx_job *j);
    "total size (a member larger than the limit or the free space is refused before\n"  \
    "anything is written). Each file is written under a temporary name and renamed\n"    \
    "when complete; an error or interrupt removes the partial file. gzip is inflated\n"  \
-   "by ISA-L igzip feeding libarchive's tar reader (--inflater libarchive uses\n"      \
-   "libarchive's zlib instead). Example: %extract data/cifar-10-python.tar.gz --to work", \
+   "by ISA-L igzip on a thread of its own feeding libarchive's tar reader, so\n"        \
+   "inflating overlaps writing (--inflater libarchive uses libarchive's zlib\n"         \
+   "instead). Example: %extract data/cifar-10-python.tar.gz --to work",                 \
    dk_extract_opts},
 
 #endif

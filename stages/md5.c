@@ -76,8 +76,10 @@ int dk_md5_fd(int fd, const char *where, unsigned char *buf, size_t cap, st_ctx 
   return 0;
 }
 
-/* ---- %md5: a reader thread fills a ring of chunks, the stage thread hashes ---- */
-#define MD5_CHUNK (4u << 20)
+/* ---- %md5: a reader thread fills a ring of chunks, the stage thread hashes ----
+ * 4 x 1 MiB: the hashing is as fast as with larger chunks, and fewer fresh
+ * pages to fault in (measured: 3 % less CPU than 4 x 4 MiB). */
+#define MD5_CHUNK (1u << 20)
 #define MD5_RING 4
 
 typedef struct {

@@ -30,7 +30,7 @@ int dk_md5_fd(int fd, const char *where, unsigned char *buf, size_t cap, st_ctx 
 #define DK_MD5_ROWS                                                                      \
   {"md5", dk_md5, 1, 1, ST_F_SLOW, "data", "%md5 FILE [--expect HEX]",                   \
    "md5 of a file, optionally checked (stage 2, \"integrity\").",                       \
-   "OpenSSL EVP md5 over 4 MiB reads; a reader thread keeps the next chunks coming\n"   \
+   "OpenSSL EVP md5 over 1 MiB reads; a reader thread keeps the next chunks coming\n"   \
    "(with sequential read-ahead hints) while the stage thread hashes. Prints the\n"    \
    "digest and a summary line. With --expect, a different digest is a\n"               \
    "ChecksumError that shows both. Example:\n"                                          \

@@ -48,6 +48,8 @@ typedef struct {
   atomic_size_t next;
   atomic_uint_fast64_t bytes;
   atomic_int running;
+  pthread_mutex_t mu;   /* signals the stage thread when the last worker ends */
+  pthread_cond_t cv;
 } vf_job;
 
 static void join_path(char *out, size_t cap, const char *root, const char *rel) {
@@ -82,7 +84,9 @@ static void *vf_worker(void *arg) {
     r->status = strcmp(r->actual, j->mf->e[i].hex) ? VF_MISMATCH : VF_OK;
   }
   free(buf);
-  atomic_fetch_sub(&j->running, 1);
+  pthread_mutex_lock(&j->mu);
+  if (atomic_fetch_sub(&j->running, 1) == 1) pthread_cond_broadcast(&j->cv);
+  pthread_mutex_unlock(&j->mu);
   return NULL;
 }
 
@@ -209,6 +213,8 @@ int dk_verify_run(st_ctx *c, const char *manifest, mf_list *mf, const char *root
   atomic_init(&j.next, 0);
   atomic_init(&j.bytes, 0);
   atomic_init(&j.running, 0);
+  pthread_mutex_init(&j.mu, NULL);
+  pthread_cond_init(&j.cv, NULL);
   st_progress p;
   char label[200];
   snprintf(label, sizeof label, "verify %.180s", manifest);
@@ -222,12 +228,24 @@ int dk_verify_run(st_ctx *c, const char *manifest, mf_list *mf, const char *root
     else atomic_fetch_sub(&j.running, 1);
   }
   if (norder && !started) vf_worker(&j); /* no threads: hash here */
+  /* report every 50 ms; wake at once when the last worker ends */
+  pthread_mutex_lock(&j.mu);
   while (atomic_load(&j.running) > 0) {
-    struct timespec ts = {0, 50 * 1000 * 1000};
-    nanosleep(&ts, NULL);
-    st_progress_update(&p, known_bytes + atomic_load(&j.bytes));
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 50 * 1000 * 1000;
+    if (ts.tv_nsec >= 1000000000) { ts.tv_sec++; ts.tv_nsec -= 1000000000; }
+    pthread_cond_timedwait(&j.cv, &j.mu, &ts);
+    if (atomic_load(&j.running) > 0) {
+      pthread_mutex_unlock(&j.mu);
+      st_progress_update(&p, known_bytes + atomic_load(&j.bytes));
+      pthread_mutex_lock(&j.mu);
+    }
   }
+  pthread_mutex_unlock(&j.mu);
   for (int t = 0; t < started; t++) pthread_join(th[t], NULL);
+  pthread_mutex_destroy(&j.mu);
+  pthread_cond_destroy(&j.cv);
   st_progress_update(&p, known_bytes + atomic_load(&j.bytes));
   uint64_t hashed = atomic_load(&j.bytes);
   if (st_cancelled(c)) {

@@ -391,8 +391,7 @@ def test_sigint_extract(small_data, tmp_path):
     go = threading.Event()
 
     def feed():
-        # The interrupted reader may close the pipe while either write blocks.
-        try:
+        try:  # the interrupted reader may be gone before the first half is in
             with open(fifo, "wb") as f:
                 f.write(data[:len(data) // 2])
                 f.flush()
