@@ -67,6 +67,18 @@ static int pull_more(dx_reader *r) {
   return 1;
 }
 
+static const char *isal_why(int rc) {
+  switch (rc) {
+  case ISAL_INCORRECT_CHECKSUM: return "gzip data is corrupt: its CRC-32 does not match";
+  case ISAL_INVALID_WRAPPER: return "gzip data is corrupt: bad gzip header or trailer";
+  case ISAL_UNSUPPORTED_METHOD: return "gzip member uses a method other than deflate";
+  case ISAL_INVALID_BLOCK: return "gzip data is corrupt: invalid deflate block";
+  case ISAL_INVALID_SYMBOL: return "gzip data is corrupt: invalid deflate symbol";
+  case ISAL_INVALID_LOOKBACK: return "gzip data is corrupt: invalid back-reference";
+  default: return "gzip data is corrupt";
+  }
+}
+
 static int inflate_fail(dx_reader *r, int code, const char *msg) {
   r->ecode = code;
   snprintf(r->emsg, sizeof r->emsg, "%s", msg);
@@ -99,11 +111,7 @@ static int inflate_fill(dx_reader *r, uint8_t *out, size_t cap, size_t *got) {
     r->st.next_out = out + *got;
     r->st.avail_out = (uint32_t)(cap - *got);
     int rc = isal_inflate(&r->st);
-    if (rc != ISAL_DECOMP_OK) {
-      char m[64];
-      snprintf(m, sizeof m, "gzip data is corrupt (ISA-L error %d)", rc);
-      return inflate_fail(r, EIO, m);
-    }
+    if (rc != ISAL_DECOMP_OK) return inflate_fail(r, EIO, isal_why(rc));
     size_t before = *got;
     *got = cap - r->st.avail_out;
     if (r->st.block_state == ISAL_BLOCK_FINISH) r->member_done = 1;
@@ -147,6 +155,13 @@ static void inflater_stop(dx_reader *r) {
   if (running && r->j->abort) r->j->abort(r->j->ud); /* it may wait in pull */
   pthread_join(r->th, NULL);
   r->threaded = 0;
+}
+
+/* libarchive's reason for its last error; some paths (a zlib stream cut
+ * short) set none. */
+static const char *ar_why(struct archive *a) {
+  const char *s = archive_error_string(a);
+  return s && *s ? s : "the data ends early or is corrupt (libarchive gives no reason)";
 }
 
 static la_ssize_t rd_cb(struct archive *a, void *ud, const void **buf) {
@@ -366,7 +381,7 @@ static int write_file(dx_job *j, struct archive *ar, int root, char *rel, struct
     if (r < ARCHIVE_WARN) {
       int en = archive_errno(ar);
       rc = st_error_set(&j->err, en == ECANCELED || st_cancelled(j->c) ? ST_ECANCELED : ST_EFORMAT,
-                        j->where, -1, "member \"%.300s\": %s", rel, archive_error_string(ar));
+                        j->where, -1, "member \"%.300s\": %s", rel, ar_why(ar));
       break;
     }
     if ((uint64_t)off + len > (uint64_t)size && (uint64_t)off + len > written) {
@@ -565,8 +580,12 @@ int dx_run(dx_job *j) {
     snprintf(j->backend, sizeof j->backend, is_gz ? "libarchive-zlib" : "libarchive");
   }
   if (archive_read_open(ar, &r, NULL, rd_cb, NULL) != ARCHIVE_OK) {
-    rc = st_error_set(&j->err, st_cancelled(j->c) ? ST_ECANCELED : ST_EFORMAT, j->where, -1,
-                      "not an archive libarchive can read: %s", archive_error_string(ar));
+    if (r.gzip && r.ecode) /* the gzip layer failed before the tar began */
+      rc = st_error_set(&j->err, st_cancelled(j->c) ? ST_ECANCELED : ST_EFORMAT, j->where,
+                        (long long)atomic_load(&j->in_bytes), "%s", r.emsg);
+    else
+      rc = st_error_set(&j->err, st_cancelled(j->c) ? ST_ECANCELED : ST_EFORMAT, j->where, -1,
+                        "not an archive libarchive can read: %s", ar_why(ar));
     goto out;
   }
   uint64_t total = 0, entries = 0;
@@ -576,7 +595,7 @@ int dx_run(dx_job *j) {
     if (h == ARCHIVE_EOF) break;
     if (h < ARCHIVE_WARN) {
       rc = st_error_set(&j->err, st_cancelled(j->c) ? ST_ECANCELED : ST_EFORMAT, j->where,
-                        (long long)archive_filter_bytes(ar, -1), "%s", archive_error_string(ar));
+                        (long long)archive_filter_bytes(ar, -1), "%s", ar_why(ar));
       break;
     }
     if (++entries > PK_LIMIT_EXTRACT_ENTRIES) {
@@ -588,6 +607,19 @@ int dx_run(dx_job *j) {
       rc = st_error_set(&j->err, ST_ECANCELED, j->where, -1, "interrupted");
       break;
     }
+  }
+  /* The tar ends before the gzip stream does: inflate what follows (the
+   * tar's zero padding) to the end, so ISA-L checks the trailer (CRC-32 and
+   * length) and a truncated or corrupt tail is an error, not a silent pass. */
+  if (!rc && r.gzip) {
+    const void *b;
+    la_ssize_t n;
+    while ((n = rd_cb(ar, &r, &b)) > 0) {
+    }
+    if (n < 0)
+      rc = st_error_set(&j->err, st_cancelled(j->c) ? ST_ECANCELED : ST_EFORMAT, j->where,
+                        (long long)atomic_load(&j->in_bytes), "after the last member: %s",
+                        ar_why(ar));
   }
 out:
   inflater_stop(&r);

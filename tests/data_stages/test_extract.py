@@ -190,3 +190,31 @@ def test_corrupt_and_truncated(small_data, tmp_path, pk_bin):
     assert p.returncode == 1 and "FormatError" in p.stderr
     p = run_cli(f"%extract {tgz}")
     assert p.returncode != 0 and "--to" in p.stderr
+
+
+@pytest.mark.parametrize("cut", [1, 4, 8, 30])
+def test_gzip_trailer_is_checked(small_data, tmp_path, pk_bin, cut):
+    """The tar ends before the gzip stream: a tail cut off (or a CRC-32 that
+    does not match) is still an error, in %extract and %download --extract."""
+    d, tgz = small_data
+    raw = tgz.read_bytes()
+    short = tmp_path / "short.tar.gz"
+    short.write_bytes(raw[:-cut])
+    bad = bytearray(raw)
+    bad[-6] ^= 0xFF  # inside the CRC-32 of the trailer
+    badcrc = tmp_path / "badcrc.tar.gz"
+    badcrc.write_bytes(bytes(bad))
+    for arc, why in ((short, "truncated"), (badcrc, "CRC-32 does not match")):
+        out = tmp_path / f"out-{arc.stem}"
+        p = run_cli(f"%extract {arc} --to {out}")
+        assert p.returncode == 1 and "FormatError" in p.stderr and why in p.stderr, p.stderr
+        assert str(arc) in p.stderr
+        dl, out2 = tmp_path / f"dl-{arc.name}", tmp_path / f"dx-{arc.stem}"
+        p = run_cli(f"%download file://{arc} --to {dl} --extract {out2}")
+        assert p.returncode == 1 and why in p.stderr, p.stderr
+        assert not dl.exists()
+        for o in (out, out2):  # members complete before the damage are whole; no temporaries
+            for f in (o / "cifar-10-batches-py").iterdir() if o.exists() else ():
+                assert ".pk-tmp" not in f.name
+                assert f.read_bytes() == (d / "cifar-10-batches-py" / f.name).read_bytes()
+
