@@ -5,6 +5,9 @@
  */
 #include <dirent.h>
 #include <fnmatch.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -317,6 +320,11 @@ static void h_execute(pk_chan *ch, wire_msg *req, pk_req_state *st) {
   int count = k->exec_count;
   const char *code = json_is_string(jcode) ? json_string_value(jcode) : "";
   size_t len = json_is_string(jcode) ? json_string_length(jcode) : 0;
+  /* The cell counts as running before execute_input goes out: a frontend
+   * that interrupts as soon as it sees execute_input must not find the
+   * kernel at rest (SIGINT at rest is ignored). exec_cell clears it. */
+  atomic_store(&k->cancel, atomic_load(&k->shutdown) ? 1 : 0);
+  atomic_store(&k->running, 1);
   if (!silent)
     core_publish(ch, "execute_input", req->header,
                  json_pack("{s:s%, s:i}", "code", code, len, "execution_count", count));
@@ -325,6 +333,7 @@ static void h_execute(pk_chan *ch, wire_msg *req, pk_req_state *st) {
     memset(&r, 0, sizeof r);
     r.payload = json_array();
     r.rc = st_error_set(&r.err, ST_EINVAL, "execute_request", -1, "content.code must be a string");
+    atomic_store(&k->running, 0);
   } else {
     exec_cell(ch, req, code, len, allow_stdin, &r);
   }
@@ -354,6 +363,14 @@ static void h_execute(pk_chan *ch, wire_msg *req, pk_req_state *st) {
   }
   core_reply(ch, req, "execute_reply", reply);
   exec_result_free(&r);
+#ifdef __GLIBC__
+  /* Stages free big buffers (read blocks, images, tables) that glibc placed
+   * below small long-lived allocations (history, timings, variables): the
+   * freed pages stay resident and a long session's RSS creeps up (+10 % over
+   * 1,000 cells of the soak test). Hand them back after every cell; it costs
+   * tens of microseconds. */
+  malloc_trim(0);
+#endif
 }
 
 static void h_complete(pk_chan *ch, wire_msg *req, pk_req_state *st) {

@@ -99,7 +99,9 @@ typedef struct pk_cell_result {
 } pk_cell_result;
 
 /* Runs code as a cell on the main thread, publishing its output with req as
- * parent. allow_stdin 0 makes %input fail with StdinNotImplementedError. */
+ * parent. allow_stdin 0 makes %input fail with StdinNotImplementedError.
+ * The caller sets k->running (and clears k->cancel) first; this clears
+ * k->running when the cell ends. */
 void exec_cell(pk_chan *ch, const wire_msg *req, const char *code, size_t len,
                int allow_stdin, pk_cell_result *out);
 void exec_result_free(pk_cell_result *r);
