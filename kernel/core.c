@@ -261,12 +261,24 @@ static void h_kernel_info(pk_chan *ch, wire_msg *req, pk_req_state *st) {
   core_reply(ch, req, "kernel_info_reply", core_kernel_info());
 }
 
-static void hist_add(pk_kernel *k, int line, const char *code, const char *output) {
-  if (k->n_hist == PK_LIMIT_HISTORY) { /* drop the oldest */
-    free(k->hist[0].code);
-    free(k->hist[0].output);
-    memmove(k->hist, k->hist + 1, (k->n_hist - 1) * sizeof *k->hist);
-    k->n_hist--;
+static size_t hist_entry_bytes(const pk_hist_entry *e) {
+  return strlen(e->code) + (e->output ? strlen(e->output) : 0);
+}
+
+static void hist_add(pk_kernel *k, int line, const char *code, size_t len, const char *output) {
+  size_t add = len + (output ? strlen(output) : 0);
+  /* drop the oldest beyond PK_LIMIT_HISTORY cells or PK_LIMIT_HISTORY_BYTES */
+  size_t drop = 0;
+  while (drop < k->n_hist &&
+         (k->n_hist - drop >= PK_LIMIT_HISTORY || k->hist_bytes + add > PK_LIMIT_HISTORY_BYTES)) {
+    k->hist_bytes -= hist_entry_bytes(&k->hist[drop]);
+    free(k->hist[drop].code);
+    free(k->hist[drop].output);
+    drop++;
+  }
+  if (drop) {
+    memmove(k->hist, k->hist + drop, (k->n_hist - drop) * sizeof *k->hist);
+    k->n_hist -= drop;
   }
   if (k->n_hist == k->cap_hist) {
     size_t nc = k->cap_hist ? k->cap_hist * 2 : 64;
@@ -277,10 +289,14 @@ static void hist_add(pk_kernel *k, int line, const char *code, const char *outpu
   }
   pk_hist_entry *e = &k->hist[k->n_hist];
   e->line = line;
-  e->code = strdup(code);
+  e->code = strndup(code, len);
   e->output = output ? strdup(output) : NULL;
-  if (e->code) k->n_hist++;
-  else free(e->output);
+  if (e->code) {
+    k->n_hist++;
+    k->hist_bytes += hist_entry_bytes(e);
+  } else {
+    free(e->output);
+  }
 }
 
 static json_t *error_content(const pk_cell_result *r) {
@@ -325,9 +341,18 @@ static void h_execute(pk_chan *ch, wire_msg *req, pk_req_state *st) {
    * kernel at rest (SIGINT at rest is ignored). exec_cell clears it. */
   atomic_store(&k->cancel, atomic_load(&k->shutdown) ? 1 : 0);
   atomic_store(&k->running, 1);
+  /* A cell over PK_LIMIT_CELL_BYTES is refused (mg_cell_parse); only its
+   * first PK_CELL_ECHO_BYTES are echoed and kept in history, so a pasted
+   * 60 MB blob is neither copied to every frontend nor held for the
+   * kernel's lifetime. */
+  size_t shown = len;
+  if (len > PK_LIMIT_CELL_BYTES) {
+    shown = PK_CELL_ECHO_BYTES;
+    while (shown > 0 && ((unsigned char)code[shown] & 0xC0) == 0x80) shown--;
+  }
   if (!silent)
     core_publish(ch, "execute_input", req->header,
-                 json_pack("{s:s%, s:i}", "code", code, len, "execution_count", count));
+                 json_pack("{s:s%, s:i}", "code", code, shown, "execution_count", count));
   pk_cell_result r;
   if (!json_is_string(jcode)) {
     memset(&r, 0, sizeof r);
@@ -343,7 +368,7 @@ static void h_execute(pk_chan *ch, wire_msg *req, pk_req_state *st) {
     core_publish(ch, "execute_result", req->header,
                  json_pack("{s:i, s:o, s:{}}", "execution_count", count, "data", data, "metadata"));
   }
-  if (store) hist_add(k, count, code, r.result);
+  if (store) hist_add(k, count, code, shown, r.result);
   json_t *reply;
   if (r.rc) {
     json_t *e = error_content(&r);
