@@ -4,6 +4,8 @@
 #   make              build $(O)/pipekernel (kernel + `pipekernel run`)
 #   make test         C unit tests, then the Python/Jupyter suite (pytest)
 #   make check        the same suite against an ASan+UBSan build in build-asan/
+#   make valgrind     a kernel session running every magic under valgrind
+#                     memcheck (-O1 -g, no CUDA, in build-valgrind/)
 #   make fuzz         every libFuzzer harness for FUZZ_SECONDS each
 #   make bench        benchmarks against their Python references (bench/)
 #   make kernelspec   write $(O)/jupyter/kernels/pipekernel (used by the tests)
@@ -97,7 +99,7 @@ BIN := $(O)/pipekernel
 TEST_RUNNER := $(O)/test-runner
 TEST_CNN := $(if $(TEST_CNN_SRC),$(O)/test-cnn,)
 
-.PHONY: all test test-c test-py check fuzz fuzz-smoke bench kernelspec install clean
+.PHONY: all test test-c test-py check valgrind fuzz fuzz-smoke bench kernelspec install clean
 all: $(BIN) $(O)/jupyter/kernels/pipekernel/kernel.json
 
 $(O)/%.o: %.c
@@ -172,6 +174,15 @@ check:
 	$(MAKE) O=build-asan SANITIZE=address,undefined OPT="-O1 -g" CUDA=no \
 	  PK_SANITIZED=1 test
 
+# No errors and no definitely/indirectly lost blocks (tests/kernel/valgrind.supp
+# holds the third-party suppressions). The shutdown watchdog waits longer
+# there: everything runs 20-50 times slower.
+valgrind:
+	$(MAKE) O=build-valgrind OPT="-O1 -g" CUDA=no \
+	  CFLAGS_EXTRA="-DPK_SHUTDOWN_GRACE_MS=60000" all
+	PK_BIN=$(abspath build-valgrind/pipekernel) PK_BUILD=$(abspath build-valgrind) \
+	  PYTHONDONTWRITEBYTECODE=1 $(PYTHON) tests/kernel/valgrind_session.py
+
 # ---- fuzzing -----------------------------------------------------------------
 FUZZ_CC ?= clang
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
@@ -200,6 +211,6 @@ bench: all
 	$(TEST_ENV) $(PYTHON) bench/run.py $(BENCH)
 
 clean:
-	rm -rf $(O) build-asan build-fuzz
+	rm -rf $(O) build-asan build-fuzz build-valgrind
 
 -include $(shell find $(O) -name '*.d' 2>/dev/null)

@@ -25,6 +25,7 @@
 #define PK_LANGUAGE_VERSION "1.0"
 #define PK_IOPUB_INPROC "inproc://iopub"
 #define PK_IOPUB_STOP "\x01stop" /* one-frame message: the iopub thread drains and ends */
+#define PK_CELL_ECHO_BYTES 4096  /* of a cell over PK_LIMIT_CELL_BYTES: echoed and kept */
 
 /* One executed cell (history_request). */
 typedef struct pk_hist_entry {
@@ -49,6 +50,7 @@ typedef struct pk_kernel {
   int exec_count;
   pk_hist_entry *hist;
   size_t n_hist, cap_hist;
+  size_t hist_bytes;         /* code and output bytes held by hist */
   st_session *sess;
   pthread_t main_thread;
 } pk_kernel;
@@ -99,7 +101,9 @@ typedef struct pk_cell_result {
 } pk_cell_result;
 
 /* Runs code as a cell on the main thread, publishing its output with req as
- * parent. allow_stdin 0 makes %input fail with StdinNotImplementedError. */
+ * parent. allow_stdin 0 makes %input fail with StdinNotImplementedError.
+ * The caller sets k->running (and clears k->cancel) first; this clears
+ * k->running when the cell ends. */
 void exec_cell(pk_chan *ch, const wire_msg *req, const char *code, size_t len,
                int allow_stdin, pk_cell_result *out);
 void exec_result_free(pk_cell_result *r);

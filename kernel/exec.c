@@ -377,8 +377,8 @@ void exec_cell(pk_chan *ch, const wire_msg *req, const char *code, size_t len,
   c.page = k_page;
   c.run_line = k_run_line;
 
-  atomic_store(&k->cancel, atomic_load(&k->shutdown) ? 1 : 0);
-  atomic_store(&k->running, 1);
+  /* h_execute set k->running and cleared k->cancel before execute_input:
+   * an interrupt since then ends this cell before its first line. */
   mg_cell cell;
   int rc = mg_cell_parse(code, len, &cell, &out->err);
   if (!rc) {

@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +33,9 @@
 #include "kernel.h"
 #include "server.h"
 
+#ifndef PK_SHUTDOWN_GRACE_MS /* `make valgrind` raises it: everything is slower there */
 #define PK_SHUTDOWN_GRACE_MS 900 /* exit anyway after this (clients wait 2.5 s) */
+#endif
 #define PK_LINGER_MS 500
 
 void pk_log(const char *fmt, ...) {
@@ -61,9 +64,15 @@ int srv_send_frames(void *sock, const wire_buf *f, size_t n) {
   return 0;
 }
 
+/* libzmq refuses a frame over ZMQ_MAXMSGSIZE (PK_LIMIT_MSG_BYTES) before
+ * allocating it and closes that connection. It has no bound on the frames of
+ * one message, and queues a message whole before zmq_msg_recv sees it; here
+ * the frames are counted and summed as they are taken, and once a limit is
+ * passed the frames taken so far are released at once and the rest one by
+ * one, then the message is logged and dropped. */
 int srv_recv(pk_kernel *k, void *sock, int flags, const char *chan_name, wire_msg *out) {
   zmq_msg_t parts[PK_LIMIT_MSG_FRAMES];
-  size_t n = 0, dropped = 0;
+  size_t n = 0, dropped = 0, total = 0;
   int more = 1, rc = 0;
   while (more) {
     zmq_msg_t m;
@@ -78,16 +87,23 @@ int srv_recv(pk_kernel *k, void *sock, int flags, const char *chan_name, wire_ms
       return -1;
     }
     more = zmq_msg_more(&m);
-    if (n < PK_LIMIT_MSG_FRAMES) {
+    total += zmq_msg_size(&m);
+    if (!dropped && n < PK_LIMIT_MSG_FRAMES && total <= PK_LIMIT_MSG_BYTES) {
       parts[n++] = m;
     } else {
       zmq_msg_close(&m);
-      dropped++;
+      for (size_t i = 0; i < n; i++) zmq_msg_close(&parts[i]);
+      dropped += n + 1;
+      n = 0;
     }
   }
   char why[512];
   if (dropped) {
-    snprintf(why, sizeof why, "more than %d frames", PK_LIMIT_MSG_FRAMES);
+    if (total > PK_LIMIT_MSG_BYTES)
+      snprintf(why, sizeof why, "%zu bytes in %zu frames; the limit is %u bytes", total, dropped,
+               (unsigned)PK_LIMIT_MSG_BYTES);
+    else
+      snprintf(why, sizeof why, "%zu frames; the limit is %d", dropped, PK_LIMIT_MSG_FRAMES);
     rc = -1;
   } else {
     wire_frame fr[PK_LIMIT_MSG_FRAMES];
@@ -236,6 +252,43 @@ static void *make_socket(pk_kernel *k, int type, int channel, char *why, size_t 
   return s;
 }
 
+/* Shell connections that end: a client that went away, or one whose frame
+ * was over ZMQ_MAXMSGSIZE (libzmq closes the connection without telling the
+ * socket, so this log line is the only trace of such a request). */
+#define PK_SHELL_MONITOR "inproc://shell-monitor"
+
+static void *shell_monitor(pk_kernel *k) {
+  if (zmq_socket_monitor(k->shell, PK_SHELL_MONITOR, ZMQ_EVENT_DISCONNECTED) != 0) return NULL;
+  void *mon = zmq_socket(k->zctx, ZMQ_PAIR);
+  if (mon && zmq_connect(mon, PK_SHELL_MONITOR) != 0) {
+    zmq_close(mon);
+    mon = NULL;
+  }
+  return mon;
+}
+
+static void shell_monitor_read(void *mon) {
+  for (;;) {
+    zmq_msg_t ev, addr;
+    zmq_msg_init(&ev);
+    if (zmq_msg_recv(&ev, mon, ZMQ_DONTWAIT) < 0) {
+      zmq_msg_close(&ev);
+      return;
+    }
+    zmq_msg_init(&addr);
+    if (zmq_msg_more(&ev)) zmq_msg_recv(&addr, mon, 0);
+    uint16_t id = 0;
+    if (zmq_msg_size(&ev) >= 2) memcpy(&id, zmq_msg_data(&ev), 2);
+    if (id == ZMQ_EVENT_DISCONNECTED)
+      pk_log("shell: a client connection on %.*s closed (the client went away, or it sent a "
+             "frame over %u bytes, which is refused unread and gets no reply)",
+             (int)zmq_msg_size(&addr), (const char *)zmq_msg_data(&addr),
+             (unsigned)PK_LIMIT_MSG_BYTES);
+    zmq_msg_close(&addr);
+    zmq_msg_close(&ev);
+  }
+}
+
 static void close0(void **s) {
   if (*s) {
     int zero = 0;
@@ -250,6 +303,7 @@ int server_run(pk_kernel *k) {
   int status = 1;
   pthread_t th_iopub, th_hb, th_ctrl, th_sig;
   int started_iopub = 0, started_hb = 0, started_ctrl = 0, started_sig = 0;
+  void *mon = NULL;
 
   /* Signals first: every thread created from here on inherits the mask. */
   sigemptyset(&g_sigs);
@@ -306,16 +360,18 @@ int server_run(pk_kernel *k) {
     char ep[512];
     conn_endpoint(&k->conn, CONN_SHELL, ep, sizeof ep);
     pk_log("serving on %s (session %s)", ep, k->session);
+    mon = shell_monitor(k);
     status = 0;
     while (!atomic_load(&k->shutdown)) {
-      zmq_pollitem_t it = {k->shell, 0, ZMQ_POLLIN, 0};
-      int r = zmq_poll(&it, 1, 50);
+      zmq_pollitem_t it[2] = {{k->shell, 0, ZMQ_POLLIN, 0}, {mon, 0, ZMQ_POLLIN, 0}};
+      int r = zmq_poll(it, mon ? 2 : 1, 50);
       if (r < 0) {
         if (errno == EINTR) continue;
         pk_log("shell poll: %s", zmq_strerror(errno));
         break;
       }
-      if (!(it.revents & ZMQ_POLLIN)) continue;
+      if (mon && (it[1].revents & ZMQ_POLLIN)) shell_monitor_read(mon);
+      if (!(it[0].revents & ZMQ_POLLIN)) continue;
       wire_msg msg;
       r = srv_recv(k, k->shell, ZMQ_DONTWAIT, "shell", &msg);
       if (r != 0) continue;
@@ -338,6 +394,7 @@ int server_run(pk_kernel *k) {
   if (!started_hb) close0(&k->hb);
   if (!started_iopub) { close0(&k->pub); close0(&k->pull); }
   close0(&k->stdin_sock);
+  close0(&mon);
   if (k->shell) {
     int linger = PK_LINGER_MS;
     zmq_setsockopt(k->shell, ZMQ_LINGER, &linger, sizeof linger);

@@ -28,6 +28,9 @@
 #ifndef PK_LIMIT_HISTORY
 #define PK_LIMIT_HISTORY 10000              /* cells kept for history_request */
 #endif
+#ifndef PK_LIMIT_HISTORY_BYTES
+#define PK_LIMIT_HISTORY_BYTES (64u << 20)  /* their code and output, all together */
+#endif
 
 /* ---- pickles (stages/pickle.c) ------------------------------------- */
 #ifndef PK_LIMIT_PICKLE_FILE_BYTES

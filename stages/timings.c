@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,16 @@ static const char *const stage_order[] = {"download", "integrity", "extract", "v
                                           "pickled",  "meta",      "upload",  "preview",
                                           "train"};
 #define N_ORDER (sizeof stage_order / sizeof stage_order[0])
+
+/* libarchive 3.6's archive_version_details() re-initialises its static
+ * string on every call, leaking the previous one (128 bytes a %timings
+ * --json): ask once. */
+static char g_archive_version[256];
+static pthread_once_t g_archive_version_once = PTHREAD_ONCE_INIT;
+
+static void archive_version_once(void) {
+  snprintf(g_archive_version, sizeof g_archive_version, "%s", archive_version_details());
+}
 
 static int order_of(const char *stage) {
   for (size_t i = 0; i < N_ORDER; i++)
@@ -278,11 +289,12 @@ static json_t *record_json(const char *label, const st_timing *t, size_t n) {
   }
   json_object_set_new(root, "host", host);
 
+  pthread_once(&g_archive_version_once, archive_version_once);
   json_t *tools = json_object();
   json_object_set_new(tools, "pipekernel", json_string(PK_VERSION));
   json_object_set_new(tools, "openssl", json_string(OpenSSL_version(OPENSSL_VERSION)));
   json_object_set_new(tools, "libcurl", json_string(curl_version_info(CURLVERSION_NOW)->version));
-  json_object_set_new(tools, "libarchive", json_string(archive_version_details()));
+  json_object_set_new(tools, "libarchive", json_string(g_archive_version));
   json_object_set_new(tools, "zlib", json_string(zlibVersion()));
   json_object_set_new(tools, "libpng", json_string(png_get_libpng_ver(NULL)));
   json_object_set_new(tools, "jansson", json_string(JANSSON_VERSION));

@@ -1,0 +1,257 @@
+"""Faults on the frontend's side: a client that disappears in the middle of a
+cell, and messages over the size limits.
+
+A client that goes away (killed, or closing its sockets) while its cell
+runs: the cell finishes (or is interrupted by the next client) and the
+kernel serves the next client that connects with the same connection file.
+
+Oversized requests (README, "Jupyter protocol and kernel"):
+- a cell over PK_LIMIT_CELL_BYTES (1 MiB) in a message under
+  PK_LIMIT_MSG_BYTES (64 MiB): an error reply (LimitError naming the size and
+  the limit); execute_input and history hold only its first 4 KiB;
+- a frame over PK_LIMIT_MSG_BYTES: libzmq refuses it from its length prefix,
+  before allocating, and closes that connection; the request gets no reply,
+  the kernel logs the closed connection, and the client's socket reconnects
+  by itself, so its next request is served;
+- frames under the limit that add up to more: libzmq has no bound on the
+  frames of a message and queues it whole before the kernel sees it; the
+  kernel drops it with a log line and frees it at once.
+"""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import zmq
+from jupyter_client import BlockingKernelClient
+from jupyter_client.manager import KernelManager
+from jupyter_client.session import Session
+
+from pkkernel import WAIT, iopub_until_idle, run, shell_reply, stream_text, wait_iopub
+
+SANITIZED = os.environ.get("PK_SANITIZED") == "1"
+MiB = 1 << 20
+
+
+def proc_kib(pid, key):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise AssertionError(f"no {key} in /proc/{pid}/status")
+
+
+@pytest.fixture
+def owned(tmp_path):
+    """A kernel whose stderr is kept: (km, path of its log)."""
+    log = tmp_path / "kernel.log"
+    f = open(log, "wb")
+    km = KernelManager(kernel_name="pipekernel")
+    km.start_kernel(stderr=f)
+    try:
+        yield km, log
+    finally:
+        if km.is_alive():
+            km.shutdown_kernel(now=False)
+        f.close()
+
+
+def client_of(km):
+    kc = BlockingKernelClient(connection_file=km.connection_file)
+    kc.load_connection_file()
+    kc.start_channels()
+    return kc
+
+
+# The first client, in its own process: starts CELL, prints the request's
+# msg_id once the kernel runs it (execute_input, or the input_request), then
+# disappears the way MODE says.
+FIRST_CLIENT = r"""
+import os, signal, sys, time
+from jupyter_client import BlockingKernelClient
+cf, code, mode, stdin = sys.argv[1:5]
+kc = BlockingKernelClient(connection_file=cf)
+kc.load_connection_file()
+kc.start_channels()
+kc.wait_for_ready(timeout=60)
+msg_id = kc.execute(code, allow_stdin=stdin == "1")
+if stdin == "1":
+    kc.get_stdin_msg(timeout=60)
+else:
+    while True:
+        m = kc.get_iopub_msg(timeout=60)
+        if m["parent_header"].get("msg_id") == msg_id and m["msg_type"] == "execute_input":
+            break
+print(msg_id, flush=True)
+if mode == "kill":
+    os.kill(os.getpid(), signal.SIGKILL)
+kc.stop_channels()  # "close": sockets closed, process gone
+os._exit(0)
+"""
+
+
+def first_client(km, code, mode, stdin=False):
+    p = subprocess.run([sys.executable, "-c", FIRST_CLIENT, km.connection_file, code, mode,
+                        "1" if stdin else "0"], capture_output=True, text=True, timeout=WAIT)
+    msg_id = p.stdout.strip()
+    assert msg_id, f"first client failed ({p.returncode}): {p.stderr}"
+    if mode == "kill":
+        assert p.returncode == -signal.SIGKILL
+    return msg_id
+
+
+def served(kc):
+    """The next client gets kernel_info and an execute."""
+    info = kc.kernel_info(reply=True, timeout=WAIT)
+    assert info["content"]["status"] == "ok"
+    reply, msgs = run(kc, "%echo served")
+    assert reply["status"] == "ok" and stream_text(msgs) == "served\n"
+
+
+@pytest.mark.parametrize("mode", ["kill", "close"])
+def test_client_gone_cell_finishes(owned, mode):
+    km, _ = owned
+    orphan = first_client(km, "%sleep 2\n%set FINISHED=yes", mode)
+    kc = client_of(km)
+    try:
+        # the cell still runs after its client is gone: its progress bar moves
+        wait_iopub(kc, orphan, "update_display_data")
+        msgs = iopub_until_idle(kc, orphan)
+        assert not [m for m in msgs if m["msg_type"] == "error"]
+        served(kc)
+        reply, msgs = run(kc, "%set FINISHED")
+        assert [m["content"]["data"]["text/plain"] for m in msgs
+                if m["msg_type"] == "execute_result"] == ["yes"]
+    finally:
+        kc.stop_channels()
+
+
+@pytest.mark.parametrize("mode", ["kill", "close"])
+def test_client_gone_next_client_cancels(owned, mode):
+    km, _ = owned
+    orphan = first_client(km, "%sleep 60\n%set FINISHED=yes", mode)
+    kc = client_of(km)
+    try:
+        wait_iopub(kc, orphan, "update_display_data")
+        # a frontend that does not own the process interrupts by message
+        msg = kc.session.msg("interrupt_request", {})
+        kc.control_channel.send(msg)
+        assert kc.control_channel.get_msg(timeout=WAIT)["content"]["status"] == "ok"
+        msgs = iopub_until_idle(kc, orphan)
+        errs = [m["content"]["ename"] for m in msgs if m["msg_type"] == "error"]
+        assert errs == ["KeyboardInterrupt"]
+        served(kc)
+        reply, msgs = run(kc, "%ifset FINISHED %echo ran")
+        assert stream_text(msgs).startswith("skipped")
+    finally:
+        kc.stop_channels()
+
+
+def test_client_gone_while_kernel_waits_for_input(owned):
+    km, log = owned
+    first_client(km, "%input 'Name? '", "kill", stdin=True)
+    kc = client_of(km)
+    try:
+        # the input_request went to the dead client: the cell waits until an
+        # interrupt ends it, then the kernel serves the next client
+        msg = kc.session.msg("interrupt_request", {})
+        kc.control_channel.send(msg)
+        assert kc.control_channel.get_msg(timeout=WAIT)["content"]["status"] == "ok"
+        wait_log(log, "interrupt_request: interrupting the running cell")
+        served(kc)
+    finally:
+        kc.stop_channels()
+
+
+def wait_log(log, text, timeout=WAIT):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in log.read_text(errors="replace"):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{text!r} never appeared in the kernel log:\n"
+                         f"{log.read_text(errors='replace')[-2000:]}")
+
+
+def test_oversized_cell_gets_an_error_reply(owned):
+    km, log = owned
+    pid = km.provisioner.process.pid
+    kc = client_of(km)
+    try:
+        kc.wait_for_ready(timeout=WAIT)
+        rss0 = proc_kib(pid, "VmRSS")
+        size = 20 * MiB  # over the cell limit, under the message limit
+        code = "%echo " + "\u00e9" * (size // 2)
+        msg_id = kc.execute(code)
+        reply = shell_reply(kc, msg_id)["content"]
+        assert reply["status"] == "error" and reply["ename"] == "LimitError"
+        assert f"cell is {len(code.encode())} bytes; the limit is {MiB}" in reply["evalue"]
+        msgs = iopub_until_idle(kc, msg_id)
+        echoed = [m["content"]["code"] for m in msgs if m["msg_type"] == "execute_input"][0]
+        assert 4000 < len(echoed.encode()) <= 4096 and code.startswith(echoed)
+        hist = kc.history(hist_access_type="tail", n=1, raw=True, output=False, reply=True,
+                          timeout=WAIT)["content"]["history"]
+        assert hist[-1][2] == echoed
+        served(kc)
+        rss1 = proc_kib(pid, "VmRSS")
+        print(f"\n20 MiB cell: VmRSS {rss0 / 1024:.1f} -> {rss1 / 1024:.1f} MiB")
+        if not SANITIZED:  # ASan keeps freed memory in its quarantine
+            assert rss1 - rss0 < 8 * 1024, "the refused cell is still held"
+    finally:
+        kc.stop_channels()
+
+
+def test_frame_over_the_limit_is_refused_unread(owned):
+    km, log = owned
+    pid = km.provisioner.process.pid
+    kc = client_of(km)
+    try:
+        kc.wait_for_ready(timeout=WAIT)
+        hwm0 = proc_kib(pid, "VmHWM")
+        big = kc.execute("%echo " + "x" * (100 * MiB))  # one 100 MB content frame
+        wait_log(log, "sent a frame over 67108864 bytes")
+        hwm1 = proc_kib(pid, "VmHWM")
+        print(f"\n100 MB frame: kernel peak RSS {hwm0 / 1024:.1f} -> {hwm1 / 1024:.1f} MiB")
+        assert hwm1 - hwm0 < 16 * 1024, "the kernel allocated the refused frame"
+        assert km.is_alive()
+        # the same client's socket reconnected: its next requests are served,
+        # and the refused request never gets a reply
+        served(kc)
+        assert not kc.shell_channel.msg_ready()
+        while kc.iopub_channel.msg_ready():
+            m = kc.get_iopub_msg(timeout=1)
+            assert m["parent_header"].get("msg_id") != big
+    finally:
+        kc.stop_channels()
+
+
+def test_frames_adding_up_over_the_limit_are_dropped(owned):
+    km, log = owned
+    pid = km.provisioner.process.pid
+    session = Session(key=km.session.key, signature_scheme="hmac-sha256")
+    ctx = zmq.Context.instance()
+    s = ctx.socket(zmq.DEALER)
+    s.linger = 0
+    s.connect(f"{km.transport}://{km.ip}:{km.shell_port}")
+    try:
+        kc = client_of(km)
+        kc.wait_for_ready(timeout=WAIT)
+        rss0 = proc_kib(pid, "VmRSS")
+        m = session.msg("kernel_info_request", {})
+        frames = session.serialize(m) + [b"x" * (40 * MiB)] * 6  # 240 MB, 40 MB a frame
+        s.send_multipart(frames, copy=False)
+        wait_log(log, "dropped a message: ")
+        text = log.read_text(errors="replace")
+        assert "the limit is 67108864 bytes" in text
+        assert not s.poll(300)  # no reply to the dropped message
+        served(kc)
+        rss1, hwm = proc_kib(pid, "VmRSS"), proc_kib(pid, "VmHWM")
+        print(f"\n6 x 40 MB frames: kernel VmRSS {rss0 / 1024:.1f} -> {rss1 / 1024:.1f} MiB "
+              f"(peak {hwm / 1024:.1f} MiB: libzmq queues the whole message)")
+        if not SANITIZED:  # ASan keeps freed memory in its quarantine
+            assert rss1 - rss0 < 16 * 1024, "the dropped message is still held"
+        kc.stop_channels()
+    finally:
+        s.close()
