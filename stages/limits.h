@@ -17,6 +17,9 @@
 #ifndef PK_LIMIT_VAR_DEPTH
 #define PK_LIMIT_VAR_DEPTH 8                /* nested ${A} expansions */
 #endif
+#ifndef PK_LIMIT_LINE_DEPTH
+#define PK_LIMIT_LINE_DEPTH 16              /* lines run by lines (%time, %ifset) */
+#endif
 #ifndef PK_LIMIT_VARS
 #define PK_LIMIT_VARS 4096                  /* %set variables */
 #endif
