@@ -2,8 +2,10 @@
 #
 # Targets
 #   make              build $(O)/pipekernel (kernel + `pipekernel run`)
-#   make test         C unit tests, then the Python/Jupyter suite (pytest)
+#   make test         C unit tests, the Python/Jupyter suite (pytest), then
+#                     every fuzz target for 3 s (fuzz-smoke; needs clang)
 #   make check        the same suite against an ASan+UBSan build in build-asan/
+#                     (without the fuzz smoke run: `make test` did it)
 #   make fuzz         every libFuzzer harness for FUZZ_SECONDS each
 #   make bench        benchmarks against their Python references (bench/)
 #   make kernelspec   write $(O)/jupyter/kernels/pipekernel (used by the tests)
@@ -20,7 +22,9 @@
 #                             is found; yes: fail without it)
 #   V=1                       show the commands
 #   PYTHON=...                Python for the tests (default .venv/bin/python)
-#   FUZZ_SECONDS=10           per fuzz target
+#   FUZZ_SECONDS=10           per fuzz target (FUZZ_TARGETS="wire magic" picks
+#                             some, FUZZ_ARGS=-runs=N adds libFuzzer flags)
+#   FUZZ_SMOKE=0              leave the fuzz smoke run out of `make test`
 #   CFLAGS_EXTRA=...          e.g. -DPK_LIMIT_MSG_BYTES=... (stages/limits.h)
 
 O ?= build
@@ -159,6 +163,7 @@ test: all $(TEST_RUNNER) $(TEST_CNN)
 	$(TEST_RUNNER) || rc=1; \
 	if [ -n "$(TEST_CNN)" ]; then "$(TEST_CNN)" || rc=1; fi; \
 	$(TEST_ENV) $(PYTHON) -m pytest -q -ra $(PYTEST_ARGS) tests || rc=1; \
+	if [ "$(FUZZ_SMOKE)" = 1 ]; then $(MAKE) --no-print-directory fuzz-smoke || rc=1; fi; \
 	exit $$rc
 
 test-c: all $(TEST_RUNNER) $(TEST_CNN)
@@ -170,7 +175,7 @@ test-py: all
 
 check:
 	$(MAKE) O=build-asan SANITIZE=address,undefined OPT="-O1 -g" CUDA=no \
-	  PK_SANITIZED=1 test
+	  PK_SANITIZED=1 FUZZ_SMOKE=0 test
 
 # ---- fuzzing -----------------------------------------------------------------
 # The library is compiled once into build-fuzz/obj (coverage + ASan + UBSan,
