@@ -218,7 +218,8 @@ $(FUZZ_O)/fuzz_%: $(FUZZ_O)/obj/tests/fuzz/fuzz_%.o $(FUZZ_O)/libpk-fuzz.a
 
 # Each target in turn for FUZZ_SECONDS (FUZZ_TARGETS="wire magic" picks some;
 # FUZZ_ARGS adds libFuzzer flags, e.g. -runs=10000000).
-fuzz: fuzz-toolchain $(FUZZ_BIN)
+fuzz: fuzz-toolchain
+	$(Q)$(MAKE) --no-print-directory $(patsubst %,$(FUZZ_O)/fuzz_%,$(FUZZ_TARGETS))
 	@for n in $(FUZZ_TARGETS); do \
 	  mkdir -p $(FUZZ_O)/corpus/$$n $(FUZZ_O)/crashes/$$n; \
 	  d=; [ -f tests/fuzz/$$n.dict ] && d=-dict=tests/fuzz/$$n.dict; \
