@@ -2,8 +2,10 @@
 #
 # Targets
 #   make              build $(O)/pipekernel (kernel + `pipekernel run`)
-#   make test         C unit tests, then the Python/Jupyter suite (pytest)
+#   make test         C unit tests, the Python/Jupyter suite (pytest), then
+#                     every fuzz target for 3 s (fuzz-smoke; needs clang)
 #   make check        the same suite against an ASan+UBSan build in build-asan/
+#                     (without the fuzz smoke run: `make test` did it)
 #   make valgrind     a kernel session running every magic under valgrind
 #                     memcheck (-O1 -g, no CUDA, in build-valgrind/)
 #   make fuzz         every libFuzzer harness for FUZZ_SECONDS each
@@ -22,7 +24,9 @@
 #                             is found; yes: fail without it)
 #   V=1                       show the commands
 #   PYTHON=...                Python for the tests (default .venv/bin/python)
-#   FUZZ_SECONDS=10           per fuzz target
+#   FUZZ_SECONDS=10           per fuzz target (FUZZ_TARGETS="wire magic" picks
+#                             some, FUZZ_ARGS=-runs=N adds libFuzzer flags)
+#   FUZZ_SMOKE=0              leave the fuzz smoke run out of `make test`
 #   CFLAGS_EXTRA=...          e.g. -DPK_LIMIT_MSG_BYTES=... (stages/limits.h)
 
 O ?= build
@@ -99,7 +103,7 @@ BIN := $(O)/pipekernel
 TEST_RUNNER := $(O)/test-runner
 TEST_CNN := $(if $(TEST_CNN_SRC),$(O)/test-cnn,)
 
-.PHONY: all test test-c test-py check valgrind fuzz fuzz-smoke bench kernelspec install clean
+.PHONY: all test test-c test-py check valgrind fuzz fuzz-smoke fuzz-toolchain bench kernelspec install clean
 all: $(BIN) $(O)/jupyter/kernels/pipekernel/kernel.json
 
 $(O)/%.o: %.c
@@ -161,6 +165,7 @@ test: all $(TEST_RUNNER) $(TEST_CNN)
 	$(TEST_RUNNER) || rc=1; \
 	if [ -n "$(TEST_CNN)" ]; then "$(TEST_CNN)" || rc=1; fi; \
 	$(TEST_ENV) $(PYTHON) -m pytest -q -ra $(PYTEST_ARGS) tests || rc=1; \
+	if [ "$(FUZZ_SMOKE)" = 1 ]; then $(MAKE) --no-print-directory fuzz-smoke || rc=1; fi; \
 	exit $$rc
 
 test-c: all $(TEST_RUNNER) $(TEST_CNN)
@@ -172,7 +177,7 @@ test-py: all
 
 check:
 	$(MAKE) O=build-asan SANITIZE=address,undefined OPT="-O1 -g" CUDA=no \
-	  PK_SANITIZED=1 test
+	  PK_SANITIZED=1 FUZZ_SMOKE=0 test
 
 # No errors and no definitely/indirectly lost blocks (tests/kernel/valgrind.supp
 # holds the third-party suppressions). The shutdown watchdog waits longer
@@ -184,26 +189,73 @@ valgrind:
 	  PYTHONDONTWRITEBYTECODE=1 $(PYTHON) tests/kernel/valgrind_session.py
 
 # ---- fuzzing -----------------------------------------------------------------
+# The library is compiled once into build-fuzz/obj (coverage + ASan + UBSan,
+# every UBSan finding fatal) and archived; each harness tests/fuzz/fuzz_NAME.c
+# links against it with libFuzzer's main. Corpora: tests/fuzz/corpus/NAME
+# (read-only here; what a run adds goes to build-fuzz/corpus/NAME), crashers
+# to build-fuzz/crashes/NAME/, dictionaries tests/fuzz/NAME.dict.
 FUZZ_CC ?= clang
+FUZZ_O := build-fuzz
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
-FUZZ_BIN := $(patsubst tests/fuzz/%.c,build-fuzz/%,$(FUZZ_SRC))
-FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined $(CSTD) $(PKG_CFLAGS) -pthread
-FUZZ_LIB_SRC := $(STAGE_SRC) $(KERNEL_SRC) $(CLI_SRC)
+FUZZ_NAMES := $(patsubst tests/fuzz/fuzz_%.c,%,$(FUZZ_SRC))
+FUZZ_BIN := $(patsubst %,$(FUZZ_O)/fuzz_%,$(FUZZ_NAMES))
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+# A smaller extraction limit: members may claim (and sparse members really
+# have) any size up to it, and hashing gigabytes of holes would make the
+# extract target crawl; the limit's own checks get fuzzed instead.
+FUZZ_LIMITS := -DPK_LIMIT_EXTRACT_BYTES='(16ull << 20)'
+FUZZ_CFLAGS = $(CSTD) -g -O1 $(WARN) $(PKG_CFLAGS) -pthread $(FUZZ_SAN) \
+              -fsanitize=fuzzer-no-link $(FUZZ_LIMITS) $(CFLAGS_EXTRA)
+FUZZ_LIB_OBJ := $(patsubst %.c,$(FUZZ_O)/obj/%.o,$(STAGE_SRC) $(KERNEL_SRC))
+FUZZ_TARGETS ?= $(FUZZ_NAMES)
+FUZZ_ARGS ?=
+# FUZZ_SMOKE=0: `make test` leaves out the fuzz smoke run (`make check` does,
+# since `make test` already ran it).
+FUZZ_SMOKE ?= 1
 
-build-fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRC)
-	@mkdir -p build-fuzz
-	@$(if $(Q),echo "  FUZZ-CC $@")
-	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_LIB_SRC) $(PKG_LIBS) -lm
+$(FUZZ_O)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  FUZZ-CC $<")
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) $(DEPFLAGS) -c $< -o $@
 
-fuzz: $(FUZZ_BIN)
-	@for f in $(FUZZ_BIN); do n=$${f#build-fuzz/fuzz_}; \
-	  mkdir -p tests/fuzz/corpus/$$n build-fuzz/new-$$n; \
-	  echo "== $$n ($(FUZZ_SECONDS) s)"; \
-	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-	    build-fuzz/new-$$n tests/fuzz/corpus/$$n || exit 1; done
+$(FUZZ_O)/libpk-fuzz.a: $(FUZZ_LIB_OBJ)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+.SECONDARY: $(patsubst %,$(FUZZ_O)/obj/tests/fuzz/fuzz_%.o,$(FUZZ_NAMES))
+$(FUZZ_O)/fuzz_%: $(FUZZ_O)/obj/tests/fuzz/fuzz_%.o $(FUZZ_O)/libpk-fuzz.a
+	@$(if $(Q),echo "  FUZZ-LD $@")
+	$(Q)$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(PKG_LIBS) -pthread -lm
+
+# Each target in turn for FUZZ_SECONDS (FUZZ_TARGETS="wire magic" picks some;
+# FUZZ_ARGS adds libFuzzer flags, e.g. -runs=10000000).
+fuzz: fuzz-toolchain
+	$(Q)$(MAKE) --no-print-directory $(patsubst %,$(FUZZ_O)/fuzz_%,$(FUZZ_TARGETS))
+	@for n in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_O)/corpus/$$n $(FUZZ_O)/crashes/$$n; \
+	  d=; [ -f tests/fuzz/$$n.dict ] && d=-dict=tests/fuzz/$$n.dict; \
+	  echo "== fuzz $$n ($(FUZZ_SECONDS) s)"; \
+	  $(FUZZ_O)/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    -artifact_prefix=$(FUZZ_O)/crashes/$$n/ $$d $(FUZZ_ARGS) \
+	    $(FUZZ_O)/corpus/$$n tests/fuzz/corpus/$$n 2>$(FUZZ_O)/fuzz-$$n.log; rc=$$?; \
+	  grep -E '^(stat::number_of_executed_units|stat::average_exec_per_sec|#[0-9]+ +DONE)' \
+	    $(FUZZ_O)/fuzz-$$n.log; \
+	  if [ $$rc != 0 ]; then tail -n 60 $(FUZZ_O)/fuzz-$$n.log; \
+	    echo "fuzz $$n failed (log: $(FUZZ_O)/fuzz-$$n.log, input: $(FUZZ_O)/crashes/$$n/)"; \
+	    exit 1; fi; done
 
 fuzz-smoke:
-	$(MAKE) fuzz FUZZ_SECONDS=3
+	$(Q)$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=3
+
+# Fails (rather than skipping) when clang or its libFuzzer runtime is missing.
+FUZZ_PROBE := int LLVMFuzzerTestOneInput(const char *d, unsigned long n);\n\
+int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return d != 0 || n; }\n
+fuzz-toolchain:
+	@mkdir -p $(FUZZ_O)
+	@printf '$(FUZZ_PROBE)' | $(FUZZ_CC) -fsanitize=fuzzer -x c - -o $(FUZZ_O)/.probe 2>/dev/null \
+	  || { echo "fuzz: '$(FUZZ_CC) -fsanitize=fuzzer' does not link: the fuzz targets need clang" \
+	       "and its libFuzzer runtime (Debian: apt-get install clang libclang-rt-14-dev);" \
+	       "FUZZ_SMOKE=0 leaves the fuzz step out of make test." >&2; exit 1; }
 
 # ---- benchmarks ----------------------------------------------------------------
 BENCH ?=
@@ -213,4 +265,4 @@ bench: all
 clean:
 	rm -rf $(O) build-asan build-fuzz build-valgrind
 
--include $(shell find $(O) -name '*.d' 2>/dev/null)
+-include $(shell find $(O) $(FUZZ_O)/obj -name '*.d' 2>/dev/null)

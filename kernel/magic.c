@@ -313,8 +313,28 @@ const char *mg_is_complete(const char *code, size_t len) {
 
 /* ---- running ------------------------------------------------------------ */
 
+static int run_line(st_ctx *c, const char *line, const char *body, mg_lookup_fn lookup,
+                    void *ud, st_error *err);
+
+/* Lines run by lines (%time LINE, %ifset NAME LINE, %pipeline) come back
+ * here through c->run_line; without a bound a long enough line of
+ * "%time %time ..." would overflow the stack. */
+static _Thread_local int g_depth;
+
 int mg_run_line(st_ctx *c, const char *line, const char *body, mg_lookup_fn lookup,
                 void *ud, st_error *err) {
+  if (g_depth >= PK_LIMIT_LINE_DEPTH)
+    return st_error_set(err, ST_E2BIG, NULL, -1,
+                        "lines run inside lines (%%time, %%ifset) nested deeper than %d",
+                        PK_LIMIT_LINE_DEPTH);
+  g_depth++;
+  int rc = run_line(c, line, body, lookup, ud, err);
+  g_depth--;
+  return rc;
+}
+
+static int run_line(st_ctx *c, const char *line, const char *body, mg_lookup_fn lookup,
+                    void *ud, st_error *err) {
   while (is_blank(*line)) line++;
   if (*line == '%') line++;
   char name[128];

@@ -14,6 +14,9 @@
 #ifndef PK_LIMIT_LINE_ARGS
 #define PK_LIMIT_LINE_ARGS 256              /* words on one magic line */
 #endif
+#ifndef PK_LIMIT_LINE_DEPTH
+#define PK_LIMIT_LINE_DEPTH 16              /* lines run by lines (%time, %ifset) */
+#endif
 #ifndef PK_LIMIT_VARS
 #define PK_LIMIT_VARS 4096                  /* %set variables */
 #endif

@@ -104,7 +104,7 @@ int mf_parse(const char *buf, size_t len, const char *where, mf_list *out, st_er
     for (size_t i = 0; i < nl2; i++) {
       if (esc && name[i] == '\\' && i + 1 < nl2) {
         char ch = name[++i];
-        path[k++] = ch == 'n' ? '\n' : ch;
+        path[k++] = ch == 'n' ? '\n' : ch == 'r' ? '\r' : ch;
       } else {
         path[k++] = name[i];
       }
@@ -191,13 +191,15 @@ int mf_load(const char *path, mf_list *out, st_error *err) {
 }
 
 int mf_write_line(FILE *f, const char *hex, const char *path) {
-  int esc = strchr(path, '\\') || strchr(path, '\n');
+  /* '\r' too: a reader drops one at the end of a line (CRLF files) */
+  int esc = strchr(path, '\\') || strchr(path, '\n') || strchr(path, '\r');
   if (!esc) return fprintf(f, "%s  %s\n", hex, path) < 0 ? -1 : 0;
   fputc('\\', f);
   fprintf(f, "%s  ", hex);
   for (const char *p = path; *p; p++) {
     if (*p == '\\') fputs("\\\\", f);
     else if (*p == '\n') fputs("\\n", f);
+    else if (*p == '\r') fputs("\\r", f);
     else fputc(*p, f);
   }
   return fputc('\n', f) == EOF ? -1 : 0;

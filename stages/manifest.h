@@ -1,7 +1,8 @@
 /*
  * manifest.h -- md5sum-format manifests: "<32 hex>  <path>" per line
  * ("<hex> *<path>" is the binary-mode form; a leading backslash marks a
- * name with "\\\\" and "\\n" escapes, as GNU md5sum writes them). Empty lines
+ * name with "\\\\" and "\\n" escapes, as GNU md5sum writes them, and "\\r",
+ * which mf_write_line uses so that a name ending in CR survives). Empty lines
  * and lines starting with '#' are skipped. Paths must be relative and must
  * not contain ".." components. Limits: stages/limits.h.
  */

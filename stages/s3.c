@@ -172,6 +172,16 @@ static void err_end(void *ud, const char *parent, const char *name, const char *
   else if (strcmp(name, "RequestId") == 0) snprintf(e->request_id, sizeof e->request_id, "%s", text);
 }
 
+/* An <Error> body: Code, Message and RequestId (empty when absent or when
+ * the body is not XML). */
+static void err_doc(const char *body, size_t len, s3_err_xml *e) {
+  memset(e, 0, sizeof *e);
+  if (!len) return;
+  st_error ignore;
+  st_error_clear(&ignore);
+  xml_parse(body, len, err_end, e, NULL, 0, "", &ignore);
+}
+
 /* ================================================================== */
 /* The connection                                                      */
 /* ================================================================== */
@@ -535,12 +545,7 @@ static int resp_error(const s3_conn *cn, const char *key, const char *what, cons
                         cn->scheme, "://", cn->authority);
   }
   s3_err_xml e;
-  memset(&e, 0, sizeof e);
-  if (r->body.len) {
-    st_error ignore;
-    st_error_clear(&ignore);
-    xml_parse(r->body.p, r->body.len, err_end, &e, NULL, 0, where, &ignore);
-  }
+  err_doc(r->body.p, r->body.len, &e);
   if (!e.code[0]) { /* HEAD and some errors carry no body */
     const char *c = r->status == 404 ? (key && *key ? "NoSuchKey" : "NoSuchBucket")
                     : r->status == 403 ? "AccessDenied"
@@ -694,6 +699,28 @@ static void list_free(list_state *s) {
   memset(s, 0, sizeof *s);
 }
 
+/* One ListObjectsV2 page: its objects are added to out, out->truncated and
+ * out->token say whether and where it continues. */
+static int list_page(const char *body, size_t len, list_state *out, const char *where,
+                     st_error *err) {
+  out->truncated = 0;
+  out->token[0] = 0;
+  char root[64];
+  int rc = xml_parse(body, len, list_end, out, root, sizeof root, where, err);
+  if (rc) return rc;
+  if (out->oom) return st_error_set(err, ST_ENOMEM, where, -1, "out of memory listing");
+  if (strcmp(root, "ListBucketResult") != 0)
+    return st_error_set(err, ST_EFORMAT, where, -1,
+                        "ListObjectsV2 answered <%s>, expected <ListBucketResult>", root);
+  if (out->n > PK_LIMIT_S3_LIST_KEYS)
+    return st_error_set(err, ST_E2BIG, where, -1, "more than %d keys under this prefix",
+                        PK_LIMIT_S3_LIST_KEYS);
+  if (out->truncated && !out->token[0])
+    return st_error_set(err, ST_EFORMAT, where, -1,
+                        "a truncated listing without NextContinuationToken");
+  return 0;
+}
+
 /* All objects under prefix, sorted by key (S3 lists in binary order). */
 static int s3_list(s3_conn *cn, const char *prefix, list_state *out, st_error *err) {
   memset(out, 0, sizeof *out);
@@ -711,31 +738,8 @@ static int s3_list(s3_conn *cn, const char *prefix, list_state *out, st_error *e
     if (token[0]) rq.query[rq.nquery++] = (sigv4_kv){"continuation-token", token};
     rc = s3_call(cn, &rq, &r, "ListObjectsV2", PK_LIMIT_S3_ATTEMPTS, 0, err);
     if (rc) break;
-    out->truncated = 0;
-    out->token[0] = 0;
-    char root[64];
-    rc = xml_parse(r.body.p, r.body.len, list_end, out, root, sizeof root, where, err);
-    if (rc) break;
-    if (out->oom) {
-      rc = st_error_set(err, ST_ENOMEM, where, -1, "out of memory listing");
-      break;
-    }
-    if (strcmp(root, "ListBucketResult") != 0) {
-      rc = st_error_set(err, ST_EFORMAT, where, -1,
-                        "ListObjectsV2 answered <%s>, expected <ListBucketResult>", root);
-      break;
-    }
-    if (out->n > PK_LIMIT_S3_LIST_KEYS) {
-      rc = st_error_set(err, ST_E2BIG, where, -1, "more than %d keys under this prefix",
-                        PK_LIMIT_S3_LIST_KEYS);
-      break;
-    }
-    if (!out->truncated) break;
-    if (!out->token[0]) {
-      rc = st_error_set(err, ST_EFORMAT, where, -1,
-                        "a truncated listing without NextContinuationToken");
-      break;
-    }
+    rc = list_page(r.body.p, r.body.len, out, where, err);
+    if (rc || !out->truncated) break;
     if (cn->ctx && st_cancelled(cn->ctx)) {
       rc = st_error_set(err, ST_ECANCELED, where, -1, "interrupted");
       break;
@@ -1209,6 +1213,18 @@ static void upload_id_end(void *ud, const char *parent, const char *name, const 
     snprintf((char *)ud, 1024, "%s", text);
 }
 
+/* The UploadId of an InitiateMultipartUploadResult (id: 1024 bytes). */
+static int upload_id_doc(const char *body, size_t len, char *id, const char *where,
+                         st_error *err) {
+  char root[64];
+  id[0] = 0;
+  int rc = xml_parse(body, len, upload_id_end, id, root, sizeof root, where, err);
+  if (!rc && !id[0])
+    rc = st_error_set(err, ST_EFORMAT, where, -1,
+                      "CreateMultipartUpload answered without an UploadId");
+  return rc;
+}
+
 /* ListMultipartUploads pages: (key, upload id) pairs. */
 typedef struct {
   char key[PK_LIMIT_S3_KEY_BYTES + 1], id[1024];
@@ -1226,6 +1242,10 @@ static void mpu_end(void *ud, const char *parent, const char *name, const char *
     else if (strcmp(name, "UploadId") == 0) snprintf(m->id, sizeof m->id, "%s", text);
   } else if (strcmp(parent, "ListMultipartUploadsResult") == 0) {
     if (strcmp(name, "Upload") == 0) {
+      if (!m->key[0] || !m->id[0]) { /* nothing to abort without both */
+        m->key[0] = m->id[0] = 0;
+        return;
+      }
       if (m->n == m->cap) {
         size_t cap = m->cap ? m->cap * 2 : 16;
         char **nk = realloc(m->keys, cap * sizeof *nk);
@@ -1247,6 +1267,7 @@ static void mpu_end(void *ud, const char *parent, const char *name, const char *
         return;
       }
       m->n++;
+      m->key[0] = m->id[0] = 0;
     } else if (strcmp(name, "IsTruncated") == 0) {
       m->truncated = strcmp(text, "true") == 0;
     } else if (strcmp(name, "NextKeyMarker") == 0) {
@@ -1255,6 +1276,28 @@ static void mpu_end(void *ud, const char *parent, const char *name, const char *
       snprintf(m->next_id, sizeof m->next_id, "%s", text);
     }
   }
+}
+
+/* One ListMultipartUploads page: its (key, upload id) pairs are added to m;
+ * m->truncated and the next markers say whether and where it continues. */
+static int mpu_page(const char *body, size_t len, mpu_list *m, const char *where,
+                    st_error *err) {
+  m->truncated = 0;
+  m->next_key[0] = m->next_id[0] = 0;
+  int rc = xml_parse(body, len, mpu_end, m, NULL, 0, where, err);
+  if (!rc && m->oom) rc = st_error_set(err, ST_ENOMEM, where, -1, NULL);
+  return rc;
+}
+
+static void mpu_free(mpu_list *m) {
+  for (size_t i = 0; i < m->n; i++) {
+    free(m->keys[i]);
+    free(m->ids[i]);
+  }
+  free(m->keys);
+  free(m->ids);
+  m->keys = m->ids = NULL;
+  m->n = m->cap = 0;
 }
 
 static int cmp_obj_key(const void *k, const void *e) {
@@ -1280,11 +1323,8 @@ static int abort_stale(upload *u, const char *prefix, st_error *err) {
       rq.query[rq.nquery++] = (sigv4_kv){"key-marker", km};
       rq.query[rq.nquery++] = (sigv4_kv){"upload-id-marker", im};
     }
-    m.truncated = 0;
-    m.next_key[0] = m.next_id[0] = 0;
     rc = s3_call(&u->cn, &rq, &r, "ListMultipartUploads", PK_LIMIT_S3_ATTEMPTS, 0, err);
-    if (!rc) rc = xml_parse(r.body.p, r.body.len, mpu_end, &m, NULL, 0, where, err);
-    if (!rc && m.oom) rc = st_error_set(err, ST_ENOMEM, where, -1, NULL);
+    if (!rc) rc = mpu_page(r.body.p, r.body.len, &m, where, err);
     snprintf(km, sizeof km, "%s", m.next_key);
     snprintf(im, sizeof im, "%s", m.next_id);
   } while (!rc && m.truncated && km[0] && ++pages < 1000);
@@ -1301,12 +1341,7 @@ static int abort_stale(upload *u, const char *prefix, st_error *err) {
     if (k < 0) rc = k;
     else aborted++;
   }
-  for (size_t i = 0; i < m.n; i++) {
-    free(m.keys[i]);
-    free(m.ids[i]);
-  }
-  free(m.keys);
-  free(m.ids);
+  mpu_free(&m);
   if (!rc && aborted)
     st_eprintf(u->c, "upload: aborted %zu unfinished multipart upload%s of an earlier run\n",
                aborted, aborted == 1 ? "" : "s");
@@ -1320,13 +1355,10 @@ static int create_mpu(upload *u, up_obj *o, st_error *err) {
   rq.query[rq.nquery++] = (sigv4_kv){"uploads", ""};
   int rc = s3_call(&u->cn, &rq, &r, "CreateMultipartUpload", PK_LIMIT_S3_ATTEMPTS, 0, err);
   if (!rc) {
-    char id[1024] = "";
-    char where[1200], root[64];
+    char id[1024];
+    char where[1200];
     where_of(&u->cn, o->key, where, sizeof where);
-    rc = xml_parse(r.body.p, r.body.len, upload_id_end, id, root, sizeof root, where, err);
-    if (!rc && !id[0])
-      rc = st_error_set(err, ST_EFORMAT, where, -1,
-                        "CreateMultipartUpload answered without an UploadId");
+    rc = upload_id_doc(r.body.p, r.body.len, id, where, err);
     if (!rc && !(o->upload_id = strdup(id))) rc = st_error_set(err, ST_ENOMEM, where, -1, NULL);
     if (!rc) {
       o->pmd5 = calloc((size_t)o->nparts, 16);
@@ -1341,6 +1373,16 @@ static int create_mpu(upload *u, up_obj *o, st_error *err) {
 static void complete_end(void *ud, const char *parent, const char *name, const char *text) {
   if (strcmp(parent, "CompleteMultipartUploadResult") == 0 && strcmp(name, "ETag") == 0)
     snprintf((char *)ud, 128, "%s", text);
+}
+
+/* A CompleteMultipartUpload answer: its ETag (etag: 128 bytes, "" when
+ * absent); 1 when it is an <Error> document (S3 may answer 200 with one). */
+static int complete_doc(const char *body, size_t len, char *etag, const char *where,
+                        st_error *err) {
+  char root[64] = "";
+  etag[0] = 0;
+  int rc = xml_parse(body, len, complete_end, etag, root, sizeof root, where, err);
+  return !rc && strcmp(root, "Error") == 0 ? 1 : rc;
 }
 
 /* HEAD key -> ETag (unquoted). */
@@ -1377,12 +1419,12 @@ static int complete_mpu(upload *u, up_obj *o, st_error *err) {
                .body_len = x.len};
   rq.query[rq.nquery++] = (sigv4_kv){"uploadId", o->upload_id};
   int rc;
-  char etag[128], root[64];
+  char etag[128];
   for (int attempt = 1;; attempt++) {
-    etag[0] = root[0] = 0;
+    etag[0] = 0;
     rc = s3_call(&u->cn, &rq, &r, "CompleteMultipartUpload", PK_LIMIT_S3_ATTEMPTS, 0, err);
-    if (!rc) rc = xml_parse(r.body.p, r.body.len, complete_end, etag, root, sizeof root, where, err);
-    if (rc || strcmp(root, "Error") != 0) break;
+    if (!rc) rc = complete_doc(r.body.p, r.body.len, etag, where, err);
+    if (rc != 1) break;
     /* S3 may answer 200 and then an <Error> document: retried like a 5xx */
     if (attempt >= PK_LIMIT_S3_ATTEMPTS || st_cancelled(u->c)) {
       rc = resp_error(&u->cn, o->key, "CompleteMultipartUpload", &r, attempt, err);
@@ -1769,12 +1811,11 @@ int s3_upload(st_ctx *c, const st_args *a, st_error *err) {
       ((rc = mark_existing(&u, prefix, err)) || (rc = abort_stale(&u, prefix, err))))
     goto done;
 
-  uint64_t total = 0, skipped_bytes = 0;
+  uint64_t total = 0;
   size_t nup = 0, nskip = 0, nmulti = 0;
   for (size_t i = 0; i < u.nobj; i++) {
     if (u.objs[i].state == OBJ_SKIPPED) {
       nskip++;
-      skipped_bytes += u.objs[i].size;
     } else {
       nup++;
       total += u.objs[i].size;
@@ -1871,4 +1912,60 @@ int s3_ls(st_ctx *c, const st_args *a, st_error *err) {
             st_now() - t0);
   list_free(&ls);
   return 0;
+}
+
+/* ================================================================== */
+/* The response parsers on one body (fuzzing, tests)                   */
+/* ================================================================== */
+int s3__parse_responses(const char *body, size_t len) {
+  const char *where = "s3://fuzz/";
+  int accepted = 0, bad = 0;
+  st_error err;
+
+  s3_err_xml e;
+  err_doc(body, len, &e);
+  accepted += e.code[0] != 0;
+
+  list_state ls;
+  memset(&ls, 0, sizeof ls);
+  st_error_clear(&err);
+  int rc = list_page(body, len, &ls, where, &err);
+  if (!rc && ls.truncated) { /* the same answer again: a second page */
+    size_t n1 = ls.n;
+    rc = list_page(body, len, &ls, where, &err);
+    if (!rc && ls.n != 2 * n1) bad = 1;
+  }
+  if (rc && !err.code) bad = 1;
+  if (!rc) {
+    accepted++;
+    for (size_t i = 0; i < ls.n; i++)
+      if (!ls.items[i].key) bad = 1;
+    if (ls.truncated && !ls.token[0]) bad = 1;
+  }
+  list_free(&ls);
+
+  mpu_list m;
+  memset(&m, 0, sizeof m);
+  st_error_clear(&err);
+  rc = mpu_page(body, len, &m, where, &err);
+  if (rc && !err.code) bad = 1;
+  if (!rc) {
+    accepted++;
+    for (size_t i = 0; i < m.n; i++)
+      if (!m.keys[i][0] || !m.ids[i][0]) bad = 1;
+  }
+  mpu_free(&m);
+
+  char id[1024];
+  st_error_clear(&err);
+  rc = upload_id_doc(body, len, id, where, &err);
+  if (rc && !err.code) bad = 1;
+  if (!rc) accepted += id[0] != 0;
+
+  char etag[128];
+  st_error_clear(&err);
+  rc = complete_doc(body, len, etag, where, &err);
+  if (rc < 0 && !err.code) bad = 1;
+  if (rc == 0) accepted++;
+  return bad ? -1 : accepted;
 }

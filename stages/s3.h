@@ -18,6 +18,13 @@ extern const st_option s3_ls_opts[];
 int s3_parse_url(const char *url, char *bucket, size_t bcap, char *key, size_t kcap,
                  st_error *err);
 
+/* For fuzzing and tests: every S3 response parser of s3.c on one body, as
+ * the answer to each request (<Error>, ListObjectsV2 twice as two pages,
+ * ListMultipartUploads, InitiateMultipartUpload, CompleteMultipartUpload).
+ * No network. Returns how many accepted it, or -1 when a parser broke its
+ * own contract (a failure without an error, an entry without a key). */
+int s3__parse_responses(const char *body, size_t len);
+
 #define S3_ROWS                                                                 \
   {"upload", s3_upload, 2, 2, ST_F_SLOW, "s3",                                  \
    "%upload PATH s3://BUCKET/PREFIX [--endpoint URL] [--region R] [--profile P] " \

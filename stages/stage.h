@@ -170,7 +170,8 @@ struct st_ctx {
 void st_write(st_ctx *c, int stream, const char *buf, size_t len);
 void st_printf(st_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void st_eprintf(st_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void st_vprintf(st_ctx *c, int stream, const char *fmt, va_list ap);
+void st_vprintf(st_ctx *c, int stream, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 void st_display(st_ctx *c, const st_mime *items, int n, const char *display_id);
 void st_display_update(st_ctx *c, const st_mime *items, int n, const char *display_id);
 void st_new_display_id(char out[ST_DISPLAY_ID_MAX]); /* unique across restarts */

@@ -4,4 +4,5 @@
   XX(sigv4_canonical_uri_rules, 10)                                            \
   XX(sigv4_canonical_parts, 10)                                                \
   XX(sigv4_signing_chain, 10)                                                  \
-  XX(sigv4_aws_suite, 30)
+  XX(sigv4_aws_suite, 30)                                                      \
+  XX(s3_response_parsers, 10)

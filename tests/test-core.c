@@ -275,6 +275,25 @@ TEST_IMPL(builtins_run) {
   k.out_len = 0;
   ASSERT_EQ(mg_run_cell(&c, "%time %echo t", 13, lookup, c.session, &line, &e), 0);
   ASSERT_CONTAINS(k.out, "t\ntime: ");
+  /* lines nested in lines are bounded (a long "%time %time ..." overflowed
+   * the stack) */
+  size_t reps = 100000, wl = strlen("%time ");
+  char *deep = malloc(reps * wl + 16);
+  ASSERT(deep != NULL);
+  for (size_t i = 0; i < reps; i++) memcpy(deep + i * wl, "%time ", wl);
+  strcpy(deep + reps * wl, "%echo deep");
+  st_error_clear(&e);
+  ASSERT_EQ(mg_run_cell(&c, deep, strlen(deep), lookup, c.session, &line, &e), ST_E2BIG);
+  ASSERT_CONTAINS(e.text, "nested deeper than 16");
+  ASSERT_EQ(line, 1);
+  free(deep);
+  char ok[16 * 6 + 16] = "";
+  for (int i = 0; i < 15; i++) strcat(ok, "%time ");
+  strcat(ok, "%echo fine");
+  st_error_clear(&e);
+  k.out_len = 0;
+  ASSERT_EQ(mg_run_cell(&c, ok, strlen(ok), lookup, c.session, &line, &e), 0);
+  ASSERT_CONTAINS(k.out, "fine\ntime: ");
   /* %help NAME prints usage; %lsmagic lists */
   st_error_clear(&e);
   k.out_len = 0;

@@ -127,6 +127,23 @@ TEST_IMPL(manifest_parse_cases) {
   ASSERT_STR_EQ(out, "\\d41d8cd98f00b204e9800998ecf8427e  a\\\\b\\nc\n");
   free(out);
   mf_free(&m);
+  /* a name ending in CR (the line's own CR is dropped) is written escaped
+   * and read back the same (found by fuzz_manifest) */
+  const char *cr = "d41d8cd98f00b204e9800998ecf8427e  a\r\r\n";
+  st_error_clear(&err);
+  ASSERT_EQ(mf_parse(cr, strlen(cr), "M", &m, &err), 0);
+  ASSERT_STR_EQ(m.e[0].path, "a\r");
+  out = NULL;
+  f = open_memstream(&out, &olen);
+  mf_write_line(f, m.e[0].hex, m.e[0].path);
+  fclose(f);
+  ASSERT_STR_EQ(out, "\\d41d8cd98f00b204e9800998ecf8427e  a\\r\n");
+  mf_free(&m);
+  st_error_clear(&err);
+  ASSERT_EQ(mf_parse(out, olen, "M", &m, &err), 0);
+  ASSERT_STR_EQ(m.e[0].path, "a\r");
+  free(out);
+  mf_free(&m);
   /* path limit */
   size_t big = PK_LIMIT_MANIFEST_PATH + 40;
   char *line = malloc(big + 1);

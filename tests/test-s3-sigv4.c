@@ -1,7 +1,7 @@
 /*
- * test-s3-sigv4.c -- SigV4 step by step (table-driven) and the AWS SigV4
+ * test-s3-sigv4.c -- SigV4 step by step (table-driven), the AWS SigV4
  * test suite (../shared/testdata/sigv4 from the repository root; skipped
- * with a message where it is absent).
+ * with a message where it is absent), and the S3 response parsers.
  */
 #include <dirent.h>
 #include <stdint.h>
@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../stages/s3.h"
 #include "../stages/sigv4.h"
 #include "task.h"
 
@@ -300,5 +301,38 @@ TEST_IMPL(sigv4_aws_suite) {
   ASSERT_EQ(walk(dir, &cases), 0);
   fprintf(stderr, "%d cases\n", cases);
   ASSERT(cases >= 20); /* the suite has 30; a partial copy is an error */
+  return 0;
+}
+
+/* s3__parse_responses: how many of the five parsers accept a body, and -1
+ * when one breaks its contract (tests/fuzz/fuzz_s3xml.c runs it on hostile
+ * bodies). */
+TEST_IMPL(s3_response_parsers) {
+  static const struct { const char *body; int accepted; } rows[] = {
+      /* the uploads and complete parsers read any well-formed document
+       * (the request's status was checked before); an <Error> is not a
+       * completed upload */
+      {"<Error><Code>NoSuchKey</Code><Message>m</Message></Error>", 2},
+      /* a listing page, truncated with its token */
+      {"<ListBucketResult><IsTruncated>true</IsTruncated><NextContinuationToken>t"
+       "</NextContinuationToken><Contents><Key>k</Key><Size>1</Size></Contents>"
+       "</ListBucketResult>", 3},
+      /* truncated without a token: refused by the listing parser */
+      {"<ListBucketResult><IsTruncated>true</IsTruncated></ListBucketResult>", 2},
+      {"<InitiateMultipartUploadResult><UploadId>u</UploadId></InitiateMultipartUploadResult>", 3},
+      {"<CompleteMultipartUploadResult><ETag>\"e\"</ETag></CompleteMultipartUploadResult>", 2},
+      /* an <Upload> without Key or UploadId is skipped, not given the
+       * previous one's (it used to be) */
+      {"<ListMultipartUploadsResult><Upload><UploadId>u1</UploadId></Upload>"
+       "<Upload><Key>k2</Key><UploadId>u2</UploadId></Upload><Upload><Key>k3</Key></Upload>"
+       "</ListMultipartUploadsResult>", 2},
+      {"<a", 0},
+      {"", 0},
+  };
+  for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+    int n = s3__parse_responses(rows[i].body, strlen(rows[i].body));
+    if (n != rows[i].accepted) fprintf(stderr, "row %zu: %d accepted\n", i, n);
+    ASSERT_EQ(n, rows[i].accepted);
+  }
   return 0;
 }

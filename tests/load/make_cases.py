@@ -2,7 +2,8 @@
 """Regenerate the committed pickle test files:
 
   tests/data/pickle/invalid/<case>/input.pkl + error (expected substring)
-  tests/fuzz/corpus/pickle/*  (seed corpus: small valid files + a few invalid)
+  tests/fuzz/corpus/pickle/*  (seeds: small valid files + a few invalid; other
+                              files there, merged by fuzzing, are kept)
 
 Run from the repository root: .venv/bin/python tests/load/make_cases.py
 """
@@ -124,9 +125,9 @@ def main():
         d.mkdir(parents=True)
         (d / "input.pkl").write_bytes(blob)
         (d / "error").write_text(err + "\n")
-    if CORPUS.exists():
-        shutil.rmtree(CORPUS)
-    CORPUS.mkdir(parents=True)
+    # the seeds are rewritten in place: what fuzzing merged into the corpus
+    # and the regression cases (regress-*) stay
+    CORPUS.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(3)
     data = rng.integers(0, 256, size=(2, 3072), dtype=np.uint8)
     labels = [3, 7]

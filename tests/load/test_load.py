@@ -1,14 +1,12 @@
 """%load, %meta, %preview through `pipekernel run`, on CIFAR folders written
 during the test by CPython + numpy (protocols 2-5, numpy 1 and 2 names) and
 by a byte-exact Python 2 style writer; hostile files from
-tests/data/pickle/invalid; a short libFuzzer run of the reader."""
+tests/data/pickle/invalid. (The libFuzzer run of the reader is part of
+`make test`: make fuzz-smoke.)"""
 import hashlib
-import os
 import re
 import shutil
-import subprocess
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -182,23 +180,6 @@ def test_preview_meta_names(tmp_path, gen):
     p = run_cli(f"%load {tmp_path}", "%preview --seed 5 --n 3", check=True)
     first = [ln for ln in p.stdout.splitlines() if re.match(r"\s+c\d", ln)]
     assert first and all(re.fullmatch(r"c\d", x) for x in first[0].split())
-
-
-def test_fuzz_smoke(tmp_path):
-    """A short libFuzzer run of the reader over the committed corpus."""
-    if not shutil.which(os.environ.get("FUZZ_CC", "clang")):
-        pytest.skip("clang is not installed: no libFuzzer run")
-    r = subprocess.run(["make", "-s", "build-fuzz/fuzz_pickle"], cwd=ROOT,
-                       capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stdout + r.stderr
-    work = tmp_path / "corpus"
-    work.mkdir()
-    r = subprocess.run([str(ROOT / "build-fuzz/fuzz_pickle"), "-max_total_time=5",
-                        "-print_final_stats=1", str(work), str(ROOT / "tests/fuzz/corpus/pickle")],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr[-3000:]
-    runs = re.search(r"stat::number_of_executed_units:\s*(\d+)", r.stderr)
-    assert runs and int(runs.group(1)) > 1000
 
 
 def test_md5_of_loaded_bytes_matches_hashlib(tmp_path, gen):

@@ -1,0 +1,146 @@
+/*
+ * fuzz_extract.c -- hostile archives through the extractor %extract and
+ * %download --extract use (dx_run: ISA-L or libarchive gzip, libarchive's
+ * readers, our own path walking and writing).
+ *
+ * One temporary root per process (pk-fuzz-extract-XXXXXX in $TMPDIR, else
+ * /dev/shm, else /tmp)
+ * holds `out`, the destination, made fresh for each input and removed after
+ * it, and `sentinel`, an empty sibling folder. After each input the root must
+ * hold nothing but `sentinel`, still empty: nothing may be written outside
+ * the destination, whatever the archive says (absolute paths, "..", symlinks
+ * and hard links leading out, writes through symlinks). The last byte of the
+ * input picks the gzip inflater and whether members are hashed, so seeds
+ * (whose last byte is 0) run the default path.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <ftw.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../../stages/extract.h"
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static char g_root[512], g_out[600], g_sentinel[600];
+
+typedef struct {
+  const uint8_t *p;
+  size_t left, chunk;
+} mem_src;
+
+/* Hands the archive out in pieces, so readers see split headers too. */
+static ssize_t mem_pull(void *ud, const void **buf) {
+  mem_src *m = ud;
+  size_t n = m->left < m->chunk ? m->left : m->chunk;
+  *buf = m->p;
+  m->p += n;
+  m->left -= n;
+  return (ssize_t)n;
+}
+
+static int never(st_ctx *c) {
+  (void)c;
+  return 0;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+  (void)st;
+  (void)ftw;
+  if (flag == FTW_DP) return rmdir(path) ? -1 : 0;
+  return unlink(path) ? -1 : 0;
+}
+
+static void rm_tree(const char *path) {
+  struct stat st;
+  if (lstat(path, &st)) return;
+  if (!S_ISDIR(st.st_mode)) {
+    if (unlink(path)) abort();
+    return;
+  }
+  if (nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS)) {
+    fprintf(stderr, "fuzz_extract: cannot remove %s: %s\n", path, strerror(errno));
+    abort();
+  }
+}
+
+static void remove_root(void) {
+  if (!g_root[0]) return;
+  rm_tree(g_out);
+  rmdir(g_sentinel);
+  rmdir(g_root);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+  (void)argc;
+  (void)argv;
+  const char *tmp = getenv("TMPDIR");
+  if (!tmp || !*tmp) tmp = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp"; /* tmpfs: faster */
+  snprintf(g_root, sizeof g_root, "%s/pk-fuzz-extract-XXXXXX", tmp);
+  if (!mkdtemp(g_root)) {
+    perror("fuzz_extract: mkdtemp");
+    abort();
+  }
+  snprintf(g_out, sizeof g_out, "%s/out", g_root);
+  snprintf(g_sentinel, sizeof g_sentinel, "%s/sentinel", g_root);
+  if (mkdir(g_sentinel, 0755)) abort();
+  atexit(remove_root);
+  return 0;
+}
+
+/* The root holds exactly `sentinel`, and it is empty. */
+static void check_root(void) {
+  DIR *d = opendir(g_root);
+  if (!d) abort();
+  struct dirent *e;
+  while ((e = readdir(d)))
+    if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && strcmp(e->d_name, "sentinel")) {
+      fprintf(stderr, "fuzz_extract: \"%s\" was written beside the destination\n", e->d_name);
+      abort();
+    }
+  closedir(d);
+  d = opendir(g_sentinel);
+  if (!d) abort();
+  while ((e = readdir(d)))
+    if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+      fprintf(stderr, "fuzz_extract: \"%s\" was written into the sentinel folder\n", e->d_name);
+      abort();
+    }
+  closedir(d);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  static st_ctx c = {.cancelled = never};
+  uint8_t last = size ? data[size - 1] : 0;
+  mem_src src = {data, size, last & 4 ? 7 : 1u << 16};
+  dx_job j;
+  memset(&j, 0, sizeof j);
+  j.c = &c;
+  j.where = "fuzz.tar";
+  j.dest = g_out;
+  j.pull = mem_pull;
+  j.ud = &src;
+  j.inflater = last & 1 ? 2 : 0;
+  j.hash = (last & 2) != 0;
+  int rc = dx_run(&j);
+  if (rc && !j.err.code) abort(); /* a failure says why */
+  if (!rc && j.err.code) abort();
+  if (atomic_load(&j.files) < j.nmembers) abort();
+  for (size_t i = 0; i < j.nmembers; i++) {
+    const char *p = j.members[i].path;
+    size_t pl = strlen(p);
+    if (!pl || p[0] == '/' || strcmp(p, "..") == 0 || strncmp(p, "../", 3) == 0 ||
+        strstr(p, "/../") || (pl >= 3 && strcmp(p + pl - 3, "/..") == 0))
+      abort(); /* what was written is inside the destination */
+  }
+  dx_job_free(&j);
+  rm_tree(g_out);
+  check_root();
+  return 0;
+}
