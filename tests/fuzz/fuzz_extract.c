@@ -4,14 +4,14 @@
  * readers, our own path walking and writing).
  *
  * One temporary root per process (pk-fuzz-extract-XXXXXX in $TMPDIR, else
- * /dev/shm, else /tmp)
- * holds `out`, the destination, made fresh for each input and removed after
- * it, and `sentinel`, an empty sibling folder. After each input the root must
- * hold nothing but `sentinel`, still empty: nothing may be written outside
- * the destination, whatever the archive says (absolute paths, "..", symlinks
- * and hard links leading out, writes through symlinks). The last byte of the
- * input picks the gzip inflater and whether members are hashed, so seeds
- * (whose last byte is 0) run the default path.
+ * /dev/shm, else /tmp) holds `out`, the destination, made fresh for each
+ * input and removed after it, and `sentinel`, an empty sibling folder.
+ * After each input the root must hold nothing but `sentinel`, still empty:
+ * nothing may be written outside the destination, whatever the archive says
+ * (absolute paths, "..", symlinks and hard links leading out, writes
+ * through symlinks). The last byte of the input picks the gzip inflater,
+ * whether members are hashed and the read size, so seeds ending in a 0 byte
+ * (tar, gzip, zip) run the default path.
  */
 #include <dirent.h>
 #include <errno.h>
