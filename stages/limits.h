@@ -128,6 +128,9 @@
 #ifndef PK_LIMIT_S3_TABLE_ROWS
 #define PK_LIMIT_S3_TABLE_ROWS 200            /* rows shown in the %upload table */
 #endif
+#ifndef PK_LIMIT_S3_LIST_EMPTY_PAGES
+#define PK_LIMIT_S3_LIST_EMPTY_PAGES 100      /* truncated pages in a row with no key */
+#endif
 #ifndef PK_LIMIT_S3_LIST_KEYS
 #define PK_LIMIT_S3_LIST_KEYS 10000000        /* keys read by one listing */
 #endif

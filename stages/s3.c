@@ -729,9 +729,11 @@ static int s3_list(s3_conn *cn, const char *prefix, list_state *out, st_error *e
   int rc = 0;
   char where[1200];
   where_of(cn, prefix, where, sizeof where);
+  int empty_pages = 0; /* truncated pages in a row that carried no key */
   for (;;) {
     char token[1024];
     snprintf(token, sizeof token, "%s", out->token);
+    size_t before = out->n;
     s3_req rq = {.method = "GET", .payload_sha256 = SIGV4_EMPTY_SHA256};
     rq.query[rq.nquery++] = (sigv4_kv){"list-type", "2"};
     rq.query[rq.nquery++] = (sigv4_kv){"prefix", prefix};
@@ -740,6 +742,20 @@ static int s3_list(s3_conn *cn, const char *prefix, list_state *out, st_error *e
     if (rc) break;
     rc = list_page(r.body.p, r.body.len, out, where, err);
     if (rc || !out->truncated) break;
+    /* A server that keeps saying "truncated" must make progress. */
+    if (strcmp(out->token, token) == 0) {
+      rc = st_error_set(err, ST_EFORMAT, where, -1,
+                        "the listing is truncated but NextContinuationToken repeats the token "
+                        "just sent (after %zu keys)", out->n);
+      break;
+    }
+    empty_pages = out->n == before ? empty_pages + 1 : 0;
+    if (empty_pages >= PK_LIMIT_S3_LIST_EMPTY_PAGES) {
+      rc = st_error_set(err, ST_EFORMAT, where, -1,
+                        "%d truncated listing pages in a row without a key (after %zu keys)",
+                        empty_pages, out->n);
+      break;
+    }
     if (cn->ctx && st_cancelled(cn->ctx)) {
       rc = st_error_set(err, ST_ECANCELED, where, -1, "interrupted");
       break;

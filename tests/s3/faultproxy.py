@@ -15,7 +15,9 @@ otherwise:
 Actions: "503" (S3 SlowDown XML), "500" (InternalError), "400"
 (InvalidRequest), "200error" (200 with an InternalError document, as
 CompleteMultipartUpload may answer), "drop" (reads half the body, then resets the connection),
-"delay" (waits, then forwards). A rule matches by method, part number,
+"delay" (waits, then forwards), "listsame" and "listempty" (a ListObjectsV2 page that
+is truncated and has no key, with the token just sent or a new one each time: a listing
+that never ends). A rule matches by method, part number,
 key (the end of the path) and a query parameter that must be present (None: any), `times` times (None: always); the first matching rule with
 times left applies. Every request is logged as (time, method, query, action or
 status) in p.log. When the gateway is unreachable the client's connection is
@@ -95,6 +97,21 @@ class FaultProxy:
                     self.reset()
                     return
                 body = self.rfile.read(n) if n else b""
+                if action in ("listsame", "listempty"):
+                    # ListObjectsV2 that never ends: truncated, no key, and the
+                    # token just sent (listsame) or a new one each time (listempty)
+                    tok = (query.get("continuation-token", "t0") if action == "listsame"
+                           else f"t{len(outer.log)}")
+                    x = ('<?xml version="1.0" encoding="UTF-8"?><ListBucketResult>'
+                         f"<Name>b</Name><Prefix>{query.get('prefix', '')}</Prefix><KeyCount>0</KeyCount>"
+                         f"<IsTruncated>true</IsTruncated><NextContinuationToken>{tok}"
+                         "</NextContinuationToken></ListBucketResult>").encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(x)))
+                    self.end_headers()
+                    self.wfile.write(x)
+                    return
                 if action in ERRORS:
                     code, ecode, msg = ERRORS[action]
                     x = (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{ecode}</Code>'

@@ -172,3 +172,17 @@ def test_gateway_killed_mid_multipart_then_rerun(rgw, bucket, pk, proxy, tmp_pat
     assert "aborted 1 unfinished multipart upload of an earlier run" in p.stderr
     assert read_back(s3, bucket, "k/big.bin") == md5(f)
     assert no_multipart_left(s3, bucket)
+
+
+@pytest.mark.parametrize("action,why", [("listsame", "repeats the token just sent"),
+                                        ("listempty", "truncated listing pages in a row")])
+def test_listing_that_never_ends(rgw, bucket, pk, proxy, tree, action, why):
+    """A server that keeps answering "truncated" without progress is an error,
+    in %s3ls and in the existence check of %upload --skip-existing."""
+    proxy.rule(action=action, method="GET", param="list-type", times=None)
+    p = pk(f"%s3ls s3://{bucket}/p --endpoint {proxy.endpoint}")
+    assert p.returncode != 0 and "FormatError" in p.stderr and why in p.stderr, p.stderr
+    assert len(proxy.requests("GET")) <= 101
+    p = upload(pk, tree, bucket, proxy.endpoint, "--skip-existing")
+    assert p.returncode != 0 and why in p.stderr, p.stderr
+    assert not proxy.requests("PUT")  # nothing uploaded on a listing it could not trust
