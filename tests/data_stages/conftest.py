@@ -2,12 +2,16 @@
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from pkutil import free_port, run_cli
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from faultserver import FaultServer  # noqa: E402
 
 NGINX = "/usr/sbin/nginx"
 
@@ -18,6 +22,15 @@ def small_data(tmp_path_factory, pk_bin):
     d = tmp_path_factory.mktemp("mkdata") / "data"
     run_cli(f"%mkdata {d} --train-batches 2 --images-per-batch 500 --seed 3", check=True)
     return d, d / "cifar-10-python.tar.gz"
+
+
+@pytest.fixture
+def fault(small_data):
+    """A fault-injecting HTTP server (faultserver.py) serving the small tarball."""
+    _, tgz = small_data
+    s = FaultServer(tgz.read_bytes())
+    yield s
+    s.close()
 
 
 class Nginx:

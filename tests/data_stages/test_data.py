@@ -21,7 +21,6 @@ sys.path.insert(0, str(ROOT / "tests" / "load"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cifargen  # noqa: E402
 
-from faultserver import FaultServer  # noqa: E402
 
 NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 FILES = ["data_batch_1", "data_batch_2", "test_batch", "batches.meta", "readme.html"]
@@ -315,14 +314,6 @@ def test_download_http_errors(nginx, tmp_path):
     assert r.returncode != 0 and "HTTP 500" in r.stderr and "retry 1 of 1" in r.stderr
     r = run_cli(f"%download http://user:s3cretpw@127.0.0.1:1/x --to {tmp_path}/c --retries 0")
     assert r.returncode != 0 and "s3cretpw" not in r.stderr + r.stdout
-
-
-@pytest.fixture
-def fault(small_data):
-    _, tgz = small_data
-    s = FaultServer(tgz.read_bytes())
-    yield s
-    s.close()
 
 
 def test_download_retry_500_then_200(fault, small_data, tmp_path):

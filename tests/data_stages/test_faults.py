@@ -36,14 +36,6 @@ def md5(p):
     return hashlib.md5(Path(p).read_bytes()).hexdigest()
 
 
-@pytest.fixture
-def fault(small_data):
-    _, tgz = small_data
-    s = FaultServer(tgz.read_bytes())
-    yield s
-    s.close()
-
-
 def temp_names(folder):
     return [str(p) for p in Path(folder).rglob("*")
             if p.name.endswith(".part") or ".pk-tmp" in p.name or ".tmp-" in p.name]

@@ -3,12 +3,11 @@ the real RGW: 503 SlowDown, a part rejected once or always, connections
 dropped mid-request; and the gateway killed in the middle of a multipart
 upload. Objects are read back and multipart uploads listed with boto3 straight
 from the gateway."""
-import hashlib
-import time
 
 import pytest
 from faultproxy import FaultProxy
-from test_upload import md5, no_multipart_left, popen_upload, rand_file, read_back, wait_until
+from test_upload import (md5, no_multipart_left, rand_file, read_back,
+                         upload_killing_gateway)
 
 MiB = 1 << 20
 
@@ -149,19 +148,11 @@ def test_gateway_killed_mid_multipart_then_rerun(rgw, bucket, pk, proxy, tmp_pat
     proxy.rule("delay", times=None, method="PUT", seconds=0.3)  # a wide window
     cmd = (f"%upload {tmp_path / 't'} s3://{bucket}/k --endpoint {proxy.endpoint} "
            "--part-size 5 --jobs 1")
-    proc = popen_upload(pk, cmd)
-    try:
-        def parts_done():
-            ups = s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
-            return ups and len(s3.list_parts(Bucket=bucket, Key=ups[0]["Key"],
-                                             UploadId=ups[0]["UploadId"]).get("Parts", [])) >= 2
-        wait_until(parts_done, what="two parts uploaded")
-        rgw.kill_gateway()
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        rgw.restart_gateway()
+    def parts_done():
+        ups = s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+        return ups and len(s3.list_parts(Bucket=bucket, Key=ups[0]["Key"],
+                                         UploadId=ups[0]["UploadId"]).get("Parts", [])) >= 2
+    proc, out, err = upload_killing_gateway(pk, rgw, cmd, parts_done, "two parts uploaded")
     assert proc.returncode == 1, (out, err)
     assert f"NetworkError: s3://{bucket}/k/big.bin: UploadPart" in err and "after 5 attempts" in err
     assert "the unfinished multipart upload of k/big.bin could not be aborted" in err

@@ -208,6 +208,21 @@ def wait_until(cond, timeout=60, what=""):
 
 
 @pytest.mark.slow
+def upload_killing_gateway(pk, rgw, cmd, ready, what):
+    """Run an %upload, kill the gateway once ready() holds, collect the
+    process; the gateway is restarted whatever happens. (proc, out, err)"""
+    proc = popen_upload(pk, cmd)
+    try:
+        wait_until(ready, what=what)
+        rgw.kill_gateway()
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        rgw.restart_gateway()
+    return proc, out, err
+
+
 def test_server_killed_then_resume(rgw, bucket, pk, tmp_path):
     tree = tmp_path / "t"
     for i in range(300):
@@ -215,15 +230,8 @@ def test_server_killed_then_resume(rgw, bucket, pk, tmp_path):
     rand_file(tree / "zz_big", 30 * MiB)
     s3 = rgw.client()
     cmd = f"%upload {tree} s3://{bucket}/r --endpoint {rgw.endpoint} --part-size 5 --jobs 1"
-    proc = popen_upload(pk, cmd)
-    try:
-        wait_until(lambda: len(keys_of(s3, bucket)) >= 20, what="the first objects")
-        rgw.kill_gateway()
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        rgw.restart_gateway()
+    proc, out, err = upload_killing_gateway(pk, rgw, cmd, lambda: len(keys_of(s3, bucket)) >= 20,
+                                            "the first objects")
     assert proc.returncode == 1, (out, err)
     assert "NetworkError" in err and "after 5 attempts" in err
     assert f"s3://{bucket}/r/" in err
