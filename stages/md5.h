@@ -27,6 +27,15 @@ int dk_md5_valid_hex(const char *s);
 int dk_md5_fd(int fd, const char *where, unsigned char *buf, size_t cap, st_ctx *c,
               atomic_uint_fast64_t *bytes, char out[33], st_error *err);
 
+/* md5 of the first `size` bytes of an open regular file, hashed straight
+ * from a read-only mapping (no copy out of the page cache), `step` bytes at
+ * a time between progress (*bytes) and cancellation checks. A file cut
+ * short while it is hashed raises SIGBUS on the lost pages: that is caught
+ * (for this thread and this mapping only) and returned as ST_EIO naming
+ * the offset, instead of ending the process. Thread-safe. */
+int dk_md5_mapped(int fd, uint64_t size, const char *where, size_t step, st_ctx *c,
+                  atomic_uint_fast64_t *bytes, char out[33], st_error *err);
+
 #define DK_MD5_ROWS                                                                      \
   {"md5", dk_md5, 1, 1, ST_F_SLOW, "data", "%md5 FILE [--expect HEX]",                   \
    "md5 of a file, optionally checked (stage 2, \"integrity\").",                       \

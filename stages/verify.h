@@ -28,11 +28,13 @@ int dk_verify_run(st_ctx *c, const char *manifest, mf_list *mf, const char *root
    "md5-check every file of an md5sum manifest (stage 4, \"verify\").",                \
    "MANIFEST is in md5sum format (\"<md5>  <relative path>\" per line, as md5sum and\n" \
    "%mkdata write it). Files are hashed by N worker threads (default: all cores),\n"   \
-   "largest first, with OpenSSL EVP md5; progress counts bytes. Every missing,\n"      \
-   "mismatching or unreadable file, and every extra file (a file in a folder the\n"    \
-   "manifest covers that the manifest does not list) is reported by name in a\n"       \
-   "table; any of them makes the stage fail with ChecksumError. --root defaults to\n"  \
-   "the manifest's folder. Example: %verify data/MANIFEST.md5 --root work",           \
+   "largest first, with OpenSSL EVP md5 straight from a read-only mapping (a file\n"  \
+   "that shrinks meanwhile is reported, not fatal); progress counts bytes. Every\n"   \
+   "missing, mismatching or unreadable file, and every extra file (a file in a\n"     \
+   "folder the manifest covers that the manifest does not list) is reported by\n"     \
+   "name in a table; any of them makes the stage fail with ChecksumError. --root\n"  \
+   "defaults to the manifest's folder. Example:\n"                                    \
+   "  %verify data/MANIFEST.md5 --root work",                                          \
    dk_verify_opts},
 
 #endif

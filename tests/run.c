@@ -81,6 +81,14 @@ int main(int argc, char **argv) {
     for (const test_entry *t = tests; t->name; t++) printf("%s\n", t->name);
     return 0;
   }
+  for (int i = 1; i < argc; i++) {
+    const test_entry *t = tests;
+    while (t->name && strcmp(argv[i], t->name)) t++;
+    if (!t->name) {
+      fprintf(stderr, "no test named \"%s\" (--list shows them)\n", argv[i]);
+      return 2;
+    }
+  }
   size_t total = 0;
   for (const test_entry *t = tests; t->name; t++) {
     int selected = argc == 1;

@@ -72,6 +72,53 @@ TEST_IMPL(md5_fd_chunking) {
   return 0;
 }
 
+/* Hashing from a mapping: the same digests as the memory path (for an empty
+ * file, one shorter than a step and one of several steps), progress adding
+ * up, and a file cut short after it was measured is an IOError naming the
+ * offset -- the SIGBUS of the lost pages is caught, the process lives on,
+ * and the next file hashes normally. */
+TEST_IMPL(md5_mapped) {
+  char path[] = "/tmp/pk-md5map-XXXXXX";
+  int fd = mkstemp(path);
+  ASSERT(fd >= 0);
+  unlink(path);
+  size_t n = 3u << 20;
+  unsigned char *all = malloc(n);
+  for (size_t i = 0; i < n; i++) all[i] = (unsigned char)(i * 2654435761u >> 13);
+  ASSERT_EQ(write(fd, all, n), (long long)n);
+  static const size_t sizes[] = {0, 1000, 3u << 20};
+  for (size_t k = 0; k < 3; k++) {
+    char want[33], hex[33];
+    dk_md5_hex_of(all, sizes[k], want);
+    atomic_uint_fast64_t bytes = 0;
+    st_error err;
+    st_error_clear(&err);
+    ASSERT_EQ(dk_md5_mapped(fd, sizes[k], "t", 1u << 20, NULL, &bytes, hex, &err), 0);
+    ASSERT_STR_EQ(hex, want);
+    ASSERT_EQ(atomic_load(&bytes), (long long)sizes[k]);
+  }
+  /* measured at 3 MiB, then cut to one page: the pages past it are gone */
+  ASSERT_EQ(ftruncate(fd, 4096), 0);
+  for (int round = 0; round < 2; round++) {
+    char hex[33] = "";
+    st_error err;
+    st_error_clear(&err);
+    ASSERT_EQ(dk_md5_mapped(fd, n, "cut-short", 1u << 20, NULL, NULL, hex, &err), ST_EIO);
+    ASSERT_STR_EQ(err.where, "cut-short");
+    ASSERT_CONTAINS(err.text, "shrank while it was being read");
+    ASSERT(err.offset >= 0 && err.offset < (long long)n);
+  }
+  char want[33], hex[33];
+  dk_md5_hex_of(all, 4096, want);
+  st_error err;
+  st_error_clear(&err);
+  ASSERT_EQ(dk_md5_mapped(fd, 4096, "t", 1u << 20, NULL, NULL, hex, &err), 0);
+  ASSERT_STR_EQ(hex, want);
+  free(all);
+  close(fd);
+  return 0;
+}
+
 static const struct {
   const char *text;
   int code;        /* 0 or the expected error */
