@@ -159,7 +159,11 @@ typedef struct {
   int write_error;
   int sink_failed;       /* the extractor stopped */
   CURL *curl;
+  uint8_t *wb;           /* received bytes not yet sunk: curl hands them over */
+  size_t wlen;           /* 16 KiB at a time, the file and the queue take MiBs */
 } xfer;
+
+#define DL_WBUF (1u << 20)
 
 static int sink(xfer *x, const uint8_t *b, size_t n, int to_file) {
   if (x->have + n > PK_LIMIT_DOWNLOAD_BYTES) {
@@ -188,6 +192,15 @@ static int sink(xfer *x, const uint8_t *b, size_t n, int to_file) {
   }
   x->have += n;
   return 0;
+}
+
+/* Sinks what write_cb gathered: 0, or -1 as sink. Called when the buffer is
+ * full and whenever an attempt ends, so PATH.part holds every byte received
+ * (x->have counts them) before a retry, a resume offset or a message. */
+static int flush(xfer *x) {
+  size_t n = x->wlen;
+  x->wlen = 0;
+  return n ? sink(x, x->wb, n, 1) : 0;
 }
 
 /* Remembers where a 206 answer starts ("Content-Range: bytes A-B/T"). */
@@ -240,7 +253,14 @@ static size_t write_cb(char *data, size_t sz, size_t nm, void *ud) {
     b += k;
     len -= k;
   }
-  if (len && sink(x, b, len, 1)) return 0;
+  while (len) {
+    size_t k = DL_WBUF - x->wlen < len ? DL_WBUF - x->wlen : len;
+    memcpy(x->wb + x->wlen, b, k);
+    x->wlen += k;
+    b += k;
+    len -= k;
+    if (x->wlen == DL_WBUF && flush(x)) return 0;
+  }
   if (st_cancelled(x->c)) return 0;
   return n;
 }
@@ -380,6 +400,10 @@ int dk_download(st_ctx *c, const st_args *a, st_error *err) {
   x.md = md;
   x.p = &p;
   double t0 = st_now();
+  if (!(x.wb = malloc(DL_WBUF))) {
+    rc = st_error_set(err, ST_ENOMEM, name, -1, "out of memory");
+    goto out;
+  }
   if (exdir) {
     xj = calloc(1, sizeof *xj);
     if (!xj || dq_init(&q)) {
@@ -471,6 +495,7 @@ int dk_download(st_ctx *c, const st_args *a, st_error *err) {
       }
     }
     cc = curl_easy_perform(curl);
+    if (flush(&x) && cc == CURLE_OK) cc = CURLE_WRITE_ERROR;
     code = 0;
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
     if (cc == CURLE_OK) break;
@@ -604,6 +629,7 @@ out:
   }
   if (curl) curl_easy_cleanup(curl);
   EVP_MD_CTX_free(md);
+  free(x.wb);
   if (fd >= 0) close(fd);
   /* keep PATH.part for --resume after network errors and interrupts, not after bad data */
   if (rc && (x.have == 0 || (rc != ST_ECANCELED && rc != ST_ENET && rc != ST_ETIMEDOUT && rc != ST_EHTTP)))
