@@ -412,7 +412,7 @@ int dk_download(st_ctx *c, const st_args *a, st_error *err) {
     }
     have_q = 1;
     xj->c = c;
-    xj->where = to;
+    xj->where = name; /* errors name the URL: nothing is kept under --to */
     xj->dest = exdir;
     xj->pull = dq_pull;
     xj->abort = dq_abort;

@@ -212,6 +212,8 @@ def test_gzip_trailer_is_checked(small_data, tmp_path, pk_bin, cut):
         dl, out2 = tmp_path / f"dl-{arc.name}", tmp_path / f"dx-{arc.stem}"
         p = run_cli(f"%download file://{arc} --to {dl} --extract {out2}")
         assert p.returncode == 1 and why in p.stderr, p.stderr
+        # the error names what was read (the URL), not a --to path that is never written
+        assert f"file://{arc}" in p.stderr and str(dl) not in p.stderr, p.stderr
         assert not dl.exists()
         for o in (out, out2):  # members complete before the damage are whole; no temporaries
             for f in (o / "cifar-10-batches-py").iterdir() if o.exists() else ():
