@@ -1542,6 +1542,7 @@ static int run_transfers(upload *u, uint64_t total, st_progress *pr, st_error *e
   s3_resp *resps = calloc((size_t)jobs, sizeof *resps);
   up_task **inflight = calloc((size_t)jobs, sizeof *inflight);
   int rc = 0, nworkers = 0;
+  uint64_t done_bytes = 0; /* parts and objects the server has acknowledged */
   pthread_t th[16];
   up_task *pend = NULL; /* ready or waiting for a retry */
   size_t objs_left = 0;
@@ -1564,7 +1565,6 @@ static int run_transfers(upload *u, uint64_t total, st_progress *pr, st_error *e
     rc = st_error_set(err, ST_EINTERNAL, NULL, -1, "cannot start threads");
     goto out;
   }
-  uint64_t done_bytes = 0;
   int active = 0;
   while (objs_left > 0) {
     if (st_cancelled(u->c)) {
@@ -1689,6 +1689,9 @@ static int run_transfers(upload *u, uint64_t total, st_progress *pr, st_error *e
     curl_multi_poll(u->multi, NULL, 0, wait_ms, NULL);
   }
 out:
+  /* a failed upload's bar ends at what the server acknowledged, not at
+   * what was sent (a rejected last part would read 100 %) */
+  if (rc) st_progress_update(pr, done_bytes);
   /* stop the workers, drop what is in flight or queued */
   pthread_mutex_lock(&u->mu);
   u->stop = 1;

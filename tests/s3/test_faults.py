@@ -136,6 +136,23 @@ def test_connection_always_dropped_fails_cleanly(rgw, bucket, pk, proxy, tree):
     assert p.returncode == 1
     assert f"NetworkError: s3://{bucket}/p/big.bin: UploadPart 1 failed after 5 attempts" in p.stderr
     assert no_multipart_left(rgw.client(), bucket)
+    assert_bar_short_of_full(p)
+
+
+def assert_bar_short_of_full(p):
+    """The bar of a failed upload ends at what the server acknowledged,
+    never at "100%" (a refused last part was all sent, not stored)."""
+    bar = [ln for ln in p.stderr.replace("\r", "\n").splitlines() if ln.startswith("upload s3://")]
+    assert bar and bar[-1].endswith("failed") and "100%" not in bar[-1], bar[-1:]
+
+
+def test_last_part_refused_after_everything_was_sent(rgw, bucket, pk, proxy, tree):
+    proxy.rule("400", times=None, method="PUT", part=3)
+    p = upload(pk, tree, bucket, proxy.endpoint, "--jobs 1")
+    assert p.returncode == 1
+    assert f"S3Error: s3://{bucket}/p/big.bin: UploadPart 3: HTTP 400 InvalidRequest" in p.stderr
+    assert no_multipart_left(rgw.client(), bucket)
+    assert_bar_short_of_full(p)
 
 
 @pytest.mark.slow
