@@ -6,4 +6,5 @@
   XX(pickle_limits, 60)                                                        \
   XX(pickle_scalars_and_keys, 10)                                              \
   XX(preview_grid_layout, 10)                                                  \
-  XX(chart_render, 30)
+  XX(chart_render, 30)                                                         \
+  XX(font_descenders, 10)

@@ -267,6 +267,40 @@ TEST_IMPL(preview_grid_layout) {
   return 0;
 }
 
+/* The PNG font: letters that descend (g j p q y) reach 2 rows below the
+ * baseline (rows 7-8 of the glyph cell), the others stay above it. */
+static int ink_rows(const char *s, int *first, int *last) {
+  enum { W = 16, H = 12 };
+  uint8_t rgb[W * H * 3];
+  memset(rgb, 0, sizeof rgb);
+  st_font_draw(rgb, W, H, 0, 0, s, 1, 0xffffff);
+  *first = H;
+  *last = -1;
+  for (int y = 0; y < H; y++)
+    for (int x = 0; x < W; x++)
+      if (rgb[(y * W + x) * 3]) {
+        if (y < *first) *first = y;
+        if (y > *last) *last = y;
+      }
+  return *last >= 0;
+}
+
+TEST_IMPL(font_descenders) {
+  int first, last;
+  for (const char *c = "gjpqy"; *c; c++) {
+    char s[2] = {*c, 0};
+    ASSERT(ink_rows(s, &first, &last));
+    ASSERT_EQ(last, 8);
+  }
+  for (const char *c = "abcdhxzAGQ09,;"; *c; c++) {
+    char s[2] = {*c, 0};
+    ASSERT(ink_rows(s, &first, &last));
+    ASSERT(last <= 6 + (*c == ',' || *c == ';'));
+  }
+  ASSERT(!ink_rows(" ", &first, &last));
+  return 0;
+}
+
 TEST_IMPL(chart_render) {
   const char *labels[] = {"download", "verify & <check>", "pickled"};
   double a[] = {275.55, 214.04, 28.08}, b[] = {3.1, 0.9, 0.05};
