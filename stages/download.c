@@ -104,6 +104,33 @@ static int dq_push(dqueue *q, st_ctx *c, const uint8_t *b, size_t n) {
   return 0;
 }
 
+/* producer, whole buffers: hands *buf (DQ_CHUNK bytes of room, n used)
+ * to the consumer and takes the free slot's buffer in exchange, so the
+ * bytes are not copied. Only between whole chunks (q->fill == 0). */
+static int dq_give(dqueue *q, st_ctx *c, uint8_t **buf, size_t n) {
+  if (q->fill) return dq_push(q, c, *buf, n);
+  pthread_mutex_lock(&q->mu);
+  while (!q->dead && q->count + q->held >= DQ_SLOTS) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 100000000;
+    if (ts.tv_nsec >= 1000000000) { ts.tv_sec++; ts.tv_nsec -= 1000000000; }
+    pthread_cond_timedwait(&q->cv, &q->mu, &ts);
+    if (st_cancelled(c)) { pthread_mutex_unlock(&q->mu); return -1; }
+  }
+  if (q->dead) { pthread_mutex_unlock(&q->mu); return -1; }
+  int slot = q->head;
+  uint8_t *mine = q->buf[slot];
+  q->buf[slot] = *buf;
+  *buf = mine;
+  q->len[slot] = n;
+  q->head = (q->head + 1) % DQ_SLOTS;
+  q->count++;
+  pthread_cond_broadcast(&q->cv);
+  pthread_mutex_unlock(&q->mu);
+  return 0;
+}
+
 static void dq_close(dqueue *q) {
   pthread_mutex_lock(&q->mu);
   if (q->fill && !q->dead && q->count + q->held < DQ_SLOTS) {
@@ -163,9 +190,11 @@ typedef struct {
   size_t wlen;           /* 16 KiB at a time, the file and the queue take MiBs */
 } xfer;
 
-#define DL_WBUF (1u << 20)
+#define DL_WBUF DQ_CHUNK /* a whole queue slot: flush() hands it over */
 
-static int sink(xfer *x, const uint8_t *b, size_t n, int to_file) {
+/* Writes (to_file), hashes and queues n bytes. `own`: b is *own, a
+ * DQ_CHUNK buffer the queue may take in exchange for another. */
+static int sink(xfer *x, const uint8_t *b, size_t n, int to_file, uint8_t **own) {
   if (x->have + n > PK_LIMIT_DOWNLOAD_BYTES) {
     st_error_set(x->err, ST_E2BIG, x->name, (long long)x->have, "response larger than %llu bytes",
                  (unsigned long long)PK_LIMIT_DOWNLOAD_BYTES);
@@ -186,7 +215,7 @@ static int sink(xfer *x, const uint8_t *b, size_t n, int to_file) {
     }
   }
   EVP_DigestUpdate(x->md, b, n);
-  if (x->q && dq_push(x->q, x->c, b, n)) {
+  if (x->q && (own ? dq_give(x->q, x->c, own, n) : dq_push(x->q, x->c, b, n))) {
     x->sink_failed = 1;
     return -1;
   }
@@ -200,7 +229,7 @@ static int sink(xfer *x, const uint8_t *b, size_t n, int to_file) {
 static int flush(xfer *x) {
   size_t n = x->wlen;
   x->wlen = 0;
-  return n ? sink(x, x->wb, n, 1) : 0;
+  return n ? sink(x, x->wb, n, 1, &x->wb) : 0;
 }
 
 /* Remembers where a 206 answer starts ("Content-Range: bytes A-B/T"). */
@@ -435,7 +464,7 @@ int dk_download(st_ctx *c, const st_args *a, st_error *err) {
     if (!b) { rc = st_error_set(err, ST_ENOMEM, part, -1, "out of memory"); goto out; }
     ssize_t k;
     while ((k = read(fd, b, 1u << 20)) > 0)
-      if (sink(&x, b, (size_t)k, 0)) break;
+      if (sink(&x, b, (size_t)k, 0, NULL)) break;
     free(b);
     if (k < 0) { rc = st_error_errno(err, errno, part, "read failed"); goto out; }
     if (x.sink_failed || err->code) goto sinkfail;
