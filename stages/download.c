@@ -70,20 +70,27 @@ static void dq_free(dqueue *q) {
   pthread_cond_destroy(&q->cv);
 }
 
+/* producer: waits (locked) until slot head is free -- it is ours when
+ * count + held < DQ_SLOTS; 0 with q->mu held, or -1 (unlocked) when the
+ * consumer is gone or we were cancelled */
+static int dq_wait_slot(dqueue *q, st_ctx *c) {
+  pthread_mutex_lock(&q->mu);
+  while (!q->dead && q->count + q->held >= DQ_SLOTS) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 100000000;
+    if (ts.tv_nsec >= 1000000000) { ts.tv_sec++; ts.tv_nsec -= 1000000000; }
+    pthread_cond_timedwait(&q->cv, &q->mu, &ts);
+    if (st_cancelled(c)) { pthread_mutex_unlock(&q->mu); return -1; }
+  }
+  if (q->dead) { pthread_mutex_unlock(&q->mu); return -1; }
+  return 0;
+}
+
 /* producer: 0, or -1 when the consumer is gone or we were cancelled */
 static int dq_push(dqueue *q, st_ctx *c, const uint8_t *b, size_t n) {
   while (n) {
-    pthread_mutex_lock(&q->mu);
-    /* slot head is ours when count + held < DQ_SLOTS */
-    while (!q->dead && q->count + q->held >= DQ_SLOTS) {
-      struct timespec ts;
-      clock_gettime(CLOCK_REALTIME, &ts);
-      ts.tv_nsec += 100000000;
-      if (ts.tv_nsec >= 1000000000) { ts.tv_sec++; ts.tv_nsec -= 1000000000; }
-      pthread_cond_timedwait(&q->cv, &q->mu, &ts);
-      if (st_cancelled(c)) { pthread_mutex_unlock(&q->mu); return -1; }
-    }
-    if (q->dead) { pthread_mutex_unlock(&q->mu); return -1; }
+    if (dq_wait_slot(q, c)) return -1;
     int slot = q->head;
     pthread_mutex_unlock(&q->mu);
     size_t k = DQ_CHUNK - q->fill < n ? DQ_CHUNK - q->fill : n;
@@ -109,16 +116,7 @@ static int dq_push(dqueue *q, st_ctx *c, const uint8_t *b, size_t n) {
  * bytes are not copied. Only between whole chunks (q->fill == 0). */
 static int dq_give(dqueue *q, st_ctx *c, uint8_t **buf, size_t n) {
   if (q->fill) return dq_push(q, c, *buf, n);
-  pthread_mutex_lock(&q->mu);
-  while (!q->dead && q->count + q->held >= DQ_SLOTS) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += 100000000;
-    if (ts.tv_nsec >= 1000000000) { ts.tv_sec++; ts.tv_nsec -= 1000000000; }
-    pthread_cond_timedwait(&q->cv, &q->mu, &ts);
-    if (st_cancelled(c)) { pthread_mutex_unlock(&q->mu); return -1; }
-  }
-  if (q->dead) { pthread_mutex_unlock(&q->mu); return -1; }
+  if (dq_wait_slot(q, c)) return -1;
   int slot = q->head;
   uint8_t *mine = q->buf[slot];
   q->buf[slot] = *buf;
