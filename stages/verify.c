@@ -69,7 +69,8 @@ static void *vf_worker(void *arg) {
     size_t i = j->order[k];
     vf_res *r = &j->res[i];
     join_path(path, sizeof path, j->root, j->mf->e[i].path);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a fifo put in the file's place since it was checked must not hang us */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
       r->status = errno == ENOENT ? VF_MISSING : VF_ERROR;
       r->errnum = errno;
