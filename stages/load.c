@@ -23,6 +23,7 @@
 
 #include "chart.h"
 #include "limits.h"
+#include "mapguard.h"
 #include "load.h"
 #include "png.h"
 #include "session.h"
@@ -229,6 +230,8 @@ typedef struct lfile {
   pk_doc *doc;
   ld_batch b;
   size_t first;           /* index of its first image in the split */
+  int lost;               /* the file was cut short while a copy worker read it */
+  size_t lost_off;        /* offset of its first lost byte */
 } lfile;
 
 static void lfile_release(lfile *f) {
@@ -378,6 +381,8 @@ static void *copy_worker(void *arg) {
     lfile *f = &j->f[i];
     const pk_value *a = f->b.data;
     uint8_t *dst = j->dst + f->first * ST_IMAGE_BYTES;
+    st_mapguard g;
+    int guarded = st_mapguard_begin(&g, f->map, f->size) == 0;
     if (a->u.a.enc == PK_RAW) {
       for (size_t o = 0; o < a->u.a.len && !atomic_load(&j->cancel); o += COPY_CHUNK) {
         size_t k = a->u.a.len - o < COPY_CHUNK ? a->u.a.len - o : COPY_CHUNK;
@@ -388,6 +393,7 @@ static void *copy_worker(void *arg) {
       pk_array_copy(a, dst);
       atomic_fetch_add(&j->bytes, a->u.a.len);
     }
+    if (guarded && st_mapguard_end(&g, &f->lost_off)) f->lost = 1;
     pthread_mutex_lock(&j->mu);
     j->done[i] = 1;
     pthread_cond_broadcast(&j->cv);
@@ -419,9 +425,20 @@ static int load_split(st_ctx *c, const char *which, lfile *f, size_t nf, int n_c
     if (st_cancelled(c)) return st_error_set(err, ST_ECANCELED, which, -1, "interrupted");
     int rc = map_file(f[i].path, &f[i].map, &f[i].size, err);
     if (rc) return rc;
+    /* a file cut short meanwhile reads as zeros past its new end (a
+     * format error, or garbage) and is reported as what it is */
+    st_mapguard g;
+    if (st_mapguard_begin(&g, f[i].map, f[i].size))
+      return st_error_set(err, ST_EINTERNAL, f[i].path, -1, "cannot guard the mapping (sigaction failed)");
     f[i].doc = pk_parse(f[i].map, f[i].size, f[i].path, err);
+    if (f[i].doc) rc = ld_batch_check(pk_root(f[i].doc), f[i].path, n_classes, &f[i].b, err);
+    size_t lost;
+    if (st_mapguard_end(&g, &lost)) {
+      st_error_clear(err);
+      return st_error_set(err, ST_EIO, f[i].path, (long long)lost,
+                          "the file shrank while it was being read (expected %zu bytes)", f[i].size);
+    }
     if (!f[i].doc) return err->code ? err->code : ST_EFORMAT;
-    rc = ld_batch_check(pk_root(f[i].doc), f[i].path, n_classes, &f[i].b, err);
     if (rc) return rc;
     f[i].first = total;
     if (f[i].b.n > SIZE_MAX / ST_IMAGE_BYTES - total)
@@ -500,6 +517,11 @@ static int load_split(st_ctx *c, const char *which, lfile *f, size_t nf, int n_c
     if (atomic_load(&j.cancel) || st_cancelled(c)) {
       atomic_store(&j.cancel, 1);
       rc = st_error_set(err, ST_ECANCELED, which, -1, "interrupted");
+      break;
+    }
+    if (f[i].lost) {
+      rc = st_error_set(err, ST_EIO, f[i].path, (long long)f[i].lost_off,
+                        "the file shrank while it was being read (expected %zu bytes)", f[i].size);
       break;
     }
     if (md) EVP_DigestUpdate(md, sp->pixels + f[i].first * ST_IMAGE_BYTES, f[i].b.n * ST_IMAGE_BYTES);

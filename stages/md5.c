@@ -8,14 +8,14 @@
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <pthread.h>
-#include <setjmp.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "mapguard.h"
 
 const st_option dk_md5_opts[] = {
     {"expect", 1, "HEX", "the md5 the file must have (32 hex digits)"},
@@ -79,116 +79,54 @@ int dk_md5_fd(int fd, const char *where, unsigned char *buf, size_t cap, st_ctx 
   return 0;
 }
 
-/* ---- hashing from a mapping, with a guard against SIGBUS ----
- * A mapped file that another process truncates raises SIGBUS on the pages
- * it lost. The handler, installed once, jumps back into dk_md5_mapped when
- * the faulting address lies in the mapping this thread is hashing; any
- * other SIGBUS goes to the disposition that was there before (by default:
- * the fault repeats with SIG_DFL and ends the process, as it would have). */
-static _Thread_local sigjmp_buf *tl_bus_jmp;
-static _Thread_local const char *tl_bus_lo, *tl_bus_hi;
-static struct sigaction g_bus_prev;
-static pthread_once_t g_bus_once = PTHREAD_ONCE_INIT;
-static int g_bus_ok;
-
-static void on_sigbus(int sig, siginfo_t *si, void *uc) {
-  const char *a = si ? (const char *)si->si_addr : NULL;
-  sigjmp_buf *j = tl_bus_jmp;
-  if (j && a >= tl_bus_lo && a < tl_bus_hi) {
-    tl_bus_jmp = NULL;
-    siglongjmp(*j, 1);
-  }
-  if ((g_bus_prev.sa_flags & SA_SIGINFO) && g_bus_prev.sa_sigaction)
-    g_bus_prev.sa_sigaction(sig, si, uc);
-  else if (g_bus_prev.sa_handler != SIG_DFL && g_bus_prev.sa_handler != SIG_IGN)
-    g_bus_prev.sa_handler(sig);
-  else
-    signal(SIGBUS, SIG_DFL); /* the faulting access runs again and ends the process */
-}
-
-static void bus_install(void) {
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_sigaction = on_sigbus;
-  sa.sa_flags = SA_SIGINFO;
-  sigemptyset(&sa.sa_mask);
-  g_bus_ok = sigaction(SIGBUS, &sa, &g_bus_prev) == 0;
-}
-
-/* What dk_md5_mapped needs after a jump lives on the heap, not in locals
- * that siglongjmp may leave indeterminate. */
-typedef struct {
-  EVP_MD_CTX *m;
-  const unsigned char *p;
-  uint64_t off;
-} mapped_state;
-
-__attribute__((noinline)) static int md5_mapped_steps(mapped_state *s, uint64_t size, size_t step, st_ctx *c,
-                            atomic_uint_fast64_t *bytes) {
-  while (s->off < size) {
-    if (c && st_cancelled(c)) return ST_ECANCELED;
-    size_t n = size - s->off < step ? (size_t)(size - s->off) : step;
-    EVP_DigestUpdate(s->m, s->p + s->off, n);
-    s->off += n;
-    if (bytes) atomic_fetch_add(bytes, (uint64_t)n);
-  }
-  return 0;
-}
-
-/* md5_mapped_steps under the guard: its result, or 1 after a SIGBUS in the
- * mapping (s->off then says how far the hashing got). */
-__attribute__((noinline)) static int md5_mapped_guarded(mapped_state *s, uint64_t size,
-                                                         size_t step, st_ctx *c,
-                                                         atomic_uint_fast64_t *bytes) {
-  sigjmp_buf jb;
-  if (sigsetjmp(jb, 1)) return 1;
-  tl_bus_lo = (const char *)s->p;
-  tl_bus_hi = (const char *)s->p + size;
-  tl_bus_jmp = &jb;
-  int rc = md5_mapped_steps(s, size, step, c, bytes);
-  tl_bus_jmp = NULL;
-  return rc;
-}
-
+/* ---- hashing from a mapping ---- */
 int dk_md5_mapped(int fd, uint64_t size, const char *where, size_t step, st_ctx *c,
                   atomic_uint_fast64_t *bytes, char out[33], st_error *err) {
-  pthread_once(&g_bus_once, bus_install);
   if (!step) step = 1u << 20;
-  mapped_state *s = calloc(1, sizeof *s);
-  if (!s) return st_error_set(err, ST_ENOMEM, where, -1, "out of memory");
-  s->m = EVP_MD_CTX_new();
-  int rc = 0;
-  if (!s->m || EVP_DigestInit_ex(s->m, EVP_md5(), NULL) != 1)
-    rc = st_error_set(err, ST_EINTERNAL, where, -1, "OpenSSL md5 unavailable");
-  else if (size && !g_bus_ok)
-    rc = st_error_set(err, ST_EINTERNAL, where, -1, "cannot guard a mapping (sigaction failed)");
-  void *map = MAP_FAILED;
-  if (!rc && size) {
-    map = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (map == MAP_FAILED) rc = st_error_errno(err, errno, where, "cannot map");
-    else {
-      madvise(map, (size_t)size, MADV_SEQUENTIAL);
-      s->p = map;
+  EVP_MD_CTX *m = EVP_MD_CTX_new();
+  if (!m || EVP_DigestInit_ex(m, EVP_md5(), NULL) != 1) {
+    EVP_MD_CTX_free(m);
+    return st_error_set(err, ST_EINTERNAL, where, -1, "OpenSSL md5 unavailable");
+  }
+  const unsigned char *map = NULL;
+  if (size) {
+    void *v = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (v == MAP_FAILED) {
+      int e = errno;
+      EVP_MD_CTX_free(m);
+      return st_error_errno(err, e, where, "cannot map");
     }
+    madvise(v, (size_t)size, MADV_SEQUENTIAL);
+    map = v;
   }
-  if (!rc) {
-    rc = md5_mapped_guarded(s, size, step, c, bytes);
-    if (rc == ST_ECANCELED)
-      rc = st_error_set(err, ST_ECANCELED, where, (long long)s->off, "interrupted");
-    else if (rc == 1)
-      rc = st_error_set(err, ST_EIO, where, (long long)s->off,
-                        "the file shrank while it was being read (expected %llu bytes)",
-                        (unsigned long long)size);
+  int rc = 0;
+  st_mapguard g;
+  if (size && st_mapguard_begin(&g, map, (size_t)size))
+    rc = st_error_set(err, ST_EINTERNAL, where, -1, "cannot guard the mapping (sigaction failed)");
+  uint64_t off = 0;
+  while (!rc && off < size) {
+    if (c && st_cancelled(c)) {
+      rc = st_error_set(err, ST_ECANCELED, where, (long long)off, "interrupted");
+      break;
+    }
+    size_t n = size - off < step ? (size_t)(size - off) : step;
+    EVP_DigestUpdate(m, map + off, n);
+    off += n;
+    if (bytes) atomic_fetch_add(bytes, (uint64_t)n);
   }
-  if (map != MAP_FAILED) munmap(map, (size_t)size);
+  size_t lost = 0;
+  if (size && st_mapguard_end(&g, &lost) && rc != ST_EINTERNAL)
+    rc = st_error_set(err, ST_EIO, where, (long long)lost,
+                      "the file shrank while it was being read (expected %llu bytes)",
+                      (unsigned long long)size);
+  if (map) munmap((void *)map, (size_t)size);
   if (!rc) {
     unsigned char d[EVP_MAX_MD_SIZE];
     unsigned int dl = 0;
-    EVP_DigestFinal_ex(s->m, d, &dl);
+    EVP_DigestFinal_ex(m, d, &dl);
     dk_md5_hex(d, out);
   }
-  EVP_MD_CTX_free(s->m);
-  free(s);
+  EVP_MD_CTX_free(m);
   return rc;
 }
 

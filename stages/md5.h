@@ -30,9 +30,8 @@ int dk_md5_fd(int fd, const char *where, unsigned char *buf, size_t cap, st_ctx 
 /* md5 of the first `size` bytes of an open regular file, hashed straight
  * from a read-only mapping (no copy out of the page cache), `step` bytes at
  * a time between progress (*bytes) and cancellation checks. A file cut
- * short while it is hashed raises SIGBUS on the lost pages: that is caught
- * (for this thread and this mapping only) and returned as ST_EIO naming
- * the offset, instead of ending the process. Thread-safe. */
+ * short while it is hashed is ST_EIO naming the offset of the first lost
+ * byte, not a SIGBUS that ends the process (mapguard.h). Thread-safe. */
 int dk_md5_mapped(int fd, uint64_t size, const char *where, size_t step, st_ctx *c,
                   atomic_uint_fast64_t *bytes, char out[33], st_error *err);
 

@@ -8,6 +8,7 @@
   XX(md5_rfc1321_vectors, 10)                                                  \
   XX(md5_fd_chunking, 10)                                                      \
   XX(md5_mapped, 10)                                                           \
+  XX(mapguard_lost_pages, 10)                                                  \
   XX(manifest_parse_cases, 10)                                                 \
   XX(pklwrite_opcodes, 10)                                                     \
   XX(mkdata_render_deterministic, 10)
