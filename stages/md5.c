@@ -115,7 +115,7 @@ int dk_md5_mapped(int fd, uint64_t size, const char *where, size_t step, st_ctx 
     if (bytes) atomic_fetch_add(bytes, (uint64_t)n);
   }
   size_t lost = 0;
-  if (size && st_mapguard_end(&g, &lost) && rc != ST_EINTERNAL)
+  if (size && st_mapguard_end(&g, &lost) && !rc)
     rc = st_error_set(err, ST_EIO, where, (long long)lost,
                       "the file shrank while it was being read (expected %llu bytes)",
                       (unsigned long long)size);
