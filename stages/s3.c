@@ -45,7 +45,8 @@ const st_option s3_upload_opts[] = {
     {"endpoint", 1, "URL", "S3 endpoint (default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, config, AWS)"},
     {"region", 1, "R", "region (default: AWS_REGION, AWS_DEFAULT_REGION, config, us-east-1)"},
     {"profile", 1, "P", "profile of ~/.aws/credentials and ~/.aws/config (default: AWS_PROFILE)"},
-    {"part-size", 1, "MiB", "multipart part size and threshold, 5-5120 (default 8)"},
+    {"part-size", 1, "MiB", "multipart part size, 5-5120 (default 8)"},
+    {"threshold", 1, "MiB", "larger files go up in parts, the others in one PUT, 5-5120 (default 32)"},
     {"jobs", 1, "N", "requests in flight, 1-64 (default 8)"},
     {"create-bucket", 0, NULL, "create the bucket when it does not exist"},
     {"path-style", 0, NULL, "path-style addressing (http://HOST/BUCKET/KEY)"},
@@ -845,6 +846,7 @@ typedef struct upload {
   size_t nobj, cap;
   int jobs;
   uint64_t psize;
+  uint64_t threshold; /* objects larger than this go up as multipart uploads */
   /* the work cursor and the ready queue (shared with the workers) */
   pthread_mutex_t mu;
   pthread_cond_t cv;
@@ -1075,7 +1077,7 @@ static int add_obj(upload *u, const char *path, const char *key, uint64_t size, 
   }
   o->size = size;
   o->psize = u->psize;
-  if (size > u->psize) {
+  if (size > u->threshold) {
     /* at most 10000 parts: grow the part size like the AWS CLI does */
     while ((size + o->psize - 1) / o->psize > S3_MAX_PARTS) o->psize *= 2;
     o->nparts = (int)((size + o->psize - 1) / o->psize);
@@ -1778,8 +1780,9 @@ int s3_upload(st_ctx *c, const st_args *a, st_error *err) {
   char bucket[64], key[PK_LIMIT_S3_KEY_BYTES + 1];
   int rc = s3_parse_url(url, bucket, sizeof bucket, key, sizeof key, err);
   if (rc) return rc;
-  long long psize_mib, jobs;
+  long long psize_mib, threshold_mib, jobs;
   if ((rc = st_arg_int(a, "part-size", 8, 5, 5120, &psize_mib, err))) return rc;
+  if ((rc = st_arg_int(a, "threshold", 32, 5, 5120, &threshold_mib, err))) return rc;
   if ((rc = st_arg_int(a, "jobs", 8, 1, 64, &jobs, err))) return rc;
   struct stat st;
   if (stat(src, &st) != 0) return st_error_errno(err, errno, src, "cannot upload");
@@ -1791,6 +1794,7 @@ int s3_upload(st_ctx *c, const st_args *a, st_error *err) {
   u.c = c;
   u.jobs = (int)jobs;
   u.psize = (uint64_t)psize_mib * MiB;
+  u.threshold = (uint64_t)threshold_mib * MiB;
   pthread_mutex_init(&u.mu, NULL);
   pthread_cond_init(&u.cv, NULL);
   double t0 = st_now();
@@ -1841,11 +1845,15 @@ int s3_upload(st_ctx *c, const st_args *a, st_error *err) {
       nmulti += u.objs[i].nparts > 0;
     }
   }
-  /* part buffers in memory: enough for every job and every hashing thread */
-  uint64_t maxp = u.psize;
-  for (size_t i = 0; i < u.nobj; i++)
-    if (u.objs[i].psize > maxp) maxp = u.objs[i].psize;
-  long long nb = (long long)u.jobs + 8 + 2;
+  /* part buffers in memory: enough for every job and every hashing thread;
+   * each holds the largest body sent (a part, or a file up to --threshold) */
+  uint64_t maxp = POOL_MIN;
+  for (size_t i = 0; i < u.nobj; i++) {
+    uint64_t body = u.objs[i].nparts ? u.objs[i].psize : u.objs[i].size;
+    if (body > maxp) maxp = body;
+  }
+  long ncores = sysconf(_SC_NPROCESSORS_ONLN);
+  long long nb = (long long)u.jobs + (ncores < 1 ? 1 : ncores > 8 ? 8 : ncores) + 2;
   if ((long long)maxp * nb > PK_LIMIT_S3_BUFFER_BYTES) nb = PK_LIMIT_S3_BUFFER_BYTES / (long long)maxp;
   u.max_buffers = (int)(nb < 1 ? 1 : nb);
   u.pool_size = maxp;

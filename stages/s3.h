@@ -28,12 +28,14 @@ int s3__parse_responses(const char *body, size_t len);
 #define S3_ROWS                                                                 \
   {"upload", s3_upload, 2, 2, ST_F_SLOW, "s3",                                  \
    "%upload PATH s3://BUCKET/PREFIX [--endpoint URL] [--region R] [--profile P] " \
-   "[--part-size MiB] [--jobs N] [--create-bucket] [--path-style] [--skip-existing] " \
+   "[--part-size MiB] [--threshold MiB] [--jobs N] [--create-bucket] [--path-style] " \
+   "[--skip-existing] "                                                         \
    "[--cacert FILE]",                                                           \
    "Upload a file or a directory tree to S3 (SigV4, parallel multipart, ETags checked).", \
    "A directory uploads every regular file below it as PREFIX/relative/path; a file\n" \
    "goes to the key the URL names, or to PREFIX/NAME when the URL ends with '/'.\n" \
-   "Files up to the part size go up in one PUT, larger ones as a multipart upload;\n" \
+   "Files up to --threshold (32 MiB) go up in one PUT, larger ones as a multipart\n" \
+   "upload in --part-size (8 MiB) parts;\n"                                       \
    "requests run in parallel (--jobs), each with Content-MD5 and a signed SHA-256\n" \
    "payload hash, retried with backoff on 5xx and connection errors. Every object's\n" \
    "ETag is checked after upload. On failure or interrupt, unfinished multipart\n" \

@@ -21,7 +21,7 @@ def proxy(rgw):
 
 @pytest.fixture
 def tree(tmp_path):
-    """Two small files and one of 3 parts at --part-size 5."""
+    """Two small files and one of 3 parts at --part-size 5 --threshold 5."""
     t = tmp_path / "t"
     rand_file(t / "a.bin", 1000)
     rand_file(t / "b.bin", 70000)
@@ -30,7 +30,7 @@ def tree(tmp_path):
 
 
 def upload(pk, tree, bucket, endpoint, *extra):
-    return pk(f"%upload {tree} s3://{bucket}/p --endpoint {endpoint} --part-size 5 "
+    return pk(f"%upload {tree} s3://{bucket}/p --endpoint {endpoint} --part-size 5 --threshold 5 "
               + " ".join(extra))
 
 
@@ -164,7 +164,7 @@ def test_gateway_killed_mid_multipart_then_rerun(rgw, bucket, pk, proxy, tmp_pat
     s3 = rgw.client()
     proxy.rule("delay", times=None, method="PUT", seconds=0.3)  # a wide window
     cmd = (f"%upload {tmp_path / 't'} s3://{bucket}/k --endpoint {proxy.endpoint} "
-           "--part-size 5 --jobs 1")
+           "--part-size 5 --threshold 5 --jobs 1")
     def parts_done():
         ups = s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
         return ups and len(s3.list_parts(Bucket=bucket, Key=ups[0]["Key"],

@@ -75,16 +75,48 @@ def test_dataset_tree_read_back(rgw, bucket, pk, tmp_path):
         key = f"cifar/{f.relative_to(tree)}"
         assert read_back(s3, bucket, key) == md5(f), key
         assert got[key]["Size"] == f.stat().st_size
-    # 31 MB > 8 MiB: multipart, 4 parts; the table says so
-    assert got["cifar/data_batch_1"]["ETag"].strip('"').endswith("-4")
+    # 31 MB <= the 32 MiB threshold: one PUT each, so the ETag is the md5
+    assert got["cifar/data_batch_1"]["ETag"].strip('"') == md5(tree / "data_batch_1")
     assert "data_batch_1" in p.stdout and "uploaded" in p.stdout
-    assert "upload: 186.2 MB, 10 files (6 multipart, 0 skipped)" in p.stdout
+    assert "upload: 186.2 MB, 10 files (0 multipart, 0 skipped)" in p.stdout
+    assert no_multipart_left(s3, bucket)
+
+
+def test_threshold_and_part_size(rgw, bucket, pk, tmp_path):
+    """Defaults: a file over 32 MiB goes up in 8 MiB parts, one of 32 MiB in one
+    PUT; --threshold and --part-size move both lines."""
+    d = tmp_path / "t"
+    rand_file(d / "at.bin", 32 * MiB)
+    rand_file(d / "over.bin", 32 * MiB + 1)
+    s3 = rgw.client()
+
+    def etags(prefix, *opts):
+        p = pk(f"%upload {d} s3://{bucket}/{prefix} --endpoint {rgw.endpoint} " + " ".join(opts))
+        assert p.returncode == 0, p.stderr
+        return {k.split("/", 1)[1]: v["ETag"].strip('"') for k, v in keys_of(s3, bucket).items()
+                if k.startswith(prefix + "/")}
+
+    def parts(f, size):
+        b = f.read_bytes()
+        return hashlib.md5(b"".join(hashlib.md5(b[i:i + size]).digest()
+                                    for i in range(0, len(b), size))).hexdigest()
+
+    got = etags("default")
+    assert got["at.bin"] == md5(d / "at.bin")
+    assert got["over.bin"] == parts(d / "over.bin", 8 * MiB) + "-5"
+    got = etags("small", "--threshold 5", "--part-size 16")
+    assert got["at.bin"] == parts(d / "at.bin", 16 * MiB) + "-2"
+    assert got["over.bin"] == parts(d / "over.bin", 16 * MiB) + "-3"
+    got = etags("big", "--threshold 40")
+    assert got["over.bin"] == md5(d / "over.bin")
+    p = pk(f"%upload {d} s3://{bucket}/x --endpoint {rgw.endpoint} --threshold 4")
+    assert p.returncode == 1 and "UsageError: --threshold: 4 is out of range (5 to 5120)" in p.stderr
     assert no_multipart_left(s3, bucket)
 
 
 def test_multipart_short_last_part_at_5mib(rgw, bucket, pk, tmp_path):
     f = rand_file(tmp_path / "big.bin", 3 * 5 * MiB + 12345)
-    p = pk(f"%upload {f} s3://{bucket}/one/ --endpoint {rgw.endpoint} --part-size 5 --jobs 3")
+    p = pk(f"%upload {f} s3://{bucket}/one/ --endpoint {rgw.endpoint} --part-size 5 --threshold 5 --jobs 3")
     assert p.returncode == 0, p.stderr
     s3 = rgw.client()
     head = s3.head_object(Bucket=bucket, Key="one/big.bin")
@@ -109,7 +141,7 @@ def test_wrong_secret_is_a_clear_error(rgw, bucket, pk, tmp_path):
     tree = tmp_path / "t"
     rand_file(tree / "x.bin", 6 * MiB)
     wrong = "WrongSecret" + uuid.uuid4().hex
-    p = pk(f"%upload {tree} s3://{bucket}/p --endpoint {rgw.endpoint} --part-size 5",
+    p = pk(f"%upload {tree} s3://{bucket}/p --endpoint {rgw.endpoint} --part-size 5 --threshold 5",
            env={"AWS_SECRET_ACCESS_KEY": wrong}, secret=wrong)
     assert p.returncode == 1
     assert "S3Error" in p.stderr and "HTTP 403 SignatureDoesNotMatch" in p.stderr
@@ -136,7 +168,7 @@ def test_skip_existing(rgw, bucket, pk, tmp_path):
     tree = tmp_path / "t"
     rand_file(tree / "a", 100)
     rand_file(tree / "big", 11 * MiB)
-    args = f"%upload {tree} s3://{bucket}/p --endpoint {rgw.endpoint} --part-size 5"
+    args = f"%upload {tree} s3://{bucket}/p --endpoint {rgw.endpoint} --part-size 5 --threshold 5"
     assert pk(args).returncode == 0
     rand_file(tree / "a", 101)  # changed: uploaded again
     rand_file(tree / "new", 5)
@@ -229,7 +261,7 @@ def test_server_killed_then_resume(rgw, bucket, pk, tmp_path):
         rand_file(tree / f"small{i:04d}", 256 * 1024)
     rand_file(tree / "zz_big", 30 * MiB)
     s3 = rgw.client()
-    cmd = f"%upload {tree} s3://{bucket}/r --endpoint {rgw.endpoint} --part-size 5 --jobs 1"
+    cmd = f"%upload {tree} s3://{bucket}/r --endpoint {rgw.endpoint} --part-size 5 --threshold 5 --jobs 1"
     proc, out, err = upload_killing_gateway(pk, rgw, cmd, lambda: len(keys_of(s3, bucket)) >= 20,
                                             "the first objects")
     assert proc.returncode == 1, (out, err)
@@ -254,7 +286,7 @@ def test_sigint_aborts_multipart(rgw, bucket, pk, tmp_path):
     f = rand_file(tmp_path / "big.bin", 120 * MiB)
     s3 = rgw.client()
     proc = popen_upload(pk, f"%upload {f} s3://{bucket}/x/ --endpoint {rgw.endpoint} "
-                            "--part-size 5 --jobs 1")
+                            "--part-size 5 --threshold 5 --jobs 1")
     try:
         wait_until(lambda: not no_multipart_left(s3, bucket), what="a multipart upload")
         proc.send_signal(signal.SIGINT)
