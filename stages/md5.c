@@ -44,41 +44,6 @@ int dk_md5_valid_hex(const char *s) {
   return i == 32;
 }
 
-int dk_md5_fd(int fd, const char *where, unsigned char *buf, size_t cap, st_ctx *c,
-              atomic_uint_fast64_t *bytes, char out[33], st_error *err) {
-  EVP_MD_CTX *m = EVP_MD_CTX_new();
-  if (!m || EVP_DigestInit_ex(m, EVP_md5(), NULL) != 1) {
-    EVP_MD_CTX_free(m);
-    return st_error_set(err, ST_EINTERNAL, where, -1, "OpenSSL md5 unavailable");
-  }
-  long long off = 0;
-  for (;;) {
-    if (c && st_cancelled(c)) {
-      EVP_MD_CTX_free(m);
-      return st_error_set(err, ST_ECANCELED, where, off, "interrupted");
-    }
-    ssize_t k = read(fd, buf, cap);
-    if (k < 0) {
-      if (errno == EINTR) continue;
-      int e = errno;
-      EVP_MD_CTX_free(m);
-      st_error_errno(err, e, where, "read failed");
-      err->offset = off;
-      return err->code;
-    }
-    if (k == 0) break;
-    EVP_DigestUpdate(m, buf, (size_t)k);
-    off += k;
-    if (bytes) atomic_fetch_add(bytes, (uint64_t)k);
-  }
-  unsigned char d[EVP_MAX_MD_SIZE];
-  unsigned int dl = 0;
-  EVP_DigestFinal_ex(m, d, &dl);
-  EVP_MD_CTX_free(m);
-  dk_md5_hex(d, out);
-  return 0;
-}
-
 /* ---- hashing from a mapping ---- */
 int dk_md5_mapped(int fd, uint64_t size, const char *where, size_t step, st_ctx *c,
                   atomic_uint_fast64_t *bytes, char out[33], st_error *err) {

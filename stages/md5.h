@@ -21,12 +21,6 @@ void dk_md5_hex_of(const void *b, size_t n, char out[33]);
 /* 1 when s is 32 hex digits (either case). */
 int dk_md5_valid_hex(const char *s);
 
-/* md5 of an open file read with `buf` (cap bytes) from the current offset to
- * the end; adds each chunk to *bytes (may be NULL) and stops with
- * ST_ECANCELED when c is cancelled (c may be NULL). Thread-safe. */
-int dk_md5_fd(int fd, const char *where, unsigned char *buf, size_t cap, st_ctx *c,
-              atomic_uint_fast64_t *bytes, char out[33], st_error *err);
-
 /* md5 of the first `size` bytes of an open regular file, hashed straight
  * from a read-only mapping (no copy out of the page cache), `step` bytes at
  * a time between progress (*bytes) and cancellation checks. A file cut

@@ -1538,6 +1538,12 @@ static void task_free(upload *u, up_task *t) {
   free(t);
 }
 
+/* Threads that read and hash parts: one per core, at most 8. */
+static int hashing_threads(void) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return (int)(n < 1 ? 1 : n > 8 ? 8 : n);
+}
+
 static int run_transfers(upload *u, uint64_t total, st_progress *pr, st_error *err) {
   int jobs = u->jobs;
   CURL **easies = calloc((size_t)jobs, sizeof *easies);
@@ -1558,8 +1564,7 @@ static int run_transfers(upload *u, uint64_t total, st_progress *pr, st_error *e
       rc = st_error_set(err, ST_ENOMEM, NULL, -1, "cannot create curl handles");
       goto out;
     }
-  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-  int want = (int)(ncpu < 1 ? 1 : ncpu > 8 ? 8 : ncpu);
+  int want = hashing_threads();
   if (want > jobs) want = jobs;
   for (int i = 0; i < want; i++)
     if (pthread_create(&th[nworkers], NULL, worker, u) == 0) nworkers++;
@@ -1852,8 +1857,7 @@ int s3_upload(st_ctx *c, const st_args *a, st_error *err) {
     uint64_t body = u.objs[i].nparts ? u.objs[i].psize : u.objs[i].size;
     if (body > maxp) maxp = body;
   }
-  long ncores = sysconf(_SC_NPROCESSORS_ONLN);
-  long long nb = (long long)u.jobs + (ncores < 1 ? 1 : ncores > 8 ? 8 : ncores) + 2;
+  long long nb = (long long)u.jobs + hashing_threads() + 2;
   if ((long long)maxp * nb > PK_LIMIT_S3_BUFFER_BYTES) nb = PK_LIMIT_S3_BUFFER_BYTES / (long long)maxp;
   u.max_buffers = (int)(nb < 1 ? 1 : nb);
   u.pool_size = maxp;

@@ -68,7 +68,7 @@ TEST_IMPL(md5_rfc1321) {
   return 0;
 }
 
-/* The same vectors through a file: dk_md5_fd with a tiny buffer (chunk
+/* The same vectors through a file: dk_md5_mapped with a tiny step (chunk
  * boundaries everywhere) and the %md5 stage with --expect (good and bad). */
 TEST_IMPL(md5_file_and_stage) {
   char tmpl[] = "/tmp/pk-md5-XXXXXX";
@@ -82,12 +82,11 @@ TEST_IMPL(md5_file_and_stage) {
     ASSERT_EQ(write(fd, k_rfc1321[i].in, n), (long long)n);
     close(fd);
     fd = open(path, O_RDONLY);
-    unsigned char buf[7];
     char hex[33];
     st_error e;
     st_error_clear(&e);
     atomic_uint_fast64_t bytes = 0;
-    ASSERT_EQ(dk_md5_fd(fd, path, buf, sizeof buf, NULL, &bytes, hex, &e), 0);
+    ASSERT_EQ(dk_md5_mapped(fd, n, path, 7, NULL, &bytes, hex, &e), 0);
     close(fd);
     ASSERT_STR_EQ(hex, k_rfc1321[i].hex);
     ASSERT_EQ(atomic_load(&bytes), (long long)n);
