@@ -127,7 +127,7 @@ static int show_run(st_ctx *c, const st_timing *t, size_t n, const char *caption
     fmt_secs(secs, sizeof secs, sorted[i].seconds);
     if (sorted[i].bytes) {
       st_fmt_bytes(bytes, sizeof bytes, sorted[i].bytes);
-      if (sorted[i].seconds > 0)
+      if (sorted[i].seconds >= 0.0005) /* below the table's resolution a rate means nothing */
         snprintf(rate, sizeof rate, "%.1f", (double)sorted[i].bytes / sorted[i].seconds / 1e6);
     }
     const char *row[] = {sorted[i].stage, sorted[i].magic, secs, bytes, rate, sorted[i].backend};

@@ -4,6 +4,7 @@ ignoring Range), from a small fault-injecting HTTP server."""
 import hashlib
 import http.server
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -122,6 +123,8 @@ def test_download_fused(served, tmp_path):
                 f"--verify {ng.root / 'MANIFEST.md5'}", check=True)
     assert md5(to) == h
     assert "extract:" in p.stdout and "verify: 5 files" in p.stdout and "all OK" in p.stdout
+    # every member was hashed as it was written: no second pass, and no rate of nothing
+    assert re.search(r"verify: 5 files, [\d.]+ MB hashed while extracting, all OK", p.stdout)
     d = tgz.parent / "cifar-10-batches-py"
     for f in d.iterdir():
         assert (ex / "cifar-10-batches-py" / f.name).read_bytes() == f.read_bytes()
