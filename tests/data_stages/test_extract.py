@@ -101,6 +101,11 @@ def cases(tmp_path):
         "absolute": (lambda t: add(t, absname, b"evil"), "absolute path"),
         "symlink-out": (lambda t: add(t, "l", type=tarfile.SYMTYPE, linkname="../"), "leads out of"),
         "symlink-abs": (lambda t: add(t, "l", type=tarfile.SYMTYPE, linkname=str(tmp_path)), "leads out of"),
+        "symlink-up-relative": (lambda t: (add(t, "l", type=tarfile.SYMTYPE, linkname=".."),
+                                           add(t, "l/x", b"evil")), "leads out of"),
+        "write-through-inner-symlink": (lambda t: (add(t, "sub", type=tarfile.DIRTYPE),
+                                                   add(t, "l", type=tarfile.SYMTYPE, linkname="sub"),
+                                                   add(t, "l/x", b"evil")), "through a symlink"),
         "symlink-then-write": (lambda t: (add(t, "l", type=tarfile.SYMTYPE, linkname="."),
                                           add(t, "l/x", b"through the link")), "symlink"),
         "symlink-order": (lambda t: (add(t, "up", type=tarfile.SYMTYPE, linkname="a/../.."),
@@ -115,6 +120,7 @@ def cases(tmp_path):
 
 @pytest.mark.parametrize("gz", [False, True])
 @pytest.mark.parametrize("case", ["dotdot", "dotdot-deep", "absolute", "symlink-out", "symlink-abs",
+                                  "symlink-up-relative", "write-through-inner-symlink",
                                   "symlink-then-write", "symlink-order", "hardlink-out",
                                   "hardlink-abs", "chardev", "blockdev", "fifo"])
 def test_hostile_refused(tmp_path, case, gz, pk_bin):
@@ -188,6 +194,10 @@ def test_corrupt_and_truncated(small_data, tmp_path, pk_bin):
     junk.write_bytes(os.urandom(5000))
     p = run_cli(f"%extract {junk} --to {tmp_path / 'out3'}")
     assert p.returncode == 1 and "FormatError" in p.stderr
+    fake = tmp_path / "fake.tar.gz"  # a gzip magic number, then noise
+    fake.write_bytes(b"\x1f\x8b" + os.urandom(1000))
+    p = run_cli(f"%extract {fake} --to {tmp_path / 'out4'}")
+    assert p.returncode == 1 and "fake.tar.gz" in p.stderr
     p = run_cli(f"%extract {tgz}")
     assert p.returncode != 0 and "--to" in p.stderr
 

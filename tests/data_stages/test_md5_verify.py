@@ -2,6 +2,8 @@
 import hashlib
 import shutil
 
+import pytest
+
 from pkutil import run_cli
 
 
@@ -15,7 +17,7 @@ def test_md5_matches_hashlib(small_data, pk_bin):
     p = run_cli(f"%md5 {tgz}", check=True)
     assert h in p.stdout and "integrity:" in p.stdout
     p = run_cli(f"%md5 {tgz} --expect {h.upper()}", check=True)
-    assert "integrity:" in p.stdout
+    assert "integrity:" in p.stdout and "md5 OK" in p.stdout
 
 
 def test_md5_mismatch_shows_both(small_data, pk_bin):
@@ -24,6 +26,8 @@ def test_md5_mismatch_shows_both(small_data, pk_bin):
     p = run_cli(f"%md5 {tgz} --expect {bad}")
     assert p.returncode == 1
     assert "ChecksumError" in p.stderr and bad in p.stderr and md5(tgz) in p.stderr
+    p = run_cli(f"%md5 {tgz} --expect xyz")
+    assert p.returncode != 0 and "32 hex digits" in p.stderr
 
 
 def test_md5_empty_and_missing(tmp_path, pk_bin):
@@ -88,3 +92,18 @@ def test_verify_manifest_errors(tmp_path, pk_bin):
     assert p.returncode == 1 and "FileNotFoundError" in p.stderr
     p = run_cli(f"%verify {m} --root {tmp_path / 'nodir'}")
     assert p.returncode == 1 and "nodir" in p.stderr
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("nothex  a\n", "line of"),
+    ("g" * 32 + "  a\n", ":1: expected 32 hex digits"),
+    ("0" * 32 + " abc\n", "two spaces"),
+    ("\n# comment\n" + "0" * 32 + "  ../a\n", ":3: path \"../a\""),
+    ("0" * 32 + "  /etc/passwd\n", "absolute"),
+    ("0" * 32 + "  a\n" + "1" * 32 + "  a\n", ":2: \"a\" is listed twice (also on line 1)"),
+])
+def test_verify_manifest_line_errors(tmp_path, pk_bin, text, needle):
+    m = tmp_path / "M.md5"
+    m.write_text(text)
+    p = run_cli(f"%verify {m}")
+    assert p.returncode == 1 and needle in p.stderr, p.stderr

@@ -2,12 +2,16 @@
 import hashlib
 import pickle
 import pickletools
+import sys
 import tarfile
 
 import numpy as np
 import pytest
 
-from pkutil import run_cli
+from pkutil import ROOT, execute, run_cli, stdout_of
+
+sys.path.insert(0, str(ROOT / "tests" / "load"))
+import cifargen  # noqa: E402  (the reference writer of the original layout)
 
 NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -44,12 +48,17 @@ def test_layout_and_pickles(small_data):
         # like the originals, the default ascii decoding fails on the numpy state
         with pytest.raises(UnicodeDecodeError):
             pickle.loads(raw)
+        # byte for byte what the reference writer of the original layout writes
+        assert cifargen.py2_batch_bytes(x["batch_label"], x["labels"], x["data"],
+                                        x["filenames"]) == raw
         # images are not blank and differ from each other
         assert x["data"].std() > 20
         assert len({bytes(r) for r in x["data"][:50]}) == 50
     meta = pickle.loads((b / "batches.meta").read_bytes(), encoding="latin1")
     assert meta == {"num_cases_per_batch": 500, "label_names": NAMES, "num_vis": 3072}
-    assert "cifar.html" in (b / "readme.html").read_text()
+    assert (b / "batches.meta").read_bytes() == cifargen.py2_meta_bytes(per_batch=500)
+    readme = (b / "readme.html").read_text()
+    assert readme.startswith('<meta HTTP-EQUIV="REFRESH"') and "cifar.html" in readme
 
 
 def test_pickle_opcodes_like_the_originals(small_data):
@@ -78,6 +87,7 @@ def test_pickle_opcodes_like_the_originals(small_data):
 def test_tarball_and_manifest(small_data):
     d, tgz = small_data
     with tarfile.open(tgz) as t:
+        assert t.getnames()[0] == "cifar-10-batches-py"  # the folder first, as in the original
         members = {m.name: m for m in t.getmembers()}
         assert "cifar-10-batches-py" in members and members["cifar-10-batches-py"].isdir()
         for name in ["data_batch_1", "data_batch_2", "test_batch", "batches.meta", "readme.html"]:
@@ -134,7 +144,31 @@ def test_errors(tmp_path, pk_bin):
     assert p.returncode != 0 and "UsageError: --train-batches" in p.stderr
     p = run_cli(f"%mkdata {tmp_path / 'x'} --images-per-batch 0")
     assert p.returncode != 0 and "UsageError: --images-per-batch" in p.stderr
+    p = run_cli(f"%mkdata {tmp_path / 'x'} --gzip --no-gzip")
+    assert p.returncode != 0 and "exclude" in p.stderr
     assert not (tmp_path / "x").exists() or not any((tmp_path / "x").rglob("*_batch*"))
+
+
+def test_then_load_and_meta(small_data):
+    d, _ = small_data
+    p = run_cli(f"%load {d}", "%meta", check=True)
+    assert "train: 2 files, 1000 images" in p.stdout
+    assert "test: 1 file, 500 images" in p.stdout
+    assert all(n in p.stdout for n in NAMES)
+
+
+def test_in_the_kernel_with_progress(kernel, tmp_path):
+    km, kc = kernel
+    reply, msgs = execute(kc, f"%mkdata {tmp_path}/k --train-batches 1 --images-per-batch 200\n"
+                              f"%md5 {tmp_path}/k/cifar-10-python.tar.gz", timeout=120)
+    assert reply["status"] == "ok", reply
+    out = stdout_of(msgs)
+    assert "mkdata:" in out and "integrity:" in out
+    assert md5(tmp_path / "k/cifar-10-python.tar.gz") in out
+    types = [m["msg_type"] for m in msgs]
+    html = " ".join(str(m["content"].get("data", {}).get("text/html", ""))
+                    for m in msgs if m["msg_type"] in ("display_data", "update_display_data"))
+    assert "display_data" in types and "pk-progress" in html and "mkdata" in html
 
 
 @pytest.mark.slow
