@@ -79,32 +79,14 @@ static void cli_display(st_ctx *c, const st_mime *items, int n, const char *id,
 static void cli_progress(st_ctx *c, const st_progress *p) {
   (void)c;
   if (g_quiet) return;
-  char line[1024], amount[64], rate[32] = "";
-  int bytes = strcmp(p->unit, "B") == 0;
-  if (bytes) {
-    char d[24], t[24];
-    st_fmt_bytes(d, sizeof d, p->done);
-    st_fmt_bytes(t, sizeof t, p->total);
-    if (p->total) snprintf(amount, sizeof amount, "%s / %s", d, t);
-    else snprintf(amount, sizeof amount, "%s", d);
-    st_fmt_rate(rate, sizeof rate, p->done, p->elapsed);
-  } else if (p->total) {
-    snprintf(amount, sizeof amount, "%llu / %llu %s", (unsigned long long)p->done,
-             (unsigned long long)p->total, p->unit);
-  } else {
-    snprintf(amount, sizeof amount, "%llu %s", (unsigned long long)p->done, p->unit);
-  }
-  double frac = p->total ? (double)p->done / (double)p->total : 0;
-  if (frac > 1) frac = 1;
-  char bar[31];
-  int fill = (int)(frac * 30);
-  for (int i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
-  bar[30] = 0;
+  char line[1024];
+  st_progress_view v;
+  st_progress_view_of(p, &v);
   const char *state = p->state == ST_PROGRESS_DONE ? " done"
                       : p->state == ST_PROGRESS_FAILED ? " failed"
                       : p->state == ST_PROGRESS_CANCELLED ? " interrupted" : "";
-  snprintf(line, sizeof line, "%s [%s] %3.0f%% %s %s %.1fs%s", p->label, bar,
-           frac * 100, amount, rate, p->elapsed, state);
+  snprintf(line, sizeof line, "%s [%s] %3.0f%% %s %s %.1fs%s", p->label, v.bar,
+           v.frac * 100, v.amount, v.rate, p->elapsed, state);
   if (g_tty) {
     fprintf(stderr, "\r%s\033[K", line);
     g_progress_active = 1;

@@ -183,38 +183,19 @@ static void html_escape(const char *s, char *out, size_t cap) {
 
 static void k_progress(st_ctx *c, const st_progress *p) {
   exec_state *e = S(c);
-  char amount[96], rate[32] = "";
-  if (strcmp(p->unit, "B") == 0) {
-    char d[24], t[24];
-    st_fmt_bytes(d, sizeof d, p->done);
-    st_fmt_bytes(t, sizeof t, p->total);
-    if (p->total) snprintf(amount, sizeof amount, "%s / %s", d, t);
-    else snprintf(amount, sizeof amount, "%s", d);
-    st_fmt_rate(rate, sizeof rate, p->done, p->elapsed);
-  } else if (p->total) {
-    snprintf(amount, sizeof amount, "%llu / %llu %s", (unsigned long long)p->done,
-             (unsigned long long)p->total, p->unit);
-  } else {
-    snprintf(amount, sizeof amount, "%llu %s", (unsigned long long)p->done, p->unit);
-  }
-  double frac = p->total ? (double)p->done / (double)p->total : 0;
-  if (frac > 1) frac = 1;
-  if (!p->total && p->state == ST_PROGRESS_DONE) frac = 1;
+  st_progress_view v;
+  st_progress_view_of(p, &v);
   const char *state = p->state == ST_PROGRESS_DONE ? "done"
                       : p->state == ST_PROGRESS_FAILED ? "failed"
                       : p->state == ST_PROGRESS_CANCELLED ? "interrupted" : "";
-  char bar[31];
-  int fill = (int)(frac * 30);
-  for (int i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
-  bar[30] = 0;
   char pct[16] = "";
-  if (p->total || p->state == ST_PROGRESS_DONE) snprintf(pct, sizeof pct, "%3.0f%% ", frac * 100);
+  if (p->total || p->state == ST_PROGRESS_DONE) snprintf(pct, sizeof pct, "%3.0f%% ", v.frac * 100);
   char text[512];
-  snprintf(text, sizeof text, "%s [%s] %s%s%s%s %.1f s%s%s", p->label, bar, pct, amount,
-           rate[0] ? ", " : "", rate, p->elapsed, state[0] ? ", " : "", state);
+  snprintf(text, sizeof text, "%s [%s] %s%s%s%s %.1f s%s%s", p->label, v.bar, pct, v.amount,
+           v.rate[0] ? ", " : "", v.rate, p->elapsed, state[0] ? ", " : "", state);
   char label[400], htext[1200];
   html_escape(p->label, label, sizeof label);
-  snprintf(htext, sizeof htext, "%s%s%s%s, %.1f s%s%s", pct, amount, rate[0] ? ", " : "", rate,
+  snprintf(htext, sizeof htext, "%s%s%s%s, %.1f s%s%s", pct, v.amount, v.rate[0] ? ", " : "", v.rate,
            p->elapsed, state[0] ? ", " : "", state);
   char esc[1400];
   html_escape(htext, esc, sizeof esc);
@@ -223,7 +204,7 @@ static void k_progress(st_ctx *c, const st_progress *p) {
                       : p->state == ST_PROGRESS_DONE ? "#2e7d32" : "#1565c0";
   char value[64];
   if (p->total || p->state == ST_PROGRESS_DONE)
-    snprintf(value, sizeof value, " value=\"%.4f\" max=\"1\"", frac);
+    snprintf(value, sizeof value, " value=\"%.4f\" max=\"1\"", v.frac);
   else value[0] = 0; /* indeterminate */
   char html[3000];
   snprintf(html, sizeof html,

@@ -142,6 +142,29 @@ void st_timing_add(st_ctx *c, const char *stage, const char *magic, double secon
   st_record_timing(c, &t);
 }
 
+void st_progress_view_of(const st_progress *p, st_progress_view *v) {
+  v->rate[0] = 0;
+  if (strcmp(p->unit, "B") == 0) {
+    char d[24], t[24];
+    st_fmt_bytes(d, sizeof d, p->done);
+    st_fmt_bytes(t, sizeof t, p->total);
+    if (p->total) snprintf(v->amount, sizeof v->amount, "%s / %s", d, t);
+    else snprintf(v->amount, sizeof v->amount, "%s", d);
+    st_fmt_rate(v->rate, sizeof v->rate, p->done, p->elapsed);
+  } else if (p->total) {
+    snprintf(v->amount, sizeof v->amount, "%llu / %llu %s", (unsigned long long)p->done,
+             (unsigned long long)p->total, p->unit);
+  } else {
+    snprintf(v->amount, sizeof v->amount, "%llu %s", (unsigned long long)p->done, p->unit);
+  }
+  v->frac = p->total ? (double)p->done / (double)p->total : 0;
+  if (v->frac > 1) v->frac = 1;
+  if (!p->total && p->state == ST_PROGRESS_DONE) v->frac = 1;
+  int fill = (int)(v->frac * 30);
+  for (int i = 0; i < 30; i++) v->bar[i] = i < fill ? '#' : '.';
+  v->bar[30] = 0;
+}
+
 void st_fmt_bytes(char *buf, size_t cap, uint64_t bytes) {
   double b = (double)bytes;
   if (b >= 1e9) snprintf(buf, cap, "%.2f GB", b / 1e9);

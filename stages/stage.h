@@ -186,6 +186,18 @@ void st_progress_end(st_progress *p, int rc); /* rc: 0, ST_ECANCELED, other */
 
 double st_now(void); /* monotonic seconds */
 
+/* What a front end shows of a progress report, the same in every front end:
+ * the amount ("12.0 MB / 180.0 MB", or a count and its unit), the rate for
+ * bytes ("" otherwise), the fraction done in [0, 1] (1 once an open-ended
+ * report is done) and a 30-character bar of '#' and '.'. */
+typedef struct st_progress_view {
+  char amount[96];
+  char rate[32];
+  char bar[31];
+  double frac;
+} st_progress_view;
+void st_progress_view_of(const st_progress *p, st_progress_view *v);
+
 /* A timing record. `stage` is the whitepaper row ("download", "integrity",
  * "extract", "verify", "pickled", "meta", "upload", "preview", "train") or
  * the magic's name; copied into the session. */

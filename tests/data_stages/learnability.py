@@ -5,32 +5,16 @@ test accuracy (not a pytest test: it takes minutes on a CPU).
 """
 import argparse
 import pickle
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-
-class Net(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 6, 5)
-        self.pool = nn.MaxPool2d(2, 2)
-        self.conv2 = nn.Conv2d(6, 16, 5)
-        self.fc1 = nn.Linear(16 * 5 * 5, 120)
-        self.fc2 = nn.Linear(120, 84)
-        self.fc3 = nn.Linear(84, 10)
-
-    def forward(self, x):
-        x = self.pool(F.relu(self.conv1(x)))
-        x = self.pool(F.relu(self.conv2(x)))
-        x = torch.flatten(x, 1)
-        x = F.relu(self.fc1(x))
-        x = F.relu(self.fc2(x))
-        return self.fc3(x)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "train"))
+from trainutil import make_net  # noqa: E402  (the tutorial's Net, as the trainer tests use it)
 
 
 def load(path):
@@ -57,7 +41,7 @@ def main():
     if o.limit:
         xtr, ytr = xtr[: o.limit], ytr[: o.limit]
     xte, yte = load(root / "test_batch")
-    net = Net()
+    net = make_net(torch)
     opt = torch.optim.SGD(net.parameters(), lr=0.001, momentum=0.9)
     crit = nn.CrossEntropyLoss()
     t0 = time.time()
