@@ -5,10 +5,7 @@
   XX(manifest_parse, 10)                                                       \
   XX(manifest_errors, 10)                                                      \
   XX(mkdata_deterministic, 20)                                                 \
-  XX(md5_rfc1321_vectors, 10)                                                  \
-  XX(md5_fd_chunking, 10)                                                      \
+  XX(md5_mapped_steps, 10)                                                     \
   XX(md5_mapped, 10)                                                           \
   XX(mapguard_lost_pages, 10)                                                  \
-  XX(manifest_parse_cases, 10)                                                 \
-  XX(pklwrite_opcodes, 10)                                                     \
-  XX(mkdata_render_deterministic, 10)
+  XX(pklwrite_opcodes, 10)

@@ -1,6 +1,6 @@
 /*
- * test-data-units.c -- md5 (RFC 1321 test suite), the md5sum manifest parser,
- * the py2 pickle writer and the %mkdata image generator.
+ * test-data-units.c -- hashing from a mapping (any step size, a file cut
+ * short under the reader) and the py2 pickle writer's opcodes.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -18,39 +18,13 @@
 #include "../stages/pklwrite.h"
 #include "task.h"
 
-/* RFC 1321, appendix A.5 */
-static const struct { const char *in, *hex; } k_md5[] = {
-    {"", "d41d8cd98f00b204e9800998ecf8427e"},
-    {"a", "0cc175b9c0f1b6a831c399e269772661"},
-    {"abc", "900150983cd24fb0d6963f7d28e17f72"},
-    {"message digest", "f96b697d7cb7938d525a2f31aaf161d0"},
-    {"abcdefghijklmnopqrstuvwxyz", "c3fcd3d76192e4007dfb496cca67e13b"},
-    {"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
-     "d174ab98d277d9f5a5611c2c9f419d9f"},
-    {"12345678901234567890123456789012345678901234567890123456789012345678901234567890",
-     "57edf4a22be3c955ac49da2e2107b67a"},
-};
-
-TEST_IMPL(md5_rfc1321_vectors) {
-  for (size_t i = 0; i < sizeof k_md5 / sizeof k_md5[0]; i++) {
-    char hex[33];
-    dk_md5_hex_of(k_md5[i].in, strlen(k_md5[i].in), hex);
-    ASSERT_STR_EQ(hex, k_md5[i].hex);
-    ASSERT(dk_md5_valid_hex(hex));
-  }
-  ASSERT(!dk_md5_valid_hex("abc"));
-  ASSERT(!dk_md5_valid_hex("g41d8cd98f00b204e9800998ecf8427e"));
-  ASSERT(dk_md5_valid_hex("D41D8CD98F00B204E9800998ECF8427E"));
-  return 0;
-}
-
-/* The file path hashes the same whatever the step size. */
-TEST_IMPL(md5_fd_chunking) {
+/* A file hashes the same from its mapping whatever the step size. */
+TEST_IMPL(md5_mapped_steps) {
   char path[] = "/tmp/pk-md5-XXXXXX";
   int fd = mkstemp(path);
   ASSERT(fd >= 0);
   unlink(path);
-  const char *s = k_md5[6].in;
+  const char *s = "12345678901234567890123456789012345678901234567890123456789012345678901234567890";
   for (int i = 0; i < 1000; i++) ASSERT_EQ(write(fd, s, 80), 80);
   size_t n = 80000;
   char *all = malloc(n);
@@ -169,90 +143,6 @@ TEST_IMPL(mapguard_lost_pages) {
   return 0;
 }
 
-static const struct {
-  const char *text;
-  int code;        /* 0 or the expected error */
-  size_t n;        /* entries on success */
-  const char *msg; /* substring of where + text on error */
-} k_mf[] = {
-    {"", 0, 0, NULL},
-    {"# only a comment\n\n", 0, 0, NULL},
-    {"d41d8cd98f00b204e9800998ecf8427e  a/b\n", 0, 1, NULL},
-    {"D41D8CD98F00B204E9800998ECF8427E *bin\r\n", 0, 1, NULL},
-    {"d41d8cd98f00b204e9800998ecf8427e  ./x\nd41d8cd98f00b204e9800998ecf8427e  y", 0, 2, NULL},
-    {"\\d41d8cd98f00b204e9800998ecf8427e  a\\\\b\\nc\n", 0, 1, NULL},
-    {"d41d8cd98f00b204e9800998ecf8427  a\n", ST_EFORMAT, 0, "M:1"},
-    {"\nzz1d8cd98f00b204e9800998ecf8427e  a\n", ST_EFORMAT, 0, "M:2: expected 32 hex"},
-    {"d41d8cd98f00b204e9800998ecf8427e\ta\n", ST_EFORMAT, 0, "two spaces"},
-    {"d41d8cd98f00b204e9800998ecf8427e  /etc/passwd\n", ST_EUNSAFE, 0, "absolute"},
-    {"d41d8cd98f00b204e9800998ecf8427e  a/../../b\n", ST_EUNSAFE, 0, "\"..\""},
-    {"d41d8cd98f00b204e9800998ecf8427e  a\nd41d8cd98f00b204e9800998ecf8427e  a\n", ST_EFORMAT, 0,
-     "M:2: \"a\" is listed twice (also on line 1)"},
-};
-
-TEST_IMPL(manifest_parse_cases) {
-  for (size_t i = 0; i < sizeof k_mf / sizeof k_mf[0]; i++) {
-    mf_list m;
-    st_error err;
-    st_error_clear(&err);
-    int rc = mf_parse(k_mf[i].text, strlen(k_mf[i].text), "M", &m, &err);
-    if (rc != k_mf[i].code) fprintf(stderr, "case %zu: %s: %s\n", i, err.where, err.text);
-    ASSERT_EQ(rc, k_mf[i].code);
-    if (rc) {
-      char buf[3000];
-      st_error_format(&err, buf, sizeof buf);
-      ASSERT_CONTAINS(buf, k_mf[i].msg);
-      ASSERT(m.n == 0 && m.e == NULL);
-      continue;
-    }
-    ASSERT_EQ(m.n, k_mf[i].n);
-    mf_free(&m);
-  }
-  /* escaped name round trip, lower-cased digest, ./ stripped */
-  mf_list m;
-  st_error err;
-  st_error_clear(&err);
-  const char *t = "\\D41D8CD98F00B204E9800998ECF8427E  ./a\\\\b\\nc\n";
-  ASSERT_EQ(mf_parse(t, strlen(t), "M", &m, &err), 0);
-  ASSERT_STR_EQ(m.e[0].path, "a\\b\nc");
-  ASSERT_STR_EQ(m.e[0].hex, "d41d8cd98f00b204e9800998ecf8427e");
-  char *out = NULL;
-  size_t olen = 0;
-  FILE *f = open_memstream(&out, &olen);
-  mf_write_line(f, m.e[0].hex, m.e[0].path);
-  fclose(f);
-  ASSERT_STR_EQ(out, "\\d41d8cd98f00b204e9800998ecf8427e  a\\\\b\\nc\n");
-  free(out);
-  mf_free(&m);
-  /* a name ending in CR (the line's own CR is dropped) is written escaped
-   * and read back the same (found by fuzz_manifest) */
-  const char *cr = "d41d8cd98f00b204e9800998ecf8427e  a\r\r\n";
-  st_error_clear(&err);
-  ASSERT_EQ(mf_parse(cr, strlen(cr), "M", &m, &err), 0);
-  ASSERT_STR_EQ(m.e[0].path, "a\r");
-  out = NULL;
-  f = open_memstream(&out, &olen);
-  mf_write_line(f, m.e[0].hex, m.e[0].path);
-  fclose(f);
-  ASSERT_STR_EQ(out, "\\d41d8cd98f00b204e9800998ecf8427e  a\\r\n");
-  mf_free(&m);
-  st_error_clear(&err);
-  ASSERT_EQ(mf_parse(out, olen, "M", &m, &err), 0);
-  ASSERT_STR_EQ(m.e[0].path, "a\r");
-  free(out);
-  mf_free(&m);
-  /* path limit */
-  size_t big = PK_LIMIT_MANIFEST_PATH + 40;
-  char *line = malloc(big + 1);
-  memset(line, 'x', big);
-  memcpy(line, "d41d8cd98f00b204e9800998ecf8427e  ", 34);
-  line[big] = 0;
-  st_error_clear(&err);
-  ASSERT_EQ(mf_parse(line, big, "M", &m, &err), ST_E2BIG);
-  free(line);
-  return 0;
-}
-
 TEST_IMPL(pklwrite_opcodes) {
   pw_buf w;
   pw_init(&w);
@@ -293,20 +183,5 @@ TEST_IMPL(pklwrite_opcodes) {
   ASSERT_EQ(appends, 2);
   ASSERT_EQ(append1, 1);
   pw_free(&w);
-  return 0;
-}
-
-TEST_IMPL(mkdata_render_deterministic) {
-  uint8_t a[3072], b[3072];
-  int hist[10] = {0};
-  for (uint32_t i = 0; i < 2000; i++) hist[dk_mkdata_label(7, 1, i)]++;
-  for (int k = 0; k < 10; k++) ASSERT(hist[k] > 120 && hist[k] < 280);
-  for (int cls = 0; cls < 10; cls++) {
-    dk_mkdata_render(a, cls, 7, 1, 42);
-    dk_mkdata_render(b, cls, 7, 1, 42);
-    ASSERT(memcmp(a, b, sizeof a) == 0);
-    dk_mkdata_render(b, cls, 8, 1, 42);
-    ASSERT(memcmp(a, b, sizeof a) != 0);
-  }
   return 0;
 }
