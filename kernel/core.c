@@ -65,8 +65,7 @@ static int flag(json_t *c, const char *key, int dflt) {
   return json_is_boolean(v) ? json_is_true(v) : dflt;
 }
 
-/* A valid-UTF-8 JSON string of arbitrary bytes. */
-static json_t *text_json(const char *s, size_t len) {
+json_t *core_text_json(const char *s, size_t len) {
   char *tmp = malloc(len * 3 + 1);
   if (!tmp) return NULL;
   size_t n = utf8_clean(s, len, 1, tmp, NULL);
@@ -154,7 +153,7 @@ static void complete_paths(const char *tok, size_t tlen, json_t *out) {
   closedir(d);
   qsort(names, n, sizeof names[0], cmp_str);
   for (size_t i = 0; i < n; i++) {
-    json_array_append_new(out, text_json(names[i], strlen(names[i])));
+    json_array_append_new(out, core_text_json(names[i], strlen(names[i])));
     free(names[i]);
   }
   free(t);
@@ -306,16 +305,16 @@ static json_t *error_content(const pk_cell_result *r) {
   char first[4352];
   snprintf(first, sizeof first, "\x1b[0;31m%s\x1b[0m: %s", ename, evalue);
   json_t *tb = json_array();
-  json_array_append_new(tb, text_json(first, strlen(first)));
+  json_array_append_new(tb, core_text_json(first, strlen(first)));
   if (r->failed_line) {
     char where[512];
     snprintf(where, sizeof where, "  in line %d: %%%.400s", r->failed_line,
              r->failed_text ? r->failed_text : "");
-    json_array_append_new(tb, text_json(where, strlen(where)));
+    json_array_append_new(tb, core_text_json(where, strlen(where)));
   }
   json_t *c = json_object();
   json_object_set_new(c, "ename", json_string(ename));
-  json_object_set_new(c, "evalue", text_json(evalue, strlen(evalue)));
+  json_object_set_new(c, "evalue", core_text_json(evalue, strlen(evalue)));
   json_object_set_new(c, "traceback", tb);
   return c;
 }
@@ -364,7 +363,7 @@ static void h_execute(pk_chan *ch, wire_msg *req, pk_req_state *st) {
   }
   if (r.result && !silent) {
     json_t *data = json_object();
-    json_object_set_new(data, "text/plain", text_json(r.result, strlen(r.result)));
+    json_object_set_new(data, "text/plain", core_text_json(r.result, strlen(r.result)));
     core_publish(ch, "execute_result", req->header,
                  json_pack("{s:i, s:o, s:{}}", "execution_count", count, "data", data, "metadata"));
   }
@@ -437,7 +436,7 @@ static void h_inspect(pk_chan *ch, wire_msg *req, pk_req_state *st) {
   json_t *data = json_object();
   if (s) {
     char *h = st_registry_help(s);
-    if (h) json_object_set_new(data, "text/plain", text_json(h, strlen(h)));
+    if (h) json_object_set_new(data, "text/plain", core_text_json(h, strlen(h)));
     free(h);
   }
   core_reply(ch, req, "inspect_reply",
@@ -459,10 +458,10 @@ static void h_is_complete(pk_chan *ch, wire_msg *req, pk_req_state *st) {
 #define PK_HIST_SESSION 1 /* history lives in memory: one session per kernel */
 
 static json_t *hist_item(const pk_hist_entry *e, int output) {
-  json_t *in = text_json(e->code, strlen(e->code));
+  json_t *in = core_text_json(e->code, strlen(e->code));
   json_t *v = in;
   if (output) {
-    json_t *out = e->output ? text_json(e->output, strlen(e->output)) : json_null();
+    json_t *out = e->output ? core_text_json(e->output, strlen(e->output)) : json_null();
     v = json_pack("[o, o]", in, out);
   }
   return json_pack("[i, i, o]", PK_HIST_SESSION, e->line, v);

@@ -75,6 +75,8 @@ int srv_send_frames(void *sock, const wire_buf *f, size_t n);
 int srv_recv(pk_kernel *k, void *sock, int flags, const char *chan_name, wire_msg *out);
 long srv_now_ms(void);
 
+/* A JSON string of arbitrary bytes, invalid UTF-8 replaced (U+FFFD). */
+json_t *core_text_json(const char *s, size_t len);
 /* Publish on iopub with the given parent header (NULL: {}); steals content. */
 void core_publish(pk_chan *ch, const char *msg_type, json_t *parent, json_t *content);
 void core_status(pk_chan *ch, json_t *parent, const char *state);

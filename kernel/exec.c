@@ -114,22 +114,13 @@ static int is_text_type(const char *t) {
          strcmp(t, "application/javascript") == 0 || is_json_type(t);
 }
 
-static json_t *text_json(const char *s, size_t len) {
-  char *tmp = malloc(len * 3 + 1);
-  if (!tmp) return NULL;
-  size_t n = utf8_clean(s, len, 1, tmp, NULL);
-  json_t *j = json_stringn(tmp, n);
-  free(tmp);
-  return j;
-}
-
 static json_t *mime_value(const st_mime *m) {
   if (is_json_type(m->type)) {
     json_t *v = json_loadb(m->data, m->len, JSON_DECODE_ANY, NULL);
     if (v) return v;
     pk_log("display: %s payload is not valid JSON; sent as a string", m->type);
   }
-  if (is_text_type(m->type)) return text_json(m->data, m->len);
+  if (is_text_type(m->type)) return core_text_json(m->data, m->len);
   if (m->len > (size_t)1 << 30) {
     pk_log("display: %s payload of %zu bytes refused", m->type, m->len);
     return NULL;
@@ -252,7 +243,7 @@ static void k_result(st_ctx *c, const char *text) {
 static void k_page(st_ctx *c, const char *text) {
   exec_state *e = S(c);
   json_t *p = json_pack("{s:s, s:{s:o}, s:i}", "source", "page", "data", "text/plain",
-                        text_json(text, strlen(text)), "start", 0);
+                        core_text_json(text, strlen(text)), "start", 0);
   if (p) json_array_append_new(e->payload, p);
 }
 
@@ -276,7 +267,7 @@ static int k_input(st_ctx *c, const char *prompt, int password, char **out, st_e
     }
   }
   json_t *header = wire_header_new("input_request", k->session);
-  json_t *content = json_pack("{s:o, s:b}", "prompt", text_json(prompt, strlen(prompt)),
+  json_t *content = json_pack("{s:o, s:b}", "prompt", core_text_json(prompt, strlen(prompt)),
                               "password", password);
   json_t *meta = json_object();
   char msg_id[64];

@@ -385,15 +385,24 @@ static int check_idx(const cpu_state *s, const uint32_t *idx, int n) {
   return 0;
 }
 
-static int cpu_step(void *st, const uint32_t *idx, int n, float *loss) {
-  cpu_state *s = st;
+/* Forward and backward over the batch on nt threads, each into its own
+ * gradient; returns the summed loss (-1 for a bad index). */
+static double grad_pass(cpu_state *s, const uint32_t *idx, int n, int *nt) {
   if (check_idx(s, idx, n) != 0) return -1;
   s->idx = idx;
   s->n = n;
-  int nt = step_threads(s, n);
-  pool_run(s, job_grad, nt);
+  *nt = step_threads(s, n);
+  pool_run(s, job_grad, *nt);
   double l = 0;
-  for (int t = 0; t < nt; t++) l += s->part_loss[t];
+  for (int t = 0; t < *nt; t++) l += s->part_loss[t];
+  return l;
+}
+
+static int cpu_step(void *st, const uint32_t *idx, int n, float *loss) {
+  cpu_state *s = st;
+  int nt;
+  double l = grad_pass(s, idx, n, &nt);
+  if (l < 0) return -1;
   pool_run(s, job_reduce_sgd, nt);
   s->first = 0;
   if (loss) *loss = (float)(l / n);
@@ -402,13 +411,9 @@ static int cpu_step(void *st, const uint32_t *idx, int n, float *loss) {
 
 int cnn_cpu_grad(void *st, const uint32_t *idx, int n, float *grad, float *loss) {
   cpu_state *s = st;
-  if (check_idx(s, idx, n) != 0) return -1;
-  s->idx = idx;
-  s->n = n;
-  int nt = step_threads(s, n);
-  pool_run(s, job_grad, nt);
-  double l = 0;
-  for (int t = 0; t < nt; t++) l += s->part_loss[t];
+  int nt;
+  double l = grad_pass(s, idx, n, &nt);
+  if (l < 0) return -1;
   pool_run(s, job_reduce, nt);
   memcpy(grad, s->G[0], sizeof(float) * CNN_NPARAM);
   memset(s->G[0], 0, sizeof(float) * CNN_NPARAM);
