@@ -349,12 +349,7 @@ static void *extract_thread(void *arg) {
   return NULL;
 }
 
-static const char *known_member(void *ud, const char *path) {
-  dx_job *j = ud;
-  for (size_t i = 0; i < j->nmembers; i++)
-    if (j->members[i].hex[0] && !strcmp(j->members[i].path, path)) return j->members[i].hex;
-  return NULL;
-}
+static const char *known_member(void *ud, const char *path) { return dx_member_md5(ud, path); }
 
 static int retryable(CURLcode cc, long code) {
   if (cc == CURLE_HTTP_RETURNED_ERROR) return code >= 500;
@@ -581,8 +576,16 @@ int dk_download(st_ctx *c, const st_args *a, st_error *err) {
     dk_md5_hex(d, hex);
     double dt = st_now() - t0;
     if (md5 && strcasecmp(md5, hex)) {
-      rc = st_error_set(err, ST_ECHECKSUM, name, -1, "md5 mismatch: expected %.32s, got %s; nothing kept",
-                        md5, hex);
+      /* what was extracted came from the wrong bytes: it goes too */
+      size_t gone = 0;
+      if (xstarted) {
+        dq_close(&q);
+        pthread_join(xth, NULL);
+        xstarted = 0;
+        gone = dx_rollback(xj);
+      }
+      rc = st_error_set(err, ST_ECHECKSUM, name, -1, "md5 mismatch: expected %.32s, got %s; nothing kept%s",
+                        md5, hex, gone ? " (the files extracted from it are removed too)" : "");
       unlink(part);
       goto out;
     }

@@ -236,11 +236,58 @@ static void add_member(dx_job *j, const char *path, const char *hex) {
   j->nmembers++;
 }
 
+/* Remembers a folder this run created, for dx_rollback. */
+static void add_dir(dx_job *j, const char *rel, size_t len) {
+  if (j->ndirs == j->capdirs) {
+    size_t nc = j->capdirs ? j->capdirs * 2 : 16;
+    char **nd = realloc(j->dirs, nc * sizeof *nd);
+    if (!nd) return;
+    j->dirs = nd;
+    j->capdirs = nc;
+  }
+  char *p = strndup(rel, len);
+  if (p) j->dirs[j->ndirs++] = p;
+}
+
+const char *dx_member_md5(const dx_job *j, const char *path) {
+  for (size_t i = j->nmembers; i-- > 0;)
+    if (!strcmp(j->members[i].path, path)) return j->members[i].hex[0] ? j->members[i].hex : NULL;
+  return NULL;
+}
+
+static int open_parent(dx_job *j, int root, char *rel, const char **leaf, int create);
+
+size_t dx_rollback(dx_job *j) {
+  int root = open(j->dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (root < 0) return 0;
+  size_t gone = 0;
+  st_error keep = j->err;
+  for (size_t i = j->nmembers; i-- > 0;) {
+    char rel[PK_LIMIT_EXTRACT_PATH + 2];
+    snprintf(rel, sizeof rel, "%s", j->members[i].path);
+    const char *leaf;
+    int dfd = open_parent(j, root, rel, &leaf, 0); /* never through a symlink */
+    if (dfd < 0) continue;
+    gone += unlinkat(dfd, leaf, 0) == 0;
+    close(dfd);
+  }
+  for (size_t i = j->ndirs; i-- > 0;) /* deepest last created first; only when empty */
+    unlinkat(root, j->dirs[i], AT_REMOVEDIR);
+  j->err = keep; /* open_parent may have noted a vanished folder */
+  close(root);
+  if (j->made_dest) rmdir(j->dest); /* only when empty */
+  return gone;
+}
+
 void dx_job_free(dx_job *j) {
   for (size_t i = 0; i < j->nmembers; i++) free(j->members[i].path);
   free(j->members);
   j->members = NULL;
   j->nmembers = j->capmembers = 0;
+  for (size_t i = 0; i < j->ndirs; i++) free(j->dirs[i]);
+  free(j->dirs);
+  j->dirs = NULL;
+  j->ndirs = j->capdirs = 0;
 }
 
 /* Normalise a member name into out: strip "./" and trailing '/', refuse
@@ -287,12 +334,16 @@ static int open_parent(dx_job *j, int root, char *rel, const char **leaf, int cr
     char *e = strchr(s, '/');
     if (!e) break;
     *e = 0;
-    if (create && mkdirat(fd, s, 0755) && errno != EEXIST) {
-      int er = errno;
-      *e = '/';
-      close(fd);
-      fail_errno(j, er, rel, "cannot create folder");
-      return -1;
+    if (create && mkdirat(fd, s, 0755)) {
+      if (errno != EEXIST) {
+        int er = errno;
+        *e = '/';
+        close(fd);
+        fail_errno(j, er, rel, "cannot create folder");
+        return -1;
+      }
+    } else if (create) {
+      add_dir(j, rel, (size_t)(e - rel));
     }
     int nfd = openat(fd, s, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     int er = errno;
@@ -497,7 +548,10 @@ static int do_entry(dx_job *j, struct archive *ar, int root, struct archive_entr
     if (linkat(tfd, tleaf, dfd, leaf, 0)) rc = fail_errno(j, errno, rel, "cannot create hard link");
     close(tfd);
     close(dfd);
-    if (!rc) atomic_fetch_add(&j->files, 1);
+    if (!rc) {
+      atomic_fetch_add(&j->files, 1);
+      add_member(j, rel, NULL);
+    }
     return rc;
   }
   switch (type) {
@@ -506,7 +560,8 @@ static int do_entry(dx_job *j, struct archive *ar, int root, struct archive_entr
     int dfd = open_parent(j, root, rel, &leaf, 1);
     if (dfd < 0) return j->err.code;
     int rc = 0;
-    if (mkdirat(dfd, leaf, 0755) && errno != EEXIST) rc = fail_errno(j, errno, rel, "cannot create folder");
+    if (mkdirat(dfd, leaf, 0755) == 0) add_dir(j, rel, strlen(rel));
+    else if (errno != EEXIST) rc = fail_errno(j, errno, rel, "cannot create folder");
     struct stat st;
     if (!rc && (fstatat(dfd, leaf, &st, AT_SYMLINK_NOFOLLOW) || !S_ISDIR(st.st_mode)))
       rc = st_error_set(&j->err, ST_EUNSAFE, j->where, -1, "folder member \"%.300s\" exists as a symlink or file", rel);
@@ -527,6 +582,7 @@ static int do_entry(dx_job *j, struct archive *ar, int root, struct archive_entr
     unlinkat(dfd, leaf, 0);
     int rc = symlinkat(target, dfd, leaf) ? fail_errno(j, errno, rel, "cannot create symlink") : 0;
     close(dfd);
+    if (!rc) add_member(j, rel, NULL);
     return rc;
   }
   case AE_IFCHR: case AE_IFBLK:
@@ -548,8 +604,8 @@ int dx_run(dx_job *j) {
   r.j = j;
   struct archive *ar = NULL;
   int root = -1;
-  if (mkdir(j->dest, 0755) && errno != EEXIST)
-    return st_error_errno(&j->err, errno, j->dest, "cannot create the destination");
+  if (mkdir(j->dest, 0755) == 0) j->made_dest = 1;
+  else if (errno != EEXIST) return st_error_errno(&j->err, errno, j->dest, "cannot create the destination");
   root = open(j->dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (root < 0) return st_error_errno(&j->err, errno, j->dest, "cannot open the destination");
   /* peek: gzip magic? */

@@ -33,7 +33,7 @@ typedef ssize_t (*dx_pull_fn)(void *ud, const void **buf);
 
 typedef struct dx_member {
   char *path;     /* relative to DIR */
-  char hex[33];   /* md5 of the bytes written ("" unless hashing) */
+  char hex[33];   /* md5 of a file's bytes ("" unless hashing, and for links) */
 } dx_member;
 
 typedef struct dx_job {
@@ -56,14 +56,24 @@ typedef struct dx_job {
   atomic_uint_fast64_t in_bytes;   /* archive bytes consumed */
   atomic_uint_fast64_t out_bytes;  /* member bytes written */
   atomic_uint_fast64_t files;
-  dx_member *members;
+  dx_member *members;      /* files and links written, in archive order */
   size_t nmembers, capmembers;
+  char **dirs;             /* folders this run created (not those already there) */
+  size_t ndirs, capdirs;
+  int made_dest;           /* DIR itself was created by this run */
   char backend[32];
   st_error err;
 } dx_job;
 
 /* Runs the whole extraction (any thread); 0 or an ST_E* code in job->err. */
 int dx_run(dx_job *j);
+/* The md5 of the file last written at path by the job (a later member of
+ * the same name replaces an earlier one), or NULL. */
+const char *dx_member_md5(const dx_job *j, const char *path);
+/* Removes what the finished job wrote (files and links, then the folders it
+ * created, when empty): for a download whose bytes turned out wrong.
+ * Returns the number of files and links removed. */
+size_t dx_rollback(dx_job *j);
 void dx_job_free(dx_job *j);
 
 #define DK_EXTRACT_ROWS                                                                  \

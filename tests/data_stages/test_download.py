@@ -59,6 +59,54 @@ def test_download_md5_mismatch_keeps_nothing(served, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.parametrize("dest_exists", [False, True])
+def test_download_md5_mismatch_removes_what_was_extracted(served, tmp_path, dest_exists):
+    """The members came from bytes that failed the check: they go with the
+    tarball; what was in DIR before (and DIR itself, if it was there) stays."""
+    ng, tgz, h = served
+    ex = tmp_path / "w"
+    if dest_exists:
+        (ex / "cifar-10-batches-py").mkdir(parents=True)
+        (ex / "cifar-10-batches-py" / "notes.txt").write_text("mine")
+        (ex / "other.txt").write_text("mine too")
+    bad = "f" * 32
+    p = run_cli(f"%download {ng.url}/{tgz.name} --to {tmp_path / 'c.tgz'} --md5 {bad} --extract {ex}")
+    assert p.returncode == 1 and "ChecksumError" in p.stderr
+    assert "the files extracted from it are removed too" in p.stderr
+    assert not (tmp_path / "c.tgz").exists() and leftovers(tmp_path) == []
+    if dest_exists:
+        assert sorted(str(q.relative_to(ex)) for q in ex.rglob("*")) == [
+            "cifar-10-batches-py", "cifar-10-batches-py/notes.txt", "other.txt"]
+    else:
+        assert not ex.exists()
+
+
+def test_download_verify_sees_the_last_of_two_same_named_members(served, tmp_path):
+    """A tar may hold one name twice; the disk holds the later one, and the
+    hashes taken while extracting must be that one's too."""
+    import io
+    import tarfile
+    ng, _, _ = served
+    first, second = b"first version\n", b"second version, on disk\n"
+    arc = ng.root / "twice.tar"
+    with tarfile.open(arc, "w") as t:
+        for data in (first, second):
+            ti = tarfile.TarInfo("d/a.txt")
+            ti.size = len(data)
+            t.addfile(ti, io.BytesIO(data))
+    man = tmp_path / "M.md5"
+    for data, ok in ((first, False), (second, True)):
+        man.write_text(f"{hashlib.md5(data).hexdigest()}  d/a.txt\n")
+        ex = tmp_path / f"w{int(ok)}"
+        p = run_cli(f"%download {ng.url}/twice.tar --to {tmp_path / 't.tar'} --extract {ex} --verify {man}")
+        assert (ex / "d/a.txt").read_bytes() == second
+        if ok:
+            assert p.returncode == 0 and "all OK" in p.stdout, p.stderr
+        else:
+            assert p.returncode == 1 and "1 mismatching" in p.stderr, p.stdout + p.stderr
+        (tmp_path / "t.tar").unlink()
+
+
 def test_download_http_errors(served, tmp_path):
     ng, tgz, h = served
     p = run_cli(f"%download {ng.url}/nope.tgz --to {tmp_path / 'n'}")
