@@ -8,9 +8,12 @@ Sets (written once under $PK_BUILD/bench/load-data, reused afterwards):
   p4-6    the same data written by CPython 3 pickle protocol 4
   p4-40   40 data_batch files of 10,000 images (protocol 4), an augmented set
 
-Times are the best of REPEAT runs. "%load" is the whole `pipekernel run`
-process (start, parse, copy, md5 of pixels and labels); "%load --no-md5"
-skips the checksums; "stage" is the time %load itself reports.
+Times are the best of REPEAT runs. "stage" is the %load stage's own time
+(its timing record: parse, copy, md5 of pixels and labels), what a cell
+takes in a running kernel; "run" is the whole `pipekernel run` process
+(start included). The Python reference is timed inside its interpreter
+(numpy already imported), so the like-for-like ratio is the stage's; both
+are shown. "%load --no-md5" skips the checksums.
 """
 import gc
 import json
@@ -94,20 +97,25 @@ def python_ref(d):
 
 
 def pk_load(d, extra=""):
+    """(wall time of the `pipekernel run` process, the %load stage's own time
+    from its timing record, images loaded)."""
+    rec = Path(os.environ.get("PK_BENCH_OUT", "/tmp")) / "bench-load-timings.json"
     t0 = time.perf_counter()
-    p = subprocess.run([PK, "run", "--quiet", f"%load {d} {extra}".strip()],
+    p = subprocess.run([PK, "run", "--quiet", f"%load {d} {extra}".strip(), f"%timings --json {rec}"],
                        capture_output=True, text=True)
     dt = time.perf_counter() - t0
     if p.returncode != 0:
         raise SystemExit(f"pipekernel failed: {p.stderr}")
-    stage = sum(float(x) for x in re.findall(r"images, .* in ([\d.]+) s", p.stdout))
+    stage = sum(s["seconds"] for s in json.loads(rec.read_text())["stages"])
     n = sum(int(x) for x in re.findall(r"(\d+) images", p.stdout))
     return dt, stage, n
 
 
 def best(fn, *a):
+    """The least wall time and, separately, the least stage time of REPEAT runs."""
     runs = [fn(*a) for _ in range(REPEAT)]
-    return min(runs, key=lambda r: r[0])
+    w = min(runs, key=lambda r: r[0])
+    return (w[0], min(r[1] for r in runs), *w[2:]) if len(w) == 3 else w
 
 
 def main():
@@ -129,15 +137,17 @@ def main():
                    images=pk_n, file_bytes=size, python_s=py_t, load_s=pk_t, load_stage_s=pk_stage,
                    nomd5_s=nm_t, nomd5_stage_s=nm_stage,
                    ratio=py_t / pk_t, ratio_nomd5=py_t / nm_t,
+                   ratio_stage=py_t / pk_stage, ratio_nomd5_stage=py_t / nm_stage,
                    load_gbps=px / pk_t / 1e9, nomd5_gbps=px / nm_t / 1e9,
                    nomd5_stage_gbps=px / nm_stage / 1e9 if nm_stage else None)
         rows.append(row)
         print(f"\n{name}: {row['files']} files, {pk_n} images, {size / 1e6:.0f} MB on disk")
         print(f"  python pickle+vstack  {py_t:8.3f} s  {px / py_t / 1e9:6.2f} GB/s")
-        print(f"  %load                 {pk_t:8.3f} s  {row['load_gbps']:6.2f} GB/s  "
-              f"ratio {row['ratio']:5.1f}x  (stage {pk_stage:.3f} s, md5 included)")
-        print(f"  %load --no-md5        {nm_t:8.3f} s  {row['nomd5_gbps']:6.2f} GB/s  "
-              f"ratio {row['ratio_nomd5']:5.1f}x  (stage {nm_stage:.3f} s)")
+        print(f"  %load                 stage {pk_stage:6.3f} s {px / pk_stage / 1e9:6.2f} GB/s "
+              f"ratio {row['ratio_stage']:5.1f}x | run {pk_t:6.3f} s ratio {row['ratio']:5.1f}x"
+              f"  (md5 of pixels and labels included)")
+        print(f"  %load --no-md5        stage {nm_stage:6.3f} s {px / nm_stage / 1e9:6.2f} GB/s "
+              f"ratio {row['ratio_nomd5_stage']:5.1f}x | run {nm_t:6.3f} s ratio {row['ratio_nomd5']:5.1f}x")
     out = os.environ.get("PK_BENCH_OUT")
     if out:
         with open(Path(out) / "results.jsonl", "a") as f:
