@@ -27,6 +27,7 @@
 #include "limits.h"
 #include "manifest.h"
 #include "md5.h"
+#include "ring.h"
 #include "verify.h"
 
 const st_option dk_download_opts[] = {
@@ -45,67 +46,33 @@ const st_option dk_download_opts[] = {
 #define DQ_SLOTS 8
 
 typedef struct {
-  uint8_t *buf[DQ_SLOTS];
-  size_t len[DQ_SLOTS];
-  int head, tail, count;
-  int held;        /* consumer holds slot tail */
-  int closed;      /* producer finished */
-  int dead;        /* consumer finished (error or end) */
-  size_t fill;     /* bytes in the producer's slot head */
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
+  st_ring ring;
+  uint8_t *cur;    /* the acquired slot being filled by dq_push, or NULL */
+  size_t fill;     /* bytes in it */
 } dqueue;
 
 static int dq_init(dqueue *q) {
-  memset(q, 0, sizeof *q);
-  pthread_mutex_init(&q->mu, NULL);
-  pthread_cond_init(&q->cv, NULL);
-  for (int i = 0; i < DQ_SLOTS; i++)
-    if (!(q->buf[i] = malloc(DQ_CHUNK))) return -1;
-  return 0;
+  q->cur = NULL;
+  q->fill = 0;
+  return st_ring_init(&q->ring, DQ_SLOTS, DQ_CHUNK);
 }
-static void dq_free(dqueue *q) {
-  for (int i = 0; i < DQ_SLOTS; i++) free(q->buf[i]);
-  pthread_mutex_destroy(&q->mu);
-  pthread_cond_destroy(&q->cv);
-}
+static void dq_free(dqueue *q) { st_ring_free(&q->ring); }
 
-/* producer: waits (locked) until slot head is free -- it is ours when
- * count + held < DQ_SLOTS; 0 with q->mu held, or -1 (unlocked) when the
- * consumer is gone or we were cancelled */
-static int dq_wait_slot(dqueue *q, st_ctx *c) {
-  pthread_mutex_lock(&q->mu);
-  while (!q->dead && q->count + q->held >= DQ_SLOTS) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += 100000000;
-    if (ts.tv_nsec >= 1000000000) { ts.tv_sec++; ts.tv_nsec -= 1000000000; }
-    pthread_cond_timedwait(&q->cv, &q->mu, &ts);
-    if (st_cancelled(c)) { pthread_mutex_unlock(&q->mu); return -1; }
-  }
-  if (q->dead) { pthread_mutex_unlock(&q->mu); return -1; }
-  return 0;
-}
+static int dq_cancelled(void *c) { return st_cancelled(c); }
 
 /* producer: 0, or -1 when the consumer is gone or we were cancelled */
 static int dq_push(dqueue *q, st_ctx *c, const uint8_t *b, size_t n) {
   while (n) {
-    if (dq_wait_slot(q, c)) return -1;
-    int slot = q->head;
-    pthread_mutex_unlock(&q->mu);
+    if (!q->cur && !(q->cur = st_ring_acquire(&q->ring, dq_cancelled, c))) return -1;
     size_t k = DQ_CHUNK - q->fill < n ? DQ_CHUNK - q->fill : n;
-    memcpy(q->buf[slot] + q->fill, b, k);
+    memcpy(q->cur + q->fill, b, k);
     q->fill += k;
     b += k;
     n -= k;
     if (q->fill == DQ_CHUNK) {
-      pthread_mutex_lock(&q->mu);
-      q->len[slot] = q->fill;
-      q->head = (q->head + 1) % DQ_SLOTS;
-      q->count++;
+      st_ring_publish(&q->ring, q->fill);
+      q->cur = NULL;
       q->fill = 0;
-      pthread_cond_broadcast(&q->cv);
-      pthread_mutex_unlock(&q->mu);
     }
   }
   return 0;
@@ -113,55 +80,25 @@ static int dq_push(dqueue *q, st_ctx *c, const uint8_t *b, size_t n) {
 
 /* producer, whole buffers: hands *buf (DQ_CHUNK bytes of room, n used)
  * to the consumer and takes the free slot's buffer in exchange, so the
- * bytes are not copied. Only between whole chunks (q->fill == 0). */
+ * bytes are not copied. Only between whole chunks (nothing half filled). */
 static int dq_give(dqueue *q, st_ctx *c, uint8_t **buf, size_t n) {
   if (q->fill) return dq_push(q, c, *buf, n);
-  if (dq_wait_slot(q, c)) return -1;
-  int slot = q->head;
-  uint8_t *mine = q->buf[slot];
-  q->buf[slot] = *buf;
-  *buf = mine;
-  q->len[slot] = n;
-  q->head = (q->head + 1) % DQ_SLOTS;
-  q->count++;
-  pthread_cond_broadcast(&q->cv);
-  pthread_mutex_unlock(&q->mu);
+  if (!st_ring_acquire(&q->ring, dq_cancelled, c)) return -1;
+  st_ring_publish_swap(&q->ring, buf, n);
   return 0;
 }
 
-static void dq_close(dqueue *q) {
-  pthread_mutex_lock(&q->mu);
-  if (q->fill && !q->dead && q->count + q->held < DQ_SLOTS) {
-    q->len[q->head] = q->fill;
-    q->head = (q->head + 1) % DQ_SLOTS;
-    q->count++;
-    q->fill = 0;
-  }
-  q->closed = 1;
-  pthread_cond_broadcast(&q->cv);
-  pthread_mutex_unlock(&q->mu);
+/* producer: the end of the data (how 1, after what is half filled) or an
+ * error (how -1) */
+static void dq_close(dqueue *q, int how) {
+  if (q->cur && q->fill && how > 0) st_ring_publish(&q->ring, q->fill);
+  q->cur = NULL;
+  q->fill = 0;
+  st_ring_close(&q->ring, how);
 }
 
-static ssize_t dq_pull(void *ud, const void **out) {
-  dqueue *q = ud;
-  pthread_mutex_lock(&q->mu);
-  if (q->held) {
-    q->held = 0;
-    q->tail = (q->tail + 1) % DQ_SLOTS;
-    q->count--;
-    pthread_cond_broadcast(&q->cv);
-  }
-  while (q->count == 0 && !q->closed && !q->dead) pthread_cond_wait(&q->cv, &q->mu);
-  if (q->count == 0 || q->dead) {
-    pthread_mutex_unlock(&q->mu);
-    return 0;
-  }
-  q->held = 1;
-  *out = q->buf[q->tail];
-  ssize_t n = (ssize_t)q->len[q->tail];
-  pthread_mutex_unlock(&q->mu);
-  return n;
-}
+/* consumer (the extractor) */
+static ssize_t dq_pull(void *ud, const void **out) { return st_ring_take(&((dqueue *)ud)->ring, out); }
 
 /* ---- the transfer ---- */
 typedef struct {
@@ -329,23 +266,12 @@ static int url_basename(const char *url, char *out, size_t cap) {
 }
 
 /* the extractor wants no more bytes: its inflater must not wait in dq_pull */
-static void dq_abort(void *ud) {
-  dqueue *q = ud;
-  pthread_mutex_lock(&q->mu);
-  q->dead = 1;
-  pthread_cond_broadcast(&q->cv);
-  pthread_mutex_unlock(&q->mu);
-}
+static void dq_abort(void *ud) { st_ring_stop(&((dqueue *)ud)->ring); }
 
 static void *extract_thread(void *arg) {
   dx_job *j = arg;
   dx_run(j);
-  dqueue *q = j->ud;
-  pthread_mutex_lock(&q->mu);
-  q->dead = 1;
-  pthread_cond_broadcast(&q->cv);
-  pthread_mutex_unlock(&q->mu);
-  /* drain so the producer never blocks */
+  dq_abort(j->ud); /* finished: the producer must not wait for room */
   return NULL;
 }
 
@@ -579,7 +505,7 @@ int dk_download(st_ctx *c, const st_args *a, st_error *err) {
       /* what was extracted came from the wrong bytes: it goes too */
       size_t gone = 0;
       if (xstarted) {
-        dq_close(&q);
+        dq_close(&q, 1);
         pthread_join(xth, NULL);
         xstarted = 0;
         gone = dx_rollback(xj);
@@ -590,7 +516,7 @@ int dk_download(st_ctx *c, const st_args *a, st_error *err) {
       goto out;
     }
     if (xstarted) {
-      dq_close(&q);
+      dq_close(&q, 1);
       pthread_join(xth, NULL);
       xstarted = 0;
       if (xj->err.code) {
@@ -635,7 +561,7 @@ int dk_download(st_ctx *c, const st_args *a, st_error *err) {
 sinkfail:
   if (x.write_error) rc = st_error_errno(err, x.write_error, part, "write failed");
   else if (x.sink_failed && xj) {
-    dq_close(&q);
+    dq_close(&q, 1);
     pthread_join(xth, NULL);
     xstarted = 0;
     if (xj->err.code) *err = xj->err;
@@ -646,10 +572,7 @@ sinkfail:
 out:
   if (pstarted) st_progress_end(&p, rc);
   if (xstarted) {
-    pthread_mutex_lock(&q.mu);
-    q.closed = 1;
-    pthread_cond_broadcast(&q.cv);
-    pthread_mutex_unlock(&q.mu);
+    dq_close(&q, -1);
     pthread_join(xth, NULL);
   }
   if (have_q) dq_free(&q);

@@ -19,6 +19,7 @@
 
 #include "limits.h"
 #include "md5.h"
+#include "ring.h"
 
 const st_option dk_extract_opts[] = {
     {"to", 1, "DIR", "destination folder (created if missing); required"},
@@ -41,19 +42,12 @@ typedef struct {
   int in_eof;
   struct inflate_state st;
   int member_done;
-  /* inflated bytes: slots [tail, tail + count) are filled, tail is held by
-   * libarchive while `held` */
-  uint8_t *buf[DX_SLOTS];
-  size_t len[DX_SLOTS];
-  int head, tail, count, held;
-  int done;               /* inflater: 1 end of stream, -1 error (ecode, emsg) */
-  int stop;               /* reader: no more slots wanted */
-  int ecode;
+  st_ring ring;            /* inflated bytes, for libarchive's reader */
+  int done;               /* without the thread: 1 end of stream, -1 error */
+  int ecode;              /* the inflater's error (before it closes the ring) */
   char emsg[64];
-  int sync, threaded;     /* mu/cv initialised; the inflater thread runs */
+  int threaded;           /* the inflater thread runs */
   pthread_t th;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
 } dx_reader;
 
 static int pull_more(dx_reader *r) {
@@ -124,35 +118,22 @@ static int inflate_fill(dx_reader *r, uint8_t *out, size_t cap, size_t *got) {
 static void *inflater(void *arg) {
   dx_reader *r = arg;
   for (;;) {
-    pthread_mutex_lock(&r->mu);
-    while (r->count == DX_SLOTS && !r->stop) pthread_cond_wait(&r->cv, &r->mu);
-    int slot = r->head, stop = r->stop;
-    pthread_mutex_unlock(&r->mu);
-    if (stop) return NULL;
+    uint8_t *slot = st_ring_acquire(&r->ring, NULL, NULL);
+    if (!slot) return NULL; /* the reader wants no more */
     size_t got;
-    int k = inflate_fill(r, r->buf[slot], DX_SLOT, &got);
-    pthread_mutex_lock(&r->mu);
-    if (got) {
-      r->len[slot] = got;
-      r->head = (r->head + 1) % DX_SLOTS;
-      r->count++;
+    int k = inflate_fill(r, slot, DX_SLOT, &got);
+    if (got) st_ring_publish(&r->ring, got);
+    if (k) {
+      st_ring_close(&r->ring, k);
+      return NULL;
     }
-    if (k) r->done = k;
-    pthread_cond_broadcast(&r->cv);
-    pthread_mutex_unlock(&r->mu);
-    if (k) return NULL;
   }
 }
 
 /* Stop the inflater thread (whatever it is doing) and wait for it. */
 static void inflater_stop(dx_reader *r) {
   if (!r->threaded) return;
-  pthread_mutex_lock(&r->mu);
-  int running = !r->done;
-  r->stop = 1;
-  pthread_cond_broadcast(&r->cv);
-  pthread_mutex_unlock(&r->mu);
-  if (running && r->j->abort) r->j->abort(r->j->ud); /* it may wait in pull */
+  if (st_ring_stop(&r->ring) && r->j->abort) r->j->abort(r->j->ud); /* it may wait in pull */
   pthread_join(r->th, NULL);
   r->threaded = 0;
 }
@@ -183,33 +164,16 @@ static la_ssize_t rd_cb(struct archive *a, void *ud, const void **buf) {
   }
   if (!r->threaded) { /* inflate here; an error comes after the bytes before it */
     size_t got = 0;
-    if (!r->done) r->done = inflate_fill(r, r->buf[0], DX_SLOT, &got);
+    if (!r->done) r->done = inflate_fill(r, r->ring.buf[0], DX_SLOT, &got);
     if (r->done < 0 && !got) {
       archive_set_error(a, r->ecode, "%s", r->emsg);
       return -1;
     }
-    *buf = r->buf[0];
+    *buf = r->ring.buf[0];
     return (la_ssize_t)got;
   }
-  pthread_mutex_lock(&r->mu);
-  if (r->held) {
-    r->held = 0;
-    r->tail = (r->tail + 1) % DX_SLOTS;
-    r->count--;
-    pthread_cond_broadcast(&r->cv);
-  }
-  while (r->count == 0 && !r->done) pthread_cond_wait(&r->cv, &r->mu);
-  if (r->count == 0) {
-    int done = r->done;
-    pthread_mutex_unlock(&r->mu);
-    if (done > 0) return 0;
-    archive_set_error(a, r->ecode, "%s", r->emsg);
-    return -1;
-  }
-  r->held = 1;
-  *buf = r->buf[r->tail];
-  la_ssize_t n = (la_ssize_t)r->len[r->tail];
-  pthread_mutex_unlock(&r->mu);
+  la_ssize_t n = st_ring_take(&r->ring, buf);
+  if (n < 0) archive_set_error(a, r->ecode, "%s", r->emsg);
   return n;
 }
 
@@ -616,16 +580,12 @@ int dx_run(dx_job *j) {
   ar = archive_read_new();
   if (!ar) { rc = st_error_set(&j->err, ST_ENOMEM, j->where, -1, "out of memory"); goto out; }
   if (r.gzip) {
-    for (int i = 0; i < DX_SLOTS; i++)
-      if (!(r.buf[i] = malloc(DX_SLOT))) {
-        rc = st_error_set(&j->err, ST_ENOMEM, j->where, -1, "out of memory");
-        goto out;
-      }
+    if (st_ring_init(&r.ring, DX_SLOTS, DX_SLOT)) {
+      rc = st_error_set(&j->err, ST_ENOMEM, j->where, -1, "out of memory");
+      goto out;
+    }
     isal_inflate_init(&r.st);
     r.st.crc_flag = ISAL_GZIP;
-    pthread_mutex_init(&r.mu, NULL);
-    pthread_cond_init(&r.cv, NULL);
-    r.sync = 1;
     r.threaded = pthread_create(&r.th, NULL, inflater, &r) == 0;
     archive_read_support_format_tar(ar);
     archive_read_support_format_cpio(ar);
@@ -679,12 +639,8 @@ int dx_run(dx_job *j) {
   }
 out:
   inflater_stop(&r);
-  if (r.sync) {
-    pthread_mutex_destroy(&r.mu);
-    pthread_cond_destroy(&r.cv);
-  }
   if (ar) archive_read_free(ar);
-  for (int i = 0; i < DX_SLOTS; i++) free(r.buf[i]);
+  st_ring_free(&r.ring);
   if (root >= 0) close(root);
   if (!rc && j->err.code) rc = j->err.code;
   return rc;

@@ -1,8 +1,10 @@
 /*
  * test-data-units.c -- hashing from a mapping (any step size, a file cut
- * short under the reader) and the py2 pickle writer's opcodes.
+ * short under the reader), the py2 pickle writer's opcodes and the
+ * producer/consumer ring of the fused download.
  */
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,7 @@
 #include "../stages/md5.h"
 #include "../stages/mkdata.h"
 #include "../stages/pklwrite.h"
+#include "../stages/ring.h"
 #include "task.h"
 
 /* A file hashes the same from its mapping whatever the step size. */
@@ -183,5 +186,89 @@ TEST_IMPL(pklwrite_opcodes) {
   ASSERT_EQ(appends, 2);
   ASSERT_EQ(append1, 1);
   pw_free(&w);
+  return 0;
+}
+
+/* ---- the producer/consumer ring of %download --extract and the inflater ---- */
+typedef struct {
+  st_ring *r;
+  int n;        /* slots to send */
+  int swap;     /* every other slot by publish_swap */
+  int close_how;
+} ring_prod;
+
+static void *ring_producer(void *arg) {
+  ring_prod *p = arg;
+  uint8_t *own = malloc(p->r->size);
+  for (int i = 0; i < p->n; i++) {
+    uint8_t *slot = st_ring_acquire(p->r, NULL, NULL);
+    if (!slot) break;
+    size_t n = 1 + (size_t)(i * 7) % p->r->size; /* lengths 1..size */
+    if (p->swap && (i & 1)) {
+      memset(own, i & 0xff, n);
+      st_ring_publish_swap(p->r, &own, n);
+    } else {
+      memset(slot, i & 0xff, n);
+      st_ring_publish(p->r, n);
+    }
+  }
+  st_ring_close(p->r, p->close_how);
+  free(own);
+  return NULL;
+}
+
+static int ring_never(void *ud) { (void)ud; return 0; }
+static int ring_always(void *ud) { (void)ud; return 1; }
+
+TEST_IMPL(ring_order_end_error_stop) {
+  /* every slot arrives, in order, with its bytes; then the end (0) or the error (-1) */
+  for (int how = 1; how >= -1; how -= 2)
+    for (int swap = 0; swap <= 1; swap++) {
+      st_ring r;
+      ASSERT_EQ(st_ring_init(&r, 3, 64), 0);
+      ring_prod p = {&r, 500, swap, how};
+      pthread_t th;
+      ASSERT_EQ(pthread_create(&th, NULL, ring_producer, &p), 0);
+      for (int i = 0; i < 500; i++) {
+        const void *b;
+        ssize_t n = st_ring_take(&r, &b);
+        ASSERT_EQ(n, (long long)(1 + (size_t)(i * 7) % 64));
+        for (ssize_t k = 0; k < n; k++) ASSERT_EQ(((const uint8_t *)b)[k], i & 0xff);
+      }
+      const void *b;
+      ASSERT_EQ(st_ring_take(&r, &b), how > 0 ? 0 : -1);
+      ASSERT_EQ(st_ring_take(&r, &b), how > 0 ? 0 : -1); /* and stays so */
+      pthread_join(th, NULL);
+      st_ring_free(&r);
+    }
+  /* a consumer that stops wakes the producer waiting for room */
+  st_ring r;
+  ASSERT_EQ(st_ring_init(&r, 2, 16), 0);
+  ring_prod p = {&r, 1000000, 0, 1};
+  pthread_t th;
+  ASSERT_EQ(pthread_create(&th, NULL, ring_producer, &p), 0);
+  const void *b;
+  ASSERT(st_ring_take(&r, &b) > 0);
+  ASSERT_EQ(st_ring_stop(&r), 1); /* it had not closed: it waits for room */
+  pthread_join(th, NULL);         /* ... and is woken (NULL), then closes */
+  ASSERT_EQ(st_ring_take(&r, &b), 0);
+  ASSERT(st_ring_acquire(&r, NULL, NULL) == NULL);
+  st_ring_free(&r);
+  /* a full ring: acquire gives up when cancelled, keeps the slots otherwise */
+  ASSERT_EQ(st_ring_init(&r, 2, 16), 0);
+  ASSERT(st_ring_acquire(&r, ring_never, NULL) != NULL);
+  st_ring_publish(&r, 1);
+  ASSERT(st_ring_acquire(&r, ring_never, NULL) != NULL);
+  st_ring_publish(&r, 2);
+  ASSERT(st_ring_acquire(&r, ring_always, NULL) == NULL);
+  ASSERT_EQ(st_ring_take(&r, &b), 1);
+  ASSERT(st_ring_acquire(&r, ring_always, NULL) == NULL); /* the taken slot is still held */
+  ASSERT_EQ(st_ring_take(&r, &b), 2);                     /* releases the first */
+  ASSERT(st_ring_acquire(&r, ring_always, NULL) != NULL);
+  st_ring_free(&r);
+  /* bad sizes are refused */
+  ASSERT_EQ(st_ring_init(&r, 1, 16), -1);
+  ASSERT_EQ(st_ring_init(&r, ST_RING_MAX + 1, 16), -1);
+  ASSERT_EQ(st_ring_init(&r, 2, 0), -1);
   return 0;
 }
