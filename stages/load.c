@@ -484,7 +484,9 @@ static int load_split(st_ctx *c, const char *which, lfile *f, size_t nf, int n_c
   pthread_mutex_init(&j.mu, NULL);
   pthread_cond_init(&j.cv, NULL);
   j.done = calloc(nf ? nf : 1, 1);
-  long nt = ncpu();
+  /* the md5 (one stream, in file order, on this thread) is the long pole:
+   * it keeps a core of its own, the copies take the others */
+  long nt = md && ncpu() > 1 ? ncpu() - 1 : ncpu();
   if (nt > PK_LIMIT_LOAD_THREADS) nt = PK_LIMIT_LOAD_THREADS;
   if ((size_t)nt > nf) nt = (long)nf;
   pthread_t th[PK_LIMIT_LOAD_THREADS];
