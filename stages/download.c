@@ -366,6 +366,7 @@ int dk_download(st_ctx *c, const st_args *a, st_error *err) {
     xj->abort = dq_abort;
     xj->ud = &q;
     xj->hash = manifest != NULL;
+    xj->undo = md5 != NULL; /* a wrong md5 puts DIR back as it was */
     x.q = &q;
     if (pthread_create(&xth, NULL, extract_thread, xj)) {
       rc = st_error_set(err, ST_EINTERNAL, name, -1, "cannot start the extractor thread");
@@ -511,7 +512,7 @@ int dk_download(st_ctx *c, const st_args *a, st_error *err) {
         gone = dx_rollback(xj);
       }
       rc = st_error_set(err, ST_ECHECKSUM, name, -1, "md5 mismatch: expected %.32s, got %s; nothing kept%s",
-                        md5, hex, gone ? " (the files extracted from it are removed too)" : "");
+                        md5, hex, gone ? " (what was extracted from it is undone too)" : "");
       unlink(part);
       goto out;
     }
@@ -519,6 +520,7 @@ int dk_download(st_ctx *c, const st_args *a, st_error *err) {
       dq_close(&q, 1);
       pthread_join(xth, NULL);
       xstarted = 0;
+      dx_commit(xj); /* the bytes are right: what the members replaced goes */
       if (xj->err.code) {
         *err = xj->err;
         rc = err->code;
@@ -577,6 +579,7 @@ out:
   }
   if (have_q) dq_free(&q);
   if (xj) {
+    dx_commit(xj); /* any other end keeps what was extracted (as %extract does) */
     dx_job_free(xj);
     free(xj);
   }

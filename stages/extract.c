@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -185,19 +187,60 @@ static int fail_errno(dx_job *j, int er, const char *rel, const char *what) {
   return st_error_errno(&j->err, er, path, what);
 }
 
-static void add_member(dx_job *j, const char *path, const char *hex) {
+/* Records a member written at path (takes old, see keep_old). 0, or
+ * ST_ENOMEM: a member that cannot be recorded could not be undone. */
+static int add_member(dx_job *j, const char *path, const char *hex, char *old) {
   if (j->nmembers == j->capmembers) {
     size_t nc = j->capmembers ? j->capmembers * 2 : 64;
     dx_member *nm = realloc(j->members, nc * sizeof *nm);
-    if (!nm) return;
+    if (!nm) goto oom;
     j->members = nm;
     j->capmembers = nc;
   }
   char *p = strdup(path);
-  if (!p) return;
+  if (!p) goto oom;
   j->members[j->nmembers].path = p;
   snprintf(j->members[j->nmembers].hex, 33, "%s", hex ? hex : "");
+  j->members[j->nmembers].old = old;
   j->nmembers++;
+  return 0;
+oom:
+  free(old);
+  return st_error_set(&j->err, ST_ENOMEM, j->where, -1, "out of memory");
+}
+
+/* With undo, before a member takes the name leaf in dfd (rel: its path in
+ * DIR): what is there (not a folder) is renamed aside to .LEAF.pk-old-TOKEN-N
+ * (a random token per job: an archive cannot name it in advance; never over
+ * an existing name), and *old gets that path relative to DIR, so a rollback
+ * can put it back. 0 (also when nothing is there), or an error code. */
+static int keep_old(dx_job *j, int dfd, const char *rel, const char *leaf, char **old) {
+  *old = NULL;
+  struct stat st;
+  if (!j->undo || fstatat(dfd, leaf, &st, AT_SYMLINK_NOFOLLOW) || S_ISDIR(st.st_mode)) return 0;
+  if (!j->token && getrandom(&j->token, sizeof j->token, 0) != (ssize_t)sizeof j->token)
+    j->token = (uint64_t)getpid() << 32 ^ (uint64_t)time(NULL);
+  char aside[300];
+  snprintf(aside, sizeof aside, ".%.200s.pk-old-%016llx-%zu", leaf, (unsigned long long)j->token,
+           j->nmembers);
+  if (renameat2(dfd, leaf, dfd, aside, RENAME_NOREPLACE))
+    return fail_errno(j, errno, rel, "cannot keep what this member replaces");
+  size_t dir = (size_t)(leaf - rel); /* leaf points into rel: "a/b/" + leaf */
+  if (!(*old = malloc(dir + strlen(aside) + 1))) {
+    renameat(dfd, aside, dfd, leaf);
+    return st_error_set(&j->err, ST_ENOMEM, j->where, -1, "out of memory");
+  }
+  memcpy(*old, rel, dir);
+  strcpy(*old + dir, aside);
+  return 0;
+}
+
+/* Puts back what keep_old moved aside when the member could not be written. */
+static void restore_old(int dfd, const char *leaf, char *old) {
+  if (!old) return;
+  const char *aside = strrchr(old, '/');
+  renameat(dfd, aside ? aside + 1 : old, dfd, leaf);
+  free(old);
 }
 
 /* Remembers a folder this run created, for dx_rollback. */
@@ -226,6 +269,8 @@ size_t dx_rollback(dx_job *j) {
   if (root < 0) return 0;
   size_t gone = 0;
   st_error keep = j->err;
+  /* newest first: a name written twice gets its first member back, then
+   * what was there before the run */
   for (size_t i = j->nmembers; i-- > 0;) {
     char rel[PK_LIMIT_EXTRACT_PATH + 2];
     snprintf(rel, sizeof rel, "%s", j->members[i].path);
@@ -233,6 +278,12 @@ size_t dx_rollback(dx_job *j) {
     int dfd = open_parent(j, root, rel, &leaf, 0); /* never through a symlink */
     if (dfd < 0) continue;
     gone += unlinkat(dfd, leaf, 0) == 0;
+    if (j->members[i].old) {
+      const char *aside = strrchr(j->members[i].old, '/');
+      renameat(dfd, aside ? aside + 1 : j->members[i].old, dfd, leaf);
+      free(j->members[i].old);
+      j->members[i].old = NULL;
+    }
     close(dfd);
   }
   for (size_t i = j->ndirs; i-- > 0;) /* deepest last created first; only when empty */
@@ -243,8 +294,22 @@ size_t dx_rollback(dx_job *j) {
   return gone;
 }
 
+void dx_commit(dx_job *j) {
+  int root = open(j->dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  for (size_t i = 0; i < j->nmembers; i++) {
+    if (!j->members[i].old) continue;
+    if (root >= 0) unlinkat(root, j->members[i].old, 0);
+    free(j->members[i].old);
+    j->members[i].old = NULL;
+  }
+  if (root >= 0) close(root);
+}
+
 void dx_job_free(dx_job *j) {
-  for (size_t i = 0; i < j->nmembers; i++) free(j->members[i].path);
+  for (size_t i = 0; i < j->nmembers; i++) {
+    free(j->members[i].path);
+    free(j->members[i].old);
+  }
   free(j->members);
   j->members = NULL;
   j->nmembers = j->capmembers = 0;
@@ -386,6 +451,7 @@ static int write_file(dx_job *j, struct archive *ar, int root, char *rel, struct
     if (m) EVP_DigestInit_ex(m, EVP_md5(), NULL);
   }
   int rc = 0;
+  char *old = NULL; /* with undo: what the member replaced, kept aside */
   uint64_t written = 0;
   for (;;) {
     const void *buf;
@@ -457,8 +523,11 @@ static int write_file(dx_job *j, struct archive *ar, int root, char *rel, struct
     struct stat st;
     if (fstatat(dfd, leaf, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode))
       rc = fail_errno(j, EEXIST, rel, "cannot replace a folder with a file");
-    else if (renameat(dfd, tmp, dfd, leaf))
+    else if (!(rc = keep_old(j, dfd, rel, leaf, &old)) && renameat(dfd, tmp, dfd, leaf)) {
       rc = fail_errno(j, errno, rel, "rename failed");
+      restore_old(dfd, leaf, old);
+      old = NULL;
+    }
   }
   if (rc) unlinkat(dfd, tmp, 0);
   close(dfd);
@@ -473,7 +542,7 @@ static int write_file(dx_job *j, struct archive *ar, int root, char *rel, struct
   if (!rc) {
     *total += (uint64_t)size > written ? (uint64_t)size : written;
     atomic_fetch_add(&j->files, 1);
-    add_member(j, rel, hex);
+    rc = add_member(j, rel, hex, old);
   }
   return rc;
 }
@@ -507,15 +576,20 @@ static int do_entry(dx_job *j, struct archive *ar, int root, struct archive_entr
     }
     int dfd = open_parent(j, root, rel, &leaf, 1);
     if (dfd < 0) { close(tfd); return j->err.code; }
-    unlinkat(dfd, leaf, 0);
-    int rc = 0;
-    if (linkat(tfd, tleaf, dfd, leaf, 0)) rc = fail_errno(j, errno, rel, "cannot create hard link");
+    char *old;
+    int rc = keep_old(j, dfd, rel, leaf, &old);
+    if (!rc) {
+      unlinkat(dfd, leaf, 0);
+      if (linkat(tfd, tleaf, dfd, leaf, 0)) {
+        rc = fail_errno(j, errno, rel, "cannot create hard link");
+        restore_old(dfd, leaf, old);
+      } else {
+        atomic_fetch_add(&j->files, 1);
+        rc = add_member(j, rel, NULL, old);
+      }
+    }
     close(tfd);
     close(dfd);
-    if (!rc) {
-      atomic_fetch_add(&j->files, 1);
-      add_member(j, rel, NULL);
-    }
     return rc;
   }
   switch (type) {
@@ -543,10 +617,18 @@ static int do_entry(dx_job *j, struct archive *ar, int root, struct archive_entr
     const char *leaf;
     int dfd = open_parent(j, root, rel, &leaf, 1);
     if (dfd < 0) return j->err.code;
-    unlinkat(dfd, leaf, 0);
-    int rc = symlinkat(target, dfd, leaf) ? fail_errno(j, errno, rel, "cannot create symlink") : 0;
+    char *old;
+    int rc = keep_old(j, dfd, rel, leaf, &old);
+    if (!rc) {
+      unlinkat(dfd, leaf, 0);
+      if (symlinkat(target, dfd, leaf)) {
+        rc = fail_errno(j, errno, rel, "cannot create symlink");
+        restore_old(dfd, leaf, old);
+      } else {
+        rc = add_member(j, rel, NULL, old);
+      }
+    }
     close(dfd);
-    if (!rc) add_member(j, rel, NULL);
     return rc;
   }
   case AE_IFCHR: case AE_IFBLK:

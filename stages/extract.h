@@ -34,6 +34,7 @@ typedef ssize_t (*dx_pull_fn)(void *ud, const void **buf);
 typedef struct dx_member {
   char *path;     /* relative to DIR */
   char hex[33];   /* md5 of a file's bytes ("" unless hashing, and for links) */
+  char *old;      /* with undo: where what it replaced is kept (relative to DIR), or NULL */
 } dx_member;
 
 typedef struct dx_job {
@@ -45,6 +46,7 @@ typedef struct dx_job {
   void *ud;
   int inflater;          /* 0 auto (ISA-L for gzip), 1 ISA-L, 2 libarchive */
   int hash;              /* md5 each member as it is written */
+  int undo;              /* keep what members replace until dx_commit or dx_rollback */
   /* Optional: wakes a pull that waits for data once the extractor no longer
    * wants any (gzip is inflated on a thread of its own that calls pull). */
   void (*abort)(void *ud);
@@ -61,6 +63,7 @@ typedef struct dx_job {
   char **dirs;             /* folders this run created (not those already there) */
   size_t ndirs, capdirs;
   int made_dest;           /* DIR itself was created by this run */
+  uint64_t token;          /* names what undo keeps aside (random, made on first use) */
   char backend[32];
   st_error err;
 } dx_job;
@@ -71,9 +74,13 @@ int dx_run(dx_job *j);
  * the same name replaces an earlier one), or NULL. */
 const char *dx_member_md5(const dx_job *j, const char *path);
 /* Removes what the finished job wrote (files and links, then the folders it
- * created, when empty): for a download whose bytes turned out wrong.
- * Returns the number of files and links removed. */
+ * created, when empty) and, with undo, puts back what they replaced: for a
+ * download whose bytes turned out wrong. Returns the number of files and
+ * links removed. */
 size_t dx_rollback(dx_job *j);
+/* With undo: the job's output stays; what its members replaced is removed.
+ * One of dx_commit and dx_rollback must follow dx_run when undo is set. */
+void dx_commit(dx_job *j);
 void dx_job_free(dx_job *j);
 
 #define DK_EXTRACT_ROWS                                                                  \

@@ -59,26 +59,57 @@ def test_download_md5_mismatch_keeps_nothing(served, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.parametrize("dest_exists", [False, True])
-def test_download_md5_mismatch_removes_what_was_extracted(served, tmp_path, dest_exists):
+def tree_of(d):
+    return {str(q.relative_to(d)): (q.read_bytes() if q.is_file() and not q.is_symlink() else None)
+            for q in d.rglob("*")}
+
+
+@pytest.mark.parametrize("dest", ["new", "unrelated files", "an earlier extraction"])
+def test_download_md5_mismatch_undoes_the_extraction(served, tmp_path, dest):
     """The members came from bytes that failed the check: they go with the
-    tarball; what was in DIR before (and DIR itself, if it was there) stays."""
+    tarball, and DIR is as it was (files they replaced come back; DIR itself
+    goes if the run made it)."""
     ng, tgz, h = served
     ex = tmp_path / "w"
-    if dest_exists:
-        (ex / "cifar-10-batches-py").mkdir(parents=True)
-        (ex / "cifar-10-batches-py" / "notes.txt").write_text("mine")
+    b = ex / "cifar-10-batches-py"
+    if dest == "unrelated files":
+        b.mkdir(parents=True)
+        (b / "notes.txt").write_text("mine")
         (ex / "other.txt").write_text("mine too")
+    elif dest == "an earlier extraction":  # same names, other bytes
+        b.mkdir(parents=True)
+        for n in ("data_batch_1", "test_batch", "readme.html"):
+            (b / n).write_bytes(b"the earlier " + n.encode())
+        (b / "batches.meta").symlink_to("readme.html")
+    before = tree_of(ex) if ex.exists() else None
     bad = "f" * 32
     p = run_cli(f"%download {ng.url}/{tgz.name} --to {tmp_path / 'c.tgz'} --md5 {bad} --extract {ex}")
     assert p.returncode == 1 and "ChecksumError" in p.stderr
-    assert "the files extracted from it are removed too" in p.stderr
+    assert "what was extracted from it is undone too" in p.stderr
     assert not (tmp_path / "c.tgz").exists() and leftovers(tmp_path) == []
-    if dest_exists:
-        assert sorted(str(q.relative_to(ex)) for q in ex.rglob("*")) == [
-            "cifar-10-batches-py", "cifar-10-batches-py/notes.txt", "other.txt"]
-    else:
+    if before is None:
         assert not ex.exists()
+    else:
+        assert tree_of(ex) == before
+        if dest == "an earlier extraction":
+            assert os.readlink(b / "batches.meta") == "readme.html"
+
+
+def test_download_md5_ok_replaces_an_earlier_extraction(served, tmp_path):
+    """With the md5 right, the members replace what was there and nothing
+    kept aside for an undo is left behind."""
+    ng, tgz, h = served
+    ex = tmp_path / "w"
+    b = ex / "cifar-10-batches-py"
+    b.mkdir(parents=True)
+    (b / "data_batch_1").write_bytes(b"the earlier one")
+    (b / "batches.meta").symlink_to("readme.html")
+    run_cli(f"%download {ng.url}/{tgz.name} --to {tmp_path / 'c.tgz'} --md5 {h} --extract {ex} "
+            f"--verify {ng.root / 'MANIFEST.md5'}", check=True)
+    src = tgz.parent / "cifar-10-batches-py"
+    assert sorted(q.name for q in b.iterdir()) == sorted(q.name for q in src.iterdir())
+    for q in src.iterdir():
+        assert not (b / q.name).is_symlink() and (b / q.name).read_bytes() == q.read_bytes()
 
 
 def test_download_verify_sees_the_last_of_two_same_named_members(served, tmp_path):

@@ -10,8 +10,10 @@
  * nothing may be written outside the destination, whatever the archive says
  * (absolute paths, "..", symlinks and hard links leading out, writes
  * through symlinks). The last byte of the input picks the gzip inflater,
- * whether members are hashed and the read size, so seeds ending in a 0 byte
- * (tar, gzip, zip) run the default path.
+ * whether members are hashed, the read size, and whether what members
+ * replace is kept for an undo; then the run is undone (nothing of it may
+ * remain) or, with undo and bit 16, committed (nothing kept aside may
+ * remain). Seeds ending in a 0 byte (tar, gzip, zip) run the default path.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -128,6 +130,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   j.ud = &src;
   j.inflater = last & 1 ? 2 : 0;
   j.hash = (last & 2) != 0;
+  j.undo = (last & 8) != 0;
   int rc = dx_run(&j);
   if (rc && !j.err.code) abort(); /* a failure says why */
   if (!rc && j.err.code) abort();
@@ -139,12 +142,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         strstr(p, "/../") || (pl >= 3 && strcmp(p + pl - 3, "/..") == 0))
       abort(); /* what was written is inside the destination */
   }
-  /* what a download that failed its md5 does: afterwards nothing of this
-   * run is left, and the destination (created by the run) is gone too */
-  dx_rollback(&j);
-  if (access(g_out, F_OK) == 0) {
-    fprintf(stderr, "fuzz_extract: the rollback left %s behind\n", g_out);
-    abort();
+  if (j.undo && (last & 16)) {
+    /* what a download whose md5 is right does: nothing kept aside is left */
+    char **kept = calloc(j.nmembers + 1, sizeof *kept);
+    size_t nk = 0;
+    for (size_t i = 0; kept && i < j.nmembers; i++)
+      if (j.members[i].old) kept[nk++] = strdup(j.members[i].old);
+    dx_commit(&j);
+    for (size_t i = 0; i < nk; i++) {
+      char p[4096];
+      snprintf(p, sizeof p, "%s/%s", g_out, kept[i]);
+      struct stat st;
+      if (kept[i] && lstat(p, &st) == 0) {
+        fprintf(stderr, "fuzz_extract: %s was left after the commit\n", p);
+        abort();
+      }
+      free(kept[i]);
+    }
+    free(kept);
+  } else {
+    /* what a download that failed its md5 does: afterwards nothing of this
+     * run is left, and the destination (created by the run) is gone too */
+    dx_rollback(&j);
+    if (access(g_out, F_OK) == 0) {
+      fprintf(stderr, "fuzz_extract: the rollback left %s behind\n", g_out);
+      abort();
+    }
   }
   dx_job_free(&j);
   rm_tree(g_out);
