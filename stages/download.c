@@ -579,7 +579,14 @@ out:
   }
   if (have_q) dq_free(&q);
   if (xj) {
-    dx_commit(xj); /* any other end keeps what was extracted (as %extract does) */
+    /* with --md5 the extraction stands only once the md5 is right: any
+     * other end puts DIR back; without it, what was extracted stays (as
+     * after %extract) */
+    size_t gone = rc && xj->undo ? dx_rollback(xj) : 0;
+    dx_commit(xj);
+    if (gone)
+      st_eprintf(c, "download: the extraction into %s is undone (%zu file%s): the md5 of what was "
+                    "downloaded could not be checked\n", exdir, gone, gone == 1 ? "" : "s");
     dx_job_free(xj);
     free(xj);
   }

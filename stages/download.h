@@ -18,7 +18,8 @@ extern const st_option dk_download_opts[];
    "Download a file (http, https, file URLs) with md5, extraction and verification in one pass.", \
    "The body is written to PATH.part and renamed to PATH once complete and (with\n"    \
    "--md5) correct; a wrong md5 is a ChecksumError showing both digests, and the\n"    \
-   "file is removed and what --extract wrote from it undone (files it replaced in\n"  \
+   "file is removed. With --md5, --extract's work stands only once the md5 is\n"     \
+   "right: a wrong md5, an error or an interrupt undoes it (files it replaced in\n"   \
    "DIR come back). The md5 is computed while the bytes arrive. --extract DIR\n"      \
    "feeds the same bytes to the safe extractor of %extract while downloading;\n"      \
    "--verify MANIFEST then checks the manifest (paths relative to DIR, or to the\n"    \

@@ -265,6 +265,8 @@ const char *dx_member_md5(const dx_job *j, const char *path) {
 static int open_parent(dx_job *j, int root, char *rel, const char **leaf, int create);
 
 size_t dx_rollback(dx_job *j) {
+  if (j->ended) return 0;
+  j->ended = 1;
   int root = open(j->dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (root < 0) return 0;
   size_t gone = 0;
@@ -295,6 +297,8 @@ size_t dx_rollback(dx_job *j) {
 }
 
 void dx_commit(dx_job *j) {
+  if (j->ended) return;
+  j->ended = 1;
   int root = open(j->dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   for (size_t i = 0; i < j->nmembers; i++) {
     if (!j->members[i].old) continue;

@@ -64,6 +64,7 @@ typedef struct dx_job {
   size_t ndirs, capdirs;
   int made_dest;           /* DIR itself was created by this run */
   uint64_t token;          /* names what undo keeps aside (random, made on first use) */
+  int ended;               /* dx_commit or dx_rollback has run (the other does nothing) */
   char backend[32];
   st_error err;
 } dx_job;
@@ -79,7 +80,8 @@ const char *dx_member_md5(const dx_job *j, const char *path);
  * links removed. */
 size_t dx_rollback(dx_job *j);
 /* With undo: the job's output stays; what its members replaced is removed.
- * One of dx_commit and dx_rollback must follow dx_run when undo is set. */
+ * One of dx_commit and dx_rollback must follow dx_run when undo is set;
+ * whichever comes first decides (the later call does nothing). */
 void dx_commit(dx_job *j);
 void dx_job_free(dx_job *j);
 

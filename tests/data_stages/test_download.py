@@ -296,6 +296,27 @@ def test_sigint_during_download(served, tmp_path):
     assert not part.exists()
 
 
+def test_sigint_during_fused_download_with_md5_undoes(served, tmp_path):
+    """With --md5 an unfinished download's members cannot be trusted: the
+    interrupt puts DIR back as it was (an earlier extraction included)."""
+    ng, tgz, h = served
+    to, ex = tmp_path / "c.tgz", tmp_path / "w"
+    b = ex / "cifar-10-batches-py"
+    b.mkdir(parents=True)
+    for n in ("batches.meta", "data_batch_1", "readme.html"):
+        (b / n).write_bytes(b"the earlier " + n.encode())
+    before = tree_of(ex)
+    part = tmp_path / "c.tgz.part"
+    # interrupt once the first member (data_batch_1) has replaced the earlier one
+    rc, out, err = interrupt_when(
+        f"%download {ng.url}/slow/{tgz.name} --to {to} --md5 {h} --extract {ex}",
+        lambda: (b / "data_batch_1").stat().st_size > 1000)
+    assert rc == 130 and "KeyboardInterrupt" in err
+    assert "is undone" in err
+    assert tree_of(ex) == before
+    assert not to.exists() and part.exists()  # kept for --resume
+
+
 def test_sigint_during_fused_download(served, tmp_path):
     ng, tgz, _ = served
     to, ex = tmp_path / "c.tgz", tmp_path / "w"
