@@ -520,8 +520,7 @@ int dk_download(st_ctx *c, const st_args *a, st_error *err) {
       dq_close(&q, 1);
       pthread_join(xth, NULL);
       xstarted = 0;
-      dx_commit(xj); /* the bytes are right: what the members replaced goes */
-      if (xj->err.code) {
+      if (xj->err.code) { /* undone at out: with --md5 it is all or nothing */
         *err = xj->err;
         rc = err->code;
         goto out;
@@ -532,6 +531,7 @@ int dk_download(st_ctx *c, const st_args *a, st_error *err) {
     fd = -1;
     if (close(cfd)) { rc = st_error_errno(err, errno, part, "write failed"); goto out; }
     if (rename(part, to)) { rc = st_error_errno(err, errno, to, "rename failed"); goto out; }
+    if (xj) dx_commit(xj); /* all is in place: what the members replaced goes */
     st_progress_end(&p, 0);
     pstarted = 0;
     dt = st_now() - t0;

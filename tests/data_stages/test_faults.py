@@ -233,10 +233,9 @@ def test_download_extract_fills_the_disk_mid_member(fault, small_data, tmp_path)
                        [f"%download {fault.url}/ok --to {tmp_path}/c.tgz --md5 {md5(tgz)} "
                         f"--extract {ex} --verify {d}/MANIFEST.md5"], [tmp_path])
     assert_no_space(rep, f"{ex}/cifar-10-batches-py/data_batch_2: write failed")
-    src = d / "cifar-10-batches-py"
-    assert rep["files"] == {str(ex / "cifar-10-batches-py/data_batch_1"):
-                            {"size": (src / "data_batch_1").stat().st_size,
-                             "md5": md5(src / "data_batch_1")}}
+    # with --md5 it is all or nothing: data_batch_1 was complete, and is undone with the rest
+    assert "is undone (1 file)" in rep["stderr"]
+    assert rep["files"] == {}
 
 
 def test_download_and_extract_share_a_full_disk(fault, small_data, tmp_path):
@@ -245,6 +244,13 @@ def test_download_and_extract_share_a_full_disk(fault, small_data, tmp_path):
     rep = run_small_fs([(fs, "6m")], [f"%download {fault.url}/ok --to {fs}/c.tgz --md5 {md5(tgz)} "
                                       f"--extract {fs}/x"], [fs])
     assert rep["rc"] == 1 and "NoSpaceError" in rep["stderr"] and str(fs) in rep["stderr"]
+    # with --md5 it is all or nothing: no c.tgz, no .part, and the members that were
+    # complete before the disk filled up are undone
+    assert "is undone" in rep["stderr"]
+    assert rep["files"] == {}
+    # without --md5 the complete members stay, as after %extract
+    rep = run_small_fs([(fs, "6m")], [f"%download {fault.url}/ok --to {fs}/c.tgz --extract {fs}/x"], [fs])
+    assert rep["rc"] == 1 and "NoSpaceError" in rep["stderr"] and "undone" not in rep["stderr"]
     src = d / "cifar-10-batches-py"
     assert rep["files"], "nothing was extracted before the disk filled up"
     for f, info in rep["files"].items():  # whole members only; no c.tgz, no .part
