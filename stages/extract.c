@@ -223,8 +223,13 @@ static int keep_old(dx_job *j, int dfd, const char *rel, const char *leaf, char 
   char aside[300];
   snprintf(aside, sizeof aside, ".%.200s.pk-old-%016llx-%zu", leaf, (unsigned long long)j->token,
            j->nmembers);
-  if (renameat2(dfd, leaf, dfd, aside, RENAME_NOREPLACE))
-    return fail_errno(j, errno, rel, "cannot keep what this member replaces");
+  int r = renameat2(dfd, leaf, dfd, aside, RENAME_NOREPLACE);
+  if (r && errno == EINVAL) { /* a file system without the flag (NFS): the name is random */
+    struct stat ast;
+    errno = EEXIST;
+    r = fstatat(dfd, aside, &ast, AT_SYMLINK_NOFOLLOW) == 0 ? -1 : renameat(dfd, leaf, dfd, aside);
+  }
+  if (r) return fail_errno(j, errno, rel, "cannot keep what this member replaces");
   size_t dir = (size_t)(leaf - rel); /* leaf points into rel: "a/b/" + leaf */
   if (!(*old = malloc(dir + strlen(aside) + 1))) {
     renameat(dfd, aside, dfd, leaf);
