@@ -261,10 +261,35 @@ static void add_dir(dx_job *j, const char *rel, size_t len) {
   if (p) j->dirs[j->ndirs++] = p;
 }
 
-const char *dx_member_md5(const dx_job *j, const char *path) {
-  for (size_t i = j->nmembers; i-- > 0;)
-    if (!strcmp(j->members[i].path, path)) return j->members[i].hex[0] ? j->members[i].hex : NULL;
-  return NULL;
+static int cmp_member(const void *a, const void *b, void *members) {
+  size_t x = *(const size_t *)a, y = *(const size_t *)b;
+  const dx_member *m = members;
+  int c = strcmp(m[x].path, m[y].path);
+  return c ? c : (x > y) - (x < y);
+}
+
+const char *dx_member_md5(dx_job *j, const char *path) {
+  /* an index sorted by (path, order), built on the first call: a manifest
+   * of a million names against a million members is not a million scans */
+  if (j->nindex != j->nmembers) {
+    free(j->index);
+    j->index = malloc((j->nmembers ? j->nmembers : 1) * sizeof *j->index);
+    j->nindex = 0;
+    if (!j->index) return NULL; /* then the file is hashed from the disk */
+    for (size_t i = 0; i < j->nmembers; i++) j->index[i] = i;
+    qsort_r(j->index, j->nmembers, sizeof *j->index, cmp_member, j->members);
+    j->nindex = j->nmembers;
+  }
+  /* the last entry of that name: the member the disk holds */
+  size_t lo = 0, hi = j->nindex;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (strcmp(j->members[j->index[mid]].path, path) <= 0) lo = mid + 1;
+    else hi = mid;
+  }
+  if (!lo) return NULL;
+  const dx_member *m = &j->members[j->index[lo - 1]];
+  return strcmp(m->path, path) == 0 && m->hex[0] ? m->hex : NULL;
 }
 
 static int open_parent(dx_job *j, int root, char *rel, const char **leaf, int create);
@@ -322,6 +347,9 @@ void dx_job_free(dx_job *j) {
   free(j->members);
   j->members = NULL;
   j->nmembers = j->capmembers = 0;
+  free(j->index);
+  j->index = NULL;
+  j->nindex = 0;
   for (size_t i = 0; i < j->ndirs; i++) free(j->dirs[i]);
   free(j->dirs);
   j->dirs = NULL;

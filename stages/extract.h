@@ -65,15 +65,17 @@ typedef struct dx_job {
   int made_dest;           /* DIR itself was created by this run */
   uint64_t token;          /* names what undo keeps aside (random, made on first use) */
   int ended;               /* dx_commit or dx_rollback has run (the other does nothing) */
+  size_t *index, nindex;   /* members sorted by path, for dx_member_md5 */
   char backend[32];
   st_error err;
 } dx_job;
 
 /* Runs the whole extraction (any thread); 0 or an ST_E* code in job->err. */
 int dx_run(dx_job *j);
-/* The md5 of the file last written at path by the job (a later member of
- * the same name replaces an earlier one), or NULL. */
-const char *dx_member_md5(const dx_job *j, const char *path);
+/* The md5 of the file last written at path by the finished job (a later
+ * member of the same name replaces an earlier one), or NULL. Not for use
+ * while dx_run runs (it indexes the members on its first call). */
+const char *dx_member_md5(dx_job *j, const char *path);
 /* Removes what the finished job wrote (files and links, then the folders it
  * created, when empty) and, with undo, puts back what they replaced: for a
  * download whose bytes turned out wrong. Returns the number of files and

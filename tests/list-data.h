@@ -9,4 +9,5 @@
   XX(md5_mapped, 10)                                                           \
   XX(mapguard_lost_pages, 10)                                                  \
   XX(pklwrite_opcodes, 10)                                                     \
-  XX(ring_order_end_error_stop, 20)
+  XX(ring_order_end_error_stop, 20)                                            \
+  XX(extract_member_md5_lookup, 10)

@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../stages/extract.h"
 #include "../stages/limits.h"
 #include "../stages/manifest.h"
 #include "../stages/mapguard.h"
@@ -270,5 +271,38 @@ TEST_IMPL(ring_order_end_error_stop) {
   ASSERT_EQ(st_ring_init(&r, 1, 16), -1);
   ASSERT_EQ(st_ring_init(&r, ST_RING_MAX + 1, 16), -1);
   ASSERT_EQ(st_ring_init(&r, 2, 0), -1);
+  return 0;
+}
+
+/* The md5 the fused verify takes for a path: the last member of that name
+ * (the one on disk), none for links, none for names not extracted; the
+ * index follows members added after a lookup. */
+TEST_IMPL(extract_member_md5_lookup) {
+  dx_job j;
+  memset(&j, 0, sizeof j);
+  static const struct { const char *path, *hex; } m[] = {
+      {"d/a", "11111111111111111111111111111111"}, {"d/b", "22222222222222222222222222222222"},
+      {"d/a", "33333333333333333333333333333333"}, {"d/c", ""},
+      {"d/b", ""},                                 {"d/aa", "44444444444444444444444444444444"}};
+  j.members = calloc(16, sizeof *j.members);
+  ASSERT(j.members);
+  j.capmembers = 16;
+  for (size_t i = 0; i < 6; i++) {
+    j.members[i].path = strdup(m[i].path);
+    snprintf(j.members[i].hex, sizeof j.members[i].hex, "%s", m[i].hex);
+  }
+  j.nmembers = 6;
+  ASSERT_STR_EQ(dx_member_md5(&j, "d/a"), "33333333333333333333333333333333");
+  ASSERT(dx_member_md5(&j, "d/b") == NULL); /* replaced by a link: hashed from the disk */
+  ASSERT(dx_member_md5(&j, "d/c") == NULL);
+  ASSERT_STR_EQ(dx_member_md5(&j, "d/aa"), "44444444444444444444444444444444");
+  ASSERT(dx_member_md5(&j, "d") == NULL);
+  ASSERT(dx_member_md5(&j, "d/zz") == NULL);
+  ASSERT(dx_member_md5(&j, "") == NULL);
+  j.members[6].path = strdup("d/a");
+  snprintf(j.members[6].hex, sizeof j.members[6].hex, "55555555555555555555555555555555");
+  j.nmembers = 7;
+  ASSERT_STR_EQ(dx_member_md5(&j, "d/a"), "55555555555555555555555555555555");
+  dx_job_free(&j);
   return 0;
 }
