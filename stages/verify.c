@@ -116,18 +116,37 @@ static void sv_push(strvec *s, const char *x) {
 }
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
+/* Does a manifest path lie under folder rel ("rel/...")? The paths are
+ * sorted, so the first one not below "rel/" decides. */
+static int covers(const mf_list *sorted, const char *rel) {
+  size_t rl = strlen(rel), lo = 0, hi = sorted->n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    const char *p = sorted->e[mid].path;
+    int c = strncmp(p, rel, rl);
+    if (c < 0 || (c == 0 && (unsigned char)p[rl] < '/')) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo < sorted->n && !strncmp(sorted->e[lo].path, rel, rl) && sorted->e[lo].path[rl] == '/';
+}
+
 static void find_extras(const char *root, const mf_list *sorted, const char *manifest, strvec *out) {
+  /* the folders the manifest lists files in, each once (a name sorts
+   * between a folder's files and its subfolders', so sort them again) */
   strvec dirs = {0};
   for (size_t i = 0; i < sorted->n; i++) {
     const char *p = sorted->e[i].path, *sl = strrchr(p, '/');
     char d[PK_LIMIT_MANIFEST_PATH + 1];
     snprintf(d, sizeof d, "%.*s", sl ? (int)(sl - p) : 0, p);
-    if (!dirs.n || strcmp(dirs.v[dirs.n - 1], d)) {
-      int seen = 0;
-      for (size_t k = 0; k < dirs.n && !seen; k++) seen = !strcmp(dirs.v[k], d);
-      if (!seen) sv_push(&dirs, d);
-    }
+    if (!dirs.n || strcmp(dirs.v[dirs.n - 1], d)) sv_push(&dirs, d);
   }
+  if (dirs.n) qsort(dirs.v, dirs.n, sizeof *dirs.v, cmp_str);
+  size_t u = 0;
+  for (size_t k = 0; k < dirs.n; k++) {
+    if (u && !strcmp(dirs.v[u - 1], dirs.v[k])) free(dirs.v[k]);
+    else dirs.v[u++] = dirs.v[k];
+  }
+  dirs.n = u;
   char mreal[4096] = "";
   if (manifest && !realpath(manifest, mreal)) mreal[0] = 0;
   for (size_t k = 0; k < dirs.n; k++) {
@@ -147,11 +166,7 @@ static void find_extras(const char *root, const mf_list *sorted, const char *man
       struct stat st;
       if (lstat(full, &st) == 0 && S_ISDIR(st.st_mode)) {
         /* a folder is extra only when no manifest path lies under it */
-        size_t rl = strlen(rel);
-        int covers = 0;
-        for (size_t i = 0; i < sorted->n && !covers; i++)
-          covers = !strncmp(sorted->e[i].path, rel, rl) && sorted->e[i].path[rl] == '/';
-        if (covers) continue;
+        if (covers(sorted, rel)) continue;
       }
       if (mreal[0] && realpath(full, fr) && !strcmp(fr, mreal)) continue;
       sv_push(out, rel);

@@ -107,3 +107,27 @@ def test_verify_manifest_line_errors(tmp_path, pk_bin, text, needle):
     m.write_text(text)
     p = run_cli(f"%verify {m}")
     assert p.returncode == 1 and needle in p.stderr, p.stderr
+
+
+def test_verify_extras_in_nested_folders(tmp_path, pk_bin):
+    """Extras are looked for in every folder the manifest lists a file in; a
+    folder there is extra only when no listed path lies below it. The names
+    are picked so that sorted paths interleave folders ("a/b/y" < "a/b0" <
+    "a/c/d/z"), and "a/b-" sorts before "a/b/"."""
+    root = tmp_path / "r"
+    files = {"a/x": b"1", "a/b/y": b"2", "a/b0": b"3", "a/c/d/z": b"4", "a/b-": b"5", "top": b"6"}
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    man = tmp_path / "M.md5"
+    man.write_text("".join(f"{hashlib.md5(d).hexdigest()}  {r}\n" for r, d in files.items()))
+    p = run_cli(f"%verify {man} --root {root}", check=True)
+    assert "all OK" in p.stdout
+    (root / "a/e").mkdir()                 # a folder no listed path lies below: extra
+    (root / "a/b/stray").write_bytes(b"")  # a file in a listed folder: extra
+    (root / "a/c/d/w").write_bytes(b"")    # the same, deeper
+    (root / "a/c/q").write_bytes(b"")      # a/c lists no file itself: not looked at
+    p = run_cli(f"%verify {man} --root {root}")
+    assert p.returncode == 1 and "3 extra" in p.stderr, p.stdout + p.stderr
+    extras = sorted(l.split()[1] for l in p.stdout.splitlines() if l.startswith("extra"))
+    assert extras == ["a/b/stray", "a/c/d/w", "a/e"], p.stdout
