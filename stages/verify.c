@@ -178,11 +178,11 @@ static void find_extras(const char *root, const mf_list *sorted, const char *man
   if (out->n > 1) qsort(out->v, out->n, sizeof *out->v, cmp_str);
 }
 
-static const mf_list *g_sort_mf;
-static const vf_res *g_sort_res;
-static int cmp_size_desc(const void *a, const void *b) {
-  uint64_t x = g_sort_res[*(const size_t *)a].size, y = g_sort_res[*(const size_t *)b].size;
-  return x < y ? 1 : x > y ? -1 : 0;
+/* largest first (then manifest order): the long files start early */
+static int cmp_size_desc(const void *a, const void *b, void *res) {
+  size_t i = *(const size_t *)a, k = *(const size_t *)b;
+  uint64_t x = ((const vf_res *)res)[i].size, y = ((const vf_res *)res)[k].size;
+  return x < y ? 1 : x > y ? -1 : (i > k) - (i < k);
 }
 
 int dk_verify_run(st_ctx *c, const char *manifest, mf_list *mf, const char *root, int jobs,
@@ -225,9 +225,7 @@ int dk_verify_run(st_ctx *c, const char *manifest, mf_list *mf, const char *root
     total += res[i].size;
     order[norder++] = i;
   }
-  g_sort_mf = mf;
-  g_sort_res = res;
-  qsort(order, norder, sizeof *order, cmp_size_desc);
+  qsort_r(order, norder, sizeof *order, cmp_size_desc, res);
 
   if (jobs <= 0) {
     long nc = sysconf(_SC_NPROCESSORS_ONLN);
