@@ -585,8 +585,8 @@ out:
     size_t gone = rc && xj->undo ? dx_rollback(xj) : 0;
     dx_commit(xj);
     if (gone)
-      st_eprintf(c, "download: the extraction into %s is undone (%zu file%s): the md5 of what was "
-                    "downloaded could not be checked\n", exdir, gone, gone == 1 ? "" : "s");
+      st_eprintf(c, "download: the extraction into %s is undone (%zu file%s): with --md5 it is "
+                    "kept only when the whole download succeeds\n", exdir, gone, gone == 1 ? "" : "s");
     dx_job_free(xj);
     free(xj);
   }
