@@ -112,10 +112,14 @@ def pk_load(d, extra=""):
 
 
 def best(fn, *a):
-    """The least wall time and, separately, the least stage time of REPEAT runs."""
-    runs = [fn(*a) for _ in range(REPEAT)]
-    w = min(runs, key=lambda r: r[0])
-    return (w[0], min(r[1] for r in runs), *w[2:]) if len(w) == 3 else w
+    """The run with the least wall time of REPEAT."""
+    return min((fn(*a) for _ in range(REPEAT)), key=lambda r: r[0])
+
+
+def best_pk(d, extra=""):
+    """pk_load REPEAT times: (least wall time, least stage time, images)."""
+    runs = [pk_load(d, extra) for _ in range(REPEAT)]
+    return min(r[0] for r in runs), min(r[1] for r in runs), runs[0][2]
 
 
 def main():
@@ -129,8 +133,8 @@ def main():
         warm(d)
         size = sum(p.stat().st_size for p in d.iterdir() if p.name != ".complete")
         py_t, py_n = best(python_ref, d)
-        pk_t, pk_stage, pk_n = best(pk_load, d)
-        nm_t, nm_stage, _ = best(pk_load, d, "--no-md5")
+        pk_t, pk_stage, pk_n = best_pk(d)
+        nm_t, nm_stage, _ = best_pk(d, "--no-md5")
         assert py_n == pk_n, (py_n, pk_n)
         px = pk_n * 3072
         row = dict(bench="load", set=name, files=len([p for p in d.iterdir() if p.name != ".complete"]),

@@ -213,11 +213,13 @@ oom:
  * DIR): what is there (not a folder) is renamed aside to .LEAF.pk-old-TOKEN-N
  * (a random token per job: an archive cannot name it in advance; never over
  * an existing name), and *old gets that path relative to DIR, so a rollback
- * can put it back. 0 (also when nothing is there), or an error code. */
-static int keep_old(dx_job *j, int dfd, const char *rel, const char *leaf, char **old) {
+ * can put it back. st: what the caller found at leaf (NULL: nothing), so
+ * the name is looked up once per member. 0 (also when nothing is there), or
+ * an error code. */
+static int keep_old(dx_job *j, int dfd, const char *rel, const char *leaf, const struct stat *st,
+                    char **old) {
   *old = NULL;
-  struct stat st;
-  if (!j->undo || fstatat(dfd, leaf, &st, AT_SYMLINK_NOFOLLOW) || S_ISDIR(st.st_mode)) return 0;
+  if (!j->undo || !st || S_ISDIR(st->st_mode)) return 0;
   if (!j->token && getrandom(&j->token, sizeof j->token, 0) != (ssize_t)sizeof j->token)
     j->token = (uint64_t)getpid() << 32 ^ (uint64_t)time(NULL);
   char aside[300];
@@ -240,7 +242,16 @@ static int keep_old(dx_job *j, int dfd, const char *rel, const char *leaf, char 
   return 0;
 }
 
-/* Puts back what keep_old moved aside when the member could not be written. */
+/* keep_old for a link member: looks at leaf itself. */
+static int keep_old_at(dx_job *j, int dfd, const char *rel, const char *leaf, char **old) {
+  struct stat st;
+  int there = j->undo && fstatat(dfd, leaf, &st, AT_SYMLINK_NOFOLLOW) == 0;
+  return keep_old(j, dfd, rel, leaf, there ? &st : NULL, old);
+}
+
+/* Renames what keep_old kept aside (old, relative to DIR; its folder is
+ * dfd) back to leaf and frees old: when the member could not be written,
+ * and in a rollback. */
 static void restore_old(int dfd, const char *leaf, char *old) {
   if (!old) return;
   const char *aside = strrchr(old, '/');
@@ -310,12 +321,8 @@ size_t dx_rollback(dx_job *j) {
     int dfd = open_parent(j, root, rel, &leaf, 0); /* never through a symlink */
     if (dfd < 0) continue;
     gone += unlinkat(dfd, leaf, 0) == 0;
-    if (j->members[i].old) {
-      const char *aside = strrchr(j->members[i].old, '/');
-      renameat(dfd, aside ? aside + 1 : j->members[i].old, dfd, leaf);
-      free(j->members[i].old);
-      j->members[i].old = NULL;
-    }
+    restore_old(dfd, leaf, j->members[i].old);
+    j->members[i].old = NULL;
     close(dfd);
   }
   for (size_t i = j->ndirs; i-- > 0;) /* deepest last created first; only when empty */
@@ -558,9 +565,11 @@ static int write_file(dx_job *j, struct archive *ar, int root, char *rel, struct
   if (!rc) {
     /* never replace a folder or follow a symlink under the final name */
     struct stat st;
-    if (fstatat(dfd, leaf, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode))
+    int there = fstatat(dfd, leaf, &st, AT_SYMLINK_NOFOLLOW) == 0;
+    if (there && S_ISDIR(st.st_mode))
       rc = fail_errno(j, EEXIST, rel, "cannot replace a folder with a file");
-    else if (!(rc = keep_old(j, dfd, rel, leaf, &old)) && renameat(dfd, tmp, dfd, leaf)) {
+    else if (!(rc = keep_old(j, dfd, rel, leaf, there ? &st : NULL, &old)) &&
+             renameat(dfd, tmp, dfd, leaf)) {
       rc = fail_errno(j, errno, rel, "rename failed");
       restore_old(dfd, leaf, old);
       old = NULL;
@@ -614,7 +623,7 @@ static int do_entry(dx_job *j, struct archive *ar, int root, struct archive_entr
     int dfd = open_parent(j, root, rel, &leaf, 1);
     if (dfd < 0) { close(tfd); return j->err.code; }
     char *old;
-    int rc = keep_old(j, dfd, rel, leaf, &old);
+    int rc = keep_old_at(j, dfd, rel, leaf, &old);
     if (!rc) {
       unlinkat(dfd, leaf, 0);
       if (linkat(tfd, tleaf, dfd, leaf, 0)) {
@@ -655,7 +664,7 @@ static int do_entry(dx_job *j, struct archive *ar, int root, struct archive_entr
     int dfd = open_parent(j, root, rel, &leaf, 1);
     if (dfd < 0) return j->err.code;
     char *old;
-    int rc = keep_old(j, dfd, rel, leaf, &old);
+    int rc = keep_old_at(j, dfd, rel, leaf, &old);
     if (!rc) {
       unlinkat(dfd, leaf, 0);
       if (symlinkat(target, dfd, leaf)) {
