@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "latin1.h"
 #include "limits.h"
 #include "pickle.h"
 
@@ -307,8 +308,9 @@ static int seq_add(rd *r, pk_value *s, pk_value *v) {
 /* UTF-8 check (surrogates allowed, as pickle's 'surrogatepass'); counts code
  * points and finds the largest. Returns 0 or the offset+1 of a bad byte. */
 static size_t utf8_scan(const uint8_t *p, size_t n, size_t *ncp, uint32_t *maxcp) {
-  size_t i = 0, count = 0;
-  uint32_t mx = 0;
+  size_t count = 0;
+  size_t i = pk_latin1_prefix(p, n, &count); /* the common case, 16 bytes at a time */
+  uint32_t mx = count == i ? 0x7f : 0xff;    /* an upper bound is all callers need */
   while (i < n) {
     uint8_t b = p[i];
     if (b < 0x80) {
@@ -336,21 +338,6 @@ static size_t utf8_scan(const uint8_t *p, size_t n, size_t *ncp, uint32_t *maxcp
   *ncp = count;
   *maxcp = mx;
   return 0;
-}
-
-/* Narrow UTF-8 whose code points are all <= 255 (checked) into bytes. */
-static void narrow(const uint8_t *src, size_t src_len, uint8_t *dst) {
-  size_t i = 0;
-  while (i < src_len) {
-    uint8_t b = src[i];
-    if (b < 0x80) {
-      *dst++ = b;
-      i++;
-    } else {
-      *dst++ = (uint8_t)((b & 0x1f) << 6 | (src[i + 1] & 0x3f));
-      i += 2;
-    }
-  }
 }
 
 static int mk_string(rd *r, pk_type t, size_t n) {
@@ -604,7 +591,7 @@ static int reduce(rd *r) {
     } else if (ncp <= LATIN1_EAGER_MAX) {
       uint8_t *o = arena_alloc(r->d, ncp ? ncp : 1);
       if (!o) return fail(r, ST_ENOMEM, "out of memory");
-      narrow(s->u.s.p, s->u.s.len, o);
+      pk_latin1_narrow(s->u.s.p, s->u.s.len, o, ncp);
       v->u.s.p = o;
       v->u.s.len = ncp;
     } else {
@@ -984,12 +971,12 @@ size_t pk_len(const pk_value *v) {
 
 size_t pk_bytes_copy(const pk_value *v, uint8_t *out, size_t cap) {
   if (!is_text(v) || cap < v->u.s.len) return 0;
-  if (v->type == PK_BYTES && v->u.s.enc == PK_LATIN1) narrow(v->u.s.p, v->u.s.src_len, out);
+  if (v->type == PK_BYTES && v->u.s.enc == PK_LATIN1) pk_latin1_narrow(v->u.s.p, v->u.s.src_len, out, v->u.s.len);
   else memcpy(out, v->u.s.p, v->u.s.len);
   return v->u.s.len;
 }
 
 void pk_array_copy(const pk_value *a, uint8_t *dst) {
-  if (a->u.a.enc == PK_LATIN1) narrow(a->u.a.data, a->u.a.src_len, dst);
+  if (a->u.a.enc == PK_LATIN1) pk_latin1_narrow(a->u.a.data, a->u.a.src_len, dst, a->u.a.len);
   else memcpy(dst, a->u.a.data, a->u.a.len);
 }

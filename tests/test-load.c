@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "../stages/chart.h"
+#include "../stages/latin1.h"
 #include "../stages/limits.h"
 #include "../stages/load.h"
 #include "../stages/pickle.h"
@@ -342,5 +343,99 @@ TEST_IMPL(chart_render) {
       free(t);
       free(svg);
     }
+  return 0;
+}
+
+/* The reference rule for pk_latin1_prefix: one byte at a time. */
+static size_t latin1_prefix_ref(const uint8_t *p, size_t n, size_t *ncp) {
+  size_t i = 0, c = 0;
+  while (i < n) {
+    if (p[i] < 0x80) i++;
+    else if ((p[i] == 0xc2 || p[i] == 0xc3) && i + 1 < n && p[i + 1] >= 0x80 && p[i + 1] <= 0xbf) i += 2;
+    else break;
+    c++;
+  }
+  *ncp = c;
+  return i;
+}
+
+/* Latin-1 text in UTF-8 (what _codecs.encode(str, 'latin1') reads): the
+ * 16-byte paths against the reference, at every length and alignment up
+ * to a few blocks, with and without a defect planted at each position. */
+TEST_IMPL(latin1_utf8_paths) {
+  enum { MAXCP = 80 };
+  static const uint8_t bad[] = {0x80, 0xbf, 0xc0, 0xc1, 0xc4, 0xe2, 0xff, 0x41};
+  uint8_t cps[MAXCP], src[2 * MAXCP + 1 + 32], *base, out[MAXCP + 16];
+  uint32_t seed = 12345;
+  int checked = 0;
+  for (int round = 0; round < 400; round++) {
+    size_t ncp = (size_t)round % MAXCP;
+    int density = round / MAXCP; /* 0: all ASCII .. 4: all above 0x7f */
+    base = src + round % 16;     /* every alignment */
+    size_t n = 0;
+    for (size_t k = 0; k < ncp; k++) {
+      seed = seed * 1103515245u + 12345u;
+      uint8_t cp = (uint8_t)(seed >> 16);
+      if ((int)(seed >> 8 & 3) >= density) cp &= 0x7f;
+      else cp |= 0x80;
+      cps[k] = cp;
+      if (cp < 0x80) base[n++] = cp;
+      else {
+        base[n++] = (uint8_t)(0xc0 | cp >> 6);
+        base[n++] = (uint8_t)(0x80 | (cp & 0x3f));
+      }
+    }
+    size_t got_cp, want_cp;
+    ASSERT_EQ(pk_latin1_prefix(base, n, &got_cp), n);
+    ASSERT_EQ(got_cp, ncp);
+    memset(out, 0xee, sizeof out);
+    pk_latin1_narrow(base, n, out, ncp);
+    ASSERT(memcmp(out, cps, ncp) == 0);
+    ASSERT_EQ(out[ncp], 0xee); /* nothing written past dst_len */
+    checked++;
+    /* a defect at each position: the prefix stops where the reference does */
+    for (size_t at = 0; at < n; at++) {
+      for (size_t b = 0; b < sizeof bad; b++) {
+        uint8_t keep = base[at];
+        if (keep == bad[b]) continue;
+        base[at] = bad[b];
+        size_t got = pk_latin1_prefix(base, n, &got_cp);
+        size_t want = latin1_prefix_ref(base, n, &want_cp);
+        ASSERT_EQ(got, want);
+        ASSERT_EQ(got_cp, want_cp);
+        base[at] = keep;
+      }
+    }
+    /* cut short: a lead left open at the end is not in the prefix */
+    if (n) {
+      size_t got = pk_latin1_prefix(base, n - 1, &got_cp);
+      ASSERT_EQ(got, latin1_prefix_ref(base, n - 1, &want_cp));
+      ASSERT_EQ(got_cp, want_cp);
+    }
+  }
+  ASSERT_EQ(checked, 400);
+  /* a large block, as a pixel array is: every byte value many times */
+  size_t big = 1 << 20, bn = 0;
+  uint8_t *bcp = malloc(big), *bsrc = malloc(2 * big), *bout = malloc(big + 1);
+  ASSERT(bcp && bsrc && bout);
+  for (size_t k = 0; k < big; k++) {
+    seed = seed * 1103515245u + 12345u;
+    bcp[k] = (uint8_t)(seed >> 16);
+    if (bcp[k] < 0x80) bsrc[bn++] = bcp[k];
+    else {
+      bsrc[bn++] = (uint8_t)(0xc0 | bcp[k] >> 6);
+      bsrc[bn++] = (uint8_t)(0x80 | (bcp[k] & 0x3f));
+    }
+  }
+  size_t bcount;
+  ASSERT_EQ(pk_latin1_prefix(bsrc, bn, &bcount), bn);
+  ASSERT_EQ(bcount, big);
+  bout[big] = 0xee;
+  pk_latin1_narrow(bsrc, bn, bout, big);
+  ASSERT(memcmp(bout, bcp, big) == 0);
+  ASSERT_EQ(bout[big], 0xee);
+  free(bcp);
+  free(bsrc);
+  free(bout);
   return 0;
 }
