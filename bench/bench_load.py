@@ -5,6 +5,8 @@ in the same run, with the files in the page cache.
 Sets (written once under $PK_BUILD/bench/load-data, reused afterwards):
   py2-6   the original layout: 5 data_batch + test_batch of 10,000 images,
           Python 2 protocol-2 byte stream (PIPELINE.md 7.1)
+  p2-6    the same data written by CPython 3 pickle protocol 2 (bytes as
+          _codecs.encode(str, 'latin1'): the pixels are UTF-8 text)
   p4-6    the same data written by CPython 3 pickle protocol 4
   p4-40   40 data_batch files of 10,000 images (protocol 4), an augmented set
 
@@ -123,9 +125,9 @@ def best_pk(d, extra=""):
 
 
 def main():
-    sets = [("py2-6", "py2", 5), ("p4-6", 4, 5), ("p4-40", 4, 40)]
+    sets = [("py2-6", "py2", 5), ("p2-6", 2, 5), ("p4-6", 4, 5), ("p4-40", 4, 40)]
     if os.environ.get("PK_BENCH_QUICK"):
-        sets = sets[:2]
+        sets = sets[:3]
     print(f"pipekernel %load vs pickle.load(encoding='bytes') + np.vstack, best of {REPEAT}")
     rows = []
     for name, style, ntrain in sets:
