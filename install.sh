@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # install.sh -- set up pipekernel on a Debian/Ubuntu machine, idempotently:
 #   1. Debian packages (build libraries, test servers, Chromium, numpy/torch)
-#   2. a Python venv in .venv with Jupyter and the test tools
+#   2. a Python venv in .venv with Jupyter and the test tools, and
+#      .venv-numpy2 (numpy 2, a writer for the load tests)
 #   3. build (make DEVELOPER=0)
 #   4. the "Pipeline (C)" kernelspec, for this user (or --prefix DIR)
 #   5. the demo notebook executed headless on a generated dataset
@@ -63,7 +64,7 @@ else
   echo "skipped (--no-apt)"
 fi
 
-step "2/5 Python environment (.venv: Jupyter, test tools)"
+step "2/5 Python environments (.venv: Jupyter, test tools; .venv-numpy2)"
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=$(command -v python3)
 if [ ! -x .venv/bin/python ]; then
@@ -71,6 +72,13 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt
 .venv/bin/python -c "import jupyterlab, nbconvert, nbclient, jupyter_client; print('jupyterlab', jupyterlab.__version__)"
+# numpy 2 in a venv of its own (Debian's is 1.x): the load tests write
+# batch files with it, as users on numpy 2 do.
+if [ ! -x .venv-numpy2/bin/python ]; then
+  "$PY" -m venv .venv-numpy2
+fi
+.venv-numpy2/bin/python -m pip install -q --disable-pip-version-check "numpy>=2,<3"
+.venv-numpy2/bin/python -c "import numpy; print('numpy (writer for the load tests)', numpy.__version__)"
 
 step "3/5 build"
 make -j"$(nproc)" DEVELOPER=0 PYTHON=.venv/bin/python

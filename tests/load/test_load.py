@@ -1,15 +1,20 @@
 """%load, %meta, %preview through `pipekernel run`, on CIFAR folders written
-during the test by CPython + numpy (protocols 2-5, numpy 1 and 2 names) and
+during the test by CPython + numpy (protocols 2-5, numpy 1 and 2 names), by a
+real numpy 2 (.venv-numpy2, made by install.sh) and
 by a byte-exact Python 2 style writer; hostile files from
 tests/data/pickle/invalid. (The libFuzzer run of the reader is part of
 `make test`: make fuzz-smoke.)"""
 import hashlib
+import json
+import os
 import re
 import shutil
+import subprocess
 import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
+from pathlib import Path
 
 from conftest import png_decode
 from pkutil import ROOT, run_cli
@@ -52,6 +57,39 @@ def test_load_formats(tmp_path, gen, style, np2, keys, scalars):
     assert got["train"] == exp["train"][:2] + (2, 160)
     assert got["test"] == exp["test"][:2] + (1, 50)
     assert "classes: 10" in p.stdout
+
+
+NUMPY2 = Path(os.environ.get("PK_NUMPY2_PYTHON", ROOT / ".venv-numpy2/bin/python"))
+
+
+@pytest.fixture(scope="module")
+def numpy2_sets(tmp_path_factory):
+    """Folders written by a real numpy 2 (install.sh makes .venv-numpy2)."""
+    assert NUMPY2.exists(), (f"{NUMPY2} is missing: ./install.sh makes it (a venv with numpy 2 "
+                             "that writes the files for this test)")
+    out = tmp_path_factory.mktemp("numpy2")
+    p = subprocess.run([str(NUMPY2), str(ROOT / "tests/load/numpy2_writer.py"), str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    res = json.loads(p.stdout)
+    assert int(res["numpy"].split(".")[0]) == 2, res["numpy"]
+    return out, res["cases"]
+
+
+NUMPY2_CASES = [f"p{p}-{k}" for p in (2, 3, 4, 5)
+                for k in ("int", "np64-bkeys", "arr64")] + ["p5-arr8"]
+
+
+@pytest.mark.parametrize("case", NUMPY2_CASES)
+def test_load_files_written_by_numpy2(numpy2_sets, case):
+    out, cases = numpy2_sets
+    folder = out / case / "cifar-10-batches-py"
+    assert b"numpy._core" in (folder / "data_batch_1").read_bytes()
+    p = run_cli(f"%load {out / case}", "%meta " + str(out / case), check=True)
+    got = sums(p.stdout)
+    assert got["train"] == tuple(cases[case]["train"])
+    assert got["test"] == tuple(cases[case]["test"])
+    assert "automobile" in p.stdout
 
 
 def test_py2_meta_is_158_bytes(gen):
