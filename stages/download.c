@@ -271,6 +271,11 @@ static void dq_abort(void *ud) { st_ring_stop(&((dqueue *)ud)->ring); }
 static void *extract_thread(void *arg) {
   dx_job *j = arg;
   dx_run(j);
+  if (j->needs_file) { /* zip, 7-Zip: extracted from the file once it is complete */
+    const void *b;
+    while (dq_pull(j->ud, &b) > 0) {
+    }
+  }
   dq_abort(j->ud); /* finished: the producer must not wait for room */
   return NULL;
 }
@@ -531,7 +536,8 @@ int dk_download(st_ctx *c, const st_args *a, st_error *err) {
     fd = -1;
     if (close(cfd)) { rc = st_error_errno(err, errno, part, "write failed"); goto out; }
     if (rename(part, to)) { rc = st_error_errno(err, errno, to, "rename failed"); goto out; }
-    if (xj) dx_commit(xj); /* all is in place: what the members replaced goes */
+    int deferred = xj && xj->needs_file;
+    if (xj && !deferred) dx_commit(xj); /* all is in place: what the members replaced goes */
     st_progress_end(&p, 0);
     pstarted = 0;
     dt = st_now() - t0;
@@ -541,7 +547,28 @@ int dk_download(st_ctx *c, const st_args *a, st_error *err) {
     st_printf(c, "download: %s in %.2f s (%s), md5 %s%s -> %s\n", b1, dt, r1, hex,
               md5 ? " OK" : "", to);
     st_timing_add(c, "download", "download", dt, x.have, 1, "libcurl", hex);
-    if (xj) {
+    if (deferred) {
+      /* the directory of a zip or 7-Zip archive is at its end: read the file */
+      double t1 = st_now();
+      xj->needs_file = 0;
+      xj->where = to;
+      const char *tb = strrchr(to, '/');
+      if (dx_extract_file(c, xj, to, tb ? tb + 1 : to)) { /* undone at out with --md5 */
+        *err = xj->err;
+        rc = err->code;
+        goto out;
+      }
+      dx_commit(xj);
+      double dx = st_now() - t1;
+      char b2[32], r2[32];
+      st_fmt_bytes(b2, sizeof b2, atomic_load(&xj->out_bytes));
+      st_fmt_rate(r2, sizeof r2, atomic_load(&xj->out_bytes), dx);
+      st_printf(c, "extract: %s, %llu files into %s in %.2f s (%s; after the download: %s reads "
+                   "a zip or 7-Zip from the whole file)\n",
+                b2, (unsigned long long)atomic_load(&xj->files), exdir, dx, r2, xj->backend);
+      st_timing_add(c, "extract", "extract", dx, atomic_load(&xj->out_bytes),
+                    atomic_load(&xj->files), xj->backend, NULL);
+    } else if (xj) {
       char b2[32];
       st_fmt_bytes(b2, sizeof b2, atomic_load(&xj->out_bytes));
       st_printf(c, "extract: %s, %llu files into %s while downloading (%s)\n", b2,

@@ -42,6 +42,7 @@ typedef struct {
   const uint8_t *in;      /* pending input */
   size_t in_len;
   int in_eof;
+  int64_t delivered;      /* raw: where libarchive's next read starts */
   struct inflate_state st;
   int member_done;
   st_ring ring;            /* inflated bytes, for libarchive's reader */
@@ -162,6 +163,7 @@ static la_ssize_t rd_cb(struct archive *a, void *ud, const void **buf) {
     *buf = r->in;
     la_ssize_t n = (la_ssize_t)r->in_len;
     r->in_len = 0;
+    r->delivered += n;
     return n;
   }
   if (!r->threaded) { /* inflate here; an error comes after the bytes before it */
@@ -177,6 +179,28 @@ static la_ssize_t rd_cb(struct archive *a, void *ud, const void **buf) {
   la_ssize_t n = st_ring_take(&r->ring, buf);
   if (n < 0) archive_set_error(a, r->ecode, "%s", r->emsg);
   return n;
+}
+
+/* libarchive's seek, on a raw source that can seek: drops what was pulled
+ * and not yet delivered, and reads on from the new place. */
+static la_int64_t seek_cb(struct archive *a, void *ud, la_int64_t off, int whence) {
+  dx_reader *r = ud;
+  int64_t to;
+  if (whence == SEEK_END) {
+    to = r->j->seek(r->j->ud, off, 1);
+  } else {
+    int64_t at = whence == SEEK_CUR ? r->delivered + off : off;
+    to = at < 0 ? -1 : r->j->seek(r->j->ud, at, 0);
+  }
+  if (to < 0) {
+    archive_set_error(a, EIO, "seek failed");
+    return ARCHIVE_FATAL;
+  }
+  r->in_len = 0;
+  r->in_eof = 0;
+  r->delivered = to;
+  atomic_store(&r->j->in_bytes, (uint64_t)to);
+  return to;
 }
 
 /* ---- path handling ---- */
@@ -688,6 +712,14 @@ static int do_entry(dx_job *j, struct archive *ar, int root, struct archive_entr
   }
 }
 
+/* zip (its modes and symlinks are only in the central directory, at the
+ * end) and 7-Zip (its header is at the end) are read from a file with seeks. */
+static int needs_seek(const uint8_t *p, size_t n) {
+  static const uint8_t zip[4] = {'P', 'K', 3, 4}, sevenzip[6] = {'7', 'z', 0xbc, 0xaf, 0x27, 0x1c};
+  return (n >= sizeof zip && !memcmp(p, zip, sizeof zip)) ||
+         (n >= sizeof sevenzip && !memcmp(p, sevenzip, sizeof sevenzip));
+}
+
 int dx_run(dx_job *j) {
   st_error_clear(&j->err);
   int rc = 0;
@@ -696,13 +728,17 @@ int dx_run(dx_job *j) {
   r.j = j;
   struct archive *ar = NULL;
   int root = -1;
+  /* peek: gzip magic? an archive that needs seeking? */
+  int k = pull_more(&r);
+  if (k < 0) return j->err.code ? j->err.code : st_error_set(&j->err, ST_EIO, j->where, -1, "read failed");
+  if (!j->seek && needs_seek(r.in, r.in_len)) {
+    j->needs_file = 1;
+    return 0;
+  }
   if (mkdir(j->dest, 0755) == 0) j->made_dest = 1;
   else if (errno != EEXIST) return st_error_errno(&j->err, errno, j->dest, "cannot create the destination");
   root = open(j->dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (root < 0) return st_error_errno(&j->err, errno, j->dest, "cannot open the destination");
-  /* peek: gzip magic? */
-  int k = pull_more(&r);
-  if (k < 0) { rc = j->err.code ? j->err.code : st_error_set(&j->err, ST_EIO, j->where, -1, "read failed"); goto out; }
   int is_gz = r.in_len >= 2 && r.in[0] == 0x1f && r.in[1] == 0x8b;
   r.gzip = is_gz && j->inflater != 2;
   ar = archive_read_new();
@@ -722,6 +758,7 @@ int dx_run(dx_job *j) {
     archive_read_support_filter_all(ar);
     archive_read_support_format_all(ar);
     snprintf(j->backend, sizeof j->backend, is_gz ? "libarchive-zlib" : "libarchive");
+    if (j->seek && !is_gz) archive_read_set_seek_callback(ar, seek_cb);
   }
   if (archive_read_open(ar, &r, NULL, rd_cb, NULL) != ARCHIVE_OK) {
     if (r.gzip && r.ecode) /* the gzip layer failed before the tar began */
@@ -785,6 +822,13 @@ typedef struct {
 /* progress from the extracting thread (the stage thread here) */
 static void file_tick(void *ud, uint64_t in_bytes) { st_progress_update(ud, in_bytes); }
 
+static int64_t file_seek(void *ud, int64_t off, int from_end) {
+  file_src *f = ud;
+  off_t to = lseek(f->fd, (off_t)off, from_end ? SEEK_END : SEEK_SET);
+  if (to < 0) st_error_errno(f->err, errno, f->path, "seek failed");
+  return (int64_t)to;
+}
+
 static ssize_t file_pull(void *ud, const void **buf) {
   file_src *f = ud;
   for (;;) {
@@ -799,6 +843,42 @@ static ssize_t file_pull(void *ud, const void **buf) {
   }
 }
 
+int dx_extract_file(st_ctx *c, dx_job *j, const char *path, const char *name) {
+  st_error ferr; /* the file's own errors (errno, path) say more than libarchive's */
+  st_error_clear(&ferr);
+  file_src fs = {.fd = open(path, O_RDONLY | O_CLOEXEC), .err = &ferr, .path = path};
+  if (fs.fd < 0) return st_error_errno(&j->err, errno, path, "cannot open");
+  struct stat st;
+  fstat(fs.fd, &st);
+  posix_fadvise(fs.fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+  fs.buf = malloc(1u << 20);
+  if (!fs.buf) {
+    close(fs.fd);
+    return st_error_set(&j->err, ST_ENOMEM, path, -1, "out of memory");
+  }
+  j->pull = file_pull;
+  j->seek = S_ISREG(st.st_mode) ? file_seek : NULL;
+  j->ud = &fs;
+  atomic_store(&j->in_bytes, 0);
+  st_progress p;
+  char label[200];
+  snprintf(label, sizeof label, "extract %.180s", name);
+  st_progress_begin(c, &p, label, "B", (uint64_t)st.st_size);
+  j->tick = file_tick;
+  j->tick_ud = &p;
+  int rc = dx_run(j);
+  if (rc && ferr.code) rc = (j->err = ferr).code;
+  st_progress_update(&p, atomic_load(&j->in_bytes));
+  st_progress_end(&p, rc);
+  j->tick = NULL;
+  j->pull = NULL;
+  j->seek = NULL;
+  j->ud = NULL;
+  close(fs.fd);
+  free(fs.buf);
+  return rc;
+}
+
 int dk_extract(st_ctx *c, const st_args *a, st_error *err) {
   const char *path = a->pos[0], *dest = st_arg_str(a, "to", NULL);
   if (!dest) return st_error_set(err, ST_EINVAL, "extract", -1, "--to DIR is required");
@@ -806,37 +886,17 @@ int dk_extract(st_ctx *c, const st_args *a, st_error *err) {
   int inflater = !strcmp(inf, "auto") ? 0 : !strcmp(inf, "isal") ? 1 : !strcmp(inf, "libarchive") ? 2 : -1;
   if (inflater < 0)
     return st_error_set(err, ST_EINVAL, "--inflater", -1, "expected auto, isal or libarchive, got \"%.40s\"", inf);
-  file_src fs = {.fd = open(path, O_RDONLY | O_CLOEXEC), .err = err, .path = path};
-  if (fs.fd < 0) return st_error_errno(err, errno, path, "cannot open");
-  struct stat st;
-  fstat(fs.fd, &st);
-  posix_fadvise(fs.fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-  fs.buf = malloc(1u << 20);
-  if (!fs.buf) { close(fs.fd); return st_error_set(err, ST_ENOMEM, path, -1, "out of memory"); }
   dx_job j;
   memset(&j, 0, sizeof j);
   j.c = c;
   j.where = path;
   j.dest = dest;
-  j.pull = file_pull;
-  j.ud = &fs;
   j.inflater = inflater;
-  st_progress p;
-  char label[200];
-  snprintf(label, sizeof label, "extract %.180s", path);
   double t0 = st_now();
-  st_progress_begin(c, &p, label, "B", (uint64_t)st.st_size);
-  j.tick = file_tick;
-  j.tick_ud = &p;
-  int rc = dx_run(&j);
-  if (rc && err->code && !j.err.code) j.err = *err;
-  st_progress_update(&p, atomic_load(&j.in_bytes));
+  int rc = dx_extract_file(c, &j, path, path);
   double dt = st_now() - t0;
-  st_progress_end(&p, rc);
-  close(fs.fd);
-  free(fs.buf);
   if (rc) {
-    if (!err->code) *err = j.err;
+    *err = j.err;
     dx_job_free(&j);
     return rc;
   }

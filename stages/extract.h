@@ -30,6 +30,11 @@ extern const st_option dk_extract_opts[];
  * < 0 on error (the source has filled its own error). The bytes stay valid
  * until the next call. For gzip it is called from the inflater thread. */
 typedef ssize_t (*dx_pull_fn)(void *ud, const void **buf);
+/* An optional seek on the same source (a regular file): moves where the next
+ * pull reads to the absolute offset, or to off from the end when from_end;
+ * returns that offset, or -1 (the source has filled its own error). Formats
+ * whose directory is at the end (zip's modes and links, 7-Zip) need it. */
+typedef int64_t (*dx_seek_fn)(void *ud, int64_t off, int from_end);
 
 typedef struct dx_member {
   char *path;     /* relative to DIR */
@@ -43,6 +48,7 @@ typedef struct dx_job {
   const char *where;     /* archive name for errors */
   const char *dest;      /* DIR */
   dx_pull_fn pull;
+  dx_seek_fn seek;       /* optional (not used for gzip, which is read in order) */
   void *ud;
   int inflater;          /* 0 auto (ISA-L for gzip), 1 ISA-L, 2 libarchive */
   int hash;              /* md5 each member as it is written */
@@ -63,6 +69,9 @@ typedef struct dx_job {
   char **dirs;             /* folders this run created (not those already there) */
   size_t ndirs, capdirs;
   int made_dest;           /* DIR itself was created by this run */
+  int needs_file;          /* dx_run stopped at once: the archive (zip, 7-Zip) keeps its
+                              directory at the end and the source cannot seek; run it
+                              again on the whole file (dx_extract_file) */
   uint64_t token;          /* names what undo keeps aside (random, made on first use) */
   int ended;               /* dx_commit or dx_rollback has run (the other does nothing) */
   size_t *index, nindex;   /* members sorted by path, for dx_member_md5 */
@@ -72,6 +81,10 @@ typedef struct dx_job {
 
 /* Runs the whole extraction (any thread); 0 or an ST_E* code in job->err. */
 int dx_run(dx_job *j);
+/* dx_run on the file at path (read with seeks), with a progress bar labelled
+ * "extract NAME" on c; job's c, where, dest, inflater, hash and undo are set
+ * by the caller, the source by this. 0 or an ST_E* code in job->err. */
+int dx_extract_file(st_ctx *c, dx_job *j, const char *path, const char *name);
 /* The md5 of the file last written at path by the finished job (a later
  * member of the same name replaces an earlier one), or NULL. Not for use
  * while dx_run runs (it indexes the members on its first call). */

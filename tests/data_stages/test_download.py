@@ -9,6 +9,7 @@ import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -232,6 +233,46 @@ def test_download_extract_refuses_hostile(served, tmp_path):
     p = run_cli(f"%download {ng.url}/evil.tar --to {tmp_path / 'e.tar'} --extract {tmp_path / 'w'}")
     assert p.returncode == 1 and "UnsafeInputError" in p.stderr
     assert not (tmp_path / "escape").exists() and not (tmp_path / "e.tar").exists()
+
+
+def test_download_extract_zip_and_7zip_from_the_whole_file(served, tmp_path):
+    """A zip's modes and links and a 7-Zip's header are at the end of the
+    archive: --extract reads those from the completed file, under the same
+    checks, and --verify still uses the md5 of each member as written."""
+    import stat
+    import zipfile
+    ng, _, _ = served
+    body = os.urandom(300000)
+    arc = ng.root / "links.zip"
+    with zipfile.ZipFile(arc, "w") as z:
+        for name, kind, data in (("z/data.bin", 0o100640, body), ("z/link", 0o120777, b"data.bin")):
+            zi = zipfile.ZipInfo(name)
+            zi.create_system = 3
+            zi.external_attr = kind << 16
+            z.writestr(zi, data, compress_type=zipfile.ZIP_DEFLATED)
+    man = tmp_path / "M.md5"
+    h = hashlib.md5(body).hexdigest()
+    man.write_text(f"{h}  z/data.bin\n{h}  z/link\n")
+    to, ex = tmp_path / "l.zip", tmp_path / "w"
+    p = run_cli(f"%download {ng.url}/links.zip --to {to} --md5 {md5(arc)} --extract {ex} --verify {man}",
+                check=True)
+    assert "from the whole file" in p.stdout and "1 files into" in p.stdout, p.stdout
+    assert re.search(r"verify: 2 files, .*0\.3 MB hashed while extracting\), all OK", p.stdout), p.stdout
+    assert (ex / "z/data.bin").read_bytes() == body
+    assert stat.S_IMODE((ex / "z/data.bin").stat().st_mode) == 0o640
+    assert os.readlink(ex / "z/link") == "data.bin"
+    assert md5(to) == md5(arc)
+    # 7-Zip with a link out of DIR: the download is whole and right, so it stays;
+    # the extraction is refused and, with --md5, undone
+    seven = Path(__file__).resolve().parent.parent / "data/archives/link-out.7z"
+    shutil.copy(seven, ng.root / "link-out.7z")
+    to, ex = tmp_path / "o.7z", tmp_path / "w7"
+    p = run_cli(f"%download {ng.url}/link-out.7z --to {to} --md5 {md5(seven)} --extract {ex}")
+    assert p.returncode == 1 and "UnsafeInputError" in p.stderr and "leads out of" in p.stderr, p.stderr
+    assert "is undone" in p.stderr
+    assert not ex.exists()
+    assert md5(to) == md5(seven)
+    assert not leftovers(tmp_path)
 
 
 # ---- fault injection (faultserver.py) -------------------------------------

@@ -5,6 +5,8 @@ import io
 import os
 import stat
 import tarfile
+import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -70,6 +72,61 @@ def test_extract_plain_tar_and_others(tmp_path, pk_bin):
     two.write_bytes(gzip.compress(raw[:10240]) + gzip.compress(raw[10240:]))
     run_cli(f"%extract {two} --to {tmp_path / 'out-two'}", check=True)
     assert (tmp_path / "out-two/top.bin").read_bytes() == files["top.bin"]
+
+
+def zip_entry(z, name, data=b"", mode=0o644, link=None):
+    zi = zipfile.ZipInfo(name)
+    zi.create_system = 3  # unix: the mode is in the high half of external_attr
+    kind = stat.S_IFLNK if link is not None else stat.S_IFREG
+    zi.external_attr = (kind | mode) << 16
+    z.writestr(zi, link.encode() if link is not None else data, compress_type=zipfile.ZIP_DEFLATED)
+
+
+def test_extract_zip_reads_the_central_directory(tmp_path, pk_bin):
+    """A zip keeps modes and symlinks only in its central directory, at the
+    end: a file source is read with seeks, so they come out as stored."""
+    body = os.urandom(200000)
+    arc = tmp_path / "x.zip"
+    with zipfile.ZipFile(arc, "w") as z:
+        zip_entry(z, "a/b/data.bin", body, mode=0o640)
+        zip_entry(z, "a/run.sh", b"#!/bin/sh\n", mode=0o755)
+        zip_entry(z, "a/link", link="b/data.bin", mode=0o777)
+    out = tmp_path / "out"
+    p = run_cli(f"%extract {arc} --to {out}", check=True)
+    assert "extract:" in p.stdout and "2 files" in p.stdout, p.stdout
+    assert (out / "a/b/data.bin").read_bytes() == body
+    assert stat.S_IMODE((out / "a/b/data.bin").stat().st_mode) == 0o640
+    assert stat.S_IMODE((out / "a/run.sh").stat().st_mode) == 0o755
+    assert os.readlink(out / "a/link") == "b/data.bin"
+    # the same checks as for tar: a link out of DIR is refused, nothing written outside
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as z:
+        zip_entry(z, "ok.txt", b"fine")
+        zip_entry(z, "up", link="../..", mode=0o777)
+    work = tmp_path / "work"
+    p = run_cli(f"%extract {evil} --to {work}")
+    assert p.returncode != 0
+    assert "leads out of" in p.stderr, p.stderr
+    assert not os.path.lexists(work / "up")
+
+
+ARCHIVES = Path(__file__).resolve().parent.parent / "data/archives"
+
+
+def test_extract_7zip(tmp_path, pk_bin):
+    """7-Zip's header is at the end of the file: it is read with seeks.
+    (The two archives were written by libarchive's 7-Zip writer.)"""
+    out = tmp_path / "out"
+    p = run_cli(f"%extract {ARCHIVES / 'links.7z'} --to {out}", check=True)
+    assert "1 files" in p.stdout, p.stdout
+    assert (out / "d/f.txt").read_bytes() == b"seven zip seven zip seven zip\n"
+    assert stat.S_IMODE((out / "d/f.txt").stat().st_mode) == 0o640
+    assert os.readlink(out / "d/l") == "f.txt"
+    work = tmp_path / "work"
+    p = run_cli(f"%extract {ARCHIVES / 'link-out.7z'} --to {work}")
+    assert p.returncode != 0
+    assert 'symlink "d/out" -> "../../sentinel" leads out of' in p.stderr, p.stderr
+    assert not os.path.lexists(work / "d/out")
 
 
 def add(t, name, data=b"", **kw):

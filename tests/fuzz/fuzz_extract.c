@@ -10,8 +10,9 @@
  * nothing may be written outside the destination, whatever the archive says
  * (absolute paths, "..", symlinks and hard links leading out, writes
  * through symlinks). The last byte of the input picks the gzip inflater,
- * whether members are hashed, the read size, and whether what members
- * replace is kept for an undo; then the run is undone (nothing of it may
+ * whether members are hashed, the read size, whether what members
+ * replace is kept for an undo, and whether the source can seek (as a file
+ * can: zip and 7-Zip are then read from their directories at the end); then the run is undone (nothing of it may
  * remain) or, with undo and bit 16, committed (nothing kept aside may
  * remain). Seeds ending in a 0 byte (tar, gzip, zip) run the default path.
  */
@@ -33,8 +34,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static char g_root[512], g_out[600], g_sentinel[600];
 
 typedef struct {
-  const uint8_t *p;
-  size_t left, chunk;
+  const uint8_t *base, *p;
+  size_t size, left, chunk;
 } mem_src;
 
 /* Hands the archive out in pieces, so readers see split headers too. */
@@ -45,6 +46,16 @@ static ssize_t mem_pull(void *ud, const void **buf) {
   m->p += n;
   m->left -= n;
   return (ssize_t)n;
+}
+
+/* As a file source seeks (zip's central directory, 7-Zip's header). */
+static int64_t mem_seek(void *ud, int64_t off, int from_end) {
+  mem_src *m = ud;
+  int64_t to = from_end ? (int64_t)m->size + off : off;
+  if (to < 0 || to > (int64_t)m->size) return -1;
+  m->p = m->base + to;
+  m->left = m->size - (size_t)to;
+  return to;
 }
 
 static int never(st_ctx *c) {
@@ -120,13 +131,14 @@ static void check_root(void) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static st_ctx c = {.cancelled = never};
   uint8_t last = size ? data[size - 1] : 0;
-  mem_src src = {data, size, last & 4 ? 7 : 1u << 16};
+  mem_src src = {data, data, size, size, last & 4 ? 7 : 1u << 16};
   dx_job j;
   memset(&j, 0, sizeof j);
   j.c = &c;
   j.where = "fuzz.tar";
   j.dest = g_out;
   j.pull = mem_pull;
+  if (last & 32) j.seek = mem_seek;
   j.ud = &src;
   j.inflater = last & 1 ? 2 : 0;
   j.hash = (last & 2) != 0;

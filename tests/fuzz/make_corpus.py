@@ -8,7 +8,9 @@
   extract   small archives: tar, tar.gz (one and two gzip members), tar.bz2,
             tar.xz, zip, cpio, and hostile ones (.., absolute paths, symlinks
             and hard links leading out, writes through symlinks, devices,
-            fifos, huge and sparse sizes, long and deep names)
+            fifos, huge and sparse sizes, long and deep names); 7zip-links, a
+            7-Zip archive written by libarchive's writer (Python has none), is
+            kept as it is
 
 Only seed-* files are rewritten; crashers kept as regression cases
 (regress-*) stay. The pickle corpus comes from tests/load/make_cases.py.
@@ -210,6 +212,20 @@ def extract():
         zf.writestr(zi, b"deflated " * 20)
         zf.writestr(zipfile.ZipInfo("../zip-slip.txt", (2024, 1, 1, 0, 0, 0)), b"evil\n")
     write("extract", "slip.zip", z.getvalue())
+    # modes and symlinks that only the central directory holds; the last byte
+    # (0x20, after the zip's empty comment) makes the harness's source seekable
+    z = io.BytesIO()
+    with zipfile.ZipFile(z, "w") as zf:
+        for name, kind, mode, data in (("s/f", 0o100640, zipfile.ZIP_DEFLATED, b"file " * 30),
+                                       ("s/in", 0o120777, zipfile.ZIP_STORED, b"f"),
+                                       ("s/out", 0o120777, zipfile.ZIP_STORED, b"../../sentinel"),
+                                       ("s/out/evil", 0o100644, zipfile.ZIP_STORED, b"x")):
+            zi = zipfile.ZipInfo(name, (2024, 1, 1, 0, 0, 0))
+            zi.create_system = 3
+            zi.external_attr = kind << 16
+            zi.compress_type = mode
+            zf.writestr(zi, data)
+    write("extract", "seekable-links.zip", z.getvalue() + b"\x20")
     write("extract", "newc.cpio", cpio_newc([("c", 0o40755, b""), ("c/f", 0o100644, b"cpio\n"),
                                              ("c/../../evil", 0o100644, b"x")]))
     # hostile tars, one trick each
