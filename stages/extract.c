@@ -904,7 +904,8 @@ int dk_extract(st_ctx *c, const st_args *a, st_error *err) {
   char b1[32], r1[32];
   st_fmt_bytes(b1, sizeof b1, out);
   st_fmt_rate(r1, sizeof r1, out, dt);
-  st_printf(c, "extract: %s, %llu files in %.2f s (%s)\n", b1, (unsigned long long)files, dt, r1);
+  st_printf(c, "extract: %s, %llu file%s in %.2f s (%s)\n", b1, (unsigned long long)files,
+            files == 1 ? "" : "s", dt, r1);
   st_timing_add(c, "extract", "extract", dt, out, files, j.backend, NULL);
   dx_job_free(&j);
   return 0;

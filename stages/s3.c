@@ -1886,8 +1886,8 @@ int s3_upload(st_ctx *c, const st_args *a, st_error *err) {
   char sz[32], rate[32];
   st_fmt_bytes(sz, sizeof sz, total);
   st_fmt_rate(rate, sizeof rate, total, dt);
-  st_printf(c, "upload: %s, %zu files (%zu multipart, %zu skipped) to s3://%s/%s in %.2f s (%s)\n",
-            sz, nup, nmulti, nskip, bucket, prefix, dt, rate);
+  st_printf(c, "upload: %s, %zu file%s (%zu multipart, %zu skipped) to s3://%s/%s in %.2f s (%s)\n",
+            sz, nup, nup == 1 ? "" : "s", nmulti, nskip, bucket, prefix, dt, rate);
   st_timing_add(c, "upload", "upload", dt, total, nup, "libcurl-multi+openssl-evp", NULL);
 done:
   upload_free(&u);

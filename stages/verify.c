@@ -329,14 +329,14 @@ int dk_verify_run(st_ctx *c, const char *manifest, mf_list *mf, const char *root
   } else
     snprintf(how, sizeof how, "in %.2f s (%s)", dt, r1);
   if (problems)
-    st_printf(c, "verify: %zu files, %s %s: %zu OK, %zu missing, %zu mismatching, "
+    st_printf(c, "verify: %zu file%s, %s %s: %zu OK, %zu missing, %zu mismatching, "
                  "%zu unreadable, %zu extra\n",
-              n, b1, how, nok, nmiss, nbad, nerr, extra.n);
+              n, n == 1 ? "" : "s", b1, how, nok, nmiss, nbad, nerr, extra.n);
   else if (hashed)
-    st_printf(c, "verify: %zu files, %s %s, all OK (%d thread%s)\n", n, b1, how, jobs,
-              jobs == 1 ? "" : "s");
+    st_printf(c, "verify: %zu file%s, %s %s, all OK (%d thread%s)\n", n, n == 1 ? "" : "s", b1,
+              how, jobs, jobs == 1 ? "" : "s");
   else
-    st_printf(c, "verify: %zu files, %s %s, all OK\n", n, b1, how);
+    st_printf(c, "verify: %zu file%s, %s %s, all OK\n", n, n == 1 ? "" : "s", b1, how);
   st_timing_add(c, "verify", "verify", dt, hashed + known_bytes, n, backend, NULL);
   if (problems)
     rc = st_error_set(err, ST_ECHECKSUM, manifest, -1,

@@ -256,7 +256,7 @@ def test_download_extract_zip_and_7zip_from_the_whole_file(served, tmp_path):
     to, ex = tmp_path / "l.zip", tmp_path / "w"
     p = run_cli(f"%download {ng.url}/links.zip --to {to} --md5 {md5(arc)} --extract {ex} --verify {man}",
                 check=True)
-    assert "from the whole file" in p.stdout and "1 files into" in p.stdout, p.stdout
+    assert "from the whole file" in p.stdout and "1 file into" in p.stdout, p.stdout
     assert re.search(r"verify: 2 files, .*0\.3 MB hashed while extracting\), all OK", p.stdout), p.stdout
     assert (ex / "z/data.bin").read_bytes() == body
     assert stat.S_IMODE((ex / "z/data.bin").stat().st_mode) == 0o640
