@@ -868,6 +868,10 @@ int dx_extract_file(st_ctx *c, dx_job *j, const char *path, const char *name) {
   j->tick_ud = &p;
   int rc = dx_run(j);
   if (rc && ferr.code) rc = (j->err = ferr).code;
+  if (!rc && j->needs_file) /* a pipe or a device cannot seek */
+    rc = st_error_set(&j->err, ST_EINVAL, path, -1,
+                      "a zip or 7-Zip archive keeps its directory at the end: it is read from a "
+                      "regular file, with seeks, not from a pipe or device");
   st_progress_update(&p, atomic_load(&j->in_bytes));
   st_progress_end(&p, rc);
   j->tick = NULL;

@@ -127,6 +127,24 @@ def test_extract_7zip(tmp_path, pk_bin):
     assert p.returncode != 0
     assert 'symlink "d/out" -> "../../sentinel" leads out of' in p.stderr, p.stderr
     assert not os.path.lexists(work / "d/out")
+    # from a pipe, which cannot seek: a clear error, nothing made
+    import threading
+    fifo = tmp_path / "arc.7z"
+    os.mkfifo(fifo)
+
+    def feed():
+        try:
+            with open(fifo, "wb") as f:
+                f.write((ARCHIVES / "links.7z").read_bytes())
+        except BrokenPipeError:
+            pass
+    t = threading.Thread(target=feed)
+    t.start()
+    p = run_cli(f"%extract {fifo} --to {tmp_path / 'piped'}")
+    t.join()
+    assert p.returncode != 0
+    assert "keeps its directory at the end" in p.stderr and "not from a pipe" in p.stderr, p.stderr
+    assert not (tmp_path / "piped").exists()
 
 
 def add(t, name, data=b"", **kw):
