@@ -181,9 +181,21 @@ def session(rgw):
         s.cell(f"%md5 {tar} --expect {md5}")
         s.cell(f"%md5 {tar} --expect {'0' * 32}", ok=False, ename="ChecksumError")
         s.cell(f"%extract {tar} --to {work}/ex")
+        seven = HERE.parent / "data/archives/links.7z"  # read with seeks; deferred while downloading
+        s.cell(f"%extract {seven} --to {work}/ex7\n%download file://{seven} --to {work}/dl/l.7z "
+               f"--extract {work}/dx7")
         s.cell(f"%verify {d}/MANIFEST.md5 --jobs 2")
         s.cell(f"%load {d}")
         s.cell(f"%meta {d}")
+        p2 = work / "p2" / "cifar-10-batches-py"  # Python 3 at protocol 2: the latin-1 text path
+        p2.mkdir(parents=True)
+        import pickle
+        import numpy as np
+        px = np.arange(7 * 3072, dtype=np.uint32).astype(np.uint8).reshape(7, 3072)
+        (p2 / "data_batch_1").write_bytes(pickle.dumps(
+            {"data": px, "labels": [1, 2, 3, 4, 5, 6, 7]}, protocol=2))
+        s.cell(f"%load {p2} --split train --name p2", want=hashlib.md5(px.tobytes()).hexdigest())
+        s.cell(f"%load {d}")
         s.cell("%preview --n 4 --seed 1 --scale 1")
         s.cell(f"%train --epochs 1 --batch-size 4 --seed 1 --threads 1 --save {work}/w.st")
         s.cell(f"%train --epochs 0 --new --init {work}/w.st --threads 1")
