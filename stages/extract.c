@@ -808,6 +808,8 @@ out:
   st_ring_free(&r.ring);
   if (root >= 0) close(root);
   if (!rc && j->err.code) rc = j->err.code;
+  /* a DIR this run made and left empty (nothing could be read) goes */
+  if (rc && j->made_dest && rmdir(j->dest) == 0) j->made_dest = 0;
   return rc;
 }
 

@@ -212,7 +212,9 @@ def test_hostile_refused(tmp_path, case, gz, pk_bin):
     assert str(arc) in p.stderr
     # nothing outside DIR: the parent folders hold what they held before
     assert sorted(os.listdir(tmp_path)) == before
-    assert os.listdir(work) == ["out"]
+    # DIR stays only with what was complete before the refusal; made and left empty, it goes
+    assert os.listdir(work) in ([], ["out"])
+    assert not out.exists() or os.listdir(out)
     assert (tmp_path / "victim").read_bytes() == b"victim"
     assert not os.path.exists(tmp_path / "abs-victim")
     assert not os.path.exists(tmp_path / "x")
@@ -234,7 +236,7 @@ def test_member_claiming_terabytes(tmp_path, pk_bin):
     p = run_cli(f"%extract {arc} --to {out}")
     assert p.returncode == 1
     assert "LimitError" in p.stderr and "huge.bin" in p.stderr and "refused before writing" in p.stderr
-    assert os.listdir(out) == []
+    assert not out.exists()  # made by the run and left empty: removed again
     # more than the free space (but under the limit) is refused too
     ti.size = 900 << 30
     hdr = ti.tobuf(format=tarfile.GNU_FORMAT)
@@ -243,7 +245,7 @@ def test_member_claiming_terabytes(tmp_path, pk_bin):
         arc.write_bytes(hdr + b"\0" * 4096)
         p = run_cli(f"%extract {arc} --to {out}")
         assert p.returncode == 1 and "NoSpaceError" in p.stderr and "free" in p.stderr
-        assert os.listdir(out) == []
+        assert not out.exists()
 
 
 def test_corrupt_and_truncated(small_data, tmp_path, pk_bin):
@@ -273,6 +275,11 @@ def test_corrupt_and_truncated(small_data, tmp_path, pk_bin):
     fake.write_bytes(b"\x1f\x8b" + os.urandom(1000))
     p = run_cli(f"%extract {fake} --to {tmp_path / 'out4'}")
     assert p.returncode == 1 and "fake.tar.gz" in p.stderr
+    # nothing could be read: the DIR each run made is gone again; one that was there stays
+    assert not (tmp_path / "out3").exists() and not (tmp_path / "out4").exists()
+    (tmp_path / "there").mkdir()
+    p = run_cli(f"%extract {junk} --to {tmp_path / 'there'}")
+    assert p.returncode == 1 and (tmp_path / "there").is_dir()
     p = run_cli(f"%extract {tgz}")
     assert p.returncode != 0 and "--to" in p.stderr
 
