@@ -344,6 +344,7 @@ int dk_download(st_ctx *c, const st_args *a, st_error *err) {
   st_progress p;
   memset(&p, 0, sizeof p);
   int pstarted = 0;
+  int in_place = 0; /* the download is complete, right and renamed to `to` */
   xfer x;
   memset(&x, 0, sizeof x);
   x.c = c;
@@ -536,6 +537,7 @@ int dk_download(st_ctx *c, const st_args *a, st_error *err) {
     fd = -1;
     if (close(cfd)) { rc = st_error_errno(err, errno, part, "write failed"); goto out; }
     if (rename(part, to)) { rc = st_error_errno(err, errno, to, "rename failed"); goto out; }
+    in_place = 1;
     int deferred = xj && xj->needs_file;
     if (xj && !deferred) dx_commit(xj); /* all is in place: what the members replaced goes */
     st_progress_end(&p, 0);
@@ -613,7 +615,10 @@ out:
      * after %extract) */
     size_t gone = rc && xj->undo ? dx_rollback(xj) : 0;
     dx_commit(xj);
-    if (gone)
+    if (gone && in_place) /* a zip or 7-Zip, extracted after the download */
+      st_eprintf(c, "download: the extraction into %s is undone (%zu file%s); the download itself "
+                    "is complete and right, and kept as %s\n", exdir, gone, gone == 1 ? "" : "s", to);
+    else if (gone)
       st_eprintf(c, "download: the extraction into %s is undone (%zu file%s): with --md5 it is "
                     "kept only when the whole download succeeds\n", exdir, gone, gone == 1 ? "" : "s");
     dx_job_free(xj);
