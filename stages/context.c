@@ -177,5 +177,7 @@ void st_fmt_rate(char *buf, size_t cap, uint64_t bytes, double seconds) {
   if (seconds <= 0) { snprintf(buf, cap, "-- MB/s"); return; }
   double r = (double)bytes / seconds / 1e6;
   if (r >= 100) snprintf(buf, cap, "%.0f MB/s", r);
-  else snprintf(buf, cap, "%.1f MB/s", r);
+  else if (r >= 1) snprintf(buf, cap, "%.1f MB/s", r);
+  else if (r >= 1e-3) snprintf(buf, cap, "%.0f kB/s", r * 1e3); /* not "0.0 MB/s" for a small file */
+  else snprintf(buf, cap, "%.0f B/s", r * 1e6);
 }

@@ -11,4 +11,5 @@
   XX(magic_is_complete, 10)                                                    \
   XX(builtins_run, 10)                                                         \
   XX(progress_throttle, 10)                                                    \
-  XX(table_render, 10)
+  XX(table_render, 10)                                                         \
+  XX(format_bytes_and_rates, 10)

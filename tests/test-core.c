@@ -364,3 +364,19 @@ TEST_IMPL(table_render) {
   st_table_free(t);
   return 0;
 }
+
+/* Sizes and rates in summaries: units that keep small figures readable. */
+TEST_IMPL(format_bytes_and_rates) {
+  char b[32];
+  st_fmt_rate(b, sizeof b, 185948160, 0.5);
+  ASSERT_STR_EQ(b, "372 MB/s");
+  st_fmt_rate(b, sizeof b, 5500000, 1.0);
+  ASSERT_STR_EQ(b, "5.5 MB/s");
+  st_fmt_rate(b, sizeof b, 30, 0.001); /* a 30-byte file: not "0.0 MB/s" */
+  ASSERT_STR_EQ(b, "30 kB/s");
+  st_fmt_rate(b, sizeof b, 500, 1.0);
+  ASSERT_STR_EQ(b, "500 B/s");
+  st_fmt_rate(b, sizeof b, 1, 0);
+  ASSERT_STR_EQ(b, "-- MB/s");
+  return 0;
+}
