@@ -561,16 +561,10 @@ int dk_download(st_ctx *c, const st_args *a, st_error *err) {
         goto out;
       }
       dx_commit(xj);
-      double dx = st_now() - t1;
-      char b2[32], r2[32];
-      st_fmt_bytes(b2, sizeof b2, atomic_load(&xj->out_bytes));
-      st_fmt_rate(r2, sizeof r2, atomic_load(&xj->out_bytes), dx);
-      uint64_t nf = atomic_load(&xj->files);
-      st_printf(c, "extract: %s, %llu file%s into %s in %.2f s (%s; after the download: %s reads "
-                   "a zip or 7-Zip from the whole file)\n",
-                b2, (unsigned long long)nf, nf == 1 ? "" : "s", exdir, dx, r2, xj->backend);
-      st_timing_add(c, "extract", "extract", dx, atomic_load(&xj->out_bytes),
-                    atomic_load(&xj->files), xj->backend, NULL);
+      char note[96];
+      snprintf(note, sizeof note, "after the download: %s reads a zip or 7-Zip from the whole file",
+               xj->backend);
+      dx_report(c, xj, st_now() - t1, exdir, note);
     } else if (xj) {
       char b2[32];
       st_fmt_bytes(b2, sizeof b2, atomic_load(&xj->out_bytes));

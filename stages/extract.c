@@ -284,17 +284,7 @@ static void restore_old(int dfd, const char *leaf, char *old) {
 }
 
 /* Remembers a folder this run created, for dx_rollback. */
-static void add_dir(dx_job *j, const char *rel, size_t len) {
-  if (j->ndirs == j->capdirs) {
-    size_t nc = j->capdirs ? j->capdirs * 2 : 16;
-    char **nd = realloc(j->dirs, nc * sizeof *nd);
-    if (!nd) return;
-    j->dirs = nd;
-    j->capdirs = nc;
-  }
-  char *p = strndup(rel, len);
-  if (p) j->dirs[j->ndirs++] = p;
-}
+static void add_dir(dx_job *j, const char *rel, size_t len) { st_strv_push(&j->dirs, rel, len); }
 
 static int cmp_member(const void *a, const void *b, void *members) {
   size_t x = *(const size_t *)a, y = *(const size_t *)b;
@@ -349,8 +339,8 @@ size_t dx_rollback(dx_job *j) {
     j->members[i].old = NULL;
     close(dfd);
   }
-  for (size_t i = j->ndirs; i-- > 0;) /* deepest last created first; only when empty */
-    unlinkat(root, j->dirs[i], AT_REMOVEDIR);
+  for (size_t i = j->dirs.n; i-- > 0;) /* deepest last created first; only when empty */
+    unlinkat(root, j->dirs.v[i], AT_REMOVEDIR);
   j->err = keep; /* open_parent may have noted a vanished folder */
   close(root);
   if (j->made_dest) rmdir(j->dest); /* only when empty */
@@ -381,10 +371,7 @@ void dx_job_free(dx_job *j) {
   free(j->index);
   j->index = NULL;
   j->nindex = 0;
-  for (size_t i = 0; i < j->ndirs; i++) free(j->dirs[i]);
-  free(j->dirs);
-  j->dirs = NULL;
-  j->ndirs = j->capdirs = 0;
+  st_strv_free(&j->dirs);
 }
 
 /* Normalise a member name into out: strip "./" and trailing '/', refuse
@@ -845,6 +832,17 @@ static ssize_t file_pull(void *ud, const void **buf) {
   }
 }
 
+void dx_report(st_ctx *c, const dx_job *j, double dt, const char *into, const char *note) {
+  uint64_t out = atomic_load(&j->out_bytes), files = atomic_load(&j->files);
+  char b1[32], r1[32];
+  st_fmt_bytes(b1, sizeof b1, out);
+  st_fmt_rate(r1, sizeof r1, out, dt);
+  st_printf(c, "extract: %s, %llu file%s%s%s in %.2f s (%s%s%s)\n", b1, (unsigned long long)files,
+            files == 1 ? "" : "s", into ? " into " : "", into ? into : "", dt, r1, note ? "; " : "",
+            note ? note : "");
+  st_timing_add(c, "extract", "extract", dt, out, files, j->backend, NULL);
+}
+
 int dx_extract_file(st_ctx *c, dx_job *j, const char *path, const char *name) {
   st_error ferr; /* the file's own errors (errno, path) say more than libarchive's */
   st_error_clear(&ferr);
@@ -906,13 +904,7 @@ int dk_extract(st_ctx *c, const st_args *a, st_error *err) {
     dx_job_free(&j);
     return rc;
   }
-  uint64_t out = atomic_load(&j.out_bytes), files = atomic_load(&j.files);
-  char b1[32], r1[32];
-  st_fmt_bytes(b1, sizeof b1, out);
-  st_fmt_rate(r1, sizeof r1, out, dt);
-  st_printf(c, "extract: %s, %llu file%s in %.2f s (%s)\n", b1, (unsigned long long)files,
-            files == 1 ? "" : "s", dt, r1);
-  st_timing_add(c, "extract", "extract", dt, out, files, j.backend, NULL);
+  dx_report(c, &j, dt, NULL, NULL);
   dx_job_free(&j);
   return 0;
 }

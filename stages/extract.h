@@ -66,8 +66,7 @@ typedef struct dx_job {
   atomic_uint_fast64_t files;
   dx_member *members;      /* files and links written, in archive order */
   size_t nmembers, capmembers;
-  char **dirs;             /* folders this run created (not those already there) */
-  size_t ndirs, capdirs;
+  st_strv dirs;            /* folders this run created (not those already there) */
   int made_dest;           /* DIR itself was created by this run */
   int needs_file;          /* dx_run stopped at once: the archive (zip, 7-Zip) keeps its
                               directory at the end and the source cannot seek; run it
@@ -85,6 +84,9 @@ int dx_run(dx_job *j);
  * "extract NAME" on c; job's c, where, dest, inflater, hash and undo are set
  * by the caller, the source by this. 0 or an ST_E* code in job->err. */
 int dx_extract_file(st_ctx *c, dx_job *j, const char *path, const char *name);
+/* The summary line of a finished job that took dt seconds ("extract: SIZE, N
+ * files[ into into] in T s (RATE[; note])") and its timing record. */
+void dx_report(st_ctx *c, const dx_job *j, double dt, const char *into, const char *note);
 /* The md5 of the file last written at path by the finished job (a later
  * member of the same name replaces an earlier one), or NULL. Not for use
  * while dx_run runs (it indexes the members on its first call). */

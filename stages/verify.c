@@ -102,18 +102,6 @@ static void *vf_worker(void *arg) {
 }
 
 /* Extra files: entries of every folder that holds a manifest entry, not listed. */
-typedef struct { char **v; size_t n, cap; } strvec;
-static void sv_push(strvec *s, const char *x) {
-  if (s->n == s->cap) {
-    size_t nc = s->cap ? s->cap * 2 : 16;
-    char **nv = realloc(s->v, nc * sizeof *nv);
-    if (!nv) return;
-    s->v = nv;
-    s->cap = nc;
-  }
-  char *d = strdup(x);
-  if (d) s->v[s->n++] = d;
-}
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 /* Does a manifest path lie under folder rel ("rel/...")? The paths are
@@ -130,15 +118,15 @@ static int covers(const mf_list *sorted, const char *rel) {
   return lo < sorted->n && !strncmp(sorted->e[lo].path, rel, rl) && sorted->e[lo].path[rl] == '/';
 }
 
-static void find_extras(const char *root, const mf_list *sorted, const char *manifest, strvec *out) {
+static void find_extras(const char *root, const mf_list *sorted, const char *manifest, st_strv *out) {
   /* the folders the manifest lists files in, each once (a name sorts
    * between a folder's files and its subfolders', so sort them again) */
-  strvec dirs = {0};
+  st_strv dirs = {0};
   for (size_t i = 0; i < sorted->n; i++) {
     const char *p = sorted->e[i].path, *sl = strrchr(p, '/');
     char d[PK_LIMIT_MANIFEST_PATH + 1];
     snprintf(d, sizeof d, "%.*s", sl ? (int)(sl - p) : 0, p);
-    if (!dirs.n || strcmp(dirs.v[dirs.n - 1], d)) sv_push(&dirs, d);
+    if (!dirs.n || strcmp(dirs.v[dirs.n - 1], d)) st_strv_push(&dirs, d, strlen(d));
   }
   if (dirs.n) qsort(dirs.v, dirs.n, sizeof *dirs.v, cmp_str);
   size_t u = 0;
@@ -169,12 +157,11 @@ static void find_extras(const char *root, const mf_list *sorted, const char *man
         if (covers(sorted, rel)) continue;
       }
       if (mreal[0] && realpath(full, fr) && !strcmp(fr, mreal)) continue;
-      sv_push(out, rel);
+      st_strv_push(out, rel, strlen(rel));
     }
     closedir(d);
   }
-  for (size_t k = 0; k < dirs.n; k++) free(dirs.v[k]);
-  free(dirs.v);
+  st_strv_free(&dirs);
   if (out->n > 1) qsort(out->v, out->n, sizeof *out->v, cmp_str);
 }
 
@@ -192,7 +179,7 @@ int dk_verify_run(st_ctx *c, const char *manifest, mf_list *mf, const char *root
   size_t n = mf->n;
   vf_res *res = calloc(n ? n : 1, sizeof *res);
   size_t *order = malloc((n ? n : 1) * sizeof *order);
-  strvec extra = {0};
+  st_strv extra = {0};
   int rc = 0;
   if (!res || !order) {
     rc = st_error_set(err, ST_ENOMEM, manifest, -1, "out of memory");
@@ -343,8 +330,7 @@ int dk_verify_run(st_ctx *c, const char *manifest, mf_list *mf, const char *root
                       "verification failed: %zu missing, %zu mismatching, %zu unreadable, %zu extra "
                       "(see the table)", nmiss, nbad, nerr, extra.n);
 out:
-  for (size_t i = 0; i < extra.n; i++) free(extra.v[i]);
-  free(extra.v);
+  st_strv_free(&extra);
   free(res);
   free(order);
   return rc;
