@@ -27,7 +27,7 @@
 #   FUZZ_SECONDS=10           per fuzz target (FUZZ_TARGETS="wire magic" picks
 #                             some, FUZZ_ARGS=-runs=N adds libFuzzer flags)
 #   FUZZ_SMOKE=0              leave the fuzz smoke run out of `make test`
-#   CFLAGS_EXTRA=...          e.g. -DPK_LIMIT_MSG_BYTES=... (stages/limits.h)
+#   CFLAGS_EXTRA=...          e.g. -DPK_LIMIT_MSG_BYTES=... (stages/lib/limits.h)
 
 O ?= build
 DEVELOPER ?= 1
@@ -47,7 +47,7 @@ PKGS := libzmq jansson libcrypto libcurl libarchive uuid libpng zlib libisal exp
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
-CSTD := -std=c11 -D_GNU_SOURCE
+CSTD := -std=c11 -D_GNU_SOURCE -Istages
 OPT ?= -O2 -g
 WARN := -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes \
         -Wmissing-prototypes -Wformat=2 -Wno-unused-parameter -Wvla
@@ -74,7 +74,7 @@ ifeq ($(CUDA),no)
 NVCC :=
 endif
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
-CU_SRC := $(if $(NVCC),$(wildcard stages/*.cu),)
+CU_SRC := $(if $(NVCC),$(wildcard stages/train/*.cu),)
 NVCCFLAGS ?= -O2 -std=c++17 -arch=sm_80 -gencode arch=compute_80,code=sm_80 \
              -gencode arch=compute_90,code=sm_90 -Xcompiler -fPIC
 CUDA_LIBS := $(if $(CU_SRC),-L$(CUDA_HOME)/lib64 -lcudart_static -lcublas -ldl -lrt -lstdc++,)
@@ -83,12 +83,12 @@ CFLAGS_ALL += -DPK_HAVE_CUDA=1
 endif
 
 # ---- sources ---------------------------------------------------------------
-STAGE_SRC := $(wildcard stages/*.c)
+STAGE_SRC := $(wildcard stages/*.c stages/*/*.c)
 KERNEL_SRC := $(filter-out kernel/main.c,$(wildcard kernel/*.c))
 CLI_SRC := $(wildcard cli/*.c)
 TEST_SRC := $(wildcard tests/*.c)
 # The trainer core: libc, libm, pthreads (and CUDA) only.
-CNN_SRC := $(wildcard stages/cnn*.c)
+CNN_SRC := $(wildcard stages/train/cnn*.c)
 TEST_CNN_SRC := $(wildcard tests/cnn/*.c)
 
 obj = $(patsubst %.c,$(O)/%.o,$(1))

@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "../kernel/magic.h"
-#include "../stages/session.h"
+#include "lib/session.h"
 #include "cli.h"
 
 static atomic_int g_cancel;

@@ -15,7 +15,7 @@
 
 #include <zmq.h>
 
-#include "../stages/limits.h"
+#include "lib/limits.h"
 #include "core.h"
 #include "magic.h"
 #include "utf8.h"

@@ -16,7 +16,7 @@
 
 #include <jansson.h>
 
-#include "../stages/session.h"
+#include "lib/session.h"
 #include "conn.h"
 #include "wire.h"
 

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../stages/limits.h"
+#include "lib/limits.h"
 #include "magic.h"
 
 static int is_blank(char ch) { return ch == ' ' || ch == '\t' || ch == '\r'; }

@@ -9,7 +9,7 @@
 
 #include <stddef.h>
 
-#include "../stages/stage.h"
+#include "lib/stage.h"
 
 /* Returns the variable's value or NULL (borrowed). */
 typedef const char *(*mg_lookup_fn)(void *ud, const char *name);

@@ -29,7 +29,7 @@
 
 #include <zmq.h>
 
-#include "../stages/limits.h"
+#include "lib/limits.h"
 #include "kernel.h"
 #include "server.h"
 

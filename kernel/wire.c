@@ -19,7 +19,7 @@
 #include <openssl/params.h>
 #include <uuid/uuid.h>
 
-#include "../stages/limits.h"
+#include "lib/limits.h"
 #include "wire.h"
 
 static EVP_MAC *g_hmac;

@@ -11,24 +11,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "builtins.h"
-#include "stage.h"
-#include "pipeline.h"
-#include "timings.h"
+#include "builtin/builtins.h"
+#include "lib/stage.h"
+#include "report/pipeline.h"
+#include "report/timings.h"
 
 /* ---- declarations of stage modules (one header each) ---- */
 
 /* (stage headers are included here, one per module) */
 
-#include "download.h"
-#include "extract.h"
-#include "md5.h"
-#include "mkdata.h"
-#include "verify.h"
+#include "data/download.h"
+#include "data/extract.h"
+#include "data/md5.h"
+#include "data/mkdata.h"
+#include "data/verify.h"
 
-#include "load.h"
-#include "s3.h"
-#include "train.h"
+#include "load/load.h"
+#include "s3/s3.h"
+#include "train/train.h"
 
 static const st_stage table[] = {
     /* ---------------- built-ins: the magic language ---------------- */

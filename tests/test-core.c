@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "../kernel/magic.h"
-#include "../stages/session.h"
+#include "lib/session.h"
 #include "task.h"
 
 /* ---- a capturing context ---- */
@@ -336,7 +336,7 @@ TEST_IMPL(progress_throttle) {
   return 0;
 }
 
-#include "../stages/table.h"
+#include "lib/table.h"
 
 TEST_IMPL(table_render) {
   const char *h[] = {"file", "bytes"};

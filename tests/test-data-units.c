@@ -12,14 +12,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../stages/extract.h"
-#include "../stages/limits.h"
-#include "../stages/manifest.h"
-#include "../stages/mapguard.h"
-#include "../stages/md5.h"
-#include "../stages/mkdata.h"
-#include "../stages/pklwrite.h"
-#include "../stages/ring.h"
+#include "data/extract.h"
+#include "lib/limits.h"
+#include "data/manifest.h"
+#include "lib/mapguard.h"
+#include "data/md5.h"
+#include "data/mkdata.h"
+#include "data/pklwrite.h"
+#include "lib/ring.h"
 #include "task.h"
 
 /* A file hashes the same from its mapping whatever the step size. */

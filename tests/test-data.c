@@ -9,11 +9,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../stages/limits.h"
-#include "../stages/manifest.h"
-#include "../stages/md5.h"
-#include "../stages/mkdata.h"
-#include "../stages/session.h"
+#include "lib/limits.h"
+#include "data/manifest.h"
+#include "data/md5.h"
+#include "data/mkdata.h"
+#include "lib/session.h"
 #include "task.h"
 
 typedef struct {

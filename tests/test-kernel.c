@@ -14,7 +14,7 @@
 #include "../kernel/core.h"
 #include "../kernel/utf8.h"
 #include "../kernel/wire.h"
-#include "../stages/limits.h"
+#include "lib/limits.h"
 #include "task.h"
 
 #define HDR "{\"msg_id\":\"1\",\"msg_type\":\"kernel_info_request\"}"

@@ -7,11 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../stages/chart.h"
-#include "../stages/latin1.h"
-#include "../stages/limits.h"
-#include "../stages/load.h"
-#include "../stages/pickle.h"
+#include "lib/chart.h"
+#include "load/latin1.h"
+#include "lib/limits.h"
+#include "load/load.h"
+#include "load/pickle.h"
 #include "task.h"
 
 #define CORPUS "tests/fuzz/corpus/pickle"

@@ -6,7 +6,7 @@
 #include <unistd.h>
 
 #include "../kernel/magic.h"
-#include "../stages/session.h"
+#include "lib/session.h"
 #include "task.h"
 
 typedef struct {

@@ -10,8 +10,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "../stages/s3.h"
-#include "../stages/sigv4.h"
+#include "s3/s3.h"
+#include "s3/sigv4.h"
 #include "task.h"
 
 TEST_IMPL(sigv4_uri_encode) {

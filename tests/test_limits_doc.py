@@ -1,4 +1,4 @@
-"""stages/limits.h and the README's "Limits" table list the same limits,
+"""stages/lib/limits.h and the README's "Limits" table list the same limits,
 with the same defaults, and every limit is used by the code."""
 import pathlib
 import re
@@ -7,7 +7,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 def header_limits():
-    src = (ROOT / "stages" / "limits.h").read_text()
+    src = (ROOT / "stages" / "lib" / "limits.h").read_text()
     return dict(re.findall(r"^#define (PK_LIMIT_\w+) (.+?)\s*/\*", src, re.M))
 
 
@@ -32,7 +32,7 @@ def readme_value(text):
 
 def test_readme_lists_every_limit_with_its_default():
     h, r = header_limits(), readme_limits()
-    assert h, "no limits parsed from stages/limits.h"
+    assert h, "no limits parsed from stages/lib/limits.h"
     assert sorted(h) == sorted(r), (
         f"only in limits.h: {sorted(set(h) - set(r))}; only in README: {sorted(set(r) - set(h))}")
     for name, expr in h.items():

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../../stages/cnn_int.h"
+#include "train/cnn_int.h"
 
 static int failed_now;
 static char skip_why[512];

@@ -13,8 +13,8 @@
 #include <string.h>
 
 #include "../../kernel/magic.h"
-#include "../../stages/limits.h"
-#include "../../stages/session.h"
+#include "lib/limits.h"
+#include "lib/session.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

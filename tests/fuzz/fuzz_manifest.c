@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../stages/limits.h"
-#include "../../stages/manifest.h"
+#include "lib/limits.h"
+#include "data/manifest.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../stages/load.h"
-#include "../../stages/pickle.h"
+#include "load/load.h"
+#include "load/pickle.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -7,8 +7,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "../../stages/limits.h"
-#include "../../stages/s3.h"
+#include "lib/limits.h"
+#include "s3/s3.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -13,7 +13,7 @@
 
 #include "../../kernel/utf8.h"
 #include "../../kernel/wire.h"
-#include "../../stages/limits.h"
+#include "lib/limits.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../stages/sigv4.h"
+#include "s3/sigv4.h"
 
 int main(int argc, char **argv) {
   if (argc < 8) {

@@ -7,7 +7,7 @@
 #define PK_VERIFY_H
 
 #include "manifest.h"
-#include "stage.h"
+#include "lib/stage.h"
 
 int dk_verify(st_ctx *c, const st_args *a, st_error *err);
 extern const st_option dk_verify_opts[];

@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "latin1.h"
-#include "limits.h"
+#include "lib/limits.h"
 #include "pickle.h"
 
 /* ---- the arena ---- */

@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "pipeline.h"
-#include "session.h"
+#include "lib/session.h"
 
 const st_option pipeline_opts[] = {
     {"mode", 1, "copy|inplace", "Test 1 (copy: download and extract first) or Test 2 (inplace)"},

@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #include "pickle.h"
-#include "stage.h"
+#include "lib/stage.h"
 
 int ld_load(st_ctx *c, const st_args *a, st_error *err);
 int ld_meta(st_ctx *c, const st_args *a, st_error *err);

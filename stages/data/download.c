@@ -24,10 +24,10 @@
 #include <unistd.h>
 
 #include "extract.h"
-#include "limits.h"
+#include "lib/limits.h"
 #include "manifest.h"
 #include "md5.h"
-#include "ring.h"
+#include "lib/ring.h"
 #include "verify.h"
 
 const st_option dk_download_opts[] = {

@@ -21,7 +21,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "stage.h"
+#include "lib/stage.h"
 
 int dk_extract(st_ctx *c, const st_args *a, st_error *err);
 extern const st_option dk_extract_opts[];

@@ -21,9 +21,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "limits.h"
+#include "lib/limits.h"
 #include "md5.h"
-#include "table.h"
+#include "lib/table.h"
 
 const st_option dk_verify_opts[] = {
     {"root", 1, "DIR", "folder the manifest's paths are relative to (default: its folder)"},

@@ -5,7 +5,7 @@
 #ifndef PK_TIMINGS_H
 #define PK_TIMINGS_H
 
-#include "stage.h"
+#include "lib/stage.h"
 
 int st_timings(st_ctx *c, const st_args *a, st_error *err);
 extern const st_option timings_opts[];

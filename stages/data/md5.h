@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "stage.h"
+#include "lib/stage.h"
 
 int dk_md5(st_ctx *c, const st_args *a, st_error *err);
 extern const st_option dk_md5_opts[];

@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#include "stage.h"
+#include "lib/stage.h"
 
 typedef struct mf_entry {
   char hex[33];   /* lower case */

@@ -5,7 +5,7 @@
 #ifndef PK_BUILTINS_H
 #define PK_BUILTINS_H
 
-#include "stage.h"
+#include "lib/stage.h"
 
 int bi_help(st_ctx *c, const st_args *a, st_error *err);
 int bi_lsmagic(st_ctx *c, const st_args *a, st_error *err);

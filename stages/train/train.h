@@ -5,7 +5,7 @@
 #ifndef PK_TRAIN_H
 #define PK_TRAIN_H
 
-#include "stage.h"
+#include "lib/stage.h"
 
 int tr_train(st_ctx *c, const st_args *a, st_error *err);
 extern const st_option tr_train_opts[];

@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "limits.h"
+#include "lib/limits.h"
 
 void mf_free(mf_list *m) {
   if (!m) return;

@@ -21,13 +21,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "chart.h"
-#include "limits.h"
-#include "mapguard.h"
+#include "lib/chart.h"
+#include "lib/limits.h"
+#include "lib/mapguard.h"
 #include "load.h"
-#include "png.h"
-#include "session.h"
-#include "table.h"
+#include "lib/png.h"
+#include "lib/session.h"
+#include "lib/table.h"
 
 const st_option ld_load_opts[] = {
     {"split", 1, "SPLIT", "train, test or all (default all)"},

@@ -32,9 +32,9 @@
 #include <openssl/evp.h>
 
 #include "awsconfig.h"
-#include "limits.h"
+#include "lib/limits.h"
 #include "sigv4.h"
-#include "table.h"
+#include "lib/table.h"
 
 #define MiB (1024ULL * 1024ULL)
 #define S3_MIN_PART (5 * MiB)

@@ -18,9 +18,9 @@
 #include <unistd.h>
 
 #include "cnn.h"
-#include "limits.h"
-#include "session.h"
-#include "table.h"
+#include "lib/limits.h"
+#include "lib/session.h"
+#include "lib/table.h"
 #include "train.h"
 
 const st_option tr_train_opts[] = {

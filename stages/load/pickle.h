@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "stage.h"
+#include "lib/stage.h"
 
 typedef enum pk_type {
   PK_NONE = 0,

@@ -5,7 +5,7 @@
 #ifndef PK_PIPELINE_H
 #define PK_PIPELINE_H
 
-#include "stage.h"
+#include "lib/stage.h"
 
 int st_pipeline(st_ctx *c, const st_args *a, st_error *err);
 extern const st_option pipeline_opts[];

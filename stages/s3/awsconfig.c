@@ -11,7 +11,7 @@
 
 #include <openssl/crypto.h>
 
-#include "limits.h"
+#include "lib/limits.h"
 
 static char *trim(char *s) {
   while (*s == ' ' || *s == '\t') s++;

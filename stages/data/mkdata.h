@@ -8,7 +8,7 @@
 
 #include <stdint.h>
 
-#include "stage.h"
+#include "lib/stage.h"
 
 int dk_mkdata(st_ctx *c, const st_args *a, st_error *err);
 extern const st_option dk_mkdata_opts[];

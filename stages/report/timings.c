@@ -19,11 +19,11 @@
 #include <png.h>
 #include <zlib.h>
 
-#include "chart.h"
-#include "session.h"
-#include "table.h"
+#include "lib/chart.h"
+#include "lib/session.h"
+#include "lib/table.h"
 #include "timings.h"
-#include "version.h"
+#include "lib/version.h"
 
 const st_option timings_opts[] = {
     {"chart", 0, NULL, "also draw a horizontal bar chart (SVG with a PNG fallback)"},

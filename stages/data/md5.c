@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "mapguard.h"
+#include "lib/mapguard.h"
 
 const st_option dk_md5_opts[] = {
     {"expect", 1, "HEX", "the md5 the file must have (32 hex digits)"},

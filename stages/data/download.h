@@ -6,7 +6,7 @@
 #ifndef PK_DOWNLOAD_H
 #define PK_DOWNLOAD_H
 
-#include "stage.h"
+#include "lib/stage.h"
 
 int dk_download(st_ctx *c, const st_args *a, st_error *err);
 extern const st_option dk_download_opts[];

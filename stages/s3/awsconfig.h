@@ -7,7 +7,7 @@
 
 #include <stddef.h>
 
-#include "stage.h"
+#include "lib/stage.h"
 
 typedef struct aws_config {
   char profile[128];

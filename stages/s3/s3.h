@@ -5,7 +5,7 @@
 #ifndef PK_S3_H
 #define PK_S3_H
 
-#include "stage.h"
+#include "lib/stage.h"
 
 int s3_upload(st_ctx *c, const st_args *a, st_error *err);
 int s3_ls(st_ctx *c, const st_args *a, st_error *err);

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "builtins.h"
-#include "session.h"
+#include "lib/session.h"
 
 const st_option bi_echo_opts[] = {{"stderr", 0, NULL, "print to stderr"}, {NULL, 0, NULL, NULL}};
 const st_option bi_clear_opts[] = {{"wait", 0, NULL, "clear when the next output arrives"},

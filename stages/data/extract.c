@@ -19,9 +19,9 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#include "limits.h"
+#include "lib/limits.h"
 #include "md5.h"
-#include "ring.h"
+#include "lib/ring.h"
 
 const st_option dk_extract_opts[] = {
     {"to", 1, "DIR", "destination folder (created if missing); required"},
