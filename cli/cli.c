@@ -136,7 +136,7 @@ static int cli_input(st_ctx *c, const char *prompt, int password, char **out,
 }
 
 static const char *lookup(void *ud, const char *name) {
-  return st_session_get((st_session *)ud, name);
+  return ss_session_get((ss_session *)ud, name);
 }
 
 static int cli_run_line(st_ctx *c, const char *line, st_error *err) {
@@ -199,7 +199,7 @@ int cli_main(int argc, char **argv) {
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
 
-  st_session *sess = st_session_new();
+  ss_session *sess = ss_session_new();
   if (!sess) return 1;
   st_ctx ctx = {0};
   ctx.session = sess;
@@ -234,6 +234,6 @@ int cli_main(int argc, char **argv) {
     }
     free(stdin_cell);
   }
-  st_session_free(sess);
+  ss_session_free(sess);
   return status;
 }

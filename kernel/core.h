@@ -51,7 +51,7 @@ typedef struct pk_kernel {
   pk_hist_entry *hist;
   size_t n_hist, cap_hist;
   size_t hist_bytes;         /* code and output bytes held by hist */
-  st_session *sess;
+  ss_session *sess;
   pthread_t main_thread;
 } pk_kernel;
 

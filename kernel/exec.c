@@ -317,7 +317,7 @@ static int k_input(st_ctx *c, const char *prompt, int password, char **out, st_e
 }
 
 static const char *lookup(void *ud, const char *name) {
-  return st_session_get((st_session *)ud, name);
+  return ss_session_get((ss_session *)ud, name);
 }
 
 static int k_run_line(st_ctx *c, const char *line, st_error *err) {

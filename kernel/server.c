@@ -459,7 +459,7 @@ int kernel_main(int argc, char **argv) {
     return 2;
   }
   wire_new_id(k.session);
-  k.sess = st_session_new();
+  k.sess = ss_session_new();
   if (!k.sess) {
     fprintf(stderr, "pipekernel: out of memory\n");
     return 1;
@@ -470,6 +470,6 @@ int kernel_main(int argc, char **argv) {
     free(k.hist[i].output);
   }
   free(k.hist);
-  st_session_free(k.sess);
+  ss_session_free(k.sess);
   return status;
 }

@@ -35,11 +35,11 @@ static const st_stage table[] = {
     BUILTIN_ROWS
 
     /* ---------------- data: stages 1-4 ---------------- */
-    DK_MKDATA_ROWS
-    DK_DOWNLOAD_ROWS
-    DK_MD5_ROWS
-    DK_EXTRACT_ROWS
-    DK_VERIFY_ROWS
+    MK_MKDATA_ROWS
+    DL_DOWNLOAD_ROWS
+    MD5_ROWS
+    DX_EXTRACT_ROWS
+    VF_VERIFY_ROWS
 
     /* ---------------- load, meta, preview: stages 5, 6, 8 ---------------- */
     LD_LOAD_ROWS
@@ -51,8 +51,8 @@ static const st_stage table[] = {
     TR_TRAIN_ROWS
 
     /* ---------------- report: timings and the pipeline ---------------- */
-    TIMINGS_ROWS
-    PIPELINE_ROWS
+    TM_TIMINGS_ROWS
+    PL_PIPELINE_ROWS
 
 };
 

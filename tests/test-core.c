@@ -43,7 +43,7 @@ static void cap_result(st_ctx *c, const char *t) {
   snprintf(((cap_t *)c->fe)->result, 1024, "%s", t);
 }
 static const char *lookup(void *ud, const char *name) {
-  return st_session_get((st_session *)ud, name);
+  return ss_session_get((ss_session *)ud, name);
 }
 static int cap_run_line(st_ctx *c, const char *line, st_error *err) {
   return mg_run_line(c, line, NULL, lookup, c->session, err);
@@ -52,7 +52,7 @@ static void ctx_init(st_ctx *c, cap_t *k) {
   memset(c, 0, sizeof *c);
   memset(k, 0, sizeof *k);
   c->fe = k;
-  c->session = st_session_new();
+  c->session = ss_session_new();
   c->write = cap_write;
   c->display = cap_display;
   c->progress = cap_progress;
@@ -316,7 +316,7 @@ TEST_IMPL(builtins_run) {
   st_error_clear(&e);
   ASSERT_EQ(mg_run_cell(&c, "%cd /does/not/exist", 19, lookup, c.session, &line, &e), ST_ENOENT);
   ASSERT_CONTAINS(e.where, "/does/not/exist");
-  st_session_free(c.session);
+  ss_session_free(c.session);
   return 0;
 }
 
@@ -332,7 +332,7 @@ TEST_IMPL(progress_throttle) {
   ASSERT(k.progress_calls < 50); /* far fewer than 100000 updates */
   ASSERT_EQ(k.progress_final, 1);
   ASSERT_EQ(p.done, 1000000);
-  st_session_free(c.session);
+  ss_session_free(c.session);
   return 0;
 }
 
@@ -341,18 +341,18 @@ TEST_IMPL(progress_throttle) {
 TEST_IMPL(table_render) {
   const char *h[] = {"file", "bytes"};
   int right[] = {0, 1};
-  st_table *t = st_table_new(2, h, right);
+  tbl *t = tbl_new(2, h, right);
   ASSERT(t);
   const char *r1[] = {"a<b>", "10"};
   const char *r2[] = {"ünïcode", "2000"};
   const char *r3[] = {"total", "2010"};
-  ASSERT_EQ(st_table_add(t, r1, 0), 0);
-  ASSERT_EQ(st_table_add(t, r2, 0), 0);
-  ASSERT_EQ(st_table_add(t, r3, 1), 0);
-  char *html = st_table_html(t, "cap");
+  ASSERT_EQ(tbl_add(t, r1, 0), 0);
+  ASSERT_EQ(tbl_add(t, r2, 0), 0);
+  ASSERT_EQ(tbl_add(t, r3, 1), 0);
+  char *html = tbl_html(t, "cap");
   ASSERT_CONTAINS(html, "<td style=\"text-align:left\">a&lt;b&gt;</td>");
   ASSERT_CONTAINS(html, "<caption");
-  char *text = st_table_text(t, NULL);
+  char *text = tbl_text(t, NULL);
   ASSERT_STR_EQ(text, "file     bytes\n"
                       "--------------\n"
                       "a<b>        10\n"
@@ -361,7 +361,7 @@ TEST_IMPL(table_render) {
                       "total     2010\n");
   free(html);
   free(text);
-  st_table_free(t);
+  tbl_free(t);
   return 0;
 }
 

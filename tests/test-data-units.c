@@ -34,14 +34,14 @@ TEST_IMPL(md5_mapped_steps) {
   char *all = malloc(n);
   for (int i = 0; i < 1000; i++) memcpy(all + i * 80, s, 80);
   char want[33];
-  dk_md5_hex_of(all, n, want);
+  md5_hex_of(all, n, want);
   static const size_t caps[] = {1, 7, 64, 4096, 1 << 20};
   for (size_t k = 0; k < 5; k++) {
     atomic_uint_fast64_t bytes = 0;
     char hex[33];
     st_error err;
     st_error_clear(&err);
-    ASSERT_EQ(dk_md5_mapped(fd, n, "t", caps[k], NULL, &bytes, hex, &err), 0);
+    ASSERT_EQ(md5_mapped(fd, n, "t", caps[k], NULL, &bytes, hex, &err), 0);
     ASSERT_STR_EQ(hex, want);
     ASSERT_EQ(atomic_load(&bytes), n);
   }
@@ -67,11 +67,11 @@ TEST_IMPL(md5_mapped) {
   static const size_t sizes[] = {0, 1000, 3u << 20};
   for (size_t k = 0; k < 3; k++) {
     char want[33], hex[33];
-    dk_md5_hex_of(all, sizes[k], want);
+    md5_hex_of(all, sizes[k], want);
     atomic_uint_fast64_t bytes = 0;
     st_error err;
     st_error_clear(&err);
-    ASSERT_EQ(dk_md5_mapped(fd, sizes[k], "t", 1u << 20, NULL, &bytes, hex, &err), 0);
+    ASSERT_EQ(md5_mapped(fd, sizes[k], "t", 1u << 20, NULL, &bytes, hex, &err), 0);
     ASSERT_STR_EQ(hex, want);
     ASSERT_EQ(atomic_load(&bytes), (long long)sizes[k]);
   }
@@ -81,16 +81,16 @@ TEST_IMPL(md5_mapped) {
     char hex[33] = "";
     st_error err;
     st_error_clear(&err);
-    ASSERT_EQ(dk_md5_mapped(fd, n, "cut-short", 1u << 20, NULL, NULL, hex, &err), ST_EIO);
+    ASSERT_EQ(md5_mapped(fd, n, "cut-short", 1u << 20, NULL, NULL, hex, &err), ST_EIO);
     ASSERT_STR_EQ(err.where, "cut-short");
     ASSERT_CONTAINS(err.text, "shrank while it was being read");
     ASSERT_EQ(err.offset, 4096);
   }
   char want[33], hex[33];
-  dk_md5_hex_of(all, 4096, want);
+  md5_hex_of(all, 4096, want);
   st_error err;
   st_error_clear(&err);
-  ASSERT_EQ(dk_md5_mapped(fd, 4096, "t", 1u << 20, NULL, NULL, hex, &err), 0);
+  ASSERT_EQ(md5_mapped(fd, 4096, "t", 1u << 20, NULL, NULL, hex, &err), 0);
   ASSERT_STR_EQ(hex, want);
   free(all);
   close(fd);
@@ -114,20 +114,20 @@ TEST_IMPL(mapguard_lost_pages) {
   const volatile unsigned char *m = mmap(NULL, n, PROT_READ, MAP_SHARED, fd, 0);
   ASSERT(m != MAP_FAILED);
   ASSERT_EQ(ftruncate(fd, 5000), 0);
-  st_mapguard g;
-  ASSERT_EQ(st_mapguard_begin(&g, (const void *)m, n), 0);
+  mapguard g;
+  ASSERT_EQ(mapguard_begin(&g, (const void *)m, n), 0);
   ASSERT_EQ(m[4999], 0xab);  /* still in the file */
   ASSERT_EQ(m[5000], 0);     /* the page that holds the new end: zeros after it */
   ASSERT_EQ(m[3 * 4096], 0); /* a lost page: SIGBUS absorbed */
   ASSERT_EQ(m[n - 1], 0);    /* and every page after it */
   ASSERT_EQ(m[2 * 4096], 0);
   size_t lost = 0;
-  ASSERT_EQ(st_mapguard_end(&g, &lost), -1);
+  ASSERT_EQ(mapguard_end(&g, &lost), -1);
   ASSERT_EQ(lost, 2 * 4096); /* the first address that faulted */
   /* a guard that saw nothing lost */
-  ASSERT_EQ(st_mapguard_begin(&g, (const void *)m, 4096), 0);
+  ASSERT_EQ(mapguard_begin(&g, (const void *)m, 4096), 0);
   ASSERT_EQ(m[0], 0xab);
-  ASSERT_EQ(st_mapguard_end(&g, &lost), 0);
+  ASSERT_EQ(mapguard_end(&g, &lost), 0);
   munmap((void *)m, n);
   /* unguarded, the lost page is still fatal */
   m = mmap(NULL, n, PROT_READ, MAP_SHARED, fd, 0);
@@ -192,7 +192,7 @@ TEST_IMPL(pklwrite_opcodes) {
 
 /* ---- the producer/consumer ring of %download --extract and the inflater ---- */
 typedef struct {
-  st_ring *r;
+  ring_buf *r;
   int n;        /* slots to send */
   int swap;     /* every other slot by publish_swap */
   int close_how;
@@ -202,18 +202,18 @@ static void *ring_producer(void *arg) {
   ring_prod *p = arg;
   uint8_t *own = malloc(p->r->size);
   for (int i = 0; i < p->n; i++) {
-    uint8_t *slot = st_ring_acquire(p->r, NULL, NULL);
+    uint8_t *slot = ring_acquire(p->r, NULL, NULL);
     if (!slot) break;
     size_t n = 1 + (size_t)(i * 7) % p->r->size; /* lengths 1..size */
     if (p->swap && (i & 1)) {
       memset(own, i & 0xff, n);
-      st_ring_publish_swap(p->r, &own, n);
+      ring_publish_swap(p->r, &own, n);
     } else {
       memset(slot, i & 0xff, n);
-      st_ring_publish(p->r, n);
+      ring_publish(p->r, n);
     }
   }
-  st_ring_close(p->r, p->close_how);
+  ring_close(p->r, p->close_how);
   free(own);
   return NULL;
 }
@@ -225,52 +225,52 @@ TEST_IMPL(ring_order_end_error_stop) {
   /* every slot arrives, in order, with its bytes; then the end (0) or the error (-1) */
   for (int how = 1; how >= -1; how -= 2)
     for (int swap = 0; swap <= 1; swap++) {
-      st_ring r;
-      ASSERT_EQ(st_ring_init(&r, 3, 64), 0);
+      ring_buf r;
+      ASSERT_EQ(ring_init(&r, 3, 64), 0);
       ring_prod p = {&r, 500, swap, how};
       pthread_t th;
       ASSERT_EQ(pthread_create(&th, NULL, ring_producer, &p), 0);
       for (int i = 0; i < 500; i++) {
         const void *b;
-        ssize_t n = st_ring_take(&r, &b);
+        ssize_t n = ring_take(&r, &b);
         ASSERT_EQ(n, (long long)(1 + (size_t)(i * 7) % 64));
         for (ssize_t k = 0; k < n; k++) ASSERT_EQ(((const uint8_t *)b)[k], i & 0xff);
       }
       const void *b;
-      ASSERT_EQ(st_ring_take(&r, &b), how > 0 ? 0 : -1);
-      ASSERT_EQ(st_ring_take(&r, &b), how > 0 ? 0 : -1); /* and stays so */
+      ASSERT_EQ(ring_take(&r, &b), how > 0 ? 0 : -1);
+      ASSERT_EQ(ring_take(&r, &b), how > 0 ? 0 : -1); /* and stays so */
       pthread_join(th, NULL);
-      st_ring_free(&r);
+      ring_free(&r);
     }
   /* a consumer that stops wakes the producer waiting for room */
-  st_ring r;
-  ASSERT_EQ(st_ring_init(&r, 2, 16), 0);
+  ring_buf r;
+  ASSERT_EQ(ring_init(&r, 2, 16), 0);
   ring_prod p = {&r, 1000000, 0, 1};
   pthread_t th;
   ASSERT_EQ(pthread_create(&th, NULL, ring_producer, &p), 0);
   const void *b;
-  ASSERT(st_ring_take(&r, &b) > 0);
-  ASSERT_EQ(st_ring_stop(&r), 1); /* it had not closed: it waits for room */
+  ASSERT(ring_take(&r, &b) > 0);
+  ASSERT_EQ(ring_stop(&r), 1); /* it had not closed: it waits for room */
   pthread_join(th, NULL);         /* ... and is woken (NULL), then closes */
-  ASSERT_EQ(st_ring_take(&r, &b), 0);
-  ASSERT(st_ring_acquire(&r, NULL, NULL) == NULL);
-  st_ring_free(&r);
+  ASSERT_EQ(ring_take(&r, &b), 0);
+  ASSERT(ring_acquire(&r, NULL, NULL) == NULL);
+  ring_free(&r);
   /* a full ring: acquire gives up when cancelled, keeps the slots otherwise */
-  ASSERT_EQ(st_ring_init(&r, 2, 16), 0);
-  ASSERT(st_ring_acquire(&r, ring_never, NULL) != NULL);
-  st_ring_publish(&r, 1);
-  ASSERT(st_ring_acquire(&r, ring_never, NULL) != NULL);
-  st_ring_publish(&r, 2);
-  ASSERT(st_ring_acquire(&r, ring_always, NULL) == NULL);
-  ASSERT_EQ(st_ring_take(&r, &b), 1);
-  ASSERT(st_ring_acquire(&r, ring_always, NULL) == NULL); /* the taken slot is still held */
-  ASSERT_EQ(st_ring_take(&r, &b), 2);                     /* releases the first */
-  ASSERT(st_ring_acquire(&r, ring_always, NULL) != NULL);
-  st_ring_free(&r);
+  ASSERT_EQ(ring_init(&r, 2, 16), 0);
+  ASSERT(ring_acquire(&r, ring_never, NULL) != NULL);
+  ring_publish(&r, 1);
+  ASSERT(ring_acquire(&r, ring_never, NULL) != NULL);
+  ring_publish(&r, 2);
+  ASSERT(ring_acquire(&r, ring_always, NULL) == NULL);
+  ASSERT_EQ(ring_take(&r, &b), 1);
+  ASSERT(ring_acquire(&r, ring_always, NULL) == NULL); /* the taken slot is still held */
+  ASSERT_EQ(ring_take(&r, &b), 2);                     /* releases the first */
+  ASSERT(ring_acquire(&r, ring_always, NULL) != NULL);
+  ring_free(&r);
   /* bad sizes are refused */
-  ASSERT_EQ(st_ring_init(&r, 1, 16), -1);
-  ASSERT_EQ(st_ring_init(&r, ST_RING_MAX + 1, 16), -1);
-  ASSERT_EQ(st_ring_init(&r, 2, 0), -1);
+  ASSERT_EQ(ring_init(&r, 1, 16), -1);
+  ASSERT_EQ(ring_init(&r, RING_MAX + 1, 16), -1);
+  ASSERT_EQ(ring_init(&r, 2, 0), -1);
   return 0;
 }
 

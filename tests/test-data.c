@@ -34,7 +34,7 @@ static void dctx_init(st_ctx *c, dcap_t *k) {
   memset(c, 0, sizeof *c);
   memset(k, 0, sizeof *k);
   c->fe = k;
-  c->session = st_session_new();
+  c->session = ss_session_new();
   c->write = dcap_write;
   c->progress = dcap_progress;
 }
@@ -57,20 +57,20 @@ static const struct {
 TEST_IMPL(md5_rfc1321) {
   for (size_t i = 0; i < sizeof k_rfc1321 / sizeof *k_rfc1321; i++) {
     char hex[33];
-    dk_md5_hex_of(k_rfc1321[i].in, strlen(k_rfc1321[i].in), hex);
+    md5_hex_of(k_rfc1321[i].in, strlen(k_rfc1321[i].in), hex);
     ASSERT_STR_EQ(hex, k_rfc1321[i].hex);
-    ASSERT(dk_md5_valid_hex(k_rfc1321[i].hex));
+    ASSERT(md5_valid_hex(k_rfc1321[i].hex));
   }
-  ASSERT(!dk_md5_valid_hex("d41d8cd98f00b204e9800998ecf8427"));   /* 31 digits */
-  ASSERT(!dk_md5_valid_hex("d41d8cd98f00b204e9800998ecf8427eX")); /* 33 */
-  ASSERT(!dk_md5_valid_hex("g41d8cd98f00b204e9800998ecf8427e"));
-  ASSERT(!dk_md5_valid_hex("abc"));
-  ASSERT(!dk_md5_valid_hex(""));
-  ASSERT(dk_md5_valid_hex("D41D8CD98F00B204E9800998ECF8427E"));
+  ASSERT(!md5_valid_hex("d41d8cd98f00b204e9800998ecf8427"));   /* 31 digits */
+  ASSERT(!md5_valid_hex("d41d8cd98f00b204e9800998ecf8427eX")); /* 33 */
+  ASSERT(!md5_valid_hex("g41d8cd98f00b204e9800998ecf8427e"));
+  ASSERT(!md5_valid_hex("abc"));
+  ASSERT(!md5_valid_hex(""));
+  ASSERT(md5_valid_hex("D41D8CD98F00B204E9800998ECF8427E"));
   return 0;
 }
 
-/* The same vectors through a file: dk_md5_mapped with a tiny step (chunk
+/* The same vectors through a file: md5_mapped with a tiny step (chunk
  * boundaries everywhere) and the %md5 stage with --expect (good and bad). */
 TEST_IMPL(md5_file_and_stage) {
   char tmpl[] = "/tmp/pk-md5-XXXXXX";
@@ -88,7 +88,7 @@ TEST_IMPL(md5_file_and_stage) {
     st_error e;
     st_error_clear(&e);
     atomic_uint_fast64_t bytes = 0;
-    ASSERT_EQ(dk_md5_mapped(fd, n, path, 7, NULL, &bytes, hex, &e), 0);
+    ASSERT_EQ(md5_mapped(fd, n, path, 7, NULL, &bytes, hex, &e), 0);
     close(fd);
     ASSERT_STR_EQ(hex, k_rfc1321[i].hex);
     ASSERT_EQ(atomic_load(&bytes), (long long)n);
@@ -108,7 +108,7 @@ TEST_IMPL(md5_file_and_stage) {
     ASSERT_EQ(st_run(&c, s, 4, argv2, NULL, NULL, &e), ST_ECHECKSUM);
     ASSERT_CONTAINS(e.text, bad);
     ASSERT_CONTAINS(e.text, k_rfc1321[i].hex);
-    st_session_free(c.session);
+    ss_session_free(c.session);
   }
   /* a malformed --expect and a missing file */
   {
@@ -127,7 +127,7 @@ TEST_IMPL(md5_file_and_stage) {
     st_error_clear(&e);
     ASSERT_EQ(st_run(&c, s, 2, argv2, NULL, NULL, &e), ST_ENOENT);
     ASSERT_CONTAINS(e.where, "nope");
-    st_session_free(c.session);
+    ss_session_free(c.session);
   }
   unlink(path);
   rmdir(tmpl);
@@ -272,23 +272,23 @@ TEST_IMPL(mkdata_deterministic) {
   uint8_t a[3072], b[3072], d[3072];
   int counts[10] = {0};
   for (uint32_t i = 0; i < 2000; i++) {
-    int l = dk_mkdata_label(7, 1, i);
+    int l = mk_label(7, 1, i);
     ASSERT(l >= 0 && l < 10);
     counts[l]++;
   }
   for (int k = 0; k < 10; k++) ASSERT(counts[k] > 120 && counts[k] < 280); /* near 200 each */
   for (int cls = 0; cls < 10; cls++) { /* every class's pattern, not only the drawn ones */
-    dk_mkdata_render(a, cls, 7, 1, 42);
-    dk_mkdata_render(b, cls, 7, 1, 42);
+    mk_render(a, cls, 7, 1, 42);
+    mk_render(b, cls, 7, 1, 42);
     ASSERT(!memcmp(a, b, sizeof a));
-    dk_mkdata_render(d, cls, 8, 1, 42);
+    mk_render(d, cls, 8, 1, 42);
     ASSERT(memcmp(a, d, sizeof a));
   }
   for (uint32_t i = 0; i < 20; i++) {
-    int l = dk_mkdata_label(7, 1, i);
-    dk_mkdata_render(a, l, 7, 1, i);
-    dk_mkdata_render(b, l, 7, 1, i);
-    dk_mkdata_render(d, l, 8, 1, i);
+    int l = mk_label(7, 1, i);
+    mk_render(a, l, 7, 1, i);
+    mk_render(b, l, 7, 1, i);
+    mk_render(d, l, 8, 1, i);
     ASSERT(!memcmp(a, b, sizeof a));
     ASSERT(memcmp(a, d, sizeof a));
   }

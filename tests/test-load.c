@@ -39,10 +39,10 @@ static uint8_t *slurp(const char *path, size_t *len) {
 static int parse_batch(const uint8_t *buf, size_t len, int n_classes, ld_batch *b, st_error *err) {
   st_error_clear(err);
   memset(b, 0, sizeof *b);
-  pk_doc *d = pk_parse(buf, len, "input.pkl", err);
+  pkl_doc *d = pkl_parse(buf, len, "input.pkl", err);
   if (!d) return err->code;
-  int rc = ld_batch_check(pk_root(d), "input.pkl", n_classes, b, err);
-  pk_free(d);
+  int rc = ld_batch_check(pkl_root(d), "input.pkl", n_classes, b, err);
+  pkl_free(d);
   free(b->labels);
   b->labels = NULL;
   return rc;
@@ -101,22 +101,22 @@ TEST_IMPL(pickle_formats_agree) {
     if (!buf) RETURN_SKIP("run from the repository root (corpus not found)");
     st_error err;
     st_error_clear(&err);
-    pk_doc *d = pk_parse(buf, len, path, &err);
+    pkl_doc *d = pkl_parse(buf, len, path, &err);
     if (!d) fprintf(stderr, "%s: %s\n", path, err.text);
     ASSERT(d);
     ld_batch b;
-    ASSERT_EQ(ld_batch_check(pk_root(d), path, 10, &b, &err), 0);
+    ASSERT_EQ(ld_batch_check(pkl_root(d), path, 10, &b, &err), 0);
     ASSERT_EQ(b.n, 2);
     ASSERT_EQ(b.labels[0], 3);
     ASSERT_EQ(b.labels[1], 7);
     uint8_t px[2 * 3072];
-    pk_array_copy(b.data, px);
+    pkl_array_copy(b.data, px);
     if (i == 0) memcpy(ref, px, sizeof px);
     else ASSERT(memcmp(ref, px, sizeof px) == 0);
-    const pk_value *fn = pk_dict_get(pk_root(d), "filenames");
-    ASSERT_EQ(pk_len(fn), 2);
+    const pkl_value *fn = pkl_dict_get(pkl_root(d), "filenames");
+    ASSERT_EQ(pkl_len(fn), 2);
     free(b.labels);
-    pk_free(d);
+    pkl_free(d);
     free(buf);
   }
   /* batches.meta, hand-built py2 (158 bytes) and protocol 4 with bytes keys */
@@ -128,16 +128,16 @@ TEST_IMPL(pickle_formats_agree) {
     if (k == 0) ASSERT_EQ(len, 158);
     st_error err;
     st_error_clear(&err);
-    pk_doc *d = pk_parse(buf, len, metas[k], &err);
+    pkl_doc *d = pkl_parse(buf, len, metas[k], &err);
     ASSERT(d);
     char **names;
     int n;
-    ASSERT_EQ(ld_meta_names(pk_root(d), metas[k], &names, &n, &err), 0);
+    ASSERT_EQ(ld_meta_names(pkl_root(d), metas[k], &names, &n, &err), 0);
     ASSERT_EQ(n, 10);
     ASSERT_STR_EQ(names[0], "airplane");
     ASSERT_STR_EQ(names[9], "truck");
     ld_names_free(names, n);
-    pk_free(d);
+    pkl_free(d);
     free(buf);
   }
   return 0;
@@ -157,7 +157,7 @@ TEST_IMPL(pickle_truncation_every_offset) {
       memcpy(p, buf, cut);
       st_error err;
       st_error_clear(&err);
-      pk_doc *d = pk_parse(p, cut, "cut", &err);
+      pkl_doc *d = pkl_parse(p, cut, "cut", &err);
       if (d) fprintf(stderr, "%s: prefix of %zu bytes parsed\n", path, cut);
       ASSERT(d == NULL);
       ASSERT(err.code == ST_EFORMAT || err.code == ST_EUNSAFE);
@@ -181,7 +181,7 @@ TEST_IMPL(pickle_limits) {
   buf[n + 2] = '.';
   st_error err;
   st_error_clear(&err);
-  ASSERT(pk_parse(buf, n + 3, "deep", &err) == NULL);
+  ASSERT(pkl_parse(buf, n + 3, "deep", &err) == NULL);
   ASSERT_EQ(err.code, ST_E2BIG);
   ASSERT_CONTAINS(err.text, "PK_LIMIT_PICKLE_STACK");
   /* nested lists through APPEND: deep but flat on the C stack */
@@ -195,17 +195,17 @@ TEST_IMPL(pickle_limits) {
   for (size_t i = 1; i < pairs; i++) b2[o++] = 'a';
   b2[o++] = '.';
   st_error_clear(&err);
-  pk_doc *d = pk_parse(b2, o, "nested", &err);
+  pkl_doc *d = pkl_parse(b2, o, "nested", &err);
   ASSERT(d != NULL);
-  ASSERT_EQ(pk_len(pk_root(d)), 1);
-  pk_free(d);
+  ASSERT_EQ(pkl_len(pkl_root(d)), 1);
+  pkl_free(d);
   /* a list that contains itself (memo) is fine to hold */
   static const uint8_t self[] = "\x80\x02]q\x00h\x00" "a.";
   st_error_clear(&err);
-  d = pk_parse(self, sizeof self - 1, "self", &err);
+  d = pkl_parse(self, sizeof self - 1, "self", &err);
   ASSERT(d != NULL);
-  ASSERT(pk_root(d)->u.seq.items[0] == pk_root(d));
-  pk_free(d);
+  ASSERT(pkl_root(d)->u.seq.items[0] == pkl_root(d));
+  pkl_free(d);
   free(buf);
   free(b2);
   return 0;
@@ -218,24 +218,24 @@ TEST_IMPL(pickle_scalars_and_keys) {
       "J\xfe\xff\xff\xff\x88" "e.";
   st_error err;
   st_error_clear(&err);
-  pk_doc *d = pk_parse(p, sizeof p - 1, "s", &err);
+  pkl_doc *d = pkl_parse(p, sizeof p - 1, "s", &err);
   ASSERT(d);
-  const pk_value *l = pk_root(d);
-  ASSERT_EQ(pk_len(l), 5);
+  const pkl_value *l = pkl_root(d);
+  ASSERT_EQ(pkl_len(l), 5);
   ASSERT_EQ(l->u.seq.items[0]->u.i, -1);
   ASSERT_EQ(l->u.seq.items[1]->u.i, -32768);
   ASSERT(l->u.seq.items[2]->u.f == 1.5);
   ASSERT_EQ(l->u.seq.items[3]->u.i, -2);
-  ASSERT_EQ(l->u.seq.items[4]->type, PK_BOOL);
-  pk_free(d);
+  ASSERT_EQ(l->u.seq.items[4]->type, PKL_BOOL);
+  pkl_free(d);
   /* the same key as py2 str, bytes and unicode: last one wins */
   static const uint8_t k[] = "\x80\x03}(U\x01" "kK\x01" "C\x01" "kK\x02" "X\x01\x00\x00\x00" "kK\x03" "u.";
   st_error_clear(&err);
-  d = pk_parse(k, sizeof k - 1, "k", &err);
+  d = pkl_parse(k, sizeof k - 1, "k", &err);
   ASSERT(d);
-  ASSERT_EQ(pk_dict_get(pk_root(d), "k")->u.i, 3);
-  ASSERT(pk_dict_get(pk_root(d), "kk") == NULL);
-  pk_free(d);
+  ASSERT_EQ(pkl_dict_get(pkl_root(d), "k")->u.i, 3);
+  ASSERT(pkl_dict_get(pkl_root(d), "kk") == NULL);
+  pkl_free(d);
   return 0;
 }
 
@@ -274,7 +274,7 @@ static int ink_rows(const char *s, int *first, int *last) {
   enum { W = 16, H = 12 };
   uint8_t rgb[W * H * 3];
   memset(rgb, 0, sizeof rgb);
-  st_font_draw(rgb, W, H, 0, 0, s, 1, 0xffffff);
+  chart_font_draw(rgb, W, H, 0, 0, s, 1, 0xffffff);
   *first = H;
   *last = -1;
   for (int y = 0; y < H; y++)
@@ -307,7 +307,7 @@ TEST_IMPL(chart_render) {
   double a[] = {275.55, 214.04, 28.08}, b[] = {3.1, 0.9, 0.05};
   for (int horiz = 0; horiz < 2; horiz++)
     for (int two = 0; two < 2; two++) {
-      st_chart ch = {0};
+      chart_spec ch = {0};
       ch.title = "Stage timings";
       ch.axis_label = "seconds";
       ch.horizontal = horiz;
@@ -320,14 +320,14 @@ TEST_IMPL(chart_render) {
       ch.decimals = 2;
       ch.unit = " s";
       size_t len;
-      char *svg = st_chart_svg(&ch, &len);
+      char *svg = chart_svg(&ch, &len);
       ASSERT(svg && len == strlen(svg));
       ASSERT(strncmp(svg, "<svg xmlns=\"http://www.w3.org/2000/svg\"", 39) == 0);
       ASSERT_CONTAINS(svg, "verify &amp; &lt;check&gt;");
       ASSERT_CONTAINS(svg, "275.55 s");
       if (two) ASSERT_CONTAINS(svg, "pipekernel");
       ASSERT_CONTAINS(svg, "</svg>");
-      char *t = st_chart_text(&ch);
+      char *t = chart_text(&ch);
       ASSERT(t);
       ASSERT_CONTAINS(t, "download");
       if (two) ASSERT_CONTAINS(t, "0.05 s");
@@ -336,7 +336,7 @@ TEST_IMPL(chart_render) {
       int w, h;
       st_error err;
       st_error_clear(&err);
-      ASSERT_EQ(st_chart_png(&ch, &png, &plen, &w, &h, &err), 0);
+      ASSERT_EQ(chart_png(&ch, &png, &plen, &w, &h, &err), 0);
       ASSERT(plen > 100 && memcmp(png, "\x89PNG\r\n\x1a\n", 8) == 0);
       ASSERT(w > 200 && h > 50);
       free(png);
@@ -346,7 +346,7 @@ TEST_IMPL(chart_render) {
   return 0;
 }
 
-/* The reference rule for pk_latin1_prefix: one byte at a time. */
+/* The reference rule for pkl_latin1_prefix: one byte at a time. */
 static size_t latin1_prefix_ref(const uint8_t *p, size_t n, size_t *ncp) {
   size_t i = 0, c = 0;
   while (i < n) {
@@ -386,10 +386,10 @@ TEST_IMPL(latin1_utf8_paths) {
       }
     }
     size_t got_cp, want_cp;
-    ASSERT_EQ(pk_latin1_prefix(base, n, &got_cp), n);
+    ASSERT_EQ(pkl_latin1_prefix(base, n, &got_cp), n);
     ASSERT_EQ(got_cp, ncp);
     memset(out, 0xee, sizeof out);
-    pk_latin1_narrow(base, n, out, ncp);
+    pkl_latin1_narrow(base, n, out, ncp);
     ASSERT(memcmp(out, cps, ncp) == 0);
     ASSERT_EQ(out[ncp], 0xee); /* nothing written past dst_len */
     checked++;
@@ -399,7 +399,7 @@ TEST_IMPL(latin1_utf8_paths) {
         uint8_t keep = base[at];
         if (keep == bad[b]) continue;
         base[at] = bad[b];
-        size_t got = pk_latin1_prefix(base, n, &got_cp);
+        size_t got = pkl_latin1_prefix(base, n, &got_cp);
         size_t want = latin1_prefix_ref(base, n, &want_cp);
         ASSERT_EQ(got, want);
         ASSERT_EQ(got_cp, want_cp);
@@ -408,7 +408,7 @@ TEST_IMPL(latin1_utf8_paths) {
     }
     /* cut short: a lead left open at the end is not in the prefix */
     if (n) {
-      size_t got = pk_latin1_prefix(base, n - 1, &got_cp);
+      size_t got = pkl_latin1_prefix(base, n - 1, &got_cp);
       ASSERT_EQ(got, latin1_prefix_ref(base, n - 1, &want_cp));
       ASSERT_EQ(got_cp, want_cp);
     }
@@ -428,10 +428,10 @@ TEST_IMPL(latin1_utf8_paths) {
     }
   }
   size_t bcount;
-  ASSERT_EQ(pk_latin1_prefix(bsrc, bn, &bcount), bn);
+  ASSERT_EQ(pkl_latin1_prefix(bsrc, bn, &bcount), bn);
   ASSERT_EQ(bcount, big);
   bout[big] = 0xee;
-  pk_latin1_narrow(bsrc, bn, bout, big);
+  pkl_latin1_narrow(bsrc, bn, bout, big);
   ASSERT(memcmp(bout, bcp, big) == 0);
   ASSERT_EQ(bout[big], 0xee);
   free(bcp);

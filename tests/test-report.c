@@ -28,7 +28,7 @@ static void d(st_ctx *c, const st_mime *m, int n, const char *id, int up) {
   for (int i = 0; i < n; i++)
     if (strcmp(m[i].type, "text/plain") == 0) w(c, 1, m[i].data, m[i].len);
 }
-static const char *lk(void *ud, const char *name) { return st_session_get(ud, name); }
+static const char *lk(void *ud, const char *name) { return ss_session_get(ud, name); }
 
 static int run(st_ctx *c, const char *cell, st_error *e) {
   int line;
@@ -42,7 +42,7 @@ static void setup(st_ctx *c, rcap *k) {
   c->fe = k;
   c->write = w;
   c->display = d;
-  c->session = st_session_new();
+  c->session = ss_session_new();
 }
 
 TEST_IMPL(timings_table_order) {
@@ -62,7 +62,7 @@ TEST_IMPL(timings_table_order) {
   ASSERT_CONTAINS(k.out, "186.0");  /* verify MB/s */
   ASSERT_EQ(run(&c, "%timings --clear", &e), 0);
   ASSERT_EQ(c.session->n_timings, 0);
-  st_session_free(c.session);
+  ss_session_free(c.session);
   return 0;
 }
 
@@ -106,7 +106,7 @@ TEST_IMPL(timings_json_roundtrip) {
   ASSERT_CONTAINS(buf, "\"openssl\"");
   snprintf(cell, sizeof cell, "rm -rf %s", dir);
   ASSERT_EQ(system(cell), 0);
-  st_session_free(c.session);
+  ss_session_free(c.session);
   return 0;
 }
 
@@ -134,6 +134,6 @@ TEST_IMPL(timings_compare_errors) {
   k.len = 0;
   ASSERT_EQ(run(&c, "%timings --compare paper:test2-s3nvme paper:test2-weka", &e), 0);
   ASSERT_CONTAINS(k.out, "3.14x");
-  st_session_free(c.session);
+  ss_session_free(c.session);
   return 0;
 }

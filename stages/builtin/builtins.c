@@ -87,13 +87,13 @@ static int valid_name(const char *s, size_t len) {
 }
 
 int bi_set(st_ctx *c, const st_args *a, st_error *err) {
-  st_session *s = c->session;
+  ss_session *s = c->session;
   if (!s) return st_error_set(err, ST_ESTATE, "set", -1, "no session");
   const char *un = st_arg_str(a, "unset", NULL);
-  if (un && st_session_unset(s, un))
+  if (un && ss_session_unset(s, un))
     return st_error_set(err, ST_EINVAL, "set", -1, "variable %s is not set", un);
   if (a->npos == 0 && !un) {
-    for (st_var *v = s->vars; v; v = v->next) st_printf(c, "%s=%s\n", v->name, v->value);
+    for (ss_var *v = s->vars; v; v = v->next) st_printf(c, "%s=%s\n", v->name, v->value);
     return 0;
   }
   for (int i = 0; i < a->npos; i++) {
@@ -107,11 +107,11 @@ int bi_set(st_ctx *c, const st_args *a, st_error *err) {
     if (eq) {
       char name[256];
       snprintf(name, sizeof name, "%.*s", (int)(len > 255 ? 255 : len), w);
-      if (st_arg_has(a, "default") && (st_session_get(s, name) || getenv(name))) continue;
-      int rc = st_session_set(s, name, eq + 1);
+      if (st_arg_has(a, "default") && (ss_session_get(s, name) || getenv(name))) continue;
+      int rc = ss_session_set(s, name, eq + 1);
       if (rc) return st_error_set(err, rc, "set", -1, "cannot set %s", name);
     } else {
-      const char *v = st_session_get(s, w);
+      const char *v = ss_session_get(s, w);
       if (!v) v = getenv(w);
       if (!v) return st_error_set(err, ST_EINVAL, "set", -1, "variable %s is not set", w);
       st_result(c, v);
@@ -270,7 +270,7 @@ int bi_input(st_ctx *c, const st_args *a, st_error *err) {
   char *answer = NULL;
   int rc = c->input(c, prompt, password, &answer, err);
   if (rc) return rc;
-  rc = st_session_set(c->session, var, answer ? answer : "");
+  rc = ss_session_set(c->session, var, answer ? answer : "");
   if (!rc && !password) st_result(c, answer ? answer : "");
   free(answer);
   if (rc) return st_error_set(err, rc, "input", -1, "cannot store the answer");
@@ -293,7 +293,7 @@ int bi_ifset(st_ctx *c, const st_args *a, st_error *err) {
     return st_error_set(err, ST_EINVAL, "ifset", -1, "usage: %%ifset NAME LINE");
   if (!valid_name(name, n))
     return st_error_set(err, ST_EINVAL, "ifset", -1, "'%s' is not a variable name", name);
-  const char *v = st_session_get(c->session, name);
+  const char *v = ss_session_get(c->session, name);
   if (!v) v = getenv(name);
   if (!v || !*v) {
     st_printf(c, "skipped (%s is not set): %s\n", name, line);

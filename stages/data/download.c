@@ -30,7 +30,7 @@
 #include "lib/ring.h"
 #include "verify.h"
 
-const st_option dk_download_opts[] = {
+const st_option dl_download_opts[] = {
     {"to", 1, "PATH", "where to write (default: the URL's file name in the working folder)"},
     {"md5", 1, "HEX", "the md5 the download must have"},
     {"extract", 1, "DIR", "extract the archive into DIR while downloading"},
@@ -46,7 +46,7 @@ const st_option dk_download_opts[] = {
 #define DQ_SLOTS 8
 
 typedef struct {
-  st_ring ring;
+  ring_buf ring;
   uint8_t *cur;    /* the acquired slot being filled by dq_push, or NULL */
   size_t fill;     /* bytes in it */
 } dqueue;
@@ -54,23 +54,23 @@ typedef struct {
 static int dq_init(dqueue *q) {
   q->cur = NULL;
   q->fill = 0;
-  return st_ring_init(&q->ring, DQ_SLOTS, DQ_CHUNK);
+  return ring_init(&q->ring, DQ_SLOTS, DQ_CHUNK);
 }
-static void dq_free(dqueue *q) { st_ring_free(&q->ring); }
+static void dq_free(dqueue *q) { ring_free(&q->ring); }
 
 static int dq_cancelled(void *c) { return st_cancelled(c); }
 
 /* producer: 0, or -1 when the consumer is gone or we were cancelled */
 static int dq_push(dqueue *q, st_ctx *c, const uint8_t *b, size_t n) {
   while (n) {
-    if (!q->cur && !(q->cur = st_ring_acquire(&q->ring, dq_cancelled, c))) return -1;
+    if (!q->cur && !(q->cur = ring_acquire(&q->ring, dq_cancelled, c))) return -1;
     size_t k = DQ_CHUNK - q->fill < n ? DQ_CHUNK - q->fill : n;
     memcpy(q->cur + q->fill, b, k);
     q->fill += k;
     b += k;
     n -= k;
     if (q->fill == DQ_CHUNK) {
-      st_ring_publish(&q->ring, q->fill);
+      ring_publish(&q->ring, q->fill);
       q->cur = NULL;
       q->fill = 0;
     }
@@ -83,22 +83,22 @@ static int dq_push(dqueue *q, st_ctx *c, const uint8_t *b, size_t n) {
  * bytes are not copied. Only between whole chunks (nothing half filled). */
 static int dq_give(dqueue *q, st_ctx *c, uint8_t **buf, size_t n) {
   if (q->fill) return dq_push(q, c, *buf, n);
-  if (!st_ring_acquire(&q->ring, dq_cancelled, c)) return -1;
-  st_ring_publish_swap(&q->ring, buf, n);
+  if (!ring_acquire(&q->ring, dq_cancelled, c)) return -1;
+  ring_publish_swap(&q->ring, buf, n);
   return 0;
 }
 
 /* producer: the end of the data (how 1, after what is half filled) or an
  * error (how -1) */
 static void dq_close(dqueue *q, int how) {
-  if (q->cur && q->fill && how > 0) st_ring_publish(&q->ring, q->fill);
+  if (q->cur && q->fill && how > 0) ring_publish(&q->ring, q->fill);
   q->cur = NULL;
   q->fill = 0;
-  st_ring_close(&q->ring, how);
+  ring_close(&q->ring, how);
 }
 
 /* consumer (the extractor) */
-static ssize_t dq_pull(void *ud, const void **out) { return st_ring_take(&((dqueue *)ud)->ring, out); }
+static ssize_t dq_pull(void *ud, const void **out) { return ring_take(&((dqueue *)ud)->ring, out); }
 
 /* ---- the transfer ---- */
 typedef struct {
@@ -266,7 +266,7 @@ static int url_basename(const char *url, char *out, size_t cap) {
 }
 
 /* the extractor wants no more bytes: its inflater must not wait in dq_pull */
-static void dq_abort(void *ud) { st_ring_stop(&((dqueue *)ud)->ring); }
+static void dq_abort(void *ud) { ring_stop(&((dqueue *)ud)->ring); }
 
 static void *extract_thread(void *arg) {
   dx_job *j = arg;
@@ -307,7 +307,7 @@ static int curl_code_to_st(CURLcode cc) {
   }
 }
 
-int dk_download(st_ctx *c, const st_args *a, st_error *err) {
+int dl_download(st_ctx *c, const st_args *a, st_error *err) {
   const char *url = a->pos[0];
   const char *md5 = st_arg_str(a, "md5", NULL), *exdir = st_arg_str(a, "extract", NULL);
   const char *manifest = st_arg_str(a, "verify", NULL), *cacert = st_arg_str(a, "cacert", NULL);
@@ -315,7 +315,7 @@ int dk_download(st_ctx *c, const st_args *a, st_error *err) {
   int rc;
   if ((rc = st_arg_int(a, "retries", 3, 0, PK_LIMIT_DOWNLOAD_RETRIES, &retries, err))) return rc;
   if ((rc = st_arg_int(a, "timeout", 60, 1, 86400, &tmo, err))) return rc;
-  if (md5 && !dk_md5_valid_hex(md5))
+  if (md5 && !md5_valid_hex(md5))
     return st_error_set(err, ST_EINVAL, "--md5", -1, "expected 32 hex digits, got \"%.40s\"", md5);
   char name[1024];
   safe_url(url, name, sizeof name);
@@ -506,7 +506,7 @@ int dk_download(st_ctx *c, const st_args *a, st_error *err) {
     unsigned int dl;
     char hex[33];
     EVP_DigestFinal_ex(md, d, &dl);
-    dk_md5_hex(d, hex);
+    md5_hex(d, hex);
     double dt = st_now() - t0;
     if (md5 && strcasecmp(md5, hex)) {
       /* what was extracted came from the wrong bytes: it goes too */
@@ -579,7 +579,7 @@ int dk_download(st_ctx *c, const st_args *a, st_error *err) {
         const char *sl = strrchr(manifest, '/');
         snprintf(root, sizeof root, "%.*s", sl ? (int)(sl - manifest) : 1, sl ? manifest : ".");
       }
-      rc = dk_verify_run(c, manifest, &mf, root, 0, xj ? known_member : NULL, xj,
+      rc = vf_run(c, manifest, &mf, root, 0, xj ? known_member : NULL, xj,
                          xj ? "md5-while-extracting" : "openssl-evp", err);
     }
   }

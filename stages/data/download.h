@@ -8,11 +8,11 @@
 
 #include "lib/stage.h"
 
-int dk_download(st_ctx *c, const st_args *a, st_error *err);
-extern const st_option dk_download_opts[];
+int dl_download(st_ctx *c, const st_args *a, st_error *err);
+extern const st_option dl_download_opts[];
 
-#define DK_DOWNLOAD_ROWS                                                                 \
-  {"download", dk_download, 1, 1, ST_F_SLOW, "data",                                     \
+#define DL_DOWNLOAD_ROWS                                                                 \
+  {"download", dl_download, 1, 1, ST_F_SLOW, "data",                                     \
    "%download URL [--to PATH] [--md5 HEX] [--extract DIR] [--verify MANIFEST] [--resume] " \
    "[--retries N] [--timeout S] [--cacert FILE]",                                        \
    "Download a file (http, https, file URLs) with md5, extraction and verification in one pass.", \
@@ -33,6 +33,6 @@ extern const st_option dk_download_opts[];
    "in the working folder. Credentials in the URL are never printed.\n"               \
    "Example: %download http://127.0.0.1:8080/cifar-10-python.tar.gz --to data/c.tgz\n"\
    "         --md5 c58f30108f718f92721af3b95e74349a --extract work --verify data/MANIFEST.md5", \
-   dk_download_opts},
+   dl_download_opts},
 
 #endif

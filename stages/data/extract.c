@@ -23,7 +23,7 @@
 #include "md5.h"
 #include "lib/ring.h"
 
-const st_option dk_extract_opts[] = {
+const st_option dx_extract_opts[] = {
     {"to", 1, "DIR", "destination folder (created if missing); required"},
     {"inflater", 1, "NAME", "gzip inflater: auto (ISA-L), isal or libarchive (zlib)"},
     {NULL, 0, NULL, NULL}};
@@ -45,7 +45,7 @@ typedef struct {
   int64_t delivered;      /* raw: where libarchive's next read starts */
   struct inflate_state st;
   int member_done;
-  st_ring ring;            /* inflated bytes, for libarchive's reader */
+  ring_buf ring;            /* inflated bytes, for libarchive's reader */
   int done;               /* without the thread: 1 end of stream, -1 error */
   int ecode;              /* the inflater's error (before it closes the ring) */
   char emsg[64];
@@ -121,13 +121,13 @@ static int inflate_fill(dx_reader *r, uint8_t *out, size_t cap, size_t *got) {
 static void *inflater(void *arg) {
   dx_reader *r = arg;
   for (;;) {
-    uint8_t *slot = st_ring_acquire(&r->ring, NULL, NULL);
+    uint8_t *slot = ring_acquire(&r->ring, NULL, NULL);
     if (!slot) return NULL; /* the reader wants no more */
     size_t got;
     int k = inflate_fill(r, slot, DX_SLOT, &got);
-    if (got) st_ring_publish(&r->ring, got);
+    if (got) ring_publish(&r->ring, got);
     if (k) {
-      st_ring_close(&r->ring, k);
+      ring_close(&r->ring, k);
       return NULL;
     }
   }
@@ -136,7 +136,7 @@ static void *inflater(void *arg) {
 /* Stop the inflater thread (whatever it is doing) and wait for it. */
 static void inflater_stop(dx_reader *r) {
   if (!r->threaded) return;
-  if (st_ring_stop(&r->ring) && r->j->abort) r->j->abort(r->j->ud); /* it may wait in pull */
+  if (ring_stop(&r->ring) && r->j->abort) r->j->abort(r->j->ud); /* it may wait in pull */
   pthread_join(r->th, NULL);
   r->threaded = 0;
 }
@@ -176,7 +176,7 @@ static la_ssize_t rd_cb(struct archive *a, void *ud, const void **buf) {
     *buf = r->ring.buf[0];
     return (la_ssize_t)got;
   }
-  la_ssize_t n = st_ring_take(&r->ring, buf);
+  la_ssize_t n = ring_take(&r->ring, buf);
   if (n < 0) archive_set_error(a, r->ecode, "%s", r->emsg);
   return n;
 }
@@ -284,7 +284,7 @@ static void restore_old(int dfd, const char *leaf, char *old) {
 }
 
 /* Remembers a folder this run created, for dx_rollback. */
-static void add_dir(dx_job *j, const char *rel, size_t len) { st_strv_push(&j->dirs, rel, len); }
+static void add_dir(dx_job *j, const char *rel, size_t len) { strv_push(&j->dirs, rel, len); }
 
 static int cmp_member(const void *a, const void *b, void *members) {
   size_t x = *(const size_t *)a, y = *(const size_t *)b;
@@ -371,7 +371,7 @@ void dx_job_free(dx_job *j) {
   free(j->index);
   j->index = NULL;
   j->nindex = 0;
-  st_strv_free(&j->dirs);
+  strv_free(&j->dirs);
 }
 
 /* Normalise a member name into out: strip "./" and trailing '/', refuse
@@ -594,7 +594,7 @@ static int write_file(dx_job *j, struct archive *ar, int root, char *rel, struct
     unsigned int dl;
     EVP_DigestFinal_ex(m, d, &dl);
     EVP_MD_CTX_free(m);
-    dk_md5_hex(d, hex);
+    md5_hex(d, hex);
   }
   if (!rc) {
     *total += (uint64_t)size > written ? (uint64_t)size : written;
@@ -731,7 +731,7 @@ int dx_run(dx_job *j) {
   ar = archive_read_new();
   if (!ar) { rc = st_error_set(&j->err, ST_ENOMEM, j->where, -1, "out of memory"); goto out; }
   if (r.gzip) {
-    if (st_ring_init(&r.ring, DX_SLOTS, DX_SLOT)) {
+    if (ring_init(&r.ring, DX_SLOTS, DX_SLOT)) {
       rc = st_error_set(&j->err, ST_ENOMEM, j->where, -1, "out of memory");
       goto out;
     }
@@ -792,7 +792,7 @@ int dx_run(dx_job *j) {
 out:
   inflater_stop(&r);
   if (ar) archive_read_free(ar);
-  st_ring_free(&r.ring);
+  ring_free(&r.ring);
   if (root >= 0) close(root);
   if (!rc && j->err.code) rc = j->err.code;
   /* a DIR this run made and left empty (nothing could be read) goes */
@@ -883,7 +883,7 @@ int dx_extract_file(st_ctx *c, dx_job *j, const char *path, const char *name) {
   return rc;
 }
 
-int dk_extract(st_ctx *c, const st_args *a, st_error *err) {
+int dx_extract(st_ctx *c, const st_args *a, st_error *err) {
   const char *path = a->pos[0], *dest = st_arg_str(a, "to", NULL);
   if (!dest) return st_error_set(err, ST_EINVAL, "extract", -1, "--to DIR is required");
   const char *inf = st_arg_str(a, "inflater", "auto");

@@ -23,8 +23,8 @@
 
 #include "lib/stage.h"
 
-int dk_extract(st_ctx *c, const st_args *a, st_error *err);
-extern const st_option dk_extract_opts[];
+int dx_extract(st_ctx *c, const st_args *a, st_error *err);
+extern const st_option dx_extract_opts[];
 
 /* A pull source of archive bytes: returns > 0 bytes at *buf, 0 at the end,
  * < 0 on error (the source has filled its own error). The bytes stay valid
@@ -66,7 +66,7 @@ typedef struct dx_job {
   atomic_uint_fast64_t files;
   dx_member *members;      /* files and links written, in archive order */
   size_t nmembers, capmembers;
-  st_strv dirs;            /* folders this run created (not those already there) */
+  strv dirs;            /* folders this run created (not those already there) */
   int made_dest;           /* DIR itself was created by this run */
   int needs_file;          /* dx_run stopped at once: the archive (zip, 7-Zip) keeps its
                               directory at the end and the source cannot seek; run it
@@ -102,8 +102,8 @@ size_t dx_rollback(dx_job *j);
 void dx_commit(dx_job *j);
 void dx_job_free(dx_job *j);
 
-#define DK_EXTRACT_ROWS                                                                  \
-  {"extract", dk_extract, 1, 1, ST_F_SLOW, "data",                                       \
+#define DX_EXTRACT_ROWS                                                                  \
+  {"extract", dx_extract, 1, 1, ST_F_SLOW, "data",                                       \
    "%extract ARCHIVE --to DIR [--inflater auto|isal|libarchive]",                       \
    "Extract a tar/tar.gz (or anything libarchive reads) safely into DIR.",              \
    "Refuses absolute paths, \"..\", writes through symlinks, symlinks and hard links\n" \
@@ -114,6 +114,6 @@ void dx_job_free(dx_job *j);
    "by ISA-L igzip on a thread of its own feeding libarchive's tar reader, so\n"        \
    "inflating overlaps writing (--inflater libarchive uses libarchive's zlib\n"         \
    "instead). Example: %extract data/cifar-10-python.tar.gz --to work",                 \
-   dk_extract_opts},
+   dx_extract_opts},
 
 #endif

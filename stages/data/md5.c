@@ -17,11 +17,11 @@
 
 #include "lib/mapguard.h"
 
-const st_option dk_md5_opts[] = {
+const st_option md5_opts[] = {
     {"expect", 1, "HEX", "the md5 the file must have (32 hex digits)"},
     {NULL, 0, NULL, NULL}};
 
-void dk_md5_hex(const unsigned char d[16], char out[33]) {
+void md5_hex(const unsigned char d[16], char out[33]) {
   static const char hx[] = "0123456789abcdef";
   for (int i = 0; i < 16; i++) {
     out[2 * i] = hx[d[i] >> 4];
@@ -30,14 +30,14 @@ void dk_md5_hex(const unsigned char d[16], char out[33]) {
   out[32] = 0;
 }
 
-void dk_md5_hex_of(const void *b, size_t n, char out[33]) {
+void md5_hex_of(const void *b, size_t n, char out[33]) {
   unsigned char d[EVP_MAX_MD_SIZE];
   unsigned int dl = 0;
   EVP_Digest(b, n, d, &dl, EVP_md5(), NULL);
-  dk_md5_hex(d, out);
+  md5_hex(d, out);
 }
 
-int dk_md5_valid_hex(const char *s) {
+int md5_valid_hex(const char *s) {
   size_t i = 0;
   for (; s[i]; i++)
     if (!isxdigit((unsigned char)s[i])) return 0;
@@ -45,7 +45,7 @@ int dk_md5_valid_hex(const char *s) {
 }
 
 /* ---- hashing from a mapping ---- */
-int dk_md5_mapped(int fd, uint64_t size, const char *where, size_t step, st_ctx *c,
+int md5_mapped(int fd, uint64_t size, const char *where, size_t step, st_ctx *c,
                   atomic_uint_fast64_t *bytes, char out[33], st_error *err) {
   if (!step) step = 1u << 20;
   EVP_MD_CTX *m = EVP_MD_CTX_new();
@@ -65,8 +65,8 @@ int dk_md5_mapped(int fd, uint64_t size, const char *where, size_t step, st_ctx 
     map = v;
   }
   int rc = 0;
-  st_mapguard g;
-  if (size && st_mapguard_begin(&g, map, (size_t)size))
+  mapguard g;
+  if (size && mapguard_begin(&g, map, (size_t)size))
     rc = st_error_set(err, ST_EINTERNAL, where, -1, "cannot guard the mapping (sigaction failed)");
   uint64_t off = 0;
   while (!rc && off < size) {
@@ -80,7 +80,7 @@ int dk_md5_mapped(int fd, uint64_t size, const char *where, size_t step, st_ctx 
     if (bytes) atomic_fetch_add(bytes, (uint64_t)n);
   }
   size_t lost = 0;
-  if (size && st_mapguard_end(&g, &lost) && !rc)
+  if (size && mapguard_end(&g, &lost) && !rc)
     rc = st_error_set(err, ST_EIO, where, (long long)lost,
                       "the file shrank while it was being read (expected %llu bytes)",
                       (unsigned long long)size);
@@ -89,7 +89,7 @@ int dk_md5_mapped(int fd, uint64_t size, const char *where, size_t step, st_ctx 
     unsigned char d[EVP_MAX_MD_SIZE];
     unsigned int dl = 0;
     EVP_DigestFinal_ex(m, d, &dl);
-    dk_md5_hex(d, out);
+    md5_hex(d, out);
   }
   EVP_MD_CTX_free(m);
   return rc;
@@ -145,10 +145,10 @@ static void *reader(void *arg) {
   }
 }
 
-int dk_md5(st_ctx *c, const st_args *a, st_error *err) {
+int md5_stage(st_ctx *c, const st_args *a, st_error *err) {
   const char *path = a->pos[0];
   const char *expect = st_arg_str(a, "expect", NULL);
-  if (expect && !dk_md5_valid_hex(expect))
+  if (expect && !md5_valid_hex(expect))
     return st_error_set(err, ST_EINVAL, "--expect", -1,
                         "expected 32 hex digits, got \"%.40s\"", expect);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -224,7 +224,7 @@ int dk_md5(st_ctx *c, const st_args *a, st_error *err) {
     unsigned char d[EVP_MAX_MD_SIZE];
     unsigned int dl = 0;
     EVP_DigestFinal_ex(m, d, &dl);
-    dk_md5_hex(d, hex);
+    md5_hex(d, hex);
   }
   st_progress_end(&p, rc);
   EVP_MD_CTX_free(m);

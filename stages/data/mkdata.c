@@ -29,7 +29,7 @@
 #include "md5.h"
 #include "pklwrite.h"
 
-const st_option dk_mkdata_opts[] = {
+const st_option mk_mkdata_opts[] = {
     {"train-batches", 1, "N", "data_batch_1..N files (default 5; 0..100000)"},
     {"images-per-batch", 1, "N", "images in every batch file, test_batch too (default 10000)"},
     {"seed", 1, "S", "seed of every random choice (default 0)"},
@@ -59,7 +59,7 @@ static uint64_t image_key(uint64_t seed, uint32_t file, uint32_t index) {
   return mix(mix(seed ^ 0x5851F42D4C957F2Dull) ^ ((uint64_t)file << 32 | index));
 }
 
-int dk_mkdata_label(uint64_t seed, uint32_t file, uint32_t index) {
+int mk_label(uint64_t seed, uint32_t file, uint32_t index) {
   return (int)(mix(image_key(seed, file, index) ^ 0xA0761D6478BD642Full) % 10);
 }
 
@@ -109,7 +109,7 @@ static int mask(int cls, double u, double v, double x, double y, double s, doubl
   }
 }
 
-void dk_mkdata_render(uint8_t *out, int cls, uint64_t seed, uint32_t file, uint32_t index) {
+void mk_render(uint8_t *out, int cls, uint64_t seed, uint32_t file, uint32_t index) {
   uint64_t r = image_key(seed, file, index);
   double s = 0.65 + 0.7 * unif(&r);
   double cx = 16 + (unif(&r) - 0.5) * 14, cy = 16 + (unif(&r) - 0.5) * 14;
@@ -184,7 +184,7 @@ static void *render_worker(void *arg) {
     if (a >= j->n) break;
     unsigned b = a + RENDER_CHUNK < j->n ? a + RENDER_CHUNK : j->n;
     for (unsigned i = a; i < b; i++)
-      dk_mkdata_render(j->pix + (size_t)i * 3072, j->labels[i], j->seed, j->file, i);
+      mk_render(j->pix + (size_t)i * 3072, j->labels[i], j->seed, j->file, i);
     atomic_fetch_add(&j->done, b - a);
   }
   return NULL;
@@ -300,7 +300,7 @@ static int emit(mk *m, const char *name, const uint8_t *b, size_t n) {
   }
   if (close(fd)) return st_error_errno(m->err, errno, final, "close failed");
   char hex[33];
-  dk_md5_hex_of(b, n, hex);
+  md5_hex_of(b, n, hex);
   if (m->ar) {
     struct archive_entry *e = archive_entry_new();
     char member[600];
@@ -372,7 +372,7 @@ static int build_batch(mk *m, pw_buf *w, uint64_t seed, uint32_t file, uint32_t 
                        const char *label, int32_t *labels, char **fnames, uint64_t *fcount,
                        st_progress *p, uint64_t *done_imgs) {
   for (uint32_t i = 0; i < nimg; i++) {
-    labels[i] = dk_mkdata_label(seed, file, i);
+    labels[i] = mk_label(seed, file, i);
     snprintf(fnames[i], 48, "%s_s_%06llu.png", k_names[labels[i]],
              (unsigned long long)(++*fcount));
   }
@@ -411,7 +411,7 @@ static int build_batch(mk *m, pw_buf *w, uint64_t seed, uint32_t file, uint32_t 
     if (a >= j.n) break;
     unsigned b = a + RENDER_CHUNK < j.n ? a + RENDER_CHUNK : j.n;
     for (unsigned i = a; i < b; i++)
-      dk_mkdata_render(j.pix + (size_t)i * 3072, labels[i], seed, file, i);
+      mk_render(j.pix + (size_t)i * 3072, labels[i], seed, file, i);
     atomic_fetch_add(&j.done, b - a);
     st_progress_update(p, *done_imgs + atomic_load(&j.done));
   }
@@ -423,7 +423,7 @@ static int build_batch(mk *m, pw_buf *w, uint64_t seed, uint32_t file, uint32_t 
   return 0;
 }
 
-int dk_mkdata(st_ctx *c, const st_args *a, st_error *err) {
+int mk_mkdata(st_ctx *c, const st_args *a, st_error *err) {
   long long nb, ipb, seed;
   int rc;
   if ((rc = st_arg_int(a, "train-batches", 5, 0, 100000, &nb, err))) return rc;

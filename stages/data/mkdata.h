@@ -10,16 +10,16 @@
 
 #include "lib/stage.h"
 
-int dk_mkdata(st_ctx *c, const st_args *a, st_error *err);
-extern const st_option dk_mkdata_opts[];
+int mk_mkdata(st_ctx *c, const st_args *a, st_error *err);
+extern const st_option mk_mkdata_opts[];
 
 /* Render image `index` of batch file `file` (0 = test_batch, k = data_batch_k)
  * for the given seed: 3072 planar bytes into out; returns its label. */
-int dk_mkdata_label(uint64_t seed, uint32_t file, uint32_t index);
-void dk_mkdata_render(uint8_t *out, int label, uint64_t seed, uint32_t file, uint32_t index);
+int mk_label(uint64_t seed, uint32_t file, uint32_t index);
+void mk_render(uint8_t *out, int label, uint64_t seed, uint32_t file, uint32_t index);
 
-#define DK_MKDATA_ROWS                                                                   \
-  {"mkdata", dk_mkdata, 1, 1, ST_F_SLOW, "data",                                         \
+#define MK_MKDATA_ROWS                                                                   \
+  {"mkdata", mk_mkdata, 1, 1, ST_F_SLOW, "data",                                         \
    "%mkdata DIR [--train-batches N] [--images-per-batch N] [--seed S] [--gzip|--no-gzip]", \
    "Write a synthetic, learnable CIFAR-10 dataset in the original python layout.",       \
    "Writes DIR/cifar-10-batches-py/ (data_batch_1..N, test_batch, batches.meta,\n"       \
@@ -37,6 +37,6 @@ void dk_mkdata_render(uint8_t *out, int label, uint64_t seed, uint32_t file, uin
    "written batch by batch (any size, constant memory) under temporary names.\n"        \
    "Defaults: 5 train batches + 1 test batch of 10000 images, seed 0, gzip.\n"           \
    "Example: %mkdata data --train-batches 40 --seed 7",                                  \
-   dk_mkdata_opts},
+   mk_mkdata_opts},
 
 #endif

@@ -25,7 +25,7 @@
 #include "md5.h"
 #include "lib/table.h"
 
-const st_option dk_verify_opts[] = {
+const st_option vf_verify_opts[] = {
     {"root", 1, "DIR", "folder the manifest's paths are relative to (default: its folder)"},
     {"jobs", 1, "N", "hashing threads (default: all cores)"},
     {NULL, 0, NULL, NULL}};
@@ -84,7 +84,7 @@ static void *vf_worker(void *arg) {
       continue;
     }
     st_error_clear(&e);
-    int rc = dk_md5_mapped(fd, (uint64_t)st.st_size, path, 1u << 20, j->c, &j->bytes, r->actual, &e);
+    int rc = md5_mapped(fd, (uint64_t)st.st_size, path, 1u << 20, j->c, &j->bytes, r->actual, &e);
     close(fd);
     if (rc == ST_ECANCELED) break;
     if (rc) {
@@ -118,15 +118,15 @@ static int covers(const mf_list *sorted, const char *rel) {
   return lo < sorted->n && !strncmp(sorted->e[lo].path, rel, rl) && sorted->e[lo].path[rl] == '/';
 }
 
-static void find_extras(const char *root, const mf_list *sorted, const char *manifest, st_strv *out) {
+static void find_extras(const char *root, const mf_list *sorted, const char *manifest, strv *out) {
   /* the folders the manifest lists files in, each once (a name sorts
    * between a folder's files and its subfolders', so sort them again) */
-  st_strv dirs = {0};
+  strv dirs = {0};
   for (size_t i = 0; i < sorted->n; i++) {
     const char *p = sorted->e[i].path, *sl = strrchr(p, '/');
     char d[PK_LIMIT_MANIFEST_PATH + 1];
     snprintf(d, sizeof d, "%.*s", sl ? (int)(sl - p) : 0, p);
-    if (!dirs.n || strcmp(dirs.v[dirs.n - 1], d)) st_strv_push(&dirs, d, strlen(d));
+    if (!dirs.n || strcmp(dirs.v[dirs.n - 1], d)) strv_push(&dirs, d, strlen(d));
   }
   if (dirs.n) qsort(dirs.v, dirs.n, sizeof *dirs.v, cmp_str);
   size_t u = 0;
@@ -157,11 +157,11 @@ static void find_extras(const char *root, const mf_list *sorted, const char *man
         if (covers(sorted, rel)) continue;
       }
       if (mreal[0] && realpath(full, fr) && !strcmp(fr, mreal)) continue;
-      st_strv_push(out, rel, strlen(rel));
+      strv_push(out, rel, strlen(rel));
     }
     closedir(d);
   }
-  st_strv_free(&dirs);
+  strv_free(&dirs);
   if (out->n > 1) qsort(out->v, out->n, sizeof *out->v, cmp_str);
 }
 
@@ -172,14 +172,14 @@ static int cmp_size_desc(const void *a, const void *b, void *res) {
   return x < y ? 1 : x > y ? -1 : (i > k) - (i < k);
 }
 
-int dk_verify_run(st_ctx *c, const char *manifest, mf_list *mf, const char *root, int jobs,
+int vf_run(st_ctx *c, const char *manifest, mf_list *mf, const char *root, int jobs,
                   vf_known_fn known, void *ud, const char *backend, st_error *err) {
   double t0 = st_now();
   mf_sort(mf);
   size_t n = mf->n;
   vf_res *res = calloc(n ? n : 1, sizeof *res);
   size_t *order = malloc((n ? n : 1) * sizeof *order);
-  st_strv extra = {0};
+  strv extra = {0};
   int rc = 0;
   if (!res || !order) {
     rc = st_error_set(err, ST_ENOMEM, manifest, -1, "out of memory");
@@ -278,7 +278,7 @@ int dk_verify_run(st_ctx *c, const char *manifest, mf_list *mf, const char *root
   st_progress_end(&p, problems ? ST_ECHECKSUM : 0);
   if (problems) {
     static const char *const hdr[] = {"status", "file", "expected md5", "actual md5"};
-    st_table *t = st_table_new(4, hdr, NULL);
+    tbl *t = tbl_new(4, hdr, NULL);
     size_t shown = 0;
     for (size_t i = 0; t && i < n; i++) {
       if (res[i].status == VF_OK) continue;
@@ -289,18 +289,18 @@ int dk_verify_run(st_ctx *c, const char *manifest, mf_list *mf, const char *root
                         : res[i].status != VF_ERROR ? ""
                         : res[i].why ? res[i].why : strerror(res[i].errnum);
       const char *cells[4] = {st, mf->e[i].path, mf->e[i].hex, act};
-      st_table_add(t, cells, 0);
+      tbl_add(t, cells, 0);
     }
     for (size_t i = 0; t && i < extra.n; i++) {
       if (shown++ >= 1000) continue;
       const char *cells[4] = {"extra", extra.v[i], "(not in the manifest)", ""};
-      st_table_add(t, cells, 0);
+      tbl_add(t, cells, 0);
     }
     char cap[300];
     snprintf(cap, sizeof cap, "verify %.200s: %zu problem%s%s", manifest, problems,
              problems == 1 ? "" : "s", shown > 1000 ? " (first 1000 shown)" : "");
-    if (t) st_table_display(c, t, cap, NULL, 0);
-    st_table_free(t);
+    if (t) tbl_display(c, t, cap, NULL, 0);
+    tbl_free(t);
   }
   char b1[32], r1[32], how[160];
   st_fmt_bytes(b1, sizeof b1, hashed + known_bytes);
@@ -330,13 +330,13 @@ int dk_verify_run(st_ctx *c, const char *manifest, mf_list *mf, const char *root
                       "verification failed: %zu missing, %zu mismatching, %zu unreadable, %zu extra "
                       "(see the table)", nmiss, nbad, nerr, extra.n);
 out:
-  st_strv_free(&extra);
+  strv_free(&extra);
   free(res);
   free(order);
   return rc;
 }
 
-int dk_verify(st_ctx *c, const st_args *a, st_error *err) {
+int vf_verify(st_ctx *c, const st_args *a, st_error *err) {
   const char *manifest = a->pos[0];
   long long jobs;
   int rc;
@@ -354,7 +354,7 @@ int dk_verify(st_ctx *c, const st_args *a, st_error *err) {
     return st_error_set(err, ST_ENOENT, root, -1, "--root is not a folder");
   mf_list mf;
   if ((rc = mf_load(manifest, &mf, err))) return rc;
-  rc = dk_verify_run(c, manifest, &mf, root, (int)jobs, NULL, NULL, "openssl-evp", err);
+  rc = vf_run(c, manifest, &mf, root, (int)jobs, NULL, NULL, "openssl-evp", err);
   mf_free(&mf);
   return rc;
 }

@@ -9,8 +9,8 @@
 #include "manifest.h"
 #include "lib/stage.h"
 
-int dk_verify(st_ctx *c, const st_args *a, st_error *err);
-extern const st_option dk_verify_opts[];
+int vf_verify(st_ctx *c, const st_args *a, st_error *err);
+extern const st_option vf_verify_opts[];
 
 /* Lookup of digests already known (path relative to root -> hex), e.g. the
  * members %download --extract hashed while writing; may be NULL. */
@@ -20,11 +20,11 @@ typedef const char *(*vf_known_fn)(void *ud, const char *path);
  * using `known` first; reports a table of problems and a summary line,
  * records the "verify" timing. `manifest` names the manifest file (it is
  * never reported as extra). Returns 0 or ST_ECHECKSUM / ST_ECANCELED ... */
-int dk_verify_run(st_ctx *c, const char *manifest, mf_list *mf, const char *root, int jobs,
+int vf_run(st_ctx *c, const char *manifest, mf_list *mf, const char *root, int jobs,
                   vf_known_fn known, void *ud, const char *backend, st_error *err);
 
-#define DK_VERIFY_ROWS                                                                   \
-  {"verify", dk_verify, 1, 1, ST_F_SLOW, "data", "%verify MANIFEST [--root DIR] [--jobs N]", \
+#define VF_VERIFY_ROWS                                                                   \
+  {"verify", vf_verify, 1, 1, ST_F_SLOW, "data", "%verify MANIFEST [--root DIR] [--jobs N]", \
    "md5-check every file of an md5sum manifest (stage 4, \"verify\").",                \
    "MANIFEST is in md5sum format (\"<md5>  <relative path>\" per line, as md5sum and\n" \
    "%mkdata write it). Files are hashed by N worker threads (default: all cores),\n"   \
@@ -35,6 +35,6 @@ int dk_verify_run(st_ctx *c, const char *manifest, mf_list *mf, const char *root
    "name in a table; any of them makes the stage fail with ChecksumError. --root\n"  \
    "defaults to the manifest's folder. Example:\n"                                    \
    "  %verify data/MANIFEST.md5 --root work",                                          \
-   dk_verify_opts},
+   vf_verify_opts},
 
 #endif

@@ -120,7 +120,7 @@ static const uint8_t font5x7[95][FONT_ROWS] = {
 #define CW 6 /* character advance, layout units */
 #define CH 7 /* character height */
 
-int st_font_draw(uint8_t *rgb, int w, int h, int x, int y, const char *s, int scale,
+int chart_font_draw(uint8_t *rgb, int w, int h, int x, int y, const char *s, int scale,
                  uint32_t color) {
   int x0 = x;
   uint8_t cr = (uint8_t)(color >> 16), cg = (uint8_t)(color >> 8), cb = (uint8_t)color;
@@ -206,9 +206,9 @@ static double text_w(const char *s) {
   return n ? (double)n * CW - 1 : 0;
 }
 
-static int nseries(const st_chart *ch) { return ch->values[1] ? 2 : 1; }
+static int nseries(const chart_spec *ch) { return ch->values[1] ? 2 : 1; }
 
-static double vmax(const st_chart *ch) {
+static double vmax(const chart_spec *ch) {
   double m = 0;
   for (int s = 0; s < nseries(ch); s++)
     for (int i = 0; i < ch->n; i++)
@@ -221,12 +221,12 @@ static double nice_step(double range) {
   return (f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10) * mag;
 }
 
-static void fmt_value(const st_chart *ch, double v, char *buf, size_t cap) {
+static void fmt_value(const chart_spec *ch, double v, char *buf, size_t cap) {
   snprintf(buf, cap, "%.*f%s", ch->decimals < 0 ? 0 : ch->decimals > 6 ? 6 : ch->decimals, v,
            ch->unit ? ch->unit : "");
 }
 
-static void legend(layout *L, const st_chart *ch, double x, double y) {
+static void legend(layout *L, const chart_spec *ch, double x, double y) {
   for (int s = 0; s < 2; s++) {
     const char *nm = ch->series[s] ? ch->series[s] : s ? "second" : "first";
     rect(L, x, y, 10, 7, C_SERIES[s]);
@@ -235,7 +235,7 @@ static void legend(layout *L, const st_chart *ch, double x, double y) {
   }
 }
 
-static int build_layout(const st_chart *ch, layout *L) {
+static int build_layout(const chart_spec *ch, layout *L) {
   memset(L, 0, sizeof *L);
   int ns = nseries(ch);
   double mx = vmax(ch);
@@ -359,7 +359,7 @@ static void sb(sbuf *b, const char *fmt, ...) {
   }
 }
 
-char *st_chart_svg(const st_chart *ch, size_t *len) {
+char *chart_svg(const chart_spec *ch, size_t *len) {
   layout L;
   if (build_layout(ch, &L)) {
     free(L.p);
@@ -377,7 +377,7 @@ char *st_chart_svg(const st_chart *ch, size_t *len) {
       sb(&b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"#%06x\"/>\n", p->x,
          p->y, p->w, p->h, p->color);
     } else {
-      char *esc = st_html_escape(p->text);
+      char *esc = tbl_html_escape(p->text);
       static const char *const anchors[] = {"start", "middle", "end"};
       sb(&b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"%s\" fill=\"#%06x\">%s</text>\n", p->x,
          p->y + CH, anchors[p->anchor], p->color, esc ? esc : "");
@@ -394,7 +394,7 @@ char *st_chart_svg(const st_chart *ch, size_t *len) {
   return b.p;
 }
 
-int st_chart_png(const st_chart *ch, uint8_t **png, size_t *len, int *w, int *h, st_error *err) {
+int chart_png(const chart_spec *ch, uint8_t **png, size_t *len, int *w, int *h, st_error *err) {
   layout L;
   if (build_layout(ch, &L)) {
     free(L.p);
@@ -433,11 +433,11 @@ int st_chart_png(const st_chart *ch, uint8_t **png, size_t *len, int *w, int *h,
     } else {
       double tw = text_w(p->text);
       double x = p->anchor == A_MIDDLE ? p->x - tw / 2 : p->anchor == A_END ? p->x - tw : p->x;
-      st_font_draw(rgb, W, H, (int)lround(x * S), (int)lround(p->y * S), p->text, S, p->color);
+      chart_font_draw(rgb, W, H, (int)lround(x * S), (int)lround(p->y * S), p->text, S, p->color);
     }
   }
   free(L.p);
-  int rc = st_png_encode_rgb(rgb, W, H, png, len, err);
+  int rc = pngenc_rgb(rgb, W, H, png, len, err);
   free(rgb);
   if (!rc) {
     *w = W;
@@ -446,7 +446,7 @@ int st_chart_png(const st_chart *ch, uint8_t **png, size_t *len, int *w, int *h,
   return rc;
 }
 
-char *st_chart_text(const st_chart *ch) {
+char *chart_text(const chart_spec *ch) {
   sbuf b = {0};
   int ns = nseries(ch);
   double mx = vmax(ch);
@@ -481,13 +481,13 @@ char *st_chart_text(const st_chart *ch) {
   return b.p;
 }
 
-int st_chart_display(st_ctx *c, const st_chart *ch, st_error *err) {
+int chart_display(st_ctx *c, const chart_spec *ch, st_error *err) {
   size_t slen = 0, plen = 0;
   uint8_t *png = NULL;
   int w = 0, h = 0;
-  char *svg = st_chart_svg(ch, &slen);
-  char *txt = st_chart_text(ch);
-  int rc = svg && txt ? st_chart_png(ch, &png, &plen, &w, &h, err)
+  char *svg = chart_svg(ch, &slen);
+  char *txt = chart_text(ch);
+  int rc = svg && txt ? chart_png(ch, &png, &plen, &w, &h, err)
                       : st_error_set(err, ST_ENOMEM, "chart", -1, "out of memory");
   if (!rc) {
     st_mime m[3] = {{"image/svg+xml", svg, slen, w / RASTER_SCALE, h / RASTER_SCALE},

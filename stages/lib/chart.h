@@ -15,7 +15,7 @@
 
 #include "stage.h"
 
-typedef struct st_chart {
+typedef struct chart_spec {
   const char *title;         /* NULL: none */
   const char *axis_label;    /* the value axis ("seconds", "images"); NULL: none */
   int horizontal;            /* 1: categories down the left, bars grow right */
@@ -25,20 +25,20 @@ typedef struct st_chart {
   const char *series[2];     /* legend names, shown when there are two series */
   int decimals;              /* digits after the point in value labels */
   const char *unit;          /* appended to value labels (" s"); NULL: none */
-} st_chart;
+} chart_spec;
 
 /* malloc'd SVG document (UTF-8, XML-escaped text); *len its length. */
-char *st_chart_svg(const st_chart *ch, size_t *len);
+char *chart_svg(const chart_spec *ch, size_t *len);
 /* malloc'd aligned text rendering with '#' bars. */
-char *st_chart_text(const st_chart *ch);
+char *chart_text(const chart_spec *ch);
 /* PNG of the same layout; *w, *h its size in pixels. */
-int st_chart_png(const st_chart *ch, uint8_t **png, size_t *len, int *w, int *h, st_error *err);
+int chart_png(const chart_spec *ch, uint8_t **png, size_t *len, int *w, int *h, st_error *err);
 /* One display_data: image/svg+xml, image/png and text/plain. */
-int st_chart_display(st_ctx *c, const st_chart *ch, st_error *err);
+int chart_display(st_ctx *c, const chart_spec *ch, st_error *err);
 
 /* The built-in font: draws s at (x, y) (top-left) into an RGB canvas, each
  * font pixel `scale` x `scale`; returns the width drawn. 6*scale px per char. */
-int st_font_draw(uint8_t *rgb, int w, int h, int x, int y, const char *s, int scale,
+int chart_font_draw(uint8_t *rgb, int w, int h, int x, int y, const char *s, int scale,
                  uint32_t color);
 
 #endif

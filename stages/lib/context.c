@@ -124,7 +124,7 @@ void st_record_timing(st_ctx *c, const st_timing *t) {
     snprintf(copy.magic, sizeof copy.magic, "%s", c->cur_magic);
   if (!copy.args[0] && c && c->cur_args)
     snprintf(copy.args, sizeof copy.args, "%s", c->cur_args);
-  if (c && c->session) st_session_add_timing(c->session, &copy);
+  if (c && c->session) ss_session_add_timing(c->session, &copy);
 }
 
 void st_timing_add(st_ctx *c, const char *stage, const char *magic, double seconds,
@@ -165,7 +165,7 @@ void st_progress_view_of(const st_progress *p, st_progress_view *v) {
   v->bar[30] = 0;
 }
 
-int st_strv_push(st_strv *l, const char *s, size_t len) {
+int strv_push(strv *l, const char *s, size_t len) {
   if (l->n == l->cap) {
     size_t nc = l->cap ? l->cap * 2 : 16;
     char **nv = realloc(l->v, nc * sizeof *nv);
@@ -179,7 +179,7 @@ int st_strv_push(st_strv *l, const char *s, size_t len) {
   return 0;
 }
 
-void st_strv_free(st_strv *l) {
+void strv_free(strv *l) {
   for (size_t i = 0; i < l->n; i++) free(l->v[i]);
   free(l->v);
   l->v = NULL;

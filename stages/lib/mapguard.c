@@ -16,14 +16,14 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-static _Thread_local st_mapguard *volatile tl_guard;
+static _Thread_local mapguard *volatile tl_guard;
 static struct sigaction g_prev;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static int g_ok;
 static uintptr_t g_page = 4096;
 
 static void on_sigbus(int sig, siginfo_t *si, void *uc) {
-  st_mapguard *g = tl_guard;
+  mapguard *g = tl_guard;
   const char *a = si ? (const char *)si->si_addr : NULL;
   if (g && a && a >= g->lo && a < g->hi) {
     /* the faulting page lies wholly past the end of the file, and so does
@@ -55,7 +55,7 @@ static void install(void) {
   g_ok = sigaction(SIGBUS, &sa, &g_prev) == 0;
 }
 
-int st_mapguard_begin(st_mapguard *g, const void *p, size_t len) {
+int mapguard_begin(mapguard *g, const void *p, size_t len) {
   pthread_once(&g_once, install);
   g->lo = p;
   g->hi = (const char *)p + len;
@@ -65,7 +65,7 @@ int st_mapguard_begin(st_mapguard *g, const void *p, size_t len) {
   return 0;
 }
 
-int st_mapguard_end(st_mapguard *g, size_t *lost_off) {
+int mapguard_end(mapguard *g, size_t *lost_off) {
   if (tl_guard == g) tl_guard = NULL;
   if (!g->lost) return 0;
   if (lost_off) *lost_off = (size_t)(g->lost - g->lo);

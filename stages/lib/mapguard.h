@@ -2,8 +2,8 @@
  * mapguard.h -- reading a mapped file that another process may cut short.
  *
  * Pages of a mapping that lie past the end of a truncated file raise SIGBUS
- * when touched, which would end the kernel. Between st_mapguard_begin and
- * st_mapguard_end, a SIGBUS inside the guarded range on the calling thread
+ * when touched, which would end the kernel. Between mapguard_begin and
+ * mapguard_end, a SIGBUS inside the guarded range on the calling thread
  * is absorbed instead: the lost pages (from the faulting one to the end of
  * the range) are replaced by zero pages, the read goes on, and end reports
  * the loss with the offset of the first lost byte, so the caller turns the
@@ -18,16 +18,16 @@
 
 #include <stddef.h>
 
-typedef struct st_mapguard {
+typedef struct mapguard {
   const char *lo, *hi; /* the guarded range */
   const char *volatile lost; /* first address that faulted (set by the handler), NULL: none */
-} st_mapguard;
+} mapguard;
 
 /* Guards [p, p + len) for this thread. 0, or -1 when the SIGBUS handler
  * could not be installed (then nothing is guarded). */
-int st_mapguard_begin(st_mapguard *g, const void *p, size_t len);
+int mapguard_begin(mapguard *g, const void *p, size_t len);
 /* Ends the guard; returns -1 and sets *lost_off (may be NULL) to the offset
  * of the first lost byte when pages were lost, else 0. */
-int st_mapguard_end(st_mapguard *g, size_t *lost_off);
+int mapguard_end(mapguard *g, size_t *lost_off);
 
 #endif

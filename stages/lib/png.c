@@ -46,7 +46,7 @@ static int encode(png_structp png, png_infop info, const uint8_t *rgb, int w, in
   return 0;
 }
 
-int st_png_encode_rgb(const uint8_t *rgb, int w, int h, uint8_t **out, size_t *len,
+int pngenc_rgb(const uint8_t *rgb, int w, int h, uint8_t **out, size_t *len,
                       st_error *err) {
   *out = NULL;
   *len = 0;

@@ -11,7 +11,7 @@
 
 /* rgb: h rows of w*3 bytes. On success *out is a malloc'd PNG of *len
  * bytes. Fails (ST_E2BIG) beyond PK_LIMIT_PNG_PIXELS. */
-int st_png_encode_rgb(const uint8_t *rgb, int w, int h, uint8_t **out, size_t *len,
+int pngenc_rgb(const uint8_t *rgb, int w, int h, uint8_t **out, size_t *len,
                       st_error *err);
 
 #endif

@@ -7,9 +7,9 @@
 #include <string.h>
 #include <time.h>
 
-int st_ring_init(st_ring *r, int slots, size_t size) {
+int ring_init(ring_buf *r, int slots, size_t size) {
   memset(r, 0, sizeof *r);
-  if (slots < 2 || slots > ST_RING_MAX || !size) return -1;
+  if (slots < 2 || slots > RING_MAX || !size) return -1;
   r->slots = slots;
   r->size = size;
   for (int i = 0; i < slots; i++)
@@ -22,7 +22,7 @@ int st_ring_init(st_ring *r, int slots, size_t size) {
   return 0;
 }
 
-void st_ring_free(st_ring *r) {
+void ring_free(ring_buf *r) {
   if (!r->slots) return;
   for (int i = 0; i < r->slots; i++) free(r->buf[i]);
   pthread_mutex_destroy(&r->mu);
@@ -30,7 +30,7 @@ void st_ring_free(st_ring *r) {
   r->slots = 0;
 }
 
-uint8_t *st_ring_acquire(st_ring *r, int (*cancelled)(void *ud), void *ud) {
+uint8_t *ring_acquire(ring_buf *r, int (*cancelled)(void *ud), void *ud) {
   pthread_mutex_lock(&r->mu);
   while (!r->stopped && r->count >= r->slots) { /* the held slot is one of count */
     if (!cancelled) {
@@ -55,20 +55,20 @@ uint8_t *st_ring_acquire(st_ring *r, int (*cancelled)(void *ud), void *ud) {
   return b;
 }
 
-static void publish_locked(st_ring *r, size_t n) {
+static void publish_locked(ring_buf *r, size_t n) {
   r->len[r->head] = n;
   r->head = (r->head + 1) % r->slots;
   r->count++;
   pthread_cond_broadcast(&r->cv);
 }
 
-void st_ring_publish(st_ring *r, size_t n) {
+void ring_publish(ring_buf *r, size_t n) {
   pthread_mutex_lock(&r->mu);
   publish_locked(r, n);
   pthread_mutex_unlock(&r->mu);
 }
 
-void st_ring_publish_swap(st_ring *r, uint8_t **buf, size_t n) {
+void ring_publish_swap(ring_buf *r, uint8_t **buf, size_t n) {
   pthread_mutex_lock(&r->mu);
   uint8_t *slot = r->buf[r->head];
   r->buf[r->head] = *buf;
@@ -77,14 +77,14 @@ void st_ring_publish_swap(st_ring *r, uint8_t **buf, size_t n) {
   pthread_mutex_unlock(&r->mu);
 }
 
-void st_ring_close(st_ring *r, int how) {
+void ring_close(ring_buf *r, int how) {
   pthread_mutex_lock(&r->mu);
   r->closed = how < 0 ? -1 : 1;
   pthread_cond_broadcast(&r->cv);
   pthread_mutex_unlock(&r->mu);
 }
 
-ssize_t st_ring_take(st_ring *r, const void **out) {
+ssize_t ring_take(ring_buf *r, const void **out) {
   pthread_mutex_lock(&r->mu);
   if (r->held) {
     r->held = 0;
@@ -105,7 +105,7 @@ ssize_t st_ring_take(st_ring *r, const void **out) {
   return n;
 }
 
-int st_ring_stop(st_ring *r) {
+int ring_stop(ring_buf *r) {
   pthread_mutex_lock(&r->mu);
   r->stopped = 1;
   int producing = !r->closed;

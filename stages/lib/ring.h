@@ -4,10 +4,10 @@
  * the extractor, and how the extractor's inflater hands what it inflated to
  * the tar reader.
  *
- * The producer fills the free slot in place (st_ring_acquire, then
- * st_ring_publish) or hands over a buffer of its own in exchange for the
- * slot's (st_ring_publish_swap: no copy). The consumer takes the oldest
- * filled slot and holds it until it asks for the next (st_ring_take).
+ * The producer fills the free slot in place (ring_acquire, then
+ * ring_publish) or hands over a buffer of its own in exchange for the
+ * slot's (ring_publish_swap: no copy). The consumer takes the oldest
+ * filled slot and holds it until it asks for the next (ring_take).
  * Either side can end it: the producer closes (the end of the data, or an
  * error), the consumer stops (it wants no more); a side that waits wakes at
  * once.
@@ -20,11 +20,11 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define ST_RING_MAX 16
+#define RING_MAX 16
 
-typedef struct st_ring {
-  uint8_t *buf[ST_RING_MAX];
-  size_t len[ST_RING_MAX];
+typedef struct ring_buf {
+  uint8_t *buf[RING_MAX];
+  size_t len[RING_MAX];
   size_t size;           /* bytes per slot */
   int slots;
   int head, tail, count; /* filled: [tail, tail + count), modulo slots */
@@ -33,34 +33,34 @@ typedef struct st_ring {
   int stopped;           /* consumer: wants no more */
   pthread_mutex_t mu;
   pthread_cond_t cv;
-} st_ring;
+} ring_buf;
 
 /* 0, or -1 when out of memory (then nothing is left to free). slots: 2 to
- * ST_RING_MAX. */
-int st_ring_init(st_ring *r, int slots, size_t size);
-void st_ring_free(st_ring *r);
+ * RING_MAX. */
+int ring_init(ring_buf *r, int slots, size_t size);
+void ring_free(ring_buf *r);
 
 /* Producer. The free slot (r->size bytes), waiting while every slot is
  * filled or held; NULL once the consumer has stopped, or when cancelled(ud)
  * says so (asked every 100 ms while waiting; NULL: wait without asking). */
-uint8_t *st_ring_acquire(st_ring *r, int (*cancelled)(void *ud), void *ud);
+uint8_t *ring_acquire(ring_buf *r, int (*cancelled)(void *ud), void *ud);
 /* Producer. Publishes the acquired slot with n bytes in it. */
-void st_ring_publish(st_ring *r, size_t n);
+void ring_publish(ring_buf *r, size_t n);
 /* Producer. Publishes *buf (r->size bytes of room, n used) in place of the
  * acquired slot's buffer, which comes back in *buf: the bytes are not
- * copied. The buffers the ring holds at st_ring_free are freed there; the
+ * copied. The buffers the ring holds at ring_free are freed there; the
  * one the producer holds is its own. */
-void st_ring_publish_swap(st_ring *r, uint8_t **buf, size_t n);
+void ring_publish_swap(ring_buf *r, uint8_t **buf, size_t n);
 /* Producer. No more slots: how = 1 at the end of the data, -1 on an error. */
-void st_ring_close(st_ring *r, int how);
+void ring_close(ring_buf *r, int how);
 
 /* Consumer. Releases the slot held since the last call, then waits for the
  * next filled one: > 0 bytes at *out (valid until the next call); 0 at the
  * end of the data or once stopped; -1 when the producer closed on an error
  * (after every slot it filled before). */
-ssize_t st_ring_take(st_ring *r, const void **out);
+ssize_t ring_take(ring_buf *r, const void **out);
 /* Consumer. Wants no more: wakes a producer waiting for a slot. Returns 1
  * when the producer had not closed yet (it may be busy elsewhere). */
-int st_ring_stop(st_ring *r);
+int ring_stop(ring_buf *r);
 
 #endif

@@ -135,10 +135,10 @@ typedef struct st_progress {
 /* ------------------------------------------------------------------ */
 /* The context: what a front end gives a running stage                 */
 /* ------------------------------------------------------------------ */
-struct st_session;
+struct ss_session;
 
 struct st_ctx {
-  struct st_session *session; /* state kept between cells */
+  struct ss_session *session; /* state kept between cells */
   void *fe;                   /* the front end's own data */
 
   /* stream = 1 (stdout) or 2 (stderr); bytes, any UTF-8 splitting is the
@@ -198,14 +198,14 @@ typedef struct st_progress_view {
 } st_progress_view;
 void st_progress_view_of(const st_progress *p, st_progress_view *v);
 
-/* A growable list of strings, each its own copy (free with st_strv_free). */
-typedef struct st_strv {
+/* A growable list of strings, each its own copy (free with strv_free). */
+typedef struct strv {
   char **v;
   size_t n, cap;
-} st_strv;
+} strv;
 /* Appends a copy of s[0..len); 0, or -1 out of memory (the list as it was). */
-int st_strv_push(st_strv *l, const char *s, size_t len);
-void st_strv_free(st_strv *l);
+int strv_push(strv *l, const char *s, size_t len);
+void strv_free(strv *l);
 
 /* A timing record. `stage` is the whitepaper row ("download", "integrity",
  * "extract", "verify", "pickled", "meta", "upload", "preview", "train") or

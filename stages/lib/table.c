@@ -8,7 +8,7 @@
 
 #include "table.h"
 
-struct st_table {
+struct tbl {
   int ncols;
   char **headers;
   int *right;
@@ -59,28 +59,28 @@ static char *sb_take(sb *b) {
   return b->p;
 }
 
-char *st_html_escape(const char *s) {
+char *tbl_html_escape(const char *s) {
   sb b = {0};
   sb_esc(&b, s ? s : "");
   return sb_take(&b);
 }
 
-st_table *st_table_new(int ncols, const char *const *headers, const int *right) {
-  st_table *t = calloc(1, sizeof *t);
+tbl *tbl_new(int ncols, const char *const *headers, const int *right) {
+  tbl *t = calloc(1, sizeof *t);
   if (!t) return NULL;
   t->ncols = ncols;
   t->headers = calloc((size_t)ncols, sizeof *t->headers);
   t->right = calloc((size_t)ncols, sizeof *t->right);
-  if (!t->headers || !t->right) { st_table_free(t); return NULL; }
+  if (!t->headers || !t->right) { tbl_free(t); return NULL; }
   for (int i = 0; i < ncols; i++) {
     t->headers[i] = strdup(headers && headers[i] ? headers[i] : "");
-    if (!t->headers[i]) { st_table_free(t); return NULL; }
+    if (!t->headers[i]) { tbl_free(t); return NULL; }
     t->right[i] = right ? right[i] : 0;
   }
   return t;
 }
 
-void st_table_free(st_table *t) {
+void tbl_free(tbl *t) {
   if (!t) return;
   for (size_t i = 0; i < t->n; i++) {
     for (int j = 0; j < t->ncols; j++) free(t->rows[i][j]);
@@ -95,7 +95,7 @@ void st_table_free(st_table *t) {
   free(t);
 }
 
-int st_table_add(st_table *t, const char *const *cells, int total) {
+int tbl_add(tbl *t, const char *const *cells, int total) {
   if (t->n == t->cap) {
     size_t nc = t->cap ? t->cap * 2 : 16;
     char ***nr = realloc(t->rows, nc * sizeof *nr);
@@ -122,9 +122,9 @@ int st_table_add(st_table *t, const char *const *cells, int total) {
   return 0;
 }
 
-size_t st_table_rows(const st_table *t) { return t->n; }
+size_t tbl_rows(const tbl *t) { return t->n; }
 
-char *st_table_html(const st_table *t, const char *caption) {
+char *tbl_html(const tbl *t, const char *caption) {
   sb b = {0};
   sb_str(&b, "<table class=\"pk-table\">");
   if (caption) {
@@ -164,7 +164,7 @@ static void pad(sb *b, size_t n) {
   for (size_t i = 0; i < n; i++) sb_put(b, " ", 1);
 }
 
-char *st_table_text(const st_table *t, const char *caption) {
+char *tbl_text(const tbl *t, const char *caption) {
   size_t *w = calloc((size_t)t->ncols, sizeof *w);
   if (!w) return NULL;
   for (int j = 0; j < t->ncols; j++) {
@@ -204,10 +204,10 @@ char *st_table_text(const st_table *t, const char *caption) {
   return sb_take(&b);
 }
 
-int st_table_display(st_ctx *c, const st_table *t, const char *caption,
+int tbl_display(st_ctx *c, const tbl *t, const char *caption,
                      const char *display_id, int update) {
-  char *html = st_table_html(t, caption);
-  char *text = st_table_text(t, caption);
+  char *html = tbl_html(t, caption);
+  char *text = tbl_text(t, caption);
   if (!html || !text) {
     free(html);
     free(text);

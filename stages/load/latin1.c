@@ -15,7 +15,7 @@
 #include <pthread.h>
 
 #if defined(__SSE2__) && (defined(__x86_64__) || defined(__i386__))
-#define PK_LATIN1_X86 1
+#define PKL_LATIN1_X86 1
 #include <immintrin.h>
 #endif
 
@@ -50,8 +50,8 @@ static void narrow_scalar(const uint8_t *src, size_t i, size_t n, uint8_t *dst) 
   }
 }
 
-#ifdef PK_LATIN1_X86
-size_t pk_latin1_prefix(const uint8_t *p, size_t n, size_t *ncp) {
+#ifdef PKL_LATIN1_X86
+size_t pkl_latin1_prefix(const uint8_t *p, size_t n, size_t *ncp) {
   const __m128i fe = _mm_set1_epi8((char)0xfe), c2 = _mm_set1_epi8((char)0xc2);
   const __m128i below_c0 = _mm_set1_epi8((char)0xbf); /* signed: x > -65 is x >= 0xc0 or ASCII */
   size_t i = 0, count = 0;
@@ -133,21 +133,21 @@ __attribute__((target("ssse3"))) static size_t narrow_ssse3(const uint8_t *src, 
   return i;
 }
 
-void pk_latin1_narrow(const uint8_t *src, size_t src_len, uint8_t *dst, size_t dst_len) {
+void pkl_latin1_narrow(const uint8_t *src, size_t src_len, uint8_t *dst, size_t dst_len) {
   pthread_once(&once, init_tables);
   size_t i = 0, o = 0;
   if (have_ssse3) i = narrow_ssse3(src, src_len, dst, dst_len, &o);
   narrow_scalar(src, i, src_len, dst + o);
 }
 #else
-size_t pk_latin1_prefix(const uint8_t *p, size_t n, size_t *ncp) {
+size_t pkl_latin1_prefix(const uint8_t *p, size_t n, size_t *ncp) {
   size_t count = 0;
   size_t i = scan_scalar(p, 0, n, &count);
   *ncp = count;
   return i;
 }
 
-void pk_latin1_narrow(const uint8_t *src, size_t src_len, uint8_t *dst, size_t dst_len) {
+void pkl_latin1_narrow(const uint8_t *src, size_t src_len, uint8_t *dst, size_t dst_len) {
   (void)dst_len;
   narrow_scalar(src, 0, src_len, dst);
 }

@@ -19,10 +19,10 @@
  * every code point <= 255 and ends at a character boundary; *ncp gets the
  * number of code points in it. The caller reads on from there with a
  * general decoder (which then names any error exactly). */
-size_t pk_latin1_prefix(const uint8_t *p, size_t n, size_t *ncp);
+size_t pkl_latin1_prefix(const uint8_t *p, size_t n, size_t *ncp);
 
-/* Narrow src[0..src_len) -- all of it accepted by pk_latin1_prefix -- into
+/* Narrow src[0..src_len) -- all of it accepted by pkl_latin1_prefix -- into
  * dst[0..dst_len), dst_len being its number of code points. */
-void pk_latin1_narrow(const uint8_t *src, size_t src_len, uint8_t *dst, size_t dst_len);
+void pkl_latin1_narrow(const uint8_t *src, size_t src_len, uint8_t *dst, size_t dst_len);
 
 #endif

@@ -50,31 +50,31 @@ const st_option ld_preview_opts[] = {
 /* ------------------------------------------------------------------ */
 /* Checking parsed documents                                           */
 /* ------------------------------------------------------------------ */
-static void shape_str(const pk_value *a, char *buf, size_t cap) {
+static void shape_str(const pkl_value *a, char *buf, size_t cap) {
   size_t o = (size_t)snprintf(buf, cap, "(");
   for (int i = 0; i < a->u.a.ndim && o < cap; i++)
     o += (size_t)snprintf(buf + o, cap - o, "%s%zu", i ? ", " : "", a->u.a.shape[i]);
   if (o < cap) snprintf(buf + o, cap - o, a->u.a.ndim == 1 ? ",)" : ")");
 }
 
-static int label_value(const pk_value *v, int64_t *out) {
-  if (!v || v->type != PK_INT) return -1;
+static int label_value(const pkl_value *v, int64_t *out) {
+  if (!v || v->type != PKL_INT) return -1;
   *out = v->u.i;
   return 0;
 }
 
-int ld_batch_check(const pk_value *root, const char *where, int n_classes, ld_batch *b,
+int ld_batch_check(const pkl_value *root, const char *where, int n_classes, ld_batch *b,
                    st_error *err) {
   memset(b, 0, sizeof *b);
-  if (!root || root->type != PK_DICT)
+  if (!root || root->type != PKL_DICT)
     return st_error_set(err, ST_EFORMAT, where, -1, "expected a dict at the top, got %s",
-                        pk_type_name(root));
-  const pk_value *data = pk_dict_get(root, "data");
+                        pkl_type_name(root));
+  const pkl_value *data = pkl_dict_get(root, "data");
   if (!data) return st_error_set(err, ST_EFORMAT, where, -1, "key 'data' is missing");
-  if (data->type != PK_NDARRAY)
+  if (data->type != PKL_NDARRAY)
     return st_error_set(err, ST_EFORMAT, where, (long long)data->offset,
                         "key 'data' holds a %s, expected a uint8 array of N x 3072",
-                        pk_type_name(data));
+                        pkl_type_name(data));
   if (data->u.a.ndim < 0)
     return st_error_set(err, ST_EFORMAT, where, (long long)data->offset,
                         "key 'data': the array was never given its contents (no BUILD)");
@@ -84,19 +84,19 @@ int ld_batch_check(const pk_value *root, const char *where, int n_classes, ld_ba
     return st_error_set(err, ST_EFORMAT, where, (long long)data->offset,
                         "key 'data' has dtype %c%c%d, expected uint8 (|u1)", data->u.a.dt.order,
                         data->u.a.dt.kind, data->u.a.dt.itemsize);
-  if (data->u.a.ndim != 2 || data->u.a.shape[1] != ST_IMAGE_BYTES)
+  if (data->u.a.ndim != 2 || data->u.a.shape[1] != SS_IMAGE_BYTES)
     return st_error_set(err, ST_EFORMAT, where, (long long)data->offset,
                         "key 'data' has shape %s, expected (N, 3072)", shp);
   if (data->u.a.fortran && data->u.a.shape[0] > 1)
     return st_error_set(err, ST_EFORMAT, where, (long long)data->offset,
                         "key 'data' is in Fortran order; expected C order (one image per row)");
   size_t n = data->u.a.shape[0];
-  const pk_value *labels = pk_dict_get(root, "labels");
+  const pkl_value *labels = pkl_dict_get(root, "labels");
   if (!labels) return st_error_set(err, ST_EFORMAT, where, -1, "key 'labels' is missing");
   uint8_t *out = malloc(n ? n : 1);
   if (!out) return st_error_set(err, ST_ENOMEM, where, -1, "out of memory");
   int64_t maxv = n_classes > 0 ? n_classes - 1 : 255;
-  if (labels->type == PK_LIST || labels->type == PK_TUPLE) {
+  if (labels->type == PKL_LIST || labels->type == PKL_TUPLE) {
     if (labels->u.seq.n != n) {
       free(out);
       return st_error_set(err, ST_EFORMAT, where, (long long)labels->offset,
@@ -108,7 +108,7 @@ int ld_batch_check(const pk_value *root, const char *where, int n_classes, ld_ba
         free(out);
         return st_error_set(err, ST_EFORMAT, where, (long long)labels->u.seq.items[i]->offset,
                             "labels[%zu] is a %s, expected an int", i,
-                            pk_type_name(labels->u.seq.items[i]));
+                            pkl_type_name(labels->u.seq.items[i]));
       }
       if (v < 0 || v > maxv) {
         free(out);
@@ -118,7 +118,7 @@ int ld_batch_check(const pk_value *root, const char *where, int n_classes, ld_ba
       }
       out[i] = (uint8_t)v;
     }
-  } else if (labels->type == PK_NDARRAY && labels->u.a.ndim == 1 &&
+  } else if (labels->type == PKL_NDARRAY && labels->u.a.ndim == 1 &&
              (labels->u.a.dt.kind == 'u' || labels->u.a.dt.kind == 'i')) {
     if (labels->u.a.shape[0] != n) {
       free(out);
@@ -131,7 +131,7 @@ int ld_batch_check(const pk_value *root, const char *where, int n_classes, ld_ba
       free(out);
       return st_error_set(err, ST_ENOMEM, where, -1, "out of memory");
     }
-    pk_array_copy(labels, tmp);
+    pkl_array_copy(labels, tmp);
     for (size_t i = 0; i < n; i++) {
       uint64_t u = 0;
       for (int k = 0; k < isz; k++) {
@@ -152,7 +152,7 @@ int ld_batch_check(const pk_value *root, const char *where, int n_classes, ld_ba
   } else {
     free(out);
     return st_error_set(err, ST_EFORMAT, where, (long long)labels->offset,
-                        "key 'labels' holds a %s, expected a list of ints", pk_type_name(labels));
+                        "key 'labels' holds a %s, expected a list of ints", pkl_type_name(labels));
   }
   b->data = data;
   b->n = n;
@@ -165,18 +165,18 @@ void ld_names_free(char **names, int n) {
   free(names);
 }
 
-int ld_meta_names(const pk_value *root, const char *where, char ***names, int *n,
+int ld_meta_names(const pkl_value *root, const char *where, char ***names, int *n,
                   st_error *err) {
   *names = NULL;
   *n = 0;
-  if (!root || root->type != PK_DICT)
+  if (!root || root->type != PKL_DICT)
     return st_error_set(err, ST_EFORMAT, where, -1, "expected a dict at the top, got %s",
-                        pk_type_name(root));
-  const pk_value *l = pk_dict_get(root, "label_names");
+                        pkl_type_name(root));
+  const pkl_value *l = pkl_dict_get(root, "label_names");
   if (!l) return st_error_set(err, ST_EFORMAT, where, -1, "key 'label_names' is missing");
-  if (l->type != PK_LIST && l->type != PK_TUPLE)
+  if (l->type != PKL_LIST && l->type != PKL_TUPLE)
     return st_error_set(err, ST_EFORMAT, where, (long long)l->offset,
-                        "key 'label_names' holds a %s, expected a list of strings", pk_type_name(l));
+                        "key 'label_names' holds a %s, expected a list of strings", pkl_type_name(l));
   size_t cnt = l->u.seq.n;
   if (cnt == 0 || cnt > PK_LIMIT_LOAD_CLASSES)
     return st_error_set(err, cnt ? ST_E2BIG : ST_EFORMAT, where, (long long)l->offset,
@@ -184,18 +184,18 @@ int ld_meta_names(const pk_value *root, const char *where, char ***names, int *n
   char **out = calloc(cnt, sizeof *out);
   if (!out) return st_error_set(err, ST_ENOMEM, where, -1, "out of memory");
   for (size_t i = 0; i < cnt; i++) {
-    const pk_value *s = l->u.seq.items[i];
-    if ((s->type != PK_STR && s->type != PK_BYTES) || s->u.s.len > 256) {
+    const pkl_value *s = l->u.seq.items[i];
+    if ((s->type != PKL_STR && s->type != PKL_BYTES) || s->u.s.len > 256) {
       ld_names_free(out, (int)cnt);
       return st_error_set(err, ST_EFORMAT, where, (long long)s->offset,
-                          "label_names[%zu] is a %s, expected a short string", i, pk_type_name(s));
+                          "label_names[%zu] is a %s, expected a short string", i, pkl_type_name(s));
     }
     out[i] = malloc(s->u.s.len + 1);
     if (!out[i]) {
       ld_names_free(out, (int)cnt);
       return st_error_set(err, ST_ENOMEM, where, -1, "out of memory");
     }
-    pk_bytes_copy(s, (uint8_t *)out[i], s->u.s.len);
+    pkl_bytes_copy(s, (uint8_t *)out[i], s->u.s.len);
     out[i][s->u.s.len] = 0;
     if (strlen(out[i]) != s->u.s.len) {
       ld_names_free(out, (int)cnt);
@@ -227,7 +227,7 @@ typedef struct lfile {
   unsigned long long num; /* N of data_batch_N */
   uint8_t *map;
   size_t size;
-  pk_doc *doc;
+  pkl_doc *doc;
   ld_batch b;
   size_t first;           /* index of its first image in the split */
   int lost;               /* the file was cut short while a copy worker read it */
@@ -235,7 +235,7 @@ typedef struct lfile {
 } lfile;
 
 static void lfile_release(lfile *f) {
-  pk_free(f->doc);
+  pkl_free(f->doc);
   f->doc = NULL;
   if (f->map) munmap(f->map, f->size);
   f->map = NULL;
@@ -348,10 +348,10 @@ static int read_meta(const char *root, char ***names, int *n, st_error *err) {
   size_t size;
   int rc = map_file(path, &map, &size, err);
   if (rc) return rc;
-  pk_doc *doc = pk_parse(map, size, path, err);
+  pkl_doc *doc = pkl_parse(map, size, path, err);
   if (!doc) rc = err && err->code ? err->code : ST_EFORMAT;
-  else rc = ld_meta_names(pk_root(doc), path, names, n, err);
-  pk_free(doc);
+  else rc = ld_meta_names(pkl_root(doc), path, names, n, err);
+  pkl_free(doc);
   munmap(map, size);
   return rc;
 }
@@ -379,21 +379,21 @@ static void *copy_worker(void *arg) {
     size_t i = atomic_fetch_add(&j->next, 1);
     if (i >= j->nf) break;
     lfile *f = &j->f[i];
-    const pk_value *a = f->b.data;
-    uint8_t *dst = j->dst + f->first * ST_IMAGE_BYTES;
-    st_mapguard g;
-    int guarded = st_mapguard_begin(&g, f->map, f->size) == 0;
-    if (a->u.a.enc == PK_RAW) {
+    const pkl_value *a = f->b.data;
+    uint8_t *dst = j->dst + f->first * SS_IMAGE_BYTES;
+    mapguard g;
+    int guarded = mapguard_begin(&g, f->map, f->size) == 0;
+    if (a->u.a.enc == PKL_RAW) {
       for (size_t o = 0; o < a->u.a.len && !atomic_load(&j->cancel); o += COPY_CHUNK) {
         size_t k = a->u.a.len - o < COPY_CHUNK ? a->u.a.len - o : COPY_CHUNK;
         memcpy(dst + o, a->u.a.data + o, k);
         atomic_fetch_add(&j->bytes, k);
       }
     } else if (!atomic_load(&j->cancel)) {
-      pk_array_copy(a, dst);
+      pkl_array_copy(a, dst);
       atomic_fetch_add(&j->bytes, a->u.a.len);
     }
-    if (guarded && st_mapguard_end(&g, &f->lost_off)) f->lost = 1;
+    if (guarded && mapguard_end(&g, &f->lost_off)) f->lost = 1;
     pthread_mutex_lock(&j->mu);
     j->done[i] = 1;
     pthread_cond_broadcast(&j->cv);
@@ -418,7 +418,7 @@ static long ncpu(void) {
 
 /* Load one split from its files into sp. */
 static int load_split(st_ctx *c, const char *which, lfile *f, size_t nf, int n_classes,
-                      int do_md5, st_split *sp, double *secs, st_error *err) {
+                      int do_md5, ss_split *sp, double *secs, st_error *err) {
   double t0 = st_now();
   size_t total = 0;
   for (size_t i = 0; i < nf; i++) {
@@ -427,13 +427,13 @@ static int load_split(st_ctx *c, const char *which, lfile *f, size_t nf, int n_c
     if (rc) return rc;
     /* a file cut short meanwhile reads as zeros past its new end (a
      * format error, or garbage) and is reported as what it is */
-    st_mapguard g;
-    if (st_mapguard_begin(&g, f[i].map, f[i].size))
+    mapguard g;
+    if (mapguard_begin(&g, f[i].map, f[i].size))
       return st_error_set(err, ST_EINTERNAL, f[i].path, -1, "cannot guard the mapping (sigaction failed)");
-    f[i].doc = pk_parse(f[i].map, f[i].size, f[i].path, err);
-    if (f[i].doc) rc = ld_batch_check(pk_root(f[i].doc), f[i].path, n_classes, &f[i].b, err);
+    f[i].doc = pkl_parse(f[i].map, f[i].size, f[i].path, err);
+    if (f[i].doc) rc = ld_batch_check(pkl_root(f[i].doc), f[i].path, n_classes, &f[i].b, err);
     size_t lost;
-    if (st_mapguard_end(&g, &lost)) {
+    if (mapguard_end(&g, &lost)) {
       st_error_clear(err);
       return st_error_set(err, ST_EIO, f[i].path, (long long)lost,
                           "the file shrank while it was being read (expected %zu bytes)", f[i].size);
@@ -441,11 +441,11 @@ static int load_split(st_ctx *c, const char *which, lfile *f, size_t nf, int n_c
     if (!f[i].doc) return err->code ? err->code : ST_EFORMAT;
     if (rc) return rc;
     f[i].first = total;
-    if (f[i].b.n > SIZE_MAX / ST_IMAGE_BYTES - total)
+    if (f[i].b.n > SIZE_MAX / SS_IMAGE_BYTES - total)
       return st_error_set(err, ST_E2BIG, which, -1, "too many images");
     total += f[i].b.n;
   }
-  size_t bytes = total * ST_IMAGE_BYTES;
+  size_t bytes = total * SS_IMAGE_BYTES;
   memset(sp, 0, sizeof *sp);
   sp->files = nf;
   sp->n = total;
@@ -526,7 +526,7 @@ static int load_split(st_ctx *c, const char *which, lfile *f, size_t nf, int n_c
                         "the file shrank while it was being read (expected %zu bytes)", f[i].size);
       break;
     }
-    if (md) EVP_DigestUpdate(md, sp->pixels + f[i].first * ST_IMAGE_BYTES, f[i].b.n * ST_IMAGE_BYTES);
+    if (md) EVP_DigestUpdate(md, sp->pixels + f[i].first * SS_IMAGE_BYTES, f[i].b.n * SS_IMAGE_BYTES);
     st_progress_update(&p, atomic_load(&j.bytes));
   }
   if (rc) atomic_store(&j.cancel, 1);
@@ -554,9 +554,9 @@ static int load_split(st_ctx *c, const char *which, lfile *f, size_t nf, int n_c
 /* ------------------------------------------------------------------ */
 /* %load                                                               */
 /* ------------------------------------------------------------------ */
-static void print_split(st_ctx *c, const char *which, const st_split *sp, double secs) {
+static void print_split(st_ctx *c, const char *which, const ss_split *sp, double secs) {
   char b[32], r[32];
-  uint64_t bytes = (uint64_t)sp->n * ST_IMAGE_BYTES;
+  uint64_t bytes = (uint64_t)sp->n * SS_IMAGE_BYTES;
   st_fmt_bytes(b, sizeof b, bytes);
   st_fmt_rate(r, sizeof r, bytes, secs);
   st_printf(c, "%s: %zu file%s, %zu images, %s in %.3f s (%s)\n", which, sp->files,
@@ -580,7 +580,7 @@ int ld_load(st_ctx *c, const st_args *a, st_error *err) {
   if (rc) return rc;
   double t0 = st_now();
 
-  st_dataset *d = st_dataset_new(name);
+  ss_dataset *d = ss_dataset_new(name);
   if (!d) return st_error_set(err, ST_ENOMEM, "load", -1, "out of memory");
   snprintf(d->root, sizeof d->root, "%s", root);
 
@@ -634,27 +634,27 @@ int ld_load(st_ctx *c, const st_args *a, st_error *err) {
   if (d->n_classes) st_printf(c, "classes: %d (batches.meta)\n", d->n_classes);
 
   /* Keep the other split of an earlier %load of the same folder. */
-  st_dataset *old = st_session_dataset(c->session, name);
+  ss_dataset *old = ss_session_dataset(c->session, name);
   if (old && strcmp(old->root, d->root) == 0) {
     if (!ntrain && old->train.n) { d->train = old->train; memset(&old->train, 0, sizeof old->train); }
     if (!ntest && old->test.n) { d->test = old->test; memset(&old->test, 0, sizeof old->test); }
   }
   double dt = st_now() - t0;
-  uint64_t bytes = (uint64_t)(d->train.n + d->test.n) * ST_IMAGE_BYTES;
-  if (!ntrain) bytes -= (uint64_t)d->train.n * ST_IMAGE_BYTES;
-  if (!ntest) bytes -= (uint64_t)d->test.n * ST_IMAGE_BYTES;
+  uint64_t bytes = (uint64_t)(d->train.n + d->test.n) * SS_IMAGE_BYTES;
+  if (!ntrain) bytes -= (uint64_t)d->train.n * SS_IMAGE_BYTES;
+  if (!ntest) bytes -= (uint64_t)d->test.n * SS_IMAGE_BYTES;
   char backend[64];
   snprintf(backend, sizeof backend, "mmap+memcpy x%ld", ncpu() > PK_LIMIT_LOAD_THREADS ? (long)PK_LIMIT_LOAD_THREADS : ncpu());
-  st_timing_add(c, "pickled", "load", dt, bytes, bytes / ST_IMAGE_BYTES, backend,
+  st_timing_add(c, "pickled", "load", dt, bytes, bytes / SS_IMAGE_BYTES, backend,
                 ntrain ? d->train.pixels_md5 : d->test.pixels_md5);
-  st_session_put_dataset(c->session, d);
+  ss_session_put_dataset(c->session, d);
   d = NULL;
 
 out_files:
   lfiles_free(train, ntrain);
   lfiles_free(test, ntest);
 out:
-  st_dataset_free(d);
+  ss_dataset_free(d);
   return rc;
 }
 
@@ -663,7 +663,7 @@ out:
 /* ------------------------------------------------------------------ */
 int ld_meta(st_ctx *c, const st_args *a, st_error *err) {
   const char *name = st_arg_str(a, "name", NULL);
-  st_dataset *d = st_session_dataset(c->session, name);
+  ss_dataset *d = ss_session_dataset(c->session, name);
   if (name && !d) return st_error_set(err, ST_ESTATE, "meta", -1, "no dataset named %s", name);
   const char *dir = a->npos ? a->pos[0] : d ? d->root : NULL;
   if (!dir) return st_error_set(err, ST_EINVAL, "meta", -1, "usage: %%meta DIR (nothing loaded yet)");
@@ -686,7 +686,7 @@ int ld_meta(st_ctx *c, const st_args *a, st_error *err) {
   }
   double *ctrain = calloc(rows, sizeof *ctrain), *ctest = calloc(rows, sizeof *ctest);
   char **lab = calloc(rows, sizeof *lab);
-  st_table *t = NULL;
+  tbl *t = NULL;
   if (!ctrain || !ctest || !lab) {
     rc = st_error_set(err, ST_ENOMEM, "meta", -1, "out of memory");
     goto done;
@@ -698,7 +698,7 @@ int ld_meta(st_ctx *c, const st_args *a, st_error *err) {
   static const char *const hdr_full[] = {"label", "name", "train", "test", "total"};
   static const int right_full[] = {1, 0, 1, 1, 1};
   int ncols = loaded ? 5 : 2;
-  t = st_table_new(ncols, hdr_full, right_full);
+  t = tbl_new(ncols, hdr_full, right_full);
   if (!t) {
     rc = st_error_set(err, ST_ENOMEM, "meta", -1, "out of memory");
     goto done;
@@ -716,7 +716,7 @@ int ld_meta(st_ctx *c, const st_args *a, st_error *err) {
     sum_tr += ctrain[i];
     sum_te += ctest[i];
     const char *cells[5] = {num, lab[i] ? lab[i] : unnamed, tr, te, tot};
-    st_table_add(t, cells, 0);
+    tbl_add(t, cells, 0);
   }
   if (loaded) {
     char tr[24], te[24], tot[24];
@@ -724,14 +724,14 @@ int ld_meta(st_ctx *c, const st_args *a, st_error *err) {
     snprintf(te, sizeof te, "%.0f", sum_te);
     snprintf(tot, sizeof tot, "%.0f", sum_tr + sum_te);
     const char *cells[5] = {"", "all", tr, te, tot};
-    st_table_add(t, cells, 1);
+    tbl_add(t, cells, 1);
   }
   char caption[4300];
   snprintf(caption, sizeof caption, "%s/batches.meta: %d classes%s%s", root, nn,
            loaded ? "; images per class of dataset " : "", loaded ? d->name : "");
-  st_table_display(c, t, caption, NULL, 0);
+  tbl_display(c, t, caption, NULL, 0);
   if (loaded) {
-    st_chart ch = {0};
+    chart_spec ch = {0};
     ch.title = "Images per class";
     ch.axis_label = "images";
     ch.n = (int)rows;
@@ -739,7 +739,7 @@ int ld_meta(st_ctx *c, const st_args *a, st_error *err) {
     int k = 0;
     if (d->train.n) { ch.values[k] = ctrain; ch.series[k++] = "train"; }
     if (d->test.n) { ch.values[k] = ctest; ch.series[k++] = "test"; }
-    rc = st_chart_display(c, &ch, err);
+    rc = chart_display(c, &ch, err);
     if (rc) goto done;
   } else {
     st_printf(c, "no images loaded: run %%load DIR to count the images per class\n");
@@ -758,7 +758,7 @@ done:
   free(lab);
   free(ctrain);
   free(ctest);
-  st_table_free(t);
+  tbl_free(t);
   ld_names_free(names, nn);
   return rc;
 }
@@ -776,7 +776,7 @@ uint8_t *ld_grid_rgb(const uint8_t *pixels, const size_t *idx, int n, int scale,
   if (!out) return NULL;
   memset(out, pad, (size_t)W * (size_t)H * 3);
   for (int k = 0; k < n; k++) {
-    const uint8_t *img = pixels + idx[k] * ST_IMAGE_BYTES;
+    const uint8_t *img = pixels + idx[k] * SS_IMAGE_BYTES;
     int ox = (k % xmaps) * cell + padding, oy = (k / xmaps) * cell + padding;
     for (int y = 0; y < 32; y++)
       for (int x = 0; x < 32; x++) {
@@ -812,7 +812,7 @@ static const char *const cifar_names[] = {"airplane", "automobile", "bird", "cat
 static const char *const short_names[] = {"plane", "car", "bird", "cat", "deer",
                                           "dog", "frog", "horse", "ship", "truck"};
 
-static int standard_names(const st_dataset *d) {
+static int standard_names(const ss_dataset *d) {
   if (d->n_classes != 10 || !d->label_names) return 0;
   for (int i = 0; i < 10; i++)
     if (strcmp(d->label_names[i], cifar_names[i]) != 0) return 0;
@@ -821,14 +821,14 @@ static int standard_names(const st_dataset *d) {
 
 int ld_preview(st_ctx *c, const st_args *a, st_error *err) {
   const char *name = st_arg_str(a, "name", NULL);
-  st_dataset *d = st_session_dataset(c->session, name);
+  ss_dataset *d = ss_session_dataset(c->session, name);
   if (!d)
     return st_error_set(err, ST_ESTATE, "preview", -1,
                         name ? "no dataset named %s: run %%load DIR --name %s first"
                              : "no dataset loaded: run %%load DIR first%s%s",
                         name ? name : "", name ? name : "");
   const char *split = st_arg_str(a, "split", "train");
-  st_split *sp = strcmp(split, "train") == 0 ? &d->train : strcmp(split, "test") == 0 ? &d->test : NULL;
+  ss_split *sp = strcmp(split, "train") == 0 ? &d->train : strcmp(split, "test") == 0 ? &d->test : NULL;
   if (!sp) return st_error_set(err, ST_EINVAL, "preview", -1, "--split must be train or test, not '%s'", split);
   if (!sp->n)
     return st_error_set(err, ST_ESTATE, "preview", -1, "the %s split of %s is not loaded", split, d->name);
@@ -870,7 +870,7 @@ int ld_preview(st_ctx *c, const st_args *a, st_error *err) {
   if (!rgb) return st_error_set(err, ST_ENOMEM, "preview", -1, "out of memory");
   uint8_t *png = NULL;
   size_t plen = 0;
-  rc = st_png_encode_rgb(rgb, w, h, &png, &plen, err);
+  rc = pngenc_rgb(rgb, w, h, &png, &plen, err);
   free(rgb);
   if (rc) return rc;
   char alt[256];

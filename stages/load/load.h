@@ -19,18 +19,18 @@ extern const st_option ld_load_opts[], ld_meta_opts[], ld_preview_opts[];
 /* One parsed batch file: `data` is the uint8 N x 3072 array (pointing into
  * the caller's buffer), labels a malloc'd copy of N label bytes. */
 typedef struct ld_batch {
-  const pk_value *data;
+  const pkl_value *data;
   size_t n;
   uint8_t *labels;
 } ld_batch;
 
 /* Check a batch dict (keys data and labels, by byte content) and copy its
  * labels. n_classes > 0 also bounds the labels. Errors name `where`. */
-int ld_batch_check(const pk_value *root, const char *where, int n_classes, ld_batch *b,
+int ld_batch_check(const pkl_value *root, const char *where, int n_classes, ld_batch *b,
                    st_error *err);
 /* label_names of a batches.meta dict into a malloc'd array of malloc'd
  * NUL-terminated strings. */
-int ld_meta_names(const pk_value *root, const char *where, char ***names, int *n,
+int ld_meta_names(const pkl_value *root, const char *where, char ***names, int *n,
                   st_error *err);
 void ld_names_free(char **names, int n);
 

@@ -5,7 +5,7 @@
  * explicit value stack, a mark stack and a memo; no recursion, so nesting
  * cannot exhaust the C stack. Every length is checked against what is left
  * of the buffer before it is used; every count against stages/limits.h.
- * Values live in an arena freed at once by pk_free.
+ * Values live in an arena freed at once by pkl_free.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -23,17 +23,17 @@ typedef struct chunk {
   max_align_t data[];
 } chunk;
 
-struct pk_doc {
+struct pkl_doc {
   chunk *chunks;
-  pk_value *root;
+  pkl_value *root;
 };
 
 #define CHUNK_BYTES (64u << 10)
 /* _codecs.encode results up to this size are narrowed at once; larger
- * ones (pixel blocks) stay lazy and are narrowed by pk_array_copy. */
+ * ones (pixel blocks) stay lazy and are narrowed by pkl_array_copy. */
 #define LATIN1_EAGER_MAX (64u << 10)
 
-static void *arena_alloc(pk_doc *d, size_t n) {
+static void *arena_alloc(pkl_doc *d, size_t n) {
   n = (n + 15) & ~(size_t)15;
   chunk *c = d->chunks;
   if (!c || c->cap - c->used < n) {
@@ -55,7 +55,7 @@ static void *arena_alloc(pk_doc *d, size_t n) {
   return p;
 }
 
-void pk_free(pk_doc *d) {
+void pkl_free(pkl_doc *d) {
   if (!d) return;
   for (chunk *c = d->chunks, *n; c; c = n) {
     n = c->next;
@@ -64,10 +64,10 @@ void pk_free(pk_doc *d) {
   free(d);
 }
 
-const pk_value *pk_root(const pk_doc *d) { return d ? d->root : NULL; }
+const pkl_value *pkl_root(const pkl_doc *d) { return d ? d->root : NULL; }
 
 /* ---- the allow-list ---- */
-enum pk_global {
+enum pkl_global {
   G_RECONSTRUCT = 1, /* numpy.core.multiarray._reconstruct (and numpy._core) */
   G_NDARRAY,         /* numpy.ndarray */
   G_DTYPE,           /* numpy.dtype */
@@ -186,16 +186,16 @@ static const char *op_name(int op) {
 
 /* ---- the reader ---- */
 typedef struct rd {
-  pk_doc *d;
+  pkl_doc *d;
   const uint8_t *buf;
   size_t len, pos;
   const char *where;
   st_error *err;
-  pk_value **stack;
+  pkl_value **stack;
   size_t sp, scap;
   size_t marks[PK_LIMIT_PICKLE_MARKS];
   int nmarks;
-  pk_value **memo;
+  pkl_value **memo;
   size_t memo_cap, memo_n;
   size_t made;
   size_t op_off;
@@ -213,20 +213,20 @@ static int fail(rd *r, int code, const char *fmt, ...) {
                       op_name(r->op), r->op, r->op_off, msg);
 }
 
-static const char *type_name(pk_type t) {
+static const char *type_name(pkl_type t) {
   static const char *const names[] = {"None", "bool", "int", "float", "bytes", "str",
                                       "list", "tuple", "dict", "ndarray", "dtype", "global"};
   return (unsigned)t < sizeof names / sizeof names[0] ? names[t] : "?";
 }
 
-const char *pk_type_name(const pk_value *v) { return v ? type_name(v->type) : "nothing"; }
+const char *pkl_type_name(const pkl_value *v) { return v ? type_name(v->type) : "nothing"; }
 
-static pk_value *mk(rd *r, pk_type t) {
+static pkl_value *mk(rd *r, pkl_type t) {
   if (r->made >= PK_LIMIT_PICKLE_ITEMS) {
     fail(r, ST_E2BIG, "more than %u values (PK_LIMIT_PICKLE_ITEMS)", (unsigned)PK_LIMIT_PICKLE_ITEMS);
     return NULL;
   }
-  pk_value *v = arena_alloc(r->d, sizeof *v);
+  pkl_value *v = arena_alloc(r->d, sizeof *v);
   if (!v) {
     fail(r, ST_ENOMEM, "out of memory");
     return NULL;
@@ -238,7 +238,7 @@ static pk_value *mk(rd *r, pk_type t) {
   return v;
 }
 
-static int push(rd *r, pk_value *v) {
+static int push(rd *r, pkl_value *v) {
   if (!v) return -1;
   if (r->sp == r->scap) {
     if (r->scap >= PK_LIMIT_PICKLE_STACK)
@@ -246,7 +246,7 @@ static int push(rd *r, pk_value *v) {
                   (unsigned)PK_LIMIT_PICKLE_STACK);
     size_t cap = r->scap ? r->scap * 2 : 256;
     if (cap > PK_LIMIT_PICKLE_STACK) cap = PK_LIMIT_PICKLE_STACK;
-    pk_value **ns = realloc(r->stack, cap * sizeof *ns);
+    pkl_value **ns = realloc(r->stack, cap * sizeof *ns);
     if (!ns) return fail(r, ST_ENOMEM, "out of memory");
     r->stack = ns;
     r->scap = cap;
@@ -258,7 +258,7 @@ static int push(rd *r, pk_value *v) {
 /* The lowest stack index usable by the current opcode (above the last mark). */
 static size_t floor_(const rd *r) { return r->nmarks ? r->marks[r->nmarks - 1] : 0; }
 
-static pk_value *pop(rd *r) {
+static pkl_value *pop(rd *r) {
   if (r->sp <= floor_(r)) {
     fail(r, ST_EFORMAT, "stack underflow");
     return NULL;
@@ -266,7 +266,7 @@ static pk_value *pop(rd *r) {
   return r->stack[--r->sp];
 }
 
-static pk_value *top(rd *r) {
+static pkl_value *top(rd *r) {
   if (r->sp <= floor_(r)) {
     fail(r, ST_EFORMAT, "stack underflow");
     return NULL;
@@ -292,10 +292,10 @@ static uint64_t le(const uint8_t *p, int n) {
   return v;
 }
 
-static int seq_add(rd *r, pk_value *s, pk_value *v) {
+static int seq_add(rd *r, pkl_value *s, pkl_value *v) {
   if (s->u.seq.n == s->u.seq.cap) {
     size_t cap = s->u.seq.cap ? s->u.seq.cap * 2 : 8;
-    pk_value **ni = arena_alloc(r->d, cap * sizeof *ni);
+    pkl_value **ni = arena_alloc(r->d, cap * sizeof *ni);
     if (!ni) return fail(r, ST_ENOMEM, "out of memory");
     if (s->u.seq.n) memcpy(ni, s->u.seq.items, s->u.seq.n * sizeof *ni);
     s->u.seq.items = ni;
@@ -309,7 +309,7 @@ static int seq_add(rd *r, pk_value *s, pk_value *v) {
  * points and finds the largest. Returns 0 or the offset+1 of a bad byte. */
 static size_t utf8_scan(const uint8_t *p, size_t n, size_t *ncp, uint32_t *maxcp) {
   size_t count = 0;
-  size_t i = pk_latin1_prefix(p, n, &count); /* the common case, 16 bytes at a time */
+  size_t i = pkl_latin1_prefix(p, n, &count); /* the common case, 16 bytes at a time */
   uint32_t mx = count == i ? 0x7f : 0xff;    /* an upper bound is all callers need */
   while (i < n) {
     uint8_t b = p[i];
@@ -340,37 +340,37 @@ static size_t utf8_scan(const uint8_t *p, size_t n, size_t *ncp, uint32_t *maxcp
   return 0;
 }
 
-static int mk_string(rd *r, pk_type t, size_t n) {
+static int mk_string(rd *r, pkl_type t, size_t n) {
   if (need(r, n)) return -1;
-  pk_value *v = mk(r, t);
+  pkl_value *v = mk(r, t);
   if (!v) return -1;
   v->u.s.p = r->buf + r->pos;
   v->u.s.len = n;
-  if (t == PK_STR) {
+  if (t == PKL_STR) {
     size_t ncp = 0;
     uint32_t mx = 0;
     size_t bad = utf8_scan(v->u.s.p, n, &ncp, &mx);
     if (bad) return fail(r, ST_EFORMAT, "invalid UTF-8 at byte %zu of the string", bad - 1);
-    v->u.s.src_len = ncp; /* for PK_STR: code points */
+    v->u.s.src_len = ncp; /* for PKL_STR: code points */
     v->u.s.enc = mx <= 255 ? 1 : 2;  /* 1: narrowable to latin-1 */
   }
   r->pos += n;
   return push(r, v);
 }
 
-static int is_text(const pk_value *v) { return v && (v->type == PK_STR || v->type == PK_BYTES); }
+static int is_text(const pkl_value *v) { return v && (v->type == PKL_STR || v->type == PKL_BYTES); }
 
-static int text_eq(const pk_value *v, const char *s) {
+static int text_eq(const pkl_value *v, const char *s) {
   size_t n = strlen(s);
   if (!is_text(v) || v->u.s.len != n) return 0;
-  if (v->type == PK_BYTES && v->u.s.enc == PK_LATIN1) return 0; /* only large blocks */
+  if (v->type == PKL_BYTES && v->u.s.enc == PKL_LATIN1) return 0; /* only large blocks */
   return memcmp(v->u.s.p, s, n) == 0;
 }
 
 /* Printable copy of a text value for messages. */
-static const char *show(const pk_value *v, char *buf, size_t cap) {
-  if (!is_text(v) || (v->type == PK_BYTES && v->u.s.enc == PK_LATIN1)) {
-    snprintf(buf, cap, "<%s>", pk_type_name(v));
+static const char *show(const pkl_value *v, char *buf, size_t cap) {
+  if (!is_text(v) || (v->type == PKL_BYTES && v->u.s.enc == PKL_LATIN1)) {
+    snprintf(buf, cap, "<%s>", pkl_type_name(v));
     return buf;
   }
   size_t o = 0;
@@ -392,12 +392,12 @@ static int push_global(rd *r, const uint8_t *mod, size_t ml, const uint8_t *name
   for (size_t i = 0; i < sizeof allowed / sizeof allowed[0]; i++)
     if (strlen(allowed[i].module) == ml && memcmp(allowed[i].module, mod, ml) == 0 &&
         strlen(allowed[i].name) == nl && memcmp(allowed[i].name, name, nl) == 0) {
-      pk_value *v = mk(r, PK_GLOBAL);
+      pkl_value *v = mk(r, PKL_GLOBAL);
       if (!v) return -1;
       v->u.g = allowed[i].g;
       return push(r, v);
     }
-  pk_value m = {.type = PK_BYTES, .u.s = {mod, ml, 0, 0}}, n = {.type = PK_BYTES, .u.s = {name, nl, 0, 0}};
+  pkl_value m = {.type = PKL_BYTES, .u.s = {mod, ml, 0, 0}}, n = {.type = PKL_BYTES, .u.s = {name, nl, 0, 0}};
   char a[256], b[256];
   return fail(r, ST_EUNSAFE,
               "global %s.%s is not in the allow-list (numpy arrays, dtypes and scalars, "
@@ -421,10 +421,10 @@ static int op_global(rd *r) {
 }
 
 /* ---- dtype codes: "u1", "<i8", "|u1", "f4", "b1" ---- */
-static int parse_dtype_code(rd *r, const pk_value *code, pk_dtype *dt) {
+static int parse_dtype_code(rd *r, const pkl_value *code, pkl_dtype *dt) {
   char tmp[80];
   if (!is_text(code) || code->u.s.len == 0 || code->u.s.len > 8 ||
-      (code->type == PK_BYTES && code->u.s.enc == PK_LATIN1))
+      (code->type == PKL_BYTES && code->u.s.enc == PKL_LATIN1))
     return fail(r, ST_EFORMAT, "dtype code must be a short string, got %s", show(code, tmp, sizeof tmp));
   const char *s = (const char *)code->u.s.p;
   size_t n = code->u.s.len, i = 0;
@@ -452,16 +452,16 @@ bad:
               show(code, tmp, sizeof tmp));
 }
 
-static int get_int(const pk_value *v, int64_t *out) {
-  if (!v || (v->type != PK_INT && v->type != PK_BOOL)) return -1;
+static int get_int(const pkl_value *v, int64_t *out) {
+  if (!v || (v->type != PKL_INT && v->type != PKL_BOOL)) return -1;
   *out = v->u.i;
   return 0;
 }
 
 /* Shape tuple -> ndim/shape/count, with overflow checks. */
-static int set_shape(rd *r, pk_value *a, const pk_value *shape, size_t itemsize) {
-  if (!shape || shape->type != PK_TUPLE)
-    return fail(r, ST_EFORMAT, "array shape must be a tuple, got %s", pk_type_name(shape));
+static int set_shape(rd *r, pkl_value *a, const pkl_value *shape, size_t itemsize) {
+  if (!shape || shape->type != PKL_TUPLE)
+    return fail(r, ST_EFORMAT, "array shape must be a tuple, got %s", pkl_type_name(shape));
   if (shape->u.seq.n > PK_LIMIT_PICKLE_NDIM)
     return fail(r, ST_E2BIG, "array has %zu dimensions, at most %d (PK_LIMIT_PICKLE_NDIM)",
                 shape->u.seq.n, PK_LIMIT_PICKLE_NDIM);
@@ -481,40 +481,40 @@ static int set_shape(rd *r, pk_value *a, const pk_value *shape, size_t itemsize)
   return 0;
 }
 
-static int attach_data(rd *r, pk_value *a, const pk_value *raw) {
-  if (!raw || raw->type != PK_BYTES) {
-    if (raw && raw->type == PK_LIST)
+static int attach_data(rd *r, pkl_value *a, const pkl_value *raw) {
+  if (!raw || raw->type != PKL_BYTES) {
+    if (raw && raw->type == PKL_LIST)
       return fail(r, ST_EUNSAFE, "object arrays (data given as a list) are not accepted");
-    return fail(r, ST_EFORMAT, "array data must be bytes, got %s", pk_type_name(raw));
+    return fail(r, ST_EFORMAT, "array data must be bytes, got %s", pkl_type_name(raw));
   }
   if (raw->u.s.len != a->u.a.len)
     return fail(r, ST_EFORMAT, "array data is %zu bytes but its shape and dtype need %zu",
                 raw->u.s.len, a->u.a.len);
   a->u.a.data = raw->u.s.p;
-  a->u.a.src_len = raw->u.s.enc == PK_LATIN1 ? raw->u.s.src_len : raw->u.s.len;
+  a->u.a.src_len = raw->u.s.enc == PKL_LATIN1 ? raw->u.s.src_len : raw->u.s.len;
   a->u.a.enc = raw->u.s.enc;
   return 0;
 }
 
 static int reduce(rd *r) {
-  pk_value *args = pop(r);
+  pkl_value *args = pop(r);
   if (!args) return -1;
-  pk_value *fn = pop(r);
+  pkl_value *fn = pop(r);
   if (!fn) return -1;
-  if (fn->type != PK_GLOBAL)
+  if (fn->type != PKL_GLOBAL)
     return fail(r, ST_EUNSAFE, "REDUCE on a %s is not allowed (only allow-listed globals)",
-                pk_type_name(fn));
-  if (args->type != PK_TUPLE)
+                pkl_type_name(fn));
+  if (args->type != PKL_TUPLE)
     return fail(r, ST_EFORMAT, "arguments of %s must be a tuple, got %s", global_name(fn->u.g),
-                pk_type_name(args));
-  pk_value **av = args->u.seq.items;
+                pkl_type_name(args));
+  pkl_value **av = args->u.seq.items;
   size_t ac = args->u.seq.n;
   char tmp[160];
   switch (fn->u.g) {
   case G_RECONSTRUCT: {
-    if (ac != 3 || av[0]->type != PK_GLOBAL || av[0]->u.g != G_NDARRAY)
+    if (ac != 3 || av[0]->type != PKL_GLOBAL || av[0]->u.g != G_NDARRAY)
       return fail(r, ST_EUNSAFE, "_reconstruct accepts only (numpy.ndarray, shape, typecode)");
-    pk_value *a = mk(r, PK_NDARRAY);
+    pkl_value *a = mk(r, PKL_NDARRAY);
     if (!a) return -1;
     a->u.a.ndim = -1;
     return push(r, a);
@@ -523,14 +523,14 @@ static int reduce(rd *r) {
     return fail(r, ST_EUNSAFE, "numpy.ndarray is accepted only as the first argument of _reconstruct");
   case G_DTYPE: {
     if (ac < 1 || ac > 3) return fail(r, ST_EFORMAT, "numpy.dtype takes (code, align, copy)");
-    pk_value *d = mk(r, PK_DTYPE);
+    pkl_value *d = mk(r, PKL_DTYPE);
     if (!d || parse_dtype_code(r, av[0], &d->u.dt)) return -1;
     return push(r, d);
   }
   case G_FROMBUFFER: {
-    if (ac != 4 || av[1]->type != PK_DTYPE)
+    if (ac != 4 || av[1]->type != PKL_DTYPE)
       return fail(r, ST_EFORMAT, "_frombuffer takes (buffer, dtype, shape, order)");
-    pk_value *a = mk(r, PK_NDARRAY);
+    pkl_value *a = mk(r, PKL_NDARRAY);
     if (!a) return -1;
     a->u.a.dt = av[1]->u.dt;
     if (set_shape(r, a, av[2], (size_t)a->u.a.dt.itemsize)) return -1;
@@ -541,19 +541,19 @@ static int reduce(rd *r) {
     return push(r, a);
   }
   case G_SCALAR: {
-    if (ac != 2 || av[0]->type != PK_DTYPE || av[1]->type != PK_BYTES)
+    if (ac != 2 || av[0]->type != PKL_DTYPE || av[1]->type != PKL_BYTES)
       return fail(r, ST_EFORMAT, "numpy scalar takes (dtype, bytes)");
-    pk_dtype dt = av[0]->u.dt;
-    const pk_value *b = av[1];
-    if (b->u.s.enc == PK_LATIN1 || b->u.s.len != (size_t)dt.itemsize)
+    pkl_dtype dt = av[0]->u.dt;
+    const pkl_value *b = av[1];
+    if (b->u.s.enc == PKL_LATIN1 || b->u.s.len != (size_t)dt.itemsize)
       return fail(r, ST_EFORMAT, "numpy scalar of %d bytes given %zu", dt.itemsize, b->u.s.len);
     uint8_t raw[8];
     for (int i = 0; i < dt.itemsize; i++)
       raw[i] = dt.order == '>' ? b->u.s.p[dt.itemsize - 1 - i] : b->u.s.p[i];
     uint64_t u = le(raw, dt.itemsize);
-    pk_value *v;
+    pkl_value *v;
     if (dt.kind == 'f') {
-      v = mk(r, PK_FLOAT);
+      v = mk(r, PKL_FLOAT);
       if (!v) return -1;
       if (dt.itemsize == 4) {
         float f;
@@ -564,7 +564,7 @@ static int reduce(rd *r) {
         memcpy(&v->u.f, &u, 8);
       }
     } else {
-      v = mk(r, dt.kind == 'b' ? PK_BOOL : PK_INT);
+      v = mk(r, dt.kind == 'b' ? PKL_BOOL : PKL_INT);
       if (!v) return -1;
       if (dt.kind == 'i' && dt.itemsize < 8 && (u >> (dt.itemsize * 8 - 1)) & 1)
         u |= ~(uint64_t)0 << (dt.itemsize * 8); /* sign-extend */
@@ -576,13 +576,13 @@ static int reduce(rd *r) {
     return push(r, v);
   }
   case G_ENCODE: {
-    if (ac != 2 || av[0]->type != PK_STR ||
+    if (ac != 2 || av[0]->type != PKL_STR ||
         !(text_eq(av[1], "latin1") || text_eq(av[1], "latin-1")))
       return fail(r, ST_EUNSAFE, "_codecs.encode is accepted only as (str, 'latin1')");
-    const pk_value *s = av[0];
+    const pkl_value *s = av[0];
     if (s->u.s.enc != 1)
       return fail(r, ST_EFORMAT, "_codecs.encode: a code point above 255 cannot be latin-1");
-    pk_value *v = mk(r, PK_BYTES);
+    pkl_value *v = mk(r, PKL_BYTES);
     if (!v) return -1;
     size_t ncp = s->u.s.src_len;
     if (ncp == s->u.s.len) { /* pure ASCII: the bytes themselves */
@@ -591,61 +591,61 @@ static int reduce(rd *r) {
     } else if (ncp <= LATIN1_EAGER_MAX) {
       uint8_t *o = arena_alloc(r->d, ncp ? ncp : 1);
       if (!o) return fail(r, ST_ENOMEM, "out of memory");
-      pk_latin1_narrow(s->u.s.p, s->u.s.len, o, ncp);
+      pkl_latin1_narrow(s->u.s.p, s->u.s.len, o, ncp);
       v->u.s.p = o;
       v->u.s.len = ncp;
     } else {
       v->u.s.p = s->u.s.p;
       v->u.s.len = ncp;
       v->u.s.src_len = s->u.s.len;
-      v->u.s.enc = PK_LATIN1;
+      v->u.s.enc = PKL_LATIN1;
     }
     return push(r, v);
   }
   case G_BYTES: {
     if (ac != 0) return fail(r, ST_EUNSAFE, "bytes is accepted only with no arguments (b'')");
-    pk_value *v = mk(r, PK_BYTES);
+    pkl_value *v = mk(r, PKL_BYTES);
     if (!v) return -1;
     v->u.s.p = (const uint8_t *)"";
     return push(r, v);
   }
   case G_ODICT: {
     if (ac != 0) return fail(r, ST_EUNSAFE, "OrderedDict is accepted only with no arguments");
-    return push(r, mk(r, PK_DICT));
+    return push(r, mk(r, PKL_DICT));
   }
   }
   return fail(r, ST_EINTERNAL, "unknown global");
 }
 
 static int build(rd *r) {
-  pk_value *state = pop(r);
+  pkl_value *state = pop(r);
   if (!state) return -1;
-  pk_value *obj = top(r);
+  pkl_value *obj = top(r);
   if (!obj) return -1;
   char tmp[160];
-  if (obj->type == PK_DTYPE) {
-    if (state->type != PK_TUPLE || state->u.seq.n < 2)
+  if (obj->type == PKL_DTYPE) {
+    if (state->type != PKL_TUPLE || state->u.seq.n < 2)
       return fail(r, ST_EFORMAT, "dtype state must be a tuple (version, byteorder, ...)");
-    pk_value **sv = state->u.seq.items;
-    const pk_value *bo = sv[1];
-    char o = is_text(bo) && bo->u.s.len == 1 && !(bo->type == PK_BYTES && bo->u.s.enc == PK_LATIN1)
+    pkl_value **sv = state->u.seq.items;
+    const pkl_value *bo = sv[1];
+    char o = is_text(bo) && bo->u.s.len == 1 && !(bo->type == PKL_BYTES && bo->u.s.enc == PKL_LATIN1)
                  ? (char)bo->u.s.p[0]
                  : 0;
     if (o != '<' && o != '>' && o != '|' && o != '=')
       return fail(r, ST_EFORMAT, "dtype byte order must be one of < > | =, got %s", show(bo, tmp, sizeof tmp));
     for (size_t i = 2; i < 5 && i < state->u.seq.n; i++)
-      if (sv[i]->type != PK_NONE)
+      if (sv[i]->type != PKL_NONE)
         return fail(r, ST_EFORMAT, "structured or sub-array dtypes are not supported");
     if (obj->u.dt.itemsize > 1) obj->u.dt.order = o == '>' ? '>' : '<';
     return 0;
   }
-  if (obj->type == PK_NDARRAY) {
+  if (obj->type == PKL_NDARRAY) {
     if (obj->u.a.ndim != -1) return fail(r, ST_EFORMAT, "array is already built");
-    if (state->type != PK_TUPLE || (state->u.seq.n != 5 && state->u.seq.n != 4))
+    if (state->type != PKL_TUPLE || (state->u.seq.n != 5 && state->u.seq.n != 4))
       return fail(r, ST_EFORMAT, "array state must be (version, shape, dtype, fortran, data)");
-    pk_value **sv = state->u.seq.items + (state->u.seq.n == 5);
-    if (sv[1]->type != PK_DTYPE)
-      return fail(r, ST_EFORMAT, "array dtype must be a numpy.dtype, got %s", pk_type_name(sv[1]));
+    pkl_value **sv = state->u.seq.items + (state->u.seq.n == 5);
+    if (sv[1]->type != PKL_DTYPE)
+      return fail(r, ST_EFORMAT, "array dtype must be a numpy.dtype, got %s", pkl_type_name(sv[1]));
     obj->u.a.dt = sv[1]->u.dt;
     int64_t f;
     if (get_int(sv[2], &f)) return fail(r, ST_EFORMAT, "array fortran flag must be a bool");
@@ -658,11 +658,11 @@ static int build(rd *r) {
     return 0;
   }
   return fail(r, ST_EUNSAFE, "BUILD on a %s is not allowed (only numpy arrays and dtypes)",
-              pk_type_name(obj));
+              pkl_type_name(obj));
 }
 
 static int memo_put(rd *r, size_t idx) {
-  pk_value *v = top(r);
+  pkl_value *v = top(r);
   if (!v) return -1;
   if (idx >= PK_LIMIT_PICKLE_MEMO || idx >= r->len)
     return fail(r, ST_E2BIG, "memo index %zu out of range (file of %zu bytes, PK_LIMIT_PICKLE_MEMO %u)",
@@ -670,7 +670,7 @@ static int memo_put(rd *r, size_t idx) {
   if (idx >= r->memo_cap) {
     size_t cap = r->memo_cap ? r->memo_cap : 256;
     while (cap <= idx) cap *= 2;
-    pk_value **nm = realloc(r->memo, cap * sizeof *nm);
+    pkl_value **nm = realloc(r->memo, cap * sizeof *nm);
     if (!nm) return fail(r, ST_ENOMEM, "out of memory");
     memset(nm + r->memo_cap, 0, (cap - r->memo_cap) * sizeof *nm);
     r->memo = nm;
@@ -728,25 +728,25 @@ static int run(rd *r) {
       r->marks[r->nmarks++] = r->sp;
       break;
     case '}':
-      if (push(r, mk(r, PK_DICT))) return -1;
+      if (push(r, mk(r, PKL_DICT))) return -1;
       break;
     case ']':
-      if (push(r, mk(r, PK_LIST))) return -1;
+      if (push(r, mk(r, PKL_LIST))) return -1;
       break;
     case ')':
-      if (push(r, mk(r, PK_TUPLE))) return -1;
+      if (push(r, mk(r, PKL_TUPLE))) return -1;
       break;
     case 'a': {
-      pk_value *v = pop(r), *l = v ? top(r) : NULL;
+      pkl_value *v = pop(r), *l = v ? top(r) : NULL;
       if (!l) return -1;
-      if (l->type != PK_LIST) return fail(r, ST_EFORMAT, "APPEND to a %s", pk_type_name(l));
+      if (l->type != PKL_LIST) return fail(r, ST_EFORMAT, "APPEND to a %s", pkl_type_name(l));
       if (seq_add(r, l, v)) return -1;
       break;
     }
     case 's': {
-      pk_value *v = pop(r), *k = v ? pop(r) : NULL, *d = k ? top(r) : NULL;
+      pkl_value *v = pop(r), *k = v ? pop(r) : NULL, *d = k ? top(r) : NULL;
       if (!d) return -1;
-      if (d->type != PK_DICT) return fail(r, ST_EFORMAT, "SETITEM on a %s", pk_type_name(d));
+      if (d->type != PKL_DICT) return fail(r, ST_EFORMAT, "SETITEM on a %s", pkl_type_name(d));
       if (seq_add(r, d, k) || seq_add(r, d, v)) return -1;
       break;
     }
@@ -755,10 +755,10 @@ static int run(rd *r) {
       size_t base = 0;
       if (pop_mark(r, &base)) return -1;
       if (base == floor_(r)) return fail(r, ST_EFORMAT, "no container below the MARK");
-      pk_value *c = r->stack[base - 1];
-      if (op == 'e' && c->type != PK_LIST) return fail(r, ST_EFORMAT, "APPENDS to a %s", pk_type_name(c));
+      pkl_value *c = r->stack[base - 1];
+      if (op == 'e' && c->type != PKL_LIST) return fail(r, ST_EFORMAT, "APPENDS to a %s", pkl_type_name(c));
       if (op == 'u') {
-        if (c->type != PK_DICT) return fail(r, ST_EFORMAT, "SETITEMS on a %s", pk_type_name(c));
+        if (c->type != PKL_DICT) return fail(r, ST_EFORMAT, "SETITEMS on a %s", pkl_type_name(c));
         if ((r->sp - base) % 2) return fail(r, ST_EFORMAT, "odd number of keys and values");
       }
       for (size_t i = base; i < r->sp; i++)
@@ -778,7 +778,7 @@ static int run(rd *r) {
         if (r->sp - floor_(r) < n) return fail(r, ST_EFORMAT, "stack underflow");
         base = r->sp - n;
       }
-      pk_value *t = mk(r, PK_TUPLE);
+      pkl_value *t = mk(r, PKL_TUPLE);
       if (!t) return -1;
       for (size_t i = base; i < r->sp; i++)
         if (seq_add(r, t, r->stack[i])) return -1;
@@ -787,11 +787,11 @@ static int run(rd *r) {
       break;
     }
     case 'N':
-      if (push(r, mk(r, PK_NONE))) return -1;
+      if (push(r, mk(r, PKL_NONE))) return -1;
       break;
     case 0x88:
     case 0x89: {
-      pk_value *v = mk(r, PK_BOOL);
+      pkl_value *v = mk(r, PKL_BOOL);
       if (!v) return -1;
       v->u.i = op == 0x88;
       if (push(r, v)) return -1;
@@ -802,7 +802,7 @@ static int run(rd *r) {
     case 'J': {
       int n = op == 'K' ? 1 : op == 'M' ? 2 : 4;
       if (need(r, (size_t)n)) return -1;
-      pk_value *v = mk(r, PK_INT);
+      pkl_value *v = mk(r, PKL_INT);
       if (!v) return -1;
       uint64_t u = le(r->buf + r->pos, n);
       v->u.i = op == 'J' ? (int64_t)(int32_t)(uint32_t)u : (int64_t)u;
@@ -824,7 +824,7 @@ static int run(rd *r) {
       uint64_t u = le(r->buf + r->pos, (int)n);
       if (n && n < 8 && (r->buf[r->pos + n - 1] & 0x80)) u |= ~(uint64_t)0 << (8 * n);
       r->pos += (size_t)n;
-      pk_value *v = mk(r, PK_INT);
+      pkl_value *v = mk(r, PKL_INT);
       if (!v) return -1;
       v->u.i = (int64_t)u;
       if (push(r, v)) return -1;
@@ -835,7 +835,7 @@ static int run(rd *r) {
       uint64_t u = 0;
       for (int i = 0; i < 8; i++) u = u << 8 | r->buf[r->pos + (size_t)i];
       r->pos += 8;
-      pk_value *v = mk(r, PK_FLOAT);
+      pkl_value *v = mk(r, PKL_FLOAT);
       if (!v) return -1;
       memcpy(&v->u.f, &u, 8);
       if (push(r, v)) return -1;
@@ -846,7 +846,7 @@ static int run(rd *r) {
     case 0x8c: {
       if (need(r, 1)) return -1;
       size_t n = r->buf[r->pos++];
-      if (mk_string(r, op == 0x8c ? PK_STR : PK_BYTES, n)) return -1;
+      if (mk_string(r, op == 0x8c ? PKL_STR : PKL_BYTES, n)) return -1;
       break;
     }
     case 'T':
@@ -859,7 +859,7 @@ static int run(rd *r) {
       if (n > r->len - r->pos)
         return fail(r, ST_EFORMAT, "length %llu is larger than the %zu bytes left",
                     (unsigned long long)n, r->len - r->pos);
-      if (mk_string(r, op == 'X' ? PK_STR : PK_BYTES, (size_t)n)) return -1;
+      if (mk_string(r, op == 'X' ? PKL_STR : PKL_BYTES, (size_t)n)) return -1;
       break;
     }
     case 0x8e:
@@ -871,7 +871,7 @@ static int run(rd *r) {
       if (n > r->len - r->pos)
         return fail(r, ST_EFORMAT, "length %llu is larger than the %zu bytes left",
                     (unsigned long long)n, r->len - r->pos);
-      if (mk_string(r, op == 0x8d ? PK_STR : PK_BYTES, (size_t)n)) return -1;
+      if (mk_string(r, op == 0x8d ? PKL_STR : PKL_BYTES, (size_t)n)) return -1;
       break;
     }
     case 'q':
@@ -899,11 +899,11 @@ static int run(rd *r) {
       if (op_global(r)) return -1;
       break;
     case 0x93: {
-      pk_value *name = pop(r), *mod = name ? pop(r) : NULL;
+      pkl_value *name = pop(r), *mod = name ? pop(r) : NULL;
       if (!mod) return -1;
-      if (mod->type != PK_STR || name->type != PK_STR)
-        return fail(r, ST_EFORMAT, "STACK_GLOBAL needs two str, got %s and %s", pk_type_name(mod),
-                    pk_type_name(name));
+      if (mod->type != PKL_STR || name->type != PKL_STR)
+        return fail(r, ST_EFORMAT, "STACK_GLOBAL needs two str, got %s and %s", pkl_type_name(mod),
+                    pkl_type_name(name));
       if (push_global(r, mod->u.s.p, mod->u.s.len, name->u.s.p, name->u.s.len)) return -1;
       break;
     }
@@ -927,7 +927,7 @@ static int run(rd *r) {
   }
 }
 
-pk_doc *pk_parse(const uint8_t *buf, size_t len, const char *where, st_error *err) {
+pkl_doc *pkl_parse(const uint8_t *buf, size_t len, const char *where, st_error *err) {
   rd r;
   memset(&r, 0, sizeof r);
   r.buf = buf;
@@ -951,32 +951,32 @@ pk_doc *pk_parse(const uint8_t *buf, size_t len, const char *where, st_error *er
   free(r.memo);
   if (rc) {
     if (err && !err->code) st_error_set(err, ST_EINTERNAL, r.where, -1, "parse failed");
-    pk_free(r.d);
+    pkl_free(r.d);
     return NULL;
   }
   return r.d;
 }
 
 /* ---- queries ---- */
-const pk_value *pk_dict_get(const pk_value *d, const char *key) {
-  if (!d || d->type != PK_DICT) return NULL;
+const pkl_value *pkl_dict_get(const pkl_value *d, const char *key) {
+  if (!d || d->type != PKL_DICT) return NULL;
   for (size_t i = d->u.seq.n; i >= 2; i -= 2)
     if (text_eq(d->u.seq.items[i - 2], key)) return d->u.seq.items[i - 1];
   return NULL;
 }
 
-size_t pk_len(const pk_value *v) {
-  return v && (v->type == PK_LIST || v->type == PK_TUPLE) ? v->u.seq.n : 0;
+size_t pkl_len(const pkl_value *v) {
+  return v && (v->type == PKL_LIST || v->type == PKL_TUPLE) ? v->u.seq.n : 0;
 }
 
-size_t pk_bytes_copy(const pk_value *v, uint8_t *out, size_t cap) {
+size_t pkl_bytes_copy(const pkl_value *v, uint8_t *out, size_t cap) {
   if (!is_text(v) || cap < v->u.s.len) return 0;
-  if (v->type == PK_BYTES && v->u.s.enc == PK_LATIN1) pk_latin1_narrow(v->u.s.p, v->u.s.src_len, out, v->u.s.len);
+  if (v->type == PKL_BYTES && v->u.s.enc == PKL_LATIN1) pkl_latin1_narrow(v->u.s.p, v->u.s.src_len, out, v->u.s.len);
   else memcpy(out, v->u.s.p, v->u.s.len);
   return v->u.s.len;
 }
 
-void pk_array_copy(const pk_value *a, uint8_t *dst) {
-  if (a->u.a.enc == PK_LATIN1) pk_latin1_narrow(a->u.a.data, a->u.a.src_len, dst, a->u.a.len);
+void pkl_array_copy(const pkl_value *a, uint8_t *dst) {
+  if (a->u.a.enc == PKL_LATIN1) pkl_latin1_narrow(a->u.a.data, a->u.a.src_len, dst, a->u.a.len);
   else memcpy(dst, a->u.a.data, a->u.a.len);
 }

@@ -108,7 +108,7 @@ static int write_file(const char *path, const char *text, st_error *err) {
   return 0;
 }
 
-int st_pipeline(st_ctx *c, const st_args *a, st_error *err) {
+int pl_pipeline(st_ctx *c, const st_args *a, st_error *err) {
   const char *mode = st_arg_str(a, "mode", NULL);
   const char *source = st_arg_str(a, "source", NULL);
   const char *work = st_arg_str(a, "work", NULL);
@@ -142,7 +142,7 @@ int st_pipeline(st_ctx *c, const st_args *a, st_error *err) {
   }
 
   if (c->session) { /* a pipeline is one timing run */
-    st_session_clear_timings(c->session);
+    ss_session_clear_timings(c->session);
     c->session->run_label[0] = 0;
   }
   char data_dir[4096], tarball[4200], url[4200], man[4200], man_local[4200];
@@ -191,7 +191,7 @@ int st_pipeline(st_ctx *c, const st_args *a, st_error *err) {
         if (rc) return rc;
       }
       /* The manifest download is bookkeeping, not a whitepaper stage. */
-      st_session *s = c->session;
+      ss_session *s = c->session;
       if (s && s->n_timings && strcmp(s->timings[s->n_timings - 1].stage, "download") == 0)
         s->n_timings--;
     } else {

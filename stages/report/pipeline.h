@@ -7,11 +7,11 @@
 
 #include "lib/stage.h"
 
-int st_pipeline(st_ctx *c, const st_args *a, st_error *err);
+int pl_pipeline(st_ctx *c, const st_args *a, st_error *err);
 extern const st_option pipeline_opts[];
 
-#define PIPELINE_ROWS                                                            \
-  {"pipeline", st_pipeline, 0, 0, ST_F_SLOW, "report",                           \
+#define PL_PIPELINE_ROWS                                                            \
+  {"pipeline", pl_pipeline, 0, 0, ST_F_SLOW, "report",                           \
    "%pipeline --mode copy|inplace --source URL|DIR [--work DIR] [--md5 HEX] "    \
    "[--s3 s3://BUCKET/PREFIX] [--epochs N] [--label NAME]",                      \
    "Run the whitepaper's stages in order, then the timing table and chart.",    \

@@ -115,7 +115,7 @@ static int show_run(st_ctx *c, const st_timing *t, size_t n, const char *caption
   sort_records(sorted, n);
   const char *h[] = {"stage", "magic", "seconds", "bytes", "MB/s", "backend"};
   int right[] = {0, 0, 1, 1, 1, 0};
-  st_table *tab = st_table_new(6, h, right);
+  tbl *tab = tbl_new(6, h, right);
   if (!tab) {
     free(sorted);
     return ST_ENOMEM;
@@ -131,7 +131,7 @@ static int show_run(st_ctx *c, const st_timing *t, size_t n, const char *caption
         snprintf(rate, sizeof rate, "%.1f", (double)sorted[i].bytes / sorted[i].seconds / 1e6);
     }
     const char *row[] = {sorted[i].stage, sorted[i].magic, secs, bytes, rate, sorted[i].backend};
-    st_table_add(tab, row, 0);
+    tbl_add(tab, row, 0);
     total += sorted[i].seconds;
     total_bytes += sorted[i].bytes;
   }
@@ -139,9 +139,9 @@ static int show_run(st_ctx *c, const st_timing *t, size_t n, const char *caption
   fmt_secs(secs, sizeof secs, total);
   if (total_bytes) st_fmt_bytes(bytes, sizeof bytes, total_bytes);
   const char *trow[] = {"total", "", secs, bytes, "", ""};
-  st_table_add(tab, trow, 1);
-  int rc = st_table_display(c, tab, caption, NULL, 0);
-  st_table_free(tab);
+  tbl_add(tab, trow, 1);
+  int rc = tbl_display(c, tab, caption, NULL, 0);
+  tbl_free(tab);
   free(sorted);
   return rc;
 }
@@ -192,7 +192,7 @@ static int chart_runs(st_ctx *c, const char *title, const char *la, const st_tim
     m++;
   }
   if (m == 0) return 0;
-  st_chart ch;
+  chart_spec ch;
   memset(&ch, 0, sizeof ch);
   ch.title = title;
   ch.axis_label = "seconds";
@@ -207,19 +207,19 @@ static int chart_runs(st_ctx *c, const char *title, const char *la, const st_tim
   }
   ch.decimals = 2;
   ch.unit = " s";
-  return st_chart_display(c, &ch, err);
+  return chart_display(c, &ch, err);
 }
 
 /* ---- labelled runs --------------------------------------------------------- */
 
-static st_runrec *find_run(st_session *s, const char *label) {
-  for (st_runrec *r = s->runs; r; r = r->next)
+static ss_runrec *find_run(ss_session *s, const char *label) {
+  for (ss_runrec *r = s->runs; r; r = r->next)
     if (strcmp(r->label, label) == 0) return r;
   return NULL;
 }
 
-static int save_run(st_session *s, const char *label) {
-  st_runrec *r = find_run(s, label);
+static int save_run(ss_session *s, const char *label) {
+  ss_runrec *r = find_run(s, label);
   if (!r) {
     r = calloc(1, sizeof *r);
     if (!r) return ST_ENOMEM;
@@ -401,7 +401,7 @@ static int read_record(const char *path, run_view *v, st_error *err) {
 }
 
 /* A run named by label, paper reference, "current", or record file. */
-static int resolve_run(st_session *s, const char *name, run_view *v, st_error *err) {
+static int resolve_run(ss_session *s, const char *name, run_view *v, st_error *err) {
   memset(v, 0, sizeof *v);
   for (size_t i = 0; i < N_PAPER; i++) {
     if (strcmp(name, paper[i].label) == 0) {
@@ -425,7 +425,7 @@ static int resolve_run(st_session *s, const char *name, run_view *v, st_error *e
     snprintf(v->label, sizeof v->label, "%s", s->run_label[0] ? s->run_label : "current");
     return 0;
   }
-  st_runrec *r = find_run(s, name);
+  ss_runrec *r = find_run(s, name);
   if (r) {
     v->t = r->timings;
     v->n = r->n;
@@ -435,7 +435,7 @@ static int resolve_run(st_session *s, const char *name, run_view *v, st_error *e
   if (access(name, F_OK) == 0) return read_record(name, v, err);
   char known[1024] = "";
   size_t len = 0;
-  for (st_runrec *q = s->runs; q && len < sizeof known - 80; q = q->next)
+  for (ss_runrec *q = s->runs; q && len < sizeof known - 80; q = q->next)
     len += (size_t)snprintf(known + len, sizeof known - len, "%s%s", len ? ", " : "", q->label);
   return st_error_set(err, ST_ENOENT, name, -1,
                       "no run with this label and no such record file; labels: %s; "
@@ -459,7 +459,7 @@ static int compare(st_ctx *c, const char *a, const char *b, int chart, st_error 
   stage_sums(vb.t, vb.n, sb, eb);
   const char *h[] = {"stage", va.label, vb.label, "speed-up"};
   int right[] = {0, 1, 1, 1};
-  st_table *tab = st_table_new(4, h, right);
+  tbl *tab = tbl_new(4, h, right);
   if (!tab) {
     view_free(&va);
     view_free(&vb);
@@ -473,7 +473,7 @@ static int compare(st_ctx *c, const char *a, const char *b, int chart, st_error 
     if (eb[k]) fmt_secs(y, sizeof y, sb[k]);
     if (ea[k] && eb[k] && sb[k] > 0) snprintf(r, sizeof r, "%.2fx", sa[k] / sb[k]);
     const char *row[] = {k < N_ORDER ? stage_order[k] : "other", x, y, r};
-    st_table_add(tab, row, 0);
+    tbl_add(tab, row, 0);
     ta += sa[k];
     tb += sb[k];
   }
@@ -482,11 +482,11 @@ static int compare(st_ctx *c, const char *a, const char *b, int chart, st_error 
   fmt_secs(y, sizeof y, tb);
   if (tb > 0) snprintf(r, sizeof r, "%.2fx", ta / tb);
   const char *trow[] = {"total", x, y, r};
-  st_table_add(tab, trow, 1);
+  tbl_add(tab, trow, 1);
   char caption[600];
   snprintf(caption, sizeof caption, "%s vs %s (speed-up = first / second)", va.label, vb.label);
-  rc = st_table_display(c, tab, caption, NULL, 0);
-  st_table_free(tab);
+  rc = tbl_display(c, tab, caption, NULL, 0);
+  tbl_free(tab);
   if (!rc && chart)
     rc = chart_runs(c, "stage timings (seconds)", va.label, va.t, va.n, vb.label, vb.t, vb.n,
                     err);
@@ -495,8 +495,8 @@ static int compare(st_ctx *c, const char *a, const char *b, int chart, st_error 
   return rc ? st_error_set(err, rc, "timings", -1, NULL) : 0;
 }
 
-int st_timings(st_ctx *c, const st_args *a, st_error *err) {
-  st_session *s = c->session;
+int tm_timings(st_ctx *c, const st_args *a, st_error *err) {
+  ss_session *s = c->session;
   if (!s) return st_error_set(err, ST_ESTATE, "timings", -1, "no session");
   const char *label = st_arg_str(a, "label", NULL);
   const char *json = st_arg_str(a, "json", NULL);
@@ -533,7 +533,7 @@ int st_timings(st_ctx *c, const st_args *a, st_error *err) {
     st_printf(c, "timings: wrote %zu stage records to %s\n", s->n_timings, json);
   }
   if (st_arg_has(a, "clear")) {
-    st_session_clear_timings(s);
+    ss_session_clear_timings(s);
     s->run_label[0] = 0;
   }
   return 0;

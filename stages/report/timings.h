@@ -7,11 +7,11 @@
 
 #include "lib/stage.h"
 
-int st_timings(st_ctx *c, const st_args *a, st_error *err);
+int tm_timings(st_ctx *c, const st_args *a, st_error *err);
 extern const st_option timings_opts[];
 
-#define TIMINGS_ROWS                                                           \
-  {"timings", st_timings, 0, 0, 0, "report",                                   \
+#define TM_TIMINGS_ROWS                                                           \
+  {"timings", tm_timings, 0, 0, 0, "report",                                   \
    "%timings [--chart] [--json PATH] [--label NAME] [--compare A B] [--clear]", \
    "Table (and chart) of every stage timed in this session, in the "          \
    "whitepaper's stage order.",                                                \

@@ -1736,7 +1736,7 @@ out:
 static void show_table(upload *u, const char *url) {
   const char *hd[] = {"key", "size", "ETag", "parts", "status"};
   int right[] = {0, 1, 0, 1, 0};
-  st_table *t = st_table_new(5, hd, right);
+  tbl *t = tbl_new(5, hd, right);
   if (!t) return;
   size_t shown = 0;
   uint64_t bytes = 0;
@@ -1749,7 +1749,7 @@ static void show_table(upload *u, const char *url) {
     snprintf(parts, sizeof parts, "%d", o->nparts ? o->nparts : 1);
     const char *row[] = {o->key, size, o->etag, parts,
                          o->state == OBJ_SKIPPED ? "skipped" : o->state == OBJ_UPLOADED ? "uploaded" : "-"};
-    st_table_add(t, row, 0);
+    tbl_add(t, row, 0);
     shown++;
   }
   char more[64] = "", total[32], nf[128];
@@ -1757,11 +1757,11 @@ static void show_table(upload *u, const char *url) {
   snprintf(total, sizeof total, "%llu", (unsigned long long)bytes);
   snprintf(nf, sizeof nf, "%zu objects%s", u->nobj, more);
   const char *tr[] = {nf, total, "", "", ""};
-  st_table_add(t, tr, 1);
+  tbl_add(t, tr, 1);
   char cap[1400];
   snprintf(cap, sizeof cap, "upload to %s", url);
-  st_table_display(u->c, t, cap, NULL, 0);
-  st_table_free(t);
+  tbl_display(u->c, t, cap, NULL, 0);
+  tbl_free(t);
 }
 
 static void upload_free(upload *u) {
@@ -1915,7 +1915,7 @@ int s3_ls(st_ctx *c, const st_args *a, st_error *err) {
   if (rc) return rc;
   const char *hd[] = {"key", "size", "ETag", "last modified"};
   int right[] = {0, 1, 0, 0};
-  st_table *t = st_table_new(4, hd, right);
+  tbl *t = tbl_new(4, hd, right);
   uint64_t bytes = 0;
   for (size_t i = 0; i < ls.n; i++) {
     bytes += ls.items[i].size;
@@ -1924,18 +1924,18 @@ int s3_ls(st_ctx *c, const st_args *a, st_error *err) {
     snprintf(size, sizeof size, "%llu", (unsigned long long)ls.items[i].size);
     unquote(ls.items[i].etag, etag, sizeof etag);
     const char *row[] = {ls.items[i].key, size, etag, ls.items[i].modified};
-    st_table_add(t, row, 0);
+    tbl_add(t, row, 0);
   }
   char nobj[64], total[32];
   snprintf(nobj, sizeof nobj, "%zu objects%s", ls.n, (long long)ls.n > max ? " (not all shown)" : "");
   snprintf(total, sizeof total, "%llu", (unsigned long long)bytes);
   const char *tr[] = {nobj, total, "", ""};
   if (t) {
-    st_table_add(t, tr, 1);
+    tbl_add(t, tr, 1);
     char cap[1200];
     snprintf(cap, sizeof cap, "s3://%s/%s", bucket, prefix);
-    st_table_display(c, t, cap, NULL, 0);
-    st_table_free(t);
+    tbl_display(c, t, cap, NULL, 0);
+    tbl_free(t);
   }
   char sz[32];
   st_fmt_bytes(sz, sizeof sz, bytes);

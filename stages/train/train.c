@@ -50,7 +50,7 @@ typedef struct tr_model {
 
 static void model_free(void *p) { free(p); }
 
-static tr_model *session_model(st_session *s) {
+static tr_model *session_model(ss_session *s) {
   if (!s->trainer) {
     tr_model *m = calloc(1, sizeof *m);
     if (!m) return NULL;
@@ -337,8 +337,8 @@ int tr_train(st_ctx *c, const st_args *a, st_error *err) {
   const char *losses_path = st_arg_str(a, "losses", NULL);
   FILE *lossf = NULL;
 
-  st_session *ss = c->session;
-  st_dataset *ds = ss ? st_session_dataset(ss, dsname) : NULL;
+  ss_session *ss = c->session;
+  ss_dataset *ds = ss ? ss_session_dataset(ss, dsname) : NULL;
   if (!ds)
     return st_error_set(err, ST_ESTATE, dsname ? dsname : "%train", -1,
                         dsname ? "no dataset of that name: run %%load DIR --name %s first"
@@ -488,14 +488,14 @@ int tr_train(st_ctx *c, const st_args *a, st_error *err) {
                 100.0 * (double)correct / (double)tn);
       static const char *const hdr[] = {"class", "correct", "images", "accuracy"};
       static const int right[] = {0, 1, 1, 1};
-      st_table *t = st_table_new(4, hdr, right);
+      tbl *t = tbl_new(4, hdr, right);
       for (int k = 0; t && k < CNN_CLASSES; k++) {
         char a1[32], a2[32], a3[32];
         snprintf(a1, sizeof a1, "%zu", cc[k]);
         snprintf(a2, sizeof a2, "%zu", ct[k]);
         snprintf(a3, sizeof a3, ct[k] ? "%.1f %%" : "-", ct[k] ? 100.0 * (double)cc[k] / (double)ct[k] : 0.0);
         const char *row[] = {names[k], a1, a2, a3};
-        st_table_add(t, row, 0);
+        tbl_add(t, row, 0);
       }
       if (t) {
         char a1[32], a2[32], a3[32];
@@ -503,9 +503,9 @@ int tr_train(st_ctx *c, const st_args *a, st_error *err) {
         snprintf(a2, sizeof a2, "%zu", tn);
         snprintf(a3, sizeof a3, "%.1f %%", 100.0 * (double)correct / (double)tn);
         const char *row[] = {"all", a1, a2, a3};
-        st_table_add(t, row, 1);
-        st_table_display(c, t, "Test accuracy per class", NULL, 0);
-        st_table_free(t);
+        tbl_add(t, row, 1);
+        tbl_display(c, t, "Test accuracy per class", NULL, 0);
+        tbl_free(t);
       }
     }
     free(pred);

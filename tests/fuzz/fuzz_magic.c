@@ -47,7 +47,7 @@ static void text_none(st_ctx *c, const char *text) {
 static int g_suggested;
 
 static const char *lookup(void *ud, const char *name) {
-  return st_session_get(ud, name);
+  return ss_session_get(ud, name);
 }
 
 /* The magics that may run here: no files, sockets, environment or sleeps. */
@@ -112,13 +112,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!err.code) abort();
     return 0;
   }
-  st_session *sess = st_session_new();
+  ss_session *sess = ss_session_new();
   if (!sess) return 0;
-  st_session_set(sess, "A", "alpha");
-  st_session_set(sess, "EMPTY", "");
-  st_session_set(sess, "SPACED", "two words");
-  st_session_set(sess, "QUOTES", "'\"\\$A ${A}");
-  st_session_set(sess, "DIR", "data/cifar-10-batches-py");
+  ss_session_set(sess, "A", "alpha");
+  ss_session_set(sess, "EMPTY", "");
+  ss_session_set(sess, "SPACED", "two words");
+  ss_session_set(sess, "QUOTES", "'\"\\$A ${A}");
+  ss_session_set(sess, "DIR", "data/cifar-10-batches-py");
   st_ctx c;
   memset(&c, 0, sizeof c);
   c.session = sess;
@@ -137,6 +137,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     line_through(&c, l->text, l->body, &err);
   }
   mg_cell_free(&cell);
-  st_session_free(sess);
+  ss_session_free(sess);
   return 0;
 }

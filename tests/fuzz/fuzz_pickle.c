@@ -15,23 +15,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   st_error err;
   st_error_clear(&err);
-  pk_doc *d = pk_parse(data, size, "fuzz", &err);
+  pkl_doc *d = pkl_parse(data, size, "fuzz", &err);
   if (!d) {
     if (!err.code) abort(); /* a failure must say why */
     return 0;
   }
   ld_batch b;
   st_error_clear(&err);
-  if (ld_batch_check(pk_root(d), "fuzz", 0, &b, &err) == 0) {
+  if (ld_batch_check(pkl_root(d), "fuzz", 0, &b, &err) == 0) {
     uint8_t *px = malloc(b.data->u.a.len ? b.data->u.a.len : 1);
-    if (px) pk_array_copy(b.data, px);
+    if (px) pkl_array_copy(b.data, px);
     free(px);
     free(b.labels);
   }
   char **names;
   int n;
   st_error_clear(&err);
-  if (ld_meta_names(pk_root(d), "fuzz", &names, &n, &err) == 0) ld_names_free(names, n);
-  pk_free(d);
+  if (ld_meta_names(pkl_root(d), "fuzz", &names, &n, &err) == 0) ld_names_free(names, n);
+  pkl_free(d);
   return 0;
 }
