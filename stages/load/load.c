@@ -1,5 +1,5 @@
 /*
- * load.c -- %load, %meta, %preview (stages 5, 6 and 8).
+ * load.c -- %load (stage 5).
  *
  * %load maps each batch file, parses it with the safe reader (pickle.c),
  * which touches the small parts (keys, labels, filenames) and only records
@@ -7,6 +7,7 @@
  * once into one contiguous N x 3072 block while this thread computes the
  * md5 in file order behind them.
  */
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -21,29 +22,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "lib/chart.h"
 #include "lib/limits.h"
 #include "lib/mapguard.h"
-#include "load.h"
-#include "lib/png.h"
 #include "lib/session.h"
-#include "lib/table.h"
+#include "load.h"
 
 const st_option ld_load_opts[] = {
     {"split", 1, "SPLIT", "train, test or all (default all)"},
     {"name", 1, "NAME", "name of the dataset in the session (default cifar10)"},
     {"no-md5", 0, NULL, "skip the checksums of the loaded bytes"},
     {NULL, 0, NULL, NULL}};
-const st_option ld_meta_opts[] = {
-    {"name", 1, "NAME", "dataset to count (default: the last loaded)"},
-    {NULL, 0, NULL, NULL}};
-const st_option ld_preview_opts[] = {
-    {"n", 1, "N", "number of images (default 4)"},
-    {"seed", 1, "S", "random seed (default: a new one, printed)"},
-    {"split", 1, "SPLIT", "train or test (default train)"},
-    {"scale", 1, "K", "nearest-neighbour upscaling (default 4)"},
-    {"name", 1, "NAME", "dataset (default: the last loaded)"},
-    {NULL, 0, NULL, NULL}};
+
 
 #define FOLDER "cifar-10-batches-py"
 
@@ -157,54 +146,6 @@ int ld_batch_check(const pkl_value *root, const char *where, int n_classes, ld_b
   b->data = data;
   b->n = n;
   b->labels = out;
-  return 0;
-}
-
-void ld_names_free(char **names, int n) {
-  for (int i = 0; names && i < n; i++) free(names[i]);
-  free(names);
-}
-
-int ld_meta_names(const pkl_value *root, const char *where, char ***names, int *n,
-                  st_error *err) {
-  *names = NULL;
-  *n = 0;
-  if (!root || root->type != PKL_DICT)
-    return st_error_set(err, ST_EFORMAT, where, -1, "expected a dict at the top, got %s",
-                        pkl_type_name(root));
-  const pkl_value *l = pkl_dict_get(root, "label_names");
-  if (!l) return st_error_set(err, ST_EFORMAT, where, -1, "key 'label_names' is missing");
-  if (l->type != PKL_LIST && l->type != PKL_TUPLE)
-    return st_error_set(err, ST_EFORMAT, where, (long long)l->offset,
-                        "key 'label_names' holds a %s, expected a list of strings", pkl_type_name(l));
-  size_t cnt = l->u.seq.n;
-  if (cnt == 0 || cnt > PK_LIMIT_LOAD_CLASSES)
-    return st_error_set(err, cnt ? ST_E2BIG : ST_EFORMAT, where, (long long)l->offset,
-                        "%zu label names; expected 1 to %d", cnt, PK_LIMIT_LOAD_CLASSES);
-  char **out = calloc(cnt, sizeof *out);
-  if (!out) return st_error_set(err, ST_ENOMEM, where, -1, "out of memory");
-  for (size_t i = 0; i < cnt; i++) {
-    const pkl_value *s = l->u.seq.items[i];
-    if ((s->type != PKL_STR && s->type != PKL_BYTES) || s->u.s.len > 256) {
-      ld_names_free(out, (int)cnt);
-      return st_error_set(err, ST_EFORMAT, where, (long long)s->offset,
-                          "label_names[%zu] is a %s, expected a short string", i, pkl_type_name(s));
-    }
-    out[i] = malloc(s->u.s.len + 1);
-    if (!out[i]) {
-      ld_names_free(out, (int)cnt);
-      return st_error_set(err, ST_ENOMEM, where, -1, "out of memory");
-    }
-    pkl_bytes_copy(s, (uint8_t *)out[i], s->u.s.len);
-    out[i][s->u.s.len] = 0;
-    if (strlen(out[i]) != s->u.s.len) {
-      ld_names_free(out, (int)cnt);
-      return st_error_set(err, ST_EFORMAT, where, (long long)s->offset,
-                          "label_names[%zu] contains a NUL byte", i);
-    }
-  }
-  *names = out;
-  *n = (int)cnt;
   return 0;
 }
 
@@ -341,7 +282,7 @@ static int list_train(const char *root, lfile **out, size_t *nout, st_error *err
 }
 
 /* Parse a whole small file (batches.meta) into names. */
-static int read_meta(const char *root, char ***names, int *n, st_error *err) {
+int ld_read_meta(const char *root, char ***names, int *n, st_error *err) {
   char path[4200];
   snprintf(path, sizeof path, "%s/batches.meta", root);
   uint8_t *map;
@@ -588,7 +529,7 @@ int ld_load(st_ctx *c, const st_args *a, st_error *err) {
   struct stat st;
   snprintf(meta, sizeof meta, "%s/batches.meta", root);
   if (stat(meta, &st) == 0) {
-    rc = read_meta(root, &d->label_names, &d->n_classes, err);
+    rc = ld_read_meta(root, &d->label_names, &d->n_classes, err);
     if (rc) goto out;
   }
 
@@ -656,246 +597,4 @@ out_files:
 out:
   ss_dataset_free(d);
   return rc;
-}
-
-/* ------------------------------------------------------------------ */
-/* %meta                                                               */
-/* ------------------------------------------------------------------ */
-int ld_meta(st_ctx *c, const st_args *a, st_error *err) {
-  const char *name = st_arg_str(a, "name", NULL);
-  ss_dataset *d = ss_session_dataset(c->session, name);
-  if (name && !d) return st_error_set(err, ST_ESTATE, "meta", -1, "no dataset named %s", name);
-  const char *dir = a->npos ? a->pos[0] : d ? d->root : NULL;
-  if (!dir) return st_error_set(err, ST_EINVAL, "meta", -1, "usage: %%meta DIR (nothing loaded yet)");
-  double t0 = st_now();
-  char root[4096];
-  int rc = ld_resolve_root(dir, root, sizeof root, err);
-  if (rc) return rc;
-  char **names = NULL;
-  int nn = 0;
-  rc = read_meta(root, &names, &nn, err);
-  if (rc) return rc;
-  if (d && a->npos && strcmp(d->root, root) != 0)
-    st_eprintf(c, "meta: note: dataset %s was loaded from %s\n", d->name, d->root);
-
-  int loaded = d && (d->train.n || d->test.n);
-  size_t rows = (size_t)nn;
-  if (loaded) {
-    for (size_t i = 0; i < d->train.n; i++) if (d->train.labels[i] >= rows) rows = d->train.labels[i] + 1u;
-    for (size_t i = 0; i < d->test.n; i++) if (d->test.labels[i] >= rows) rows = d->test.labels[i] + 1u;
-  }
-  double *ctrain = calloc(rows, sizeof *ctrain), *ctest = calloc(rows, sizeof *ctest);
-  char **lab = calloc(rows, sizeof *lab);
-  tbl *t = NULL;
-  if (!ctrain || !ctest || !lab) {
-    rc = st_error_set(err, ST_ENOMEM, "meta", -1, "out of memory");
-    goto done;
-  }
-  if (loaded) {
-    for (size_t i = 0; i < d->train.n; i++) ctrain[d->train.labels[i]]++;
-    for (size_t i = 0; i < d->test.n; i++) ctest[d->test.labels[i]]++;
-  }
-  static const char *const hdr_full[] = {"label", "name", "train", "test", "total"};
-  static const int right_full[] = {1, 0, 1, 1, 1};
-  int ncols = loaded ? 5 : 2;
-  t = tbl_new(ncols, hdr_full, right_full);
-  if (!t) {
-    rc = st_error_set(err, ST_ENOMEM, "meta", -1, "out of memory");
-    goto done;
-  }
-  double sum_tr = 0, sum_te = 0;
-  for (size_t i = 0; i < rows; i++) {
-    char num[24], tr[24], te[24], tot[24], unnamed[32];
-    snprintf(num, sizeof num, "%zu", i);
-    snprintf(unnamed, sizeof unnamed, "(label %zu)", i);
-    lab[i] = i < (size_t)nn ? names[i] : NULL;
-    if (!lab[i]) lab[i] = strdup(unnamed);
-    snprintf(tr, sizeof tr, "%.0f", ctrain[i]);
-    snprintf(te, sizeof te, "%.0f", ctest[i]);
-    snprintf(tot, sizeof tot, "%.0f", ctrain[i] + ctest[i]);
-    sum_tr += ctrain[i];
-    sum_te += ctest[i];
-    const char *cells[5] = {num, lab[i] ? lab[i] : unnamed, tr, te, tot};
-    tbl_add(t, cells, 0);
-  }
-  if (loaded) {
-    char tr[24], te[24], tot[24];
-    snprintf(tr, sizeof tr, "%.0f", sum_tr);
-    snprintf(te, sizeof te, "%.0f", sum_te);
-    snprintf(tot, sizeof tot, "%.0f", sum_tr + sum_te);
-    const char *cells[5] = {"", "all", tr, te, tot};
-    tbl_add(t, cells, 1);
-  }
-  char caption[4300];
-  snprintf(caption, sizeof caption, "%s/batches.meta: %d classes%s%s", root, nn,
-           loaded ? "; images per class of dataset " : "", loaded ? d->name : "");
-  tbl_display(c, t, caption, NULL, 0);
-  if (loaded) {
-    chart_spec ch = {0};
-    ch.title = "Images per class";
-    ch.axis_label = "images";
-    ch.n = (int)rows;
-    ch.labels = (const char *const *)lab;
-    int k = 0;
-    if (d->train.n) { ch.values[k] = ctrain; ch.series[k++] = "train"; }
-    if (d->test.n) { ch.values[k] = ctest; ch.series[k++] = "test"; }
-    rc = chart_display(c, &ch, err);
-    if (rc) goto done;
-  } else {
-    st_printf(c, "no images loaded: run %%load DIR to count the images per class\n");
-  }
-  if (d) { /* keep the names for %preview */
-    ld_names_free(d->label_names, d->n_classes);
-    d->label_names = names;
-    d->n_classes = nn;
-    names = NULL;
-  }
-  st_timing_add(c, "meta", "meta", st_now() - t0, 0, (uint64_t)nn, "pickle-reader", NULL);
-done:
-  if (lab)
-    for (size_t i = 0; i < rows; i++)
-      if (i >= (size_t)nn) free(lab[i]);
-  free(lab);
-  free(ctrain);
-  free(ctest);
-  tbl_free(t);
-  ld_names_free(names, nn);
-  return rc;
-}
-
-/* ------------------------------------------------------------------ */
-/* %preview                                                            */
-/* ------------------------------------------------------------------ */
-uint8_t *ld_grid_rgb(const uint8_t *pixels, const size_t *idx, int n, int scale, uint8_t pad,
-                     int *w, int *h) {
-  const int nrow = 8, padding = 2, cell = 32 + padding;
-  int xmaps = n < nrow ? n : nrow, ymaps = (n + xmaps - 1) / xmaps;
-  int gw = xmaps * cell + padding, gh = ymaps * cell + padding;
-  int W = gw * scale, H = gh * scale;
-  uint8_t *out = malloc((size_t)W * (size_t)H * 3);
-  if (!out) return NULL;
-  memset(out, pad, (size_t)W * (size_t)H * 3);
-  for (int k = 0; k < n; k++) {
-    const uint8_t *img = pixels + idx[k] * SS_IMAGE_BYTES;
-    int ox = (k % xmaps) * cell + padding, oy = (k / xmaps) * cell + padding;
-    for (int y = 0; y < 32; y++)
-      for (int x = 0; x < 32; x++) {
-        uint8_t px[3] = {img[y * 32 + x], img[1024 + y * 32 + x], img[2048 + y * 32 + x]};
-        for (int dy = 0; dy < scale; dy++) {
-          uint8_t *row = out + ((size_t)((oy + y) * scale + dy) * (size_t)W + (size_t)(ox + x) * (size_t)scale) * 3;
-          for (int dx = 0; dx < scale; dx++) memcpy(row + dx * 3, px, 3);
-        }
-      }
-  }
-  *w = W;
-  *h = H;
-  return out;
-}
-
-static uint64_t splitmix(uint64_t *s) {
-  uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
-static uint64_t below(uint64_t *s, uint64_t n) { /* uniform in [0, n) */
-  uint64_t lim = UINT64_MAX - UINT64_MAX % n;
-  for (;;) {
-    uint64_t r = splitmix(s);
-    if (r < lim) return r % n;
-  }
-}
-
-static const char *const cifar_names[] = {"airplane", "automobile", "bird", "cat", "deer",
-                                          "dog", "frog", "horse", "ship", "truck"};
-static const char *const short_names[] = {"plane", "car", "bird", "cat", "deer",
-                                          "dog", "frog", "horse", "ship", "truck"};
-
-static int standard_names(const ss_dataset *d) {
-  if (d->n_classes != 10 || !d->label_names) return 0;
-  for (int i = 0; i < 10; i++)
-    if (strcmp(d->label_names[i], cifar_names[i]) != 0) return 0;
-  return 1;
-}
-
-int ld_preview(st_ctx *c, const st_args *a, st_error *err) {
-  const char *name = st_arg_str(a, "name", NULL);
-  ss_dataset *d = ss_session_dataset(c->session, name);
-  if (!d)
-    return st_error_set(err, ST_ESTATE, "preview", -1,
-                        name ? "no dataset named %s: run %%load DIR --name %s first"
-                             : "no dataset loaded: run %%load DIR first%s%s",
-                        name ? name : "", name ? name : "");
-  const char *split = st_arg_str(a, "split", "train");
-  ss_split *sp = strcmp(split, "train") == 0 ? &d->train : strcmp(split, "test") == 0 ? &d->test : NULL;
-  if (!sp) return st_error_set(err, ST_EINVAL, "preview", -1, "--split must be train or test, not '%s'", split);
-  if (!sp->n)
-    return st_error_set(err, ST_ESTATE, "preview", -1, "the %s split of %s is not loaded", split, d->name);
-  long long n, scale, seed;
-  int rc = st_arg_int(a, "n", 4, 1, PK_LIMIT_PREVIEW_IMAGES, &n, err);
-  if (!rc) rc = st_arg_int(a, "scale", 4, 1, PK_LIMIT_PREVIEW_SCALE, &scale, err);
-  if (rc) return rc;
-  if ((size_t)n > sp->n)
-    return st_error_set(err, ST_EINVAL, "preview", -1, "--n %lld but the %s split has %zu images", n,
-                        split, sp->n);
-  if (st_arg_has(a, "seed")) {
-    rc = st_arg_int(a, "seed", 0, 0, INT64_MAX, &seed, err);
-    if (rc) return rc;
-  } else {
-    uint32_t r = 0;
-    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || read(fd, &r, sizeof r) != (ssize_t)sizeof r)
-      r = (uint32_t)(st_now() * 1e6) ^ (uint32_t)getpid();
-    if (fd >= 0) close(fd);
-    seed = (long long)(r % 1000000000u);
-  }
-  double t0 = st_now();
-  /* n distinct indices, in draw order */
-  size_t idx[PK_LIMIT_PREVIEW_IMAGES];
-  uint64_t s = (uint64_t)seed;
-  for (int k = 0; k < n; k++) {
-    for (;;) {
-      size_t v = (size_t)below(&s, sp->n);
-      int dup = 0;
-      for (int j = 0; j < k; j++) dup |= idx[j] == v;
-      if (!dup) {
-        idx[k] = v;
-        break;
-      }
-    }
-  }
-  int w, h;
-  uint8_t *rgb = ld_grid_rgb(sp->pixels, idx, (int)n, (int)scale, 128, &w, &h);
-  if (!rgb) return st_error_set(err, ST_ENOMEM, "preview", -1, "out of memory");
-  uint8_t *png = NULL;
-  size_t plen = 0;
-  rc = pngenc_rgb(rgb, w, h, &png, &plen, err);
-  free(rgb);
-  if (rc) return rc;
-  char alt[256];
-  snprintf(alt, sizeof alt, "<%lld %s images of %s: %dx%d PNG grid>", n, split, d->name, w, h);
-  st_mime m[2] = {{"image/png", png, plen, w, h}, {"text/plain", alt, strlen(alt), 0, 0}};
-  st_display(c, m, 2, NULL);
-  free(png);
-
-  const char *const *cls = standard_names(d) ? short_names
-                           : d->label_names ? (const char *const *)d->label_names : NULL;
-  char line[PK_LIMIT_PREVIEW_IMAGES * 24];
-  size_t o = 0;
-  for (int k = 0; k < n && o < sizeof line; k++) {
-    uint8_t lb = sp->labels[idx[k]];
-    char num[8];
-    snprintf(num, sizeof num, "%u", lb);
-    const char *nm = cls && lb < d->n_classes ? cls[lb] : num;
-    o += (size_t)snprintf(line + o, sizeof line - o, "%s%9s", k ? " " : "", nm);
-  }
-  st_printf(c, "%s\n", line);
-  char ix[PK_LIMIT_PREVIEW_IMAGES * 12];
-  o = 0;
-  for (int k = 0; k < n && o < sizeof ix; k++)
-    o += (size_t)snprintf(ix + o, sizeof ix - o, "%s%zu", k ? " " : "", idx[k]);
-  st_printf(c, "preview: %s images %s; seed %lld (repeat with --seed %lld)\n", split, ix, seed, seed);
-  st_timing_add(c, "preview", "preview", st_now() - t0, (uint64_t)plen, (uint64_t)n, "libpng", NULL);
-  return 0;
 }

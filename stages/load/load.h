@@ -1,5 +1,6 @@
 /*
- * load.h -- %load, %meta, %preview: stages 5, 6 and 8 of the workflow.
+ * load.h -- %load (load.c), %meta (meta.c), %preview (preview.c): stages 5, 6
+ * and 8 of the workflow, over the safe pickle reader (pickle.c).
  */
 #ifndef PK_LOAD_H
 #define PK_LOAD_H
@@ -33,6 +34,10 @@ int ld_batch_check(const pkl_value *root, const char *where, int n_classes, ld_b
 int ld_meta_names(const pkl_value *root, const char *where, char ***names, int *n,
                   st_error *err);
 void ld_names_free(char **names, int n);
+
+/* label_names of DIR/batches.meta (root as ld_resolve_root gives it), as
+ * ld_meta_names. */
+int ld_read_meta(const char *root, char ***names, int *n, st_error *err);
 
 /* The folder holding the batch files: DIR/cifar-10-batches-py when that is
  * a folder, else DIR. */
