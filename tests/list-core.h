@@ -12,4 +12,5 @@
   XX(builtins_run, 10)                                                         \
   XX(progress_throttle, 10)                                                    \
   XX(table_render, 10)                                                         \
-  XX(format_bytes_and_rates, 10)
+  XX(format_bytes_and_rates, 10)                                               \
+  XX(dynbuf_caps, 10)

@@ -7,7 +7,9 @@
 #include <unistd.h>
 
 #include "../kernel/magic.h"
+#include "lib/dynbuf.h"
 #include "lib/session.h"
+#include "lib/strv.h"
 #include "task.h"
 
 /* ---- a capturing context ---- */
@@ -378,5 +380,57 @@ TEST_IMPL(format_bytes_and_rates) {
   ASSERT_STR_EQ(b, "500 B/s");
   st_fmt_rate(b, sizeof b, 1, 0);
   ASSERT_STR_EQ(b, "-- MB/s");
+  return 0;
+}
+
+/* The one growable buffer: grows, stays NUL-terminated, refuses past its
+ * cap with ST_E2BIG (sticky, nothing of the refused add kept), takes. */
+TEST_IMPL(dynbuf_caps) {
+  dynbuf b = DYN_INIT(10);
+  ASSERT_EQ(dyn_puts(&b, "abc"), 0);
+  ASSERT_EQ(dyn_printf(&b, "%d-%s", 42, "x"), 0);
+  ASSERT_STR_EQ(b.p, "abc42-x");
+  ASSERT_EQ(b.len, 7);
+  ASSERT_EQ(dyn_printf(&b, "%s", "toolong"), ST_E2BIG);
+  ASSERT_STR_EQ(b.p, "abc42-x"); /* the refused piece is not kept */
+  ASSERT_EQ(dyn_putc(&b, 'z'), ST_E2BIG); /* sticky */
+  ASSERT(b.cap <= 11);
+  ASSERT(dyn_take(&b, NULL) == NULL); /* failed: freed */
+  ASSERT(b.p == NULL && b.len == 0 && b.max == 10 && b.err == 0);
+
+  size_t n = 99;
+  char *e = dyn_take(&b, &n); /* nothing added: "" */
+  ASSERT(e && e[0] == 0 && n == 0);
+  free(e);
+
+  dynbuf big = DYN_INIT(1u << 20);
+  for (int i = 0; i < 10000; i++) ASSERT_EQ(dyn_printf(&big, "%04d", i % 10000), 0);
+  ASSERT_EQ(big.len, 40000);
+  ASSERT(memcmp(big.p + 39996, "9999", 5) == 0);
+  char *r = dyn_reserve(&big, 100);
+  ASSERT(r == big.p + big.len);
+  memcpy(r, "hello", 5);
+  dyn_commit(&big, 5);
+  ASSERT_EQ(big.len, 40005);
+  ASSERT_STR_EQ(big.p + 40000, "hello");
+  dyn_reset(&big);
+  ASSERT(big.len == 0 && big.p[0] == 0);
+  ASSERT(dyn_reserve(&big, (1u << 20) + 1) == NULL && big.err == ST_E2BIG);
+  dyn_free(&big);
+  dyn_free(&big); /* freed twice: a no-op */
+
+  int *arr = NULL;
+  size_t cap = 0;
+  ASSERT_EQ(dyn_grow_array(&arr, &cap, 17, sizeof *arr, 100), 0);
+  ASSERT(cap >= 17 && cap <= 100);
+  ASSERT_EQ(dyn_grow_array(&arr, &cap, 101, sizeof *arr, 100), ST_E2BIG);
+  ASSERT(cap >= 17 && cap <= 100); /* as it was */
+  free(arr);
+
+  strv l = {0};
+  ASSERT_EQ(strv_push(&l, "abcdef", 3), 0);
+  ASSERT_STR_EQ(l.v[0], "abc");
+  strv_free(&l);
+  strv_free(&l);
   return 0;
 }

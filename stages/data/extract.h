@@ -22,6 +22,7 @@
 #include <sys/types.h>
 
 #include "lib/stage.h"
+#include "lib/strv.h"
 
 int dx_extract(st_ctx *c, const st_args *a, st_error *err);
 extern const st_option dx_extract_opts[];

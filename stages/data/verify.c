@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "lib/limits.h"
+#include "lib/strv.h"
 #include "md5.h"
 #include "lib/table.h"
 

@@ -165,27 +165,6 @@ void st_progress_view_of(const st_progress *p, st_progress_view *v) {
   v->bar[30] = 0;
 }
 
-int strv_push(strv *l, const char *s, size_t len) {
-  if (l->n == l->cap) {
-    size_t nc = l->cap ? l->cap * 2 : 16;
-    char **nv = realloc(l->v, nc * sizeof *nv);
-    if (!nv) return -1;
-    l->v = nv;
-    l->cap = nc;
-  }
-  char *p = strndup(s, len);
-  if (!p) return -1;
-  l->v[l->n++] = p;
-  return 0;
-}
-
-void strv_free(strv *l) {
-  for (size_t i = 0; i < l->n; i++) free(l->v[i]);
-  free(l->v);
-  l->v = NULL;
-  l->n = l->cap = 0;
-}
-
 void st_fmt_bytes(char *buf, size_t cap, uint64_t bytes) {
   double b = (double)bytes;
   if (b >= 1e9) snprintf(buf, cap, "%.2f GB", b / 1e9);

@@ -198,15 +198,6 @@ typedef struct st_progress_view {
 } st_progress_view;
 void st_progress_view_of(const st_progress *p, st_progress_view *v);
 
-/* A growable list of strings, each its own copy (free with strv_free). */
-typedef struct strv {
-  char **v;
-  size_t n, cap;
-} strv;
-/* Appends a copy of s[0..len); 0, or -1 out of memory (the list as it was). */
-int strv_push(strv *l, const char *s, size_t len);
-void strv_free(strv *l);
-
 /* A timing record. `stage` is the whitepaper row ("download", "integrity",
  * "extract", "verify", "pickled", "meta", "upload", "preview", "train") or
  * the magic's name; copied into the session. */
