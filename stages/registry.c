@@ -6,12 +6,12 @@
  * flags, group, usage, one-line summary, help text, options.
  * Keep each group's rows together, in the whitepaper's stage order.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "builtin/builtins.h"
+#include "lib/dynbuf.h"
 #include "lib/stage.h"
 #include "report/pipeline.h"
 #include "report/timings.h"
@@ -94,39 +94,11 @@ const char *st_registry_suggest(const char *name) {
   return best;
 }
 
-/* A growing string for help text. */
-typedef struct {
-  char *p;
-  size_t len, cap;
-} sbuf;
-
-static void sb_add(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_add(sbuf *b, const char *fmt, ...) {
-  va_list ap;
-  for (;;) {
-    size_t room = b->cap - b->len;
-    va_start(ap, fmt);
-    int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? room : 0, fmt, ap);
-    va_end(ap);
-    if (n < 0) return;
-    if (b->p && (size_t)n < room) {
-      b->len += (size_t)n;
-      return;
-    }
-    size_t cap = (b->cap ? b->cap : 256);
-    while (cap < b->len + (size_t)n + 1) cap *= 2;
-    char *np = realloc(b->p, cap);
-    if (!np) return;
-    b->p = np;
-    b->cap = cap;
-  }
-}
-
 char *st_registry_help(const st_stage *s) {
-  sbuf b = {0};
-  sb_add(&b, "%s\n\n%s\n", s->usage, s->summary ? s->summary : "");
+  dynbuf b = DYN_INIT(1u << 20); /* help texts are ours: a few kB */
+  dyn_printf(&b, "%s\n\n%s\n", s->usage, s->summary ? s->summary : "");
   if (s->opts && s->opts[0].name) {
-    sb_add(&b, "\nOptions:\n");
+    dyn_printf(&b, "\nOptions:\n");
     for (int i = 0; s->opts[i].name; i++) {
       char left[96];
       if (s->opts[i].nargs)
@@ -134,9 +106,9 @@ char *st_registry_help(const st_stage *s) {
                  s->opts[i].metavar ? s->opts[i].metavar : "VALUE");
       else
         snprintf(left, sizeof left, "--%s", s->opts[i].name);
-      sb_add(&b, "  %-24s %s\n", left, s->opts[i].help ? s->opts[i].help : "");
+      dyn_printf(&b, "  %-24s %s\n", left, s->opts[i].help ? s->opts[i].help : "");
     }
   }
-  if (s->help && s->help[0]) sb_add(&b, "\n%s\n", s->help);
-  return b.p;
+  if (s->help && s->help[0]) dyn_printf(&b, "\n%s\n", s->help);
+  return dyn_take(&b, NULL);
 }

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "chart.h"
+#include "dynbuf.h"
 #include "png.h"
 #include "table.h"
 
@@ -327,37 +328,8 @@ static int build_layout(const chart_spec *ch, layout *L) {
   return L->n && L->p ? 0 : -1;
 }
 
-/* ---- a growing string ---- */
-typedef struct {
-  char *p;
-  size_t len, cap;
-  int oom;
-} sbuf;
-
-static void sb(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb(sbuf *b, const char *fmt, ...) {
-  if (b->oom) return;
-  for (;;) {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
-    va_end(ap);
-    if (n < 0) return;
-    if (b->p && (size_t)n < b->cap - b->len) {
-      b->len += (size_t)n;
-      return;
-    }
-    size_t cap = b->cap ? b->cap : 1024;
-    while (cap < b->len + (size_t)n + 1) cap *= 2;
-    char *np = realloc(b->p, cap);
-    if (!np) {
-      b->oom = 1;
-      return;
-    }
-    b->p = np;
-    b->cap = cap;
-  }
-}
+/* SVG and text renderings are capped (labels come from outside). */
+#define CHART_RENDER_MAX (16u << 20)
 
 char *chart_svg(const chart_spec *ch, size_t *len) {
   layout L;
@@ -365,8 +337,8 @@ char *chart_svg(const chart_spec *ch, size_t *len) {
     free(L.p);
     return NULL;
   }
-  sbuf b = {0};
-  sb(&b,
+  dynbuf b = DYN_INIT(CHART_RENDER_MAX);
+  dyn_printf(&b,
      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
      "viewBox=\"0 0 %.0f %.0f\" font-family=\"monospace\" font-size=\"10\">\n"
      "<rect x=\"0\" y=\"0\" width=\"%.0f\" height=\"%.0f\" fill=\"#%06x\"/>\n",
@@ -374,24 +346,19 @@ char *chart_svg(const chart_spec *ch, size_t *len) {
   for (int i = 0; i < L.n; i++) {
     const prim *p = &L.p[i];
     if (p->kind == P_RECT) {
-      sb(&b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"#%06x\"/>\n", p->x,
+      dyn_printf(&b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"#%06x\"/>\n", p->x,
          p->y, p->w, p->h, p->color);
     } else {
       char *esc = tbl_html_escape(p->text);
       static const char *const anchors[] = {"start", "middle", "end"};
-      sb(&b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"%s\" fill=\"#%06x\">%s</text>\n", p->x,
+      dyn_printf(&b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"%s\" fill=\"#%06x\">%s</text>\n", p->x,
          p->y + CH, anchors[p->anchor], p->color, esc ? esc : "");
       free(esc);
     }
   }
-  sb(&b, "</svg>\n");
+  dyn_printf(&b, "</svg>\n");
   free(L.p);
-  if (b.oom) {
-    free(b.p);
-    return NULL;
-  }
-  if (len) *len = b.len;
-  return b.p;
+  return dyn_take(&b, len);
 }
 
 int chart_png(const chart_spec *ch, uint8_t **png, size_t *len, int *w, int *h, st_error *err) {
@@ -447,7 +414,7 @@ int chart_png(const chart_spec *ch, uint8_t **png, size_t *len, int *w, int *h, 
 }
 
 char *chart_text(const chart_spec *ch) {
-  sbuf b = {0};
+  dynbuf b = DYN_INIT(CHART_RENDER_MAX);
   int ns = nseries(ch);
   double mx = vmax(ch);
   if (mx <= 0) mx = 1;
@@ -461,7 +428,7 @@ char *chart_text(const chart_spec *ch) {
       size_t k = strlen(ch->series[s] ? ch->series[s] : "");
       if (k > sn) sn = k;
     }
-  if (ch->title) sb(&b, "%s%s%s%s\n", ch->title, ch->axis_label ? " (" : "",
+  if (ch->title) dyn_printf(&b, "%s%s%s%s\n", ch->title, ch->axis_label ? " (" : "",
                     ch->axis_label ? ch->axis_label : "", ch->axis_label ? ")" : "");
   char val[64];
   for (int i = 0; i < ch->n; i++)
@@ -469,16 +436,12 @@ char *chart_text(const chart_spec *ch) {
       int bar = (int)lround(ch->values[s][i] / mx * 40);
       if (bar < 0) bar = 0;
       fmt_value(ch, ch->values[s][i], val, sizeof val);
-      sb(&b, "%-*.40s ", (int)lab, s == 0 ? (ch->labels[i] ? ch->labels[i] : "") : "");
-      if (ns == 2) sb(&b, "%-*s ", (int)sn, ch->series[s] ? ch->series[s] : "");
-      for (int k = 0; k < bar; k++) sb(&b, "#");
-      sb(&b, "%s%s\n", bar ? " " : "", val);
+      dyn_printf(&b, "%-*.40s ", (int)lab, s == 0 ? (ch->labels[i] ? ch->labels[i] : "") : "");
+      if (ns == 2) dyn_printf(&b, "%-*s ", (int)sn, ch->series[s] ? ch->series[s] : "");
+      for (int k = 0; k < bar; k++) dyn_printf(&b, "#");
+      dyn_printf(&b, "%s%s\n", bar ? " " : "", val);
     }
-  if (b.oom) {
-    free(b.p);
-    return NULL;
-  }
-  return b.p;
+  return dyn_take(&b, NULL);
 }
 
 int chart_display(st_ctx *c, const chart_spec *ch, st_error *err) {

@@ -5,31 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dynbuf.h"
 #include "limits.h"
 #include "png.h"
 
-typedef struct {
-  uint8_t *p;
-  size_t len, cap;
-  int oom;
-} membuf;
-
 static void mem_write(png_structp png, png_bytep data, png_size_t n) {
-  membuf *b = png_get_io_ptr(png);
-  if (b->oom) return;
-  if (b->len + n > b->cap) {
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap < b->len + n) cap *= 2;
-    uint8_t *np = realloc(b->p, cap);
-    if (!np) {
-      b->oom = 1;
-      return;
-    }
-    b->p = np;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->len, data, n);
-  b->len += n;
+  dyn_add(png_get_io_ptr(png), data, n); /* a failure sticks in the dynbuf */
 }
 
 static void mem_flush(png_structp png) { (void)png; }
@@ -61,16 +42,18 @@ int pngenc_rgb(const uint8_t *rgb, int w, int h, uint8_t **out, size_t *len,
     png_destroy_write_struct(&png, NULL);
     return st_error_set(err, ST_ENOMEM, "png", -1, "libpng: out of memory");
   }
-  membuf b = {0};
+  /* raw rows, their filter bytes, and more than deflate ever adds */
+  size_t raw = (size_t)w * (size_t)h * 3 + (size_t)h;
+  dynbuf b = DYN_INIT(raw + raw / 2 + (64u << 10));
   png_set_write_fn(png, &b, mem_write, mem_flush);
   png_set_compression_level(png, 6);
   int rc = encode(png, info, rgb, w, h);
   png_destroy_write_struct(&png, &info);
-  if (rc || b.oom) {
-    free(b.p);
-    return st_error_set(err, b.oom ? ST_ENOMEM : ST_EINTERNAL, "png", -1, "libpng could not encode the image");
+  if (rc || b.err) {
+    int code = b.err ? b.err : ST_EINTERNAL;
+    dyn_free(&b);
+    return st_error_set(err, code, "png", -1, "libpng could not encode the image");
   }
-  *out = b.p;
-  *len = b.len;
-  return 0;
+  *out = (uint8_t *)dyn_take(&b, len);
+  return *out ? 0 : st_error_set(err, ST_ENOMEM, "png", -1, "out of memory");
 }

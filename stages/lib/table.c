@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dynbuf.h"
 #include "table.h"
 
 struct tbl {
@@ -17,52 +18,27 @@ struct tbl {
   size_t n, cap;
 };
 
-typedef struct {
-  char *p;
-  size_t len, cap;
-  int oom;
-} sb;
+/* Rendered tables (HTML or text) are capped: cells come from file names,
+ * keys and members, which come from outside. */
+#define TBL_RENDER_MAX (64u << 20)
 
-static void sb_put(sb *b, const char *s, size_t n) {
-  if (b->oom) return;
-  if (b->len + n + 1 > b->cap) {
-    size_t nc = b->cap ? b->cap : 256;
-    while (nc < b->len + n + 1) nc *= 2;
-    char *np = realloc(b->p, nc);
-    if (!np) { b->oom = 1; return; }
-    b->p = np;
-    b->cap = nc;
-  }
-  memcpy(b->p + b->len, s, n);
-  b->len += n;
-  b->p[b->len] = 0;
-}
-
-static void sb_str(sb *b, const char *s) { sb_put(b, s, strlen(s)); }
-
-static void sb_esc(sb *b, const char *s) {
+static void sb_esc(dynbuf *b, const char *s) {
   for (; *s; s++) {
     switch (*s) {
-    case '&': sb_str(b, "&amp;"); break;
-    case '<': sb_str(b, "&lt;"); break;
-    case '>': sb_str(b, "&gt;"); break;
-    case '"': sb_str(b, "&quot;"); break;
-    case '\'': sb_str(b, "&#39;"); break;
-    default: sb_put(b, s, 1);
+    case '&': dyn_puts(b, "&amp;"); break;
+    case '<': dyn_puts(b, "&lt;"); break;
+    case '>': dyn_puts(b, "&gt;"); break;
+    case '"': dyn_puts(b, "&quot;"); break;
+    case '\'': dyn_puts(b, "&#39;"); break;
+    default: dyn_add(b, s, 1);
     }
   }
 }
 
-static char *sb_take(sb *b) {
-  if (b->oom) { free(b->p); return NULL; }
-  if (!b->p) return strdup("");
-  return b->p;
-}
-
 char *tbl_html_escape(const char *s) {
-  sb b = {0};
+  dynbuf b = DYN_INIT(TBL_RENDER_MAX);
   sb_esc(&b, s ? s : "");
-  return sb_take(&b);
+  return dyn_take(&b, NULL);
 }
 
 tbl *tbl_new(int ncols, const char *const *headers, const int *right) {
@@ -125,31 +101,31 @@ int tbl_add(tbl *t, const char *const *cells, int total) {
 size_t tbl_rows(const tbl *t) { return t->n; }
 
 char *tbl_html(const tbl *t, const char *caption) {
-  sb b = {0};
-  sb_str(&b, "<table class=\"pk-table\">");
+  dynbuf b = DYN_INIT(TBL_RENDER_MAX);
+  dyn_puts(&b, "<table class=\"pk-table\">");
   if (caption) {
-    sb_str(&b, "<caption style=\"text-align:left\">");
+    dyn_puts(&b, "<caption style=\"text-align:left\">");
     sb_esc(&b, caption);
-    sb_str(&b, "</caption>");
+    dyn_puts(&b, "</caption>");
   }
-  sb_str(&b, "<thead><tr>");
+  dyn_puts(&b, "<thead><tr>");
   for (int j = 0; j < t->ncols; j++) {
-    sb_str(&b, t->right[j] ? "<th style=\"text-align:right\">" : "<th style=\"text-align:left\">");
+    dyn_puts(&b, t->right[j] ? "<th style=\"text-align:right\">" : "<th style=\"text-align:left\">");
     sb_esc(&b, t->headers[j]);
-    sb_str(&b, "</th>");
+    dyn_puts(&b, "</th>");
   }
-  sb_str(&b, "</tr></thead><tbody>");
+  dyn_puts(&b, "</tr></thead><tbody>");
   for (size_t i = 0; i < t->n; i++) {
-    sb_str(&b, t->total[i] ? "<tr style=\"font-weight:bold;border-top:1px solid\">" : "<tr>");
+    dyn_puts(&b, t->total[i] ? "<tr style=\"font-weight:bold;border-top:1px solid\">" : "<tr>");
     for (int j = 0; j < t->ncols; j++) {
-      sb_str(&b, t->right[j] ? "<td style=\"text-align:right\">" : "<td style=\"text-align:left\">");
+      dyn_puts(&b, t->right[j] ? "<td style=\"text-align:right\">" : "<td style=\"text-align:left\">");
       sb_esc(&b, t->rows[i][j]);
-      sb_str(&b, "</td>");
+      dyn_puts(&b, "</td>");
     }
-    sb_str(&b, "</tr>");
+    dyn_puts(&b, "</tr>");
   }
-  sb_str(&b, "</tbody></table>");
-  return sb_take(&b);
+  dyn_puts(&b, "</tbody></table>");
+  return dyn_take(&b, NULL);
 }
 
 /* Display width in code points (UTF-8 continuation bytes do not count). */
@@ -160,8 +136,8 @@ static size_t width(const char *s) {
   return w;
 }
 
-static void pad(sb *b, size_t n) {
-  for (size_t i = 0; i < n; i++) sb_put(b, " ", 1);
+static void pad(dynbuf *b, size_t n) {
+  for (size_t i = 0; i < n; i++) dyn_add(b, " ", 1);
 }
 
 char *tbl_text(const tbl *t, const char *caption) {
@@ -174,34 +150,34 @@ char *tbl_text(const tbl *t, const char *caption) {
       if (x > w[j]) w[j] = x;
     }
   }
-  sb b = {0};
+  dynbuf b = DYN_INIT(TBL_RENDER_MAX);
   if (caption) {
-    sb_str(&b, caption);
-    sb_str(&b, "\n");
+    dyn_puts(&b, caption);
+    dyn_puts(&b, "\n");
   }
   size_t total_w = 0;
   for (int j = 0; j < t->ncols; j++) total_w += w[j] + (j ? 2 : 0);
   for (size_t i = 0; i <= t->n; i++) {
     char **cells = i == 0 ? t->headers : t->rows[i - 1];
     if (i > 0 && t->total[i - 1]) {
-      for (size_t k = 0; k < total_w; k++) sb_put(&b, "-", 1);
-      sb_str(&b, "\n");
+      for (size_t k = 0; k < total_w; k++) dyn_add(&b, "-", 1);
+      dyn_puts(&b, "\n");
     }
     for (int j = 0; j < t->ncols; j++) {
       size_t x = width(cells[j]);
       if (j) pad(&b, 2);
       if (t->right[j]) pad(&b, w[j] - x);
-      sb_str(&b, cells[j]);
+      dyn_puts(&b, cells[j]);
       if (!t->right[j] && j + 1 < t->ncols) pad(&b, w[j] - x);
     }
-    sb_str(&b, "\n");
+    dyn_puts(&b, "\n");
     if (i == 0) {
-      for (size_t k = 0; k < total_w; k++) sb_put(&b, "-", 1);
-      sb_str(&b, "\n");
+      for (size_t k = 0; k < total_w; k++) dyn_add(&b, "-", 1);
+      dyn_puts(&b, "\n");
     }
   }
   free(w);
-  return sb_take(&b);
+  return dyn_take(&b, NULL);
 }
 
 int tbl_display(st_ctx *c, const tbl *t, const char *caption,

@@ -12,44 +12,11 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-/* ---- a growing string ---- */
-typedef struct {
-  char *p;
-  size_t len, cap;
-  int oom;
-} sv_buf;
+#include "lib/dynbuf.h"
 
-static void sv_add(sv_buf *b, const char *s, size_t n) {
-  if (b->oom) return;
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 64;
-    while (cap < b->len + n + 1) cap *= 2;
-    char *np = realloc(b->p, cap);
-    if (!np) {
-      b->oom = 1;
-      return;
-    }
-    b->p = np;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->len, s, n);
-  b->len += n;
-  b->p[b->len] = 0;
-}
-static void sv_adds(sv_buf *b, const char *s) { sv_add(b, s, strlen(s)); }
-static void sv_addc(sv_buf *b, char c) { sv_add(b, &c, 1); }
-static char *sv_done(sv_buf *b) {
-  if (b->oom) {
-    free(b->p);
-    return NULL;
-  }
-  if (!b->p) {
-    char *e = malloc(1);
-    if (e) e[0] = 0;
-    return e;
-  }
-  return b->p;
-}
+/* Every string built here (canonical request, headers, query, the
+ * Authorization value) is capped: keys, values and headers come from users. */
+#define SV_MAX (1u << 20)
 
 static int unreserved(unsigned char c) {
   return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
@@ -58,17 +25,17 @@ static int unreserved(unsigned char c) {
 
 char *sigv4_uri_encode(const char *s, size_t len, int keep_slash) {
   static const char hexd[] = "0123456789ABCDEF";
-  sv_buf b = {0};
+  dynbuf b = DYN_INIT(SV_MAX);
   for (size_t i = 0; i < len; i++) {
     unsigned char c = (unsigned char)s[i];
     if (unreserved(c) || (keep_slash && c == '/')) {
-      sv_addc(&b, (char)c);
+      dyn_putc(&b, (char)c);
     } else {
       char e[3] = {'%', hexd[c >> 4], hexd[c & 15]};
-      sv_add(&b, e, 3);
+      dyn_add(&b, e, 3);
     }
   }
-  return sv_done(&b);
+  return dyn_take(&b, NULL);
 }
 
 static int hexval(char c) {
@@ -79,16 +46,16 @@ static int hexval(char c) {
 }
 
 char *sigv4_uri_decode(const char *s, size_t len) {
-  sv_buf b = {0};
+  dynbuf b = DYN_INIT(SV_MAX);
   for (size_t i = 0; i < len; i++) {
     if (s[i] == '%' && i + 2 < len && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-      sv_addc(&b, (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2])));
+      dyn_putc(&b, (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2])));
       i += 2;
     } else {
-      sv_addc(&b, s[i]);
+      dyn_putc(&b, s[i]);
     }
   }
-  return sv_done(&b);
+  return dyn_take(&b, NULL);
 }
 
 /* RFC 3986 5.2.4 remove_dot_segments, plus repeated slashes collapsed. */
@@ -121,15 +88,15 @@ static char *normalise_path(const char *path) {
     }
     p += l;
   }
-  sv_buf b = {0};
+  dynbuf b = DYN_INIT(SV_MAX);
   for (size_t i = 0; i < ns; i++) {
-    sv_addc(&b, '/');
-    sv_add(&b, seg[i], slen[i]);
+    dyn_putc(&b, '/');
+    dyn_add(&b, seg[i], slen[i]);
   }
-  if (ns == 0 || trailing) sv_addc(&b, '/');
+  if (ns == 0 || trailing) dyn_putc(&b, '/');
   free(seg);
   free(slen);
-  return sv_done(&b);
+  return dyn_take(&b, NULL);
 }
 
 char *sigv4_canonical_uri(const char *path, int rules) {
@@ -179,14 +146,14 @@ char *sigv4_canonical_query(const sigv4_kv *q, size_t n) {
     ps[i].idx = i;
     if (!ps[i].name || !ps[i].value) oom = 1;
   }
-  sv_buf b = {0};
+  dynbuf b = DYN_INIT(SV_MAX);
   if (!oom) {
     qsort(ps, n, sizeof *ps, pair_cmp);
     for (size_t i = 0; i < n; i++) {
-      if (i) sv_addc(&b, '&');
-      sv_adds(&b, ps[i].name);
-      sv_addc(&b, '=');
-      sv_adds(&b, ps[i].value);
+      if (i) dyn_putc(&b, '&');
+      dyn_puts(&b, ps[i].name);
+      dyn_putc(&b, '=');
+      dyn_puts(&b, ps[i].value);
     }
   }
   for (size_t i = 0; i < n; i++) {
@@ -198,7 +165,7 @@ char *sigv4_canonical_query(const sigv4_kv *q, size_t n) {
     free(b.p);
     return NULL;
   }
-  return sv_done(&b);
+  return dyn_take(&b, NULL);
 }
 
 static int pair_name_cmp(const void *a, const void *b) {
@@ -257,62 +224,62 @@ static void free_pairs(pair *ps, size_t n) {
 char *sigv4_canonical_headers(const sigv4_kv *h, size_t n) {
   pair *ps = sorted_headers(h, n);
   if (!ps) return NULL;
-  sv_buf b = {0};
+  dynbuf b = DYN_INIT(SV_MAX);
   for (size_t i = 0; i < n; i++) {
     if (i && strcmp(ps[i].name, ps[i - 1].name) == 0) {
       b.len--; /* drop the '\n', append ",value" */
-      sv_addc(&b, ',');
+      dyn_putc(&b, ',');
     } else {
-      sv_adds(&b, ps[i].name);
-      sv_addc(&b, ':');
+      dyn_puts(&b, ps[i].name);
+      dyn_putc(&b, ':');
     }
-    sv_adds(&b, ps[i].value);
-    sv_addc(&b, '\n');
+    dyn_puts(&b, ps[i].value);
+    dyn_putc(&b, '\n');
   }
   free_pairs(ps, n);
-  return sv_done(&b);
+  return dyn_take(&b, NULL);
 }
 
 char *sigv4_signed_headers(const sigv4_kv *h, size_t n) {
   pair *ps = sorted_headers(h, n);
   if (!ps) return NULL;
-  sv_buf b = {0};
+  dynbuf b = DYN_INIT(SV_MAX);
   for (size_t i = 0; i < n; i++) {
     if (i && strcmp(ps[i].name, ps[i - 1].name) == 0) continue;
-    if (b.len) sv_addc(&b, ';');
-    sv_adds(&b, ps[i].name);
+    if (b.len) dyn_putc(&b, ';');
+    dyn_puts(&b, ps[i].name);
   }
   free_pairs(ps, n);
-  return sv_done(&b);
+  return dyn_take(&b, NULL);
 }
 
 char *sigv4_canonical_request(const char *method, const char *canonical_uri,
                               const char *canonical_query, const char *canonical_headers,
                               const char *signed_headers, const char *payload_sha256) {
-  sv_buf b = {0};
-  sv_adds(&b, method);
-  sv_addc(&b, '\n');
-  sv_adds(&b, canonical_uri);
-  sv_addc(&b, '\n');
-  sv_adds(&b, canonical_query);
-  sv_addc(&b, '\n');
-  sv_adds(&b, canonical_headers);
-  sv_addc(&b, '\n');
-  sv_adds(&b, signed_headers);
-  sv_addc(&b, '\n');
-  sv_adds(&b, payload_sha256);
-  return sv_done(&b);
+  dynbuf b = DYN_INIT(SV_MAX);
+  dyn_puts(&b, method);
+  dyn_putc(&b, '\n');
+  dyn_puts(&b, canonical_uri);
+  dyn_putc(&b, '\n');
+  dyn_puts(&b, canonical_query);
+  dyn_putc(&b, '\n');
+  dyn_puts(&b, canonical_headers);
+  dyn_putc(&b, '\n');
+  dyn_puts(&b, signed_headers);
+  dyn_putc(&b, '\n');
+  dyn_puts(&b, payload_sha256);
+  return dyn_take(&b, NULL);
 }
 
 char *sigv4_scope(const char *date8, const char *region, const char *service) {
-  sv_buf b = {0};
-  sv_add(&b, date8, strnlen(date8, 8));
-  sv_addc(&b, '/');
-  sv_adds(&b, region);
-  sv_addc(&b, '/');
-  sv_adds(&b, service);
-  sv_adds(&b, "/aws4_request");
-  return sv_done(&b);
+  dynbuf b = DYN_INIT(SV_MAX);
+  dyn_add(&b, date8, strnlen(date8, 8));
+  dyn_putc(&b, '/');
+  dyn_puts(&b, region);
+  dyn_putc(&b, '/');
+  dyn_puts(&b, service);
+  dyn_puts(&b, "/aws4_request");
+  return dyn_take(&b, NULL);
 }
 
 static void to_hex(const uint8_t *d, size_t n, char *out) {
@@ -336,14 +303,14 @@ char *sigv4_string_to_sign(const char *amz_date, const char *scope,
                            const char *canonical_request) {
   char h[65];
   if (sigv4_sha256_hex(canonical_request, strlen(canonical_request), h)) return NULL;
-  sv_buf b = {0};
-  sv_adds(&b, "AWS4-HMAC-SHA256\n");
-  sv_adds(&b, amz_date);
-  sv_addc(&b, '\n');
-  sv_adds(&b, scope);
-  sv_addc(&b, '\n');
-  sv_adds(&b, h);
-  return sv_done(&b);
+  dynbuf b = DYN_INIT(SV_MAX);
+  dyn_puts(&b, "AWS4-HMAC-SHA256\n");
+  dyn_puts(&b, amz_date);
+  dyn_putc(&b, '\n');
+  dyn_puts(&b, scope);
+  dyn_putc(&b, '\n');
+  dyn_puts(&b, h);
+  return dyn_take(&b, NULL);
 }
 
 static int hmac(const void *key, size_t klen, const char *msg, uint8_t out[32]) {
@@ -382,16 +349,16 @@ int sigv4_signature(const uint8_t key[32], const char *string_to_sign, char hex[
 
 char *sigv4_authorization(const char *access_key, const char *scope,
                           const char *signed_headers, const char *signature) {
-  sv_buf b = {0};
-  sv_adds(&b, "AWS4-HMAC-SHA256 Credential=");
-  sv_adds(&b, access_key);
-  sv_addc(&b, '/');
-  sv_adds(&b, scope);
-  sv_adds(&b, ", SignedHeaders=");
-  sv_adds(&b, signed_headers);
-  sv_adds(&b, ", Signature=");
-  sv_adds(&b, signature);
-  return sv_done(&b);
+  dynbuf b = DYN_INIT(SV_MAX);
+  dyn_puts(&b, "AWS4-HMAC-SHA256 Credential=");
+  dyn_puts(&b, access_key);
+  dyn_putc(&b, '/');
+  dyn_puts(&b, scope);
+  dyn_puts(&b, ", SignedHeaders=");
+  dyn_puts(&b, signed_headers);
+  dyn_puts(&b, ", Signature=");
+  dyn_puts(&b, signature);
+  return dyn_take(&b, NULL);
 }
 
 void sigv4_amz_date(time_t t, char out[17]) {

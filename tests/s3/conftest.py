@@ -80,5 +80,6 @@ def pk(pk_bin, s3env):
 def sigv4_tool(tmp_path_factory):
     out = tmp_path_factory.mktemp("sigv4") / "sigv4_sign"
     subprocess.run(["cc", "-std=c11", "-O1", "-o", str(out), str(HERE / "sigv4_sign.c"),
-                    str(ROOT / "stages" / "s3" / "sigv4.c"), "-lcrypto"], check=True)
+                    str(ROOT / "stages" / "s3" / "sigv4.c"),
+                    str(ROOT / "stages" / "lib" / "dynbuf.c"), "-I", str(ROOT / "stages"), "-lcrypto"], check=True)
     return out
