@@ -1,0 +1,244 @@
+/*
+ * s3_int.h -- what the files of stages/s3/ share; nothing outside the room
+ * includes it (the stages' entry points are in s3.h).
+ *
+ *   http.c       the connection (endpoint, addressing, credentials), one
+ *                signed request (SigV4, sigv4.c) on a libcurl handle,
+ *                retries with backoff, errors with S3's Code and Message
+ *   xml.c        the expat walker every response parser uses; <Error>
+ *   list.c       ListObjectsV2 and %s3ls
+ *   multipart.c  Create/Complete/Abort/ListMultipartUploads, the ETags
+ *   upload.c     %upload: the tree walk, hashing threads, the transfer loop
+ *
+ * Secrets never leave aws_config (awsconfig.c): errors carry the HTTP
+ * status, S3's Code and Message, bucket and key.
+ */
+#ifndef PK_S3_INT_H
+#define PK_S3_INT_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include <curl/curl.h>
+
+#include "awsconfig.h"
+#include "lib/dynbuf.h"
+#include "lib/limits.h"
+#include "lib/stage.h"
+#include "s3.h"
+#include "sigv4.h"
+
+#define MiB (1024ULL * 1024ULL)
+#define S3_MIN_PART (5 * MiB)    /* S3's smallest part (but the last) */
+#define S3_MAX_PART (5120 * MiB) /* and largest */
+#define S3_MAX_PARTS 10000       /* parts of one multipart upload */
+
+/* Called at the end of every element with its parent's and its own name
+ * and its text. */
+typedef void (*s3__xml_end_fn)(void *ud, const char *parent, const char *name, const char *text);
+
+/* What an <Error> document says. */
+typedef struct {
+  char code[128], message[512], request_id[128];
+} s3_err_xml;
+
+/* Where requests go and how they are signed; cn->ctx may be NULL (no
+ * cancellation, no retry lines). */
+typedef struct s3_conn {
+  aws_config cfg;
+  char scheme[8];
+  char authority[300]; /* host[:port] of the endpoint */
+  char base[512];      /* path prefix of the endpoint ("" or "/x") */
+  char bucket[64];
+  int path_style;
+  const char *cacert;
+  CURL *easy; /* control requests */
+  st_ctx *ctx;
+  long deadline_s; /* nonzero: whole-request time limit (aborts while cleaning up) */
+  int retries_shown; /* retry lines printed so far (bounded) */
+} s3_conn;
+
+/* One request, before signing. */
+typedef struct s3_req {
+  const char *method; /* GET PUT POST HEAD DELETE */
+  const char *key;    /* NULL or "": the bucket itself */
+  sigv4_kv query[4];
+  size_t nquery;
+  const char *payload_sha256; /* hex */
+  const char *content_md5;    /* base64, or NULL */
+  const char *body;           /* PUT/POST body */
+  size_t body_len;
+} s3_req;
+
+/* One response (and the state of the request body being sent); made with
+ * s3__resp_init, reused across attempts, freed with s3__resp_free. */
+typedef struct s3_resp {
+  long status;
+  CURLcode cc;
+  char curl_err[CURL_ERROR_SIZE];
+  dynbuf body;        /* the response body, capped at PK_LIMIT_S3_XML_BYTES */
+  char etag[128];
+  /* the request body reader */
+  const char *src;
+  size_t src_len, src_off;
+  /* progress of the current attempt */
+  _Atomic uint64_t sent;
+  struct curl_slist *hdrs;
+  char *url;
+} s3_resp;
+
+/* One object of a listing. */
+typedef struct s3_obj_info {
+  char *key;
+  uint64_t size;
+  char etag[80];
+  char modified[32];
+} s3_obj_info;
+
+/* A listing being read (ListObjectsV2 pages), sorted by key when done. */
+typedef struct {
+  s3_obj_info cur;
+  s3_obj_info *items;
+  size_t n, cap;
+  int truncated, oom;
+  char token[1024];
+} s3_listing;
+
+/* ListMultipartUploads pages: (key, upload id) pairs. */
+typedef struct {
+  char key[PK_LIMIT_S3_KEY_BYTES + 1], id[1024];
+  char next_key[PK_LIMIT_S3_KEY_BYTES + 1], next_id[1024];
+  int truncated;
+  char **keys, **ids;
+  size_t n, cap;
+  int oom;
+} s3_mpu_list;
+
+/* %upload: one object (a file) and the whole upload. */
+enum { OBJ_PENDING, OBJ_SKIPPED, OBJ_UPLOADED };
+
+typedef struct up_obj {
+  char *path, *key;
+  uint64_t size, psize;
+  int nparts;           /* 0: one PUT */
+  int parts_left;
+  char *upload_id;      /* an open multipart upload */
+  uint8_t (*pmd5)[16];  /* per part (multipart) */
+  uint8_t md5[16];      /* single PUT */
+  char expect[80];      /* expected ETag, unquoted */
+  char etag[80];        /* ETag found, unquoted */
+  int state;
+} up_obj;
+
+typedef struct upload {
+  st_ctx *c;
+  s3_conn cn;
+  up_obj *objs;
+  size_t nobj, cap;
+  int jobs;
+  uint64_t psize;
+  uint64_t threshold; /* objects larger than this go up as multipart uploads */
+  /* the work cursor and the ready queue (shared with the workers) */
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  size_t cur_obj;
+  int cur_part;
+  int buffers, max_buffers;
+  struct up_task *ready_head, *ready_tail;
+  int stop;
+  int werr_code;
+  char werr_where[1024], werr_text[512];
+  CURLM *multi;
+  _Atomic uint64_t hashed;
+  /* part buffers are reused: fresh pages cost a fault each */
+  uint64_t pool_size; /* bytes of each pooled buffer (the largest part) */
+  uint8_t **pool;
+  int npool;
+} upload;
+
+/* ---- xml.c ---- */
+/* Parses body, calling fn at the end of each element; root (may be NULL)
+ * receives the document element's name. 0 or ST_EFORMAT naming `where`
+ * and the byte offset. */
+int s3__xml_parse(const char *body, size_t len, s3__xml_end_fn fn, void *ud, char *root,
+                  size_t rootcap, const char *where, st_error *err);
+/* An <Error> body: Code, Message and RequestId (empty when absent or when
+ * the body is not XML). */
+void s3__err_doc(const char *body, size_t len, s3_err_xml *e);
+
+/* ---- http.c ---- */
+/* The connection of a stage's line: credentials and region (the chain of
+ * awsconfig.c), --endpoint, addressing, --cacert. s3__conn_close always. */
+int s3__conn_open(s3_conn *cn, st_ctx *c, const st_args *a, const char *bucket, st_error *err);
+void s3__conn_close(s3_conn *cn);
+/* "s3://BUCKET/KEY" into out. */
+void s3__where(const s3_conn *cn, const char *key, char *out, size_t cap);
+void s3__resp_init(s3_resp *r);
+/* Ready for another attempt (the body buffer is kept). */
+void s3__resp_clear(s3_resp *r);
+void s3__resp_free(s3_resp *r);
+/* Signs rq and sets up easy to send it; r receives the response. */
+int s3__req_setup(s3_conn *cn, CURL *easy, const s3_req *rq, s3_resp *r, st_error *err);
+/* After a transfer: 0 when 2xx, 1 when worth retrying, -1 when not. */
+int s3__classify(const s3_resp *r);
+/* The error of a failed exchange: status, S3 Code and Message, bucket, key. */
+int s3__resp_error(const s3_conn *cn, const char *key, const char *what, const s3_resp *r,
+                   int attempts, st_error *err);
+/* Seconds to wait before attempt + 1 (exponential, jittered, at most 8). */
+double s3__backoff(int attempt);
+/* One line on stderr per retry (the first S3_RETRY_LINES of a stage), so a
+ * slow transfer says why. Stage thread only; silent without a context. */
+void s3__say_retry(s3_conn *cn, const char *key, const char *what, const s3_resp *r,
+                   int attempt, double delay);
+/* Sleeps up to secs; 1 when interrupted. */
+int s3__nap(st_ctx *c, double secs);
+/* A control request on cn->easy, retried. 0: 2xx; else the error. With
+ * ok404 set, 404 returns 1 without an error. */
+int s3__call(s3_conn *cn, const s3_req *rq, s3_resp *r, const char *what, int max_attempts,
+             int ok404, st_error *err);
+/* The bucket exists (GetBucketLocation); with create, made when missing. */
+int s3__bucket_ready(s3_conn *cn, int create, st_error *err);
+/* Content-MD5 (base64), lower-case hex, and an ETag without its quotes. */
+void s3__md5_b64(const uint8_t md5[16], char out[32]);
+void s3__hex16(const uint8_t d[16], char out[33]);
+void s3__unquote(const char *in, char *out, size_t cap);
+
+/* ---- list.c ---- */
+/* All objects under prefix, sorted by key (S3 lists in binary order). */
+int s3__list(s3_conn *cn, const char *prefix, s3_listing *out, st_error *err);
+/* One ListObjectsV2 page: its objects are added to out, out->truncated and
+ * out->token say whether and where it continues. */
+int s3__list_page(const char *body, size_t len, s3_listing *out, const char *where,
+                  st_error *err);
+void s3__list_free(s3_listing *s);
+
+/* ---- multipart.c ---- */
+/* The multipart ETag: md5 of the concatenated part md5s, "-N". */
+void s3__multipart_etag(const up_obj *o, char *out, size_t cap);
+/* The UploadId of an InitiateMultipartUploadResult (id: 1024 bytes). */
+int s3__upload_id_doc(const char *body, size_t len, char *id, const char *where,
+                      st_error *err);
+/* One ListMultipartUploads page: its (key, upload id) pairs are added to m;
+ * m->truncated and the next markers say whether and where it continues. */
+int s3__mpu_page(const char *body, size_t len, s3_mpu_list *m, const char *where,
+                 st_error *err);
+void s3__mpu_free(s3_mpu_list *m);
+/* A CompleteMultipartUpload answer: its ETag (etag: 128 bytes, "" when
+ * absent); 1 when it is an <Error> document (S3 may answer 200 with one). */
+int s3__complete_doc(const char *body, size_t len, char *etag, const char *where,
+                     st_error *err);
+/* A re-run (--skip-existing) first aborts the unfinished multipart uploads
+ * an interrupted earlier run left on the keys it is about to upload. */
+int s3__abort_stale(upload *u, const char *prefix, st_error *err);
+/* CreateMultipartUpload for o: its upload id and room for its part md5s. */
+int s3__create_mpu(upload *u, up_obj *o, st_error *err);
+/* HEAD key -> ETag (unquoted). */
+int s3__head_etag(upload *u, const char *key, char *out, size_t cap, st_error *err);
+/* CompleteMultipartUpload for o, then its ETag checked against the md5 of
+ * its part md5s (ST_ECHECKSUM when they differ). */
+int s3__complete_mpu(upload *u, up_obj *o, st_error *err);
+/* Aborts every multipart upload still open (after an error or an
+ * interrupt); what could not be aborted is added to err's text. */
+void s3__abort_open(upload *u, st_error *err);
+
+#endif
