@@ -4,7 +4,7 @@
  * libcurl runs on the stage thread (so its progress callback may report and
  * poll for interrupts); the write callback appends to PATH.part, updates the
  * md5 and, with --extract, copies the bytes into a bounded queue that the
- * extractor (stages/extract.c) pulls from: for gzip its inflater thread,
+ * extractor (stages/data/extract.c) pulls from: for gzip its inflater thread,
  * which feeds the extractor thread that writes and hashes the members. So
  * receiving + md5, inflating, and writing + per-member md5 run side by side.
  */

@@ -7,7 +7,7 @@
 #ifndef PK_LIMITS_H
 #define PK_LIMITS_H
 
-/* ---- the magic language --------------------------------------------- */
+/* ---- the magic language ------------------------------------------------- */
 #ifndef PK_LIMIT_CELL_BYTES
 #define PK_LIMIT_CELL_BYTES (1u << 20)      /* code of one execute_request */
 #endif
@@ -21,7 +21,7 @@
 #define PK_LIMIT_VARS 4096                  /* %set variables */
 #endif
 
-/* ---- the wire --------------------------------------------------------- */
+/* ---- the wire ----------------------------------------------------------- */
 #ifndef PK_LIMIT_MSG_BYTES
 #define PK_LIMIT_MSG_BYTES (64u << 20)      /* one message, all frames */
 #endif
@@ -35,7 +35,7 @@
 #define PK_LIMIT_HISTORY_BYTES (64u << 20)  /* their code and output, all together */
 #endif
 
-/* ---- pickles (stages/pickle.c) ------------------------------------- */
+/* ---- pickles (stages/load/pickle.c) ------------------------------------- */
 #ifndef PK_LIMIT_PICKLE_FILE_BYTES
 #define PK_LIMIT_PICKLE_FILE_BYTES (4ull << 30) /* one pickle file */
 #endif
@@ -67,7 +67,7 @@
 #define PK_LIMIT_LOAD_THREADS 8             /* copy threads of %load */
 #endif
 
-/* ---- archives (stages/extract.c) ------------------------------------ */
+/* ---- archives (stages/data/extract.c) ----------------------------------- */
 #ifndef PK_LIMIT_EXTRACT_ENTRIES
 #define PK_LIMIT_EXTRACT_ENTRIES 1000000    /* members of one archive */
 #endif
@@ -81,7 +81,7 @@
 #define PK_LIMIT_EXTRACT_DEPTH 32           /* path components of one member */
 #endif
 
-/* ---- manifests and %verify (stages/manifest.c, stages/verify.c) ------ */
+/* ---- manifests and %verify (stages/data/manifest.c, stages/data/verify.c) --- */
 #ifndef PK_LIMIT_MANIFEST_BYTES
 #define PK_LIMIT_MANIFEST_BYTES (64u << 20) /* one md5sum manifest file */
 #endif
@@ -95,7 +95,7 @@
 #define PK_LIMIT_VERIFY_JOBS 64             /* %verify --jobs */
 #endif
 
-/* ---- downloads (stages/download.c) ---------------------------------- */
+/* ---- downloads (stages/data/download.c) --------------------------------- */
 #ifndef PK_LIMIT_DOWNLOAD_BYTES
 #define PK_LIMIT_DOWNLOAD_BYTES (1ull << 40) /* one response body (1 TiB) */
 #endif
@@ -106,7 +106,7 @@
 #define PK_LIMIT_DOWNLOAD_REDIRECTS 10      /* HTTP redirects followed */
 #endif
 
-/* ---- S3 (stages/s3.c) ------------------------------------------------ */
+/* ---- S3 (stages/s3/) ---------------------------------------------------- */
 #ifndef PK_LIMIT_AWS_CONFIG_BYTES
 #define PK_LIMIT_AWS_CONFIG_BYTES (1 << 20)   /* ~/.aws/credentials or config */
 #endif
@@ -135,7 +135,7 @@
 #define PK_LIMIT_S3_LIST_KEYS 10000000        /* keys read by one listing */
 #endif
 
-/* ---- images (stages/png.c, stages/preview.c) ------------------------- */
+/* ---- images (stages/lib/png.c, stages/load/preview.c) ------------------- */
 #ifndef PK_LIMIT_PREVIEW_IMAGES
 #define PK_LIMIT_PREVIEW_IMAGES 256         /* %preview --n */
 #endif
@@ -146,7 +146,7 @@
 #define PK_LIMIT_PNG_PIXELS (64u << 20)     /* one encoded PNG, width x height */
 #endif
 
-/* ---- training (stages/train.c, stages/cnn*.c) ------------------------ */
+/* ---- training (stages/train/train.c, stages/train/cnn*.c) --------------- */
 #ifndef PK_LIMIT_TRAIN_EPOCHS
 #define PK_LIMIT_TRAIN_EPOCHS 10000         /* %train --epochs */
 #endif

@@ -166,7 +166,7 @@ struct st_ctx {
   const char *cur_args;
 };
 
-/* Helpers over the callbacks (stages/context.c). */
+/* Helpers over the callbacks (stages/lib/context.c). */
 void st_write(st_ctx *c, int stream, const char *buf, size_t len);
 void st_printf(st_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void st_eprintf(st_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

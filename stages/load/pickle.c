@@ -4,7 +4,7 @@
  * A straight-line interpreter over a byte buffer: one loop, one switch, an
  * explicit value stack, a mark stack and a memo; no recursion, so nesting
  * cannot exhaust the C stack. Every length is checked against what is left
- * of the buffer before it is used; every count against stages/limits.h.
+ * of the buffer before it is used; every count against stages/lib/limits.h.
  * Values live in an arena freed at once by pkl_free.
  */
 #include <stdarg.h>

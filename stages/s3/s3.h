@@ -18,7 +18,7 @@ extern const st_option s3_ls_opts[];
 int s3_parse_url(const char *url, char *bucket, size_t bcap, char *key, size_t kcap,
                  st_error *err);
 
-/* For fuzzing and tests: every S3 response parser of s3.c on one body, as
+/* For fuzzing and tests: every S3 response parser of stages/s3/ on one body, as
  * the answer to each request (<Error>, ListObjectsV2 twice as two pages,
  * ListMultipartUploads, InitiateMultipartUpload, CompleteMultipartUpload).
  * No network. Returns how many accepted it, or -1 when a parser broke its

@@ -1,5 +1,5 @@
 /*
- * test_cnn.c -- tests of the trainer core (links only stages/cnn*.c and the
+ * test_cnn.c -- tests of the trainer core (links only stages/train/cnn*.c and the
  * CUDA backend): gradient check against finite differences for every layer,
  * the SGD rule, initialisation ranges, the safetensors layout, thread
  * counts agreeing, and the CUDA backend against the CPU backend (skipped

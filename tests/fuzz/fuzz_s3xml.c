@@ -1,6 +1,6 @@
 /*
  * fuzz_s3xml.c -- hostile S3 response bodies through every parser of
- * stages/s3.c (error documents, ListObjectsV2 pages, ListMultipartUploads,
+ * stages/s3/ (error documents, ListObjectsV2 pages, ListMultipartUploads,
  * InitiateMultipartUpload and CompleteMultipartUpload results) via
  * s3__parse_responses, which also checks what each parser accepted.
  */

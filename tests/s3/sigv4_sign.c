@@ -1,7 +1,7 @@
 /*
- * sigv4_sign.c -- a test tool: signs one S3 request with stages/sigv4.c and
+ * sigv4_sign.c -- a test tool: signs one S3 request with stages/s3/sigv4.c and
  * prints the intermediate results, so the Python tests can compare them with
- * botocore's signer. Built by tests/s3/conftest.py (cc ... stages/sigv4.c
+ * botocore's signer. Built by tests/s3/conftest.py (cc ... stages/s3/sigv4.c
  * -lcrypto); not part of pipekernel.
  *
  *   sigv4_sign METHOD RAWPATH AMZDATE REGION ACCESS SECRET PAYLOADHASH

@@ -1,4 +1,4 @@
-"""S3 request signatures from stages/sigv4.c against botocore's S3SigV4Auth."""
+"""S3 request signatures from stages/s3/sigv4.c against botocore's S3SigV4Auth."""
 import datetime
 import hashlib
 import subprocess

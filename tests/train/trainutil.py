@@ -56,7 +56,7 @@ class SplitMix:
 
 
 def epoch_orders(seed, n, epochs):
-    """The trainer's shuffle (stages/cnn.h): one splitmix64 generator seeded
+    """The trainer's shuffle (stages/train/cnn.h): one splitmix64 generator seeded
     with seed ^ 0x5EED5EED5EED5EED; each epoch Fisher-Yates from i = n-1 down."""
     r = SplitMix(seed ^ 0x5EED5EED5EED5EED)
     out = []
