@@ -157,6 +157,8 @@ install: $(BIN)
 
 # ---- tests -----------------------------------------------------------------
 PYTEST_ARGS ?=
+# the whole suite, unless PYTEST_ARGS names test paths itself (tests/kernel ...)
+PYTEST_PATHS = $(if $(filter tests tests/%,$(PYTEST_ARGS)),,tests)
 TEST_ENV = PK_BIN=$(abspath $(BIN)) PK_BUILD=$(abspath $(O)) \
            JUPYTER_PATH=$(abspath $(O))/jupyter PYTHONDONTWRITEBYTECODE=1
 
@@ -164,7 +166,7 @@ test: all $(TEST_RUNNER) $(TEST_CNN)
 	@rc=0; \
 	$(TEST_RUNNER) || rc=1; \
 	if [ -n "$(TEST_CNN)" ]; then "$(TEST_CNN)" || rc=1; fi; \
-	$(TEST_ENV) $(PYTHON) -m pytest -q -ra $(PYTEST_ARGS) tests || rc=1; \
+	$(TEST_ENV) $(PYTHON) -m pytest -q -ra $(PYTEST_ARGS) $(PYTEST_PATHS) || rc=1; \
 	if [ "$(FUZZ_SMOKE)" = 1 ]; then $(MAKE) --no-print-directory fuzz-smoke || rc=1; fi; \
 	exit $$rc
 
@@ -173,7 +175,7 @@ test-c: all $(TEST_RUNNER) $(TEST_CNN)
 	$(if $(TEST_CNN),$(TEST_CNN))
 
 test-py: all
-	$(TEST_ENV) $(PYTHON) -m pytest -q -ra $(PYTEST_ARGS) tests
+	$(TEST_ENV) $(PYTHON) -m pytest -q -ra $(PYTEST_ARGS) $(PYTEST_PATHS)
 
 check:
 	$(MAKE) O=build-asan SANITIZE=address,undefined OPT="-O1 -g" CUDA=no \

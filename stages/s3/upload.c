@@ -412,193 +412,232 @@ static int hashing_threads(void) {
   return (int)(n < 1 ? 1 : n > 8 ? 8 : n);
 }
 
-static int run_transfers(upload *u, uint64_t total, st_progress *pr, st_error *err) {
-  int jobs = u->jobs;
-  CURL **easies = calloc((size_t)jobs, sizeof *easies);
-  s3_resp *resps = calloc((size_t)jobs, sizeof *resps);
-  for (int i = 0; resps && i < jobs; i++) s3__resp_init(&resps[i]);
-  up_task **inflight = calloc((size_t)jobs, sizeof *inflight);
-  int rc = 0, nworkers = 0;
-  uint64_t done_bytes = 0; /* parts and objects the server has acknowledged */
+/* The transfer loop of one upload: `jobs` easy handles on u->multi, the
+ * parts the hashing threads made ready, those waiting for a retry, and what
+ * the server has acknowledged. */
+typedef struct xfer {
+  upload *u;
+  int jobs;
+  CURL **easies;
+  s3_resp *resps;
+  up_task **inflight; /* by easy handle; NULL: free */
+  int active;         /* handles in flight */
   pthread_t th[16];
-  up_task *pend = NULL; /* ready or waiting for a retry */
-  size_t objs_left = 0;
-  for (size_t i = 0; i < u->nobj; i++) objs_left += u->objs[i].state == OBJ_PENDING;
-  if (!easies || !resps || !inflight) {
-    rc = st_error_set(err, ST_ENOMEM, NULL, -1, NULL);
-    goto out;
+  int nworkers;
+  up_task *pend;      /* ready, or waiting for a retry (not_before) */
+  double next_due;    /* earliest not_before of a waiting task, 0: none */
+  size_t objs_left;   /* objects not yet uploaded */
+  uint64_t done_bytes; /* parts and objects the server has acknowledged */
+  uint64_t total;
+  st_progress *pr;
+} xfer;
+
+/* Handles, responses and the hashing threads. */
+static int xfer_open(xfer *x, st_error *err) {
+  x->easies = calloc((size_t)x->jobs, sizeof *x->easies);
+  x->resps = calloc((size_t)x->jobs, sizeof *x->resps);
+  x->inflight = calloc((size_t)x->jobs, sizeof *x->inflight);
+  if (!x->easies || !x->resps || !x->inflight) return st_error_set(err, ST_ENOMEM, NULL, -1, NULL);
+  for (int i = 0; i < x->jobs; i++) {
+    s3__resp_init(&x->resps[i]);
+    if (!(x->easies[i] = curl_easy_init()))
+      return st_error_set(err, ST_ENOMEM, NULL, -1, "cannot create curl handles");
   }
-  for (int i = 0; i < jobs; i++)
-    if (!(easies[i] = curl_easy_init())) {
-      rc = st_error_set(err, ST_ENOMEM, NULL, -1, "cannot create curl handles");
-      goto out;
-    }
   int want = hashing_threads();
-  if (want > jobs) want = jobs;
+  if (want > x->jobs) want = x->jobs;
   for (int i = 0; i < want; i++)
-    if (pthread_create(&th[nworkers], NULL, worker, u) == 0) nworkers++;
-  if (!nworkers) {
-    rc = st_error_set(err, ST_EINTERNAL, NULL, -1, "cannot start threads");
-    goto out;
-  }
-  int active = 0;
-  while (objs_left > 0) {
-    if (st_cancelled(u->c)) {
-      rc = st_error_set(err, ST_ECANCELED, u->cn.bucket, -1,
-                        "interrupted; unfinished multipart uploads aborted");
-      break;
-    }
-    /* take what the workers hashed */
-    pthread_mutex_lock(&u->mu);
-    if (u->werr_code) {
-      rc = st_error_set(err, u->werr_code, u->werr_where, -1, "%s", u->werr_text);
-      pthread_mutex_unlock(&u->mu);
-      break;
-    }
-    up_task *got = u->ready_head;
-    u->ready_head = u->ready_tail = NULL;
+    if (pthread_create(&x->th[x->nworkers], NULL, worker, x->u) == 0) x->nworkers++;
+  if (!x->nworkers) return st_error_set(err, ST_EINTERNAL, NULL, -1, "cannot start threads");
+  return 0;
+}
+
+/* Moves what the hashing threads made ready to the end of x->pend, in
+ * order; a reading error of theirs becomes the upload's. */
+static int take_ready(xfer *x, st_error *err) {
+  upload *u = x->u;
+  pthread_mutex_lock(&u->mu);
+  if (u->werr_code) {
+    int rc = st_error_set(err, u->werr_code, u->werr_where, -1, "%s", u->werr_text);
     pthread_mutex_unlock(&u->mu);
-    if (got) { /* append in order */
-      up_task **tail = &pend;
-      while (*tail) tail = &(*tail)->next;
-      *tail = got;
-    }
-    /* dispatch */
-    double now = st_now(), next_due = 0;
-    for (up_task **pp = &pend; *pp && active < jobs && !rc;) {
-      up_task *t = *pp;
-      if (t->not_before > now) {
-        if (!next_due || t->not_before < next_due) next_due = t->not_before;
-        pp = &t->next;
-        continue;
-      }
-      up_obj *o = &u->objs[t->obj];
-      if (t->part && !o->upload_id && !o->pmd5) rc = s3__create_mpu(u, o, err);
-      if (rc) break;
-      int slot = 0;
-      while (inflight[slot]) slot++;
-      *pp = t->next;
-      t->next = NULL;
-      inflight[slot] = t;
-      rc = task_start(u, t, easies, resps, slot, err);
-      active++;
-    }
-    if (rc) break;
-    int running = 0;
-    curl_multi_perform(u->multi, &running);
-    CURLMsg *msg;
-    int left;
-    while (!rc && (msg = curl_multi_info_read(u->multi, &left))) {
-      if (msg->msg != CURLMSG_DONE) continue;
-      CURL *e = msg->easy_handle;
-      up_task *t = NULL;
-      curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&t);
-      s3_resp *r = &resps[t->slot];
-      r->cc = msg->data.result;
-      curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &r->status);
-      curl_multi_remove_handle(u->multi, e);
-      inflight[t->slot] = NULL;
-      active--;
-      up_obj *o = &u->objs[t->obj];
-      int k = s3__classify(r);
-      if (k == 0) {
-        char h[33], got_etag[80];
-        s3__hex16(t->md5, h);
-        s3__unquote(r->etag, got_etag, sizeof got_etag);
-        char where[1200];
-        s3__where(&u->cn, o->key, where, sizeof where);
-        if (strcmp(got_etag, h) != 0) {
-          rc = st_error_set(err, ST_ECHECKSUM, where, (long long)t->off,
-                            "%s answered ETag '%s', expected the md5 %s", t->part ? "UploadPart" : "PutObject",
-                            got_etag, h);
-          t->slot = -1;
-          task_free(u, t);
-          break;
-        }
-        done_bytes += t->len;
-        if (t->part) {
-          memcpy(o->pmd5[t->part - 1], t->md5, 16);
-          o->parts_left--;
-        } else {
-          snprintf(o->etag, sizeof o->etag, "%s", got_etag);
-          snprintf(o->expect, sizeof o->expect, "%s", h);
-          o->state = OBJ_UPLOADED;
-          objs_left--;
-        }
-        t->slot = -1;
-        task_free(u, t);
-        if (o->nparts && o->parts_left == 0 && o->state == OBJ_PENDING) {
-          rc = s3__complete_mpu(u, o, err);
-          if (!rc) objs_left--;
-        }
-      } else if (k > 0 && t->attempts < PK_LIMIT_S3_ATTEMPTS) {
-        char what[64];
-        if (t->part) snprintf(what, sizeof what, "UploadPart %d", t->part);
-        else snprintf(what, sizeof what, "PutObject");
-        double delay = s3__backoff(t->attempts);
-        s3__say_retry(&u->cn, o->key, what, r, t->attempts, delay);
-        t->slot = -1;
-        t->not_before = st_now() + delay;
-        t->next = pend;
-        pend = t;
-      } else {
-        char what[64];
-        if (t->part) snprintf(what, sizeof what, "UploadPart %d", t->part);
-        else snprintf(what, sizeof what, "PutObject");
-        rc = s3__resp_error(&u->cn, o->key, what, r, t->attempts, err);
-        t->slot = -1;
-        task_free(u, t);
-      }
-    }
-    if (rc) break;
-    uint64_t inprog = 0;
-    for (int i = 0; i < jobs; i++)
-      if (inflight[i]) inprog += resps[i].sent;
-    uint64_t shown = done_bytes + inprog;
-    st_progress_update(pr, shown > total ? total : shown);
-    int wait_ms = 100;
-    if (next_due) {
-      double dt = next_due - st_now();
-      int ms = dt <= 0 ? 0 : (int)(dt * 1000) + 1;
-      if (ms < wait_ms) wait_ms = ms;
-    }
-    curl_multi_poll(u->multi, NULL, 0, wait_ms, NULL);
+    return rc;
   }
-out:
-  /* a failed upload's bar ends at what the server acknowledged, not at
-   * what was sent (a rejected last part would read 100 %) */
-  if (rc) st_progress_update(pr, done_bytes);
-  /* stop the workers, drop what is in flight or queued */
+  up_task *got = u->ready_head;
+  u->ready_head = u->ready_tail = NULL;
+  pthread_mutex_unlock(&u->mu);
+  up_task **tail = &x->pend;
+  while (*tail) tail = &(*tail)->next;
+  *tail = got;
+  return 0;
+}
+
+/* Starts every pending task that is due, while handles are free (a first
+ * part opens its object's multipart upload). */
+static int dispatch(xfer *x, st_error *err) {
+  double now = st_now();
+  x->next_due = 0;
+  for (up_task **pp = &x->pend; *pp && x->active < x->jobs;) {
+    up_task *t = *pp;
+    if (t->not_before > now) {
+      if (!x->next_due || t->not_before < x->next_due) x->next_due = t->not_before;
+      pp = &t->next;
+      continue;
+    }
+    up_obj *o = &x->u->objs[t->obj];
+    int rc = t->part && !o->upload_id && !o->pmd5 ? s3__create_mpu(x->u, o, err) : 0;
+    if (rc) return rc;
+    int slot = 0;
+    while (x->inflight[slot]) slot++;
+    *pp = t->next;
+    t->next = NULL;
+    x->inflight[slot] = t;
+    x->active++;
+    rc = task_start(x->u, t, x->easies, x->resps, slot, err);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+static void task_what(const up_task *t, char *what, size_t cap) {
+  if (t->part) snprintf(what, cap, "UploadPart %d", t->part);
+  else snprintf(what, cap, "PutObject");
+}
+
+/* A part or object the server took: its ETag must be its md5; the last
+ * part of an object completes the multipart upload. */
+static int on_stored(xfer *x, up_task *t, const s3_resp *r, st_error *err) {
+  upload *u = x->u;
+  up_obj *o = &u->objs[t->obj];
+  char h[33], got_etag[80];
+  s3__hex16(t->md5, h);
+  s3__unquote(r->etag, got_etag, sizeof got_etag);
+  if (strcmp(got_etag, h) != 0) {
+    char where[1200];
+    s3__where(&u->cn, o->key, where, sizeof where);
+    return st_error_set(err, ST_ECHECKSUM, where, (long long)t->off,
+                        "%s answered ETag '%s', expected the md5 %s",
+                        t->part ? "UploadPart" : "PutObject", got_etag, h);
+  }
+  x->done_bytes += t->len;
+  if (!t->part) {
+    snprintf(o->etag, sizeof o->etag, "%s", got_etag);
+    snprintf(o->expect, sizeof o->expect, "%s", h);
+    o->state = OBJ_UPLOADED;
+    x->objs_left--;
+    return 0;
+  }
+  memcpy(o->pmd5[t->part - 1], t->md5, 16);
+  if (--o->parts_left || o->state != OBJ_PENDING) return 0;
+  int rc = s3__complete_mpu(u, o, err);
+  if (!rc) x->objs_left--;
+  return rc;
+}
+
+/* One finished transfer: stored, retried later (back on x->pend), or the
+ * upload's error. The task is freed unless it is retried. */
+static int on_done(xfer *x, CURLMsg *msg, st_error *err) {
+  CURL *e = msg->easy_handle;
+  up_task *t = NULL;
+  curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&t);
+  s3_resp *r = &x->resps[t->slot];
+  r->cc = msg->data.result;
+  curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &r->status);
+  curl_multi_remove_handle(x->u->multi, e);
+  x->inflight[t->slot] = NULL;
+  t->slot = -1;
+  x->active--;
+  int k = s3__classify(r), rc = 0;
+  char what[64];
+  task_what(t, what, sizeof what);
+  const char *key = x->u->objs[t->obj].key;
+  if (k > 0 && t->attempts < PK_LIMIT_S3_ATTEMPTS) {
+    double delay = s3__backoff(t->attempts);
+    s3__say_retry(&x->u->cn, key, what, r, t->attempts, delay);
+    t->not_before = st_now() + delay;
+    t->next = x->pend;
+    x->pend = t;
+    return 0;
+  }
+  if (k == 0) rc = on_stored(x, t, r, err);
+  else rc = s3__resp_error(&x->u->cn, key, what, r, t->attempts, err);
+  task_free(x->u, t);
+  return rc;
+}
+
+/* Runs the transfers a little, handles what finished, shows the bytes
+ * acknowledged plus those in flight, and waits for the next event. */
+static int turn(xfer *x, st_error *err) {
+  int running = 0, left, rc = 0;
+  curl_multi_perform(x->u->multi, &running);
+  CURLMsg *msg;
+  while (!rc && (msg = curl_multi_info_read(x->u->multi, &left)))
+    if (msg->msg == CURLMSG_DONE) rc = on_done(x, msg, err);
+  if (rc) return rc;
+  uint64_t shown = x->done_bytes;
+  for (int i = 0; i < x->jobs; i++)
+    if (x->inflight[i]) shown += x->resps[i].sent;
+  st_progress_update(x->pr, shown > x->total ? x->total : shown);
+  int wait_ms = 100;
+  if (x->next_due) {
+    double dt = x->next_due - st_now();
+    int ms = dt <= 0 ? 0 : (int)(dt * 1000) + 1;
+    if (ms < wait_ms) wait_ms = ms;
+  }
+  curl_multi_poll(x->u->multi, NULL, 0, wait_ms, NULL);
+  return 0;
+}
+
+static void tasks_free(up_task *t) {
+  while (t) {
+    up_task *n = t->next;
+    free(t->buf);
+    free(t);
+    t = n;
+  }
+}
+
+/* Stops the hashing threads and drops whatever is in flight or queued. */
+static void xfer_close(xfer *x) {
+  upload *u = x->u;
   pthread_mutex_lock(&u->mu);
   u->stop = 1;
   pthread_cond_broadcast(&u->cv);
   pthread_mutex_unlock(&u->mu);
-  for (int i = 0; i < nworkers; i++) pthread_join(th[i], NULL);
-  for (int i = 0; inflight && i < jobs; i++)
-    if (inflight[i]) {
-      curl_multi_remove_handle(u->multi, easies[i]);
-      free(inflight[i]->buf);
-      free(inflight[i]);
+  for (int i = 0; i < x->nworkers; i++) pthread_join(x->th[i], NULL);
+  for (int i = 0; x->inflight && i < x->jobs; i++)
+    if (x->inflight[i]) {
+      curl_multi_remove_handle(u->multi, x->easies[i]);
+      tasks_free(x->inflight[i]);
     }
-  while (pend) {
-    up_task *n = pend->next;
-    free(pend->buf);
-    free(pend);
-    pend = n;
+  tasks_free(x->pend);
+  tasks_free(u->ready_head);
+  u->ready_head = u->ready_tail = NULL;
+  for (int i = 0; x->easies && i < x->jobs; i++) {
+    if (x->resps) s3__resp_free(&x->resps[i]);
+    if (x->easies[i]) curl_easy_cleanup(x->easies[i]);
   }
-  while (u->ready_head) {
-    up_task *n = u->ready_head->next;
-    free(u->ready_head->buf);
-    free(u->ready_head);
-    u->ready_head = n;
+  free(x->easies);
+  free(x->resps);
+  free(x->inflight);
+}
+
+/* Every pending object to S3: the hashing threads read and hash parts, this
+ * thread keeps up to --jobs of them in flight on one curl multi handle. */
+static int run_transfers(upload *u, uint64_t total, st_progress *pr, st_error *err) {
+  xfer x = {.u = u, .jobs = u->jobs, .total = total, .pr = pr};
+  for (size_t i = 0; i < u->nobj; i++) x.objs_left += u->objs[i].state == OBJ_PENDING;
+  int rc = xfer_open(&x, err);
+  while (!rc && x.objs_left > 0) {
+    if (st_cancelled(u->c))
+      rc = st_error_set(err, ST_ECANCELED, u->cn.bucket, -1,
+                        "interrupted; unfinished multipart uploads aborted");
+    if (!rc) rc = take_ready(&x, err);
+    if (!rc) rc = dispatch(&x, err);
+    if (!rc) rc = turn(&x, err);
   }
-  for (int i = 0; easies && i < jobs; i++) {
-    s3__resp_free(&resps[i]);
-    if (easies[i]) curl_easy_cleanup(easies[i]);
-  }
-  free(easies);
-  free(resps);
-  free(inflight);
+  /* a failed upload's bar ends at what the server acknowledged, not at
+   * what was sent (a rejected last part would read 100 %) */
+  if (rc) st_progress_update(pr, x.done_bytes);
+  xfer_close(&x);
   return rc;
 }
 
@@ -649,116 +688,156 @@ static void upload_free(upload *u) {
   s3__conn_close(&u->cn);
 }
 
-int s3_upload(st_ctx *c, const st_args *a, st_error *err) {
-  const char *src = a->pos[0], *url = a->pos[1];
+/* What the line asks for, checked once. */
+typedef struct up_opts {
+  const char *src, *url;
   char bucket[64], key[PK_LIMIT_S3_KEY_BYTES + 1];
-  int rc = s3_parse_url(url, bucket, sizeof bucket, key, sizeof key, err);
-  if (rc) return rc;
-  long long psize_mib, threshold_mib, jobs;
-  if ((rc = st_arg_int(a, "part-size", 8, 5, 5120, &psize_mib, err))) return rc;
-  if ((rc = st_arg_int(a, "threshold", 32, 5, 5120, &threshold_mib, err))) return rc;
-  if ((rc = st_arg_int(a, "jobs", 8, 1, 64, &jobs, err))) return rc;
-  struct stat st;
-  if (stat(src, &st) != 0) return st_error_errno(err, errno, src, "cannot upload");
-  if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
-    return st_error_set(err, ST_EINVAL, src, -1, "not a regular file or a directory");
+  uint64_t psize, threshold;
+  int jobs;
+  struct stat st; /* of src */
+} up_opts;
 
-  upload u;
-  memset(&u, 0, sizeof u);
-  u.c = c;
-  u.jobs = (int)jobs;
-  u.psize = (uint64_t)psize_mib * MiB;
-  u.threshold = (uint64_t)threshold_mib * MiB;
-  pthread_mutex_init(&u.mu, NULL);
-  pthread_cond_init(&u.cv, NULL);
-  double t0 = st_now();
+static int parse_opts(const st_args *a, up_opts *o, st_error *err) {
+  o->src = a->pos[0];
+  o->url = a->pos[1];
+  long long psize_mib, threshold_mib, jobs;
+  int rc = s3_parse_url(o->url, o->bucket, sizeof o->bucket, o->key, sizeof o->key, err);
+  if (!rc) rc = st_arg_int(a, "part-size", 8, 5, 5120, &psize_mib, err);
+  if (!rc) rc = st_arg_int(a, "threshold", 32, 5, 5120, &threshold_mib, err);
+  if (!rc) rc = st_arg_int(a, "jobs", 8, 1, 64, &jobs, err);
+  if (rc) return rc;
+  o->psize = (uint64_t)psize_mib * MiB;
+  o->threshold = (uint64_t)threshold_mib * MiB;
+  o->jobs = (int)jobs;
+  if (stat(o->src, &o->st) != 0) return st_error_errno(err, errno, o->src, "cannot upload");
+  if (!S_ISREG(o->st.st_mode) && !S_ISDIR(o->st.st_mode))
+    return st_error_set(err, ST_EINVAL, o->src, -1, "not a regular file or a directory");
+  return 0;
+}
+
+/* The objects to upload: every regular file of a tree, as PREFIX/relative
+ * path in key order, or the one file, at the key the URL names or at
+ * PREFIX/NAME when it ends with '/'. prefix receives the key prefix. */
+static int collect(upload *u, const up_opts *o, char *prefix, size_t pcap, st_error *err) {
+  const char *key = o->key;
+  size_t kl = strlen(key);
   size_t skipped_special = 0;
-  char prefix[PK_LIMIT_S3_KEY_BYTES + 2];
-  if (S_ISDIR(st.st_mode)) {
-    size_t kl = strlen(key);
-    snprintf(prefix, sizeof prefix, "%s%s", key, kl && key[kl - 1] != '/' ? "/" : "");
+  int rc;
+  if (S_ISDIR(o->st.st_mode)) {
+    snprintf(prefix, pcap, "%s%s", key, kl && key[kl - 1] != '/' ? "/" : "");
     char root[4096];
-    snprintf(root, sizeof root, "%s", src);
+    snprintf(root, sizeof root, "%s", o->src);
     size_t rl = strlen(root);
     while (rl > 1 && root[rl - 1] == '/') root[--rl] = 0;
-    rc = walk_tree(&u, root, "", prefix, &skipped_special, 0, err);
-    if (!rc) qsort(u.objs, u.nobj, sizeof *u.objs, obj_cmp); /* binary key order */
+    rc = walk_tree(u, root, "", prefix, &skipped_special, 0, err);
+    if (!rc) qsort(u->objs, u->nobj, sizeof *u->objs, obj_cmp); /* binary key order */
   } else {
-    size_t kl = strlen(key);
     char k2[PK_LIMIT_S3_KEY_BYTES + 4096];
     if (!kl || key[kl - 1] == '/') {
-      const char *base = strrchr(src, '/');
-      snprintf(k2, sizeof k2, "%s%s", key, base ? base + 1 : src);
+      const char *base = strrchr(o->src, '/');
+      snprintf(k2, sizeof k2, "%s%s", key, base ? base + 1 : o->src);
     } else {
       snprintf(k2, sizeof k2, "%s", key);
     }
-    snprintf(prefix, sizeof prefix, "%.*s", PK_LIMIT_S3_KEY_BYTES, k2);
-    rc = add_obj(&u, src, k2, (uint64_t)st.st_size, err);
+    snprintf(prefix, pcap, "%.*s", PK_LIMIT_S3_KEY_BYTES, k2);
+    rc = add_obj(u, o->src, k2, (uint64_t)o->st.st_size, err);
   }
-  if (rc) goto done;
+  if (rc) return rc;
   if (skipped_special)
-    st_eprintf(c, "upload: skipped %zu symbolic links or special files\n", skipped_special);
-  if (u.nobj == 0) {
-    rc = st_error_set(err, ST_EINVAL, src, -1, "no regular files to upload");
-    goto done;
-  }
-  if ((rc = s3__conn_open(&u.cn, c, a, bucket, err))) goto done;
-  if ((rc = s3__bucket_ready(&u.cn, st_arg_has(a, "create-bucket"), err))) goto done;
-  if (st_arg_has(a, "skip-existing") &&
-      ((rc = mark_existing(&u, prefix, err)) || (rc = s3__abort_stale(&u, prefix, err))))
-    goto done;
+    st_eprintf(u->c, "upload: skipped %zu symbolic links or special files\n", skipped_special);
+  if (u->nobj == 0) return st_error_set(err, ST_EINVAL, o->src, -1, "no regular files to upload");
+  return 0;
+}
 
-  uint64_t total = 0;
-  size_t nup = 0, nskip = 0, nmulti = 0;
-  for (size_t i = 0; i < u.nobj; i++) {
-    if (u.objs[i].state == OBJ_SKIPPED) {
-      nskip++;
-    } else {
-      nup++;
-      total += u.objs[i].size;
-      nmulti += u.objs[i].nparts > 0;
-    }
-  }
-  /* part buffers in memory: enough for every job and every hashing thread;
-   * each holds the largest body sent (a part, or a file up to --threshold) */
+/* Part buffers in memory: enough for every job and every hashing thread,
+ * each holding the largest body sent (a part, or a file up to --threshold),
+ * within PK_LIMIT_S3_BUFFER_BYTES; and the curl multi handle. */
+static int plan_buffers(upload *u, st_error *err) {
   uint64_t maxp = POOL_MIN;
-  for (size_t i = 0; i < u.nobj; i++) {
-    uint64_t body = u.objs[i].nparts ? u.objs[i].psize : u.objs[i].size;
+  for (size_t i = 0; i < u->nobj; i++) {
+    uint64_t body = u->objs[i].nparts ? u->objs[i].psize : u->objs[i].size;
     if (body > maxp) maxp = body;
   }
-  long long nb = (long long)u.jobs + hashing_threads() + 2;
+  long long nb = (long long)u->jobs + hashing_threads() + 2;
   if ((long long)maxp * nb > PK_LIMIT_S3_BUFFER_BYTES) nb = PK_LIMIT_S3_BUFFER_BYTES / (long long)maxp;
-  u.max_buffers = (int)(nb < 1 ? 1 : nb);
-  u.pool_size = maxp;
-  u.pool = calloc((size_t)u.max_buffers, sizeof *u.pool);
-  if (!u.pool) {
-    rc = st_error_set(err, ST_ENOMEM, NULL, -1, NULL);
-    goto done;
+  u->max_buffers = (int)(nb < 1 ? 1 : nb);
+  u->pool_size = maxp;
+  u->pool = calloc((size_t)u->max_buffers, sizeof *u->pool);
+  if (!u->pool) return st_error_set(err, ST_ENOMEM, NULL, -1, NULL);
+  u->multi = curl_multi_init();
+  if (!u->multi) return st_error_set(err, ST_ENOMEM, NULL, -1, "cannot create a curl multi handle");
+  curl_multi_setopt(u->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)u->jobs);
+  return 0;
+}
+
+/* What will be sent: bytes, objects, multipart objects, skipped ones. */
+typedef struct up_plan {
+  uint64_t total;
+  size_t nup, nskip, nmulti;
+} up_plan;
+
+static void plan(const upload *u, up_plan *p) {
+  memset(p, 0, sizeof *p);
+  for (size_t i = 0; i < u->nobj; i++) {
+    if (u->objs[i].state == OBJ_SKIPPED) {
+      p->nskip++;
+    } else {
+      p->nup++;
+      p->total += u->objs[i].size;
+      p->nmulti += u->objs[i].nparts > 0;
+    }
   }
-  u.multi = curl_multi_init();
-  if (!u.multi) {
-    rc = st_error_set(err, ST_ENOMEM, NULL, -1, "cannot create a curl multi handle");
-    goto done;
-  }
-  curl_multi_setopt(u.multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)u.jobs);
+}
+
+/* The transfers under a progress bar; after a failure or an interrupt the
+ * multipart uploads still open are aborted. */
+static int send_all(upload *u, const up_plan *p, const char *prefix, st_error *err) {
   st_progress pr;
   char label[128];
-  if ((size_t)snprintf(label, sizeof label, "upload s3://%s/%s", bucket, prefix) >= sizeof label)
+  if ((size_t)snprintf(label, sizeof label, "upload s3://%s/%s", u->cn.bucket, prefix) >=
+      sizeof label)
     snprintf(label + sizeof label - 4, 4, "...");
-  st_progress_begin(c, &pr, label, "B", total);
-  if (nup) rc = run_transfers(&u, total, &pr, err);
-  if (rc) s3__abort_open(&u, err);
-  st_progress_end(&pr, rc == 0 ? 0 : rc);
-  if (rc) goto done;
-  double dt = st_now() - t0;
-  show_table(&u, url);
-  char sz[32], rate[32];
-  st_fmt_bytes(sz, sizeof sz, total);
-  st_fmt_rate(rate, sizeof rate, total, dt);
-  st_printf(c, "upload: %s, %zu file%s (%zu multipart, %zu skipped) to s3://%s/%s in %.2f s (%s)\n",
-            sz, nup, nup == 1 ? "" : "s", nmulti, nskip, bucket, prefix, dt, rate);
-  st_timing_add(c, "upload", "upload", dt, total, nup, "libcurl-multi+openssl-evp", NULL);
-done:
+  st_progress_begin(u->c, &pr, label, "B", p->total);
+  int rc = p->nup ? run_transfers(u, p->total, &pr, err) : 0;
+  if (rc) s3__abort_open(u, err);
+  st_progress_end(&pr, rc);
+  return rc;
+}
+
+int s3_upload(st_ctx *c, const st_args *a, st_error *err) {
+  up_opts o;
+  memset(&o, 0, sizeof o);
+  int rc = parse_opts(a, &o, err);
+  if (rc) return rc;
+  upload u;
+  memset(&u, 0, sizeof u);
+  u.c = c;
+  u.jobs = o.jobs;
+  u.psize = o.psize;
+  u.threshold = o.threshold;
+  pthread_mutex_init(&u.mu, NULL);
+  pthread_cond_init(&u.cv, NULL);
+  double t0 = st_now();
+  char prefix[PK_LIMIT_S3_KEY_BYTES + 2];
+  up_plan p;
+  rc = collect(&u, &o, prefix, sizeof prefix, err);
+  if (!rc) rc = s3__conn_open(&u.cn, c, a, o.bucket, err);
+  if (!rc) rc = s3__bucket_ready(&u.cn, st_arg_has(a, "create-bucket"), err);
+  if (!rc && st_arg_has(a, "skip-existing")) rc = mark_existing(&u, prefix, err);
+  if (!rc && st_arg_has(a, "skip-existing")) rc = s3__abort_stale(&u, prefix, err);
+  if (!rc) plan(&u, &p);
+  if (!rc) rc = plan_buffers(&u, err);
+  if (!rc) rc = send_all(&u, &p, prefix, err);
+  if (!rc) {
+    double dt = st_now() - t0;
+    show_table(&u, o.url);
+    char sz[32], rate[32];
+    st_fmt_bytes(sz, sizeof sz, p.total);
+    st_fmt_rate(rate, sizeof rate, p.total, dt);
+    st_printf(c, "upload: %s, %zu file%s (%zu multipart, %zu skipped) to s3://%s/%s in %.2f s (%s)\n",
+              sz, p.nup, p.nup == 1 ? "" : "s", p.nmulti, p.nskip, o.bucket, prefix, dt, rate);
+    st_timing_add(c, "upload", "upload", dt, p.total, p.nup, "libcurl-multi+openssl-evp", NULL);
+  }
   upload_free(&u);
   return rc;
 }
