@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include "../kernel/magic.h"
+#include "lib/dynbuf.h"
+#include "lib/limits.h"
 #include "lib/session.h"
 #include "cli.h"
 
@@ -152,21 +154,20 @@ static void usage(FILE *f) {
           "A CELL of '-' reads a cell from standard input.\n");
 }
 
-static char *read_all(FILE *f) {
-  size_t cap = 4096, len = 0;
-  char *buf = malloc(cap);
-  if (!buf) return NULL;
+/* A cell from f, at most PK_LIMIT_CELL_BYTES (as for a kernel's execute);
+ * NULL with a message on stderr when it is longer or unreadable. */
+static char *read_cell(FILE *f) {
+  dynbuf b = DYN_INIT(PK_LIMIT_CELL_BYTES);
+  char chunk[65536];
   size_t n;
-  while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
-    len += n;
-    if (len + 1 == cap) {
-      char *nb = realloc(buf, cap *= 2);
-      if (!nb) { free(buf); return NULL; }
-      buf = nb;
-    }
-  }
-  buf[len] = 0;
-  return buf;
+  while (!b.err && (n = fread(chunk, 1, sizeof chunk, f)) > 0) dyn_add(&b, chunk, n);
+  if (b.err == ST_E2BIG)
+    fprintf(stderr, "pipekernel run: the cell on standard input is over %u bytes "
+            "(PK_LIMIT_CELL_BYTES)\n", (unsigned)PK_LIMIT_CELL_BYTES);
+  else if (b.err || ferror(f))
+    fprintf(stderr, "pipekernel run: cannot read the cell on standard input\n");
+  if (ferror(f)) dyn_free(&b);
+  return dyn_take(&b, NULL);
 }
 
 int cli_main(int argc, char **argv) {
@@ -217,7 +218,7 @@ int cli_main(int argc, char **argv) {
     char *stdin_cell = NULL;
     const char *cell = argv[i];
     if (strcmp(cell, "-") == 0) {
-      stdin_cell = read_all(stdin);
+      stdin_cell = read_cell(stdin);
       if (!stdin_cell) { status = 1; break; }
       cell = stdin_cell;
     }
