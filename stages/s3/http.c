@@ -102,28 +102,98 @@ void s3__conn_close(s3_conn *cn) {
   cn->easy = NULL;
 }
 
+const char *s3__stage_name(const s3_conn *cn) {
+  return cn->ctx && cn->ctx->cur_magic ? cn->ctx->cur_magic : "s3";
+}
+
+int s3__attempts(const s3_conn *cn) {
+  return cn->max_attempts > 0 ? cn->max_attempts : PK_LIMIT_S3_ATTEMPTS;
+}
+
 void s3__where(const s3_conn *cn, const char *key, char *out, size_t cap) {
   snprintf(out, cap, "s3://%s/%s", cn->bucket, key ? key : "");
 }
 
 static size_t on_body(char *p, size_t sz, size_t n, void *ud) {
   s3_resp *r = ud;
-  if (dyn_add(&r->body, p, sz * n)) return 0; /* aborts the transfer */
-  return sz * n;
+  size_t len = sz * n;
+  if (r->dst && r->hstatus >= 200 && r->hstatus < 300) {
+    if (len > r->dst_cap - r->dst_len) {
+      r->overrun = 1;
+      return 0; /* more than the range asked for: aborts the transfer */
+    }
+    memcpy(r->dst + r->dst_len, p, len);
+    r->dst_len += len;
+    return len;
+  }
+  if (dyn_add(&r->body, p, len)) return 0; /* aborts the transfer */
+  return len;
+}
+
+/* A header's value (trimmed) if the line is `name: value`, else NULL. */
+static const char *header_value(const char *p, size_t len, const char *name, size_t *vl) {
+  size_t nl = strlen(name);
+  if (len <= nl || strncasecmp(p, name, nl) != 0 || p[nl] != ':') return NULL;
+  const char *v = p + nl + 1;
+  size_t l = len - nl - 1;
+  while (l && (*v == ' ' || *v == '\t')) v++, l--;
+  while (l && (v[l - 1] == '\r' || v[l - 1] == '\n' || v[l - 1] == ' ')) l--;
+  *vl = l;
+  return v;
+}
+
+static long long header_number(const char *v, size_t vl) {
+  char tmp[32];
+  if (!vl || vl >= sizeof tmp) return -1;
+  memcpy(tmp, v, vl);
+  tmp[vl] = 0;
+  char *end;
+  errno = 0;
+  long long x = strtoll(tmp, &end, 10);
+  return errno || *end || x < 0 || tmp[0] == '-' || tmp[0] == '+' ? -1 : x;
+}
+
+/* "bytes START-END/TOTAL" (all three required) */
+static void content_range(s3_resp *r, const char *v, size_t vl) {
+  char tmp[96];
+  if (vl >= sizeof tmp) return;
+  memcpy(tmp, v, vl);
+  tmp[vl] = 0;
+  unsigned long long a, b, t;
+  char extra;
+  if (sscanf(tmp, "bytes %llu-%llu/%llu%c", &a, &b, &t, &extra) == 3) {
+    r->cr_start = (long long)a;
+    r->cr_end = (long long)b;
+    r->cr_total = (long long)t;
+  }
+}
+
+static void headers_reset(s3_resp *r) {
+  r->etag[0] = 0;
+  r->clen = r->cr_start = r->cr_end = r->cr_total = -1;
+  r->parts_count = 0;
 }
 
 static size_t on_header(char *p, size_t sz, size_t n, void *ud) {
   s3_resp *r = ud;
-  size_t len = sz * n;
-  if (len > 5 && strncasecmp(p, "ETag:", 5) == 0) {
-    const char *v = p + 5;
-    size_t vl = len - 5;
-    while (vl && (*v == ' ' || *v == '\t')) v++, vl--;
-    while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n' || v[vl - 1] == ' ')) vl--;
+  size_t len = sz * n, vl;
+  const char *v;
+  if (len > 12 && strncmp(p, "HTTP/", 5) == 0) { /* a new answer (after 100, redirects) */
+    const char *sp = memchr(p, ' ', len);
+    r->hstatus = sp ? strtol(sp + 1, NULL, 10) : 0;
+    headers_reset(r);
+  } else if ((v = header_value(p, len, "ETag", &vl))) {
     if (vl < sizeof r->etag) {
       memcpy(r->etag, v, vl);
       r->etag[vl] = 0;
     }
+  } else if ((v = header_value(p, len, "Content-Length", &vl))) {
+    r->clen = header_number(v, vl);
+  } else if ((v = header_value(p, len, "Content-Range", &vl))) {
+    content_range(r, v, vl);
+  } else if ((v = header_value(p, len, "x-amz-mp-parts-count", &vl))) {
+    long long c = header_number(v, vl);
+    r->parts_count = c > 0 && c <= S3_MAX_PARTS ? (int)c : 0;
   }
   return len;
 }
@@ -159,7 +229,10 @@ void s3__resp_clear(s3_resp *r) {
   r->hdrs = NULL;
   r->url = NULL;
   dyn_reset(&r->body);
-  r->etag[0] = 0;
+  headers_reset(r);
+  r->hstatus = 0;
+  r->dst_len = 0;
+  r->overrun = 0;
   r->status = 0;
   r->cc = CURLE_OK;
   r->curl_err[0] = 0;
@@ -170,6 +243,7 @@ void s3__resp_clear(s3_resp *r) {
 void s3__resp_init(s3_resp *r) {
   memset(r, 0, sizeof *r);
   dyn_init(&r->body, PK_LIMIT_S3_XML_BYTES);
+  headers_reset(r);
 }
 
 void s3__resp_free(s3_resp *r) {
@@ -249,6 +323,8 @@ int s3__req_setup(s3_conn *cn, CURL *easy, const s3_req *rq, s3_resp *r, st_erro
     r->hdrs = hdr_add(r->hdrs, &oom, "Content-Type: application/octet-stream");
   if (strcmp(rq->method, "POST") == 0)
     r->hdrs = hdr_add(r->hdrs, &oom, "Content-Type: application/xml");
+  if (rq->range) r->hdrs = hdr_add(r->hdrs, &oom, "Range: %s", rq->range);
+  if (rq->if_match) r->hdrs = hdr_add(r->hdrs, &oom, "If-Match: %s", rq->if_match);
   sigv4_result_free(&sg);
   if (oom) return st_error_set(err, ST_ENOMEM, NULL, -1, NULL);
 
@@ -375,7 +451,7 @@ void s3__say_retry(s3_conn *cn, const char *key, const char *what, const s3_resp
                    int attempt, double delay) {
   if (!cn->ctx || cn->retries_shown > S3_RETRY_LINES) return;
   if (cn->retries_shown++ == S3_RETRY_LINES) {
-    st_eprintf(cn->ctx, "upload: more retries (not shown)\n");
+    st_eprintf(cn->ctx, "%s: more retries (not shown)\n", s3__stage_name(cn));
     return;
   }
   char why[CURL_ERROR_SIZE + 64];
@@ -386,8 +462,8 @@ void s3__say_retry(s3_conn *cn, const char *key, const char *what, const s3_resp
     s3__err_doc(r->body.p, r->body.len, &e);
     snprintf(why, sizeof why, "HTTP %ld%s%s", r->status, e.code[0] ? " " : "", e.code);
   }
-  st_eprintf(cn->ctx, "upload: %s of s3://%s/%s: %s; retry %d of %d in %.2f s\n", what,
-             cn->bucket, key ? key : "", why, attempt, PK_LIMIT_S3_ATTEMPTS - 1, delay);
+  st_eprintf(cn->ctx, "%s: %s of s3://%s/%s: %s; retry %d of %d in %.2f s\n", s3__stage_name(cn),
+             what, cn->bucket, key ? key : "", why, attempt, s3__attempts(cn) - 1, delay);
 }
 
 int s3__nap(st_ctx *c, double secs) {

@@ -56,6 +56,7 @@ typedef struct s3_conn {
   st_ctx *ctx;
   long deadline_s; /* nonzero: whole-request time limit (aborts while cleaning up) */
   int retries_shown; /* retry lines printed so far (bounded) */
+  int max_attempts;  /* tries of one data request (0: PK_LIMIT_S3_ATTEMPTS) */
 } s3_conn;
 
 /* One request, before signing. */
@@ -68,6 +69,8 @@ typedef struct s3_req {
   const char *content_md5;    /* base64, or NULL */
   const char *body;           /* PUT/POST body */
   size_t body_len;
+  const char *range;          /* GET: "bytes=A-B", or NULL (unsigned header) */
+  const char *if_match;       /* an ETag, quoted, the object must still have */
 } s3_req;
 
 /* One response (and the state of the request body being sent); made with
@@ -85,6 +88,16 @@ typedef struct s3_resp {
   _Atomic uint64_t sent;
   struct curl_slist *hdrs;
   char *url;
+  /* what the headers of the last answer said (-1: absent) */
+  long hstatus;               /* its status line */
+  long long clen;             /* Content-Length */
+  long long cr_start, cr_end, cr_total; /* Content-Range: bytes START-END/TOTAL */
+  int parts_count;            /* x-amz-mp-parts-count, 0: absent */
+  /* GET into memory: a 2xx body goes to dst (at most dst_cap bytes; more
+   * aborts the transfer and sets overrun), any other body to `body` */
+  uint8_t *dst;
+  size_t dst_cap, dst_len;
+  int overrun;
 } s3_resp;
 
 /* One object of a listing. */
@@ -171,6 +184,10 @@ void s3__err_doc(const char *body, size_t len, s3_err_xml *e);
  * awsconfig.c), --endpoint, addressing, --cacert. s3__conn_close always. */
 int s3__conn_open(s3_conn *cn, st_ctx *c, const st_args *a, const char *bucket, st_error *err);
 void s3__conn_close(s3_conn *cn);
+/* The magic being run ("upload", "download"), for messages; and the tries
+ * of one data request. */
+const char *s3__stage_name(const s3_conn *cn);
+int s3__attempts(const s3_conn *cn);
 /* "s3://BUCKET/KEY" into out. */
 void s3__where(const s3_conn *cn, const char *key, char *out, size_t cap);
 void s3__resp_init(s3_resp *r);
