@@ -5,4 +5,5 @@
   XX(sigv4_canonical_parts, 10)                                                \
   XX(sigv4_signing_chain, 10)                                                  \
   XX(sigv4_aws_suite, 30)                                                      \
-  XX(s3_response_parsers, 10)
+  XX(s3_response_parsers, 10)                                                  \
+  XX(s3_etag_parts_and_layouts, 10)

@@ -2,12 +2,17 @@
  * test-core.c -- the stage contract (errors, args, registry, progress) and
  * the magic language (splitting, cells, is_complete, built-ins).
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../kernel/magic.h"
 #include "lib/dynbuf.h"
+#include "lib/safepath.h"
 #include "lib/session.h"
 #include "lib/strv.h"
 #include "task.h"
@@ -432,5 +437,63 @@ TEST_IMPL(dynbuf_caps) {
   ASSERT_STR_EQ(l.v[0], "abc");
   strv_free(&l);
   strv_free(&l);
+  return 0;
+}
+
+/* Relative paths from outside: what is refused, and the walk below a root
+ * that makes folders and never follows a symlink. */
+TEST_IMPL(safepath_check_and_walk) {
+  static const char *const good[] = {"a", "a/b/c", "a.b/..c/c..", ".hidden/x", "a b/c"};
+  static const char *const bad[] = {"", "/a", "a//b", "a/", "./a", "a/./b", "..", "a/../b",
+                                    "a/.."};
+  const char *why = NULL;
+  for (size_t i = 0; i < sizeof good / sizeof *good; i++) ASSERT_EQ(sp_check_rel(good[i], 8, &why), 0);
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    why = NULL;
+    ASSERT_EQ(sp_check_rel(bad[i], 8, &why), -1);
+    ASSERT(why != NULL);
+  }
+  ASSERT_EQ(sp_check_rel("a/b/c", 2, &why), -1);
+  ASSERT_CONTAINS(why, "too many");
+
+  char root[] = "/tmp/pk-sp-XXXXXX";
+  ASSERT(mkdtemp(root));
+  char outside[] = "/tmp/pk-sp-out-XXXXXX";
+  ASSERT(mkdtemp(outside));
+  int rfd = open(root, O_RDONLY | O_DIRECTORY);
+  ASSERT(rfd >= 0);
+  char rel[] = "x/y/z.bin";
+  const char *leaf = NULL;
+  int dfd = sp_open_parent(rfd, rel, &leaf, 1, NULL, NULL);
+  ASSERT(dfd >= 0);
+  ASSERT_STR_EQ(leaf, "z.bin");
+  ASSERT_STR_EQ(rel, "x/y/z.bin"); /* restored */
+  close(dfd);
+  char p[256];
+  snprintf(p, sizeof p, "%s/x/y", root);
+  struct stat st;
+  ASSERT(stat(p, &st) == 0 && S_ISDIR(st.st_mode));
+  /* a symlink on the way, to a folder outside: refused, nothing made there */
+  snprintf(p, sizeof p, "%s/link", root);
+  ASSERT(symlink(outside, p) == 0);
+  char rel2[] = "link/sub/f";
+  errno = 0;
+  ASSERT(sp_open_parent(rfd, rel2, &leaf, 1, NULL, NULL) < 0);
+  ASSERT(errno == ELOOP || errno == ENOTDIR);
+  snprintf(p, sizeof p, "%s/sub", outside);
+  ASSERT(stat(p, &st) != 0);
+  /* a file on the way */
+  snprintf(p, sizeof p, "%s/file", root);
+  int f = open(p, O_WRONLY | O_CREAT, 0644);
+  ASSERT(f >= 0);
+  close(f);
+  char rel3[] = "file/f";
+  errno = 0;
+  ASSERT(sp_open_parent(rfd, rel3, &leaf, 1, NULL, NULL) < 0);
+  ASSERT_EQ(errno, ENOTDIR);
+  close(rfd);
+  char cmd[600];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'", root, outside);
+  ASSERT(system(cmd) == 0);
   return 0;
 }

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "s3/s3.h"
+#include "s3/s3_int.h"
 #include "s3/sigv4.h"
 #include "task.h"
 
@@ -334,5 +335,47 @@ TEST_IMPL(s3_response_parsers) {
     if (n != rows[i].accepted) fprintf(stderr, "row %zu: %d accepted\n", i, n);
     ASSERT_EQ(n, rows[i].accepted);
   }
+  return 0;
+}
+
+/* The part count of an ETag, and the part sizes tried for a multipart
+ * object whose server does not say its layout. */
+TEST_IMPL(s3_etag_parts_and_layouts) {
+  ASSERT_EQ(s3__etag_parts("d41d8cd98f00b204e9800998ecf8427e"), 0);
+  ASSERT_EQ(s3__etag_parts("d41d8cd98f00b204e9800998ecf8427e-3"), 3);
+  ASSERT_EQ(s3__etag_parts("d41d8cd98f00b204e9800998ecf8427e-10000"), 10000);
+  ASSERT_EQ(s3__etag_parts("d41d8cd98f00b204e9800998ecf8427e-10001"), -1);
+  ASSERT_EQ(s3__etag_parts("d41d8cd98f00b204e9800998ecf8427e-0"), -1);
+  ASSERT_EQ(s3__etag_parts("d41d8cd98f00b204e9800998ecf8427e-"), -1);
+  ASSERT_EQ(s3__etag_parts("D41D8CD98F00B204E9800998ECF8427E"), -1); /* S3 writes lower case */
+  ASSERT_EQ(s3__etag_parts("d41d8cd98f00b204e9800998ecf8427"), -1);
+  ASSERT_EQ(s3__etag_parts("d41d8cd98f00b204e9800998ecf8427e-3x"), -1);
+  ASSERT_EQ(s3__etag_parts(""), -1);
+
+  uint64_t c[8];
+  const uint64_t MiB_ = 1u << 20;
+  /* 200 MiB in 25 parts: 8 MiB only */
+  int n = s3__layout_candidates(200 * MiB_, 25, c, 8);
+  ASSERT_EQ(n, 1);
+  ASSERT_EQ(c[0], 8 * MiB_);
+  /* 20 MiB in 3 parts: 8 MiB first, then the other sizes that give 3 */
+  n = s3__layout_candidates(20 * MiB_, 3, c, 8);
+  ASSERT(n >= 3 && n <= 8);
+  ASSERT_EQ(c[0], 8 * MiB_);
+  for (int i = 0; i < n; i++) ASSERT_EQ((20 * MiB_ + c[i] - 1) / c[i], 3);
+  /* one part: the whole object */
+  n = s3__layout_candidates(12345, 1, c, 8);
+  ASSERT_EQ(n, 1);
+  ASSERT_EQ(c[0], 12345);
+  /* parts below 5 MiB are not S3's (but the last) */
+  n = s3__layout_candidates(9 * MiB_, 3, c, 8);
+  ASSERT_EQ(n, 0);
+  /* 1 GiB in 128 parts: 8 MiB */
+  n = s3__layout_candidates(1024 * MiB_, 128, c, 8);
+  ASSERT_EQ(n, 1);
+  ASSERT_EQ(c[0], 8 * MiB_);
+  /* at most max */
+  n = s3__layout_candidates(100 * MiB_, 2, c, 3);
+  ASSERT_EQ(n, 3);
   return 0;
 }

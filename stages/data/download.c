@@ -28,6 +28,7 @@
 #include "manifest.h"
 #include "md5.h"
 #include "lib/ring.h"
+#include "s3/s3.h"
 #include "verify.h"
 
 const st_option dl_download_opts[] = {
@@ -39,6 +40,13 @@ const st_option dl_download_opts[] = {
     {"retries", 1, "N", "retries on connection errors and 5xx answers (default 3)"},
     {"timeout", 1, "S", "connect timeout and longest stall, seconds (default 60)"},
     {"cacert", 1, "FILE", "CA bundle to verify the server with (TLS is always verified)"},
+    {"endpoint", 1, "URL", "s3:// only: the S3 endpoint (as for %upload)"},
+    {"region", 1, "R", "s3:// only: region"},
+    {"profile", 1, "P", "s3:// only: profile of ~/.aws/credentials and ~/.aws/config"},
+    {"path-style", 0, NULL, "s3:// only: path-style addressing"},
+    {"virtual-hosted", 0, NULL, "s3:// only: virtual-hosted addressing"},
+    {"jobs", 1, "N", "s3:// only: ranged GETs in flight, 1-64 (default 8)"},
+    {"part-size", 1, "MiB", "s3:// only: bytes of one ranged GET, 1-5120 (default 8)"},
     {NULL, 0, NULL, NULL}};
 
 /* ---- the queue between curl and the extractor ---- */
@@ -309,6 +317,12 @@ static int curl_code_to_st(CURLcode cc) {
 
 int dl_download(st_ctx *c, const st_args *a, st_error *err) {
   const char *url = a->pos[0];
+  size_t ul = strlen(url);
+  if (strncmp(url, "s3://", 5) == 0 && (url[ul - 1] == '/' || !strchr(url + 5, '/'))) {
+    if (!st_arg_has(a, "to"))
+      return st_error_set(err, ST_EINVAL, url, -1, "a prefix is downloaded to a folder: give --to DIR");
+    return s3_get_tree(c, a, url, st_arg_str(a, "to", ""), err);
+  }
   const char *md5 = st_arg_str(a, "md5", NULL), *exdir = st_arg_str(a, "extract", NULL);
   const char *manifest = st_arg_str(a, "verify", NULL), *cacert = st_arg_str(a, "cacert", NULL);
   long long retries, tmo;

@@ -337,9 +337,9 @@ int s3__req_setup(s3_conn *cn, CURL *easy, const s3_req *rq, s3_resp *r, st_erro
   curl_easy_setopt(easy, CURLOPT_HEADERDATA, r);
   curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, r->curl_err);
   curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT, 10L);
+  curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT, cn->stall_s ? cn->stall_s : 10L);
   curl_easy_setopt(easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
-  curl_easy_setopt(easy, CURLOPT_LOW_SPEED_TIME, 60L);
+  curl_easy_setopt(easy, CURLOPT_LOW_SPEED_TIME, cn->stall_s ? cn->stall_s : 60L);
   curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
   curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, 2L);
   curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");

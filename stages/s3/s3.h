@@ -5,6 +5,8 @@
 #ifndef PK_S3_H
 #define PK_S3_H
 
+#include <stdint.h>
+
 #include "lib/stage.h"
 
 int s3_upload(st_ctx *c, const st_args *a, st_error *err);
@@ -17,6 +19,42 @@ extern const st_option s3_ls_opts[];
  * name (3-63 of a-z 0-9 . -) and the key length. */
 int s3_parse_url(const char *url, char *bucket, size_t bcap, char *key, size_t kcap,
                  st_error *err);
+
+/* One object read by s3_get: where its bytes go, and what was found. */
+typedef struct s3_get_obj {
+  const char *key;        /* set by s3_get while it runs */
+  const char *path;       /* the file fd is, for messages (may be NULL) */
+  int fd;                 /* written with pwrite, each range at its offset; -1: not written */
+  /* gets every byte in order (the bytes of `resume` first), from one thread
+   * that is not the stage thread; nonzero stops the read with that code */
+  int (*sink)(void *ud, const uint8_t *p, size_t n);
+  void *sink_ud;
+  int want_md5;           /* compute the whole object's md5 (a single PUT's always is) */
+  const char *md5_given;  /* the md5 the user expects, or NULL */
+  uint64_t resume;        /* bytes already in fd from an earlier run */
+  /* what was found */
+  uint64_t size;
+  char etag[80];          /* unquoted */
+  int nparts;             /* of a multipart upload's ETag; 0: one PUT */
+  char md5[33];           /* "" when not computed */
+  char check[96];         /* what the ETag check was: "ETag = md5", ... */
+} s3_get_obj;
+
+/* Reads s3://BUCKET/KEY with the line's connection options (those of
+ * %upload) and --jobs --part-size --retries --timeout: HEAD, then ranged
+ * GETs in parallel, the bytes written to p->fd and given to p->sink in
+ * order, each answer checked, and the ETag checked at the end (the md5 of
+ * the bytes, or of the part md5s of a multipart upload): ST_ECHECKSUM when
+ * it does not match. pr (may be NULL) is begun by the caller, in bytes. */
+int s3_get(st_ctx *c, const st_args *a, const char *url, s3_get_obj *p, st_progress *pr,
+           st_error *err);
+
+/* Every object below the prefix of url (s3://BUCKET/PREFIX/) to
+ * dir/relative/key, options as s3_get; keys that would lead out of dir
+ * refuse the whole download (ST_EUNSAFE) before anything is written. An
+ * object that fails is reported in a table and the others go on; the
+ * first failure's code is returned at the end. */
+int s3_get_tree(st_ctx *c, const st_args *a, const char *url, const char *dir, st_error *err);
 
 /* For fuzzing and tests: every S3 response parser of stages/s3/ on one body, as
  * the answer to each request (<Error>, ListObjectsV2 twice as two pages,

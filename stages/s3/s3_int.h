@@ -9,6 +9,9 @@
  *   list.c       ListObjectsV2 and %s3ls
  *   multipart.c  Create/Complete/Abort/ListMultipartUploads, the ETags
  *   upload.c     %upload: the tree walk, hashing threads, the transfer loop
+ *   get.c        reading objects: ranged GETs in parallel, taken in order by
+ *                one thread that writes, hashes and checks the ETag
+ *   tree.c       %download s3://BUCKET/PREFIX/: every object below a prefix
  *
  * Secrets never leave aws_config (awsconfig.c): errors carry the HTTP
  * status, S3's Code and Message, bucket and key.
@@ -57,6 +60,7 @@ typedef struct s3_conn {
   long deadline_s; /* nonzero: whole-request time limit (aborts while cleaning up) */
   int retries_shown; /* retry lines printed so far (bounded) */
   int max_attempts;  /* tries of one data request (0: PK_LIMIT_S3_ATTEMPTS) */
+  long stall_s;      /* connect timeout and longest stall of a request (0: 10 s, 60 s) */
 } s3_conn;
 
 /* One request, before signing. */
@@ -257,5 +261,95 @@ int s3__complete_mpu(upload *u, up_obj *o, st_error *err);
 /* Aborts every multipart upload still open (after an error or an
  * interrupt); what could not be aborted is added to err's text. */
 void s3__abort_open(upload *u, st_error *err);
+
+/* ---- get.c ---- */
+enum { CH_FLIGHT = 0, CH_DONE };
+
+/* One object being read: what the caller gave and wants back (pub), its
+ * part layout, and the taker's verdict. */
+typedef struct gobj {
+  s3_get_obj *pub;
+  int skip;               /* nothing to read (tree.c: refused or empty) */
+  int nparts;             /* of its ETag "HEX-N"; 0: a single PUT */
+  uint64_t layouts[8];    /* part sizes to try (GET_MAX_LAYOUTS) */
+  int nlayouts;
+  int server_said;        /* layouts[0] is what HEAD ?partNumber=1 said */
+  st_error err;           /* the verdict: 0, or ST_ECHECKSUM */
+} gobj;
+
+/* One range of one object, from its GET to the taker. */
+typedef struct gchunk {
+  gobj *o;
+  uint64_t off, len;
+  uint8_t *buf;           /* len bytes of room; the answer once CH_DONE */
+  int state;              /* CH_FLIGHT: asked for (or to be retried), CH_DONE */
+  int attempts;
+  double not_before;      /* a retry waits until then */
+  int slot;               /* easy handle while in flight, else -1 */
+  struct gchunk *pnext;   /* pending (not started) list */
+  struct gchunk *qnext;   /* every live range, in order: the taker's queue */
+} gchunk;
+
+/* The reading of a list of objects, in order. */
+typedef struct gjob {
+  st_ctx *c;
+  s3_conn cn;
+  gobj *objs;
+  size_t nobj;
+  int jobs;               /* GETs in flight */
+  uint64_t chunk;         /* bytes of one range (--part-size) */
+  int window;             /* ranges held at once (in flight or waiting to be taken) */
+  st_progress *pr;        /* NULL: none */
+  uint64_t total, resumed; /* bytes of the progress bar, and those resumed */
+  /* called by the taker before each object's bytes (nonzero: the object's
+   * verdict is already in o->err and its bytes are dropped) and after it
+   * (its verdict in o->err) */
+  int (*on_begin)(void *ud, gobj *o);
+  void (*on_object)(void *ud, gobj *o);
+  void *ud;
+  /* stage thread */
+  size_t next_obj;        /* the next range to make */
+  uint64_t next_off;
+  gchunk *pend;
+  CURLM *multi;
+  CURL **easies;
+  s3_resp *resps;
+  gchunk **inflight;
+  int active;
+  double next_due;
+  uint64_t done_bytes;
+  /* shared with the taker (mu) */
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int locks;              /* mu and cv were made */
+  gchunk *q_head, *q_tail;
+  int live;               /* ranges made and not yet taken */
+  uint8_t **pool;
+  int npool;
+  int stop;
+  size_t taken;           /* objects the taker finished */
+  int terr_code;
+  char terr_where[1024], terr_text[512];
+  pthread_t taker;
+  int taker_started;
+} gjob;
+
+/* N of an ETag "HEX-N" (1..10000), 0 for a single PUT's "HEX", -1 when it
+ * is neither. */
+int s3__etag_parts(const char *etag);
+/* Part sizes that cut size bytes into n parts, the ones tools use first
+ * (8 MiB, 5 MiB, 16 MiB, ...), at most max; how many. */
+int s3__layout_candidates(uint64_t size, int n, uint64_t *out, int max);
+/* --jobs, --part-size, --retries and --timeout of the line into j (after
+ * s3__conn_open, whose connection they tune). */
+int s3__get_options(st_ctx *c, const st_args *a, gjob *j, st_error *err);
+/* The ETag's part count and the layouts to hash for o. */
+int s3__gobj_plan(gjob *j, gobj *o, st_error *err);
+void s3__gobj_verdict(gjob *j, gobj *o, uint64_t psize);
+int s3__gjob_open(gjob *j, st_error *err);
+/* Reads every object of j not skipped; 0 once each was judged (its verdict
+ * in o->err), else the first error that stopped the job. */
+int s3__gjob_run(gjob *j, st_error *err);
+void s3__gjob_close(gjob *j);
 
 #endif

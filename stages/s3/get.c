@@ -1,0 +1,826 @@
+/*
+ * get.c -- reading objects from S3 (s3.h: s3_get; tree.c: whole prefixes).
+ *
+ * Each object is read as ranges of --part-size bytes, --jobs of them in
+ * flight on one curl multi handle on the stage thread, each into a buffer of
+ * its own. One more thread, the taker, takes the ranges in order: it writes
+ * each to its file (pwrite at its offset), hashes it and hands it to the
+ * object's sink (the md5 and the extractor of %download), then gives the
+ * buffer back. At most `window` ranges are held at once, so memory stays at
+ * window x part size whatever the object's size.
+ *
+ * Every answer is checked before its bytes are used: 206 with exactly the
+ * Content-Range asked for (start, end and the object's size), exactly that
+ * many bytes, and the object's ETag (the request also carries If-Match, so
+ * an object replaced meanwhile is a 412, not a splice of two versions).
+ * Anything else is retried, then an error naming bucket, key and range.
+ *
+ * At the end of each object its ETag is checked end to end. A single PUT's
+ * ETag is the md5 of the bytes. A multipart upload's is the md5 of its part
+ * md5s, "-N": the part layout comes from HEAD ?partNumber=1 where the server
+ * supports it (AWS, MinIO: x-amz-mp-parts-count and the part's length);
+ * where it does not (Ceph RGW answers with the whole object), the taker
+ * hashes the parts of every part size that gives N parts, the usual ones
+ * first, and one of them must match.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "s3_int.h"
+
+#define GET_MAX_LAYOUTS 8 /* part sizes hashed at once when the server does not say */
+
+/* Range buffers are reused (with the job's lock held): fresh pages cost a
+ * fault each. */
+static uint8_t *get_buf(gjob *j) {
+  if (j->npool) return j->pool[--j->npool];
+  return malloc(j->chunk ? (size_t)j->chunk : 1);
+}
+
+static void put_buf(gjob *j, uint8_t *b) {
+  if (b && j->npool < j->window) j->pool[j->npool++] = b;
+  else free(b);
+}
+
+
+/* ------------------------------------------------------------------ */
+/* The part layout of a multipart object                               */
+/* ------------------------------------------------------------------ */
+/* N of an ETag "HEX-N" (1..S3_MAX_PARTS), 0 for a single PUT's "HEX", -1
+ * when it is neither. */
+int s3__etag_parts(const char *etag) {
+  size_t n = strlen(etag);
+  size_t h = 0;
+  while (h < n && ((etag[h] >= '0' && etag[h] <= '9') || (etag[h] >= 'a' && etag[h] <= 'f'))) h++;
+  if (h != 32) return -1;
+  if (n == 32) return 0;
+  if (etag[32] != '-' || n == 33 || n > 38) return -1;
+  long v = 0;
+  for (size_t i = 33; i < n; i++) {
+    if (etag[i] < '0' || etag[i] > '9') return -1;
+    v = v * 10 + (etag[i] - '0');
+  }
+  return v >= 1 && v <= S3_MAX_PARTS ? (int)v : -1;
+}
+
+static int gives_n_parts(uint64_t size, uint64_t p, int n) {
+  return p > 0 && (size + p - 1) / p == (uint64_t)n && (n == 1 || p >= S3_MIN_PART || size <= p);
+}
+
+/* Part sizes that cut `size` bytes into n parts: the ones tools use first
+ * (8 MiB: the AWS CLI, boto3, %upload; then 5, 16, 10, 15, 25, 32, 50, 64,
+ * 100, 128 MiB and MB), then every other whole MiB and MB, at most max. */
+int s3__layout_candidates(uint64_t size, int n, uint64_t *out, int max) {
+  static const unsigned common[] = {8, 5, 16, 10, 15, 25, 32, 50, 64, 100, 128};
+  int k = 0;
+  if (n == 1) {
+    out[k++] = size ? size : 1;
+    return k;
+  }
+#define ADD(v)                                                                  \
+  do {                                                                          \
+    uint64_t v_ = (v);                                                          \
+    int dup_ = 0;                                                               \
+    for (int j_ = 0; j_ < k; j_++) dup_ |= out[j_] == v_;                       \
+    if (!dup_ && k < max && gives_n_parts(size, v_, n)) out[k++] = v_;          \
+  } while (0)
+  for (size_t i = 0; i < sizeof common / sizeof common[0]; i++) {
+    ADD((uint64_t)common[i] << 20);
+    ADD((uint64_t)common[i] * 1000000u);
+  }
+  /* every other whole MiB and MB between size/n and size/(n-1) */
+  uint64_t lo = (size + (uint64_t)n - 1) / (uint64_t)n, hi = (size - 1) / (uint64_t)(n - 1);
+  for (uint64_t m = lo >> 20; k < max && m <= (hi >> 20) + 1 && m <= 5120; m++) ADD(m << 20);
+  for (uint64_t m = lo / 1000000u; k < max && m <= hi / 1000000u + 1 && m <= 5368; m++)
+    ADD(m * 1000000u);
+#undef ADD
+  return k;
+}
+
+/* ------------------------------------------------------------------ */
+/* Hashing in order (the taker)                                        */
+/* ------------------------------------------------------------------ */
+/* One candidate layout: parts of `psize` bytes, the md5 of the part being
+ * read and the digests of those done. */
+typedef struct layout {
+  uint64_t psize;
+  EVP_MD_CTX *part;
+  uint64_t in_part; /* bytes of the current part hashed */
+  uint8_t (*digests)[16];
+  int done;         /* parts finished */
+} layout;
+
+typedef struct ohash {
+  EVP_MD_CTX *whole; /* NULL: the whole md5 is not needed */
+  layout lay[GET_MAX_LAYOUTS];
+  int nlay;
+  int nparts;
+} ohash;
+
+static void ohash_free(ohash *h) {
+  EVP_MD_CTX_free(h->whole);
+  for (int i = 0; i < h->nlay; i++) {
+    EVP_MD_CTX_free(h->lay[i].part);
+    free(h->lay[i].digests);
+  }
+  memset(h, 0, sizeof *h);
+}
+
+static int ohash_init(ohash *h, const gobj *o) {
+  memset(h, 0, sizeof *h);
+  h->nparts = o->nparts;
+  if (!o->nparts || o->pub->want_md5) {
+    if (!(h->whole = EVP_MD_CTX_new()) || !EVP_DigestInit_ex(h->whole, EVP_md5(), NULL)) return -1;
+  }
+  for (int i = 0; o->nparts && i < o->nlayouts; i++) {
+    layout *l = &h->lay[h->nlay++];
+    l->psize = o->layouts[i];
+    l->digests = calloc((size_t)o->nparts, 16);
+    if (!(l->part = EVP_MD_CTX_new()) || !l->digests || !EVP_DigestInit_ex(l->part, EVP_md5(), NULL))
+      return -1;
+  }
+  return 0;
+}
+
+static void layout_end_part(layout *l, int nparts) {
+  unsigned dl = 0;
+  if (l->done < nparts) EVP_DigestFinal_ex(l->part, l->digests[l->done], &dl);
+  l->done++;
+  l->in_part = 0;
+  EVP_DigestInit_ex(l->part, EVP_md5(), NULL);
+}
+
+static void ohash_update(ohash *h, const uint8_t *p, size_t n) {
+  if (h->whole) EVP_DigestUpdate(h->whole, p, n);
+  for (int i = 0; i < h->nlay; i++) {
+    layout *l = &h->lay[i];
+    const uint8_t *q = p;
+    size_t left = n;
+    while (left) {
+      uint64_t room = l->psize - l->in_part;
+      size_t k = left < room ? left : (size_t)room;
+      EVP_DigestUpdate(l->part, q, k);
+      l->in_part += k;
+      q += k;
+      left -= k;
+      if (l->in_part == l->psize) layout_end_part(l, h->nparts);
+    }
+  }
+}
+
+/* The object's end: its md5 (when hashed) and whether a layout's md5 of
+ * part md5s gives the ETag; which psize did (0: none). */
+static uint64_t ohash_end(ohash *h, gobj *o) {
+  if (h->whole) {
+    uint8_t d[16];
+    unsigned dl = 0;
+    EVP_DigestFinal_ex(h->whole, d, &dl);
+    s3__hex16(d, o->pub->md5);
+  }
+  if (!o->nparts) return strcmp(o->pub->md5, o->pub->etag) == 0 ? o->pub->size : 0;
+  for (int i = 0; i < h->nlay; i++) {
+    layout *l = &h->lay[i];
+    if (l->in_part) layout_end_part(l, h->nparts);
+    if (l->done != h->nparts) continue;
+    uint8_t d[16];
+    unsigned dl = 0;
+    EVP_MD_CTX *m = EVP_MD_CTX_new();
+    if (!m) continue;
+    EVP_DigestInit_ex(m, EVP_md5(), NULL);
+    EVP_DigestUpdate(m, l->digests, (size_t)h->nparts * 16);
+    EVP_DigestFinal_ex(m, d, &dl);
+    EVP_MD_CTX_free(m);
+    char hex[33], want[48];
+    s3__hex16(d, hex);
+    snprintf(want, sizeof want, "%s-%d", hex, h->nparts);
+    if (strcmp(want, o->pub->etag) == 0) return l->psize;
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* The taker thread                                                    */
+/* ------------------------------------------------------------------ */
+static void taker_fail(gjob *j, int code, const char *where, const char *text) {
+  pthread_mutex_lock(&j->mu);
+  if (!j->terr_code) {
+    j->terr_code = code;
+    snprintf(j->terr_where, sizeof j->terr_where, "%s", where);
+    snprintf(j->terr_text, sizeof j->terr_text, "%s", text);
+  }
+  j->stop = 1;
+  pthread_cond_broadcast(&j->cv);
+  pthread_mutex_unlock(&j->mu);
+  curl_multi_wakeup(j->multi);
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n, uint64_t off) {
+  while (n) {
+    ssize_t w = pwrite(fd, p, n, (off_t)off);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return w < 0 ? errno : EIO;
+    p += w;
+    n -= (size_t)w;
+    off += (uint64_t)w;
+  }
+  return 0;
+}
+
+/* What an earlier, resumed run left in the file: hashed and sunk again. */
+static int take_resumed(gjob *j, gobj *o, ohash *h) {
+  uint64_t done = 0, want = o->pub->resume;
+  uint8_t *buf = malloc(1u << 20);
+  if (!buf) return ST_ENOMEM;
+  int rc = 0;
+  while (!rc && done < want) {
+    size_t k = want - done > (1u << 20) ? (1u << 20) : (size_t)(want - done);
+    ssize_t n = pread(o->pub->fd, buf, k, (off_t)done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      rc = n < 0 ? st_from_errno(errno) : ST_EIO;
+      break;
+    }
+    ohash_update(h, buf, (size_t)n);
+    if (o->pub->sink) rc = o->pub->sink(o->pub->sink_ud, buf, (size_t)n);
+    done += (uint64_t)n;
+    if (j->stop) break;
+  }
+  free(buf);
+  return rc;
+}
+
+/* Waits for the oldest range to arrive; NULL once the job stops. */
+static gchunk *next_done(gjob *j) {
+  pthread_mutex_lock(&j->mu);
+  while (!j->stop && !(j->q_head && j->q_head->state == CH_DONE)) pthread_cond_wait(&j->cv, &j->mu);
+  gchunk *ch = j->stop ? NULL : j->q_head;
+  pthread_mutex_unlock(&j->mu);
+  return ch;
+}
+
+/* The range is used: off the queue, its buffer back to the pool. */
+static void release(gjob *j, gchunk *ch) {
+  pthread_mutex_lock(&j->mu);
+  j->q_head = ch->qnext;
+  if (!j->q_head) j->q_tail = NULL;
+  put_buf(j, ch->buf);
+  j->live--;
+  free(ch);
+  pthread_mutex_unlock(&j->mu);
+  curl_multi_wakeup(j->multi);
+}
+
+/* The ranges of an object that will not be used (its file could not be
+ * made): taken off the queue all the same. */
+static int drop_object(gjob *j, gobj *o) {
+  for (uint64_t got = o->pub->resume; got < o->pub->size;) {
+    gchunk *ch = next_done(j);
+    if (!ch) return -1;
+    got += ch->len;
+    release(j, ch);
+  }
+  if (j->on_object) j->on_object(j->ud, o);
+  return 0;
+}
+
+static int take_object(gjob *j, gobj *o) {
+  ohash h;
+  char where[1200];
+  s3__where(&j->cn, o->pub->key, where, sizeof where);
+  if (j->on_begin && j->on_begin(j->ud, o)) return drop_object(j, o);
+  if (ohash_init(&h, o)) {
+    ohash_free(&h);
+    taker_fail(j, ST_ENOMEM, where, "out of memory");
+    return -1;
+  }
+  int rc = o->pub->resume ? take_resumed(j, o, &h) : 0;
+  if (rc) {
+    ohash_free(&h);
+    char text[160];
+    snprintf(text, sizeof text, "reading what the earlier run left: %s", st_strerror(rc));
+    taker_fail(j, rc, where, text);
+    return -1;
+  }
+  for (uint64_t got = o->pub->resume; got < o->pub->size;) {
+    gchunk *ch = next_done(j);
+    if (!ch) {
+      ohash_free(&h);
+      return -1;
+    }
+    int e = o->pub->fd >= 0 ? write_all(o->pub->fd, ch->buf, (size_t)ch->len, ch->off) : 0;
+    if (e) {
+      ohash_free(&h);
+      char text[160];
+      snprintf(text, sizeof text, "cannot write: %s", strerror(e));
+      taker_fail(j, st_from_errno(e), o->pub->path ? o->pub->path : where, text);
+      release(j, ch);
+      return -1;
+    }
+    ohash_update(&h, ch->buf, (size_t)ch->len);
+    rc = o->pub->sink ? o->pub->sink(o->pub->sink_ud, ch->buf, (size_t)ch->len) : 0;
+    got += ch->len;
+    release(j, ch);
+    if (rc) {
+      ohash_free(&h);
+      taker_fail(j, rc, where, "the consumer of the bytes stopped");
+      return -1;
+    }
+  }
+  uint64_t psize = ohash_end(&h, o);
+  ohash_free(&h);
+  s3__gobj_verdict(j, o, psize);
+  return 0;
+}
+
+static void *taker(void *arg) {
+  gjob *j = arg;
+  for (size_t i = 0; i < j->nobj; i++) {
+    gobj *o = &j->objs[i];
+    if (o->skip) continue;
+    if (take_object(j, o)) break;
+    pthread_mutex_lock(&j->mu);
+    j->taken++;
+    pthread_mutex_unlock(&j->mu);
+    curl_multi_wakeup(j->multi);
+  }
+  return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* The ranges (stage thread)                                           */
+/* ------------------------------------------------------------------ */
+/* The next range of the objects, in order, while the window has room. */
+static int make_ranges(gjob *j, st_error *err) {
+  for (;;) {
+    while (j->next_obj < j->nobj &&
+           (j->objs[j->next_obj].skip || j->next_off >= j->objs[j->next_obj].pub->size)) {
+      j->next_obj++;
+      j->next_off = j->next_obj < j->nobj ? j->objs[j->next_obj].pub->resume : 0;
+    }
+    if (j->next_obj >= j->nobj) return 0;
+    pthread_mutex_lock(&j->mu);
+    int room = j->live < j->window;
+    pthread_mutex_unlock(&j->mu);
+    if (!room) return 0;
+    gobj *o = &j->objs[j->next_obj];
+    uint64_t left = o->pub->size - j->next_off;
+    gchunk *ch = calloc(1, sizeof *ch);
+    if (!ch) return st_error_set(err, ST_ENOMEM, o->pub->key, -1, NULL);
+    ch->o = o;
+    ch->off = j->next_off;
+    ch->len = left < j->chunk ? left : j->chunk;
+    ch->slot = -1;
+    pthread_mutex_lock(&j->mu);
+    ch->buf = get_buf(j);
+    if (ch->buf) {
+      j->live++;
+      if (j->q_tail) j->q_tail->qnext = ch;
+      else j->q_head = ch;
+      j->q_tail = ch;
+    }
+    pthread_mutex_unlock(&j->mu);
+    if (!ch->buf) {
+      free(ch);
+      return st_error_set(err, ST_ENOMEM, o->pub->key, -1, "out of memory for a %llu-byte range",
+                          (unsigned long long)j->chunk);
+    }
+    ch->pnext = j->pend; /* newest first; dispatch starts the oldest first */
+    j->pend = ch;
+    j->next_off += ch->len;
+  }
+}
+
+static void range_text(const gchunk *ch, char *out, size_t cap) {
+  snprintf(out, cap, "GET bytes %llu-%llu", (unsigned long long)ch->off,
+           (unsigned long long)(ch->off + ch->len - 1));
+}
+
+static int start_range(gjob *j, gchunk *ch, int slot, st_error *err) {
+  char range[64], ifm[96];
+  snprintf(range, sizeof range, "bytes=%llu-%llu", (unsigned long long)ch->off,
+           (unsigned long long)(ch->off + ch->len - 1));
+  snprintf(ifm, sizeof ifm, "\"%s\"", ch->o->pub->etag);
+  s3_req rq = {.method = "GET", .key = ch->o->pub->key, .payload_sha256 = SIGV4_EMPTY_SHA256,
+               .range = range, .if_match = ifm};
+  s3_resp *r = &j->resps[slot];
+  int rc = s3__req_setup(&j->cn, j->easies[slot], &rq, r, err);
+  if (rc) return rc;
+  r->dst = ch->buf;
+  r->dst_cap = (size_t)ch->len;
+  curl_easy_setopt(j->easies[slot], CURLOPT_PRIVATE, (void *)ch);
+  ch->slot = slot;
+  ch->attempts++;
+  j->inflight[slot] = ch;
+  j->active++;
+  if (curl_multi_add_handle(j->multi, j->easies[slot]) != CURLM_OK)
+    return st_error_set(err, ST_EINTERNAL, ch->o->pub->key, -1, "curl_multi_add_handle failed");
+  return 0;
+}
+
+/* Starts the oldest due ranges on free handles. */
+static int dispatch(gjob *j, st_error *err) {
+  double now = st_now();
+  j->next_due = 0;
+  while (j->active < j->jobs) {
+    gchunk **best = NULL;
+    for (gchunk **pp = &j->pend; *pp; pp = &(*pp)->pnext) {
+      gchunk *ch = *pp;
+      if (ch->not_before > now) {
+        if (!j->next_due || ch->not_before < j->next_due) j->next_due = ch->not_before;
+        continue;
+      }
+      if (!best || ch->o < (*best)->o || (ch->o == (*best)->o && ch->off < (*best)->off)) best = pp;
+    }
+    if (!best) return 0;
+    gchunk *ch = *best;
+    *best = ch->pnext;
+    ch->pnext = NULL;
+    int slot = 0;
+    while (j->inflight[slot]) slot++;
+    int rc = start_range(j, ch, slot, err);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+/* Whether the answer is exactly the range asked for; why not in `why`. */
+static int answer_ok(const gjob *j, const gchunk *ch, const s3_resp *r, char *why, size_t cap) {
+  char tag[80];
+  s3__unquote(r->etag, tag, sizeof tag);
+  uint64_t end = ch->off + ch->len - 1;
+  if (r->overrun)
+    snprintf(why, cap, "answered more than the %llu bytes asked for", (unsigned long long)ch->len);
+  else if (r->status != 206)
+    snprintf(why, cap, "answered HTTP %ld, expected 206 Partial Content", r->status);
+  else if (r->cr_start != (long long)ch->off || r->cr_end != (long long)end ||
+           r->cr_total != (long long)ch->o->pub->size)
+    snprintf(why, cap, "answered Content-Range bytes %lld-%lld/%lld, expected %llu-%llu/%llu",
+             r->cr_start, r->cr_end, r->cr_total, (unsigned long long)ch->off,
+             (unsigned long long)end, (unsigned long long)ch->o->pub->size);
+  else if (r->dst_len != ch->len)
+    snprintf(why, cap, "sent %zu bytes of the %llu of its range", r->dst_len,
+             (unsigned long long)ch->len);
+  else if (strcmp(tag, ch->o->pub->etag) != 0)
+    snprintf(why, cap, "answered with ETag %s, expected %s", tag, ch->o->pub->etag);
+  else
+    return 1;
+  (void)j;
+  return 0;
+}
+
+/* One finished GET: the range is done (the taker is told), retried, or the
+ * job's error. */
+static int on_done(gjob *j, CURLMsg *msg, st_error *err) {
+  CURL *e = msg->easy_handle;
+  gchunk *ch = NULL;
+  curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&ch);
+  s3_resp *r = &j->resps[ch->slot];
+  r->cc = msg->data.result;
+  curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &r->status);
+  curl_multi_remove_handle(j->multi, e);
+  j->inflight[ch->slot] = NULL;
+  ch->slot = -1;
+  j->active--;
+  char what[96], why[256] = "";
+  range_text(ch, what, sizeof what);
+  int k = r->overrun ? 1 : s3__classify(r);
+  if (k == 0 && !answer_ok(j, ch, r, why, sizeof why)) k = 1;
+  if (k == 0) {
+    j->done_bytes += ch->len;
+    pthread_mutex_lock(&j->mu);
+    ch->state = CH_DONE;
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+    return 0;
+  }
+  if (r->cc == CURLE_OK && r->status == 412) {
+    char where[1200];
+    s3__where(&j->cn, ch->o->pub->key, where, sizeof where);
+    return st_error_set(err, ST_ECHECKSUM, where, (long long)ch->off,
+                        "the object changed during the download (its ETag is no longer %s)",
+                        ch->o->pub->etag);
+  }
+  if (k > 0 && ch->attempts < s3__attempts(&j->cn)) {
+    double delay = s3__backoff(ch->attempts);
+    if (why[0]) {
+      if (j->cn.ctx && j->cn.retries_shown++ < 20)
+        st_eprintf(j->cn.ctx, "%s: %s of s3://%s/%s %s; retry %d of %d in %.2f s\n",
+                   s3__stage_name(&j->cn), what, j->cn.bucket, ch->o->pub->key, why,
+                   ch->attempts, s3__attempts(&j->cn) - 1, delay);
+    } else {
+      s3__say_retry(&j->cn, ch->o->pub->key, what, r, ch->attempts, delay);
+    }
+    ch->not_before = st_now() + delay;
+    ch->pnext = j->pend;
+    j->pend = ch;
+    return 0;
+  }
+  if (why[0]) {
+    char where[1200];
+    s3__where(&j->cn, ch->o->pub->key, where, sizeof where);
+    return st_error_set(err, ST_ES3, where, (long long)ch->off, "%s %s (after %d attempts)", what,
+                        why, ch->attempts);
+  }
+  return s3__resp_error(&j->cn, ch->o->pub->key, what, r, ch->attempts, err);
+}
+
+static int turn(gjob *j, st_error *err) {
+  int running = 0, left, rc = 0;
+  curl_multi_perform(j->multi, &running);
+  CURLMsg *msg;
+  while (!rc && (msg = curl_multi_info_read(j->multi, &left)))
+    if (msg->msg == CURLMSG_DONE) rc = on_done(j, msg, err);
+  if (rc) return rc;
+  if (j->pr) {
+    uint64_t shown = j->done_bytes + j->resumed;
+    for (int i = 0; i < j->jobs; i++)
+      if (j->inflight[i]) shown += j->resps[i].dst_len;
+    st_progress_update(j->pr, shown > j->total ? j->total : shown);
+  }
+  int wait_ms = 100;
+  if (j->next_due) {
+    double dt = j->next_due - st_now();
+    int ms = dt <= 0 ? 0 : (int)(dt * 1000) + 1;
+    if (ms < wait_ms) wait_ms = ms;
+  }
+  curl_multi_poll(j->multi, NULL, 0, wait_ms, NULL);
+  return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* The job                                                             */
+/* ------------------------------------------------------------------ */
+int s3__gjob_open(gjob *j, st_error *err) {
+  pthread_mutex_init(&j->mu, NULL);
+  pthread_cond_init(&j->cv, NULL);
+  j->locks = 1;
+  j->easies = calloc((size_t)j->jobs, sizeof *j->easies);
+  j->resps = calloc((size_t)j->jobs, sizeof *j->resps);
+  j->inflight = calloc((size_t)j->jobs, sizeof *j->inflight);
+  j->pool = calloc((size_t)j->window, sizeof *j->pool);
+  j->multi = curl_multi_init();
+  if (!j->easies || !j->resps || !j->inflight || !j->pool || !j->multi)
+    return st_error_set(err, ST_ENOMEM, NULL, -1, NULL);
+  curl_multi_setopt(j->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)j->jobs);
+  for (int i = 0; i < j->jobs; i++) {
+    s3__resp_init(&j->resps[i]);
+    if (!(j->easies[i] = curl_easy_init()))
+      return st_error_set(err, ST_ENOMEM, NULL, -1, "cannot create curl handles");
+  }
+  return 0;
+}
+
+/* Every range of every object through the taker; 0 when each object was
+ * read and judged (s3__gobj_verdict), else the first error. */
+int s3__gjob_run(gjob *j, st_error *err) {
+  size_t want = 0;
+  for (size_t i = 0; i < j->nobj; i++) want += !j->objs[i].skip;
+  j->next_obj = 0;
+  j->next_off = j->nobj ? j->objs[0].pub->resume : 0;
+  if (pthread_create(&j->taker, NULL, taker, j) != 0)
+    return st_error_set(err, ST_EINTERNAL, NULL, -1, "cannot start a thread");
+  j->taker_started = 1;
+  int rc = 0;
+  for (;;) {
+    pthread_mutex_lock(&j->mu);
+    size_t taken = j->taken;
+    int tcode = j->terr_code;
+    pthread_mutex_unlock(&j->mu);
+    if (tcode) {
+      rc = st_error_set(err, tcode, j->terr_where, -1, "%s", j->terr_text);
+      break;
+    }
+    if (taken == want) break;
+    if (j->cn.ctx && st_cancelled(j->cn.ctx)) {
+      rc = st_error_set(err, ST_ECANCELED, j->cn.bucket, -1, "interrupted");
+      break;
+    }
+    if (!rc) rc = make_ranges(j, err);
+    if (!rc) rc = dispatch(j, err);
+    if (!rc) rc = turn(j, err);
+    if (rc) break;
+  }
+  pthread_mutex_lock(&j->mu);
+  j->stop = 1;
+  pthread_cond_broadcast(&j->cv);
+  pthread_mutex_unlock(&j->mu);
+  pthread_join(j->taker, NULL);
+  j->taker_started = 0;
+  return rc;
+}
+
+static void chunks_free(gchunk *ch, int by_queue) {
+  while (ch) {
+    gchunk *n = by_queue ? ch->qnext : ch->pnext;
+    free(ch->buf);
+    free(ch);
+    ch = n;
+  }
+}
+
+void s3__gjob_close(gjob *j) {
+  if (j->taker_started) {
+    pthread_mutex_lock(&j->mu);
+    j->stop = 1;
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+    pthread_join(j->taker, NULL);
+  }
+  for (int i = 0; j->inflight && i < j->jobs; i++)
+    if (j->inflight[i]) curl_multi_remove_handle(j->multi, j->easies[i]);
+  chunks_free(j->q_head, 1); /* every live range is on the queue */
+  j->q_head = j->q_tail = NULL;
+  for (int i = 0; j->easies && i < j->jobs; i++) {
+    if (j->resps) s3__resp_free(&j->resps[i]);
+    if (j->easies[i]) curl_easy_cleanup(j->easies[i]);
+  }
+  for (int i = 0; j->pool && i < j->npool; i++) free(j->pool[i]);
+  free(j->pool);
+  free(j->easies);
+  free(j->resps);
+  free(j->inflight);
+  if (j->multi) curl_multi_cleanup(j->multi);
+  if (j->locks) {
+    pthread_mutex_destroy(&j->mu);
+    pthread_cond_destroy(&j->cv);
+  }
+  s3__conn_close(&j->cn);
+}
+
+/* ------------------------------------------------------------------ */
+/* Size, ETag and part layout                                          */
+/* ------------------------------------------------------------------ */
+/* HEAD ?partNumber=1 of a multipart object: the part size where the server
+ * says it (its answer is part 1 and gives the part count). */
+static int server_layout(gjob *j, gobj *o, st_error *err) {
+  s3_resp r;
+  s3__resp_init(&r);
+  s3_req rq = {.method = "HEAD", .key = o->pub->key, .payload_sha256 = SIGV4_EMPTY_SHA256};
+  rq.query[rq.nquery++] = (sigv4_kv){"partNumber", "1"};
+  int rc = s3__call(&j->cn, &rq, &r, "HeadObject", PK_LIMIT_S3_ATTEMPTS, 0, err);
+  if (!rc && r.parts_count == o->nparts && r.clen > 0 &&
+      gives_n_parts(o->pub->size, (uint64_t)r.clen, o->nparts)) {
+    o->layouts[0] = (uint64_t)r.clen;
+    o->nlayouts = 1;
+    o->server_said = 1;
+  }
+  s3__resp_free(&r);
+  return rc;
+}
+
+int s3__gobj_plan(gjob *j, gobj *o, st_error *err) {
+  char where[1200];
+  s3__where(&j->cn, o->pub->key, where, sizeof where);
+  o->nparts = s3__etag_parts(o->pub->etag);
+  if (o->nparts < 0)
+    return st_error_set(err, ST_EFORMAT, where, -1,
+                        "ETag '%.80s' is neither an md5 nor an md5 of part md5s (HEX-N)",
+                        o->pub->etag);
+  o->pub->nparts = o->nparts;
+  if (o->pub->resume > o->pub->size)
+    return st_error_set(err, ST_EINVAL, where, -1,
+                        "the file to resume holds %llu bytes; the object has %llu",
+                        (unsigned long long)o->pub->resume, (unsigned long long)o->pub->size);
+  if (!o->nparts) return 0;
+  int rc = server_layout(j, o, err);
+  if (rc) return rc;
+  if (!o->nlayouts)
+    o->nlayouts = s3__layout_candidates(o->pub->size, o->nparts, o->layouts, GET_MAX_LAYOUTS);
+  if (!o->nlayouts)
+    return st_error_set(err, ST_EFORMAT, where, -1,
+                        "ETag %s says %d parts, which %llu bytes cannot be cut into", o->pub->etag,
+                        o->nparts, (unsigned long long)o->pub->size);
+  return 0;
+}
+
+/* The taker's judgement of one object: its ETag matched (psize: the part
+ * size that gave it, or the size of a single PUT), or a ChecksumError. */
+void s3__gobj_verdict(gjob *j, gobj *o, uint64_t psize) {
+  s3_get_obj *p = o->pub;
+  char where[1200];
+  s3__where(&j->cn, p->key, where, sizeof where);
+  st_error_clear(&o->err);
+  if (psize && !p->nparts) {
+    snprintf(p->check, sizeof p->check, "ETag = md5");
+  } else if (psize) {
+    char ps[32];
+    if (psize % (1u << 20) == 0) snprintf(ps, sizeof ps, "%llu MiB", (unsigned long long)(psize >> 20));
+    else if (psize % 1000000u == 0) snprintf(ps, sizeof ps, "%llu MB", (unsigned long long)(psize / 1000000u));
+    else snprintf(ps, sizeof ps, "%llu-byte", (unsigned long long)psize);
+    snprintf(p->check, sizeof p->check, "ETag = md5 of %d part md5s (%s parts)", p->nparts, ps);
+  } else if (!p->nparts) {
+    st_error_set(&o->err, ST_ECHECKSUM, where, -1,
+                 "the md5 of the bytes read is %s; the object's ETag says %s", p->md5, p->etag);
+  } else if (o->server_said) {
+    st_error_set(&o->err, ST_ECHECKSUM, where, -1,
+                 "the md5 of the %d part md5s (%llu-byte parts, as the server says) does not give "
+                 "the ETag %s: the bytes read are not the bytes uploaded", p->nparts,
+                 (unsigned long long)o->layouts[0], p->etag);
+  } else {
+    char sizes[200] = "";
+    size_t sl = 0;
+    for (int i = 0; i < o->nlayouts && sl < sizeof sizes - 24; i++)
+      sl += (size_t)snprintf(sizes + sl, sizeof sizes - sl, "%s%llu", i ? ", " : "",
+                             (unsigned long long)o->layouts[i]);
+    st_error_set(&o->err, ST_ECHECKSUM, where, -1,
+                 "no part size that cuts %llu bytes into %d parts (tried %s bytes) gives the md5 "
+                 "of part md5s of the ETag %s: the bytes read differ from the bytes uploaded, or "
+                 "the upload used parts of unequal sizes (this server does not say its layout: "
+                 "give --md5 to check the bytes instead)",
+                 (unsigned long long)p->size, p->nparts, sizes, p->etag);
+  }
+  if (o->err.code && p->want_md5 && p->md5_given && p->nparts) {
+    /* the user's md5 decides: an md5 that matches is the end-to-end check */
+    if (strcmp(p->md5, p->md5_given) == 0) {
+      st_error_clear(&o->err);
+      snprintf(p->check, sizeof p->check, "md5 = --md5 (the part layout is not known)");
+    }
+  }
+  if (j->on_object) j->on_object(j->ud, o);
+}
+
+/* ------------------------------------------------------------------ */
+/* One object (s3.h)                                                   */
+/* ------------------------------------------------------------------ */
+int s3__get_options(st_ctx *c, const st_args *a, gjob *j, st_error *err) {
+  long long jobs, psize_mib, retries, timeout;
+  int rc = st_arg_int(a, "jobs", 8, 1, 64, &jobs, err);
+  if (!rc) rc = st_arg_int(a, "part-size", 8, 1, 5120, &psize_mib, err);
+  if (!rc) rc = st_arg_int(a, "retries", 3, 0, PK_LIMIT_DOWNLOAD_RETRIES, &retries, err);
+  if (!rc) rc = st_arg_int(a, "timeout", 60, 1, 86400, &timeout, err);
+  if (rc) return rc;
+  j->c = c;
+  j->jobs = (int)jobs;
+  j->chunk = (uint64_t)psize_mib * MiB;
+  /* ranges held at once: those in flight, two being taken, one to start */
+  j->window = j->jobs + 3;
+  if ((uint64_t)j->window * j->chunk > PK_LIMIT_S3_BUFFER_BYTES)
+    j->window = (int)(PK_LIMIT_S3_BUFFER_BYTES / j->chunk);
+  if (j->window < 2) j->window = 2;
+  if (j->jobs > j->window) j->jobs = j->window;
+  j->cn.max_attempts = (int)retries + 1;
+  j->cn.stall_s = (long)timeout;
+  return 0;
+}
+
+/* HEAD: size and ETag. */
+static int head(gjob *j, s3_get_obj *p, st_error *err) {
+  s3_resp r;
+  s3__resp_init(&r);
+  s3_req rq = {.method = "HEAD", .key = p->key, .payload_sha256 = SIGV4_EMPTY_SHA256};
+  int rc = s3__call(&j->cn, &rq, &r, "HeadObject", s3__attempts(&j->cn), 0, err);
+  if (!rc) {
+    char where[1200];
+    s3__where(&j->cn, p->key, where, sizeof where);
+    s3__unquote(r.etag, p->etag, sizeof p->etag);
+    if (r.clen < 0 || !p->etag[0])
+      rc = st_error_set(err, ST_EFORMAT, where, -1,
+                        "HeadObject answered without %s", r.clen < 0 ? "Content-Length" : "ETag");
+    else p->size = (uint64_t)r.clen;
+  }
+  s3__resp_free(&r);
+  return rc;
+}
+
+static void on_one(void *ud, gobj *o) { *(st_error *)ud = o->err; }
+
+int s3_get(st_ctx *c, const st_args *a, const char *url, s3_get_obj *p, st_progress *pr,
+           st_error *err) {
+  char bucket[64], key[PK_LIMIT_S3_KEY_BYTES + 1];
+  int rc = s3_parse_url(url, bucket, sizeof bucket, key, sizeof key, err);
+  if (rc) return rc;
+  if (!key[0] || key[strlen(key) - 1] == '/')
+    return st_error_set(err, ST_EINVAL, url, -1, "expected s3://BUCKET/KEY (a prefix ends with '/')");
+  gjob j;
+  memset(&j, 0, sizeof j);
+  gobj o;
+  memset(&o, 0, sizeof o);
+  st_error verdict;
+  st_error_clear(&verdict);
+  p->key = key;
+  o.pub = p;
+  j.objs = &o;
+  j.nobj = 1;
+  j.pr = pr;
+  j.on_object = on_one;
+  j.ud = &verdict;
+  rc = s3__conn_open(&j.cn, c, a, bucket, err);
+  if (!rc) rc = s3__get_options(c, a, &j, err);
+  if (!rc) rc = head(&j, p, err);
+  if (!rc) rc = s3__gobj_plan(&j, &o, err);
+  if (!rc && pr) st_progress_set_total(pr, p->size);
+  j.total = p->size;
+  j.resumed = p->resume;
+  if (!rc) rc = s3__gjob_open(&j, err);
+  if (!rc) rc = s3__gjob_run(&j, err);
+  if (!rc && verdict.code) rc = st_error_set(err, verdict.code, verdict.where, -1, "%s", verdict.text);
+  p->key = NULL; /* it was this function's */
+  s3__gjob_close(&j);
+  return rc;
+}
