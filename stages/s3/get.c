@@ -174,8 +174,9 @@ static void ohash_update(ohash *h, const uint8_t *p, size_t n) {
   }
 }
 
-/* The object's end: its md5 (when hashed) and whether a layout's md5 of
- * part md5s gives the ETag; which psize did (0: none). */
+/* The object's end: its md5 (when hashed), and whether the ETag matched:
+ * the part size whose md5 of part md5s gave it, 1 for a single PUT's md5,
+ * 0 when nothing did. */
 static uint64_t ohash_end(ohash *h, gobj *o) {
   if (h->whole) {
     uint8_t d[16];
@@ -183,7 +184,7 @@ static uint64_t ohash_end(ohash *h, gobj *o) {
     EVP_DigestFinal_ex(h->whole, d, &dl);
     s3__hex16(d, o->pub->md5);
   }
-  if (!o->nparts) return strcmp(o->pub->md5, o->pub->etag) == 0 ? o->pub->size : 0;
+  if (!o->nparts) return strcmp(o->pub->md5, o->pub->etag) == 0 ? 1 : 0; /* nonzero: matched */
   for (int i = 0; i < h->nlay; i++) {
     layout *l = &h->lay[i];
     if (l->in_part) layout_end_part(l, h->nparts);
@@ -489,8 +490,8 @@ static int on_done(gjob *j, CURLMsg *msg, st_error *err) {
   j->active--;
   char what[96], why[256] = "";
   range_text(ch, what, sizeof what);
-  int k = r->overrun ? 1 : s3__classify(r);
-  if (k == 0 && !answer_ok(j, ch, r, why, sizeof why)) k = 1;
+  int k = s3__classify(r);
+  if ((k == 0 || r->overrun) && !answer_ok(j, ch, r, why, sizeof why)) k = 1;
   if (k == 0) {
     j->done_bytes += ch->len;
     pthread_mutex_lock(&j->mu);

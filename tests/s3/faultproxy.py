@@ -12,6 +12,13 @@ otherwise:
     p.rule(action="drop", part=2, times=1)                 # cut part 2 mid-body, once
     p.rule(action="delay", seconds=0.2, method="PUT")      # slow every PUT
 
+Answers to GETs can be spoiled after forwarding: "corrupt" (one byte of the
+body flipped, the headers as the gateway sent them: bytes changed behind the
+ETag), "badrange" (Content-Range moved by one byte), "short" (half the body,
+then the connection closed), "extra" (the body with 16 more bytes),
+"wrongetag" (another ETag); `range_from=N` matches a request whose Range
+starts at byte N.
+
 Actions: "503" (S3 SlowDown XML), "500" (InternalError), "400"
 (InvalidRequest), "200error" (200 with an InternalError document, as
 CompleteMultipartUpload may answer), "drop" (reads half the body, then resets the connection),
@@ -42,13 +49,27 @@ ERRORS = {
 }
 
 
+def _shift_range(v):
+    """bytes A-B/T -> bytes A+1-B+1/T"""
+    try:
+        unit, rest = v.split(" ", 1)
+        span, total = rest.split("/")
+        a, b = span.split("-")
+        return f"{unit} {int(a) + 1}-{int(b) + 1}/{total}"
+    except ValueError:
+        return v
+
+
 class Rule:
     def __init__(self, action, times=1, method=None, part=None, key=None, param=None,
-                 seconds=0.0):
+                 seconds=0.0, range_from=None):
         self.action, self.times, self.method, self.part = action, times, method, part
         self.key, self.param, self.seconds = key, param, seconds
+        self.range_from = range_from
 
-    def matches(self, method, path, query):
+    def matches(self, method, path, query, rng=""):
+        if self.range_from is not None and not (rng or "").startswith(f"bytes={self.range_from}-"):
+            return False
         if self.times is not None and self.times <= 0:
             return False
         if self.method and self.method != method:
@@ -88,7 +109,8 @@ class FaultProxy:
                 url = urllib.parse.urlsplit(self.path)
                 query = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
                 n = int(self.headers.get("Content-Length") or 0)
-                rule = outer.take(method, urllib.parse.unquote(url.path), query)
+                rule = outer.take(method, urllib.parse.unquote(url.path), query,
+                                  self.headers.get("Range", ""))
                 action = rule.action if rule else None
                 with outer.lock:
                     outer.log.append((time.monotonic(), method, query, action or "forward"))
@@ -140,14 +162,30 @@ class FaultProxy:
                 except OSError:
                     self.reset()  # the gateway is gone: so is the answer
                     return
+                declared = len(data)
+                if action == "corrupt" and data:
+                    data = data[:len(data) // 2] + bytes([data[len(data) // 2] ^ 0xFF]) + \
+                        data[len(data) // 2 + 1:]
+                elif action == "extra":
+                    data += b"x" * 16
+                    declared = len(data)
+                elif action == "badrange":
+                    rh = [(k, _shift_range(v) if k.lower() == "content-range" else v) for k, v in rh]
+                elif action == "wrongetag":
+                    rh = [(k, '"00000000000000000000000000000000"' if k.lower() == "etag" else v)
+                          for k, v in rh]
                 self.send_response(status, reason)
                 for k, v in rh:
                     if k.lower() not in HOP and (k.lower() != "content-length" or method == "HEAD"):
                         self.send_header(k, v)
                 if method != "HEAD":
-                    self.send_header("Content-Length", str(len(data)))
+                    self.send_header("Content-Length", str(declared))
                 self.end_headers()
-                if method != "HEAD":
+                if method != "HEAD" and action == "short":
+                    self.wfile.write(data[:len(data) // 2])
+                    self.wfile.flush()
+                    self.reset()
+                elif method != "HEAD":
                     self.wfile.write(data)
 
             do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = handle_any
@@ -161,14 +199,15 @@ class FaultProxy:
         self.t = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.t.start()
 
-    def rule(self, action, times=1, method=None, part=None, key=None, param=None, seconds=0.0):
+    def rule(self, action, times=1, method=None, part=None, key=None, param=None, seconds=0.0,
+             range_from=None):
         with self.lock:
-            self.rules.append(Rule(action, times, method, part, key, param, seconds))
+            self.rules.append(Rule(action, times, method, part, key, param, seconds, range_from))
 
-    def take(self, method, path, query):
+    def take(self, method, path, query, rng=""):
         with self.lock:
             for r in self.rules:
-                if r.matches(method, path, query):
+                if r.matches(method, path, query, rng):
                     if r.times is not None:
                         r.times -= 1
                     return r

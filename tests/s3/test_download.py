@@ -1,0 +1,194 @@
+"""%download from S3 against a real Ceph RGW: whole prefixes (s3://B/P/ --to
+DIR), objects written by %upload and by boto3 (single PUTs and multipart at
+several part sizes), hostile keys, answers spoiled on the way by the fault
+proxy (tests/s3/faultproxy.py), a wrong secret and an interrupt."""
+import os
+import signal
+import subprocess
+
+import pytest
+from faultproxy import FaultProxy
+from pkutil import PK_BIN
+from test_upload import md5, rand_file
+
+MiB = 1 << 20
+
+
+@pytest.fixture
+def proxy(rgw):
+    p = FaultProxy(rgw.endpoint)
+    yield p
+    p.close()
+
+
+def files_below(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def same_tree(a, b):
+    fa, fb = files_below(a), files_below(b)
+    assert fa == fb
+    for f in fa:
+        assert md5(a / f) == md5(b / f), f
+
+
+def no_part_files(root):
+    return [p for p in root.rglob("*.part")] == []
+
+
+@pytest.fixture
+def mixed(rgw, bucket, tmp_path):
+    """Objects under p/: small single PUTs, multipart uploads by boto3 at
+    8 MiB and 5 MiB parts, one of 7 MiB parts (not a size tools default to),
+    an empty object and a folder marker."""
+    from boto3.s3.transfer import TransferConfig
+    src = tmp_path / "src"
+    rand_file(src / "small.bin", 1000)
+    rand_file(src / "sub/deeper/mid.bin", 3 * MiB + 1)
+    rand_file(src / "mp8.bin", 20 * MiB + 3)
+    rand_file(src / "mp5.bin", 11 * MiB)
+    rand_file(src / "mp7.bin", 15 * MiB)
+    (src / "empty.bin").write_bytes(b"")
+    s3 = rgw.client()
+    for f, chunk in (("small.bin", 8), ("sub/deeper/mid.bin", 8), ("mp8.bin", 8),
+                     ("mp5.bin", 5), ("mp7.bin", 7), ("empty.bin", 8)):
+        cfg = TransferConfig(multipart_threshold=5 * MiB, multipart_chunksize=chunk * MiB)
+        s3.upload_file(str(src / f), bucket, f"p/{f}", Config=cfg)
+    s3.put_object(Bucket=bucket, Key="p/sub/", Body=b"")
+    return src
+
+
+def test_prefix_of_mixed_objects(rgw, bucket, pk, mixed, tmp_path):
+    out = tmp_path / "out"
+    p = pk(f"%download s3://{bucket}/p/ --to {out} --endpoint {rgw.endpoint}")
+    assert p.returncode == 0, p.stdout + p.stderr
+    same_tree(mixed, out)
+    assert no_part_files(out)
+    assert f"download: 6 objects, 51.4 MB from s3://{bucket}/p/ to {out}" in p.stdout
+
+
+def test_prefix_of_a_dataset_uploaded_by_upload(rgw, bucket, pk, tmp_path):
+    d = tmp_path / "d"
+    p = pk(f"%mkdata {d} --train-batches 2 --images-per-batch 500",
+           f"%upload {d} s3://{bucket}/ds --endpoint {rgw.endpoint} --part-size 5 --threshold 5",
+           f"%download s3://{bucket}/ds/ --to {tmp_path / 'back'} --endpoint {rgw.endpoint} "
+           "--part-size 2 --jobs 3")
+    assert p.returncode == 0, p.stderr
+    same_tree(d, tmp_path / "back")
+
+
+def test_whole_bucket(rgw, bucket, pk, mixed, tmp_path):
+    p = pk(f"%download s3://{bucket} --to {tmp_path / 'all'} --endpoint {rgw.endpoint}")
+    assert p.returncode == 0, p.stderr
+    same_tree(mixed, tmp_path / "all" / "p")
+
+
+@pytest.mark.parametrize("key,why", [
+    ("p/../escape", "a '..' component"),
+    ("p//abs", "an absolute path"),
+    ("p/a//b", "an empty component"),
+    ("p/./here", "a '.' component"),
+    ("p/a/../../z", "a '..' component"),
+])
+def test_hostile_key_refuses_the_download(rgw, bucket, pk, tmp_path, key, why):
+    s3 = rgw.client()
+    s3.put_object(Bucket=bucket, Key="p/fine.bin", Body=b"fine")
+    s3.put_object(Bucket=bucket, Key=key, Body=b"evil")
+    work = tmp_path / "w"
+    out = work / "out"
+    out.mkdir(parents=True)
+    p = pk(f"%download s3://{bucket}/p/ --to {out} --endpoint {rgw.endpoint}")
+    assert p.returncode == 1
+    assert "UnsafeInputError" in p.stderr and why in p.stderr and key in p.stderr
+    assert "nothing was downloaded" in p.stderr
+    assert files_below(work) == []
+
+
+def test_symlink_in_the_way_is_not_followed(rgw, bucket, pk, tmp_path):
+    s3 = rgw.client()
+    s3.put_object(Bucket=bucket, Key="p/link/inside.bin", Body=b"evil")
+    s3.put_object(Bucket=bucket, Key="p/ok.bin", Body=b"ok")
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    (out / "link").symlink_to(elsewhere)
+    p = pk(f"%download s3://{bucket}/p/ --to {out} --endpoint {rgw.endpoint}")
+    assert p.returncode == 1
+    assert "UnsafeInputError" in p.stderr and "p/link/inside.bin" in p.stdout
+    assert (out / "ok.bin").read_bytes() == b"ok"
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_bytes_changed_behind_the_etag_are_caught(rgw, bucket, pk, proxy, mixed, tmp_path):
+    proxy.rule(action="corrupt", method="GET", key="mp8.bin", range_from=0, times=None)
+    proxy.rule(action="corrupt", method="GET", key="small.bin", times=None)
+    out = tmp_path / "out"
+    p = pk(f"%download s3://{bucket}/p/ --to {out} --endpoint {proxy.endpoint}")
+    assert p.returncode == 1
+    assert "ChecksumError" in p.stderr and "2 of 6 objects failed" in p.stderr
+    assert "p/mp8.bin" in p.stdout and "p/small.bin" in p.stdout
+    assert not (out / "mp8.bin").exists() and not (out / "small.bin").exists()
+    assert md5(out / "mp5.bin") == md5(mixed / "mp5.bin")
+    assert no_part_files(out)
+
+
+@pytest.mark.parametrize("action", ["badrange", "short", "extra", "wrongetag", "503", "drop"])
+def test_a_spoiled_range_is_retried(rgw, bucket, pk, proxy, mixed, tmp_path, action):
+    proxy.rule(action=action, method="GET", key="mp8.bin", range_from=8 * MiB, times=2)
+    out = tmp_path / "out"
+    p = pk(f"%download s3://{bucket}/p/ --to {out} --endpoint {proxy.endpoint}")
+    assert p.returncode == 0, p.stderr
+    assert "retry 1 of 3" in p.stderr and "GET bytes 8388608-16777215" in p.stderr
+    same_tree(mixed, out)
+
+
+@pytest.mark.parametrize("action,what", [
+    ("badrange", "answered Content-Range bytes 8388609-16777216"),
+    ("extra", "answered more than the 8388608 bytes asked for"),
+    ("wrongetag", "answered with ETag 00000000000000000000000000000000"),
+])
+def test_a_range_spoiled_every_time_fails_cleanly(rgw, bucket, pk, proxy, mixed, tmp_path,
+                                                   action, what):
+    proxy.rule(action=action, method="GET", key="mp8.bin", range_from=8 * MiB, times=None)
+    out = tmp_path / "out"
+    p = pk(f"%download s3://{bucket}/p/ --to {out} --endpoint {proxy.endpoint} --retries 1")
+    assert p.returncode == 1
+    assert "S3Error" in p.stderr and what in p.stderr and "after 2 attempts" in p.stderr
+    assert f"s3://{bucket}/p/mp8.bin" in p.stderr
+    assert no_part_files(out)
+
+
+def test_wrong_secret(rgw, bucket, pk, mixed, tmp_path):
+    secret = "wrongwrongwrongwrongwrongwrongwrongwrong"
+    p = pk(f"%download s3://{bucket}/p/ --to {tmp_path / 'out'} --endpoint {rgw.endpoint}",
+           env={"AWS_SECRET_ACCESS_KEY": secret}, secret=secret)
+    assert p.returncode == 1
+    assert "SignatureDoesNotMatch" in p.stderr
+    assert not (tmp_path / "out").exists() or files_below(tmp_path / "out") == []
+
+
+def test_sigint_leaves_no_part_files(rgw, bucket, pk, proxy, tmp_path):
+    s3 = rgw.client()
+    for i in range(40):
+        s3.put_object(Bucket=bucket, Key=f"p/f{i:02d}", Body=os.urandom(MiB))
+    proxy.rule(action="delay", seconds=0.2, method="GET", times=None)
+    out = tmp_path / "out"
+    env = dict(pk.env)
+    proc = subprocess.Popen([str(PK_BIN), "run", f"%download s3://{bucket}/p/ --to {out} "
+                             f"--endpoint {proxy.endpoint} --jobs 2"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        import time
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (out.exists() and files_below(out)):
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        o, e = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, (o, e)
+    assert "KeyboardInterrupt" in e
+    assert no_part_files(out)
+    for f in files_below(out):  # what was renamed is whole
+        assert (out / f).stat().st_size == MiB
