@@ -87,7 +87,7 @@ static void cli_progress(st_ctx *c, const st_progress *p) {
   const char *state = p->state == ST_PROGRESS_DONE ? " done"
                       : p->state == ST_PROGRESS_FAILED ? " failed"
                       : p->state == ST_PROGRESS_CANCELLED ? " interrupted" : "";
-  snprintf(line, sizeof line, "%s [%s] %3.0f%% %s %s %.1fs%s", p->label, v.bar,
+  snprintf(line, sizeof line, "%s [%s] %3.0f%% %s %s %.1fs%s", v.label, v.bar,
            v.frac * 100, v.amount, v.rate, p->elapsed, state);
   if (g_tty) {
     fprintf(stderr, "\r%s\033[K", line);

@@ -497,3 +497,38 @@ TEST_IMPL(safepath_check_and_walk) {
   ASSERT(system(cmd) == 0);
   return 0;
 }
+
+/* A long label is shortened in the middle (its stage word and the end of
+ * the path stay), never cutting a code point; a short one is kept. */
+TEST_IMPL(progress_label_short) {
+  st_progress p;
+  memset(&p, 0, sizeof p);
+  snprintf(p.unit, sizeof p.unit, "B");
+  st_progress_view v;
+  snprintf(p.label, sizeof p.label, "download cifar-10-python.tar.gz");
+  st_progress_view_of(&p, &v);
+  ASSERT_STR_EQ(v.label, "download cifar-10-python.tar.gz");
+  snprintf(p.label, sizeof p.label,
+           "download /a/very/long/folder/name/that/goes/on/and/on/cifar-10-python.tar.gz");
+  st_progress_view_of(&p, &v);
+  ASSERT(strncmp(v.label, "download \xe2\x80\xa6", 12) == 0);
+  size_t n = strlen(v.label), cps = 0;
+  for (size_t i = 0; i < n; i++) cps += ((unsigned char)v.label[i] & 0xC0) != 0x80;
+  ASSERT_EQ(cps, ST_PROGRESS_LABEL_SHOWN);
+  ASSERT(n > 20 && strcmp(v.label + n - 20, "cifar-10-python.tar.gz" + 2) == 0);
+  /* multi-byte code points at the cut: the tail starts on a whole one */
+  snprintf(p.label, sizeof p.label, "verify %s",
+           "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+           "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+           "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+           "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+           "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9");
+  st_progress_view_of(&p, &v);
+  n = strlen(v.label);
+  cps = 0;
+  for (size_t i = 0; i < n; i++) cps += ((unsigned char)v.label[i] & 0xC0) != 0x80;
+  ASSERT_EQ(cps, ST_PROGRESS_LABEL_SHOWN);
+  const char *ell = strstr(v.label, "\xe2\x80\xa6");
+  ASSERT(ell && (unsigned char)ell[3] == 0xc3);
+  return 0;
+}

@@ -142,7 +142,34 @@ void st_timing_add(st_ctx *c, const char *stage, const char *magic, double secon
   st_record_timing(c, &t);
 }
 
+/* Code points of s[0..n) (UTF-8 continuation bytes not counted). */
+static size_t cps(const char *s, size_t n) {
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) k += ((unsigned char)s[i] & 0xC0) != 0x80;
+  return k;
+}
+
+static void short_label(const char *label, char *out, size_t cap) {
+  size_t n = strlen(label), max = ST_PROGRESS_LABEL_SHOWN;
+  if (cps(label, n) <= max) {
+    snprintf(out, cap, "%s", label);
+    return;
+  }
+  const char *sp = strchr(label, ' ');
+  size_t head = sp && cps(label, (size_t)(sp - label)) < max / 3 ? (size_t)(sp - label) + 1 : 0;
+  size_t room = max - cps(label, head) - 1; /* code points of the tail; 1 for the ellipsis */
+  size_t t = n;
+  while (t > head && cps(label + t, n - t) < room) {
+    t--;
+    while (t > head && ((unsigned char)label[t] & 0xC0) == 0x80) t--; /* a whole code point */
+  }
+  if (cps(label + t, n - t) > room) /* one too many: step forward a code point */
+    do t++; while (t < n && ((unsigned char)label[t] & 0xC0) == 0x80);
+  snprintf(out, cap, "%.*s\u2026%s", (int)head, label, label + t);
+}
+
 void st_progress_view_of(const st_progress *p, st_progress_view *v) {
+  short_label(p->label, v->label, sizeof v->label);
   v->rate[0] = 0;
   if (strcmp(p->unit, "B") == 0) {
     char d[24], t[24];

@@ -187,10 +187,16 @@ void st_progress_end(st_progress *p, int rc); /* rc: 0, ST_ECANCELED, other */
 double st_now(void); /* monotonic seconds */
 
 /* What a front end shows of a progress report, the same in every front end:
- * the amount ("12.0 MB / 180.0 MB", or a count and its unit), the rate for
+ * the label, the amount ("12.0 MB / 180.0 MB", or a count and its unit), the rate for
  * bytes ("" otherwise), the fraction done in [0, 1] (1 once an open-ended
  * report is done) and a 30-character bar of '#' and '.'. */
+#define ST_PROGRESS_LABEL_SHOWN 48 /* code points of the label a front end shows */
 typedef struct st_progress_view {
+  /* the label, at most ST_PROGRESS_LABEL_SHOWN code points: a longer one
+   * keeps its first word (the stage) and the end of the rest (a path's file
+   * name), with "\u2026" between, so a long path never pushes the figures
+   * onto the next line */
+  char label[ST_PROGRESS_LABEL_SHOWN * 4 + 4];
   char amount[96];
   char rate[32];
   char bar[31];
