@@ -11,6 +11,7 @@
 #   make fuzz         every libFuzzer harness for FUZZ_SECONDS each
 #   make bench        benchmarks against their Python references and the tools
 #                     a user would pick instead (bench/; peers in .venv-bench)
+#   make lint         banned calls and assignments in conditions (tools/lint.py)
 #   make kernelspec   write $(O)/jupyter/kernels/pipekernel (used by the tests)
 #   make install      binary into $(PREFIX)/bin, kernelspec for this user
 #                     (or under $(KERNEL_PREFIX) when set, e.g. a venv)
@@ -271,6 +272,13 @@ $(BENCH_VENV)/.installed: bench/requirements.txt
 
 bench: all $(BENCH_VENV)/.installed
 	$(TEST_ENV) PK_BENCH_VENV=$(abspath $(BENCH_VENV)) $(PYTHON) bench/run.py $(BENCH)
+
+# ---- lint ----------------------------------------------------------------------
+# tools/lint.py refuses banned calls, assignments in conditions and includes
+# a stage may not have (tests/test_lint.py runs it in `make test`).
+.PHONY: lint
+lint:
+	$(Q)$(PYTHON) tools/lint.py
 
 clean:
 	rm -rf $(O) build-asan build-fuzz build-valgrind

@@ -159,8 +159,11 @@ static void usage(FILE *f) {
 static char *read_cell(FILE *f) {
   dynbuf b = DYN_INIT(PK_LIMIT_CELL_BYTES);
   char chunk[65536];
-  size_t n;
-  while (!b.err && (n = fread(chunk, 1, sizeof chunk, f)) > 0) dyn_add(&b, chunk, n);
+  while (!b.err) {
+    size_t n = fread(chunk, 1, sizeof chunk, f);
+    if (n == 0) break;
+    dyn_add(&b, chunk, n);
+  }
   if (b.err == ST_E2BIG)
     fprintf(stderr, "pipekernel run: the cell on standard input is over %u bytes "
             "(PK_LIMIT_CELL_BYTES)\n", (unsigned)PK_LIMIT_CELL_BYTES);

@@ -53,7 +53,9 @@ static int run_one(const test_entry *t, char *why, size_t cap) {
   char buf[4096];
   ssize_t n;
   why[0] = 0;
-  while ((n = read(pipefd[0], buf, sizeof buf)) > 0) {
+  for (;;) {
+    n = read(pipefd[0], buf, sizeof buf);
+    if (n <= 0) break;
     for (ssize_t i = 0; i < n; i++) {
       if (len + 1 >= cap) { memmove(why, why + cap / 2, cap / 2); len -= cap / 2; }
       why[len++] = buf[i];

@@ -247,7 +247,7 @@ TEST_IMPL(manifest_errors) {
   /* a path over the limit */
   size_t n = PK_LIMIT_MANIFEST_PATH + 40;
   char *big = malloc(n + 64);
-  strcpy(big, "d41d8cd98f00b204e9800998ecf8427e  ");
+  memcpy(big, "d41d8cd98f00b204e9800998ecf8427e  ", 34);
   memset(big + 34, 'a', PK_LIMIT_MANIFEST_PATH + 1);
   big[34 + PK_LIMIT_MANIFEST_PATH + 1] = 0;
   mf_list m;

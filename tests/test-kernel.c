@@ -448,7 +448,11 @@ static int run_bin(const char *a1, const char *a2, char *err, size_t cap) {
   close(fd[1]);
   size_t len = 0;
   ssize_t n;
-  while ((n = read(fd[0], err + len, cap - len - 1)) > 0) len += (size_t)n;
+  for (;;) {
+    n = read(fd[0], err + len, cap - len - 1);
+    if (n <= 0) break;
+    len += (size_t)n;
+  }
   err[len] = 0;
   close(fd[0]);
   int st;

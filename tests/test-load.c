@@ -22,7 +22,9 @@ static uint8_t *slurp(const char *path, size_t *len) {
   if (!f) return NULL;
   size_t cap = 4096, n = 0, k;
   uint8_t *b = malloc(cap);
-  while (b && (k = fread(b + n, 1, cap - n, f)) > 0) {
+  while (b) {
+    k = fread(b + n, 1, cap - n, f);
+    if (k == 0) break;
     n += k;
     if (n == cap) {
       uint8_t *nb = realloc(b, cap *= 2);
@@ -53,7 +55,7 @@ TEST_IMPL(pickle_invalid_cases) {
   if (!dir) RETURN_SKIP("run from the repository root (" INVALID " not found)");
   struct dirent *e;
   int cases = 0;
-  while ((e = readdir(dir))) {
+  for (e = readdir(dir); e; e = readdir(dir)) {
     if (e->d_name[0] == '.') continue;
     char path[512], epath[512];
     snprintf(path, sizeof path, INVALID "/%s/input.pkl", e->d_name);

@@ -209,7 +209,7 @@ static int run_case(const char *dir, const char *name) {
       char *nv = realloc(hval[nh - 1], ol + strlen(p) + 2);
       ASSERT(nv);
       nv[ol] = ',';
-      strcpy(nv + ol + 1, p);
+      memcpy(nv + ol + 1, p, strlen(p) + 1);
       hval[nh - 1] = nv;
       h[nh - 1].value = nv;
     } else {
@@ -276,7 +276,7 @@ static int walk(const char *dir, int *cases) {
   DIR *d = opendir(dir);
   if (!d) return -1;
   struct dirent *e;
-  while ((e = readdir(d))) {
+  for (e = readdir(d); e; e = readdir(d)) {
     if (e->d_name[0] == '.') continue;
     char sub[2048];
     snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name);

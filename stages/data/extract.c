@@ -257,12 +257,13 @@ static int keep_old(dx_job *j, int dfd, const char *rel, const char *leaf, const
   }
   if (r) return fail_errno(j, errno, rel, "cannot keep what this member replaces");
   size_t dir = (size_t)(leaf - rel); /* leaf points into rel: "a/b/" + leaf */
-  if (!(*old = malloc(dir + strlen(aside) + 1))) {
+  *old = malloc(dir + strlen(aside) + 1);
+  if (!*old) {
     renameat(dfd, aside, dfd, leaf);
     return st_error_set(&j->err, ST_ENOMEM, j->where, -1, "out of memory");
   }
   memcpy(*old, rel, dir);
-  strcpy(*old + dir, aside);
+  memcpy(*old + dir, aside, strlen(aside) + 1);
   return 0;
 }
 
@@ -579,8 +580,9 @@ static int write_file(dx_job *j, struct archive *ar, int root, char *rel, struct
     int there = fstatat(dfd, leaf, &st, AT_SYMLINK_NOFOLLOW) == 0;
     if (there && S_ISDIR(st.st_mode))
       rc = fail_errno(j, EEXIST, rel, "cannot replace a folder with a file");
-    else if (!(rc = keep_old(j, dfd, rel, leaf, there ? &st : NULL, &old)) &&
-             renameat(dfd, tmp, dfd, leaf)) {
+    else
+      rc = keep_old(j, dfd, rel, leaf, there ? &st : NULL, &old);
+    if (!rc && renameat(dfd, tmp, dfd, leaf)) {
       rc = fail_errno(j, errno, rel, "rename failed");
       restore_old(dfd, leaf, old);
       old = NULL;
@@ -770,7 +772,8 @@ int dx_run(dx_job *j) {
       rc = st_error_set(&j->err, ST_E2BIG, j->where, -1, "more than %u members", (unsigned)PK_LIMIT_EXTRACT_ENTRIES);
       break;
     }
-    if ((rc = do_entry(j, ar, root, e, &total))) break;
+    rc = do_entry(j, ar, root, e, &total);
+    if (rc) break;
     if (st_cancelled(j->c)) {
       rc = st_error_set(&j->err, ST_ECANCELED, j->where, -1, "interrupted");
       break;
@@ -782,8 +785,9 @@ int dx_run(dx_job *j) {
   if (!rc && r.gzip) {
     const void *b;
     la_ssize_t n;
-    while ((n = rd_cb(ar, &r, &b)) > 0) {
-    }
+    do
+      n = rd_cb(ar, &r, &b);
+    while (n > 0);
     if (n < 0)
       rc = st_error_set(&j->err, st_cancelled(j->c) ? ST_ECANCELED : ST_EFORMAT, j->where,
                         (long long)atomic_load(&j->in_bytes), "after the last member: %s",

@@ -168,8 +168,10 @@ int md5_stage(st_ctx *c, const st_args *a, st_error *err) {
   pthread_mutex_init(&r.mu, NULL);
   pthread_cond_init(&r.cv, NULL);
   int rc = 0;
-  for (int i = 0; i < MD5_RING; i++)
-    if (!(r.buf[i] = malloc(MD5_CHUNK))) rc = st_error_set(err, ST_ENOMEM, path, -1, "out of memory");
+  for (int i = 0; i < MD5_RING; i++) {
+    r.buf[i] = malloc(MD5_CHUNK);
+    if (!r.buf[i]) rc = st_error_set(err, ST_ENOMEM, path, -1, "out of memory");
+  }
   EVP_MD_CTX *m = EVP_MD_CTX_new();
   if (!rc && (!m || EVP_DigestInit_ex(m, EVP_md5(), NULL) != 1))
     rc = st_error_set(err, ST_EINTERNAL, path, -1, "OpenSSL md5 unavailable");

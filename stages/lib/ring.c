@@ -12,11 +12,13 @@ int ring_init(ring_buf *r, int slots, size_t size) {
   if (slots < 2 || slots > RING_MAX || !size) return -1;
   r->slots = slots;
   r->size = size;
-  for (int i = 0; i < slots; i++)
-    if (!(r->buf[i] = malloc(size))) {
+  for (int i = 0; i < slots; i++) {
+    r->buf[i] = malloc(size);
+    if (!r->buf[i]) {
       for (int k = 0; k < i; k++) free(r->buf[k]);
       return -1;
     }
+  }
   pthread_mutex_init(&r->mu, NULL);
   pthread_cond_init(&r->cv, NULL);
   return 0;

@@ -4,8 +4,14 @@
  * A stage is one %magic: a C function that receives a context (how to talk
  * to whoever runs it), its parsed arguments, and an error struct to fill.
  * Front ends (the Jupyter kernel in kernel/, the shell front end in cli/,
- * the C tests) implement the context callbacks; stages never include ZeroMQ,
- * jansson or kernel headers.
+ * the C tests) implement the context callbacks; stages never include ZeroMQ
+ * or kernel/ headers, and talk to the front end only through the context:
+ * what they show is bytes in MIME bundles, never JSON objects. Of the
+ * libraries a stage includes only those its own work needs (OpenSSL,
+ * libcurl, libarchive, ISA-L, expat, libpng, zlib, uuid); jansson only where
+ * the stage itself reads or writes a JSON file: the run record of
+ * %timings --json and --compare (report/timings.c) and the safetensors
+ * header %train --init reads (train/train.c).
  *
  * Conventions (see README "Architecture"):
  *  - 0 is success, a negative ST_E* code is failure. A failing stage fills

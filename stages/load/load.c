@@ -239,7 +239,7 @@ static int list_train(const char *root, lfile **out, size_t *nout, st_error *err
   size_t n = 0, cap = 0;
   struct dirent *e;
   int rc = 0;
-  while ((e = readdir(d))) {
+  for (e = readdir(d); e; e = readdir(d)) {
     const char *s = e->d_name;
     if (strncmp(s, "data_batch_", 11) != 0) continue;
     const char *p = s + 11;
@@ -544,7 +544,8 @@ int ld_load(st_ctx *c, const st_args *a, st_error *err) {
     snprintf(tp, sizeof tp, "%s/test_batch", root);
     if (stat(tp, &st) == 0) {
       test = calloc(1, sizeof *test);
-      if (!test || !(test->path = strdup(tp))) {
+      if (test) test->path = strdup(tp);
+      if (!test || !test->path) {
         rc = st_error_set(err, ST_ENOMEM, "load", -1, "out of memory");
         goto out_files;
       }

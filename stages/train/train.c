@@ -266,8 +266,8 @@ static void chart_show(st_ctx *c, loss_chart *ch, int force) {
   S("\"/></svg>");
 #undef S
   if (o >= cap) o = cap - 1;
-  size_t t = (size_t)sprintf(txt, "loss chart: %d point%s", ch->n, ch->n == 1 ? "" : "s");
-  if (ch->n) t += (size_t)sprintf(txt + t, ", latest %.3f at batch %.0f", ch->y[ch->n - 1], ch->x[ch->n - 1]);
+  size_t t = (size_t)snprintf(txt, 256, "loss chart: %d point%s", ch->n, ch->n == 1 ? "" : "s");
+  if (ch->n) t += (size_t)snprintf(txt + t, 256 - t, ", latest %.3f at batch %.0f", ch->y[ch->n - 1], ch->x[ch->n - 1]);
   st_mime m[2] = {{"image/svg+xml", svg, o, 0, 0}, {"text/plain", txt, t, 0, 0}};
   if (!ch->shown) {
     st_new_display_id(ch->id);
