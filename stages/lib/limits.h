@@ -3,9 +3,15 @@
  *
  * Each limit can be changed at build time: make CFLAGS_EXTRA=-DPK_LIMIT_X=...
  * The README's "Limits" section lists them; keep the two in step.
+ * The _Static_asserts at the end hold each limit inside what the code's
+ * types and buffers are built for, so a value set at build time that the
+ * code cannot honour fails the build instead of the run.
  */
 #ifndef PK_LIMITS_H
 #define PK_LIMITS_H
+
+#include <limits.h>
+#include <stdint.h>
 
 /* ---- the magic language ------------------------------------------------- */
 #ifndef PK_LIMIT_CELL_BYTES
@@ -162,5 +168,65 @@
 #ifndef PK_LIMIT_LOSS_POINTS
 #define PK_LIMIT_LOSS_POINTS 4096           /* points kept for the loss chart */
 #endif
+
+/* ---- bounds the code depends on -------------------------------------- */
+/* Counts and sizes that the code prints with %u or %d, keeps in an int, or
+ * compares after a cast must fit those types. */
+#define PK__FITS_UINT(x) ((unsigned long long)(x) <= UINT_MAX)
+#define PK__FITS_INT(x) ((unsigned long long)(x) <= INT_MAX)
+_Static_assert(PK__FITS_UINT(PK_LIMIT_CELL_BYTES) && PK__FITS_UINT(PK_LIMIT_MSG_BYTES),
+               "cell and message sizes are printed and compared as unsigned");
+_Static_assert(PK_LIMIT_CELL_BYTES <= PK_LIMIT_MSG_BYTES,
+               "a cell the kernel accepts must fit in a message it accepts");
+_Static_assert((unsigned long long)PK_LIMIT_HISTORY_BYTES <= SIZE_MAX && PK_LIMIT_HISTORY >= 1,
+               "history bytes are counted in a size_t; at least the last cell is kept");
+_Static_assert(PK__FITS_UINT(PK_LIMIT_PICKLE_STACK) && PK__FITS_UINT(PK_LIMIT_PICKLE_MEMO) &&
+               PK__FITS_UINT(PK_LIMIT_PICKLE_ITEMS),
+               "pickle stack, memo and value counts are printed as unsigned");
+_Static_assert((unsigned long long)PK_LIMIT_PICKLE_FILE_BYTES <= SIZE_MAX,
+               "a pickle file is mapped whole: its length is a size_t");
+_Static_assert(PK_LIMIT_PICKLE_LONG_BYTES >= 1 && PK_LIMIT_PICKLE_LONG_BYTES <= 8,
+               "LONG1/LONG4 payloads are read into an int64_t");
+_Static_assert(PK_LIMIT_PICKLE_NDIM >= 2, "CIFAR data is a 2-dimensional (N, 3072) array");
+_Static_assert(PK_LIMIT_LOAD_CLASSES >= 10 && PK_LIMIT_LOAD_CLASSES <= 256,
+               "labels are kept as one byte each; CIFAR-10 has 10 classes");
+_Static_assert(PK__FITS_UINT(PK_LIMIT_EXTRACT_ENTRIES) && PK__FITS_UINT(PK_LIMIT_MANIFEST_BYTES) &&
+               PK__FITS_UINT(PK_LIMIT_MANIFEST_ENTRIES) && PK__FITS_UINT(PK_LIMIT_PNG_PIXELS),
+               "printed as unsigned");
+_Static_assert(PK__FITS_INT(PK_LIMIT_AWS_CONFIG_BYTES) && PK__FITS_INT(PK_LIMIT_S3_XML_BYTES) &&
+               PK__FITS_INT(PK_LIMIT_S3_FILES) && PK__FITS_INT(PK_LIMIT_S3_LIST_KEYS) &&
+               PK__FITS_INT(PK_LIMIT_LOAD_FILES) && PK__FITS_INT(PK_LIMIT_DOWNLOAD_RETRIES) &&
+               PK__FITS_INT(PK_LIMIT_TRAIN_EPOCHS) && PK__FITS_INT(PK_LIMIT_TRAIN_BATCH) &&
+               PK__FITS_INT(PK_LIMIT_TRAIN_THREADS) && PK__FITS_INT(PK_LIMIT_DOWNLOAD_REDIRECTS),
+               "printed with %d or kept in an int");
+_Static_assert(PK_LIMIT_S3_BUFFER_BYTES >= (5LL << 20),
+               "at least one part buffer of S3's smallest part size (5 MiB) fits");
+_Static_assert(PK_LIMIT_S3_ATTEMPTS >= 1 && PK_LIMIT_S3_LIST_EMPTY_PAGES >= 1,
+               "every request is tried at least once, every listing page read");
+_Static_assert(PK_LIMIT_S3_KEY_BYTES >= 1 && PK_LIMIT_S3_KEY_BYTES <= 65536,
+               "keys are held in char arrays of PK_LIMIT_S3_KEY_BYTES + a few kB");
+/* Limits that size arrays on a thread's stack (char path[PK_LIMIT_...],
+ * pthread_t th[PK_LIMIT_...], the loss chart's points): at least one, and
+ * small enough for a default 8 MiB stack. */
+_Static_assert(PK_LIMIT_LINE_ARGS >= 1 && PK_LIMIT_LINE_ARGS <= 65536 &&
+               PK_LIMIT_LINE_DEPTH >= 1 && PK_LIMIT_LINE_DEPTH <= 1024,
+               "words of a line are offsets on the stack, once per nested line");
+_Static_assert(PK_LIMIT_MSG_FRAMES >= 6 && PK_LIMIT_MSG_FRAMES <= 4096,
+               "a message is at least delimiter, signature and four JSON frames; frames are "
+               "collected in arrays on the stack");
+_Static_assert(PK_LIMIT_PICKLE_MARKS >= 1 && PK_LIMIT_PICKLE_MARKS <= 4096,
+               "open MARKs are an array inside the reader");
+_Static_assert(PK_LIMIT_EXTRACT_PATH >= 256 && PK_LIMIT_EXTRACT_PATH <= 65536 &&
+               PK_LIMIT_EXTRACT_DEPTH >= 1 && PK_LIMIT_MANIFEST_PATH >= 256 &&
+               PK_LIMIT_MANIFEST_PATH <= 65536,
+               "member names and manifest paths are copied into char arrays on the stack");
+_Static_assert(PK_LIMIT_LOAD_THREADS >= 1 && PK_LIMIT_LOAD_THREADS <= 1024 &&
+               PK_LIMIT_VERIFY_JOBS >= 1 && PK_LIMIT_VERIFY_JOBS <= 1024,
+               "thread handles are arrays on the stack");
+_Static_assert(PK_LIMIT_PREVIEW_IMAGES >= 1 && PK_LIMIT_PREVIEW_IMAGES <= 4096 &&
+               PK_LIMIT_PREVIEW_SCALE >= 1 && PK_LIMIT_PREVIEW_SCALE <= 256,
+               "image indices and the names line are on the stack; grid sizes are ints");
+_Static_assert(PK_LIMIT_LOSS_POINTS >= 2 && PK_LIMIT_LOSS_POINTS <= 65536,
+               "the loss chart halves a full array of points");
 
 #endif
