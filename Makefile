@@ -29,6 +29,9 @@
 #   FUZZ_SECONDS=10           per fuzz target (FUZZ_TARGETS="wire magic" picks
 #                             some, FUZZ_ARGS=-runs=N adds libFuzzer flags)
 #   FUZZ_SMOKE=0              leave the fuzz smoke run out of `make test`
+#   CHECK_TIMEOUTS=3          test timeouts multiplied in `make check`
+#   VALGRIND_TIMEOUTS=10      ... and in `make valgrind`
+#                             (PK_TEST_TIMEOUT_MULTIPLIER=N for any run)
 #   CFLAGS_EXTRA=...          e.g. -DPK_LIMIT_MSG_BYTES=... (stages/lib/limits.h)
 
 O ?= build
@@ -179,9 +182,14 @@ test-c: all $(TEST_RUNNER) $(TEST_CNN)
 test-py: all
 	$(TEST_ENV) $(PYTHON) -m pytest -q -ra $(PYTEST_ARGS) $(PYTEST_PATHS)
 
+# Timeouts (tests/run.c, tests/pkutil.py) are multiplied where everything
+# runs slower: CHECK_TIMEOUTS times under ASan+UBSan, VALGRIND_TIMEOUTS under
+# valgrind.
+CHECK_TIMEOUTS ?= 3
+VALGRIND_TIMEOUTS ?= 10
 check:
 	$(MAKE) O=build-asan SANITIZE=address,undefined OPT="-O1 -g" CUDA=no \
-	  PK_SANITIZED=1 FUZZ_SMOKE=0 test
+	  PK_SANITIZED=1 PK_TEST_TIMEOUT_MULTIPLIER=$(CHECK_TIMEOUTS) FUZZ_SMOKE=0 test
 
 # No errors and no definitely/indirectly lost blocks (tests/kernel/valgrind.supp
 # holds the third-party suppressions). The shutdown watchdog waits longer
@@ -190,6 +198,7 @@ valgrind:
 	$(MAKE) O=build-valgrind OPT="-O1 -g" CUDA=no \
 	  CFLAGS_EXTRA="-DPK_SHUTDOWN_GRACE_MS=60000" all
 	PK_BIN=$(abspath build-valgrind/pipekernel) PK_BUILD=$(abspath build-valgrind) \
+	  PK_TEST_TIMEOUT_MULTIPLIER=$(VALGRIND_TIMEOUTS) \
 	  PYTHONDONTWRITEBYTECODE=1 $(PYTHON) tests/kernel/valgrind_session.py
 
 # ---- fuzzing -----------------------------------------------------------------

@@ -30,7 +30,7 @@ def cli(pk_bin):
 def kernel(pk_bin):
     """A started pipekernel with a ready blocking client: (km, kc)."""
     from jupyter_client.manager import start_new_kernel
-    km, kc = start_new_kernel(kernel_name="pipekernel", startup_timeout=30)
+    km, kc = start_new_kernel(kernel_name="pipekernel", startup_timeout=pkutil.scaled(30))
     try:
         yield km, kc
     finally:

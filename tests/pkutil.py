@@ -8,6 +8,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = Path(os.environ.get("PK_BUILD", ROOT / "build"))
 PK_BIN = Path(os.environ.get("PK_BIN", BUILD / "pipekernel"))
+# How long to wait before calling something hung, in slow builds: `make check`
+# sets PK_TEST_TIMEOUT_MULTIPLIER for the sanitizer build (tests/run.c reads
+# the same variable for the C tests).
+TIMEOUT_MULTIPLIER = float(os.environ.get("PK_TEST_TIMEOUT_MULTIPLIER") or 1)
+
+
+def scaled(seconds):
+    """A timeout in seconds, multiplied for slow builds."""
+    return seconds * TIMEOUT_MULTIPLIER
 
 
 def run_cli(*cells, cwd=None, env=None, timeout=600, check=False, stdin=None):
@@ -16,7 +25,7 @@ def run_cli(*cells, cwd=None, env=None, timeout=600, check=False, stdin=None):
     if env:
         e.update(env)
     p = subprocess.run([str(PK_BIN), "run", *cells], cwd=cwd, env=e,
-                       capture_output=True, text=True, timeout=timeout,
+                       capture_output=True, text=True, timeout=scaled(timeout),
                        input=stdin)
     if check and p.returncode != 0:
         raise AssertionError(f"pipekernel run failed ({p.returncode}):\n"
@@ -27,6 +36,7 @@ def run_cli(*cells, cwd=None, env=None, timeout=600, check=False, stdin=None):
 def execute(kc, code, timeout=120, allow_stdin=False, stop_on_error=True):
     """Run code on a jupyter_client blocking client.
     Returns (reply_content, [iopub messages of the request up to idle])."""
+    timeout = scaled(timeout)
     msg_id = kc.execute(code, allow_stdin=allow_stdin, stop_on_error=stop_on_error)
     reply = kc.get_shell_msg(timeout=timeout)
     while reply["parent_header"].get("msg_id") != msg_id:

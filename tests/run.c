@@ -5,7 +5,12 @@
  *   test-runner            run all
  *   test-runner NAME...    run the named tests
  *   test-runner --list     list the names
+ *
+ * PK_TEST_TIMEOUT_MULTIPLIER=N (a whole number, default 1) multiplies every
+ * test's timeout: `make check` sets it for the sanitizer build, where
+ * everything runs several times slower.
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,7 +38,22 @@ static const test_entry tests[] = {
 #undef XX
     {NULL, NULL, 0}};
 
+static unsigned g_multiplier = 1;
+
+/* PK_TEST_TIMEOUT_MULTIPLIER, or 1 when unset; 0 when it is not a whole
+ * number from 1 to 1000. */
+static unsigned timeout_multiplier(void) {
+  const char *s = getenv("PK_TEST_TIMEOUT_MULTIPLIER");
+  if (!s || !*s) return 1;
+  char *end;
+  errno = 0;
+  unsigned long m = strtoul(s, &end, 10);
+  if (errno || *end || s[0] == '-' || m < 1 || m > 1000) return 0;
+  return (unsigned)m;
+}
+
 static int run_one(const test_entry *t, char *why, size_t cap) {
+  unsigned timeout = (unsigned)t->timeout * g_multiplier;
   int pipefd[2];
   if (pipe(pipefd) != 0) return 1;
   pid_t pid = fork();
@@ -42,7 +62,7 @@ static int run_one(const test_entry *t, char *why, size_t cap) {
     close(pipefd[0]);
     dup2(pipefd[1], 2);
     setpgid(0, 0);
-    alarm((unsigned)t->timeout);
+    alarm(timeout);
     int rc = t->fn();
     fflush(NULL);
     _exit(rc);
@@ -68,7 +88,7 @@ static int run_one(const test_entry *t, char *why, size_t cap) {
   kill(-pid, SIGKILL); /* anything the test left behind */
   if (WIFSIGNALED(status)) {
     if (WTERMSIG(status) == SIGALRM) {
-      snprintf(why + len, cap - len, "timed out after %d s", t->timeout);
+      snprintf(why + len, cap - len, "timed out after %u s", timeout);
     } else {
       snprintf(why + len, cap - len, "killed by signal %d", WTERMSIG(status));
     }
@@ -91,6 +111,12 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
+  g_multiplier = timeout_multiplier();
+  if (!g_multiplier) {
+    fprintf(stderr, "PK_TEST_TIMEOUT_MULTIPLIER=%s: expected a whole number from 1 to 1000\n",
+            getenv("PK_TEST_TIMEOUT_MULTIPLIER"));
+    return 2;
+  }
   size_t total = 0;
   for (const test_entry *t = tests; t->name; t++) {
     int selected = argc == 1;
@@ -99,6 +125,8 @@ int main(int argc, char **argv) {
   }
   setvbuf(stdout, NULL, _IONBF, 0);
   printf("1..%zu\n", total);
+  if (g_multiplier != 1)
+    printf("# timeouts multiplied by %u (PK_TEST_TIMEOUT_MULTIPLIER)\n", g_multiplier);
   size_t n = 0, passed = 0, failed = 0, skipped = 0;
   static char why[8192];
   for (const test_entry *t = tests; t->name; t++) {
