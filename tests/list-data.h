@@ -4,6 +4,8 @@
   XX(md5_file_and_stage, 20)                                                   \
   XX(manifest_parse, 10)                                                       \
   XX(manifest_errors, 10)                                                      \
+  XX(manifest_invalid_cases, 10)                                               \
+  XX(archive_invalid_cases, 60)                                                \
   XX(mkdata_deterministic, 20)                                                 \
   XX(md5_mapped_steps, 10)                                                     \
   XX(md5_mapped, 10)                                                           \

@@ -8,6 +8,7 @@
   XX(wire_missing_delimiter, 10)                                               \
   XX(wire_oversized, 10)                                                       \
   XX(wire_bad_json, 10)                                                        \
+  XX(wire_invalid_cases, 10)                                                   \
   XX(wire_empty_key, 10)                                                       \
   XX(wire_header, 10)                                                          \
   XX(utf8_clean_split, 10)                                                     \

@@ -169,19 +169,12 @@ static int parse_with(const char *hdr, const char *content, char *why, size_t ca
   return rc;
 }
 
+/* The refusals of JSON and headers behind a good signature are the case
+ * folders of tests/data/wire/invalid (tests/test-cases.c). */
 TEST_IMPL(wire_bad_json) {
   char why[256];
   ASSERT_EQ(parse_with(HDR, "{}", why, sizeof why), 0);
-  ASSERT_EQ(parse_with("{\"msg_id\":\"1\"", "{}", why, sizeof why), -1);
-  ASSERT_CONTAINS(why, "header is not valid JSON");
-  ASSERT_EQ(parse_with("[1]", "{}", why, sizeof why), -1);
-  ASSERT_CONTAINS(why, "not a JSON object");
-  ASSERT_EQ(parse_with("{\"msg_id\":\"1\"}", "{}", why, sizeof why), -1);
-  ASSERT_CONTAINS(why, "msg_type");
-  ASSERT_EQ(parse_with("{\"msg_type\":\"x\"}", "{}", why, sizeof why), -1);
-  ASSERT_CONTAINS(why, "msg_id");
-  ASSERT_EQ(parse_with(HDR, "{\"code\":\"\xff\"}", why, sizeof why), -1); /* invalid UTF-8 */
-  ASSERT_EQ(parse_with(HDR, "{\"a\":1,\"a\":2}", why, sizeof why), -1);
+  ASSERT_EQ(parse_with(HDR, "{\"code\":\"\xc3\xa9\"}", why, sizeof why), 0); /* UTF-8 */
   return 0;
 }
 

@@ -62,6 +62,13 @@ int s3_get_tree(st_ctx *c, const st_args *a, const char *url, const char *dir, s
  * No network. Returns how many accepted it, or -1 when a parser broke its
  * own contract (a failure without an error, an entry without a key). */
 int s3__parse_responses(const char *body, size_t len);
+/* For tests: the parser of one request's answer ("ListObjectsV2",
+ * "ListMultipartUploads", "CreateMultipartUpload", "CompleteMultipartUpload")
+ * on body, as the request would read it. Returns 0, or the ST_E* code of the
+ * refusal with err naming `where`; 1 for a CompleteMultipartUpload answered
+ * with an <Error> document. */
+int s3__parse_response(const char *request, const char *body, size_t len, const char *where,
+                       st_error *err);
 
 #define S3_ROWS                                                                 \
   {"upload", s3_upload, 2, 2, ST_F_SLOW, "s3",                                  \

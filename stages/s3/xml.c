@@ -1,7 +1,9 @@
 /*
  * xml.c -- S3's XML answers, read with expat: one walker that calls back at
  * the end of every element, the <Error> document, and every response parser
- * of the room on one body (s3__parse_responses, for fuzzing and tests).
+ * of the room on one body (s3__parse_responses, for fuzzing and tests) or
+ * one of them by the request it answers (s3__parse_response, for the case
+ * folders of tests/data/s3xml).
  */
 #include <stdio.h>
 #include <string.h>
@@ -135,3 +137,29 @@ int s3__parse_responses(const char *body, size_t len) {
   if (rc == 0) accepted++;
   return bad ? -1 : accepted;
 }
+
+int s3__parse_response(const char *request, const char *body, size_t len, const char *where,
+                       st_error *err) {
+  int rc;
+  if (strcmp(request, "ListObjectsV2") == 0) {
+    s3_listing ls;
+    memset(&ls, 0, sizeof ls);
+    rc = s3__list_page(body, len, &ls, where, err);
+    s3__list_free(&ls);
+  } else if (strcmp(request, "ListMultipartUploads") == 0) {
+    s3_mpu_list m;
+    memset(&m, 0, sizeof m);
+    rc = s3__mpu_page(body, len, &m, where, err);
+    s3__mpu_free(&m);
+  } else if (strcmp(request, "CreateMultipartUpload") == 0) {
+    char id[1024];
+    rc = s3__upload_id_doc(body, len, id, where, err);
+  } else if (strcmp(request, "CompleteMultipartUpload") == 0) {
+    char etag[128];
+    rc = s3__complete_doc(body, len, etag, where, err);
+  } else {
+    rc = st_error_set(err, ST_EINVAL, where, -1, "no parser for the answer to %s", request);
+  }
+  return rc;
+}
+

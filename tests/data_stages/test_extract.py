@@ -147,68 +147,26 @@ def test_extract_7zip(tmp_path, pk_bin):
     assert not (tmp_path / "piped").exists()
 
 
-def add(t, name, data=b"", **kw):
-    ti = tarfile.TarInfo(name)
-    for k, v in kw.items():
-        setattr(ti, k, v)
-    if ti.type in (tarfile.REGTYPE, tarfile.AREGTYPE):
-        ti.size = len(data)
-        t.addfile(ti, io.BytesIO(data))
-    else:
-        t.addfile(ti)
+# The hostile archives are the case folders of tests/data/archive/invalid
+# (tests/data/make_cases.py writes them; tests/test-cases.c reads them too):
+# each is refused through `pipekernel run` with the error its `error` file
+# names, and nothing appears outside DIR.
+CASES = Path(__file__).resolve().parent.parent / "data" / "archive" / "invalid"
+ABSOLUTE = "/tmp/pipekernel-case-absolute"  # the member name of the "absolute" cases
 
 
-def hostile(tmp_path, build, gz=False):
-    arc = tmp_path / ("evil.tar.gz" if gz else "evil.tar")
-    with tarfile.open(arc, "w:gz" if gz else "w", format=tarfile.GNU_FORMAT) as t:
-        build(t)
-    return arc
-
-
-ABS = None
-
-
-def cases(tmp_path):
-    absname = str(tmp_path / "abs-victim")
-    return {
-        "dotdot": (lambda t: add(t, "../x", b"evil"), "contains \"..\""),
-        "dotdot-deep": (lambda t: (add(t, "ok.txt", b"fine"), add(t, "a/../../x", b"evil")), "\"..\""),
-        "absolute": (lambda t: add(t, absname, b"evil"), "absolute path"),
-        "symlink-out": (lambda t: add(t, "l", type=tarfile.SYMTYPE, linkname="../"), "leads out of"),
-        "symlink-abs": (lambda t: add(t, "l", type=tarfile.SYMTYPE, linkname=str(tmp_path)), "leads out of"),
-        "symlink-up-relative": (lambda t: (add(t, "l", type=tarfile.SYMTYPE, linkname=".."),
-                                           add(t, "l/x", b"evil")), "leads out of"),
-        "write-through-inner-symlink": (lambda t: (add(t, "sub", type=tarfile.DIRTYPE),
-                                                   add(t, "l", type=tarfile.SYMTYPE, linkname="sub"),
-                                                   add(t, "l/x", b"evil")), "through a symlink"),
-        "symlink-then-write": (lambda t: (add(t, "l", type=tarfile.SYMTYPE, linkname="."),
-                                          add(t, "l/x", b"through the link")), "symlink"),
-        "symlink-order": (lambda t: (add(t, "up", type=tarfile.SYMTYPE, linkname="a/../.."),
-                                     add(t, "a", type=tarfile.SYMTYPE, linkname=".")), "leads out of"),
-        "hardlink-out": (lambda t: add(t, "h", type=tarfile.LNKTYPE, linkname="../victim"), "leads out of"),
-        "hardlink-abs": (lambda t: add(t, "h", type=tarfile.LNKTYPE, linkname="/etc/passwd"), "leads out of"),
-        "chardev": (lambda t: add(t, "null", type=tarfile.CHRTYPE, devmajor=1, devminor=3), "device node"),
-        "blockdev": (lambda t: add(t, "sda", type=tarfile.BLKTYPE, devmajor=8, devminor=0), "device node"),
-        "fifo": (lambda t: add(t, "pipe", type=tarfile.FIFOTYPE), "fifo"),
-    }
-
-
-@pytest.mark.parametrize("gz", [False, True])
-@pytest.mark.parametrize("case", ["dotdot", "dotdot-deep", "absolute", "symlink-out", "symlink-abs",
-                                  "symlink-up-relative", "write-through-inner-symlink",
-                                  "symlink-then-write", "symlink-order", "hardlink-out",
-                                  "hardlink-abs", "chardev", "blockdev", "fifo"])
-def test_hostile_refused(tmp_path, case, gz, pk_bin):
-    build, msg = cases(tmp_path)[case]
+@pytest.mark.parametrize("case", sorted(p.name for p in CASES.iterdir()))
+def test_hostile_refused(tmp_path, case, pk_bin):
+    arc = CASES / case / "input"
+    want = [line for line in (CASES / case / "error").read_text().splitlines() if line]
     work = tmp_path / "work"
     work.mkdir()
     (tmp_path / "victim").write_bytes(b"victim")
-    arc = hostile(tmp_path, build, gz)
     before = sorted(os.listdir(tmp_path))
     out = work / "out"
     p = run_cli(f"%extract {arc} --to {out}")
     assert p.returncode == 1, p.stdout + p.stderr
-    assert "UnsafeInputError" in p.stderr and msg in p.stderr, p.stderr
+    assert all(w in p.stderr for w in want), (want, p.stderr)
     assert str(arc) in p.stderr
     # nothing outside DIR: the parent folders hold what they held before
     assert sorted(os.listdir(tmp_path)) == before
@@ -216,8 +174,8 @@ def test_hostile_refused(tmp_path, case, gz, pk_bin):
     assert os.listdir(work) in ([], ["out"])
     assert not out.exists() or os.listdir(out)
     assert (tmp_path / "victim").read_bytes() == b"victim"
-    assert not os.path.exists(tmp_path / "abs-victim")
-    assert not os.path.exists(tmp_path / "x")
+    assert not os.path.exists(ABSOLUTE)
+    assert not os.path.exists(work / "x")
     # no temporary files left inside DIR, no escaping link
     for rel, (kind, val) in tree(out).items():
         assert ".pk-tmp" not in rel
