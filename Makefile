@@ -11,6 +11,7 @@
 #   make fuzz         every libFuzzer harness for FUZZ_SECONDS each
 #   make bench        benchmarks against their Python references and the tools
 #                     a user would pick instead (bench/; peers in .venv-bench)
+#   make docs         regenerate docs/magics.md from the stage registry
 #   make lint         banned calls and assignments in conditions (tools/lint.py)
 #   make kernelspec   write $(O)/jupyter/kernels/pipekernel (used by the tests)
 #   make install      binary into $(PREFIX)/bin, kernelspec for this user
@@ -282,10 +283,15 @@ $(BENCH_VENV)/.installed: bench/requirements.txt
 bench: all $(BENCH_VENV)/.installed
 	$(TEST_ENV) PK_BENCH_VENV=$(abspath $(BENCH_VENV)) $(PYTHON) bench/run.py $(BENCH)
 
-# ---- lint ----------------------------------------------------------------------
-# tools/lint.py refuses banned calls, assignments in conditions and includes
-# a stage may not have (tests/test_lint.py runs it in `make test`).
-.PHONY: lint
+# ---- docs and lint -------------------------------------------------------------
+# docs/magics.md is generated from the stage registry (tests/test_docs.py fails
+# when the committed file is stale); tools/lint.py refuses banned calls,
+# assignments in conditions and includes a stage may not have
+# (tests/test_lint.py runs it in `make test`).
+.PHONY: docs lint
+docs: $(BIN)
+	$(Q)$(BIN) help --markdown > docs/magics.md.tmp && mv docs/magics.md.tmp docs/magics.md
+
 lint:
 	$(Q)$(PYTHON) tools/lint.py
 

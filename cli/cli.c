@@ -148,7 +148,8 @@ static int cli_run_line(st_ctx *c, const char *line, st_error *err) {
 static void usage(FILE *f) {
   fprintf(f,
           "usage: pipekernel run [--quiet] [--display-dir DIR] CELL...\n"
-          "       pipekernel run --list\n\n"
+          "       pipekernel run --list\n"
+          "       pipekernel help [--markdown] [NAME]\n\n"
           "Runs each CELL (lines of %%magics) in order in one session, e.g.\n"
           "  pipekernel run '%%mkdata /tmp/d' '%%md5 /tmp/d/cifar-10-python.tar.gz'\n"
           "A CELL of '-' reads a cell from standard input.\n");
