@@ -94,7 +94,8 @@ char *cli_help_markdown(void) {
            "Every magic the kernel and `pipekernel run` know, grouped as the registry\n"
            "(stages/registry.c) groups them, with the text `%help NAME` shows: summary,\n"
            "usage, options and help. The magic language itself (lines, quoting, `$NAME`)\n"
-           "is in the [README](../README.md).\n\n");
+           "is in the [README](../README.md); how the stages work, in\n"
+           "[stages.md](stages.md).\n\n");
   /* the groups in table order, each with its magics */
   dyn_puts(&b, "| group | magics |\n|---|---|\n");
   for (size_t i = 0; i < n; i++) {

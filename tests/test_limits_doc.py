@@ -1,4 +1,4 @@
-"""stages/lib/limits.h and the README's "Limits" table list the same limits,
+"""stages/lib/limits.h and the table of docs/limits.md list the same limits,
 with the same defaults, and every limit is used by the code."""
 import pathlib
 import re
@@ -11,32 +11,31 @@ def header_limits():
     return dict(re.findall(r"^#define (PK_LIMIT_\w+) (.+?)\s*/\*", src, re.M))
 
 
-def readme_limits():
-    text = (ROOT / "README.md").read_text()
-    sec = text[text.index("\n## Limits"):]
-    nxt = sec.find("\n## ", 5)
-    sec = sec if nxt < 0 else sec[:nxt]
-    return dict(re.findall(r"^\| `(PK_LIMIT_\w+)` \| ([^|]+?) \|", sec, re.M))
+def doc_limits():
+    text = (ROOT / "docs" / "limits.md").read_text()
+    return dict(re.findall(r"^\| `(PK_LIMIT_\w+)` \| ([^|]+?) \|", text, re.M))
 
 
 def value(expr):
     return eval(re.sub(r"(\d+)(?:ull|LL|u)\b", r"\1", expr))  # noqa: S307 (our own header)
 
 
-def readme_value(text):
+def doc_value(text):
     m = re.fullmatch(r"([\d,]+)(?: (MiB|GiB|TiB))?", text.strip())
-    assert m, f"README limit value {text!r} is not 'N' or 'N MiB|GiB|TiB'"
+    assert m, f"docs/limits.md value {text!r} is not 'N' or 'N MiB|GiB|TiB'"
     n = int(m.group(1).replace(",", ""))
     return n << {"MiB": 20, "GiB": 30, "TiB": 40, None: 0}[m.group(2)]
 
 
-def test_readme_lists_every_limit_with_its_default():
-    h, r = header_limits(), readme_limits()
+def test_docs_list_every_limit_with_its_default():
+    h, d = header_limits(), doc_limits()
     assert h, "no limits parsed from stages/lib/limits.h"
-    assert sorted(h) == sorted(r), (
-        f"only in limits.h: {sorted(set(h) - set(r))}; only in README: {sorted(set(r) - set(h))}")
+    assert sorted(h) == sorted(d), (
+        f"only in limits.h: {sorted(set(h) - set(d))}; "
+        f"only in docs/limits.md: {sorted(set(d) - set(h))}")
     for name, expr in h.items():
-        assert value(expr) == readme_value(r[name]), f"{name}: limits.h {expr}, README {r[name]}"
+        assert value(expr) == doc_value(d[name]), (
+            f"{name}: limits.h {expr}, docs/limits.md {d[name]}")
 
 
 def test_every_limit_is_used():

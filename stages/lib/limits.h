@@ -2,7 +2,7 @@
  * limits.h -- every hard limit on untrusted input, in one place.
  *
  * Each limit can be changed at build time: make CFLAGS_EXTRA=-DPK_LIMIT_X=...
- * The README's "Limits" section lists them; keep the two in step.
+ * docs/limits.md lists them (tests/test_limits_doc.py checks the two agree).
  * The _Static_asserts at the end hold each limit inside what the code's
  * types and buffers are built for, so a value set at build time that the
  * code cannot honour fails the build instead of the run.

@@ -13,7 +13,7 @@
  * %timings --json and --compare (report/timings.c) and the safetensors
  * header %train --init reads (train/train.c).
  *
- * Conventions (see README "Architecture"):
+ * Conventions (docs/architecture.md):
  *  - 0 is success, a negative ST_E* code is failure. A failing stage fills
  *    `err` with st_error_set() (first error wins) and returns the code.
  *  - Context callbacks are called only from the thread that runs the stage

@@ -1,6 +1,6 @@
 /*
  * awsconfig.h -- credentials, region and endpoint found the way the AWS
- * tools find them (see README "Uploading to S3" for the order).
+ * tools find them (docs/stages.md, "S3", gives the order).
  */
 #ifndef PK_AWSCONFIG_H
 #define PK_AWSCONFIG_H

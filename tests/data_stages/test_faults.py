@@ -12,7 +12,7 @@ mounted; when neither works the tests fail, they do not skip.
 
 What must hold: a clear error naming the URL or path, a non-zero exit, nothing
 partial under a final name, no temporary file left (except PATH.part after a
-network error or a timeout, kept for --resume as the README says)."""
+network error or a timeout, kept for --resume as docs/failures.md says)."""
 import hashlib
 import json
 import os
@@ -67,7 +67,7 @@ def test_stall_times_out_then_resume(fault, small_data, tmp_path, fused):
     assert "TimeoutError" in r.stderr and f"{fault.url}/stall" in r.stderr
     assert "no data for 1 s (--timeout)" in r.stderr
     assert not to.exists()
-    # the bytes received stay in PATH.part (README: kept after network errors)
+    # the bytes received stay in PATH.part (docs/failures.md: kept after network errors)
     kept = part.read_bytes()
     assert 0 < len(kept) < len(body) and body.startswith(kept)
     if fused:

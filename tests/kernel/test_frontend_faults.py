@@ -5,7 +5,7 @@ A client that goes away (killed, or closing its sockets) while its cell
 runs: the cell finishes (or is interrupted by the next client) and the
 kernel serves the next client that connects with the same connection file.
 
-Oversized requests (README, "Jupyter protocol and kernel"):
+Oversized requests (docs/failures.md, "Oversized messages"):
 - a cell over PK_LIMIT_CELL_BYTES (1 MiB) in a message under
   PK_LIMIT_MSG_BYTES (64 MiB): an error reply (LimitError naming the size and
   the limit); execute_input and history hold only its first 4 KiB;
