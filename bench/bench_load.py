@@ -4,7 +4,7 @@ in the same run, with the files in the page cache.
 
 Sets (written once under $PK_BUILD/bench/load-data, reused afterwards):
   py2-6   the original layout: 5 data_batch + test_batch of 10,000 images,
-          Python 2 protocol-2 byte stream (PIPELINE.md 7.1)
+          Python 2 protocol-2 byte stream (docs/workflow.md)
   p2-6    the same data written by CPython 3 pickle protocol 2 (bytes as
           _codecs.encode(str, 'latin1'): the pixels are UTF-8 text)
   p4-6    the same data written by CPython 3 pickle protocol 4

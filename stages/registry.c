@@ -4,7 +4,8 @@
  * Dispatch, %help, %lsmagic, completion and inspection all read this table.
  * A row: name, function, arity (min, max positionals; max -1 = no limit),
  * flags, group, usage, one-line summary, help text, options.
- * Keep each group's rows together, in the whitepaper's stage order.
+ * Keep each group's rows together, in the whitepaper's stage order
+ * (docs/workflow.md).
  */
 #include <stdio.h>
 #include <stdlib.h>

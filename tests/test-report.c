@@ -146,7 +146,7 @@ TEST_IMPL(timings_compare_errors) {
   ASSERT_EQ(run(&c, cell, &e), ST_EFORMAT);
   ASSERT_CONTAINS(e.text, "expected a %timings --json record");
   unlink(p);
-  /* the whitepaper's totals */
+  /* the whitepaper's totals (docs/workflow.md) */
   k.len = 0;
   ASSERT_EQ(run(&c, "%timings --compare paper:test2-s3nvme paper:test2-weka", &e), 0);
   ASSERT_CONTAINS(k.out, "3.14x");

@@ -1,6 +1,6 @@
 /*
  * pklwrite.h -- a writer of Python 2 cPickle protocol-2 streams, the layout
- * of the original CIFAR-10 "python version" files (PIPELINE.md 7.1): py2
+ * of the original CIFAR-10 "python version" files (docs/workflow.md): py2
  * strings as SHORT_BINSTRING/BINSTRING, every string, container and global
  * memoized with BINPUT/LONG_BINPUT, lists as MARK ... APPENDS groups of at
  * most 1000 items, uint8 arrays as numpy.core.multiarray._reconstruct + BUILD.

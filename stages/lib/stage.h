@@ -210,7 +210,8 @@ typedef struct st_progress_view {
 } st_progress_view;
 void st_progress_view_of(const st_progress *p, st_progress_view *v);
 
-/* A timing record. `stage` is the whitepaper row ("download", "integrity",
+/* A timing record. `stage` is the row of the whitepaper's table
+ * (docs/workflow.md: "download", "integrity",
  * "extract", "verify", "pickled", "meta", "upload", "preview", "train") or
  * the magic's name; copied into the session. */
 typedef struct st_timing {

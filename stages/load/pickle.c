@@ -1,5 +1,5 @@
 /*
- * pickle.c -- the safe pickle reader (see pickle.h, PIPELINE.md 7).
+ * pickle.c -- the safe pickle reader (see pickle.h, docs/workflow.md).
  *
  * A straight-line interpreter over a byte buffer: one loop, one switch, an
  * explicit value stack, a mark stack and a memo; no recursion, so nesting
@@ -922,7 +922,7 @@ static int run(rd *r) {
     case 0x97: case 0x98:
       return fail(r, ST_EUNSAFE, "out-of-band buffers cannot occur in a file");
     default:
-      return fail(r, ST_EUNSAFE, "opcode outside the accepted subset (PIPELINE.md 7.3)");
+      return fail(r, ST_EUNSAFE, "opcode outside the accepted subset");
     }
   }
 }

@@ -2,7 +2,7 @@
  * pickle.h -- a safe reader for the pickles CIFAR-10 ships in.
  *
  * Reads exactly the opcode subset and the allow-list of globals of
- * PIPELINE.md 7.3/7.4: the original Python 2 protocol-2 files and files
+ * docs/workflow.md: the original Python 2 protocol-2 files and files
  * written by CPython 3 with numpy 1.x or 2.x at protocols 2 to 5. Globals are
  * interpreted natively and never called; everything else is refused with the
  * byte offset, the opcode and the reason.

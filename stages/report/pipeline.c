@@ -1,5 +1,5 @@
 /*
- * pipeline.c -- %pipeline: the whitepaper's stages in order, each run as its
+ * pipeline.c -- %pipeline: the whitepaper's stages (docs/workflow.md) in order, each run as its
  * own magic line (so each shows its normal output and records its timing),
  * then the timing table and chart.
  *
@@ -33,7 +33,7 @@ const st_option pipeline_opts[] = {
 
 #define TARBALL "cifar-10-python.tar.gz"
 
-/* The original CIFAR-10 archive and its members (PIPELINE.md section 6). */
+/* The original CIFAR-10 archive and its members (docs/workflow.md). */
 static const char official_md5[] = "c58f30108f718f92721af3b95e74349a";
 static const char official_manifest[] =
     "c99cafc152244af753f735de768cd75f  cifar-10-batches-py/data_batch_1\n"
@@ -190,7 +190,7 @@ int pl_pipeline(st_ctx *c, const st_args *a, st_error *err) {
         rc = write_file(man_local, official_manifest, err);
         if (rc) return rc;
       }
-      /* The manifest download is bookkeeping, not a whitepaper stage. */
+      /* The manifest download is bookkeeping, not a stage of docs/workflow.md. */
       ss_session *s = c->session;
       if (s && s->n_timings && strcmp(s->timings[s->n_timings - 1].stage, "download") == 0)
         s->n_timings--;

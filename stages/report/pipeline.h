@@ -1,6 +1,6 @@
 /*
  * pipeline.h -- %pipeline: the whitepaper's Test 1 (copy) or Test 2
- * (inplace) as one magic.
+ * (inplace) as one magic (docs/workflow.md).
  */
 #ifndef PK_PIPELINE_H
 #define PK_PIPELINE_H

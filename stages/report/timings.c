@@ -1,7 +1,8 @@
 /*
  * timings.c -- %timings: the table (and chart) of every stage timed in this
  * session, labelled runs, JSON run records, and side-by-side comparisons,
- * including the whitepaper's four published runs as built-in references.
+ * including the whitepaper's four published runs as built-in references
+ * (docs/workflow.md).
  */
 #include <errno.h>
 #include <jansson.h>
@@ -33,7 +34,7 @@ const st_option timings_opts[] = {
     {"clear", 0, NULL, "forget the current run's records"},
     {NULL, 0, NULL, NULL}};
 
-/* The whitepaper's stage order; other stages sort after these. */
+/* The whitepaper's stage order (docs/workflow.md); other stages sort after these. */
 static const char *const stage_order[] = {"download", "integrity", "extract", "verify",
                                           "pickled",  "meta",      "upload",  "preview",
                                           "train"};
@@ -55,7 +56,7 @@ static int order_of(const char *stage) {
   return (int)N_ORDER;
 }
 
-/* The whitepaper's published runs (PIPELINE.md section 8), seconds. */
+/* The whitepaper's published runs (docs/workflow.md), seconds. */
 typedef struct {
   const char *label;
   const char *title;

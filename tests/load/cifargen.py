@@ -1,6 +1,6 @@
 """Writers of CIFAR-10 "python version" folders for the tests and the benchmark.
 
-- write_py2(): the original files' layout, byte by byte (PIPELINE.md 7.1): a
+- write_py2(): the original files' layout, byte by byte (docs/workflow.md): a
   Python 2 cPickle protocol-2 stream with py2 str (SHORT_BINSTRING/BINSTRING),
   BINPUT/LONG_BINPUT memo, APPENDS in groups of 1000, _reconstruct + BUILD.
 - pickle.dump at protocols 2..5 by CPython 3 + numpy (the installed numpy 1.x).
