@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -531,5 +532,95 @@ TEST_IMPL(progress_label_short) {
   ASSERT_EQ(cps, ST_PROGRESS_LABEL_SHOWN);
   const char *ell = strstr(v.label, "\xe2\x80\xa6");
   ASSERT(ell && (unsigned char)ell[3] == 0xc3);
+  return 0;
+}
+
+/* A split's memory shared with a holder outside the session (the Python
+ * module's arrays): it outlives the split and the dataset a later load
+ * replaces, the struct moves with its ownership (as %load keeping the other
+ * split does), and the last release frees it, malloc'd or mmap'd (a leak or
+ * a second free is a failure under ASan and valgrind). */
+static void fill_split(ss_split *sp, size_t n, int mapped, uint8_t seed) {
+  memset(sp, 0, sizeof *sp);
+  sp->n = n;
+  sp->files = 1;
+  size_t bytes = n * SS_IMAGE_BYTES;
+  if (mapped) {
+    void *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ASSERT(m != MAP_FAILED);
+    sp->pixels = m;
+    sp->map_len = bytes;
+  } else {
+    sp->pixels = malloc(bytes);
+    ASSERT(sp->pixels);
+  }
+  sp->labels = malloc(n);
+  ASSERT(sp->labels);
+  for (size_t i = 0; i < bytes; i++) sp->pixels[i] = (uint8_t)(seed + i);
+  for (size_t i = 0; i < n; i++) sp->labels[i] = (uint8_t)(seed + i % 10);
+}
+
+static int holds(const ss_block *b, size_t n, uint8_t seed) {
+  if (ss_block_count(b) != n) return 0;
+  for (size_t i = 0; i < n * SS_IMAGE_BYTES; i++)
+    if (ss_block_pixels(b)[i] != (uint8_t)(seed + i)) return 0;
+  for (size_t i = 0; i < n; i++)
+    if (ss_block_labels(b)[i] != (uint8_t)(seed + i % 10)) return 0;
+  return 1;
+}
+
+TEST_IMPL(session_shared_split) {
+  for (int mapped = 0; mapped < 2; mapped++) {
+    ss_split sp;
+    fill_split(&sp, 3, mapped, 7);
+    uint8_t *px = sp.pixels;
+    ss_block *a = ss_split_share(&sp), *b = ss_split_share(&sp);
+    ASSERT(a && a == b && sp.shared == a);
+    ASSERT(sp.pixels == px && ss_block_pixels(a) == px); /* no copy, nothing moved */
+    ss_split_free(&sp);                                 /* the split goes first */
+    ASSERT(sp.pixels == NULL && sp.shared == NULL);
+    ASSERT(holds(a, 3, 7));
+    ss_block_release(a);
+    ASSERT(holds(b, 3, 7));
+    ss_block_release(b); /* the last one frees */
+    ss_block_release(NULL);
+  }
+
+  /* A dataset replaced by a later load of the same name, under a live
+   * reference; the other split moved into the new dataset keeps its own. */
+  ss_session *s = ss_session_new();
+  ASSERT(s);
+  ss_dataset *d1 = ss_dataset_new("cifar10");
+  fill_split(&d1->train, 4, 1, 1);
+  fill_split(&d1->test, 2, 0, 2);
+  ss_session_put_dataset(s, d1);
+  ss_block *train1 = ss_split_share(&ss_session_dataset(s, "cifar10")->train);
+  ss_block *test1 = ss_split_share(&ss_session_dataset(s, "cifar10")->test);
+  ASSERT(train1 && test1);
+  ss_dataset *d2 = ss_dataset_new("cifar10");
+  fill_split(&d2->train, 5, 1, 3);
+  d2->test = d1->test; /* as %load --split train keeps the earlier test split */
+  memset(&d1->test, 0, sizeof d1->test);
+  ss_session_put_dataset(s, d2); /* frees d1 */
+  ASSERT(ss_session_dataset(s, NULL) == d2);
+  ASSERT(holds(train1, 4, 1));
+  ASSERT(d2->test.shared == test1 && holds(test1, 2, 2));
+  ss_block_release(test1); /* the dataset still holds the test split */
+  ASSERT(holds(test1, 2, 2) && d2->test.pixels == ss_block_pixels(test1));
+  ss_block *train2 = ss_split_share(&d2->train);
+  ASSERT(train2 && train2 != train1 && holds(train2, 5, 3));
+  ss_session_free(s); /* frees d2 and its test split; train2 lives on */
+  ASSERT(holds(train2, 5, 3) && holds(train1, 4, 1));
+  ss_block_release(train2);
+  ss_block_release(train1);
+
+  /* an empty split (no pixels) shares too */
+  ss_split e;
+  memset(&e, 0, sizeof e);
+  e.labels = malloc(1);
+  ss_block *eb = ss_split_share(&e);
+  ASSERT(eb && ss_block_count(eb) == 0 && ss_block_pixels(eb) == NULL);
+  ss_split_free(&e);
+  ss_block_release(eb);
   return 0;
 }

@@ -1,6 +1,7 @@
 /*
  * session.c -- variables, datasets and timing records kept between cells.
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -91,12 +92,52 @@ ss_dataset *ss_dataset_new(const char *name) {
   return d;
 }
 
-void ss_split_free(ss_split *sp) {
-  if (sp->map_len)
-    munmap(sp->pixels, sp->map_len);
+struct ss_block {
+  atomic_size_t refs; /* the split's own reference, while it lives, and every holder's */
+  uint8_t *pixels;
+  uint8_t *labels;
+  size_t n;
+  size_t map_len;     /* as in ss_split */
+};
+
+static void free_pixels(uint8_t *pixels, size_t map_len, uint8_t *labels) {
+  if (map_len)
+    munmap(pixels, map_len);
   else
-    free(sp->pixels);
-  free(sp->labels);
+    free(pixels);
+  free(labels);
+}
+
+ss_block *ss_split_share(ss_split *sp) {
+  if (!sp->shared) {
+    ss_block *b = malloc(sizeof *b);
+    if (!b) return NULL;
+    atomic_init(&b->refs, 1); /* the split's */
+    b->pixels = sp->pixels;
+    b->labels = sp->labels;
+    b->n = sp->n;
+    b->map_len = sp->map_len;
+    sp->shared = b;
+  }
+  atomic_fetch_add(&sp->shared->refs, 1);
+  return sp->shared;
+}
+
+void ss_block_release(ss_block *b) {
+  if (!b || atomic_fetch_sub(&b->refs, 1) != 1) return;
+  free_pixels(b->pixels, b->map_len, b->labels);
+  free(b);
+}
+
+uint8_t *ss_block_pixels(const ss_block *b) { return b->pixels; }
+uint8_t *ss_block_labels(const ss_block *b) { return b->labels; }
+size_t ss_block_count(const ss_block *b) { return b->n; }
+
+void ss_split_free(ss_split *sp) {
+  if (sp->shared)
+    ss_block_release(sp->shared);
+  else
+    free_pixels(sp->pixels, sp->map_len, sp->labels);
   memset(sp, 0, sizeof *sp);
 }
 
