@@ -7,13 +7,16 @@
 #   make check        the same suite against an ASan+UBSan build in build-asan/
 #                     (without the fuzz smoke run: `make test` did it)
 #   make valgrind     a kernel session running every magic under valgrind
-#                     memcheck (-O1 -g, no CUDA, in build-valgrind/)
+#                     memcheck (-O1 -g, no CUDA, in build-valgrind/), then
+#                     the Python package's session
 #   make fuzz         every libFuzzer harness for FUZZ_SECONDS each
 #   make bench        benchmarks against their Python references and the tools
 #                     a user would pick instead (bench/; peers in .venv-bench)
 #   make docs         regenerate docs/magics.md from the stage registry
 #   make lint         banned calls and assignments in conditions (tools/lint.py)
 #   make kernelspec   write $(O)/jupyter/kernels/pipekernel (used by the tests)
+#   make python       the Python package with its C extension in $(O)/python
+#                     (PYTHONPATH=$(O)/python; needs the Python headers)
 #   make install      binary into $(PREFIX)/bin, kernelspec for this user
 #                     (or under $(KERNEL_PREFIX) when set, e.g. a venv)
 #   make clean
@@ -109,7 +112,7 @@ BIN := $(O)/pipekernel
 TEST_RUNNER := $(O)/test-runner
 TEST_CNN := $(if $(TEST_CNN_SRC),$(O)/test-cnn,)
 
-.PHONY: all test test-c test-py check valgrind fuzz fuzz-smoke fuzz-toolchain bench kernelspec install clean
+.PHONY: all test test-c test-py check valgrind fuzz fuzz-smoke fuzz-toolchain bench kernelspec install clean python
 all: $(BIN) $(O)/jupyter/kernels/pipekernel/kernel.json
 
 $(O)/%.o: %.c
@@ -139,6 +142,50 @@ $(O)/test-cnn: $(TEST_CNN_OBJ) $(CNN_OBJ)
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ -pthread -lm $(CUDA_LIBS)
 
+# ---- the Python package (python/) ---------------------------------------------
+# $(O)/python is an importable copy of the package (PYTHONPATH=$(O)/python,
+# as the tests use it): its .py files; the extension _core.so, python/src/
+# linked with the stage library and the magic-line parser compiled once more
+# as position-independent code in $(O)/pic/ (the CUDA objects are shared),
+# exporting nothing but its init function; and a dist-info holding the entry
+# points papermill reads. `pip install ./python` builds it through this
+# target (python/setup.py).
+PY_SRC := $(wildcard python/src/*.c)
+PY_PKG := $(patsubst python/%,$(O)/python/%,$(wildcard python/pipekernel/*.py))
+PY_VERSION := $(shell sed -n 's/^\#define PK_VERSION "\(.*\)"/\1/p' stages/lib/version.h)
+PY_DIST := $(O)/python/pipekernel-$(PY_VERSION).dist-info
+PY_EXT := $(O)/python/pipekernel/_core.so
+PIC_OBJ := $(patsubst %.c,$(O)/pic/%.o,$(STAGE_SRC) kernel/magic.c $(PY_SRC)) \
+           $(patsubst %.cu,$(O)/%.cu.o,$(CU_SRC))
+PY_INCLUDE = $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+
+$(O)/pic/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC-PIC  $<")
+	$(Q)$(CC) $(CFLAGS_ALL) -fPIC $(PIC_CFLAGS) $(DEPFLAGS) -c $< -o $@
+
+$(O)/pic/python/%.o: PIC_CFLAGS = -isystem $(PY_INCLUDE)
+
+$(PY_EXT): $(PIC_OBJ) python/src/exports.map
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) -shared $(LDFLAGS) -Wl,--version-script=python/src/exports.map -Wl,--as-needed \
+	  -o $@ $(PIC_OBJ) $(LDLIBS_ALL) $(CUDA_LIBS)
+
+$(O)/python/pipekernel/%.py: python/pipekernel/%.py
+	@mkdir -p $(dir $@)
+	$(Q)cp $< $@
+
+$(PY_DIST)/METADATA: stages/lib/version.h
+	@mkdir -p $(dir $@)
+	$(Q)printf 'Metadata-Version: 2.1\nName: pipekernel\nVersion: %s\n' '$(PY_VERSION)' > $@
+
+$(PY_DIST)/entry_points.txt: python/entry_points.txt
+	@mkdir -p $(dir $@)
+	$(Q)cp $< $@
+
+python: $(PY_EXT) $(PY_PKG) $(PY_DIST)/METADATA $(PY_DIST)/entry_points.txt
+
 # ---- kernelspec --------------------------------------------------------------
 # $(O)/jupyter/kernels/pipekernel points at the built binary (tests use it with
 # JUPYTER_PATH=$(O)/jupyter); `make install` writes one for the installed path.
@@ -165,10 +212,14 @@ install: $(BIN)
 PYTEST_ARGS ?=
 # the whole suite, unless PYTEST_ARGS names test paths itself (tests/kernel ...)
 PYTEST_PATHS = $(if $(filter tests tests/%,$(PYTEST_ARGS)),,tests)
+# A Python that imports the extension of an ASan build needs the ASan runtime
+# loaded first (tests/python/pyext.py puts PK_PRELOAD in LD_PRELOAD).
+PY_PRELOAD := $(if $(findstring address,$(SANITIZE)),$(shell $(CC) -print-file-name=libasan.so))
 TEST_ENV = PK_BIN=$(abspath $(BIN)) PK_BUILD=$(abspath $(O)) \
-           JUPYTER_PATH=$(abspath $(O))/jupyter PYTHONDONTWRITEBYTECODE=1
+           JUPYTER_PATH=$(abspath $(O))/jupyter PYTHONDONTWRITEBYTECODE=1 \
+           PK_PRELOAD=$(PY_PRELOAD)
 
-test: all $(TEST_RUNNER) $(TEST_CNN)
+test: all python $(TEST_RUNNER) $(TEST_CNN)
 	@rc=0; \
 	$(TEST_RUNNER) || rc=1; \
 	if [ -n "$(TEST_CNN)" ]; then "$(TEST_CNN)" || rc=1; fi; \
@@ -180,7 +231,7 @@ test-c: all $(TEST_RUNNER) $(TEST_CNN)
 	$(TEST_RUNNER)
 	$(if $(TEST_CNN),$(TEST_CNN))
 
-test-py: all
+test-py: all python
 	$(TEST_ENV) $(PYTHON) -m pytest -q -ra $(PYTEST_ARGS) $(PYTEST_PATHS)
 
 # Timeouts (tests/run.c, tests/pkutil.py) are multiplied where everything
@@ -194,13 +245,17 @@ check:
 
 # No errors and no definitely/indirectly lost blocks (tests/kernel/valgrind.supp
 # holds the third-party suppressions). The shutdown watchdog waits longer
-# there: everything runs 20-50 times slower.
+# there: everything runs 20-50 times slower. Then the Python package in a
+# Python process (tests/python/valgrind_python.py: findings in the project's
+# code only, not the interpreter's).
 valgrind:
 	$(MAKE) O=build-valgrind OPT="-O1 -g" CUDA=no \
-	  CFLAGS_EXTRA="-DPK_SHUTDOWN_GRACE_MS=60000" all
+	  CFLAGS_EXTRA="-DPK_SHUTDOWN_GRACE_MS=60000" all python
 	PK_BIN=$(abspath build-valgrind/pipekernel) PK_BUILD=$(abspath build-valgrind) \
 	  PK_TEST_TIMEOUT_MULTIPLIER=$(VALGRIND_TIMEOUTS) \
 	  PYTHONDONTWRITEBYTECODE=1 $(PYTHON) tests/kernel/valgrind_session.py
+	PK_BUILD=$(abspath build-valgrind) PYTHONDONTWRITEBYTECODE=1 \
+	  $(PYTHON) tests/python/valgrind_python.py
 
 # ---- fuzzing -----------------------------------------------------------------
 # The library is compiled once into build-fuzz/obj (coverage + ASan + UBSan,
