@@ -1,13 +1,11 @@
 """The shipped notebooks, executed headless (nbclient, as nbconvert --execute
-does), and papermill parameters. The saved notebook must hold what a reader
-needs: the preview PNG, the timing table and chart, the training loss lines
-and final (not stale) progress bars, and no error."""
+does). The saved notebook must hold what a reader needs: the preview PNG,
+the timing table and chart, the training loss lines and final (not stale)
+progress bars, and no error. (papermill parameters: tests/python.)"""
 import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
@@ -100,20 +98,3 @@ def test_copy_vs_inplace_headless(tmp_path):
     assert re.search(r"verify .*\d+\.\d\dx", cmp[0])
     assert re.search(r"total .*\d+\.\d\dx", cmp[0])
     assert has_mime(nb, "image/svg+xml")
-
-
-def test_papermill_parameters(tmp_path):
-    nb = nbformat.v4.new_notebook(metadata={
-        "kernelspec": {"name": "pipekernel", "display_name": "Pipeline (C)", "language": "pipeline"}})
-    p = nbformat.v4.new_code_cell("%set --default GREETING=hello TIMES=1")
-    p.metadata["tags"] = ["parameters"]
-    nb.cells = [p, nbformat.v4.new_code_cell("%echo $GREETING x$TIMES")]
-    src, out = tmp_path / "in.ipynb", tmp_path / "out.ipynb"
-    nbformat.write(nb, src)
-    r = subprocess.run([sys.executable, str(ROOT / "tools" / "papermill_pipeline.py"),
-                        str(src), str(out), "-p", "GREETING", "it's me", "-p", "TIMES", "3",
-                        "--kernel", "pipekernel"], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
-    done = nbformat.read(out, as_version=4)
-    assert "%set GREETING='it'\\''s me'" in done.cells[1].source
-    assert text_of(done).strip().endswith("it's me x3")
