@@ -3,7 +3,8 @@
 #   1. Debian packages (build libraries, test servers, Chromium, numpy/torch)
 #   2. a Python venv in .venv with Jupyter and the test tools, and
 #      .venv-numpy2 (numpy 2, a writer for the load tests)
-#   3. build (make DEVELOPER=0)
+#   3. build (make DEVELOPER=0), and the Python package (python/: the
+#      IPython extension %pk and `import pipekernel`) into .venv
 #   4. the "Pipeline (C)" kernelspec, for this user (or --prefix DIR)
 #   5. the demo notebook executed headless on a generated dataset
 #
@@ -31,9 +32,10 @@ step() { printf '\n==> %s\n' "$*"; }
 # Build libraries (-dev), the toolchain, and what the tests run for real.
 APT_BUILD="build-essential pkg-config libzmq3-dev libjansson-dev libssl-dev
   libcurl4-openssl-dev libarchive-dev uuid-dev libpng-dev zlib1g-dev libisal-dev
-  libopenblas-dev libexpat1-dev"
+  libopenblas-dev libexpat1-dev python3-dev"
 APT_TEST="clang libclang-rt-14-dev llvm valgrind nginx radosgw ceph-mon ceph-osd
   chromium python3 python3-venv python3-pip python3-numpy python3-torch python3-zmq
+  python3-pandas
   openssl curl ca-certificates"
 
 step "1/5 system packages"
@@ -80,8 +82,12 @@ fi
 .venv-numpy2/bin/python -m pip install -q --disable-pip-version-check "numpy>=2,<3"
 .venv-numpy2/bin/python -c "import numpy; print('numpy (writer for the load tests)', numpy.__version__)"
 
-step "3/5 build"
+step "3/5 build (the kernel; the Python package into .venv)"
 make -j"$(nproc)" DEVELOPER=0 PYTHON=.venv/bin/python
+# python/setup.py builds the extension with `make python` in the same build/
+PIPEKERNEL_BUILD="$(pwd)/build" PIPEKERNEL_JOBS="$(nproc)" \
+  .venv/bin/python -m pip install -q --disable-pip-version-check ./python
+.venv/bin/python -c "import pipekernel; print('pipekernel for Python', pipekernel.__version__)"
 
 step "4/5 kernelspec \"Pipeline (C)\""
 if [ -n "$PREFIX_ARG" ]; then
@@ -107,5 +113,6 @@ else
 fi
 
 echo
-echo "done. Start JupyterLab with: .venv/bin/jupyter lab   (kernel: \"Pipeline (C)\")"
+echo "done. Start JupyterLab with: .venv/bin/jupyter lab   (kernel: \"Pipeline (C)\";"
+echo "      or any Python 3 notebook with %load_ext pipekernel)"
 echo "Run the tests with:          make test"
