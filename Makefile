@@ -335,7 +335,7 @@ $(BENCH_VENV)/.installed: bench/requirements.txt
 	$(Q)$(BENCH_VENV)/bin/python -m pip install -q --disable-pip-version-check -r bench/requirements.txt
 	$(Q)touch $@
 
-bench: all $(BENCH_VENV)/.installed
+bench: all python $(BENCH_VENV)/.installed
 	$(TEST_ENV) PK_BENCH_VENV=$(abspath $(BENCH_VENV)) $(PYTHON) bench/run.py $(BENCH)
 
 # ---- docs and lint -------------------------------------------------------------

@@ -13,9 +13,11 @@ notebook cell sees it: the %load stage (parse, copy, md5 of pixels and
 labels), the bridge that shows its output, and dataset(), which hands out
 numpy views of the session's memory (no copy). "load(md5=False)" is
 --no-md5, the like-for-like comparison (the Python reference computes no
-checksum). "stage" is the %load stage's own time (its timing record). The
-Python reference makes the same two uint8 arrays per split (pixels N x
-3072, labels N) from the unpickled batches.
+checksum). "stage" is the %load stage's own time (its timing record); the
+rest of a call is freeing the dataset it replaces (the previous call's),
+the bridge that shows the output, and dataset(). The Python reference makes
+the same two uint8 arrays per split (pixels N x 3072, labels N) from the
+unpickled batches.
 """
 import contextlib
 import gc
@@ -84,7 +86,7 @@ def main():
               f"{row['ratio']:5.1f}x  (stage {pk_stage:.3f} s; md5 of pixels and labels included)")
         print(f"  pipekernel.load(md5=False){nm_t:7.3f} s  {px / nm_t / 1e9:6.2f} GB/s  "
               f"{row['ratio_nomd5']:5.1f}x  (stage {nm_stage:.3f} s; the rest, "
-              f"{row['bridge_ms']:.1f} ms: the bridge and dataset())")
+              f"{row['bridge_ms']:.1f} ms: freeing the dataset it replaced, the bridge, dataset())")
     out = os.environ.get("PK_BENCH_OUT")
     if out:
         with open(Path(out) / "results.jsonl", "a") as f:
