@@ -63,144 +63,162 @@ static tr_model *session_model(ss_session *s) {
 /* ------------------------------------------------------------------ */
 /* safetensors in                                                      */
 /* ------------------------------------------------------------------ */
-int tr_safetensors_read(const char *path, float *params, st_error *err) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return st_error_errno(err, errno, path, "cannot open");
+/* A file being read: its bytes, the parsed header and what was taken. */
+typedef struct sft_read {
+  const char *path;
+  st_error *err;
+  float *params;        /* out: CNN_NPARAM floats */
+  uint8_t *buf;         /* the whole file */
+  size_t size;
+  size_t data0, dlen;   /* where the data bytes start, and how many there are */
+  json_t *root;         /* the header */
+  int seen[CNN_NTENSORS];
+} sft_read;
+
+/* Reads the whole file (a regular file, no larger than these weights can
+ * be) into r->buf. */
+static int sft_read_file(sft_read *r) {
+  FILE *f = fopen(r->path, "rb");
+  if (!f) return st_error_errno(r->err, errno, r->path, "cannot open");
   struct stat sb;
-  if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-    fclose(f);
-    return st_error_set(err, ST_EFORMAT, path, -1, "not a regular file");
-  }
-  size_t size = (size_t)sb.st_size;
-  size_t max = 8 + PK_LIMIT_SAFETENSORS_HEADER + (size_t)CNN_NPARAM * 4 + 4096;
-  if (size > max) {
-    fclose(f);
-    return st_error_set(err, ST_E2BIG, path, -1,
-                        "%zu bytes: larger than this network's weights can be (%zu)", size, max);
-  }
-  uint8_t *buf = malloc(size ? size : 1);
-  if (!buf) {
-    fclose(f);
-    return st_error_set(err, ST_ENOMEM, path, -1, "out of memory");
-  }
-  size_t got = fread(buf, 1, size, f);
-  fclose(f);
   int rc = 0;
-  json_t *root = NULL;
-  if (got != size) {
-    rc = st_error_set(err, ST_EIO, path, (long long)got, "short read");
-    goto out;
-  }
-  if (size < 8) {
-    rc = st_error_set(err, ST_EFORMAT, path, 0,
-                      "truncated: %zu bytes, expected an 8-byte header length", size);
-    goto out;
-  }
+  size_t max = 8 + PK_LIMIT_SAFETENSORS_HEADER + (size_t)CNN_NPARAM * 4 + 4096;
+  if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode))
+    rc = st_error_set(r->err, ST_EFORMAT, r->path, -1, "not a regular file");
+  else if ((r->size = (size_t)sb.st_size) > max)
+    rc = st_error_set(r->err, ST_E2BIG, r->path, -1,
+                      "%zu bytes: larger than this network's weights can be (%zu)", r->size, max);
+  else if (!(r->buf = malloc(r->size ? r->size : 1)))
+    rc = st_error_set(r->err, ST_ENOMEM, r->path, -1, "out of memory");
+  size_t got = rc ? 0 : fread(r->buf, 1, r->size, f);
+  fclose(f);
+  if (!rc && got != r->size) rc = st_error_set(r->err, ST_EIO, r->path, (long long)got, "short read");
+  return rc;
+}
+
+/* The 8-byte little-endian header length and the JSON object it covers
+ * (duplicate keys refused). */
+static int sft_parse_header(sft_read *r) {
+  if (r->size < 8)
+    return st_error_set(r->err, ST_EFORMAT, r->path, 0,
+                        "truncated: %zu bytes, expected an 8-byte header length", r->size);
   uint64_t hlen = 0;
-  for (int i = 0; i < 8; i++) hlen |= (uint64_t)buf[i] << (8 * i);
-  if (hlen > PK_LIMIT_SAFETENSORS_HEADER || hlen > size - 8) {
-    rc = st_error_set(err, ST_EFORMAT, path, 0,
-                      "header length %llu does not fit the file (%zu bytes; limit %u)",
-                      (unsigned long long)hlen, size, (unsigned)PK_LIMIT_SAFETENSORS_HEADER);
-    goto out;
-  }
+  for (int i = 0; i < 8; i++) hlen |= (uint64_t)r->buf[i] << (8 * i);
+  if (hlen > PK_LIMIT_SAFETENSORS_HEADER || hlen > r->size - 8)
+    return st_error_set(r->err, ST_EFORMAT, r->path, 0,
+                        "header length %llu does not fit the file (%zu bytes; limit %u)",
+                        (unsigned long long)hlen, r->size, (unsigned)PK_LIMIT_SAFETENSORS_HEADER);
   json_error_t je;
-  root = json_loadb((const char *)buf + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &je);
-  if (!root || !json_is_object(root)) {
-    rc = st_error_set(err, ST_EFORMAT, path, root ? 8 : 8 + je.position,
-                      "header is not a JSON object%s%s", root ? "" : ": ", root ? "" : je.text);
-    goto out;
+  r->root = json_loadb((const char *)r->buf + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &je);
+  if (!r->root || !json_is_object(r->root))
+    return st_error_set(r->err, ST_EFORMAT, r->path, r->root ? 8 : 8 + je.position,
+                        "header is not a JSON object%s%s", r->root ? "" : ": ", r->root ? "" : je.text);
+  r->data0 = 8 + (size_t)hlen;
+  r->dlen = r->size - r->data0;
+  return 0;
+}
+
+/* A tensor's "shape" is exactly T's; else the error shows both. */
+static int sft_check_shape(sft_read *r, const char *where, const cnn_tensor *T, json_t *sh) {
+  int shape_ok = (int)json_array_size(sh) == T->ndim;
+  for (int d = 0; shape_ok && d < T->ndim; d++)
+    shape_ok = json_is_integer(json_array_get(sh, (size_t)d)) &&
+               json_integer_value(json_array_get(sh, (size_t)d)) == T->shape[d];
+  if (shape_ok) return 0;
+  char got_s[128] = "", want[64] = "";
+  char *dump = json_dumps(sh, JSON_COMPACT);
+  snprintf(got_s, sizeof got_s, "%s", dump ? dump : "?");
+  free(dump);
+  size_t o = 0;
+  for (int d = 0; d < T->ndim; d++)
+    o += (size_t)snprintf(want + o, sizeof want - o, "%s%d", d ? "," : "[", T->shape[d]);
+  snprintf(want + o, sizeof want - o, "]");
+  return st_error_set(r->err, ST_EFORMAT, where, 8, "shape %s, expected %s", got_s, want);
+}
+
+/* One header entry {dtype F32, shape, data_offsets} of tensor T: checks it
+ * and copies its finite little-endian floats into params. */
+static int sft_take_tensor(sft_read *r, const char *where, const cnn_tensor *T, json_t *val) {
+  json_t *dt = json_object_get(val, "dtype"), *sh = json_object_get(val, "shape"),
+         *of = json_object_get(val, "data_offsets");
+  if (!json_is_object(val) || !json_is_string(dt) || !json_is_array(sh) || !json_is_array(of))
+    return st_error_set(r->err, ST_EFORMAT, where, 8, "expected {dtype, shape, data_offsets}");
+  if (strcmp(json_string_value(dt), "F32") != 0)
+    return st_error_set(r->err, ST_EFORMAT, where, 8, "dtype %s, expected F32", json_string_value(dt));
+  int rc = sft_check_shape(r, where, T, sh);
+  if (rc) return rc;
+  json_t *b = json_array_get(of, 0), *e = json_array_get(of, 1);
+  if (json_array_size(of) != 2 || !json_is_integer(b) || !json_is_integer(e))
+    return st_error_set(r->err, ST_EFORMAT, where, 8, "data_offsets must be [begin, end]");
+  json_int_t bi = json_integer_value(b), ei = json_integer_value(e);
+  size_t data0 = r->data0;
+  if (bi < 0 || ei < bi || (uint64_t)ei > r->dlen)
+    return st_error_set(r->err, ST_EFORMAT, where, (long long)data0,
+                        "data_offsets [%lld, %lld] outside the %zu data bytes (file truncated?)",
+                        (long long)bi, (long long)ei, r->dlen);
+  if ((uint64_t)(ei - bi) != T->count * 4)
+    return st_error_set(r->err, ST_EFORMAT, where, (long long)data0 + bi,
+                        "%lld data bytes, expected %zu", (long long)(ei - bi), T->count * 4);
+  const uint8_t *src = r->buf + data0 + bi;
+  for (size_t i = 0; i < T->count; i++) {
+    uint32_t u = (uint32_t)src[4 * i] | (uint32_t)src[4 * i + 1] << 8 |
+                 (uint32_t)src[4 * i + 2] << 16 | (uint32_t)src[4 * i + 3] << 24;
+    float v;
+    memcpy(&v, &u, 4);
+    if (!isfinite(v))
+      return st_error_set(r->err, ST_EFORMAT, where, (long long)(data0 + bi + 4 * i),
+                          "element %zu is not finite", i);
+    r->params[T->offset + i] = v;
   }
-  size_t data0 = 8 + (size_t)hlen, dlen = size - data0;
-  int seen[CNN_NTENSORS] = {0};
+  return 0;
+}
+
+/* Every key of the header: __metadata__ (an object) or one of the
+ * network's tensors, each taken by sft_take_tensor. */
+static int sft_take_tensors(sft_read *r) {
   const char *key;
   json_t *val;
-  json_object_foreach(root, key, val) {
+  json_object_foreach(r->root, key, val) {
     if (strcmp(key, "__metadata__") == 0) {
-      if (!json_is_object(val)) {
-        rc = st_error_set(err, ST_EFORMAT, path, 8, "__metadata__ is not an object");
-        goto out;
-      }
+      if (!json_is_object(val))
+        return st_error_set(r->err, ST_EFORMAT, r->path, 8, "__metadata__ is not an object");
       continue;
     }
     int t = -1;
     for (int i = 0; i < CNN_NTENSORS; i++)
       if (strcmp(cnn_tensors[i].name, key) == 0) t = i;
     char where[1100];
-    snprintf(where, sizeof where, "%s: tensor %s", path, key);
-    if (t < 0) {
-      rc = st_error_set(err, ST_EFORMAT, where, 8,
-                        "unexpected tensor; expected only conv1.weight ... fc3.bias");
-      goto out;
-    }
-    const cnn_tensor *T = &cnn_tensors[t];
-    seen[t] = 1;
-    json_t *dt = json_object_get(val, "dtype"), *sh = json_object_get(val, "shape"),
-           *of = json_object_get(val, "data_offsets");
-    if (!json_is_object(val) || !json_is_string(dt) || !json_is_array(sh) || !json_is_array(of)) {
-      rc = st_error_set(err, ST_EFORMAT, where, 8, "expected {dtype, shape, data_offsets}");
-      goto out;
-    }
-    if (strcmp(json_string_value(dt), "F32") != 0) {
-      rc = st_error_set(err, ST_EFORMAT, where, 8, "dtype %s, expected F32",
-                        json_string_value(dt));
-      goto out;
-    }
-    int shape_ok = (int)json_array_size(sh) == T->ndim;
-    for (int d = 0; shape_ok && d < T->ndim; d++)
-      shape_ok = json_is_integer(json_array_get(sh, (size_t)d)) &&
-                 json_integer_value(json_array_get(sh, (size_t)d)) == T->shape[d];
-    if (!shape_ok) {
-      char got_s[128] = "", want[64] = "";
-      char *dump = json_dumps(sh, JSON_COMPACT);
-      snprintf(got_s, sizeof got_s, "%s", dump ? dump : "?");
-      free(dump);
-      size_t o = 0;
-      for (int d = 0; d < T->ndim; d++)
-        o += (size_t)snprintf(want + o, sizeof want - o, "%s%d", d ? "," : "[", T->shape[d]);
-      snprintf(want + o, sizeof want - o, "]");
-      rc = st_error_set(err, ST_EFORMAT, where, 8, "shape %s, expected %s", got_s, want);
-      goto out;
-    }
-    json_t *b = json_array_get(of, 0), *e = json_array_get(of, 1);
-    if (json_array_size(of) != 2 || !json_is_integer(b) || !json_is_integer(e)) {
-      rc = st_error_set(err, ST_EFORMAT, where, 8, "data_offsets must be [begin, end]");
-      goto out;
-    }
-    json_int_t bi = json_integer_value(b), ei = json_integer_value(e);
-    if (bi < 0 || ei < bi || (uint64_t)ei > dlen) {
-      rc = st_error_set(err, ST_EFORMAT, where, (long long)data0,
-                        "data_offsets [%lld, %lld] outside the %zu data bytes (file truncated?)",
-                        (long long)bi, (long long)ei, dlen);
-      goto out;
-    }
-    if ((uint64_t)(ei - bi) != T->count * 4) {
-      rc = st_error_set(err, ST_EFORMAT, where, (long long)data0 + bi,
-                        "%lld data bytes, expected %zu", (long long)(ei - bi), T->count * 4);
-      goto out;
-    }
-    const uint8_t *src = buf + data0 + bi;
-    for (size_t i = 0; i < T->count; i++) {
-      uint32_t u = (uint32_t)src[4 * i] | (uint32_t)src[4 * i + 1] << 8 |
-                   (uint32_t)src[4 * i + 2] << 16 | (uint32_t)src[4 * i + 3] << 24;
-      float v;
-      memcpy(&v, &u, 4);
-      if (!isfinite(v)) {
-        rc = st_error_set(err, ST_EFORMAT, where, (long long)(data0 + bi + 4 * i),
-                          "element %zu is not finite", i);
-        goto out;
-      }
-      params[T->offset + i] = v;
-    }
+    snprintf(where, sizeof where, "%s: tensor %s", r->path, key);
+    if (t < 0)
+      return st_error_set(r->err, ST_EFORMAT, where, 8,
+                          "unexpected tensor; expected only conv1.weight ... fc3.bias");
+    r->seen[t] = 1;
+    int rc = sft_take_tensor(r, where, &cnn_tensors[t], val);
+    if (rc) return rc;
   }
+  return 0;
+}
+
+/* No tensor of the network is missing. */
+static int sft_check_complete(sft_read *r) {
   for (int i = 0; i < CNN_NTENSORS; i++)
-    if (!seen[i]) {
-      rc = st_error_set(err, ST_EFORMAT, path, 8, "tensor %s is missing", cnn_tensors[i].name);
-      goto out;
-    }
-out:
-  json_decref(root);
-  free(buf);
+    if (!r->seen[i])
+      return st_error_set(r->err, ST_EFORMAT, r->path, 8, "tensor %s is missing", cnn_tensors[i].name);
+  return 0;
+}
+
+int tr_safetensors_read(const char *path, float *params, st_error *err) {
+  sft_read r;
+  memset(&r, 0, sizeof r);
+  r.path = path;
+  r.err = err;
+  r.params = params;
+  int rc = sft_read_file(&r);
+  if (!rc) rc = sft_parse_header(&r);
+  if (!rc) rc = sft_take_tensors(&r);
+  if (!rc) rc = sft_check_complete(&r);
+  json_decref(r.root);
+  free(r.buf);
   return rc;
 }
 
