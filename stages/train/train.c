@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "cnn.h"
+#include "lib/dynbuf.h"
 #include "lib/limits.h"
 #include "lib/session.h"
 #include "lib/table.h"
@@ -247,6 +248,9 @@ static void chart_add(loss_chart *ch, double x, double y) {
   ch->n++;
 }
 
+/* Shows the chart (a new display the first time, then updates of it, at
+ * most every 0.3 s unless force): an SVG line of the points and a text
+ * summary. Nothing is shown when the SVG cannot be built. */
 static void chart_show(st_ctx *c, loss_chart *ch, int force) {
   double now = st_now();
   if (ch->shown && !force && now - ch->last < 0.3) return;
@@ -255,38 +259,36 @@ static void chart_show(st_ctx *c, loss_chart *ch, int force) {
   double ymax = 0.1, xmax = ch->total_x > 0 ? ch->total_x : 1;
   for (int i = 0; i < ch->n; i++) ymax = ch->y[i] > ymax ? ch->y[i] : ymax;
   ymax = ceil(ymax * 2) / 2;
-  size_t cap = 4096 + (size_t)ch->n * 40;
-  char *svg = malloc(cap), *txt = malloc(256 + (size_t)(ch->n < 12 ? ch->n : 12) * 40);
-  if (!svg || !txt) {
-    free(svg);
-    free(txt);
-    return;
-  }
-  size_t o = 0;
-#define S(...) o += (size_t)snprintf(svg + o, o < cap ? cap - o : 0, __VA_ARGS__)
-  S("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
-    "font-family=\"sans-serif\" font-size=\"11\">", W, H, W, H);
-  S("<rect width=\"%d\" height=\"%d\" fill=\"white\"/>", W, H);
-  S("<text x=\"%d\" y=\"16\" font-size=\"13\">training loss (mean over each logged interval)</text>", L);
-  S("<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#333\"/>", L, H - B, W - R, H - B);
-  S("<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#333\"/>", L, T, L, H - B);
+  dynbuf svg = DYN_INIT(4096 + (size_t)ch->n * 40); /* a point takes at most 40 bytes */
+  dyn_printf(&svg, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
+             "viewBox=\"0 0 %d %d\" font-family=\"sans-serif\" font-size=\"11\">", W, H, W, H);
+  dyn_printf(&svg, "<rect width=\"%d\" height=\"%d\" fill=\"white\"/>", W, H);
+  dyn_printf(&svg, "<text x=\"%d\" y=\"16\" font-size=\"13\">training loss (mean over each logged "
+             "interval)</text>", L);
+  dyn_printf(&svg, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#333\"/>", L, H - B, W - R, H - B);
+  dyn_printf(&svg, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#333\"/>", L, T, L, H - B);
   for (int k = 0; k <= 4; k++) {
     double v = ymax * k / 4, py = (H - B) - (H - B - T) * (double)k / 4;
-    S("<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#ddd\"/>", L, py, W - R, py);
-    S("<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%.2f</text>", L - 4, py + 4, v);
+    dyn_printf(&svg, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#ddd\"/>", L, py, W - R, py);
+    dyn_printf(&svg, "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%.2f</text>", L - 4, py + 4, v);
     double xv = xmax * k / 4, px = L + (W - L - R) * (double)k / 4;
-    S("<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%.0f</text>", px, H - B + 14, xv);
+    dyn_printf(&svg, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%.0f</text>", px, H - B + 14, xv);
   }
-  S("<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">mini-batches</text>", (W + L) / 2, H - 6);
-  S("<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2\" points=\"");
+  dyn_printf(&svg, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">mini-batches</text>", (W + L) / 2, H - 6);
+  dyn_puts(&svg, "<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2\" points=\"");
   for (int i = 0; i < ch->n; i++)
-    S("%.1f,%.1f ", L + (W - L - R) * ch->x[i] / xmax, (H - B) - (H - B - T) * ch->y[i] / ymax);
-  S("\"/></svg>");
-#undef S
-  if (o >= cap) o = cap - 1;
-  size_t t = (size_t)snprintf(txt, 256, "loss chart: %d point%s", ch->n, ch->n == 1 ? "" : "s");
-  if (ch->n) t += (size_t)snprintf(txt + t, 256 - t, ", latest %.3f at batch %.0f", ch->y[ch->n - 1], ch->x[ch->n - 1]);
-  st_mime m[2] = {{"image/svg+xml", svg, o, 0, 0}, {"text/plain", txt, t, 0, 0}};
+    dyn_printf(&svg, "%.1f,%.1f ", L + (W - L - R) * ch->x[i] / xmax,
+               (H - B) - (H - B - T) * ch->y[i] / ymax);
+  if (dyn_puts(&svg, "\"/></svg>")) {
+    dyn_free(&svg);
+    return;
+  }
+  char txt[320];
+  int t = snprintf(txt, sizeof txt, "loss chart: %d point%s", ch->n, ch->n == 1 ? "" : "s");
+  if (ch->n)
+    snprintf(txt + t, sizeof txt - (size_t)t, ", latest %.3f at batch %.0f", ch->y[ch->n - 1],
+             ch->x[ch->n - 1]);
+  st_mime m[2] = {{"image/svg+xml", svg.p, svg.len, 0, 0}, {"text/plain", txt, strlen(txt), 0, 0}};
   if (!ch->shown) {
     st_new_display_id(ch->id);
     st_display(c, m, 2, ch->id);
@@ -294,8 +296,7 @@ static void chart_show(st_ctx *c, loss_chart *ch, int force) {
   } else {
     st_display_update(c, m, 2, ch->id);
   }
-  free(svg);
-  free(txt);
+  dyn_free(&svg);
 }
 
 /* ------------------------------------------------------------------ */
