@@ -300,7 +300,7 @@ static void chart_show(st_ctx *c, loss_chart *ch, int force) {
 }
 
 /* ------------------------------------------------------------------ */
-/* The stage                                                           */
+/* The stage: options, a job, a chain of steps, one cleanup            */
 /* ------------------------------------------------------------------ */
 static uint64_t fresh_seed(void) {
   struct timespec ts;
@@ -337,222 +337,323 @@ static int pick_backend(const char *dev, const cnn_backend **out, char *why, siz
   return 0;
 }
 
-int tr_train(st_ctx *c, const st_args *a, st_error *err) {
-  long long epochs, bs, seed = 0, log_every, threads = 0;
+/* The options, parsed and checked once. */
+typedef struct tr_opts {
+  long long epochs, bs, seed, log_every, threads;
   double lr, mom;
-  int rc = st_arg_int(a, "epochs", 2, 0, PK_LIMIT_TRAIN_EPOCHS, &epochs, err);
-  if (!rc) rc = st_arg_int(a, "batch-size", 4, 1, PK_LIMIT_TRAIN_BATCH, &bs, err);
-  if (!rc) rc = st_arg_double(a, "lr", 0.001, 0, 100, &lr, err);
-  if (!rc) rc = st_arg_double(a, "momentum", 0.9, 0, 1, &mom, err);
-  if (!rc) rc = st_arg_int(a, "log-every", 2000, 1, 1000000000, &log_every, err);
-  if (!rc) rc = st_arg_int(a, "threads", 0, 0, PK_LIMIT_TRAIN_THREADS, &threads, err);
-  if (!rc && st_arg_has(a, "seed")) rc = st_arg_int(a, "seed", 0, 0, INT64_MAX, &seed, err);
-  if (rc) return rc;
-  int seeded = st_arg_has(a, "seed");
-  if (!seeded) seed = (long long)fresh_seed();
-  const char *dev = st_arg_str(a, "device", "auto");
-  const char *init = st_arg_str(a, "init", NULL), *save = st_arg_str(a, "save", NULL);
-  const char *dsname = st_arg_str(a, "name", NULL);
-  const char *losses_path = st_arg_str(a, "losses", NULL);
-  FILE *lossf = NULL;
+  int seeded;            /* --seed given (else seed was drawn) */
+  int fresh;             /* --new */
+  const char *dev, *init, *save, *dsname, *losses_path;
+} tr_opts;
 
-  ss_session *ss = c->session;
-  ss_dataset *ds = ss ? ss_session_dataset(ss, dsname) : NULL;
+/* Everything a run holds; tr_cleanup releases it whatever step failed. */
+typedef struct tr_job {
+  st_ctx *c;
+  st_error *err;
+  const tr_opts *o;
+  ss_dataset *ds;
+  const char *const *names;  /* class names for the table */
+  const cnn_backend *be;
+  char why[300];             /* why this backend */
+  tr_model *model;           /* the session's model */
+  void *st;                  /* the backend's state, NULL until it started */
+  char bdesc[400];           /* "cpu (2 threads, avx2): ..." */
+  FILE *lossf;               /* --losses */
+  uint32_t *perm;            /* the shuffled order of the train split */
+  loss_chart *chart;
+  double t0, train_s;
+  uint64_t images;           /* images trained on */
+  int cancelled;
+  long long ep, bi;          /* where training stopped */
+} tr_job;
+
+/* Parses and checks the options (a seed is drawn when none is given). */
+static int tr_opts_parse(const st_args *a, tr_opts *o, st_error *err) {
+  memset(o, 0, sizeof *o);
+  int rc = st_arg_int(a, "epochs", 2, 0, PK_LIMIT_TRAIN_EPOCHS, &o->epochs, err);
+  if (!rc) rc = st_arg_int(a, "batch-size", 4, 1, PK_LIMIT_TRAIN_BATCH, &o->bs, err);
+  if (!rc) rc = st_arg_double(a, "lr", 0.001, 0, 100, &o->lr, err);
+  if (!rc) rc = st_arg_double(a, "momentum", 0.9, 0, 1, &o->mom, err);
+  if (!rc) rc = st_arg_int(a, "log-every", 2000, 1, 1000000000, &o->log_every, err);
+  if (!rc) rc = st_arg_int(a, "threads", 0, 0, PK_LIMIT_TRAIN_THREADS, &o->threads, err);
+  if (!rc && st_arg_has(a, "seed")) rc = st_arg_int(a, "seed", 0, 0, INT64_MAX, &o->seed, err);
+  if (rc) return rc;
+  o->seeded = st_arg_has(a, "seed");
+  if (!o->seeded) o->seed = (long long)fresh_seed();
+  o->fresh = st_arg_has(a, "new");
+  o->dev = st_arg_str(a, "device", "auto");
+  o->init = st_arg_str(a, "init", NULL);
+  o->save = st_arg_str(a, "save", NULL);
+  o->dsname = st_arg_str(a, "name", NULL);
+  o->losses_path = st_arg_str(a, "losses", NULL);
+  return 0;
+}
+
+/* The dataset to train on (--name, or the last loaded), with a train split
+ * when there are epochs to run, and its class names. */
+static int tr_find_data(tr_job *j) {
+  const char *dsname = j->o->dsname;
+  ss_session *ss = j->c->session;
+  ss_dataset *ds = j->ds = ss ? ss_session_dataset(ss, dsname) : NULL;
   if (!ds)
-    return st_error_set(err, ST_ESTATE, dsname ? dsname : "%train", -1,
+    return st_error_set(j->err, ST_ESTATE, dsname ? dsname : "%train", -1,
                         dsname ? "no dataset of that name: run %%load DIR --name %s first"
                                : "no data loaded: run %%load DIR first",
                         dsname ? dsname : "");
-  if (epochs > 0 && ds->train.n == 0)
-    return st_error_set(err, ST_ESTATE, ds->name, -1,
+  if (j->o->epochs > 0 && ds->train.n == 0)
+    return st_error_set(j->err, ST_ESTATE, ds->name, -1,
                         "no train split loaded: run %%load DIR (--split train or all) first");
-  if (ds->train.n > UINT32_MAX) return st_error_set(err, ST_E2BIG, ds->name, -1, "too many images");
-  const char *const *names = cifar_names;
-  if (ds->label_names && ds->n_classes == CNN_CLASSES) names = (const char *const *)ds->label_names;
+  if (ds->train.n > UINT32_MAX) return st_error_set(j->err, ST_E2BIG, ds->name, -1, "too many images");
+  j->names = cifar_names;
+  if (ds->label_names && ds->n_classes == CNN_CLASSES) j->names = (const char *const *)ds->label_names;
+  return 0;
+}
 
-  const cnn_backend *be = NULL;
-  char why[300];
-  if ((rc = pick_backend(dev, &be, why, sizeof why, err))) return rc;
+/* Picks the backend of --device. */
+static int tr_pick_backend(tr_job *j) {
+  return pick_backend(j->o->dev, &j->be, j->why, sizeof j->why, j->err);
+}
 
-  tr_model *model = session_model(ss);
-  if (!model) return st_error_set(err, ST_ENOMEM, "%train", -1, "out of memory");
+/* The starting weights (--init, the session's model, or fresh from the
+ * seed), said in the first line, and the backend started on them. */
+static int tr_start(tr_job *j) {
+  const tr_opts *o = j->o;
+  if (!(j->model = session_model(j->c->session)))
+    return st_error_set(j->err, ST_ENOMEM, "%train", -1, "out of memory");
   float *start = malloc(sizeof(float) * CNN_NPARAM);
-  if (!start) return st_error_set(err, ST_ENOMEM, "%train", -1, "out of memory");
+  if (!start) return st_error_set(j->err, ST_ENOMEM, "%train", -1, "out of memory");
   const char *from;
-  if (init) {
-    if ((rc = tr_safetensors_read(init, start, err))) {
+  if (o->init) {
+    int rc = tr_safetensors_read(o->init, start, j->err);
+    if (rc) {
       free(start);
       return rc;
     }
     from = "weights from --init";
-  } else if (model->have && !st_arg_has(a, "new")) {
-    memcpy(start, model->params, sizeof(float) * CNN_NPARAM);
+  } else if (j->model->have && !o->fresh) {
+    memcpy(start, j->model->params, sizeof(float) * CNN_NPARAM);
     from = "the session's model (--new for fresh weights)";
   } else {
-    cnn_init_params(start, (uint64_t)seed);
+    cnn_init_params(start, (uint64_t)o->seed);
     from = "fresh weights";
   }
-  st_printf(c, "train: %s, seed %lld%s, %lld epoch%s, batch size %lld, lr %g, momentum %g\n",
-            from, seed, seeded ? "" : " (drawn)", epochs, epochs == 1 ? "" : "s", bs, lr, mom);
-
-  cnn_config cfg = {(int)bs, (float)lr, (float)mom, (int)threads};
+  st_printf(j->c, "train: %s, seed %lld%s, %lld epoch%s, batch size %lld, lr %g, momentum %g\n",
+            from, o->seed, o->seeded ? "" : " (drawn)", o->epochs, o->epochs == 1 ? "" : "s", o->bs,
+            o->lr, o->mom);
+  cnn_config cfg = {(int)o->bs, (float)o->lr, (float)o->mom, (int)o->threads};
   char msg[512] = "";
-  void *st = be->init(&cfg, start, msg, sizeof msg);
+  j->st = j->be->init(&cfg, start, msg, sizeof msg);
   free(start);
-  if (!st) return st_error_set(err, ST_ENODEV, be->name, -1, "backend failed to start: %s", msg);
-  char bdesc[400];
-  snprintf(bdesc, sizeof bdesc, "%s (%s): %s", be->name, be->describe(st), why);
-  st_printf(c, "backend: %s\n", bdesc);
+  if (!j->st) return st_error_set(j->err, ST_ENODEV, j->be->name, -1, "backend failed to start: %s", msg);
+  snprintf(j->bdesc, sizeof j->bdesc, "%s (%s): %s", j->be->name, j->be->describe(j->st), j->why);
+  st_printf(j->c, "backend: %s\n", j->bdesc);
+  j->t0 = st_now();
+  return 0;
+}
 
-  size_t n = ds->train.n;
-  uint32_t *perm = NULL;
-  loss_chart *chart = NULL;
-  double t0 = st_now(), train_s = 0;
-  uint64_t images = 0;
-  int cancelled = 0;
-  long long ep = 0, bi = 0;
-  if (epochs > 0) {
-    perm = malloc(sizeof(uint32_t) * n);
-    chart = calloc(1, sizeof *chart);
-    if (!perm || !chart) {
-      rc = st_error_set(err, ST_ENOMEM, "%train", -1, "out of memory");
-      goto done;
+/* What training needs: the order, the chart, the split bound to the
+ * backend and the --losses file. */
+static int tr_fit_prepare(tr_job *j) {
+  size_t n = j->ds->train.n;
+  j->perm = malloc(sizeof(uint32_t) * n);
+  j->chart = calloc(1, sizeof *j->chart);
+  if (!j->perm || !j->chart) return st_error_set(j->err, ST_ENOMEM, "%train", -1, "out of memory");
+  if (j->be->bind(j->st, j->ds->train.pixels, j->ds->train.labels, n) != 0)
+    return st_error_set(j->err, ST_ENODEV, j->be->name, -1, "could not take the train split");
+  const char *lp = j->o->losses_path;
+  if (lp && !(j->lossf = fopen(lp, "w"))) return st_error_errno(j->err, errno, lp, "cannot create");
+  return 0;
+}
+
+/* One epoch over the order in j->perm: a step per batch, the mean loss
+ * every --log-every batches (line and chart point), progress; stops at an
+ * interrupt (j->cancelled) or a failed step (its error). */
+static int tr_epoch(tr_job *j, st_progress *p, size_t per_epoch) {
+  const tr_opts *o = j->o;
+  size_t n = j->ds->train.n, bs = (size_t)o->bs;
+  double running = 0;
+  for (j->bi = 0; (size_t)j->bi < per_epoch; j->bi++) {
+    if (st_cancelled(j->c)) {
+      j->cancelled = 1;
+      return 0;
     }
-    if (be->bind(st, ds->train.pixels, ds->train.labels, n) != 0) {
-      rc = st_error_set(err, ST_ENODEV, be->name, -1, "could not take the train split");
-      goto done;
+    size_t lo = (size_t)j->bi * bs;
+    int cnt = (int)((n - lo) < bs ? (n - lo) : bs);
+    float loss;
+    if (j->be->step(j->st, j->perm + lo, cnt, &loss) != 0)
+      return st_error_set(j->err, ST_EINTERNAL, j->be->name, -1, "training step %lld failed", j->bi + 1);
+    j->images += (uint64_t)cnt;
+    running += loss;
+    if (j->lossf) fprintf(j->lossf, "%.9g\n", loss);
+    if (j->bi % o->log_every == o->log_every - 1) {
+      double mean = running / (double)o->log_every;
+      st_printf(j->c, "[%d, %5d] loss: %.3f\n", (int)j->ep + 1, (int)j->bi + 1, mean);
+      chart_add(j->chart, (double)j->ep * (double)per_epoch + (double)j->bi + 1, mean);
+      chart_show(j->c, j->chart, 0);
+      running = 0;
     }
-    if (losses_path && !(lossf = fopen(losses_path, "w"))) {
-      rc = st_error_errno(err, errno, losses_path, "cannot create");
-      goto done;
-    }
-    size_t per_epoch = (n + (size_t)bs - 1) / (size_t)bs;
-    chart->total_x = (double)per_epoch * (double)epochs;
+    st_progress_update(p, (uint64_t)j->ep * per_epoch + (uint64_t)j->bi + 1);
+  }
+  return 0;
+}
+
+/* --epochs passes, each shuffled from the seed, under one progress bar;
+ * whatever happens, the weights after the last finished step go to the
+ * session's model. */
+static int tr_fit(tr_job *j) {
+  const tr_opts *o = j->o;
+  int rc = 0;
+  if (o->epochs > 0) {
+    if ((rc = tr_fit_prepare(j))) return rc;
+    size_t n = j->ds->train.n;
+    size_t per_epoch = (n + (size_t)o->bs - 1) / (size_t)o->bs;
+    j->chart->total_x = (double)per_epoch * (double)o->epochs;
     st_progress p;
-    st_progress_begin(c, &p, "train", "batches", (uint64_t)per_epoch * (uint64_t)epochs);
-    cnn_rng rng = {cnn_shuffle_seed((uint64_t)seed)};
-    for (ep = 0; ep < epochs && !cancelled && !rc; ep++) {
-      cnn_shuffle(&rng, perm, n);
-      double running = 0;
-      for (bi = 0; (size_t)bi < per_epoch; bi++) {
-        if (st_cancelled(c)) {
-          cancelled = 1;
-          break;
-        }
-        size_t lo = (size_t)bi * (size_t)bs;
-        int cnt = (int)((n - lo) < (size_t)bs ? (n - lo) : (size_t)bs);
-        float loss;
-        if (be->step(st, perm + lo, cnt, &loss) != 0) {
-          rc = st_error_set(err, ST_EINTERNAL, be->name, -1, "training step %lld failed", bi + 1);
-          break;
-        }
-        images += (uint64_t)cnt;
-        running += loss;
-        if (lossf) fprintf(lossf, "%.9g\n", loss);
-        if (bi % log_every == log_every - 1) {
-          st_printf(c, "[%d, %5d] loss: %.3f\n", (int)ep + 1, (int)bi + 1, running / (double)log_every);
-          chart_add(chart, (double)ep * (double)per_epoch + (double)bi + 1, running / (double)log_every);
-          chart_show(c, chart, 0);
-          running = 0;
-        }
-        st_progress_update(&p, (uint64_t)ep * per_epoch + (uint64_t)bi + 1);
-      }
-      if (cancelled || rc) break;
+    st_progress_begin(j->c, &p, "train", "batches", (uint64_t)per_epoch * (uint64_t)o->epochs);
+    cnn_rng rng = {cnn_shuffle_seed((uint64_t)o->seed)};
+    for (j->ep = 0; j->ep < o->epochs; j->ep++) {
+      cnn_shuffle(&rng, j->perm, n);
+      if ((rc = tr_epoch(j, &p, per_epoch)) || j->cancelled) break;
     }
-    train_s = st_now() - t0;
-    st_progress_end(&p, cancelled ? ST_ECANCELED : rc);
-    if (chart->n) chart_show(c, chart, 1);
+    j->train_s = st_now() - j->t0;
+    st_progress_end(&p, j->cancelled ? ST_ECANCELED : rc);
+    if (j->chart->n) chart_show(j->c, j->chart, 1);
   }
   /* the weights as of the last finished step stay in the session */
-  if (be->get(st, model->params) == 0) model->have = 1;
-  if (rc) goto done;
-  if (cancelled) {
-    st_printf(c, "interrupted in epoch %lld before batch %lld; the weights after the last finished "
-                 "step are kept: `%%train --epochs 0 --save FILE` saves them\n", ep + 1, bi + 1);
-    rc = st_error_set(err, ST_ECANCELED, "%train", -1, "interrupted at epoch %lld, batch %lld",
-                      ep + 1, bi + 1);
-    goto done;
-  }
-  if (epochs > 0) st_printf(c, "Finished Training\n");
-
-  if (ds->test.n > 0) {
-    size_t tn = ds->test.n;
-    uint8_t *pred = malloc(tn);
-    if (!pred) {
-      rc = st_error_set(err, ST_ENOMEM, "%train", -1, "out of memory");
-      goto done;
-    }
-    for (size_t lo = 0; lo < tn && !rc; lo += 2000) {
-      if (st_cancelled(c)) {
-        rc = st_error_set(err, ST_ECANCELED, "%train", -1,
-                          "interrupted during evaluation (the trained weights are kept)");
-        break;
-      }
-      size_t k = tn - lo < 2000 ? tn - lo : 2000;
-      if (be->eval(st, ds->test.pixels + lo * CNN_IMAGE, k, pred + lo) != 0)
-        rc = st_error_set(err, ST_EINTERNAL, be->name, -1, "evaluation failed");
-    }
-    if (!rc) {
-      size_t correct = 0, cc[CNN_CLASSES] = {0}, ct[CNN_CLASSES] = {0};
-      for (size_t i = 0; i < tn; i++) {
-        uint8_t l = ds->test.labels[i];
-        if (l >= CNN_CLASSES) continue;
-        ct[l]++;
-        if (pred[i] == l) {
-          correct++;
-          cc[l]++;
-        }
-      }
-      st_printf(c, "Accuracy of the network on the %zu test images: %.1f %%\n", tn,
-                100.0 * (double)correct / (double)tn);
-      static const char *const hdr[] = {"class", "correct", "images", "accuracy"};
-      static const int right[] = {0, 1, 1, 1};
-      tbl *t = tbl_new(4, hdr, right);
-      for (int k = 0; t && k < CNN_CLASSES; k++) {
-        char a1[32], a2[32], a3[32];
-        snprintf(a1, sizeof a1, "%zu", cc[k]);
-        snprintf(a2, sizeof a2, "%zu", ct[k]);
-        snprintf(a3, sizeof a3, ct[k] ? "%.1f %%" : "-", ct[k] ? 100.0 * (double)cc[k] / (double)ct[k] : 0.0);
-        const char *row[] = {names[k], a1, a2, a3};
-        tbl_add(t, row, 0);
-      }
-      if (t) {
-        char a1[32], a2[32], a3[32];
-        snprintf(a1, sizeof a1, "%zu", correct);
-        snprintf(a2, sizeof a2, "%zu", tn);
-        snprintf(a3, sizeof a3, "%.1f %%", 100.0 * (double)correct / (double)tn);
-        const char *row[] = {"all", a1, a2, a3};
-        tbl_add(t, row, 1);
-        tbl_display(c, t, "Test accuracy per class", NULL, 0);
-        tbl_free(t);
-      }
-    }
-    free(pred);
-    if (rc) goto done;
-  } else {
-    st_printf(c, "no test split loaded: accuracy not measured\n");
-  }
-
-  if (save) {
-    if (cnn_safetensors_write(save, model->params, msg, sizeof msg) != 0) {
-      rc = st_error_set(err, ST_EIO, save, -1, "%s", msg);
-      goto done;
-    }
-    st_printf(c, "saved %s (safetensors, 10 tensors, %d parameters)\n", save, CNN_NPARAM);
-  }
-  if (epochs > 0)
-    st_printf(c, "train: %lld epoch%s, %llu images in %.2f s (%.0f images/s); %s\n", epochs,
-              epochs == 1 ? "" : "s", (unsigned long long)images, train_s,
-              train_s > 0 ? (double)images / train_s : 0.0, bdesc);
-  {
-    char tb[64];
-    snprintf(tb, sizeof tb, "%s (%s)", be->name, be->describe(st)); /* cpu (2 threads, avx512) */
-    st_timing_add(c, "train", "train", epochs > 0 ? train_s : st_now() - t0, 0, images, tb, NULL);
-  }
-done:
-  if (lossf && fclose(lossf) != 0 && !rc) rc = st_error_errno(err, errno, losses_path, "write failed");
-  be->free(st);
-  free(perm);
-  free(chart);
+  if (j->be->get(j->st, j->model->params) == 0) j->model->have = 1;
   return rc;
+}
+
+/* An interrupt is an error that says how to save what was trained;
+ * otherwise "Finished Training" (when there were epochs). */
+static int tr_check_finished(tr_job *j) {
+  if (j->cancelled) {
+    st_printf(j->c, "interrupted in epoch %lld before batch %lld; the weights after the last finished "
+                    "step are kept: `%%train --epochs 0 --save FILE` saves them\n", j->ep + 1, j->bi + 1);
+    return st_error_set(j->err, ST_ECANCELED, "%train", -1, "interrupted at epoch %lld, batch %lld",
+                        j->ep + 1, j->bi + 1);
+  }
+  if (j->o->epochs > 0) st_printf(j->c, "Finished Training\n");
+  return 0;
+}
+
+/* The accuracy line and the per-class table of predictions pred. */
+static void tr_report_accuracy(tr_job *j, const uint8_t *pred) {
+  const ss_split *test = &j->ds->test;
+  size_t tn = test->n, correct = 0, cc[CNN_CLASSES] = {0}, ct[CNN_CLASSES] = {0};
+  for (size_t i = 0; i < tn; i++) {
+    uint8_t l = test->labels[i];
+    if (l >= CNN_CLASSES) continue;
+    ct[l]++;
+    if (pred[i] == l) {
+      correct++;
+      cc[l]++;
+    }
+  }
+  st_printf(j->c, "Accuracy of the network on the %zu test images: %.1f %%\n", tn,
+            100.0 * (double)correct / (double)tn);
+  static const char *const hdr[] = {"class", "correct", "images", "accuracy"};
+  static const int right[] = {0, 1, 1, 1};
+  tbl *t = tbl_new(4, hdr, right);
+  for (int k = 0; t && k < CNN_CLASSES; k++) {
+    char a1[32], a2[32], a3[32];
+    snprintf(a1, sizeof a1, "%zu", cc[k]);
+    snprintf(a2, sizeof a2, "%zu", ct[k]);
+    snprintf(a3, sizeof a3, ct[k] ? "%.1f %%" : "-", ct[k] ? 100.0 * (double)cc[k] / (double)ct[k] : 0.0);
+    const char *row[] = {j->names[k], a1, a2, a3};
+    tbl_add(t, row, 0);
+  }
+  if (t) {
+    char a1[32], a2[32], a3[32];
+    snprintf(a1, sizeof a1, "%zu", correct);
+    snprintf(a2, sizeof a2, "%zu", tn);
+    snprintf(a3, sizeof a3, "%.1f %%", 100.0 * (double)correct / (double)tn);
+    const char *row[] = {"all", a1, a2, a3};
+    tbl_add(t, row, 1);
+    tbl_display(j->c, t, "Test accuracy per class", NULL, 0);
+    tbl_free(t);
+  }
+}
+
+/* Predicts the test split 2000 images at a time and reports the accuracy
+ * (or says there is no test split). */
+static int tr_evaluate(tr_job *j) {
+  const ss_split *test = &j->ds->test;
+  size_t tn = test->n;
+  if (tn == 0) {
+    st_printf(j->c, "no test split loaded: accuracy not measured\n");
+    return 0;
+  }
+  uint8_t *pred = malloc(tn);
+  if (!pred) return st_error_set(j->err, ST_ENOMEM, "%train", -1, "out of memory");
+  int rc = 0;
+  for (size_t lo = 0; lo < tn && !rc; lo += 2000) {
+    if (st_cancelled(j->c)) {
+      rc = st_error_set(j->err, ST_ECANCELED, "%train", -1,
+                        "interrupted during evaluation (the trained weights are kept)");
+      break;
+    }
+    size_t k = tn - lo < 2000 ? tn - lo : 2000;
+    if (j->be->eval(j->st, test->pixels + lo * CNN_IMAGE, k, pred + lo) != 0)
+      rc = st_error_set(j->err, ST_EINTERNAL, j->be->name, -1, "evaluation failed");
+  }
+  if (!rc) tr_report_accuracy(j, pred);
+  free(pred);
+  return rc;
+}
+
+/* --save: the session's model as safetensors. */
+static int tr_save(tr_job *j) {
+  const char *save = j->o->save;
+  if (!save) return 0;
+  char msg[512] = "";
+  if (cnn_safetensors_write(save, j->model->params, msg, sizeof msg) != 0)
+    return st_error_set(j->err, ST_EIO, save, -1, "%s", msg);
+  st_printf(j->c, "saved %s (safetensors, 10 tensors, %d parameters)\n", save, CNN_NPARAM);
+  return 0;
+}
+
+/* The images/s line and the "train" timing record. */
+static int tr_summary(tr_job *j) {
+  const tr_opts *o = j->o;
+  if (o->epochs > 0)
+    st_printf(j->c, "train: %lld epoch%s, %llu images in %.2f s (%.0f images/s); %s\n", o->epochs,
+              o->epochs == 1 ? "" : "s", (unsigned long long)j->images, j->train_s,
+              j->train_s > 0 ? (double)j->images / j->train_s : 0.0, j->bdesc);
+  char tb[64];
+  snprintf(tb, sizeof tb, "%s (%s)", j->be->name, j->be->describe(j->st)); /* cpu (2 threads, avx512) */
+  st_timing_add(j->c, "train", "train", o->epochs > 0 ? j->train_s : st_now() - j->t0, 0, j->images,
+                tb, NULL);
+  return 0;
+}
+
+/* Releases everything the job holds whatever step failed; a --losses file
+ * that cannot be written completely makes the run fail. Returns rc. */
+static int tr_cleanup(tr_job *j, int rc) {
+  const char *lp = j->o->losses_path;
+  if (j->lossf && fclose(j->lossf) != 0 && !rc) rc = st_error_errno(j->err, errno, lp, "write failed");
+  if (j->st) j->be->free(j->st);
+  free(j->perm);
+  free(j->chart);
+  return rc;
+}
+
+int tr_train(st_ctx *c, const st_args *a, st_error *err) {
+  tr_opts o;
+  int rc = tr_opts_parse(a, &o, err);
+  if (rc) return rc;
+  tr_job j;
+  memset(&j, 0, sizeof j);
+  j.c = c;
+  j.err = err;
+  j.o = &o;
+  if (!rc) rc = tr_find_data(&j);
+  if (!rc) rc = tr_pick_backend(&j);
+  if (!rc) rc = tr_start(&j);
+  if (!rc) rc = tr_fit(&j);
+  if (!rc) rc = tr_check_finished(&j);
+  if (!rc) rc = tr_evaluate(&j);
+  if (!rc) rc = tr_save(&j);
+  if (!rc) rc = tr_summary(&j);
+  return tr_cleanup(&j, rc);
 }
