@@ -42,6 +42,10 @@ static const char *const k_names[10] = {"airplane", "automobile", "bird", "cat",
 static const char k_readme[] =
     "<meta HTTP-EQUIV=\"REFRESH\" content=\"0; URL=http://www.cs.toronto.edu/~kriz/cifar.html\">\n";
 #define MK_MTIME 1243000000 /* fixed member times: same options, same bytes */
+/* The cap of the pickle writer for batches of n images: each image takes
+ * 3072 pixel bytes, a label and a file name (each under 64 bytes with its
+ * opcodes), the rest of a file less than 64 KiB. */
+#define MK_BATCH_BYTES(n) ((size_t)(n) * (3072 + 64) + 65536)
 
 /* ------------------------------------------------------------------ */
 /* Images                                                             */
@@ -376,8 +380,7 @@ static int build_batch(mk *m, pw_buf *w, uint64_t seed, uint32_t file, uint32_t 
     snprintf(fnames[i], 48, "%s_s_%06llu.png", k_names[labels[i]],
              (unsigned long long)(++*fcount));
   }
-  w->len = 0;
-  w->memo = 0;
+  pw_reset(w);
   pw_op(w, PW_PROTO);
   pw_op(w, 2);
   pw_op(w, PW_EMPTY_DICT);
@@ -393,10 +396,10 @@ static int build_batch(mk *m, pw_buf *w, uint64_t seed, uint32_t file, uint32_t 
   pw_list_strs(w, fnames, nimg);
   pw_op(w, PW_SETITEMS);
   pw_op(w, PW_STOP);
-  if (w->oom || off == (size_t)-1)
+  if (w->b.err || off == (size_t)-1)
     return st_error_set(m->err, ST_ENOMEM, label, -1, "cannot build the batch in memory");
 
-  render_job j = {.c = m->c, .pix = w->p + off, .labels = labels, .seed = seed, .file = file,
+  render_job j = {.c = m->c, .pix = pw_bytes(w) + off, .labels = labels, .seed = seed, .file = file,
                   .n = nimg};
   long nc = sysconf(_SC_NPROCESSORS_ONLN);
   int nt = nc < 1 ? 1 : nc > 8 ? 8 : (int)nc;
@@ -449,7 +452,7 @@ int mk_mkdata(st_ctx *c, const st_args *a, st_error *err) {
 
   double t0 = st_now();
   pw_buf w;
-  pw_init(&w);
+  pw_init(&w, MK_BATCH_BYTES(ipb));
   int32_t *labels = malloc((size_t)ipb * sizeof *labels);
   char **fnames = malloc((size_t)ipb * sizeof *fnames);
   char *fspace = malloc((size_t)ipb * 48);
@@ -534,15 +537,14 @@ int mk_mkdata(st_ctx *c, const st_args *a, st_error *err) {
     if ((rc = build_batch(&m, &w, (uint64_t)seed, file, (uint32_t)ipb, label, labels, fnames,
                           &fcount, &p, &done)))
       goto out;
-    if ((rc = emit(&m, name, w.p, w.len))) goto out;
+    if ((rc = emit(&m, name, pw_bytes(&w), w.b.len))) goto out;
     if (st_cancelled(c)) {
       rc = st_error_set(err, ST_ECANCELED, m.dir, -1, "interrupted");
       goto out;
     }
   }
   /* batches.meta */
-  w.len = 0;
-  w.memo = 0;
+  pw_reset(&w);
   pw_op(&w, PW_PROTO);
   pw_op(&w, 2);
   pw_op(&w, PW_EMPTY_DICT);
@@ -556,11 +558,11 @@ int mk_mkdata(st_ctx *c, const st_args *a, st_error *err) {
   pw_int(&w, 3072);
   pw_op(&w, PW_SETITEMS);
   pw_op(&w, PW_STOP);
-  if (w.oom) {
+  if (w.b.err) {
     rc = st_error_set(err, ST_ENOMEM, m.dir, -1, "out of memory");
     goto out;
   }
-  if ((rc = emit(&m, "batches.meta", w.p, w.len))) goto out;
+  if ((rc = emit(&m, "batches.meta", pw_bytes(&w), w.b.len))) goto out;
   if ((rc = emit(&m, "readme.html", (const uint8_t *)k_readme, sizeof k_readme - 1))) goto out;
 
   if (archive_write_close(m.ar) != ARCHIVE_OK) {
