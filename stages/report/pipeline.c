@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "pipeline.h"
+#include "lib/dynbuf.h"
 #include "lib/session.h"
 
 const st_option pipeline_opts[] = {
@@ -44,42 +45,36 @@ static const char official_manifest[] =
     "40351d587109b95175f43aff81a1287e  cifar-10-batches-py/test_batch\n"
     "5ff9c542aee3614f3951f8cda6e48888  cifar-10-batches-py/batches.meta\n";
 
-/* A growing line buffer with shell quoting. */
-typedef struct {
-  char buf[8192];
-  size_t len;
-  int overflow;
-} line_t;
-
-static void add_raw(line_t *l, const char *s) {
-  size_t n = strlen(s);
-  if (l->len + n + 1 >= sizeof l->buf) {
-    l->overflow = 1;
-    return;
-  }
-  memcpy(l->buf + l->len, s, n + 1);
-  l->len += n;
-}
+/* A stage line is built in a dynbuf of at most PL_LINE_MAX bytes; words
+ * are shell-quoted. */
+#define PL_LINE_MAX 8190
 
 /* Appends ' WORD' single-quoted, so no expansion happens twice. */
-static void add_word(line_t *l, const char *w) {
-  add_raw(l, " '");
+static void add_word(dynbuf *l, const char *w) {
+  dyn_puts(l, " '");
   for (const char *p = w; *p; p++) {
-    char ch[2] = {*p, 0};
-    if (*p == '\'') add_raw(l, "'\\''");
-    else add_raw(l, ch);
+    if (*p == '\'') dyn_puts(l, "'\\''");
+    else dyn_putc(l, *p);
   }
-  add_raw(l, "'");
+  dyn_puts(l, "'");
 }
 
-static int run(st_ctx *c, line_t *l, int *step, int nsteps, st_error *err) {
-  if (l->overflow) return st_error_set(err, ST_E2BIG, "pipeline", -1, "a stage line is too long");
+/* The error of a line that could not be built (what), or 0. */
+static int line_error(const dynbuf *l, const char *what, st_error *err) {
+  if (l->err == ST_E2BIG) return st_error_set(err, ST_E2BIG, "pipeline", -1, "%s", what);
+  if (l->err) return st_error_set(err, l->err, "pipeline", -1, "out of memory");
+  return 0;
+}
+
+/* Runs line l as step *step of nsteps (said first) and empties it. */
+static int run(st_ctx *c, dynbuf *l, int *step, int nsteps, st_error *err) {
+  int rc = line_error(l, "a stage line is too long", err);
+  if (rc) return rc;
   (*step)++;
-  st_printf(c, "\n[%d/%d] %%%s\n", *step, nsteps, l->buf);
+  st_printf(c, "\n[%d/%d] %%%s\n", *step, nsteps, l->p);
   if (st_cancelled(c)) return st_error_set(err, ST_ECANCELED, "pipeline", -1, "interrupted");
-  int rc = c->run_line(c, l->buf, err);
-  l->len = 0;
-  l->buf[0] = 0;
+  rc = c->run_line(c, l->p, err);
+  dyn_reset(l);
   return rc;
 }
 
@@ -146,7 +141,7 @@ int pl_pipeline(st_ctx *c, const st_args *a, st_error *err) {
     c->session->run_label[0] = 0;
   }
   char data_dir[4096], tarball[4200], url[4200], man[4200], man_local[4200];
-  line_t l = {{0}, 0, 0};
+  dynbuf l = DYN_INIT(PL_LINE_MAX);
   int step = 0;
   const int nsteps = copy ? 9 : 6;
   double t0 = st_now();
@@ -169,15 +164,16 @@ int pl_pipeline(st_ctx *c, const st_args *a, st_error *err) {
     if (manifest) snprintf(man, sizeof man, "%s", manifest);
     else sibling(man, sizeof man, url, "MANIFEST.md5");
     if (is_url(man)) {
-      add_raw(&l, "download");
+      dyn_puts(&l, "download");
       add_word(&l, man);
-      add_raw(&l, " --to");
+      dyn_puts(&l, " --to");
       add_word(&l, man_local);
-      st_printf(c, "fetching the manifest: %%%s\n", l.buf);
+      if ((rc = line_error(&l, "a stage line is too long", err))) return rc;
+      st_printf(c, "fetching the manifest: %%%s\n", l.p);
       st_error e2;
       st_error_clear(&e2);
-      rc = c->run_line(c, l.buf, &e2);
-      l.len = 0;
+      rc = c->run_line(c, l.p, &e2);
+      dyn_reset(&l);
       if (rc == ST_ECANCELED) return st_error_set(err, rc, "pipeline", -1, "interrupted");
       if (rc) {
         if (manifest || !md5 || strcmp(md5, official_md5) != 0) {
@@ -199,40 +195,40 @@ int pl_pipeline(st_ctx *c, const st_args *a, st_error *err) {
     }
 
     if (fused) {
-      add_raw(&l, "download");
+      dyn_puts(&l, "download");
       add_word(&l, url);
-      add_raw(&l, " --to");
+      dyn_puts(&l, " --to");
       add_word(&l, tarball);
-      if (md5) { add_raw(&l, " --md5"); add_word(&l, md5); }
-      add_raw(&l, " --extract");
+      if (md5) { dyn_puts(&l, " --md5"); add_word(&l, md5); }
+      dyn_puts(&l, " --extract");
       add_word(&l, work);
-      add_raw(&l, " --verify");
+      dyn_puts(&l, " --verify");
       add_word(&l, man_local);
       rc = run(c, &l, &step, nsteps, err);
       step = 4;
     } else {
-      add_raw(&l, "download");
+      dyn_puts(&l, "download");
       add_word(&l, url);
-      add_raw(&l, " --to");
+      dyn_puts(&l, " --to");
       add_word(&l, tarball);
       rc = run(c, &l, &step, nsteps, err);
       if (!rc) {
-        add_raw(&l, "md5");
+        dyn_puts(&l, "md5");
         add_word(&l, tarball);
-        if (md5) { add_raw(&l, " --expect"); add_word(&l, md5); }
+        if (md5) { dyn_puts(&l, " --expect"); add_word(&l, md5); }
         rc = run(c, &l, &step, nsteps, err);
       }
       if (!rc) {
-        add_raw(&l, "extract");
+        dyn_puts(&l, "extract");
         add_word(&l, tarball);
-        add_raw(&l, " --to");
+        dyn_puts(&l, " --to");
         add_word(&l, work);
         rc = run(c, &l, &step, nsteps, err);
       }
       if (!rc) {
-        add_raw(&l, "verify");
+        dyn_puts(&l, "verify");
         add_word(&l, man_local);
-        add_raw(&l, " --root");
+        dyn_puts(&l, " --root");
         add_word(&l, work);
         rc = run(c, &l, &step, nsteps, err);
       }
@@ -241,20 +237,20 @@ int pl_pipeline(st_ctx *c, const st_args *a, st_error *err) {
     snprintf(data_dir, sizeof data_dir, "%s", source);
     if (manifest) snprintf(man_local, sizeof man_local, "%s", manifest);
     else snprintf(man_local, sizeof man_local, "%s/MANIFEST.md5", source);
-    add_raw(&l, "verify");
+    dyn_puts(&l, "verify");
     add_word(&l, man_local);
-    add_raw(&l, " --root");
+    dyn_puts(&l, " --root");
     add_word(&l, source);
     rc = run(c, &l, &step, nsteps, err);
   }
 
   if (!rc) {
-    add_raw(&l, "load");
+    dyn_puts(&l, "load");
     add_word(&l, data_dir);
     rc = run(c, &l, &step, nsteps, err);
   }
   if (!rc) {
-    add_raw(&l, "meta");
+    dyn_puts(&l, "meta");
     add_word(&l, data_dir);
     rc = run(c, &l, &step, nsteps, err);
   }
@@ -262,7 +258,7 @@ int pl_pipeline(st_ctx *c, const st_args *a, st_error *err) {
     if (s3) {
       char records[4200];
       snprintf(records, sizeof records, "%s/cifar-10-batches-py", data_dir);
-      add_raw(&l, "upload");
+      dyn_puts(&l, "upload");
       add_word(&l, records);
       char dest[4200];
       snprintf(dest, sizeof dest, "%s%s", s3, s3[strlen(s3) - 1] == '/' ? "" : "/");
@@ -274,24 +270,24 @@ int pl_pipeline(st_ctx *c, const st_args *a, st_error *err) {
     }
   }
   if (!rc) {
-    add_raw(&l, "preview --n 4");
-    if (seed) { add_raw(&l, " --seed"); add_word(&l, seed); }
+    dyn_puts(&l, "preview --n 4");
+    if (seed) { dyn_puts(&l, " --seed"); add_word(&l, seed); }
     rc = run(c, &l, &step, nsteps, err);
   }
   if (!rc) {
     char e[32];
     snprintf(e, sizeof e, "%lld", epochs);
-    add_raw(&l, "train --epochs");
+    dyn_puts(&l, "train --epochs");
     add_word(&l, e);
-    if (device) { add_raw(&l, " --device"); add_word(&l, device); }
-    if (seed) { add_raw(&l, " --seed"); add_word(&l, seed); }
+    if (device) { dyn_puts(&l, " --device"); add_word(&l, device); }
+    if (seed) { dyn_puts(&l, " --seed"); add_word(&l, seed); }
     rc = run(c, &l, &step, nsteps, err);
   }
   if (rc) return rc;
   st_printf(c, "\npipeline (%s): %d stages in %.2f s\n", copy ? "copy, Test 1" : "inplace, Test 2",
             nsteps, st_now() - t0);
-  add_raw(&l, "timings --chart");
-  if (label) { add_raw(&l, " --label"); add_word(&l, label); }
-  if (l.overflow) return st_error_set(err, ST_E2BIG, "pipeline", -1, "label too long");
-  return c->run_line(c, l.buf, err);
+  dyn_puts(&l, "timings --chart");
+  if (label) { dyn_puts(&l, " --label"); add_word(&l, label); }
+  if ((rc = line_error(&l, "label too long", err))) return rc;
+  return c->run_line(c, l.p, err);
 }
