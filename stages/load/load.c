@@ -357,138 +357,212 @@ static long ncpu(void) {
   return n > 0 ? n : 1;
 }
 
-/* Load one split from its files into sp. */
-static int load_split(st_ctx *c, const char *which, lfile *f, size_t nf, int n_classes,
-                      int do_md5, ss_split *sp, double *secs, st_error *err) {
-  double t0 = st_now();
-  size_t total = 0;
-  for (size_t i = 0; i < nf; i++) {
-    if (st_cancelled(c)) return st_error_set(err, ST_ECANCELED, which, -1, "interrupted");
-    int rc = map_file(f[i].path, &f[i].map, &f[i].size, err);
-    if (rc) return rc;
-    /* a file cut short meanwhile reads as zeros past its new end (a
-     * format error, or garbage) and is reported as what it is */
-    mapguard g;
-    if (mapguard_begin(&g, f[i].map, f[i].size))
-      return st_error_set(err, ST_EINTERNAL, f[i].path, -1, "cannot guard the mapping (sigaction failed)");
-    f[i].doc = pkl_parse(f[i].map, f[i].size, f[i].path, err);
-    if (f[i].doc) rc = ld_batch_check(pkl_root(f[i].doc), f[i].path, n_classes, &f[i].b, err);
-    size_t lost;
-    if (mapguard_end(&g, &lost)) {
-      st_error_clear(err);
-      return st_error_set(err, ST_EIO, f[i].path, (long long)lost,
-                          "the file shrank while it was being read (expected %zu bytes)", f[i].size);
-    }
-    if (!f[i].doc) return err->code ? err->code : ST_EFORMAT;
-    if (rc) return rc;
-    f[i].first = total;
-    if (f[i].b.n > SIZE_MAX / SS_IMAGE_BYTES - total)
-      return st_error_set(err, ST_E2BIG, which, -1, "too many images");
-    total += f[i].b.n;
-  }
-  size_t bytes = total * SS_IMAGE_BYTES;
-  memset(sp, 0, sizeof *sp);
-  sp->files = nf;
-  sp->n = total;
-  sp->labels = malloc(total ? total : 1);
-  if (!sp->labels) return st_error_set(err, ST_ENOMEM, which, -1, "out of memory");
-  for (size_t i = 0; i < nf; i++) memcpy(sp->labels + f[i].first, f[i].b.labels, f[i].b.n);
-  if (bytes) {
-    void *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED)
-      return st_error_set(err, ST_ENOMEM, which, -1, "cannot allocate %zu bytes for the pixels", bytes);
-    madvise(m, bytes, MADV_HUGEPAGE);
-    sp->pixels = m;
-    sp->map_len = bytes;
-  }
-
+/* One split being loaded; split_end releases what it holds whatever step
+ * failed. */
+typedef struct ld_split {
+  st_ctx *c;
+  st_error *err;
+  const char *which;     /* "train" or "test" */
+  lfile *f;              /* its files, in order */
+  size_t nf;
+  int n_classes;         /* from batches.meta, 0: unknown */
+  ss_split *sp;          /* out */
+  size_t total;          /* images */
+  size_t bytes;          /* pixel bytes */
+  double t0;
   st_progress p;
-  char label[160];
-  snprintf(label, sizeof label, "load %s", which);
-  st_progress_begin(c, &p, label, "B", bytes);
+  int pstarted;
+  EVP_MD_CTX *md;        /* NULL without md5 */
+} ld_split;
 
-  EVP_MD_CTX *md = do_md5 ? EVP_MD_CTX_new() : NULL;
-  if (md && !EVP_DigestInit_ex(md, EVP_md5(), NULL)) {
-    EVP_MD_CTX_free(md);
-    md = NULL;
-    st_eprintf(c, "%s: md5 is not available here; no checksums\n", which);
+/* Maps, parses and checks file i under a guard of its mapping: a file cut
+ * short meanwhile is reported as what it is. */
+static int split_parse_file(ld_split *s, size_t i) {
+  lfile *f = &s->f[i];
+  int rc = map_file(f->path, &f->map, &f->size, s->err);
+  if (rc) return rc;
+  /* a file cut short meanwhile reads as zeros past its new end (a
+   * format error, or garbage) and is reported as what it is */
+  mapguard g;
+  if (mapguard_begin(&g, f->map, f->size))
+    return st_error_set(s->err, ST_EINTERNAL, f->path, -1, "cannot guard the mapping (sigaction failed)");
+  f->doc = pkl_parse(f->map, f->size, f->path, s->err);
+  if (f->doc) rc = ld_batch_check(pkl_root(f->doc), f->path, s->n_classes, &f->b, s->err);
+  size_t lost;
+  if (mapguard_end(&g, &lost)) {
+    st_error_clear(s->err);
+    return st_error_set(s->err, ST_EIO, f->path, (long long)lost,
+                        "the file shrank while it was being read (expected %zu bytes)", f->size);
   }
+  if (!f->doc) return s->err->code ? s->err->code : ST_EFORMAT;
+  return rc;
+}
 
+/* Every file parsed and checked; each gets the index of its first image. */
+static int split_parse(ld_split *s) {
+  for (size_t i = 0; i < s->nf; i++) {
+    if (st_cancelled(s->c)) return st_error_set(s->err, ST_ECANCELED, s->which, -1, "interrupted");
+    int rc = split_parse_file(s, i);
+    if (rc) return rc;
+    s->f[i].first = s->total;
+    if (s->f[i].b.n > SIZE_MAX / SS_IMAGE_BYTES - s->total)
+      return st_error_set(s->err, ST_E2BIG, s->which, -1, "too many images");
+    s->total += s->f[i].b.n;
+  }
+  s->bytes = s->total * SS_IMAGE_BYTES;
+  return 0;
+}
+
+/* The split's labels (copied from the files) and an anonymous mapping for
+ * its pixels (huge pages advised). */
+static int split_alloc(ld_split *s) {
+  ss_split *sp = s->sp;
+  memset(sp, 0, sizeof *sp);
+  sp->files = s->nf;
+  sp->n = s->total;
+  sp->labels = malloc(s->total ? s->total : 1);
+  if (!sp->labels) return st_error_set(s->err, ST_ENOMEM, s->which, -1, "out of memory");
+  for (size_t i = 0; i < s->nf; i++) memcpy(sp->labels + s->f[i].first, s->f[i].b.labels, s->f[i].b.n);
+  if (s->bytes) {
+    void *m = mmap(NULL, s->bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+      return st_error_set(s->err, ST_ENOMEM, s->which, -1, "cannot allocate %zu bytes for the pixels", s->bytes);
+    madvise(m, s->bytes, MADV_HUGEPAGE);
+    sp->pixels = m;
+    sp->map_len = s->bytes;
+  }
+  return 0;
+}
+
+/* The progress bar "load SPLIT" and the md5 (said, not fatal, when the
+ * library has none). */
+static int split_begin(ld_split *s, int do_md5) {
+  char label[160];
+  snprintf(label, sizeof label, "load %s", s->which);
+  st_progress_begin(s->c, &s->p, label, "B", s->bytes);
+  s->pstarted = 1;
+  s->md = do_md5 ? EVP_MD_CTX_new() : NULL;
+  if (s->md && !EVP_DigestInit_ex(s->md, EVP_md5(), NULL)) {
+    EVP_MD_CTX_free(s->md);
+    s->md = NULL;
+    st_eprintf(s->c, "%s: md5 is not available here; no checksums\n", s->which);
+  }
+  return 0;
+}
+
+/* Waits until the copy of file i is done, reporting progress every 50 ms
+ * and passing an interrupt on to the copy threads; then hashes its pixels.
+ * 0, ST_ECANCELED, or ST_EIO when the file shrank meanwhile. */
+static int split_take_file(ld_split *s, copyjob *j, size_t i) {
+  pthread_mutex_lock(&j->mu);
+  while (!j->done[i]) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 50 * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&j->cv, &j->mu, &ts);
+    if (!j->done[i]) {
+      pthread_mutex_unlock(&j->mu);
+      st_progress_update(&s->p, atomic_load(&j->bytes));
+      if (st_cancelled(s->c)) atomic_store(&j->cancel, 1);
+      pthread_mutex_lock(&j->mu);
+    }
+  }
+  pthread_mutex_unlock(&j->mu);
+  if (atomic_load(&j->cancel) || st_cancelled(s->c)) {
+    atomic_store(&j->cancel, 1);
+    return st_error_set(s->err, ST_ECANCELED, s->which, -1, "interrupted");
+  }
+  lfile *f = &s->f[i];
+  if (f->lost)
+    return st_error_set(s->err, ST_EIO, f->path, (long long)f->lost_off,
+                        "the file shrank while it was being read (expected %zu bytes)", f->size);
+  if (s->md) EVP_DigestUpdate(s->md, s->sp->pixels + f->first * SS_IMAGE_BYTES, f->b.n * SS_IMAGE_BYTES);
+  st_progress_update(&s->p, atomic_load(&j->bytes));
+  return 0;
+}
+
+/* Copies every file's pixel block into place on copy threads (here when
+ * none can start) while this thread hashes them in file order. */
+static int split_copy(ld_split *s) {
   copyjob j;
   memset(&j, 0, sizeof j);
-  j.f = f;
-  j.nf = nf;
-  j.dst = sp->pixels;
+  j.f = s->f;
+  j.nf = s->nf;
+  j.dst = s->sp->pixels;
   atomic_init(&j.next, 0);
   atomic_init(&j.cancel, 0);
   atomic_init(&j.bytes, 0);
   pthread_mutex_init(&j.mu, NULL);
   pthread_cond_init(&j.cv, NULL);
-  j.done = calloc(nf ? nf : 1, 1);
+  j.done = calloc(s->nf ? s->nf : 1, 1);
   /* the md5 (one stream, in file order, on this thread) is the long pole:
    * it keeps a core of its own, the copies take the others */
-  long nt = md && ncpu() > 1 ? ncpu() - 1 : ncpu();
+  long nt = s->md && ncpu() > 1 ? ncpu() - 1 : ncpu();
   if (nt > PK_LIMIT_LOAD_THREADS) nt = PK_LIMIT_LOAD_THREADS;
-  if ((size_t)nt > nf) nt = (long)nf;
+  if ((size_t)nt > s->nf) nt = (long)s->nf;
   pthread_t th[PK_LIMIT_LOAD_THREADS];
   long started = 0;
   int rc = 0;
-  if (!j.done) rc = st_error_set(err, ST_ENOMEM, which, -1, "out of memory");
+  if (!j.done) rc = st_error_set(s->err, ST_ENOMEM, s->which, -1, "out of memory");
   for (; !rc && started < nt; started++)
     if (pthread_create(&th[started], NULL, copy_worker, &j) != 0) break;
-  if (!rc && started == 0 && nf) copy_worker(&j); /* no thread: copy here */
-
-  for (size_t i = 0; !rc && i < nf; i++) {
-    pthread_mutex_lock(&j.mu);
-    while (!j.done[i]) {
-      struct timespec ts;
-      clock_gettime(CLOCK_REALTIME, &ts);
-      ts.tv_nsec += 50 * 1000000L;
-      if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-      }
-      pthread_cond_timedwait(&j.cv, &j.mu, &ts);
-      if (!j.done[i]) {
-        pthread_mutex_unlock(&j.mu);
-        st_progress_update(&p, atomic_load(&j.bytes));
-        if (st_cancelled(c)) atomic_store(&j.cancel, 1);
-        pthread_mutex_lock(&j.mu);
-      }
-    }
-    pthread_mutex_unlock(&j.mu);
-    if (atomic_load(&j.cancel) || st_cancelled(c)) {
-      atomic_store(&j.cancel, 1);
-      rc = st_error_set(err, ST_ECANCELED, which, -1, "interrupted");
-      break;
-    }
-    if (f[i].lost) {
-      rc = st_error_set(err, ST_EIO, f[i].path, (long long)f[i].lost_off,
-                        "the file shrank while it was being read (expected %zu bytes)", f[i].size);
-      break;
-    }
-    if (md) EVP_DigestUpdate(md, sp->pixels + f[i].first * SS_IMAGE_BYTES, f[i].b.n * SS_IMAGE_BYTES);
-    st_progress_update(&p, atomic_load(&j.bytes));
-  }
+  if (!rc && started == 0 && s->nf) copy_worker(&j); /* no thread: copy here */
+  for (size_t i = 0; !rc && i < s->nf; i++) rc = split_take_file(s, &j, i);
   if (rc) atomic_store(&j.cancel, 1);
   for (long t = 0; t < started; t++) pthread_join(th[t], NULL);
   pthread_mutex_destroy(&j.mu);
   pthread_cond_destroy(&j.cv);
   free(j.done);
-  if (!rc && md) {
-    unsigned char d[EVP_MAX_MD_SIZE];
-    unsigned dl = 0;
-    EVP_DigestFinal_ex(md, d, &dl);
-    hex(d, dl, sp->pixels_md5);
-    EVP_DigestInit_ex(md, EVP_md5(), NULL);
-    EVP_DigestUpdate(md, sp->labels, total);
-    EVP_DigestFinal_ex(md, d, &dl);
-    hex(d, dl, sp->labels_md5);
-  }
-  EVP_MD_CTX_free(md);
-  st_progress_end(&p, rc);
-  for (size_t i = 0; i < nf; i++) lfile_release(&f[i]);
-  *secs = st_now() - t0;
+  return rc;
+}
+
+/* The md5 of the pixels (fed by split_copy) and of the labels. */
+static int split_digests(ld_split *s) {
+  if (!s->md) return 0;
+  unsigned char d[EVP_MAX_MD_SIZE];
+  unsigned dl = 0;
+  EVP_DigestFinal_ex(s->md, d, &dl);
+  hex(d, dl, s->sp->pixels_md5);
+  EVP_DigestInit_ex(s->md, EVP_md5(), NULL);
+  EVP_DigestUpdate(s->md, s->sp->labels, s->total);
+  EVP_DigestFinal_ex(s->md, d, &dl);
+  hex(d, dl, s->sp->labels_md5);
+  return 0;
+}
+
+/* Releases what the split holds (the files' mappings and parses too) and
+ * returns rc. */
+static int split_end(ld_split *s, int rc) {
+  EVP_MD_CTX_free(s->md);
+  if (s->pstarted) st_progress_end(&s->p, rc);
+  for (size_t i = 0; i < s->nf; i++) lfile_release(&s->f[i]);
+  return rc;
+}
+
+/* Load one split from its files into sp. */
+static int load_split(st_ctx *c, const char *which, lfile *f, size_t nf, int n_classes,
+                      int do_md5, ss_split *sp, double *secs, st_error *err) {
+  ld_split s;
+  memset(&s, 0, sizeof s);
+  s.t0 = st_now();
+  s.c = c;
+  s.err = err;
+  s.which = which;
+  s.f = f;
+  s.nf = nf;
+  s.n_classes = n_classes;
+  s.sp = sp;
+  int rc = split_parse(&s);
+  if (!rc) rc = split_alloc(&s);
+  if (!rc) rc = split_begin(&s, do_md5);
+  if (!rc) rc = split_copy(&s);
+  if (!rc) rc = split_digests(&s);
+  rc = split_end(&s, rc);
+  *secs = st_now() - s.t0;
   return rc;
 }
 
