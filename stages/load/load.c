@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/dynbuf.h"
 #include "lib/limits.h"
 #include "lib/mapguard.h"
 #include "lib/session.h"
@@ -250,14 +251,9 @@ static int list_train(const char *root, lfile **out, size_t *nout, st_error *err
                         PK_LIMIT_LOAD_FILES);
       break;
     }
-    if (n == cap) {
-      cap = cap ? cap * 2 : 16;
-      lfile *nf = realloc(f, cap * sizeof *nf);
-      if (!nf) {
-        rc = st_error_set(err, ST_ENOMEM, root, -1, "out of memory");
-        break;
-      }
-      f = nf;
+    if (dyn_grow_array(&f, &cap, n + 1, sizeof *f, PK_LIMIT_LOAD_FILES)) { /* n is under the limit */
+      rc = st_error_set(err, ST_ENOMEM, root, -1, "out of memory");
+      break;
     }
     memset(&f[n], 0, sizeof f[n]);
     f[n].num = strtoull(p, NULL, 10);
