@@ -475,135 +475,186 @@ static int link_target_safe(const char *rel, const char *target) {
   return 1;
 }
 
-static int write_file(dx_job *j, struct archive *ar, int root, char *rel, struct archive_entry *e,
-                      uint64_t *total) {
-  int64_t size = archive_entry_size_is_set(e) ? archive_entry_size(e) : 0;
-  if (size < 0) size = 0;
-  if ((uint64_t)size > PK_LIMIT_EXTRACT_BYTES - *total)
+/* A regular member being written: where it goes, its temporary file and
+ * its digest. write_file's steps fill it in turn. */
+typedef struct dx_file {
+  const char *rel;             /* its path in DIR */
+  struct archive_entry *e;
+  int64_t size;                /* the size its header declares (0 when none) */
+  int dfd;                     /* its folder, -1 until opened */
+  const char *leaf;            /* its name in dfd (points into rel) */
+  char tmp[300];               /* the temporary name in dfd */
+  int fd;                      /* the temporary file, -1 when closed */
+  int made_tmp;                /* tmp was created (removed again on failure) */
+  EVP_MD_CTX *md;              /* NULL without hashing */
+  uint64_t written;            /* the end of the last data block */
+  char *old;                   /* with undo: what the member replaced, kept aside */
+  char hex[33];                /* its md5 ("" without hashing) */
+} dx_file;
+
+/* Feeds n zero bytes to md (a hole, or the tail of a sparse file). */
+static void md_zeros(EVP_MD_CTX *md, uint64_t n) {
+  static const uint8_t z[65536];
+  while (n) {
+    size_t k = n > sizeof z ? sizeof z : (size_t)n;
+    EVP_DigestUpdate(md, z, k);
+    n -= k;
+  }
+}
+
+/* Writes all of b at offset off of fd; 0, or -1 with errno. */
+static int pwrite_all(int fd, const uint8_t *b, size_t left, int64_t off) {
+  while (left) {
+    ssize_t w = pwrite(fd, b, left, off);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return -1;
+    b += w;
+    left -= (size_t)w;
+    off += w;
+  }
+  return 0;
+}
+
+/* Refuses, before anything is written, a member whose declared size is
+ * over what the archive may still hold, or over the free space in DIR. */
+static int file_check_size(dx_job *j, int root, const dx_file *f, uint64_t total) {
+  if ((uint64_t)f->size > PK_LIMIT_EXTRACT_BYTES - total)
     return st_error_set(&j->err, ST_E2BIG, j->where, -1,
                         "member \"%.300s\" claims %lld bytes: over the limit of %llu bytes for the "
                         "whole archive; refused before writing",
-                        rel, (long long)size, (unsigned long long)PK_LIMIT_EXTRACT_BYTES);
+                        f->rel, (long long)f->size, (unsigned long long)PK_LIMIT_EXTRACT_BYTES);
   struct statvfs vs;
-  if (fstatvfs(root, &vs) == 0 && (uint64_t)size > (uint64_t)vs.f_bavail * vs.f_frsize)
+  if (fstatvfs(root, &vs) == 0 && (uint64_t)f->size > (uint64_t)vs.f_bavail * vs.f_frsize)
     return st_error_set(&j->err, ST_ENOSPC, j->where, -1,
                         "member \"%.300s\" claims %lld bytes, more than the %llu bytes free in %s; "
                         "refused before writing",
-                        rel, (long long)size, (unsigned long long)vs.f_bavail * vs.f_frsize, j->dest);
-  const char *leaf;
-  int dfd = open_parent(j, root, rel, &leaf, 1);
-  if (dfd < 0) return j->err.code;
-  char tmp[300];
-  snprintf(tmp, sizeof tmp, ".%.200s.pk-tmp-%ld", leaf, (long)getpid());
-  int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    int er = errno;
-    close(dfd);
-    return fail_errno(j, er, rel, "cannot create");
-  }
-  EVP_MD_CTX *m = NULL;
+                        f->rel, (long long)f->size, (unsigned long long)vs.f_bavail * vs.f_frsize, j->dest);
+  return 0;
+}
+
+/* Opens the member's folder (made as needed, never through a symlink) and
+ * its temporary file .LEAF.pk-tmp-PID there, and starts its md5. */
+static int file_open(dx_job *j, int root, char *rel, dx_file *f) {
+  f->dfd = open_parent(j, root, rel, &f->leaf, 1);
+  if (f->dfd < 0) return j->err.code;
+  snprintf(f->tmp, sizeof f->tmp, ".%.200s.pk-tmp-%ld", f->leaf, (long)getpid());
+  f->fd = openat(f->dfd, f->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (f->fd < 0) return fail_errno(j, errno, f->rel, "cannot create");
+  f->made_tmp = 1;
   if (j->hash) {
-    m = EVP_MD_CTX_new();
-    if (m) EVP_DigestInit_ex(m, EVP_md5(), NULL);
+    f->md = EVP_MD_CTX_new();
+    if (f->md) EVP_DigestInit_ex(f->md, EVP_md5(), NULL);
   }
-  int rc = 0;
-  char *old = NULL; /* with undo: what the member replaced, kept aside */
-  uint64_t written = 0;
+  return 0;
+}
+
+/* Writes every data block of the member at its offset (holes are hashed
+ * as zeros); data beyond the declared size counts against the limit. */
+static int file_copy_data(dx_job *j, struct archive *ar, dx_file *f, uint64_t total) {
+  const char *rel = f->rel;
   for (;;) {
     const void *buf;
     size_t len;
     la_int64_t off;
     int r = archive_read_data_block(ar, &buf, &len, &off);
-    if (r == ARCHIVE_EOF) break;
+    if (r == ARCHIVE_EOF) return 0;
     if (r < ARCHIVE_WARN) {
       int en = archive_errno(ar);
-      rc = st_error_set(&j->err, en == ECANCELED || st_cancelled(j->c) ? ST_ECANCELED : ST_EFORMAT,
-                        j->where, -1, "member \"%.300s\": %s", rel, ar_why(ar));
-      break;
+      return st_error_set(&j->err, en == ECANCELED || st_cancelled(j->c) ? ST_ECANCELED : ST_EFORMAT,
+                          j->where, -1, "member \"%.300s\": %s", rel, ar_why(ar));
     }
-    if ((uint64_t)off + len > (uint64_t)size && (uint64_t)off + len > written) {
+    if ((uint64_t)off + len > (uint64_t)f->size && (uint64_t)off + len > f->written) {
       /* data beyond the declared size (sparse or lying header): count it */
-      if ((uint64_t)off + len > PK_LIMIT_EXTRACT_BYTES - *total) {
-        rc = st_error_set(&j->err, ST_E2BIG, j->where, -1, "member \"%.300s\" exceeds the size limit", rel);
-        break;
-      }
+      if ((uint64_t)off + len > PK_LIMIT_EXTRACT_BYTES - total)
+        return st_error_set(&j->err, ST_E2BIG, j->where, -1, "member \"%.300s\" exceeds the size limit", rel);
     }
-    if (m && (uint64_t)off > written) { /* hole: hash zeros */
-      static const uint8_t z[65536];
-      uint64_t gap = (uint64_t)off - written;
-      while (gap) {
-        size_t k = gap > sizeof z ? sizeof z : (size_t)gap;
-        EVP_DigestUpdate(m, z, k);
-        gap -= k;
-      }
-    }
-    const uint8_t *b = buf;
-    size_t left = len;
-    la_int64_t o = off;
-    while (left) {
-      ssize_t w = pwrite(fd, b, left, o);
-      if (w < 0 && errno == EINTR) continue;
-      if (w < 0) { rc = fail_errno(j, errno, rel, "write failed"); break; }
-      b += w;
-      left -= (size_t)w;
-      o += w;
-    }
-    if (rc) break;
-    if (m) EVP_DigestUpdate(m, buf, len);
-    written = (uint64_t)off + len;
+    if (f->md && (uint64_t)off > f->written) md_zeros(f->md, (uint64_t)off - f->written); /* a hole */
+    if (pwrite_all(f->fd, buf, len, off)) return fail_errno(j, errno, rel, "write failed");
+    if (f->md) EVP_DigestUpdate(f->md, buf, len);
+    f->written = (uint64_t)off + len;
     atomic_fetch_add(&j->out_bytes, len);
-    if (st_cancelled(j->c)) {
-      rc = st_error_set(&j->err, ST_ECANCELED, j->where, -1, "interrupted in member \"%.300s\"", rel);
-      break;
-    }
+    if (st_cancelled(j->c))
+      return st_error_set(&j->err, ST_ECANCELED, j->where, -1, "interrupted in member \"%.300s\"", rel);
   }
-  if (!rc && written < (uint64_t)size && ftruncate(fd, size))
-    rc = fail_errno(j, errno, rel, "truncate failed");
-  if (!rc) {
-    if (m && written < (uint64_t)size) {
-      static const uint8_t z[65536];
-      uint64_t gap = (uint64_t)size - written;
-      while (gap) {
-        size_t k = gap > sizeof z ? sizeof z : (size_t)gap;
-        EVP_DigestUpdate(m, z, k);
-        gap -= k;
-      }
-    }
-    fchmod(fd, archive_entry_perm(e) & 0755);
-    struct timespec ts[2] = {{archive_entry_mtime(e), 0}, {archive_entry_mtime(e), 0}};
-    futimens(fd, ts);
+}
+
+/* Extends the file to its declared size (hashing the zeros) and gives it
+ * the member's mode (at most 0755) and time. */
+static int file_complete(dx_job *j, dx_file *f) {
+  if (f->written < (uint64_t)f->size) {
+    if (ftruncate(f->fd, f->size)) return fail_errno(j, errno, f->rel, "truncate failed");
+    if (f->md) md_zeros(f->md, (uint64_t)f->size - f->written);
   }
-  if (close(fd) && !rc) rc = fail_errno(j, errno, rel, "close failed");
-  if (!rc) {
-    /* never replace a folder or follow a symlink under the final name */
-    struct stat st;
-    int there = fstatat(dfd, leaf, &st, AT_SYMLINK_NOFOLLOW) == 0;
-    if (there && S_ISDIR(st.st_mode))
-      rc = fail_errno(j, EEXIST, rel, "cannot replace a folder with a file");
-    else
-      rc = keep_old(j, dfd, rel, leaf, there ? &st : NULL, &old);
-    if (!rc && renameat(dfd, tmp, dfd, leaf)) {
-      rc = fail_errno(j, errno, rel, "rename failed");
-      restore_old(dfd, leaf, old);
-      old = NULL;
-    }
-  }
-  if (rc) unlinkat(dfd, tmp, 0);
-  close(dfd);
-  char hex[33] = "";
-  if (m) {
-    unsigned char d[EVP_MAX_MD_SIZE];
-    unsigned int dl;
-    EVP_DigestFinal_ex(m, d, &dl);
-    EVP_MD_CTX_free(m);
-    md5_hex(d, hex);
-  }
-  if (!rc) {
-    *total += (uint64_t)size > written ? (uint64_t)size : written;
-    atomic_fetch_add(&j->files, 1);
-    rc = add_member(j, rel, hex, old);
+  fchmod(f->fd, archive_entry_perm(f->e) & 0755);
+  struct timespec ts[2] = {{archive_entry_mtime(f->e), 0}, {archive_entry_mtime(f->e), 0}};
+  futimens(f->fd, ts);
+  return 0;
+}
+
+/* Closes the temporary file: a write error reported only now is the
+ * member's error (unless it already has one). Returns rc. */
+static int file_close(dx_job *j, dx_file *f, int rc) {
+  if (f->fd < 0) return rc;
+  if (close(f->fd) && !rc) rc = fail_errno(j, errno, f->rel, "close failed");
+  f->fd = -1;
+  return rc;
+}
+
+/* Renames the temporary file to the member's name; never over a folder
+ * nor through a symlink, and with undo what was there is kept aside. */
+static int file_place(dx_job *j, dx_file *f) {
+  struct stat st;
+  int there = fstatat(f->dfd, f->leaf, &st, AT_SYMLINK_NOFOLLOW) == 0;
+  if (there && S_ISDIR(st.st_mode)) return fail_errno(j, EEXIST, f->rel, "cannot replace a folder with a file");
+  int rc = keep_old(j, f->dfd, f->rel, f->leaf, there ? &st : NULL, &f->old);
+  if (rc) return rc;
+  if (renameat(f->dfd, f->tmp, f->dfd, f->leaf)) {
+    rc = fail_errno(j, errno, f->rel, "rename failed");
+    restore_old(f->dfd, f->leaf, f->old);
+    f->old = NULL;
   }
   return rc;
+}
+
+/* Releases what the member holds whatever step failed (a temporary file
+ * left goes) and finishes its md5; returns rc. */
+static int file_end(dx_file *f, int rc) {
+  if (f->fd >= 0) close(f->fd);
+  if (rc && f->made_tmp) unlinkat(f->dfd, f->tmp, 0);
+  if (f->dfd >= 0) close(f->dfd);
+  if (f->md) {
+    unsigned char d[EVP_MAX_MD_SIZE];
+    unsigned int dl;
+    EVP_DigestFinal_ex(f->md, d, &dl);
+    EVP_MD_CTX_free(f->md);
+    md5_hex(d, f->hex);
+  }
+  return rc;
+}
+
+/* A regular member: checked, written to a temporary file, completed,
+ * renamed into place and recorded (*total grows by its size). */
+static int write_file(dx_job *j, struct archive *ar, int root, char *rel, struct archive_entry *e,
+                      uint64_t *total) {
+  dx_file f;
+  memset(&f, 0, sizeof f);
+  f.rel = rel;
+  f.e = e;
+  f.size = archive_entry_size_is_set(e) ? archive_entry_size(e) : 0;
+  if (f.size < 0) f.size = 0;
+  f.dfd = -1;
+  f.fd = -1;
+  int rc = file_check_size(j, root, &f, *total);
+  if (!rc) rc = file_open(j, root, rel, &f);
+  if (!rc) rc = file_copy_data(j, ar, &f, *total);
+  if (!rc) rc = file_complete(j, &f);
+  rc = file_close(j, &f, rc);
+  if (!rc) rc = file_place(j, &f);
+  rc = file_end(&f, rc);
+  if (rc) return rc;
+  *total += (uint64_t)f.size > f.written ? (uint64_t)f.size : f.written;
+  atomic_fetch_add(&j->files, 1);
+  return add_member(j, rel, f.hex, f.old);
 }
 
 static int do_entry(dx_job *j, struct archive *ar, int root, struct archive_entry *e, uint64_t *total) {
