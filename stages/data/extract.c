@@ -19,6 +19,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "lib/dynbuf.h"
 #include "lib/limits.h"
 #include "md5.h"
 #include "lib/ring.h"
@@ -214,13 +215,10 @@ static int fail_errno(dx_job *j, int er, const char *rel, const char *what) {
 /* Records a member written at path (takes old, see keep_old). 0, or
  * ST_ENOMEM: a member that cannot be recorded could not be undone. */
 static int add_member(dx_job *j, const char *path, const char *hex, char *old) {
-  if (j->nmembers == j->capmembers) {
-    size_t nc = j->capmembers ? j->capmembers * 2 : 64;
-    dx_member *nm = realloc(j->members, nc * sizeof *nm);
-    if (!nm) goto oom;
-    j->members = nm;
-    j->capmembers = nc;
-  }
+  /* one member per entry: dx_run refuses entries past the limit first */
+  if (dyn_grow_array(&j->members, &j->capmembers, j->nmembers + 1, sizeof *j->members,
+                     PK_LIMIT_EXTRACT_ENTRIES))
+    goto oom;
   char *p = strdup(path);
   if (!p) goto oom;
   j->members[j->nmembers].path = p;
