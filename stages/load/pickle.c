@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "latin1.h"
+#include "lib/dynbuf.h"
 #include "lib/limits.h"
 #include "pickle.h"
 
@@ -241,15 +242,11 @@ static pkl_value *mk(rd *r, pkl_type t) {
 static int push(rd *r, pkl_value *v) {
   if (!v) return -1;
   if (r->sp == r->scap) {
-    if (r->scap >= PK_LIMIT_PICKLE_STACK)
+    int rc = dyn_grow_array(&r->stack, &r->scap, r->sp + 1, sizeof *r->stack, PK_LIMIT_PICKLE_STACK);
+    if (rc == ST_E2BIG)
       return fail(r, ST_E2BIG, "stack deeper than %u values (PK_LIMIT_PICKLE_STACK)",
                   (unsigned)PK_LIMIT_PICKLE_STACK);
-    size_t cap = r->scap ? r->scap * 2 : 256;
-    if (cap > PK_LIMIT_PICKLE_STACK) cap = PK_LIMIT_PICKLE_STACK;
-    pkl_value **ns = realloc(r->stack, cap * sizeof *ns);
-    if (!ns) return fail(r, ST_ENOMEM, "out of memory");
-    r->stack = ns;
-    r->scap = cap;
+    if (rc) return fail(r, ST_ENOMEM, "out of memory");
   }
   r->stack[r->sp++] = v;
   return 0;
@@ -686,13 +683,10 @@ static int memo_put(rd *r, size_t idx) {
     return fail(r, ST_E2BIG, "memo index %zu out of range (file of %zu bytes, PK_LIMIT_PICKLE_MEMO %u)",
                 idx, r->len, (unsigned)PK_LIMIT_PICKLE_MEMO);
   if (idx >= r->memo_cap) {
-    size_t cap = r->memo_cap ? r->memo_cap : 256;
-    while (cap <= idx) cap *= 2;
-    pkl_value **nm = realloc(r->memo, cap * sizeof *nm);
-    if (!nm) return fail(r, ST_ENOMEM, "out of memory");
-    memset(nm + r->memo_cap, 0, (cap - r->memo_cap) * sizeof *nm);
-    r->memo = nm;
-    r->memo_cap = cap;
+    size_t was = r->memo_cap;
+    if (dyn_grow_array(&r->memo, &r->memo_cap, idx + 1, sizeof *r->memo, PK_LIMIT_PICKLE_MEMO))
+      return fail(r, ST_ENOMEM, "out of memory"); /* idx is under the limit */
+    memset(r->memo + was, 0, (r->memo_cap - was) * sizeof *r->memo);
   }
   if (!r->memo[idx]) r->memo_n++;
   r->memo[idx] = v;
