@@ -655,6 +655,89 @@ static int write_file(dx_job *j, struct archive *ar, int root, char *rel, struct
   return add_member(j, rel, f.hex, f.old);
 }
 
+/* A hard link member (rel, named name in the archive) to hl: only to a
+ * file already extracted inside DIR. */
+static int entry_hardlink(dx_job *j, int root, char *rel, const char *name, const char *hl) {
+  char trel[PK_LIMIT_EXTRACT_PATH + 2];
+  int t = clean_path(j, hl, trel, sizeof trel);
+  if (t) {
+    st_error_clear(&j->err);
+    return st_error_set(&j->err, ST_EUNSAFE, j->where, -1,
+                        "hard link \"%.300s\" -> \"%.300s\" leads out of %s: refused", name, hl, j->dest);
+  }
+  const char *tleaf, *leaf;
+  int tfd = open_parent(j, root, trel, &tleaf, 0);
+  if (tfd < 0) return j->err.code;
+  struct stat st;
+  if (fstatat(tfd, tleaf, &st, AT_SYMLINK_NOFOLLOW) || !S_ISREG(st.st_mode)) {
+    close(tfd);
+    return st_error_set(&j->err, ST_EUNSAFE, j->where, -1,
+                        "hard link \"%.300s\" -> \"%.300s\": the target is not a file extracted here",
+                        name, hl);
+  }
+  int dfd = open_parent(j, root, rel, &leaf, 1);
+  if (dfd < 0) { close(tfd); return j->err.code; }
+  char *old;
+  int rc = keep_old_at(j, dfd, rel, leaf, &old);
+  if (!rc) {
+    unlinkat(dfd, leaf, 0);
+    if (linkat(tfd, tleaf, dfd, leaf, 0)) {
+      rc = fail_errno(j, errno, rel, "cannot create hard link");
+      restore_old(dfd, leaf, old);
+    } else {
+      atomic_fetch_add(&j->files, 1);
+      rc = add_member(j, rel, NULL, old);
+    }
+  }
+  close(tfd);
+  close(dfd);
+  return rc;
+}
+
+/* A folder member: made unless there (recorded for a rollback when made);
+ * what is there must be a real folder. */
+static int entry_dir(dx_job *j, int root, char *rel) {
+  const char *leaf;
+  int dfd = open_parent(j, root, rel, &leaf, 1);
+  if (dfd < 0) return j->err.code;
+  int rc = 0;
+  if (mkdirat(dfd, leaf, 0755) == 0) add_dir(j, rel, strlen(rel));
+  else if (errno != EEXIST) rc = fail_errno(j, errno, rel, "cannot create folder");
+  struct stat st;
+  if (!rc && (fstatat(dfd, leaf, &st, AT_SYMLINK_NOFOLLOW) || !S_ISDIR(st.st_mode)))
+    rc = st_error_set(&j->err, ST_EUNSAFE, j->where, -1, "folder member \"%.300s\" exists as a symlink or file", rel);
+  close(dfd);
+  return rc;
+}
+
+/* A symlink member: only with a target that stays inside DIR. */
+static int entry_symlink(dx_job *j, int root, char *rel, struct archive_entry *e) {
+  const char *target = archive_entry_symlink(e);
+  if (!target || !link_target_safe(rel, target))
+    return st_error_set(&j->err, ST_EUNSAFE, j->where, -1,
+                        "symlink \"%.300s\" -> \"%.300s\" leads out of %s: refused", rel,
+                        target ? target : "", j->dest);
+  const char *leaf;
+  int dfd = open_parent(j, root, rel, &leaf, 1);
+  if (dfd < 0) return j->err.code;
+  char *old;
+  int rc = keep_old_at(j, dfd, rel, leaf, &old);
+  if (!rc) {
+    unlinkat(dfd, leaf, 0);
+    if (symlinkat(target, dfd, leaf)) {
+      rc = fail_errno(j, errno, rel, "cannot create symlink");
+      restore_old(dfd, leaf, old);
+    } else {
+      rc = add_member(j, rel, NULL, old);
+    }
+  }
+  close(dfd);
+  return rc;
+}
+
+/* One archive entry: its name cleaned, then by type (hard link, folder,
+ * file, symlink); device nodes, fifos, sockets and unknown types are
+ * refused. */
 static int do_entry(dx_job *j, struct archive *ar, int root, struct archive_entry *e, uint64_t *total) {
   char rel[PK_LIMIT_EXTRACT_PATH + 2];
   const char *name = archive_entry_pathname(e);
@@ -664,81 +747,14 @@ static int do_entry(dx_job *j, struct archive *ar, int root, struct archive_entr
   const char *hl = archive_entry_hardlink(e);
   if (r == 1) return type == AE_IFDIR ? 0 : st_error_set(&j->err, ST_EUNSAFE, j->where, -1,
                                                           "member \"%.300s\" names the destination itself", name);
-  if (hl) {
-    char trel[PK_LIMIT_EXTRACT_PATH + 2];
-    int t = clean_path(j, hl, trel, sizeof trel);
-    if (t) {
-      st_error_clear(&j->err);
-      return st_error_set(&j->err, ST_EUNSAFE, j->where, -1,
-                          "hard link \"%.300s\" -> \"%.300s\" leads out of %s: refused", name, hl, j->dest);
-    }
-    const char *tleaf, *leaf;
-    int tfd = open_parent(j, root, trel, &tleaf, 0);
-    if (tfd < 0) return j->err.code;
-    struct stat st;
-    if (fstatat(tfd, tleaf, &st, AT_SYMLINK_NOFOLLOW) || !S_ISREG(st.st_mode)) {
-      close(tfd);
-      return st_error_set(&j->err, ST_EUNSAFE, j->where, -1,
-                          "hard link \"%.300s\" -> \"%.300s\": the target is not a file extracted here",
-                          name, hl);
-    }
-    int dfd = open_parent(j, root, rel, &leaf, 1);
-    if (dfd < 0) { close(tfd); return j->err.code; }
-    char *old;
-    int rc = keep_old_at(j, dfd, rel, leaf, &old);
-    if (!rc) {
-      unlinkat(dfd, leaf, 0);
-      if (linkat(tfd, tleaf, dfd, leaf, 0)) {
-        rc = fail_errno(j, errno, rel, "cannot create hard link");
-        restore_old(dfd, leaf, old);
-      } else {
-        atomic_fetch_add(&j->files, 1);
-        rc = add_member(j, rel, NULL, old);
-      }
-    }
-    close(tfd);
-    close(dfd);
-    return rc;
-  }
+  if (hl) return entry_hardlink(j, root, rel, name, hl);
   switch (type) {
-  case AE_IFDIR: {
-    const char *leaf;
-    int dfd = open_parent(j, root, rel, &leaf, 1);
-    if (dfd < 0) return j->err.code;
-    int rc = 0;
-    if (mkdirat(dfd, leaf, 0755) == 0) add_dir(j, rel, strlen(rel));
-    else if (errno != EEXIST) rc = fail_errno(j, errno, rel, "cannot create folder");
-    struct stat st;
-    if (!rc && (fstatat(dfd, leaf, &st, AT_SYMLINK_NOFOLLOW) || !S_ISDIR(st.st_mode)))
-      rc = st_error_set(&j->err, ST_EUNSAFE, j->where, -1, "folder member \"%.300s\" exists as a symlink or file", rel);
-    close(dfd);
-    return rc;
-  }
+  case AE_IFDIR:
+    return entry_dir(j, root, rel);
   case AE_IFREG:
     return write_file(j, ar, root, rel, e, total);
-  case AE_IFLNK: {
-    const char *target = archive_entry_symlink(e);
-    if (!target || !link_target_safe(rel, target))
-      return st_error_set(&j->err, ST_EUNSAFE, j->where, -1,
-                          "symlink \"%.300s\" -> \"%.300s\" leads out of %s: refused", rel,
-                          target ? target : "", j->dest);
-    const char *leaf;
-    int dfd = open_parent(j, root, rel, &leaf, 1);
-    if (dfd < 0) return j->err.code;
-    char *old;
-    int rc = keep_old_at(j, dfd, rel, leaf, &old);
-    if (!rc) {
-      unlinkat(dfd, leaf, 0);
-      if (symlinkat(target, dfd, leaf)) {
-        rc = fail_errno(j, errno, rel, "cannot create symlink");
-        restore_old(dfd, leaf, old);
-      } else {
-        rc = add_member(j, rel, NULL, old);
-      }
-    }
-    close(dfd);
-    return rc;
-  }
+  case AE_IFLNK:
+    return entry_symlink(j, root, rel, e);
   case AE_IFCHR: case AE_IFBLK:
     return st_error_set(&j->err, ST_EUNSAFE, j->where, -1, "member \"%.300s\" is a device node: refused", rel);
   case AE_IFIFO:
