@@ -774,37 +774,51 @@ static int needs_seek(const uint8_t *p, size_t n) {
          (n >= sizeof sevenzip && !memcmp(p, sevenzip, sizeof sevenzip));
 }
 
-int dx_run(dx_job *j) {
-  st_error_clear(&j->err);
-  int rc = 0;
+/* One dx_run: the byte source, libarchive's reader and DIR; run_end
+ * releases them whatever step failed. */
+typedef struct dx_pass {
+  dx_job *j;
   dx_reader r;
-  memset(&r, 0, sizeof r);
-  r.j = j;
-  struct archive *ar = NULL;
-  int root = -1;
-  /* peek: gzip magic? an archive that needs seeking? */
-  int k = pull_more(&r);
-  if (k < 0) return j->err.code ? j->err.code : st_error_set(&j->err, ST_EIO, j->where, -1, "read failed");
-  if (!j->seek && needs_seek(r.in, r.in_len)) {
-    j->needs_file = 1;
-    return 0;
-  }
+  struct archive *ar;
+  int root;              /* DIR, -1 until opened */
+  uint64_t total;        /* member bytes so far (against PK_LIMIT_EXTRACT_BYTES) */
+} dx_pass;
+
+/* Pulls the first bytes: a zip or 7-Zip from a source that cannot seek
+ * stops here with j->needs_file set. */
+static int run_peek(dx_pass *p) {
+  dx_job *j = p->j;
+  if (pull_more(&p->r) < 0)
+    return j->err.code ? j->err.code : st_error_set(&j->err, ST_EIO, j->where, -1, "read failed");
+  if (!j->seek && needs_seek(p->r.in, p->r.in_len)) j->needs_file = 1;
+  return 0;
+}
+
+/* Makes DIR (noting that this run made it) and opens it. */
+static int run_open_dest(dx_pass *p) {
+  dx_job *j = p->j;
   if (mkdir(j->dest, 0755) == 0) j->made_dest = 1;
   else if (errno != EEXIST) return st_error_errno(&j->err, errno, j->dest, "cannot create the destination");
-  root = open(j->dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (root < 0) return st_error_errno(&j->err, errno, j->dest, "cannot open the destination");
-  int is_gz = r.in_len >= 2 && r.in[0] == 0x1f && r.in[1] == 0x8b;
-  r.gzip = is_gz && j->inflater != 2;
-  ar = archive_read_new();
-  if (!ar) { rc = st_error_set(&j->err, ST_ENOMEM, j->where, -1, "out of memory"); goto out; }
-  if (r.gzip) {
-    if (ring_init(&r.ring, DX_SLOTS, DX_SLOT)) {
-      rc = st_error_set(&j->err, ST_ENOMEM, j->where, -1, "out of memory");
-      goto out;
-    }
-    isal_inflate_init(&r.st);
-    r.st.crc_flag = ISAL_GZIP;
-    r.threaded = pthread_create(&r.th, NULL, inflater, &r) == 0;
+  p->root = open(j->dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (p->root < 0) return st_error_errno(&j->err, errno, j->dest, "cannot open the destination");
+  return 0;
+}
+
+/* libarchive's reader on the source: for gzip (unless --inflater
+ * libarchive) tar or cpio behind the ISA-L inflater thread, else every
+ * format and filter libarchive has (with seeks when the source can). */
+static int run_open_archive(dx_pass *p) {
+  dx_job *j = p->j;
+  dx_reader *r = &p->r;
+  int is_gz = r->in_len >= 2 && r->in[0] == 0x1f && r->in[1] == 0x8b;
+  r->gzip = is_gz && j->inflater != 2;
+  struct archive *ar = p->ar = archive_read_new();
+  if (!ar) return st_error_set(&j->err, ST_ENOMEM, j->where, -1, "out of memory");
+  if (r->gzip) {
+    if (ring_init(&r->ring, DX_SLOTS, DX_SLOT)) return st_error_set(&j->err, ST_ENOMEM, j->where, -1, "out of memory");
+    isal_inflate_init(&r->st);
+    r->st.crc_flag = ISAL_GZIP;
+    r->threaded = pthread_create(&r->th, NULL, inflater, r) == 0;
     archive_read_support_format_tar(ar);
     archive_read_support_format_cpio(ar);
     snprintf(j->backend, sizeof j->backend, "isa-l+libarchive");
@@ -814,59 +828,80 @@ int dx_run(dx_job *j) {
     snprintf(j->backend, sizeof j->backend, is_gz ? "libarchive-zlib" : "libarchive");
     if (j->seek && !is_gz) archive_read_set_seek_callback(ar, seek_cb);
   }
-  if (archive_read_open(ar, &r, NULL, rd_cb, NULL) != ARCHIVE_OK) {
-    if (r.gzip && r.ecode) /* the gzip layer failed before the tar began */
-      rc = st_error_set(&j->err, st_cancelled(j->c) ? ST_ECANCELED : ST_EFORMAT, j->where,
-                        (long long)atomic_load(&j->in_bytes), "%s", r.emsg);
-    else
-      rc = st_error_set(&j->err, st_cancelled(j->c) ? ST_ECANCELED : ST_EFORMAT, j->where, -1,
-                        "not an archive libarchive can read: %s", ar_why(ar));
-    goto out;
-  }
-  uint64_t total = 0, entries = 0;
+  if (archive_read_open(ar, r, NULL, rd_cb, NULL) == ARCHIVE_OK) return 0;
+  if (r->gzip && r->ecode) /* the gzip layer failed before the tar began */
+    return st_error_set(&j->err, st_cancelled(j->c) ? ST_ECANCELED : ST_EFORMAT, j->where,
+                        (long long)atomic_load(&j->in_bytes), "%s", r->emsg);
+  return st_error_set(&j->err, st_cancelled(j->c) ? ST_ECANCELED : ST_EFORMAT, j->where, -1,
+                      "not an archive libarchive can read: %s", ar_why(ar));
+}
+
+/* Every entry in turn (at most PK_LIMIT_EXTRACT_ENTRIES), through
+ * do_entry; stops at the first error or an interrupt. */
+static int run_entries(dx_pass *p) {
+  dx_job *j = p->j;
+  uint64_t entries = 0;
   for (;;) {
     struct archive_entry *e;
-    int h = archive_read_next_header(ar, &e);
-    if (h == ARCHIVE_EOF) break;
-    if (h < ARCHIVE_WARN) {
-      rc = st_error_set(&j->err, st_cancelled(j->c) ? ST_ECANCELED : ST_EFORMAT, j->where,
-                        (long long)archive_filter_bytes(ar, -1), "%s", ar_why(ar));
-      break;
-    }
-    if (++entries > PK_LIMIT_EXTRACT_ENTRIES) {
-      rc = st_error_set(&j->err, ST_E2BIG, j->where, -1, "more than %u members", (unsigned)PK_LIMIT_EXTRACT_ENTRIES);
-      break;
-    }
-    rc = do_entry(j, ar, root, e, &total);
-    if (rc) break;
-    if (st_cancelled(j->c)) {
-      rc = st_error_set(&j->err, ST_ECANCELED, j->where, -1, "interrupted");
-      break;
-    }
+    int h = archive_read_next_header(p->ar, &e);
+    if (h == ARCHIVE_EOF) return 0;
+    if (h < ARCHIVE_WARN)
+      return st_error_set(&j->err, st_cancelled(j->c) ? ST_ECANCELED : ST_EFORMAT, j->where,
+                          (long long)archive_filter_bytes(p->ar, -1), "%s", ar_why(p->ar));
+    if (++entries > PK_LIMIT_EXTRACT_ENTRIES)
+      return st_error_set(&j->err, ST_E2BIG, j->where, -1, "more than %u members", (unsigned)PK_LIMIT_EXTRACT_ENTRIES);
+    int rc = do_entry(j, p->ar, p->root, e, &p->total);
+    if (rc) return rc;
+    if (st_cancelled(j->c)) return st_error_set(&j->err, ST_ECANCELED, j->where, -1, "interrupted");
   }
-  /* The tar ends before the gzip stream does: inflate what follows (the
-   * tar's zero padding) to the end, so ISA-L checks the trailer (CRC-32 and
-   * length) and a truncated or corrupt tail is an error, not a silent pass. */
-  if (!rc && r.gzip) {
-    const void *b;
-    la_ssize_t n;
-    do
-      n = rd_cb(ar, &r, &b);
-    while (n > 0);
-    if (n < 0)
-      rc = st_error_set(&j->err, st_cancelled(j->c) ? ST_ECANCELED : ST_EFORMAT, j->where,
-                        (long long)atomic_load(&j->in_bytes), "after the last member: %s",
-                        ar_why(ar));
-  }
-out:
-  inflater_stop(&r);
-  if (ar) archive_read_free(ar);
-  ring_free(&r.ring);
-  if (root >= 0) close(root);
+}
+
+/* The tar ends before the gzip stream does: inflate what follows (the
+ * tar's zero padding) to the end, so ISA-L checks the trailer (CRC-32 and
+ * length) and a truncated or corrupt tail is an error, not a silent pass. */
+static int run_gzip_trailer(dx_pass *p) {
+  dx_job *j = p->j;
+  if (!p->r.gzip) return 0;
+  const void *b;
+  la_ssize_t n;
+  do
+    n = rd_cb(p->ar, &p->r, &b);
+  while (n > 0);
+  if (n < 0)
+    return st_error_set(&j->err, st_cancelled(j->c) ? ST_ECANCELED : ST_EFORMAT, j->where,
+                        (long long)atomic_load(&j->in_bytes), "after the last member: %s", ar_why(p->ar));
+  return 0;
+}
+
+/* Stops the inflater, frees the reader and closes DIR; once DIR was open,
+ * a DIR this run made and left empty (nothing could be read) goes.
+ * Returns rc, or the job's error. */
+static int run_end(dx_pass *p, int rc) {
+  dx_job *j = p->j;
+  inflater_stop(&p->r);
+  if (p->ar) archive_read_free(p->ar);
+  ring_free(&p->r.ring);
+  if (p->root < 0) return rc;
+  close(p->root);
   if (!rc && j->err.code) rc = j->err.code;
-  /* a DIR this run made and left empty (nothing could be read) goes */
   if (rc && j->made_dest && rmdir(j->dest) == 0) j->made_dest = 0;
   return rc;
+}
+
+int dx_run(dx_job *j) {
+  st_error_clear(&j->err);
+  dx_pass p;
+  memset(&p, 0, sizeof p);
+  p.j = j;
+  p.r.j = j;
+  p.root = -1;
+  int rc = run_peek(&p);
+  if (!rc && j->needs_file) return 0; /* dx_extract_file runs it again on the whole file */
+  if (!rc) rc = run_open_dest(&p);
+  if (!rc) rc = run_open_archive(&p);
+  if (!rc) rc = run_entries(&p);
+  if (!rc) rc = run_gzip_trailer(&p);
+  return run_end(&p, rc);
 }
 
 /* ---- %extract ---- */
