@@ -576,96 +576,153 @@ static void print_split(st_ctx *c, const char *which, const ss_split *sp, double
     st_printf(c, "  md5 pixels %s  labels %s\n", sp->pixels_md5, sp->labels_md5);
 }
 
-int ld_load(st_ctx *c, const st_args *a, st_error *err) {
-  const char *split = st_arg_str(a, "split", "all");
-  int want_train = strcmp(split, "all") == 0 || strcmp(split, "train") == 0;
-  int want_test = strcmp(split, "all") == 0 || strcmp(split, "test") == 0;
-  if (!want_train && !want_test)
-    return st_error_set(err, ST_EINVAL, "load", -1, "--split must be train, test or all, not '%s'", split);
-  const char *name = st_arg_str(a, "name", "cifar10");
-  if (!name[0] || strlen(name) >= 64)
+/* The options of %load, parsed and checked once. */
+typedef struct load_opts {
+  const char *dir;
+  const char *split;     /* "train", "test" or "all" */
+  int want_train, want_test;
+  const char *name;      /* the dataset's name in the session */
+  int do_md5;
+} load_opts;
+
+/* Everything one %load holds; load_cleanup releases it whatever step
+ * failed. */
+typedef struct load_job {
+  st_ctx *c;
+  st_error *err;
+  const load_opts *o;
+  char root[4096];       /* DIR, or DIR/cifar-10-batches-py */
+  ss_dataset *d;         /* the new dataset, until the session takes it */
+  lfile *train, *test;
+  size_t ntrain, ntest;
+  double ttrain, ttest;  /* seconds per split */
+  double t0;
+} load_job;
+
+/* Parses and checks the options. */
+static int load_opts_parse(const st_args *a, load_opts *o, st_error *err) {
+  memset(o, 0, sizeof *o);
+  o->dir = a->pos[0];
+  o->split = st_arg_str(a, "split", "all");
+  o->want_train = strcmp(o->split, "all") == 0 || strcmp(o->split, "train") == 0;
+  o->want_test = strcmp(o->split, "all") == 0 || strcmp(o->split, "test") == 0;
+  if (!o->want_train && !o->want_test)
+    return st_error_set(err, ST_EINVAL, "load", -1, "--split must be train, test or all, not '%s'", o->split);
+  o->name = st_arg_str(a, "name", "cifar10");
+  if (!o->name[0] || strlen(o->name) >= 64)
     return st_error_set(err, ST_EINVAL, "load", -1, "--name must be 1 to 63 characters");
-  int do_md5 = !st_arg_has(a, "no-md5");
-  char root[4096];
-  int rc = ld_resolve_root(a->pos[0], root, sizeof root, err);
+  o->do_md5 = !st_arg_has(a, "no-md5");
+  return 0;
+}
+
+/* The data folder, and a new dataset there with batches.meta's class
+ * names when the file exists. */
+static int load_begin(load_job *j) {
+  int rc = ld_resolve_root(j->o->dir, j->root, sizeof j->root, j->err);
   if (rc) return rc;
-  double t0 = st_now();
-
-  ss_dataset *d = ss_dataset_new(name);
-  if (!d) return st_error_set(err, ST_ENOMEM, "load", -1, "out of memory");
-  snprintf(d->root, sizeof d->root, "%s", root);
-
+  j->t0 = st_now();
+  j->d = ss_dataset_new(j->o->name);
+  if (!j->d) return st_error_set(j->err, ST_ENOMEM, "load", -1, "out of memory");
+  snprintf(j->d->root, sizeof j->d->root, "%s", j->root);
   char meta[4200];
   struct stat st;
-  snprintf(meta, sizeof meta, "%s/batches.meta", root);
-  if (stat(meta, &st) == 0) {
-    rc = ld_read_meta(root, &d->label_names, &d->n_classes, err);
-    if (rc) goto out;
-  }
+  snprintf(meta, sizeof meta, "%s/batches.meta", j->root);
+  if (stat(meta, &st) == 0) return ld_read_meta(j->root, &j->d->label_names, &j->d->n_classes, j->err);
+  return 0;
+}
 
-  lfile *train = NULL, *test = NULL;
-  size_t ntrain = 0, ntest = 0;
-  if (want_train) {
-    rc = list_train(root, &train, &ntrain, err);
-    if (rc) goto out;
-  }
-  if (want_test) {
+/* The files of the splits asked for; a split asked for by name, or both
+ * of them, missing is an error. */
+static int load_list(load_job *j) {
+  const load_opts *o = j->o;
+  int rc = o->want_train ? list_train(j->root, &j->train, &j->ntrain, j->err) : 0;
+  if (rc) return rc;
+  if (o->want_test) {
     char tp[4200];
-    snprintf(tp, sizeof tp, "%s/test_batch", root);
+    struct stat st;
+    snprintf(tp, sizeof tp, "%s/test_batch", j->root);
     if (stat(tp, &st) == 0) {
-      test = calloc(1, sizeof *test);
-      if (test) test->path = strdup(tp);
-      if (!test || !test->path) {
-        rc = st_error_set(err, ST_ENOMEM, "load", -1, "out of memory");
-        goto out_files;
-      }
-      ntest = 1;
+      j->test = calloc(1, sizeof *j->test);
+      if (j->test) j->test->path = strdup(tp);
+      if (!j->test || !j->test->path)
+        return st_error_set(j->err, ST_ENOMEM, "load", -1, "out of memory");
+      j->ntest = 1;
     }
   }
-  if ((want_train && !ntrain && strcmp(split, "train") == 0) ||
-      (want_test && !ntest && strcmp(split, "test") == 0) || (!ntrain && !ntest)) {
-    rc = st_error_set(err, ST_ENOENT, root, -1, "no %s here (expected %s in DIR or DIR/" FOLDER ")",
-                      strcmp(split, "test") == 0 ? "test_batch" :
-                      strcmp(split, "train") == 0 ? "data_batch_* files" : "data_batch_* or test_batch",
-                      strcmp(split, "test") == 0 ? "test_batch" : "data_batch_1 ...");
-    goto out_files;
-  }
-  double ttrain = 0, ttest = 0;
-  if (ntrain) {
-    rc = load_split(c, "train", train, ntrain, d->n_classes, do_md5, &d->train, &ttrain, err);
-    if (rc) goto out_files;
-  }
-  if (ntest) {
-    rc = load_split(c, "test", test, ntest, d->n_classes, do_md5, &d->test, &ttest, err);
-    if (rc) goto out_files;
-  }
-  if (ntrain) print_split(c, "train", &d->train, ttrain);
-  if (ntest) print_split(c, "test", &d->test, ttest);
-  if (want_train && !ntrain) st_printf(c, "train: no data_batch_* files\n");
-  if (want_test && !ntest) st_printf(c, "test: no test_batch\n");
-  if (d->n_classes) st_printf(c, "classes: %d (batches.meta)\n", d->n_classes);
+  const char *split = o->split;
+  if ((o->want_train && !j->ntrain && strcmp(split, "train") == 0) ||
+      (o->want_test && !j->ntest && strcmp(split, "test") == 0) || (!j->ntrain && !j->ntest))
+    return st_error_set(j->err, ST_ENOENT, j->root, -1, "no %s here (expected %s in DIR or DIR/" FOLDER ")",
+                        strcmp(split, "test") == 0 ? "test_batch" :
+                        strcmp(split, "train") == 0 ? "data_batch_* files" : "data_batch_* or test_batch",
+                        strcmp(split, "test") == 0 ? "test_batch" : "data_batch_1 ...");
+  return 0;
+}
 
-  /* Keep the other split of an earlier %load of the same folder. */
-  ss_dataset *old = ss_session_dataset(c->session, name);
+/* Loads the train split, then the test split (those that have files). */
+static int load_splits(load_job *j) {
+  int rc = 0, n_classes = j->d->n_classes, md5 = j->o->do_md5;
+  if (j->ntrain)
+    rc = load_split(j->c, "train", j->train, j->ntrain, n_classes, md5, &j->d->train, &j->ttrain, j->err);
+  if (!rc && j->ntest)
+    rc = load_split(j->c, "test", j->test, j->ntest, n_classes, md5, &j->d->test, &j->ttest, j->err);
+  return rc;
+}
+
+/* A line per split loaded, a note per split asked for but absent, and the
+ * class count. */
+static int load_report(load_job *j) {
+  if (j->ntrain) print_split(j->c, "train", &j->d->train, j->ttrain);
+  if (j->ntest) print_split(j->c, "test", &j->d->test, j->ttest);
+  if (j->o->want_train && !j->ntrain) st_printf(j->c, "train: no data_batch_* files\n");
+  if (j->o->want_test && !j->ntest) st_printf(j->c, "test: no test_batch\n");
+  if (j->d->n_classes) st_printf(j->c, "classes: %d (batches.meta)\n", j->d->n_classes);
+  return 0;
+}
+
+/* The dataset goes to the session (keeping the other split of an earlier
+ * %load of the same folder), with the "pickled" timing record. */
+static int load_keep(load_job *j) {
+  ss_dataset *d = j->d;
+  ss_dataset *old = ss_session_dataset(j->c->session, j->o->name);
   if (old && strcmp(old->root, d->root) == 0) {
-    if (!ntrain && old->train.n) { d->train = old->train; memset(&old->train, 0, sizeof old->train); }
-    if (!ntest && old->test.n) { d->test = old->test; memset(&old->test, 0, sizeof old->test); }
+    if (!j->ntrain && old->train.n) { d->train = old->train; memset(&old->train, 0, sizeof old->train); }
+    if (!j->ntest && old->test.n) { d->test = old->test; memset(&old->test, 0, sizeof old->test); }
   }
-  double dt = st_now() - t0;
+  double dt = st_now() - j->t0;
   uint64_t bytes = (uint64_t)(d->train.n + d->test.n) * SS_IMAGE_BYTES;
-  if (!ntrain) bytes -= (uint64_t)d->train.n * SS_IMAGE_BYTES;
-  if (!ntest) bytes -= (uint64_t)d->test.n * SS_IMAGE_BYTES;
+  if (!j->ntrain) bytes -= (uint64_t)d->train.n * SS_IMAGE_BYTES;
+  if (!j->ntest) bytes -= (uint64_t)d->test.n * SS_IMAGE_BYTES;
   char backend[64];
   snprintf(backend, sizeof backend, "mmap+memcpy x%ld", ncpu() > PK_LIMIT_LOAD_THREADS ? (long)PK_LIMIT_LOAD_THREADS : ncpu());
-  st_timing_add(c, "pickled", "load", dt, bytes, bytes / SS_IMAGE_BYTES, backend,
-                ntrain ? d->train.pixels_md5 : d->test.pixels_md5);
-  ss_session_put_dataset(c->session, d);
-  d = NULL;
+  st_timing_add(j->c, "pickled", "load", dt, bytes, bytes / SS_IMAGE_BYTES, backend,
+                j->ntrain ? d->train.pixels_md5 : d->test.pixels_md5);
+  ss_session_put_dataset(j->c->session, d);
+  j->d = NULL;
+  return 0;
+}
 
-out_files:
-  lfiles_free(train, ntrain);
-  lfiles_free(test, ntest);
-out:
-  ss_dataset_free(d);
+/* Releases everything the job holds whatever step failed; returns rc. */
+static int load_cleanup(load_job *j, int rc) {
+  lfiles_free(j->train, j->ntrain);
+  lfiles_free(j->test, j->ntest);
+  ss_dataset_free(j->d);
   return rc;
+}
+
+int ld_load(st_ctx *c, const st_args *a, st_error *err) {
+  load_opts o;
+  int rc = load_opts_parse(a, &o, err);
+  if (rc) return rc;
+  load_job j;
+  memset(&j, 0, sizeof j);
+  j.c = c;
+  j.err = err;
+  j.o = &o;
+  if (!rc) rc = load_begin(&j);
+  if (!rc) rc = load_list(&j);
+  if (!rc) rc = load_splits(&j);
+  if (!rc) rc = load_report(&j);
+  if (!rc) rc = load_keep(&j);
+  return load_cleanup(&j, rc);
 }
