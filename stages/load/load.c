@@ -53,13 +53,60 @@ static int label_value(const pkl_value *v, int64_t *out) {
   return 0;
 }
 
-int ld_batch_check(const pkl_value *root, const char *where, int n_classes, ld_batch *b,
-                   st_error *err) {
-  memset(b, 0, sizeof *b);
-  if (!root || root->type != PKL_DICT)
-    return st_error_set(err, ST_EFORMAT, where, -1, "expected a dict at the top, got %s",
-                        pkl_type_name(root));
-  const pkl_value *data = pkl_dict_get(root, "data");
+/* Labels given as a list (or tuple) of n ints in 0..maxv into out. */
+static int labels_from_list(const pkl_value *labels, size_t n, int64_t maxv, int n_classes,
+                            const char *where, uint8_t *out, st_error *err) {
+  if (labels->u.seq.n != n)
+    return st_error_set(err, ST_EFORMAT, where, (long long)labels->offset,
+                        "%zu labels for %zu images", labels->u.seq.n, n);
+  for (size_t i = 0; i < n; i++) {
+    int64_t v;
+    if (label_value(labels->u.seq.items[i], &v))
+      return st_error_set(err, ST_EFORMAT, where, (long long)labels->u.seq.items[i]->offset,
+                          "labels[%zu] is a %s, expected an int", i,
+                          pkl_type_name(labels->u.seq.items[i]));
+    if (v < 0 || v > maxv)
+      return st_error_set(err, ST_EFORMAT, where, (long long)labels->u.seq.items[i]->offset,
+                          "labels[%zu] = %lld is outside 0..%lld%s", i, (long long)v,
+                          (long long)maxv, n_classes > 0 ? " (classes in batches.meta)" : "");
+    out[i] = (uint8_t)v;
+  }
+  return 0;
+}
+
+/* Labels given as a 1-d integer array of n items in 0..maxv into out (any
+ * item size and byte order). */
+static int labels_from_array(const pkl_value *labels, size_t n, int64_t maxv, const char *where,
+                             uint8_t *out, st_error *err) {
+  if (labels->u.a.shape[0] != n)
+    return st_error_set(err, ST_EFORMAT, where, (long long)labels->offset,
+                        "%zu labels for %zu images", labels->u.a.shape[0], n);
+  int isz = labels->u.a.dt.itemsize;
+  uint8_t *tmp = malloc(labels->u.a.len ? labels->u.a.len : 1);
+  if (!tmp) return st_error_set(err, ST_ENOMEM, where, -1, "out of memory");
+  pkl_array_copy(labels, tmp);
+  int rc = 0;
+  for (size_t i = 0; i < n; i++) {
+    uint64_t u = 0;
+    for (int k = 0; k < isz; k++) {
+      int src = labels->u.a.dt.order == '>' ? k : isz - 1 - k;
+      u = u << 8 | tmp[i * (size_t)isz + (size_t)src];
+    }
+    int64_t v = (int64_t)u;
+    if (labels->u.a.dt.kind == 'i' && isz < 8 && (u >> (isz * 8 - 1)) & 1) v = -1;
+    if (v < 0 || v > maxv) {
+      rc = st_error_set(err, ST_EFORMAT, where, (long long)labels->offset,
+                        "labels[%zu] is outside 0..%lld", i, (long long)maxv);
+      break;
+    }
+    out[i] = (uint8_t)v;
+  }
+  free(tmp);
+  return rc;
+}
+
+/* The 'data' key: a C-order uint8 array of N x 3072 that was built. */
+static int check_data(const pkl_value *data, const char *where, st_error *err) {
   if (!data) return st_error_set(err, ST_EFORMAT, where, -1, "key 'data' is missing");
   if (data->type != PKL_NDARRAY)
     return st_error_set(err, ST_EFORMAT, where, (long long)data->offset,
@@ -80,69 +127,35 @@ int ld_batch_check(const pkl_value *root, const char *where, int n_classes, ld_b
   if (data->u.a.fortran && data->u.a.shape[0] > 1)
     return st_error_set(err, ST_EFORMAT, where, (long long)data->offset,
                         "key 'data' is in Fortran order; expected C order (one image per row)");
+  return 0;
+}
+
+int ld_batch_check(const pkl_value *root, const char *where, int n_classes, ld_batch *b,
+                   st_error *err) {
+  memset(b, 0, sizeof *b);
+  if (!root || root->type != PKL_DICT)
+    return st_error_set(err, ST_EFORMAT, where, -1, "expected a dict at the top, got %s",
+                        pkl_type_name(root));
+  const pkl_value *data = pkl_dict_get(root, "data");
+  int rc = check_data(data, where, err);
+  if (rc) return rc;
   size_t n = data->u.a.shape[0];
   const pkl_value *labels = pkl_dict_get(root, "labels");
   if (!labels) return st_error_set(err, ST_EFORMAT, where, -1, "key 'labels' is missing");
   uint8_t *out = malloc(n ? n : 1);
   if (!out) return st_error_set(err, ST_ENOMEM, where, -1, "out of memory");
   int64_t maxv = n_classes > 0 ? n_classes - 1 : 255;
-  if (labels->type == PKL_LIST || labels->type == PKL_TUPLE) {
-    if (labels->u.seq.n != n) {
-      free(out);
-      return st_error_set(err, ST_EFORMAT, where, (long long)labels->offset,
-                          "%zu labels for %zu images", labels->u.seq.n, n);
-    }
-    for (size_t i = 0; i < n; i++) {
-      int64_t v;
-      if (label_value(labels->u.seq.items[i], &v)) {
-        free(out);
-        return st_error_set(err, ST_EFORMAT, where, (long long)labels->u.seq.items[i]->offset,
-                            "labels[%zu] is a %s, expected an int", i,
-                            pkl_type_name(labels->u.seq.items[i]));
-      }
-      if (v < 0 || v > maxv) {
-        free(out);
-        return st_error_set(err, ST_EFORMAT, where, (long long)labels->u.seq.items[i]->offset,
-                            "labels[%zu] = %lld is outside 0..%lld%s", i, (long long)v,
-                            (long long)maxv, n_classes > 0 ? " (classes in batches.meta)" : "");
-      }
-      out[i] = (uint8_t)v;
-    }
-  } else if (labels->type == PKL_NDARRAY && labels->u.a.ndim == 1 &&
-             (labels->u.a.dt.kind == 'u' || labels->u.a.dt.kind == 'i')) {
-    if (labels->u.a.shape[0] != n) {
-      free(out);
-      return st_error_set(err, ST_EFORMAT, where, (long long)labels->offset,
-                          "%zu labels for %zu images", labels->u.a.shape[0], n);
-    }
-    int isz = labels->u.a.dt.itemsize;
-    uint8_t *tmp = malloc(labels->u.a.len ? labels->u.a.len : 1);
-    if (!tmp) {
-      free(out);
-      return st_error_set(err, ST_ENOMEM, where, -1, "out of memory");
-    }
-    pkl_array_copy(labels, tmp);
-    for (size_t i = 0; i < n; i++) {
-      uint64_t u = 0;
-      for (int k = 0; k < isz; k++) {
-        int src = labels->u.a.dt.order == '>' ? k : isz - 1 - k;
-        u = u << 8 | tmp[i * (size_t)isz + (size_t)src];
-      }
-      int64_t v = (int64_t)u;
-      if (labels->u.a.dt.kind == 'i' && isz < 8 && (u >> (isz * 8 - 1)) & 1) v = -1;
-      if (v < 0 || v > maxv) {
-        free(tmp);
-        free(out);
-        return st_error_set(err, ST_EFORMAT, where, (long long)labels->offset,
-                            "labels[%zu] is outside 0..%lld", i, (long long)maxv);
-      }
-      out[i] = (uint8_t)v;
-    }
-    free(tmp);
-  } else {
+  if (labels->type == PKL_LIST || labels->type == PKL_TUPLE)
+    rc = labels_from_list(labels, n, maxv, n_classes, where, out, err);
+  else if (labels->type == PKL_NDARRAY && labels->u.a.ndim == 1 &&
+           (labels->u.a.dt.kind == 'u' || labels->u.a.dt.kind == 'i'))
+    rc = labels_from_array(labels, n, maxv, where, out, err);
+  else
+    rc = st_error_set(err, ST_EFORMAT, where, (long long)labels->offset,
+                      "key 'labels' holds a %s, expected a list of ints", pkl_type_name(labels));
+  if (rc) {
     free(out);
-    return st_error_set(err, ST_EFORMAT, where, (long long)labels->offset,
-                        "key 'labels' holds a %s, expected a list of ints", pkl_type_name(labels));
+    return rc;
   }
   b->data = data;
   b->n = n;
