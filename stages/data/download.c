@@ -71,7 +71,10 @@ static int dq_cancelled(void *c) { return st_cancelled(c); }
 /* producer: 0, or -1 when the consumer is gone or we were cancelled */
 static int dq_push(dqueue *q, st_ctx *c, const uint8_t *b, size_t n) {
   while (n) {
-    if (!q->cur && !(q->cur = ring_acquire(&q->ring, dq_cancelled, c))) return -1;
+    if (!q->cur) {
+      q->cur = ring_acquire(&q->ring, dq_cancelled, c);
+      if (!q->cur) return -1;
+    }
     size_t k = DQ_CHUNK - q->fill < n ? DQ_CHUNK - q->fill : n;
     memcpy(q->cur + q->fill, b, k);
     q->fill += k;
@@ -364,9 +367,9 @@ static int dl_opts_parse(const st_args *a, dl_opts *o, st_error *err) {
   o->manifest = st_arg_str(a, "verify", NULL);
   o->cacert = st_arg_str(a, "cacert", NULL);
   o->resume = st_arg_has(a, "resume");
-  int rc;
-  if ((rc = st_arg_int(a, "retries", 3, 0, PK_LIMIT_DOWNLOAD_RETRIES, &o->retries, err))) return rc;
-  if ((rc = st_arg_int(a, "timeout", 60, 1, 86400, &o->tmo, err))) return rc;
+  int rc = st_arg_int(a, "retries", 3, 0, PK_LIMIT_DOWNLOAD_RETRIES, &o->retries, err);
+  if (!rc) rc = st_arg_int(a, "timeout", 60, 1, 86400, &o->tmo, err);
+  if (rc) return rc;
   if (o->md5 && !md5_valid_hex(o->md5))
     return st_error_set(err, ST_EINVAL, "--md5", -1, "expected 32 hex digits, got \"%.40s\"", o->md5);
   safe_url(o->url, o->name, sizeof o->name);
@@ -381,8 +384,8 @@ static int dl_opts_parse(const st_args *a, dl_opts *o, st_error *err) {
  * md5 and the receive buffer. */
 static int dl_open(dl_job *j) {
   const dl_opts *o = j->o;
-  int rc;
-  if (o->manifest && (rc = mf_load(o->manifest, &j->mf, j->err))) return rc;
+  int rc = o->manifest ? mf_load(o->manifest, &j->mf, j->err) : 0;
+  if (rc) return rc;
   j->fd = open(o->part, O_RDWR | O_CREAT | O_CLOEXEC | (o->resume ? 0 : O_TRUNC), 0644);
   if (j->fd < 0) return st_error_errno(j->err, errno, o->part, "cannot create");
   j->made_part = 1;
@@ -391,7 +394,8 @@ static int dl_open(dl_job *j) {
   j->t0 = st_now();
   j->x.fd = j->fd;
   j->x.md = j->md;
-  if (!(j->x.wb = malloc(DL_WBUF))) return st_error_set(j->err, ST_ENOMEM, o->name, -1, "out of memory");
+  j->x.wb = malloc(DL_WBUF);
+  if (!j->x.wb) return st_error_set(j->err, ST_ENOMEM, o->name, -1, "out of memory");
   return 0;
 }
 
@@ -450,8 +454,10 @@ static int dl_resume(dl_job *j) {
   uint8_t *b = malloc(1u << 20);
   if (!b) return st_error_set(j->err, ST_ENOMEM, part, -1, "out of memory");
   ssize_t k;
-  while ((k = read(j->fd, b, 1u << 20)) > 0)
-    if (sink(&j->x, b, (size_t)k, 0, NULL)) break;
+  for (;;) {
+    k = read(j->fd, b, 1u << 20);
+    if (k <= 0 || sink(&j->x, b, (size_t)k, 0, NULL)) break;
+  }
   free(b);
   if (k < 0) return st_error_errno(j->err, errno, part, "read failed");
   if (j->x.sink_failed || j->err->code) return dl_sink_failed(j);
@@ -579,7 +585,8 @@ static int dl_attempt_failed(dl_job *j, CURLcode cc, long code, long long attemp
 /* Receives the body into PATH.part (and the queue), retrying as --retries
  * allows; 0 once curl has delivered all of it. */
 static int dl_transfer(dl_job *j) {
-  if (!(j->curl = curl_easy_init()))
+  j->curl = curl_easy_init();
+  if (!j->curl)
     return st_error_set(j->err, ST_EINTERNAL, j->o->name, -1, "curl_easy_init failed");
   for (long long attempt = 0;; attempt++) {
     dl_attempt_setup(j);
