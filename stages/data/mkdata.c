@@ -350,8 +350,8 @@ static int emit(mk *m, const char *name, const uint8_t *b, size_t n) {
   if (close(fd)) return st_error_errno(m->err, errno, final, "close failed");
   char hex[33];
   md5_hex_of(b, n, hex);
-  int rc;
-  if (m->ar && (rc = tar_member(m, name, b, n))) return rc;
+  int rc = m->ar ? tar_member(m, name, b, n) : 0;
+  if (rc) return rc;
   if (rename(m->tmp, final)) return st_error_errno(m->err, errno, final, "rename failed");
   m->tmp[0] = 0;
   if (fprintf(m->manifest, "%s  cifar-10-batches-py/%s\n", hex, name) < 0)
@@ -385,7 +385,7 @@ static void remove_stale(const char *bdir, long long n) {
   DIR *d = opendir(bdir);
   if (!d) return;
   struct dirent *e;
-  while ((e = readdir(d))) {
+  for (e = readdir(d); e; e = readdir(d)) {
     char *end;
     if (strncmp(e->d_name, "data_batch_", 11) != 0) continue;
     long long k = strtoll(e->d_name + 11, &end, 10);
@@ -464,10 +464,10 @@ static int mk_render_pixels(mk *m, uint8_t *pix, uint32_t file) {
 /* Parses and checks the options. */
 static int mk_opts_parse(const st_args *a, mk_opts *o, st_error *err) {
   memset(o, 0, sizeof *o);
-  int rc;
-  if ((rc = st_arg_int(a, "train-batches", 5, 0, 100000, &o->nb, err))) return rc;
-  if ((rc = st_arg_int(a, "images-per-batch", 10000, 1, 600000, &o->ipb, err))) return rc;
-  if ((rc = st_arg_int(a, "seed", 0, 0, INT64_MAX, &o->seed, err))) return rc;
+  int rc = st_arg_int(a, "train-batches", 5, 0, 100000, &o->nb, err);
+  if (!rc) rc = st_arg_int(a, "images-per-batch", 10000, 1, 600000, &o->ipb, err);
+  if (!rc) rc = st_arg_int(a, "seed", 0, 0, INT64_MAX, &o->seed, err);
+  if (rc) return rc;
   if (st_arg_has(a, "gzip") && st_arg_has(a, "no-gzip"))
     return st_error_set(err, ST_EINVAL, "mkdata", -1, "--gzip and --no-gzip exclude each other");
   o->gz = !st_arg_has(a, "no-gzip");
