@@ -144,7 +144,7 @@ static void find_extras(const char *root, const mf_list *sorted, const char *man
     DIR *d = opendir(dp);
     if (!d) continue;
     struct dirent *e;
-    while ((e = readdir(d))) {
+    for (e = readdir(d); e; e = readdir(d)) {
       if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
       char rel[PK_LIMIT_MANIFEST_PATH + 300];
       if (dirs.v[k][0]) snprintf(rel, sizeof rel, "%s/%s", dirs.v[k], e->d_name);
@@ -423,8 +423,8 @@ int vf_run(st_ctx *c, const char *manifest, mf_list *mf, const char *root, int j
 int vf_verify(st_ctx *c, const st_args *a, st_error *err) {
   const char *manifest = a->pos[0];
   long long jobs;
-  int rc;
-  if ((rc = st_arg_int(a, "jobs", 0, 0, PK_LIMIT_VERIFY_JOBS, &jobs, err))) return rc;
+  int rc = st_arg_int(a, "jobs", 0, 0, PK_LIMIT_VERIFY_JOBS, &jobs, err);
+  if (rc) return rc;
   char rootbuf[4096];
   const char *root = st_arg_str(a, "root", NULL);
   if (!root) {
@@ -437,7 +437,8 @@ int vf_verify(st_ctx *c, const st_args *a, st_error *err) {
   if (stat(root, &st) || !S_ISDIR(st.st_mode))
     return st_error_set(err, ST_ENOENT, root, -1, "--root is not a folder");
   mf_list mf;
-  if ((rc = mf_load(manifest, &mf, err))) return rc;
+  rc = mf_load(manifest, &mf, err);
+  if (rc) return rc;
   rc = vf_run(c, manifest, &mf, root, (int)jobs, NULL, NULL, "openssl-evp", err);
   mf_free(&mf);
   return rc;
