@@ -82,15 +82,15 @@ static int sft_read_file(sft_read *r) {
   FILE *f = fopen(r->path, "rb");
   if (!f) return st_error_errno(r->err, errno, r->path, "cannot open");
   struct stat sb;
-  int rc = 0;
   size_t max = 8 + PK_LIMIT_SAFETENSORS_HEADER + (size_t)CNN_NPARAM * 4 + 4096;
-  if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode))
-    rc = st_error_set(r->err, ST_EFORMAT, r->path, -1, "not a regular file");
-  else if ((r->size = (size_t)sb.st_size) > max)
+  int rc = 0, regular = fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode);
+  if (regular) r->size = (size_t)sb.st_size;
+  if (!regular) rc = st_error_set(r->err, ST_EFORMAT, r->path, -1, "not a regular file");
+  else if (r->size > max)
     rc = st_error_set(r->err, ST_E2BIG, r->path, -1,
                       "%zu bytes: larger than this network's weights can be (%zu)", r->size, max);
-  else if (!(r->buf = malloc(r->size ? r->size : 1)))
-    rc = st_error_set(r->err, ST_ENOMEM, r->path, -1, "out of memory");
+  if (!rc) r->buf = malloc(r->size ? r->size : 1);
+  if (!rc && !r->buf) rc = st_error_set(r->err, ST_ENOMEM, r->path, -1, "out of memory");
   size_t got = rc ? 0 : fread(r->buf, 1, r->size, f);
   fclose(f);
   if (!rc && got != r->size) rc = st_error_set(r->err, ST_EIO, r->path, (long long)got, "short read");
@@ -418,7 +418,8 @@ static int tr_pick_backend(tr_job *j) {
  * seed), said in the first line, and the backend started on them. */
 static int tr_start(tr_job *j) {
   const tr_opts *o = j->o;
-  if (!(j->model = session_model(j->c->session)))
+  j->model = session_model(j->c->session);
+  if (!j->model)
     return st_error_set(j->err, ST_ENOMEM, "%train", -1, "out of memory");
   float *start = malloc(sizeof(float) * CNN_NPARAM);
   if (!start) return st_error_set(j->err, ST_ENOMEM, "%train", -1, "out of memory");
@@ -461,7 +462,8 @@ static int tr_fit_prepare(tr_job *j) {
   if (j->be->bind(j->st, j->ds->train.pixels, j->ds->train.labels, n) != 0)
     return st_error_set(j->err, ST_ENODEV, j->be->name, -1, "could not take the train split");
   const char *lp = j->o->losses_path;
-  if (lp && !(j->lossf = fopen(lp, "w"))) return st_error_errno(j->err, errno, lp, "cannot create");
+  if (lp) j->lossf = fopen(lp, "w");
+  if (lp && !j->lossf) return st_error_errno(j->err, errno, lp, "cannot create");
   return 0;
 }
 
@@ -504,7 +506,8 @@ static int tr_fit(tr_job *j) {
   const tr_opts *o = j->o;
   int rc = 0;
   if (o->epochs > 0) {
-    if ((rc = tr_fit_prepare(j))) return rc;
+    rc = tr_fit_prepare(j);
+    if (rc) return rc;
     size_t n = j->ds->train.n;
     size_t per_epoch = (n + (size_t)o->bs - 1) / (size_t)o->bs;
     j->chart->total_x = (double)per_epoch * (double)o->epochs;
@@ -513,7 +516,8 @@ static int tr_fit(tr_job *j) {
     cnn_rng rng = {cnn_shuffle_seed((uint64_t)o->seed)};
     for (j->ep = 0; j->ep < o->epochs; j->ep++) {
       cnn_shuffle(&rng, j->perm, n);
-      if ((rc = tr_epoch(j, &p, per_epoch)) || j->cancelled) break;
+      rc = tr_epoch(j, &p, per_epoch);
+      if (rc || j->cancelled) break;
     }
     j->train_s = st_now() - j->t0;
     st_progress_end(&p, j->cancelled ? ST_ECANCELED : rc);
