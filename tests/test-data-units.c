@@ -149,39 +149,39 @@ TEST_IMPL(mapguard_lost_pages) {
 
 TEST_IMPL(pklwrite_opcodes) {
   pw_buf w;
-  pw_init(&w);
+  pw_init(&w, 1u << 20);
   pw_int(&w, 5);
   pw_int(&w, 300);
   pw_int(&w, -1);
   pw_int(&w, 70000);
   static const uint8_t ints[] = {'K', 5, 'M', 0x2c, 0x01, 'J', 0xff, 0xff, 0xff, 0xff,
                                  'J', 0x70, 0x11, 0x01, 0x00};
-  ASSERT_EQ(w.len, sizeof ints);
-  ASSERT(memcmp(w.p, ints, sizeof ints) == 0);
-  w.len = 0;
+  ASSERT_EQ(w.b.len, sizeof ints);
+  ASSERT(memcmp(pw_bytes(&w), ints, sizeof ints) == 0);
+  dyn_reset(&w.b);
   pw_cstr(&w, "ab");
   static const uint8_t s1[] = {'U', 2, 'a', 'b', 'q', 0};
-  ASSERT(memcmp(w.p, s1, sizeof s1) == 0 && w.len == sizeof s1);
-  w.len = 0;
+  ASSERT(memcmp(pw_bytes(&w), s1, sizeof s1) == 0 && w.b.len == sizeof s1);
+  dyn_reset(&w.b);
   w.memo = 256;
   char big[300];
   memset(big, 'z', sizeof big);
   pw_str(&w, big, sizeof big);
-  ASSERT_EQ(w.p[0], 'T');
-  ASSERT_EQ(w.p[1] | w.p[2] << 8, 300);
-  ASSERT_EQ(w.p[5 + 300], 'r'); /* LONG_BINPUT past 255 */
-  ASSERT_EQ(w.p[5 + 301], 0);
-  ASSERT_EQ(w.p[5 + 302], 1);
+  ASSERT_EQ(pw_bytes(&w)[0], 'T');
+  ASSERT_EQ(pw_bytes(&w)[1] | pw_bytes(&w)[2] << 8, 300);
+  ASSERT_EQ(pw_bytes(&w)[5 + 300], 'r'); /* LONG_BINPUT past 255 */
+  ASSERT_EQ(pw_bytes(&w)[5 + 301], 0);
+  ASSERT_EQ(pw_bytes(&w)[5 + 302], 1);
   /* 2001 ints: groups of 1000, 1000, then a single APPEND */
-  w.len = 0;
+  dyn_reset(&w.b);
   w.memo = 0;
   int32_t v[2001] = {0};
   pw_list_ints(&w, v, 2001);
   size_t marks = 0, appends = 0, append1 = 0;
-  for (size_t i = 0; i < w.len; i++) {
-    if (w.p[i] == PW_MARK) marks++;
-    if (w.p[i] == PW_APPENDS) appends++;
-    if (w.p[i] == PW_APPEND) append1++;
+  for (size_t i = 0; i < w.b.len; i++) {
+    if (pw_bytes(&w)[i] == PW_MARK) marks++;
+    if (pw_bytes(&w)[i] == PW_APPENDS) appends++;
+    if (pw_bytes(&w)[i] == PW_APPEND) append1++;
   }
   ASSERT_EQ(marks, 2);
   ASSERT_EQ(appends, 2);

@@ -71,7 +71,10 @@ static int dq_cancelled(void *c) { return st_cancelled(c); }
 /* producer: 0, or -1 when the consumer is gone or we were cancelled */
 static int dq_push(dqueue *q, st_ctx *c, const uint8_t *b, size_t n) {
   while (n) {
-    if (!q->cur && !(q->cur = ring_acquire(&q->ring, dq_cancelled, c))) return -1;
+    if (!q->cur) {
+      q->cur = ring_acquire(&q->ring, dq_cancelled, c);
+      if (!q->cur) return -1;
+    }
     size_t k = DQ_CHUNK - q->fill < n ? DQ_CHUNK - q->fill : n;
     memcpy(q->cur + q->fill, b, k);
     q->fill += k;
@@ -315,6 +318,431 @@ static int curl_code_to_st(CURLcode cc) {
   }
 }
 
+/* ---- the stage: options, a job, a chain of steps, one cleanup ---- */
+
+/* The options, parsed and checked once, before anything is touched. */
+typedef struct dl_opts {
+  const char *url;
+  const char *md5;       /* --md5, checked: 32 hex digits */
+  const char *exdir;     /* --extract DIR */
+  const char *manifest;  /* --verify MANIFEST */
+  const char *cacert;
+  long long retries, tmo;
+  int resume;
+  char name[1024];       /* the URL without credentials or query, for messages */
+  char to[4096];         /* PATH */
+  char part[4200];       /* PATH.part */
+} dl_opts;
+
+/* Everything a run holds; dl_cleanup releases it whatever step failed. */
+typedef struct dl_job {
+  st_ctx *c;
+  st_error *err;
+  const dl_opts *o;
+  mf_list mf;            /* --verify's manifest, read before any byte moves */
+  int fd;                /* PATH.part, -1 when closed */
+  int made_part;         /* PATH.part was opened (cleanup may remove it) */
+  EVP_MD_CTX *md;
+  dqueue q;
+  int have_q;
+  dx_job *xj;            /* --extract: the extractor's job */
+  pthread_t xth;
+  int xstarted;          /* its thread runs and must be joined */
+  CURL *curl;
+  st_progress p;
+  int pstarted;
+  int in_place;          /* the download is complete, right and renamed to PATH */
+  xfer x;
+  double t0;             /* st_now() when PATH.part was opened */
+  char ebuf[CURL_ERROR_SIZE]; /* curl's reason for the last attempt's failure */
+  char hex[33];          /* the md5 of the whole download, once complete */
+} dl_job;
+
+/* Parses and checks the arguments into o; 0 or ST_EINVAL. */
+static int dl_opts_parse(const st_args *a, dl_opts *o, st_error *err) {
+  memset(o, 0, sizeof *o);
+  o->url = a->pos[0];
+  o->md5 = st_arg_str(a, "md5", NULL);
+  o->exdir = st_arg_str(a, "extract", NULL);
+  o->manifest = st_arg_str(a, "verify", NULL);
+  o->cacert = st_arg_str(a, "cacert", NULL);
+  o->resume = st_arg_has(a, "resume");
+  int rc = st_arg_int(a, "retries", 3, 0, PK_LIMIT_DOWNLOAD_RETRIES, &o->retries, err);
+  if (!rc) rc = st_arg_int(a, "timeout", 60, 1, 86400, &o->tmo, err);
+  if (rc) return rc;
+  if (o->md5 && !md5_valid_hex(o->md5))
+    return st_error_set(err, ST_EINVAL, "--md5", -1, "expected 32 hex digits, got \"%.40s\"", o->md5);
+  safe_url(o->url, o->name, sizeof o->name);
+  if (st_arg_has(a, "to")) snprintf(o->to, sizeof o->to, "%s", st_arg_str(a, "to", ""));
+  else if (url_basename(o->url, o->to, sizeof o->to))
+    return st_error_set(err, ST_EINVAL, o->name, -1, "the URL names no file: give --to PATH");
+  snprintf(o->part, sizeof o->part, "%s.part", o->to);
+  return 0;
+}
+
+/* Reads the manifest, opens PATH.part (kept with --resume) and starts the
+ * md5 and the receive buffer. */
+static int dl_open(dl_job *j) {
+  const dl_opts *o = j->o;
+  int rc = o->manifest ? mf_load(o->manifest, &j->mf, j->err) : 0;
+  if (rc) return rc;
+  j->fd = open(o->part, O_RDWR | O_CREAT | O_CLOEXEC | (o->resume ? 0 : O_TRUNC), 0644);
+  if (j->fd < 0) return st_error_errno(j->err, errno, o->part, "cannot create");
+  j->made_part = 1;
+  j->md = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(j->md, EVP_md5(), NULL);
+  j->t0 = st_now();
+  j->x.fd = j->fd;
+  j->x.md = j->md;
+  j->x.wb = malloc(DL_WBUF);
+  if (!j->x.wb) return st_error_set(j->err, ST_ENOMEM, o->name, -1, "out of memory");
+  return 0;
+}
+
+/* --extract: starts the extractor thread behind the queue (nothing without). */
+static int dl_start_extractor(dl_job *j) {
+  const dl_opts *o = j->o;
+  if (!o->exdir) return 0;
+  j->xj = calloc(1, sizeof *j->xj);
+  if (!j->xj || dq_init(&j->q)) return st_error_set(j->err, ST_ENOMEM, o->name, -1, "out of memory");
+  j->have_q = 1;
+  dx_job *xj = j->xj;
+  xj->c = j->c;
+  xj->where = o->name; /* errors name the URL: nothing is kept under --to */
+  xj->dest = o->exdir;
+  xj->pull = dq_pull;
+  xj->abort = dq_abort;
+  xj->ud = &j->q;
+  xj->hash = o->manifest != NULL;
+  xj->undo = o->md5 != NULL; /* a wrong md5 puts DIR back as it was */
+  j->x.q = &j->q;
+  if (pthread_create(&j->xth, NULL, extract_thread, xj))
+    return st_error_set(j->err, ST_EINTERNAL, o->name, -1, "cannot start the extractor thread");
+  j->xstarted = 1;
+  return 0;
+}
+
+/* Opens the progress bar "download NAME". */
+static int dl_begin_progress(dl_job *j) {
+  char label[200];
+  const char *bn = strrchr(j->o->to, '/');
+  snprintf(label, sizeof label, "download %.180s", bn ? bn + 1 : j->o->to);
+  st_progress_begin(j->c, &j->p, label, "B", 0);
+  j->pstarted = 1;
+  return 0;
+}
+
+/* Why the bytes could not be sunk (a write error, the extractor stopped, or
+ * an error already set); joins the extractor when it stopped. */
+static int dl_sink_failed(dl_job *j) {
+  if (j->x.write_error) return st_error_errno(j->err, j->x.write_error, j->o->part, "write failed");
+  if (j->x.sink_failed && j->xj) {
+    dq_close(&j->q, 1);
+    pthread_join(j->xth, NULL);
+    j->xstarted = 0;
+    if (j->xj->err.code) *j->err = j->xj->err;
+    else st_error_set(j->err, ST_EINTERNAL, j->o->name, -1, "the extractor stopped");
+    return j->err->code;
+  }
+  return j->err->code ? j->err->code : ST_EIO;
+}
+
+/* --resume: hashes (and extracts) what PATH.part already holds. */
+static int dl_resume(dl_job *j) {
+  if (!j->o->resume) return 0;
+  const char *part = j->o->part;
+  uint8_t *b = malloc(1u << 20);
+  if (!b) return st_error_set(j->err, ST_ENOMEM, part, -1, "out of memory");
+  ssize_t k;
+  for (;;) {
+    k = read(j->fd, b, 1u << 20);
+    if (k <= 0 || sink(&j->x, b, (size_t)k, 0, NULL)) break;
+  }
+  free(b);
+  if (k < 0) return st_error_errno(j->err, errno, part, "read failed");
+  if (j->x.sink_failed || j->err->code) return dl_sink_failed(j);
+  if (j->x.have) st_printf(j->c, "resuming %s at byte %llu\n", part, (unsigned long long)j->x.have);
+  return 0;
+}
+
+/* Sets up one attempt: curl's options, and the transfer state from the
+ * bytes PATH.part holds (a Range request or an offset when there are any). */
+static void dl_attempt_setup(dl_job *j) {
+  const dl_opts *o = j->o;
+  char *ebuf = j->ebuf;
+  CURL *curl = j->curl;
+  xfer *x = &j->x;
+  curl_easy_reset(curl);
+  ebuf[0] = 0;
+  curl_easy_setopt(curl, CURLOPT_URL, o->url);
+  curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https,file");
+  curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 1L);
+  curl_easy_setopt(curl, CURLOPT_MAXREDIRS, (long)PK_LIMIT_DOWNLOAD_REDIRECTS);
+  curl_easy_setopt(curl, CURLOPT_USERAGENT, "pipekernel");
+  curl_easy_setopt(curl, CURLOPT_FAILONERROR, 1L);
+  curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, ebuf);
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, write_cb);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, x);
+  curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, header_cb);
+  curl_easy_setopt(curl, CURLOPT_HEADERDATA, x);
+  curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+  curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, xferinfo_cb);
+  curl_easy_setopt(curl, CURLOPT_XFERINFODATA, x);
+  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, (long)o->tmo);
+  curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
+  curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, (long)o->tmo);
+  curl_easy_setopt(curl, CURLOPT_BUFFERSIZE, 512L * 1024);
+  curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
+  curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
+  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  if (o->cacert) curl_easy_setopt(curl, CURLOPT_CAINFO, o->cacert);
+  x->req_from = x->have;
+  x->first = 1;
+  x->skip = 0;
+  x->cr_start = -1;
+  x->base = x->have;
+  x->last_data = st_now();
+  x->stall_s = (double)o->tmo;
+  x->stalled = 0;
+  x->curl = curl;
+  if (x->have) {
+    /* http(s): a Range header (a 200 answer is handled by skipping); file: an offset */
+    if (!strncasecmp(o->url, "http", 4)) {
+      char range[48];
+      snprintf(range, sizeof range, "%llu-", (unsigned long long)x->have);
+      curl_easy_setopt(curl, CURLOPT_RANGE, range);
+    } else {
+      curl_easy_setopt(curl, CURLOPT_RESUME_FROM_LARGE, (curl_off_t)x->have);
+    }
+  }
+}
+
+/* The error of a failed attempt that is not retried: "HTTP 404", or curl's
+ * reason, with the number of attempts made. */
+static int dl_give_up(dl_job *j, CURLcode cc, long code, const char *ebuf, long long attempt) {
+  st_error *err = j->err;
+  int rc;
+  if (cc == CURLE_HTTP_RETURNED_ERROR)
+    rc = st_error_set(err, ST_EHTTP, j->o->name, -1, "HTTP %ld%s", code, attempt ? " (after retries)" : "");
+  else
+    rc = st_error_set(err, curl_code_to_st(cc), j->o->name, (long long)j->x.have, "%s%s%s",
+                      curl_easy_strerror(cc), ebuf[0] ? ": " : "", ebuf);
+  if (attempt) {
+    size_t l = strlen(err->text);
+    snprintf(err->text + l, sizeof err->text - l, " (%lld attempts)", attempt + 1);
+  }
+  return rc;
+}
+
+/* Says why attempt `attempt` failed and waits the backoff (0.5 s doubling,
+ * at most 8 s), polling for interrupts; 0, or ST_ECANCELED. */
+static int dl_backoff(dl_job *j, CURLcode cc, long code, const char *ebuf, long long attempt) {
+  double delay = 0.5 * (double)(1u << (attempt < 5 ? attempt : 5));
+  if (delay > 8) delay = 8;
+  char why[CURL_ERROR_SIZE + 64];
+  if (cc == CURLE_HTTP_RETURNED_ERROR) snprintf(why, sizeof why, "HTTP %ld", code);
+  else snprintf(why, sizeof why, "%s%s%s", curl_easy_strerror(cc), ebuf[0] ? ": " : "", ebuf);
+  st_eprintf(j->c, "download: %s; retry %lld of %lld in %.1f s from byte %llu\n", why, attempt + 1,
+             j->o->retries, delay, (unsigned long long)j->x.have);
+  for (double w = 0; w < delay; w += 0.1) {
+    if (st_cancelled(j->c))
+      return st_error_set(j->err, ST_ECANCELED, j->o->name, (long long)j->x.have, "interrupted");
+    struct timespec ts = {0, 100000000};
+    nanosleep(&ts, NULL);
+    st_progress_update(&j->p, j->x.have);
+  }
+  return 0;
+}
+
+/* After a failed attempt: 0 to try again (after the backoff; a refused
+ * Range starts over from byte 0), or the error that ends the download. */
+static int dl_attempt_failed(dl_job *j, CURLcode cc, long code, long long attempt) {
+  const dl_opts *o = j->o;
+  char *ebuf = j->ebuf;
+  if (cc == CURLE_ABORTED_BY_CALLBACK && j->x.stalled && !st_cancelled(j->c)) {
+    cc = CURLE_OPERATION_TIMEDOUT;
+    snprintf(ebuf, sizeof j->ebuf, "no data for %lld s (--timeout)", o->tmo);
+  }
+  if (st_cancelled(j->c) || cc == CURLE_ABORTED_BY_CALLBACK)
+    return st_error_set(j->err, ST_ECANCELED, o->name, (long long)j->x.have,
+                        "interrupted (%s keeps %llu bytes; --resume continues)", o->part,
+                        (unsigned long long)j->x.have);
+  if (j->x.sink_failed || j->x.write_error || j->err->code) return dl_sink_failed(j);
+  if (cc == CURLE_RANGE_ERROR || (cc == CURLE_HTTP_RETURNED_ERROR && code == 416)) {
+    /* Range not satisfiable: start over */
+    if (j->x.q) return st_error_set(j->err, ST_EHTTP, o->name, -1, "the server refused the Range request");
+    if (ftruncate(j->fd, 0) || lseek(j->fd, 0, SEEK_SET))
+      return st_error_errno(j->err, errno, o->part, "truncate failed");
+    j->x.have = 0;
+    EVP_DigestInit_ex(j->md, EVP_md5(), NULL);
+  } else if (!retryable(cc, code) || attempt >= o->retries) {
+    return dl_give_up(j, cc, code, ebuf, attempt);
+  }
+  return dl_backoff(j, cc, code, ebuf, attempt);
+}
+
+/* Receives the body into PATH.part (and the queue), retrying as --retries
+ * allows; 0 once curl has delivered all of it. */
+static int dl_transfer(dl_job *j) {
+  j->curl = curl_easy_init();
+  if (!j->curl)
+    return st_error_set(j->err, ST_EINTERNAL, j->o->name, -1, "curl_easy_init failed");
+  for (long long attempt = 0;; attempt++) {
+    dl_attempt_setup(j);
+    CURLcode cc = curl_easy_perform(j->curl);
+    if (flush(&j->x) && cc == CURLE_OK) cc = CURLE_WRITE_ERROR;
+    long code = 0;
+    curl_easy_getinfo(j->curl, CURLINFO_RESPONSE_CODE, &code);
+    if (cc == CURLE_OK) break;
+    int rc = dl_attempt_failed(j, cc, code, attempt);
+    if (rc) return rc;
+  }
+  st_progress_update(&j->p, j->x.have);
+  return 0;
+}
+
+/* Finishes the md5; with --md5, a mismatch removes PATH.part and undoes
+ * what was extracted from the wrong bytes. */
+static int dl_check_md5(dl_job *j) {
+  unsigned char d[EVP_MAX_MD_SIZE];
+  unsigned int dl;
+  EVP_DigestFinal_ex(j->md, d, &dl);
+  md5_hex(d, j->hex);
+  const char *md5 = j->o->md5;
+  if (!md5 || !strcasecmp(md5, j->hex)) return 0;
+  /* what was extracted came from the wrong bytes: it goes too */
+  size_t gone = 0;
+  if (j->xstarted) {
+    dq_close(&j->q, 1);
+    pthread_join(j->xth, NULL);
+    j->xstarted = 0;
+    gone = dx_rollback(j->xj);
+  }
+  int rc = st_error_set(j->err, ST_ECHECKSUM, j->o->name, -1,
+                        "md5 mismatch: expected %.32s, got %s; nothing kept%s", md5, j->hex,
+                        gone ? " (what was extracted from it is undone too)" : "");
+  unlink(j->o->part);
+  return rc;
+}
+
+/* Ends the queue and waits for the extractor; its error is the download's
+ * (undone at cleanup: with --md5 it is all or nothing). */
+static int dl_join_extractor(dl_job *j) {
+  if (!j->xstarted) return 0;
+  dq_close(&j->q, 1);
+  pthread_join(j->xth, NULL);
+  j->xstarted = 0;
+  if (!j->xj->err.code) return 0;
+  *j->err = j->xj->err;
+  return j->err->code;
+}
+
+/* Closes PATH.part and renames it to PATH, commits a streamed extraction
+ * and reports the download line and its timing. */
+static int dl_place(dl_job *j) {
+  const dl_opts *o = j->o;
+  /* a write error some file systems report only now (NFS, quotas) must stop the rename */
+  int cfd = j->fd;
+  j->fd = -1;
+  if (close(cfd)) return st_error_errno(j->err, errno, o->part, "write failed");
+  if (rename(o->part, o->to)) return st_error_errno(j->err, errno, o->to, "rename failed");
+  j->in_place = 1;
+  if (j->xj && !j->xj->needs_file) dx_commit(j->xj); /* all is in place: what the members replaced goes */
+  st_progress_end(&j->p, 0);
+  j->pstarted = 0;
+  double dt = st_now() - j->t0;
+  char b1[32], r1[32];
+  st_fmt_bytes(b1, sizeof b1, j->x.have);
+  st_fmt_rate(r1, sizeof r1, j->x.have, dt);
+  st_printf(j->c, "download: %s in %.2f s (%s), md5 %s%s -> %s\n", b1, dt, r1, j->hex,
+            o->md5 ? " OK" : "", o->to);
+  st_timing_add(j->c, "download", "download", dt, j->x.have, 1, "libcurl", j->hex);
+  return 0;
+}
+
+/* --extract: a zip or 7-Zip (directory at the end) is extracted now from
+ * the whole file; a streamed extraction gets its summary line. */
+static int dl_extract_after(dl_job *j) {
+  dx_job *xj = j->xj;
+  const dl_opts *o = j->o;
+  if (!xj) return 0;
+  if (!xj->needs_file) {
+    char b2[32];
+    st_fmt_bytes(b2, sizeof b2, atomic_load(&xj->out_bytes));
+    uint64_t nf = atomic_load(&xj->files);
+    st_printf(j->c, "extract: %s, %llu file%s into %s while downloading (%s)\n", b2,
+              (unsigned long long)nf, nf == 1 ? "" : "s", o->exdir, xj->backend);
+    return 0;
+  }
+  double t1 = st_now();
+  xj->needs_file = 0;
+  xj->where = o->to;
+  const char *tb = strrchr(o->to, '/');
+  if (dx_extract_file(j->c, xj, o->to, tb ? tb + 1 : o->to)) { /* undone at cleanup with --md5 */
+    *j->err = xj->err;
+    return j->err->code;
+  }
+  dx_commit(xj);
+  char note[96];
+  snprintf(note, sizeof note, "after the download: %s reads a zip or 7-Zip from the whole file",
+           xj->backend);
+  dx_report(j->c, xj, st_now() - t1, o->exdir, note);
+  return 0;
+}
+
+/* --verify: checks the manifest, with the md5 of each member as extracted. */
+static int dl_verify(dl_job *j) {
+  const dl_opts *o = j->o;
+  if (!o->manifest) return 0;
+  char root[4096];
+  if (o->exdir) snprintf(root, sizeof root, "%s", o->exdir);
+  else {
+    const char *sl = strrchr(o->manifest, '/');
+    snprintf(root, sizeof root, "%.*s", sl ? (int)(sl - o->manifest) : 1, sl ? o->manifest : ".");
+  }
+  return vf_run(j->c, o->manifest, &j->mf, root, 0, j->xj ? known_member : NULL, j->xj,
+                j->xj ? "md5-while-extracting" : "openssl-evp", j->err);
+}
+
+/* Releases everything the job holds whatever step failed, and returns rc.
+ * With --md5 an extraction stands only when the whole download succeeded;
+ * PATH.part is kept for --resume after network errors and interrupts. */
+static int dl_cleanup(dl_job *j, int rc) {
+  const dl_opts *o = j->o;
+  if (j->pstarted) st_progress_end(&j->p, rc);
+  if (j->xstarted) {
+    dq_close(&j->q, -1);
+    pthread_join(j->xth, NULL);
+  }
+  if (j->have_q) dq_free(&j->q);
+  if (j->xj) {
+    /* with --md5 the extraction stands only once the md5 is right: any
+     * other end puts DIR back; without it, what was extracted stays (as
+     * after %extract) */
+    size_t gone = rc && j->xj->undo ? dx_rollback(j->xj) : 0;
+    dx_commit(j->xj);
+    if (gone && j->in_place) /* a zip or 7-Zip, extracted after the download */
+      st_eprintf(j->c, "download: the extraction into %s is undone (%zu file%s); the download itself "
+                       "is complete and right, and kept as %s\n", o->exdir, gone, gone == 1 ? "" : "s", o->to);
+    else if (gone)
+      st_eprintf(j->c, "download: the extraction into %s is undone (%zu file%s): with --md5 it is "
+                       "kept only when the whole download succeeds\n", o->exdir, gone, gone == 1 ? "" : "s");
+    dx_job_free(j->xj);
+    free(j->xj);
+  }
+  if (j->curl) curl_easy_cleanup(j->curl);
+  EVP_MD_CTX_free(j->md);
+  free(j->x.wb);
+  if (j->fd >= 0) close(j->fd);
+  /* keep PATH.part for --resume after network errors and interrupts, not after bad data */
+  if (j->made_part && rc &&
+      (j->x.have == 0 || (rc != ST_ECANCELED && rc != ST_ENET && rc != ST_ETIMEDOUT && rc != ST_EHTTP)))
+    unlink(o->part);
+  mf_free(&j->mf);
+  return rc;
+}
+
 int dl_download(st_ctx *c, const st_args *a, st_error *err) {
   const char *url = a->pos[0];
   size_t ul = strlen(url);
@@ -323,322 +751,29 @@ int dl_download(st_ctx *c, const st_args *a, st_error *err) {
       return st_error_set(err, ST_EINVAL, url, -1, "a prefix is downloaded to a folder: give --to DIR");
     return s3_get_tree(c, a, url, st_arg_str(a, "to", ""), err);
   }
-  const char *md5 = st_arg_str(a, "md5", NULL), *exdir = st_arg_str(a, "extract", NULL);
-  const char *manifest = st_arg_str(a, "verify", NULL), *cacert = st_arg_str(a, "cacert", NULL);
-  long long retries, tmo;
-  int rc;
-  if ((rc = st_arg_int(a, "retries", 3, 0, PK_LIMIT_DOWNLOAD_RETRIES, &retries, err))) return rc;
-  if ((rc = st_arg_int(a, "timeout", 60, 1, 86400, &tmo, err))) return rc;
-  if (md5 && !md5_valid_hex(md5))
-    return st_error_set(err, ST_EINVAL, "--md5", -1, "expected 32 hex digits, got \"%.40s\"", md5);
-  char name[1024];
-  safe_url(url, name, sizeof name);
-  char to[4096], part[4200];
-  if (st_arg_has(a, "to")) snprintf(to, sizeof to, "%s", st_arg_str(a, "to", ""));
-  else if (url_basename(url, to, sizeof to))
-    return st_error_set(err, ST_EINVAL, name, -1, "the URL names no file: give --to PATH");
-  snprintf(part, sizeof part, "%s.part", to);
-  mf_list mf = {0};
-  if (manifest && (rc = mf_load(manifest, &mf, err))) return rc;
-
-  int resume = st_arg_has(a, "resume");
-  int fd = open(part, O_RDWR | O_CREAT | O_CLOEXEC | (resume ? 0 : O_TRUNC), 0644);
-  if (fd < 0) {
-    mf_free(&mf);
-    return st_error_errno(err, errno, part, "cannot create");
-  }
-  EVP_MD_CTX *md = EVP_MD_CTX_new();
-  EVP_DigestInit_ex(md, EVP_md5(), NULL);
-  dqueue q;
-  int have_q = 0;
-  dx_job *xj = NULL;
-  pthread_t xth;
-  int xstarted = 0;
-  CURL *curl = NULL;
-  st_progress p;
-  memset(&p, 0, sizeof p);
-  int pstarted = 0;
-  int in_place = 0; /* the download is complete, right and renamed to `to` */
-  xfer x;
-  memset(&x, 0, sizeof x);
-  x.c = c;
-  x.err = err;
-  x.fd = fd;
-  x.name = name;
-  x.md = md;
-  x.p = &p;
-  double t0 = st_now();
-  if (!(x.wb = malloc(DL_WBUF))) {
-    rc = st_error_set(err, ST_ENOMEM, name, -1, "out of memory");
-    goto out;
-  }
-  if (exdir) {
-    xj = calloc(1, sizeof *xj);
-    if (!xj || dq_init(&q)) {
-      rc = st_error_set(err, ST_ENOMEM, name, -1, "out of memory");
-      goto out;
-    }
-    have_q = 1;
-    xj->c = c;
-    xj->where = name; /* errors name the URL: nothing is kept under --to */
-    xj->dest = exdir;
-    xj->pull = dq_pull;
-    xj->abort = dq_abort;
-    xj->ud = &q;
-    xj->hash = manifest != NULL;
-    xj->undo = md5 != NULL; /* a wrong md5 puts DIR back as it was */
-    x.q = &q;
-    if (pthread_create(&xth, NULL, extract_thread, xj)) {
-      rc = st_error_set(err, ST_EINTERNAL, name, -1, "cannot start the extractor thread");
-      goto out;
-    }
-    xstarted = 1;
-  }
-  char label[200];
-  const char *bn = strrchr(to, '/');
-  snprintf(label, sizeof label, "download %.180s", bn ? bn + 1 : to);
-  st_progress_begin(c, &p, label, "B", 0);
-  pstarted = 1;
-  if (resume) { /* hash (and extract) what is already there */
-    uint8_t *b = malloc(1u << 20);
-    if (!b) { rc = st_error_set(err, ST_ENOMEM, part, -1, "out of memory"); goto out; }
-    ssize_t k;
-    while ((k = read(fd, b, 1u << 20)) > 0)
-      if (sink(&x, b, (size_t)k, 0, NULL)) break;
-    free(b);
-    if (k < 0) { rc = st_error_errno(err, errno, part, "read failed"); goto out; }
-    if (x.sink_failed || err->code) goto sinkfail;
-    if (x.have) st_printf(c, "resuming %s at byte %llu\n", part, (unsigned long long)x.have);
-  }
-
-  curl = curl_easy_init();
-  if (!curl) { rc = st_error_set(err, ST_EINTERNAL, name, -1, "curl_easy_init failed"); goto out; }
-  char ua[64];
-  snprintf(ua, sizeof ua, "pipekernel");
-  char ebuf[CURL_ERROR_SIZE];
-  long code = 0;
-  CURLcode cc = CURLE_OK;
-  for (long long attempt = 0;; attempt++) {
-    curl_easy_reset(curl);
-    ebuf[0] = 0;
-    curl_easy_setopt(curl, CURLOPT_URL, url);
-    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https,file");
-    curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt(curl, CURLOPT_MAXREDIRS, (long)PK_LIMIT_DOWNLOAD_REDIRECTS);
-    curl_easy_setopt(curl, CURLOPT_USERAGENT, ua);
-    curl_easy_setopt(curl, CURLOPT_FAILONERROR, 1L);
-    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, ebuf);
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, write_cb);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, &x);
-    curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, header_cb);
-    curl_easy_setopt(curl, CURLOPT_HEADERDATA, &x);
-    curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, xferinfo_cb);
-    curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &x);
-    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, (long)tmo);
-    curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, (long)tmo);
-    curl_easy_setopt(curl, CURLOPT_BUFFERSIZE, 512L * 1024);
-    curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
-    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    if (cacert) curl_easy_setopt(curl, CURLOPT_CAINFO, cacert);
-    x.req_from = x.have;
-    x.first = 1;
-    x.skip = 0;
-    x.cr_start = -1;
-    x.base = x.have;
-    x.last_data = st_now();
-    x.stall_s = (double)tmo;
-    x.stalled = 0;
-    x.curl = curl;
-    if (x.have) {
-      /* http(s): a Range header (a 200 answer is handled by skipping); file: an offset */
-      if (!strncasecmp(url, "http", 4)) {
-        char range[48];
-        snprintf(range, sizeof range, "%llu-", (unsigned long long)x.have);
-        curl_easy_setopt(curl, CURLOPT_RANGE, range);
-      } else {
-        curl_easy_setopt(curl, CURLOPT_RESUME_FROM_LARGE, (curl_off_t)x.have);
-      }
-    }
-    cc = curl_easy_perform(curl);
-    if (flush(&x) && cc == CURLE_OK) cc = CURLE_WRITE_ERROR;
-    code = 0;
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
-    if (cc == CURLE_OK) break;
-    if (cc == CURLE_ABORTED_BY_CALLBACK && x.stalled && !st_cancelled(c)) {
-      cc = CURLE_OPERATION_TIMEDOUT;
-      snprintf(ebuf, sizeof ebuf, "no data for %lld s (--timeout)", tmo);
-    }
-    if (st_cancelled(c) || cc == CURLE_ABORTED_BY_CALLBACK) {
-      rc = st_error_set(err, ST_ECANCELED, name, (long long)x.have, "interrupted (%s keeps %llu bytes; --resume continues)",
-                        part, (unsigned long long)x.have);
-      goto out;
-    }
-    if (x.sink_failed || x.write_error || err->code) goto sinkfail;
-    if (cc == CURLE_RANGE_ERROR || (cc == CURLE_HTTP_RETURNED_ERROR && code == 416)) {
-      /* Range not satisfiable: start over */
-      if (x.q) { rc = st_error_set(err, ST_EHTTP, name, -1, "the server refused the Range request"); goto out; }
-      if (ftruncate(fd, 0) || lseek(fd, 0, SEEK_SET)) { rc = st_error_errno(err, errno, part, "truncate failed"); goto out; }
-      x.have = 0;
-      EVP_DigestInit_ex(md, EVP_md5(), NULL);
-    } else if (!retryable(cc, code) || attempt >= retries) {
-      if (cc == CURLE_HTTP_RETURNED_ERROR)
-        rc = st_error_set(err, ST_EHTTP, name, -1, "HTTP %ld%s", code,
-                          attempt ? " (after retries)" : "");
-      else
-        rc = st_error_set(err, curl_code_to_st(cc), name, (long long)x.have, "%s%s%s",
-                          curl_easy_strerror(cc), ebuf[0] ? ": " : "", ebuf);
-      if (attempt) {
-        size_t l = strlen(err->text);
-        snprintf(err->text + l, sizeof err->text - l, " (%lld attempts)", attempt + 1);
-      }
-      goto out;
-    }
-    double delay = 0.5 * (double)(1u << (attempt < 5 ? attempt : 5));
-    if (delay > 8) delay = 8;
-    char why[CURL_ERROR_SIZE + 64];
-    if (cc == CURLE_HTTP_RETURNED_ERROR) snprintf(why, sizeof why, "HTTP %ld", code);
-    else snprintf(why, sizeof why, "%s%s%s", curl_easy_strerror(cc), ebuf[0] ? ": " : "", ebuf);
-    st_eprintf(c, "download: %s; retry %lld of %lld in %.1f s from byte %llu\n", why, attempt + 1,
-               retries, delay, (unsigned long long)x.have);
-    for (double w = 0; w < delay; w += 0.1) {
-      if (st_cancelled(c)) {
-        rc = st_error_set(err, ST_ECANCELED, name, (long long)x.have, "interrupted");
-        goto out;
-      }
-      struct timespec ts = {0, 100000000};
-      nanosleep(&ts, NULL);
-      st_progress_update(&p, x.have);
-    }
-  }
-  st_progress_update(&p, x.have);
-  {
-    unsigned char d[EVP_MAX_MD_SIZE];
-    unsigned int dl;
-    char hex[33];
-    EVP_DigestFinal_ex(md, d, &dl);
-    md5_hex(d, hex);
-    double dt = st_now() - t0;
-    if (md5 && strcasecmp(md5, hex)) {
-      /* what was extracted came from the wrong bytes: it goes too */
-      size_t gone = 0;
-      if (xstarted) {
-        dq_close(&q, 1);
-        pthread_join(xth, NULL);
-        xstarted = 0;
-        gone = dx_rollback(xj);
-      }
-      rc = st_error_set(err, ST_ECHECKSUM, name, -1, "md5 mismatch: expected %.32s, got %s; nothing kept%s",
-                        md5, hex, gone ? " (what was extracted from it is undone too)" : "");
-      unlink(part);
-      goto out;
-    }
-    if (xstarted) {
-      dq_close(&q, 1);
-      pthread_join(xth, NULL);
-      xstarted = 0;
-      if (xj->err.code) { /* undone at out: with --md5 it is all or nothing */
-        *err = xj->err;
-        rc = err->code;
-        goto out;
-      }
-    }
-    /* a write error some file systems report only now (NFS, quotas) must stop the rename */
-    int cfd = fd;
-    fd = -1;
-    if (close(cfd)) { rc = st_error_errno(err, errno, part, "write failed"); goto out; }
-    if (rename(part, to)) { rc = st_error_errno(err, errno, to, "rename failed"); goto out; }
-    in_place = 1;
-    int deferred = xj && xj->needs_file;
-    if (xj && !deferred) dx_commit(xj); /* all is in place: what the members replaced goes */
-    st_progress_end(&p, 0);
-    pstarted = 0;
-    dt = st_now() - t0;
-    char b1[32], r1[32];
-    st_fmt_bytes(b1, sizeof b1, x.have);
-    st_fmt_rate(r1, sizeof r1, x.have, dt);
-    st_printf(c, "download: %s in %.2f s (%s), md5 %s%s -> %s\n", b1, dt, r1, hex,
-              md5 ? " OK" : "", to);
-    st_timing_add(c, "download", "download", dt, x.have, 1, "libcurl", hex);
-    if (deferred) {
-      /* the directory of a zip or 7-Zip archive is at its end: read the file */
-      double t1 = st_now();
-      xj->needs_file = 0;
-      xj->where = to;
-      const char *tb = strrchr(to, '/');
-      if (dx_extract_file(c, xj, to, tb ? tb + 1 : to)) { /* undone at out with --md5 */
-        *err = xj->err;
-        rc = err->code;
-        goto out;
-      }
-      dx_commit(xj);
-      char note[96];
-      snprintf(note, sizeof note, "after the download: %s reads a zip or 7-Zip from the whole file",
-               xj->backend);
-      dx_report(c, xj, st_now() - t1, exdir, note);
-    } else if (xj) {
-      char b2[32];
-      st_fmt_bytes(b2, sizeof b2, atomic_load(&xj->out_bytes));
-      uint64_t nf = atomic_load(&xj->files);
-      st_printf(c, "extract: %s, %llu file%s into %s while downloading (%s)\n", b2,
-                (unsigned long long)nf, nf == 1 ? "" : "s", exdir, xj->backend);
-    }
-    if (manifest) {
-      char root[4096];
-      if (exdir) snprintf(root, sizeof root, "%s", exdir);
-      else {
-        const char *sl = strrchr(manifest, '/');
-        snprintf(root, sizeof root, "%.*s", sl ? (int)(sl - manifest) : 1, sl ? manifest : ".");
-      }
-      rc = vf_run(c, manifest, &mf, root, 0, xj ? known_member : NULL, xj,
-                         xj ? "md5-while-extracting" : "openssl-evp", err);
-    }
-  }
-  goto out;
-
-sinkfail:
-  if (x.write_error) rc = st_error_errno(err, x.write_error, part, "write failed");
-  else if (x.sink_failed && xj) {
-    dq_close(&q, 1);
-    pthread_join(xth, NULL);
-    xstarted = 0;
-    if (xj->err.code) *err = xj->err;
-    else st_error_set(err, ST_EINTERNAL, name, -1, "the extractor stopped");
-    rc = err->code;
-  } else rc = err->code ? err->code : ST_EIO;
-
-out:
-  if (pstarted) st_progress_end(&p, rc);
-  if (xstarted) {
-    dq_close(&q, -1);
-    pthread_join(xth, NULL);
-  }
-  if (have_q) dq_free(&q);
-  if (xj) {
-    /* with --md5 the extraction stands only once the md5 is right: any
-     * other end puts DIR back; without it, what was extracted stays (as
-     * after %extract) */
-    size_t gone = rc && xj->undo ? dx_rollback(xj) : 0;
-    dx_commit(xj);
-    if (gone && in_place) /* a zip or 7-Zip, extracted after the download */
-      st_eprintf(c, "download: the extraction into %s is undone (%zu file%s); the download itself "
-                    "is complete and right, and kept as %s\n", exdir, gone, gone == 1 ? "" : "s", to);
-    else if (gone)
-      st_eprintf(c, "download: the extraction into %s is undone (%zu file%s): with --md5 it is "
-                    "kept only when the whole download succeeds\n", exdir, gone, gone == 1 ? "" : "s");
-    dx_job_free(xj);
-    free(xj);
-  }
-  if (curl) curl_easy_cleanup(curl);
-  EVP_MD_CTX_free(md);
-  free(x.wb);
-  if (fd >= 0) close(fd);
-  /* keep PATH.part for --resume after network errors and interrupts, not after bad data */
-  if (rc && (x.have == 0 || (rc != ST_ECANCELED && rc != ST_ENET && rc != ST_ETIMEDOUT && rc != ST_EHTTP)))
-    unlink(part);
-  mf_free(&mf);
-  return rc;
+  dl_opts o;
+  int rc = dl_opts_parse(a, &o, err);
+  if (rc) return rc;
+  dl_job j;
+  memset(&j, 0, sizeof j);
+  j.c = c;
+  j.err = err;
+  j.o = &o;
+  j.fd = -1;
+  j.x.c = c;
+  j.x.err = err;
+  j.x.fd = -1;
+  j.x.name = o.name;
+  j.x.p = &j.p;
+  if (!rc) rc = dl_open(&j);
+  if (!rc) rc = dl_start_extractor(&j);
+  if (!rc) rc = dl_begin_progress(&j);
+  if (!rc) rc = dl_resume(&j);
+  if (!rc) rc = dl_transfer(&j);
+  if (!rc) rc = dl_check_md5(&j);
+  if (!rc) rc = dl_join_extractor(&j);
+  if (!rc) rc = dl_place(&j);
+  if (!rc) rc = dl_extract_after(&j);
+  if (!rc) rc = dl_verify(&j);
+  return dl_cleanup(&j, rc);
 }

@@ -19,6 +19,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "lib/dynbuf.h"
 #include "lib/limits.h"
 #include "md5.h"
 #include "lib/ring.h"
@@ -214,13 +215,10 @@ static int fail_errno(dx_job *j, int er, const char *rel, const char *what) {
 /* Records a member written at path (takes old, see keep_old). 0, or
  * ST_ENOMEM: a member that cannot be recorded could not be undone. */
 static int add_member(dx_job *j, const char *path, const char *hex, char *old) {
-  if (j->nmembers == j->capmembers) {
-    size_t nc = j->capmembers ? j->capmembers * 2 : 64;
-    dx_member *nm = realloc(j->members, nc * sizeof *nm);
-    if (!nm) goto oom;
-    j->members = nm;
-    j->capmembers = nc;
-  }
+  /* one member per entry: dx_run refuses entries past the limit first */
+  if (dyn_grow_array(&j->members, &j->capmembers, j->nmembers + 1, sizeof *j->members,
+                     PK_LIMIT_EXTRACT_ENTRIES))
+    goto oom;
   char *p = strdup(path);
   if (!p) goto oom;
   j->members[j->nmembers].path = p;
@@ -475,137 +473,271 @@ static int link_target_safe(const char *rel, const char *target) {
   return 1;
 }
 
-static int write_file(dx_job *j, struct archive *ar, int root, char *rel, struct archive_entry *e,
-                      uint64_t *total) {
-  int64_t size = archive_entry_size_is_set(e) ? archive_entry_size(e) : 0;
-  if (size < 0) size = 0;
-  if ((uint64_t)size > PK_LIMIT_EXTRACT_BYTES - *total)
+/* A regular member being written: where it goes, its temporary file and
+ * its digest. write_file's steps fill it in turn. */
+typedef struct dx_file {
+  const char *rel;             /* its path in DIR */
+  struct archive_entry *e;
+  int64_t size;                /* the size its header declares (0 when none) */
+  int dfd;                     /* its folder, -1 until opened */
+  const char *leaf;            /* its name in dfd (points into rel) */
+  char tmp[300];               /* the temporary name in dfd */
+  int fd;                      /* the temporary file, -1 when closed */
+  int made_tmp;                /* tmp was created (removed again on failure) */
+  EVP_MD_CTX *md;              /* NULL without hashing */
+  uint64_t written;            /* the end of the last data block */
+  char *old;                   /* with undo: what the member replaced, kept aside */
+  char hex[33];                /* its md5 ("" without hashing) */
+} dx_file;
+
+/* Feeds n zero bytes to md (a hole, or the tail of a sparse file). */
+static void md_zeros(EVP_MD_CTX *md, uint64_t n) {
+  static const uint8_t z[65536];
+  while (n) {
+    size_t k = n > sizeof z ? sizeof z : (size_t)n;
+    EVP_DigestUpdate(md, z, k);
+    n -= k;
+  }
+}
+
+/* Writes all of b at offset off of fd; 0, or -1 with errno. */
+static int pwrite_all(int fd, const uint8_t *b, size_t left, int64_t off) {
+  while (left) {
+    ssize_t w = pwrite(fd, b, left, off);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return -1;
+    b += w;
+    left -= (size_t)w;
+    off += w;
+  }
+  return 0;
+}
+
+/* Refuses, before anything is written, a member whose declared size is
+ * over what the archive may still hold, or over the free space in DIR. */
+static int file_check_size(dx_job *j, int root, const dx_file *f, uint64_t total) {
+  if ((uint64_t)f->size > PK_LIMIT_EXTRACT_BYTES - total)
     return st_error_set(&j->err, ST_E2BIG, j->where, -1,
                         "member \"%.300s\" claims %lld bytes: over the limit of %llu bytes for the "
                         "whole archive; refused before writing",
-                        rel, (long long)size, (unsigned long long)PK_LIMIT_EXTRACT_BYTES);
+                        f->rel, (long long)f->size, (unsigned long long)PK_LIMIT_EXTRACT_BYTES);
   struct statvfs vs;
-  if (fstatvfs(root, &vs) == 0 && (uint64_t)size > (uint64_t)vs.f_bavail * vs.f_frsize)
+  if (fstatvfs(root, &vs) == 0 && (uint64_t)f->size > (uint64_t)vs.f_bavail * vs.f_frsize)
     return st_error_set(&j->err, ST_ENOSPC, j->where, -1,
                         "member \"%.300s\" claims %lld bytes, more than the %llu bytes free in %s; "
                         "refused before writing",
-                        rel, (long long)size, (unsigned long long)vs.f_bavail * vs.f_frsize, j->dest);
-  const char *leaf;
-  int dfd = open_parent(j, root, rel, &leaf, 1);
-  if (dfd < 0) return j->err.code;
-  char tmp[300];
-  snprintf(tmp, sizeof tmp, ".%.200s.pk-tmp-%ld", leaf, (long)getpid());
-  int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    int er = errno;
-    close(dfd);
-    return fail_errno(j, er, rel, "cannot create");
-  }
-  EVP_MD_CTX *m = NULL;
+                        f->rel, (long long)f->size, (unsigned long long)vs.f_bavail * vs.f_frsize, j->dest);
+  return 0;
+}
+
+/* Opens the member's folder (made as needed, never through a symlink) and
+ * its temporary file .LEAF.pk-tmp-PID there, and starts its md5. */
+static int file_open(dx_job *j, int root, char *rel, dx_file *f) {
+  f->dfd = open_parent(j, root, rel, &f->leaf, 1);
+  if (f->dfd < 0) return j->err.code;
+  snprintf(f->tmp, sizeof f->tmp, ".%.200s.pk-tmp-%ld", f->leaf, (long)getpid());
+  f->fd = openat(f->dfd, f->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (f->fd < 0) return fail_errno(j, errno, f->rel, "cannot create");
+  f->made_tmp = 1;
   if (j->hash) {
-    m = EVP_MD_CTX_new();
-    if (m) EVP_DigestInit_ex(m, EVP_md5(), NULL);
+    f->md = EVP_MD_CTX_new();
+    if (f->md) EVP_DigestInit_ex(f->md, EVP_md5(), NULL);
   }
-  int rc = 0;
-  char *old = NULL; /* with undo: what the member replaced, kept aside */
-  uint64_t written = 0;
+  return 0;
+}
+
+/* Writes every data block of the member at its offset (holes are hashed
+ * as zeros); data beyond the declared size counts against the limit. */
+static int file_copy_data(dx_job *j, struct archive *ar, dx_file *f, uint64_t total) {
+  const char *rel = f->rel;
   for (;;) {
     const void *buf;
     size_t len;
     la_int64_t off;
     int r = archive_read_data_block(ar, &buf, &len, &off);
-    if (r == ARCHIVE_EOF) break;
+    if (r == ARCHIVE_EOF) return 0;
     if (r < ARCHIVE_WARN) {
       int en = archive_errno(ar);
-      rc = st_error_set(&j->err, en == ECANCELED || st_cancelled(j->c) ? ST_ECANCELED : ST_EFORMAT,
-                        j->where, -1, "member \"%.300s\": %s", rel, ar_why(ar));
-      break;
+      return st_error_set(&j->err, en == ECANCELED || st_cancelled(j->c) ? ST_ECANCELED : ST_EFORMAT,
+                          j->where, -1, "member \"%.300s\": %s", rel, ar_why(ar));
     }
-    if ((uint64_t)off + len > (uint64_t)size && (uint64_t)off + len > written) {
+    if ((uint64_t)off + len > (uint64_t)f->size && (uint64_t)off + len > f->written) {
       /* data beyond the declared size (sparse or lying header): count it */
-      if ((uint64_t)off + len > PK_LIMIT_EXTRACT_BYTES - *total) {
-        rc = st_error_set(&j->err, ST_E2BIG, j->where, -1, "member \"%.300s\" exceeds the size limit", rel);
-        break;
-      }
+      if ((uint64_t)off + len > PK_LIMIT_EXTRACT_BYTES - total)
+        return st_error_set(&j->err, ST_E2BIG, j->where, -1, "member \"%.300s\" exceeds the size limit", rel);
     }
-    if (m && (uint64_t)off > written) { /* hole: hash zeros */
-      static const uint8_t z[65536];
-      uint64_t gap = (uint64_t)off - written;
-      while (gap) {
-        size_t k = gap > sizeof z ? sizeof z : (size_t)gap;
-        EVP_DigestUpdate(m, z, k);
-        gap -= k;
-      }
-    }
-    const uint8_t *b = buf;
-    size_t left = len;
-    la_int64_t o = off;
-    while (left) {
-      ssize_t w = pwrite(fd, b, left, o);
-      if (w < 0 && errno == EINTR) continue;
-      if (w < 0) { rc = fail_errno(j, errno, rel, "write failed"); break; }
-      b += w;
-      left -= (size_t)w;
-      o += w;
-    }
-    if (rc) break;
-    if (m) EVP_DigestUpdate(m, buf, len);
-    written = (uint64_t)off + len;
+    if (f->md && (uint64_t)off > f->written) md_zeros(f->md, (uint64_t)off - f->written); /* a hole */
+    if (pwrite_all(f->fd, buf, len, off)) return fail_errno(j, errno, rel, "write failed");
+    if (f->md) EVP_DigestUpdate(f->md, buf, len);
+    f->written = (uint64_t)off + len;
     atomic_fetch_add(&j->out_bytes, len);
-    if (st_cancelled(j->c)) {
-      rc = st_error_set(&j->err, ST_ECANCELED, j->where, -1, "interrupted in member \"%.300s\"", rel);
-      break;
-    }
+    if (st_cancelled(j->c))
+      return st_error_set(&j->err, ST_ECANCELED, j->where, -1, "interrupted in member \"%.300s\"", rel);
   }
-  if (!rc && written < (uint64_t)size && ftruncate(fd, size))
-    rc = fail_errno(j, errno, rel, "truncate failed");
-  if (!rc) {
-    if (m && written < (uint64_t)size) {
-      static const uint8_t z[65536];
-      uint64_t gap = (uint64_t)size - written;
-      while (gap) {
-        size_t k = gap > sizeof z ? sizeof z : (size_t)gap;
-        EVP_DigestUpdate(m, z, k);
-        gap -= k;
-      }
-    }
-    fchmod(fd, archive_entry_perm(e) & 0755);
-    struct timespec ts[2] = {{archive_entry_mtime(e), 0}, {archive_entry_mtime(e), 0}};
-    futimens(fd, ts);
+}
+
+/* Extends the file to its declared size (hashing the zeros) and gives it
+ * the member's mode (at most 0755) and time. */
+static int file_complete(dx_job *j, dx_file *f) {
+  if (f->written < (uint64_t)f->size) {
+    if (ftruncate(f->fd, f->size)) return fail_errno(j, errno, f->rel, "truncate failed");
+    if (f->md) md_zeros(f->md, (uint64_t)f->size - f->written);
   }
-  if (close(fd) && !rc) rc = fail_errno(j, errno, rel, "close failed");
-  if (!rc) {
-    /* never replace a folder or follow a symlink under the final name */
-    struct stat st;
-    int there = fstatat(dfd, leaf, &st, AT_SYMLINK_NOFOLLOW) == 0;
-    if (there && S_ISDIR(st.st_mode))
-      rc = fail_errno(j, EEXIST, rel, "cannot replace a folder with a file");
-    else
-      rc = keep_old(j, dfd, rel, leaf, there ? &st : NULL, &old);
-    if (!rc && renameat(dfd, tmp, dfd, leaf)) {
-      rc = fail_errno(j, errno, rel, "rename failed");
-      restore_old(dfd, leaf, old);
-      old = NULL;
-    }
-  }
-  if (rc) unlinkat(dfd, tmp, 0);
-  close(dfd);
-  char hex[33] = "";
-  if (m) {
-    unsigned char d[EVP_MAX_MD_SIZE];
-    unsigned int dl;
-    EVP_DigestFinal_ex(m, d, &dl);
-    EVP_MD_CTX_free(m);
-    md5_hex(d, hex);
-  }
-  if (!rc) {
-    *total += (uint64_t)size > written ? (uint64_t)size : written;
-    atomic_fetch_add(&j->files, 1);
-    rc = add_member(j, rel, hex, old);
+  fchmod(f->fd, archive_entry_perm(f->e) & 0755);
+  struct timespec ts[2] = {{archive_entry_mtime(f->e), 0}, {archive_entry_mtime(f->e), 0}};
+  futimens(f->fd, ts);
+  return 0;
+}
+
+/* Closes the temporary file: a write error reported only now is the
+ * member's error (unless it already has one). Returns rc. */
+static int file_close(dx_job *j, dx_file *f, int rc) {
+  if (f->fd < 0) return rc;
+  if (close(f->fd) && !rc) rc = fail_errno(j, errno, f->rel, "close failed");
+  f->fd = -1;
+  return rc;
+}
+
+/* Renames the temporary file to the member's name; never over a folder
+ * nor through a symlink, and with undo what was there is kept aside. */
+static int file_place(dx_job *j, dx_file *f) {
+  struct stat st;
+  int there = fstatat(f->dfd, f->leaf, &st, AT_SYMLINK_NOFOLLOW) == 0;
+  if (there && S_ISDIR(st.st_mode)) return fail_errno(j, EEXIST, f->rel, "cannot replace a folder with a file");
+  int rc = keep_old(j, f->dfd, f->rel, f->leaf, there ? &st : NULL, &f->old);
+  if (rc) return rc;
+  if (renameat(f->dfd, f->tmp, f->dfd, f->leaf)) {
+    rc = fail_errno(j, errno, f->rel, "rename failed");
+    restore_old(f->dfd, f->leaf, f->old);
+    f->old = NULL;
   }
   return rc;
 }
 
+/* Releases what the member holds whatever step failed (a temporary file
+ * left goes) and finishes its md5; returns rc. */
+static int file_end(dx_file *f, int rc) {
+  if (f->fd >= 0) close(f->fd);
+  if (rc && f->made_tmp) unlinkat(f->dfd, f->tmp, 0);
+  if (f->dfd >= 0) close(f->dfd);
+  if (f->md) {
+    unsigned char d[EVP_MAX_MD_SIZE];
+    unsigned int dl;
+    EVP_DigestFinal_ex(f->md, d, &dl);
+    EVP_MD_CTX_free(f->md);
+    md5_hex(d, f->hex);
+  }
+  return rc;
+}
+
+/* A regular member: checked, written to a temporary file, completed,
+ * renamed into place and recorded (*total grows by its size). */
+static int write_file(dx_job *j, struct archive *ar, int root, char *rel, struct archive_entry *e,
+                      uint64_t *total) {
+  dx_file f;
+  memset(&f, 0, sizeof f);
+  f.rel = rel;
+  f.e = e;
+  f.size = archive_entry_size_is_set(e) ? archive_entry_size(e) : 0;
+  if (f.size < 0) f.size = 0;
+  f.dfd = -1;
+  f.fd = -1;
+  int rc = file_check_size(j, root, &f, *total);
+  if (!rc) rc = file_open(j, root, rel, &f);
+  if (!rc) rc = file_copy_data(j, ar, &f, *total);
+  if (!rc) rc = file_complete(j, &f);
+  rc = file_close(j, &f, rc);
+  if (!rc) rc = file_place(j, &f);
+  rc = file_end(&f, rc);
+  if (rc) return rc;
+  *total += (uint64_t)f.size > f.written ? (uint64_t)f.size : f.written;
+  atomic_fetch_add(&j->files, 1);
+  return add_member(j, rel, f.hex, f.old);
+}
+
+/* A hard link member (rel, named name in the archive) to hl: only to a
+ * file already extracted inside DIR. */
+static int entry_hardlink(dx_job *j, int root, char *rel, const char *name, const char *hl) {
+  char trel[PK_LIMIT_EXTRACT_PATH + 2];
+  int t = clean_path(j, hl, trel, sizeof trel);
+  if (t) {
+    st_error_clear(&j->err);
+    return st_error_set(&j->err, ST_EUNSAFE, j->where, -1,
+                        "hard link \"%.300s\" -> \"%.300s\" leads out of %s: refused", name, hl, j->dest);
+  }
+  const char *tleaf, *leaf;
+  int tfd = open_parent(j, root, trel, &tleaf, 0);
+  if (tfd < 0) return j->err.code;
+  struct stat st;
+  if (fstatat(tfd, tleaf, &st, AT_SYMLINK_NOFOLLOW) || !S_ISREG(st.st_mode)) {
+    close(tfd);
+    return st_error_set(&j->err, ST_EUNSAFE, j->where, -1,
+                        "hard link \"%.300s\" -> \"%.300s\": the target is not a file extracted here",
+                        name, hl);
+  }
+  int dfd = open_parent(j, root, rel, &leaf, 1);
+  if (dfd < 0) { close(tfd); return j->err.code; }
+  char *old;
+  int rc = keep_old_at(j, dfd, rel, leaf, &old);
+  if (!rc) {
+    unlinkat(dfd, leaf, 0);
+    if (linkat(tfd, tleaf, dfd, leaf, 0)) {
+      rc = fail_errno(j, errno, rel, "cannot create hard link");
+      restore_old(dfd, leaf, old);
+    } else {
+      atomic_fetch_add(&j->files, 1);
+      rc = add_member(j, rel, NULL, old);
+    }
+  }
+  close(tfd);
+  close(dfd);
+  return rc;
+}
+
+/* A folder member: made unless there (recorded for a rollback when made);
+ * what is there must be a real folder. */
+static int entry_dir(dx_job *j, int root, char *rel) {
+  const char *leaf;
+  int dfd = open_parent(j, root, rel, &leaf, 1);
+  if (dfd < 0) return j->err.code;
+  int rc = 0;
+  if (mkdirat(dfd, leaf, 0755) == 0) add_dir(j, rel, strlen(rel));
+  else if (errno != EEXIST) rc = fail_errno(j, errno, rel, "cannot create folder");
+  struct stat st;
+  if (!rc && (fstatat(dfd, leaf, &st, AT_SYMLINK_NOFOLLOW) || !S_ISDIR(st.st_mode)))
+    rc = st_error_set(&j->err, ST_EUNSAFE, j->where, -1, "folder member \"%.300s\" exists as a symlink or file", rel);
+  close(dfd);
+  return rc;
+}
+
+/* A symlink member: only with a target that stays inside DIR. */
+static int entry_symlink(dx_job *j, int root, char *rel, struct archive_entry *e) {
+  const char *target = archive_entry_symlink(e);
+  if (!target || !link_target_safe(rel, target))
+    return st_error_set(&j->err, ST_EUNSAFE, j->where, -1,
+                        "symlink \"%.300s\" -> \"%.300s\" leads out of %s: refused", rel,
+                        target ? target : "", j->dest);
+  const char *leaf;
+  int dfd = open_parent(j, root, rel, &leaf, 1);
+  if (dfd < 0) return j->err.code;
+  char *old;
+  int rc = keep_old_at(j, dfd, rel, leaf, &old);
+  if (!rc) {
+    unlinkat(dfd, leaf, 0);
+    if (symlinkat(target, dfd, leaf)) {
+      rc = fail_errno(j, errno, rel, "cannot create symlink");
+      restore_old(dfd, leaf, old);
+    } else {
+      rc = add_member(j, rel, NULL, old);
+    }
+  }
+  close(dfd);
+  return rc;
+}
+
+/* One archive entry: its name cleaned, then by type (hard link, folder,
+ * file, symlink); device nodes, fifos, sockets and unknown types are
+ * refused. */
 static int do_entry(dx_job *j, struct archive *ar, int root, struct archive_entry *e, uint64_t *total) {
   char rel[PK_LIMIT_EXTRACT_PATH + 2];
   const char *name = archive_entry_pathname(e);
@@ -615,81 +747,14 @@ static int do_entry(dx_job *j, struct archive *ar, int root, struct archive_entr
   const char *hl = archive_entry_hardlink(e);
   if (r == 1) return type == AE_IFDIR ? 0 : st_error_set(&j->err, ST_EUNSAFE, j->where, -1,
                                                           "member \"%.300s\" names the destination itself", name);
-  if (hl) {
-    char trel[PK_LIMIT_EXTRACT_PATH + 2];
-    int t = clean_path(j, hl, trel, sizeof trel);
-    if (t) {
-      st_error_clear(&j->err);
-      return st_error_set(&j->err, ST_EUNSAFE, j->where, -1,
-                          "hard link \"%.300s\" -> \"%.300s\" leads out of %s: refused", name, hl, j->dest);
-    }
-    const char *tleaf, *leaf;
-    int tfd = open_parent(j, root, trel, &tleaf, 0);
-    if (tfd < 0) return j->err.code;
-    struct stat st;
-    if (fstatat(tfd, tleaf, &st, AT_SYMLINK_NOFOLLOW) || !S_ISREG(st.st_mode)) {
-      close(tfd);
-      return st_error_set(&j->err, ST_EUNSAFE, j->where, -1,
-                          "hard link \"%.300s\" -> \"%.300s\": the target is not a file extracted here",
-                          name, hl);
-    }
-    int dfd = open_parent(j, root, rel, &leaf, 1);
-    if (dfd < 0) { close(tfd); return j->err.code; }
-    char *old;
-    int rc = keep_old_at(j, dfd, rel, leaf, &old);
-    if (!rc) {
-      unlinkat(dfd, leaf, 0);
-      if (linkat(tfd, tleaf, dfd, leaf, 0)) {
-        rc = fail_errno(j, errno, rel, "cannot create hard link");
-        restore_old(dfd, leaf, old);
-      } else {
-        atomic_fetch_add(&j->files, 1);
-        rc = add_member(j, rel, NULL, old);
-      }
-    }
-    close(tfd);
-    close(dfd);
-    return rc;
-  }
+  if (hl) return entry_hardlink(j, root, rel, name, hl);
   switch (type) {
-  case AE_IFDIR: {
-    const char *leaf;
-    int dfd = open_parent(j, root, rel, &leaf, 1);
-    if (dfd < 0) return j->err.code;
-    int rc = 0;
-    if (mkdirat(dfd, leaf, 0755) == 0) add_dir(j, rel, strlen(rel));
-    else if (errno != EEXIST) rc = fail_errno(j, errno, rel, "cannot create folder");
-    struct stat st;
-    if (!rc && (fstatat(dfd, leaf, &st, AT_SYMLINK_NOFOLLOW) || !S_ISDIR(st.st_mode)))
-      rc = st_error_set(&j->err, ST_EUNSAFE, j->where, -1, "folder member \"%.300s\" exists as a symlink or file", rel);
-    close(dfd);
-    return rc;
-  }
+  case AE_IFDIR:
+    return entry_dir(j, root, rel);
   case AE_IFREG:
     return write_file(j, ar, root, rel, e, total);
-  case AE_IFLNK: {
-    const char *target = archive_entry_symlink(e);
-    if (!target || !link_target_safe(rel, target))
-      return st_error_set(&j->err, ST_EUNSAFE, j->where, -1,
-                          "symlink \"%.300s\" -> \"%.300s\" leads out of %s: refused", rel,
-                          target ? target : "", j->dest);
-    const char *leaf;
-    int dfd = open_parent(j, root, rel, &leaf, 1);
-    if (dfd < 0) return j->err.code;
-    char *old;
-    int rc = keep_old_at(j, dfd, rel, leaf, &old);
-    if (!rc) {
-      unlinkat(dfd, leaf, 0);
-      if (symlinkat(target, dfd, leaf)) {
-        rc = fail_errno(j, errno, rel, "cannot create symlink");
-        restore_old(dfd, leaf, old);
-      } else {
-        rc = add_member(j, rel, NULL, old);
-      }
-    }
-    close(dfd);
-    return rc;
-  }
+  case AE_IFLNK:
+    return entry_symlink(j, root, rel, e);
   case AE_IFCHR: case AE_IFBLK:
     return st_error_set(&j->err, ST_EUNSAFE, j->where, -1, "member \"%.300s\" is a device node: refused", rel);
   case AE_IFIFO:
@@ -709,37 +774,51 @@ static int needs_seek(const uint8_t *p, size_t n) {
          (n >= sizeof sevenzip && !memcmp(p, sevenzip, sizeof sevenzip));
 }
 
-int dx_run(dx_job *j) {
-  st_error_clear(&j->err);
-  int rc = 0;
+/* One dx_run: the byte source, libarchive's reader and DIR; run_end
+ * releases them whatever step failed. */
+typedef struct dx_pass {
+  dx_job *j;
   dx_reader r;
-  memset(&r, 0, sizeof r);
-  r.j = j;
-  struct archive *ar = NULL;
-  int root = -1;
-  /* peek: gzip magic? an archive that needs seeking? */
-  int k = pull_more(&r);
-  if (k < 0) return j->err.code ? j->err.code : st_error_set(&j->err, ST_EIO, j->where, -1, "read failed");
-  if (!j->seek && needs_seek(r.in, r.in_len)) {
-    j->needs_file = 1;
-    return 0;
-  }
+  struct archive *ar;
+  int root;              /* DIR, -1 until opened */
+  uint64_t total;        /* member bytes so far (against PK_LIMIT_EXTRACT_BYTES) */
+} dx_pass;
+
+/* Pulls the first bytes: a zip or 7-Zip from a source that cannot seek
+ * stops here with j->needs_file set. */
+static int run_peek(dx_pass *p) {
+  dx_job *j = p->j;
+  if (pull_more(&p->r) < 0)
+    return j->err.code ? j->err.code : st_error_set(&j->err, ST_EIO, j->where, -1, "read failed");
+  if (!j->seek && needs_seek(p->r.in, p->r.in_len)) j->needs_file = 1;
+  return 0;
+}
+
+/* Makes DIR (noting that this run made it) and opens it. */
+static int run_open_dest(dx_pass *p) {
+  dx_job *j = p->j;
   if (mkdir(j->dest, 0755) == 0) j->made_dest = 1;
   else if (errno != EEXIST) return st_error_errno(&j->err, errno, j->dest, "cannot create the destination");
-  root = open(j->dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (root < 0) return st_error_errno(&j->err, errno, j->dest, "cannot open the destination");
-  int is_gz = r.in_len >= 2 && r.in[0] == 0x1f && r.in[1] == 0x8b;
-  r.gzip = is_gz && j->inflater != 2;
-  ar = archive_read_new();
-  if (!ar) { rc = st_error_set(&j->err, ST_ENOMEM, j->where, -1, "out of memory"); goto out; }
-  if (r.gzip) {
-    if (ring_init(&r.ring, DX_SLOTS, DX_SLOT)) {
-      rc = st_error_set(&j->err, ST_ENOMEM, j->where, -1, "out of memory");
-      goto out;
-    }
-    isal_inflate_init(&r.st);
-    r.st.crc_flag = ISAL_GZIP;
-    r.threaded = pthread_create(&r.th, NULL, inflater, &r) == 0;
+  p->root = open(j->dest, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (p->root < 0) return st_error_errno(&j->err, errno, j->dest, "cannot open the destination");
+  return 0;
+}
+
+/* libarchive's reader on the source: for gzip (unless --inflater
+ * libarchive) tar or cpio behind the ISA-L inflater thread, else every
+ * format and filter libarchive has (with seeks when the source can). */
+static int run_open_archive(dx_pass *p) {
+  dx_job *j = p->j;
+  dx_reader *r = &p->r;
+  int is_gz = r->in_len >= 2 && r->in[0] == 0x1f && r->in[1] == 0x8b;
+  r->gzip = is_gz && j->inflater != 2;
+  struct archive *ar = p->ar = archive_read_new();
+  if (!ar) return st_error_set(&j->err, ST_ENOMEM, j->where, -1, "out of memory");
+  if (r->gzip) {
+    if (ring_init(&r->ring, DX_SLOTS, DX_SLOT)) return st_error_set(&j->err, ST_ENOMEM, j->where, -1, "out of memory");
+    isal_inflate_init(&r->st);
+    r->st.crc_flag = ISAL_GZIP;
+    r->threaded = pthread_create(&r->th, NULL, inflater, r) == 0;
     archive_read_support_format_tar(ar);
     archive_read_support_format_cpio(ar);
     snprintf(j->backend, sizeof j->backend, "isa-l+libarchive");
@@ -749,59 +828,80 @@ int dx_run(dx_job *j) {
     snprintf(j->backend, sizeof j->backend, is_gz ? "libarchive-zlib" : "libarchive");
     if (j->seek && !is_gz) archive_read_set_seek_callback(ar, seek_cb);
   }
-  if (archive_read_open(ar, &r, NULL, rd_cb, NULL) != ARCHIVE_OK) {
-    if (r.gzip && r.ecode) /* the gzip layer failed before the tar began */
-      rc = st_error_set(&j->err, st_cancelled(j->c) ? ST_ECANCELED : ST_EFORMAT, j->where,
-                        (long long)atomic_load(&j->in_bytes), "%s", r.emsg);
-    else
-      rc = st_error_set(&j->err, st_cancelled(j->c) ? ST_ECANCELED : ST_EFORMAT, j->where, -1,
-                        "not an archive libarchive can read: %s", ar_why(ar));
-    goto out;
-  }
-  uint64_t total = 0, entries = 0;
+  if (archive_read_open(ar, r, NULL, rd_cb, NULL) == ARCHIVE_OK) return 0;
+  if (r->gzip && r->ecode) /* the gzip layer failed before the tar began */
+    return st_error_set(&j->err, st_cancelled(j->c) ? ST_ECANCELED : ST_EFORMAT, j->where,
+                        (long long)atomic_load(&j->in_bytes), "%s", r->emsg);
+  return st_error_set(&j->err, st_cancelled(j->c) ? ST_ECANCELED : ST_EFORMAT, j->where, -1,
+                      "not an archive libarchive can read: %s", ar_why(ar));
+}
+
+/* Every entry in turn (at most PK_LIMIT_EXTRACT_ENTRIES), through
+ * do_entry; stops at the first error or an interrupt. */
+static int run_entries(dx_pass *p) {
+  dx_job *j = p->j;
+  uint64_t entries = 0;
   for (;;) {
     struct archive_entry *e;
-    int h = archive_read_next_header(ar, &e);
-    if (h == ARCHIVE_EOF) break;
-    if (h < ARCHIVE_WARN) {
-      rc = st_error_set(&j->err, st_cancelled(j->c) ? ST_ECANCELED : ST_EFORMAT, j->where,
-                        (long long)archive_filter_bytes(ar, -1), "%s", ar_why(ar));
-      break;
-    }
-    if (++entries > PK_LIMIT_EXTRACT_ENTRIES) {
-      rc = st_error_set(&j->err, ST_E2BIG, j->where, -1, "more than %u members", (unsigned)PK_LIMIT_EXTRACT_ENTRIES);
-      break;
-    }
-    rc = do_entry(j, ar, root, e, &total);
-    if (rc) break;
-    if (st_cancelled(j->c)) {
-      rc = st_error_set(&j->err, ST_ECANCELED, j->where, -1, "interrupted");
-      break;
-    }
+    int h = archive_read_next_header(p->ar, &e);
+    if (h == ARCHIVE_EOF) return 0;
+    if (h < ARCHIVE_WARN)
+      return st_error_set(&j->err, st_cancelled(j->c) ? ST_ECANCELED : ST_EFORMAT, j->where,
+                          (long long)archive_filter_bytes(p->ar, -1), "%s", ar_why(p->ar));
+    if (++entries > PK_LIMIT_EXTRACT_ENTRIES)
+      return st_error_set(&j->err, ST_E2BIG, j->where, -1, "more than %u members", (unsigned)PK_LIMIT_EXTRACT_ENTRIES);
+    int rc = do_entry(j, p->ar, p->root, e, &p->total);
+    if (rc) return rc;
+    if (st_cancelled(j->c)) return st_error_set(&j->err, ST_ECANCELED, j->where, -1, "interrupted");
   }
-  /* The tar ends before the gzip stream does: inflate what follows (the
-   * tar's zero padding) to the end, so ISA-L checks the trailer (CRC-32 and
-   * length) and a truncated or corrupt tail is an error, not a silent pass. */
-  if (!rc && r.gzip) {
-    const void *b;
-    la_ssize_t n;
-    do
-      n = rd_cb(ar, &r, &b);
-    while (n > 0);
-    if (n < 0)
-      rc = st_error_set(&j->err, st_cancelled(j->c) ? ST_ECANCELED : ST_EFORMAT, j->where,
-                        (long long)atomic_load(&j->in_bytes), "after the last member: %s",
-                        ar_why(ar));
-  }
-out:
-  inflater_stop(&r);
-  if (ar) archive_read_free(ar);
-  ring_free(&r.ring);
-  if (root >= 0) close(root);
+}
+
+/* The tar ends before the gzip stream does: inflate what follows (the
+ * tar's zero padding) to the end, so ISA-L checks the trailer (CRC-32 and
+ * length) and a truncated or corrupt tail is an error, not a silent pass. */
+static int run_gzip_trailer(dx_pass *p) {
+  dx_job *j = p->j;
+  if (!p->r.gzip) return 0;
+  const void *b;
+  la_ssize_t n;
+  do
+    n = rd_cb(p->ar, &p->r, &b);
+  while (n > 0);
+  if (n < 0)
+    return st_error_set(&j->err, st_cancelled(j->c) ? ST_ECANCELED : ST_EFORMAT, j->where,
+                        (long long)atomic_load(&j->in_bytes), "after the last member: %s", ar_why(p->ar));
+  return 0;
+}
+
+/* Stops the inflater, frees the reader and closes DIR; once DIR was open,
+ * a DIR this run made and left empty (nothing could be read) goes.
+ * Returns rc, or the job's error. */
+static int run_end(dx_pass *p, int rc) {
+  dx_job *j = p->j;
+  inflater_stop(&p->r);
+  if (p->ar) archive_read_free(p->ar);
+  ring_free(&p->r.ring);
+  if (p->root < 0) return rc;
+  close(p->root);
   if (!rc && j->err.code) rc = j->err.code;
-  /* a DIR this run made and left empty (nothing could be read) goes */
   if (rc && j->made_dest && rmdir(j->dest) == 0) j->made_dest = 0;
   return rc;
+}
+
+int dx_run(dx_job *j) {
+  st_error_clear(&j->err);
+  dx_pass p;
+  memset(&p, 0, sizeof p);
+  p.j = j;
+  p.r.j = j;
+  p.root = -1;
+  int rc = run_peek(&p);
+  if (!rc && j->needs_file) return 0; /* dx_extract_file runs it again on the whole file */
+  if (!rc) rc = run_open_dest(&p);
+  if (!rc) rc = run_open_archive(&p);
+  if (!rc) rc = run_entries(&p);
+  if (!rc) rc = run_gzip_trailer(&p);
+  return run_end(&p, rc);
 }
 
 /* ---- %extract ---- */

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lib/dynbuf.h"
 #include "lib/limits.h"
 
 void mf_free(mf_list *m) {
@@ -54,6 +55,95 @@ long mf_find(const mf_list *m, const char *path) {
   return -1;
 }
 
+/* One line s[0..n) of a manifest (not empty, not a comment; wl names it
+ * "FILE:LINE"): its digest in lower case into hex and its path, unescaped
+ * and checked, into a new string *path. */
+static int parse_line(const char *s, size_t n, const char *wl, char hex[33], char **path,
+                      st_error *err) {
+  *path = NULL;
+  if (memchr(s, 0, n)) return st_error_set(err, ST_EFORMAT, wl, -1, "NUL byte in the line");
+  int esc = 0;
+  if (s[0] == '\\') { esc = 1; s++; n--; }
+  if (n < 32)
+    return st_error_set(err, ST_EFORMAT, wl, -1,
+                        "expected \"<32 hex digits>  <path>\", got a line of %zu bytes", n);
+  int ok = 1;
+  for (int i = 0; i < 32; i++) {
+    if (!isxdigit((unsigned char)s[i])) ok = 0;
+    hex[i] = (char)tolower((unsigned char)s[i]);
+  }
+  hex[32] = 0;
+  if (!ok) return st_error_set(err, ST_EFORMAT, wl, -1, "expected 32 hex digits at the start of the line");
+  if (n < 35 || s[32] != ' ' || (s[33] != ' ' && s[33] != '*'))
+    return st_error_set(err, ST_EFORMAT, wl, -1, "expected two spaces (or \" *\") and a path after the digest");
+  const char *name = s + 34;
+  size_t nl2 = n - 34;
+  if (nl2 > PK_LIMIT_MANIFEST_PATH)
+    return st_error_set(err, ST_E2BIG, wl, -1, "path of %zu bytes, the limit is %u", nl2,
+                        (unsigned)PK_LIMIT_MANIFEST_PATH);
+  char *p = malloc(nl2 + 1);
+  if (!p) return st_error_set(err, ST_ENOMEM, wl, -1, "out of memory");
+  size_t k = 0;
+  for (size_t i = 0; i < nl2; i++) {
+    if (esc && name[i] == '\\' && i + 1 < nl2) {
+      char ch = name[++i];
+      p[k++] = ch == 'n' ? '\n' : ch == 'r' ? '\r' : ch;
+    } else {
+      p[k++] = name[i];
+    }
+  }
+  p[k] = 0;
+  while (k > 2 && p[0] == '.' && p[1] == '/') memmove(p, p + 2, (k -= 2) + 1);
+  if (unsafe_path(p)) {
+    int rc = st_error_set(err, ST_EUNSAFE, wl, -1, "path \"%.200s\" is absolute, empty or contains \"..\"", p);
+    free(p);
+    return rc;
+  }
+  *path = p;
+  return 0;
+}
+
+/* Appends an entry (taking path, freed on failure); at most
+ * PK_LIMIT_MANIFEST_ENTRIES of them. */
+static int add_entry(mf_list *out, size_t *cap, const char *hex, char *path, size_t line,
+                     const char *wl, st_error *err) {
+  if (out->n == PK_LIMIT_MANIFEST_ENTRIES) {
+    free(path);
+    return st_error_set(err, ST_E2BIG, wl, -1, "more than %u entries", (unsigned)PK_LIMIT_MANIFEST_ENTRIES);
+  }
+  if (dyn_grow_array(&out->e, cap, out->n + 1, sizeof *out->e, PK_LIMIT_MANIFEST_ENTRIES)) {
+    free(path);
+    return st_error_set(err, ST_ENOMEM, wl, -1, "out of memory");
+  }
+  mf_entry *e = &out->e[out->n++];
+  memcpy(e->hex, hex, 33);
+  e->path = path;
+  e->line = line;
+  return 0;
+}
+
+/* No path is listed twice (the error names both lines). */
+static int check_duplicates(const mf_list *m, const char *where, st_error *err) {
+  if (m->n < 2) return 0;
+  mf_entry *copy = malloc(m->n * sizeof *copy);
+  if (!copy) return st_error_set(err, ST_ENOMEM, where, -1, "out of memory");
+  memcpy(copy, m->e, m->n * sizeof *copy);
+  qsort(copy, m->n, sizeof *copy, cmp_entry);
+  int rc = 0;
+  for (size_t i = 1; i < m->n; i++)
+    if (!strcmp(copy[i].path, copy[i - 1].path)) {
+      size_t a = copy[i].line < copy[i - 1].line ? copy[i].line : copy[i - 1].line;
+      size_t b = copy[i].line < copy[i - 1].line ? copy[i - 1].line : copy[i].line;
+      char wl[1100];
+      snprintf(wl, sizeof wl, "%.1000s:%zu", where, b);
+      rc = st_error_set(err, ST_EFORMAT, wl, -1, "\"%.200s\" is listed twice (also on line %zu)",
+                        copy[i].path, a);
+      break;
+    }
+  free(copy);
+  return rc;
+}
+
 int mf_parse(const char *buf, size_t len, const char *where, mf_list *out, st_error *err) {
   out->e = NULL;
   out->n = 0;
@@ -61,7 +151,7 @@ int mf_parse(const char *buf, size_t len, const char *where, mf_list *out, st_er
   const char *p = buf, *end = buf + len;
   char wl[1100];
   int rc = 0;
-  while (p < end) {
+  while (!rc && p < end) {
     const char *nl = memchr(p, '\n', (size_t)(end - p));
     const char *le = nl ? nl : end;
     line++;
@@ -71,88 +161,11 @@ int mf_parse(const char *buf, size_t len, const char *where, mf_list *out, st_er
     const char *s = p;
     p = nl ? nl + 1 : end;
     if (n == 0 || s[0] == '#') continue;
-    if (memchr(s, 0, n)) { rc = st_error_set(err, ST_EFORMAT, wl, -1, "NUL byte in the line"); break; }
-    int esc = 0;
-    if (s[0] == '\\') { esc = 1; s++; n--; }
-    if (n < 32) {
-      rc = st_error_set(err, ST_EFORMAT, wl, -1,
-                        "expected \"<32 hex digits>  <path>\", got a line of %zu bytes", n);
-      break;
-    }
-    char hex[33];
-    int ok = 1;
-    for (int i = 0; i < 32; i++) {
-      if (!isxdigit((unsigned char)s[i])) ok = 0;
-      hex[i] = (char)tolower((unsigned char)s[i]);
-    }
-    hex[32] = 0;
-    if (!ok) { rc = st_error_set(err, ST_EFORMAT, wl, -1, "expected 32 hex digits at the start of the line"); break; }
-    if (n < 35 || s[32] != ' ' || (s[33] != ' ' && s[33] != '*')) {
-      rc = st_error_set(err, ST_EFORMAT, wl, -1, "expected two spaces (or \" *\") and a path after the digest");
-      break;
-    }
-    const char *name = s + 34;
-    size_t nl2 = n - 34;
-    if (nl2 > PK_LIMIT_MANIFEST_PATH) {
-      rc = st_error_set(err, ST_E2BIG, wl, -1, "path of %zu bytes, the limit is %u", nl2,
-                        (unsigned)PK_LIMIT_MANIFEST_PATH);
-      break;
-    }
-    char *path = malloc(nl2 + 1);
-    if (!path) { rc = st_error_set(err, ST_ENOMEM, wl, -1, "out of memory"); break; }
-    size_t k = 0;
-    for (size_t i = 0; i < nl2; i++) {
-      if (esc && name[i] == '\\' && i + 1 < nl2) {
-        char ch = name[++i];
-        path[k++] = ch == 'n' ? '\n' : ch == 'r' ? '\r' : ch;
-      } else {
-        path[k++] = name[i];
-      }
-    }
-    path[k] = 0;
-    while (k > 2 && path[0] == '.' && path[1] == '/') memmove(path, path + 2, (k -= 2) + 1);
-    if (unsafe_path(path)) {
-      rc = st_error_set(err, ST_EUNSAFE, wl, -1,
-                        "path \"%.200s\" is absolute, empty or contains \"..\"", path);
-      free(path);
-      break;
-    }
-    if (out->n == PK_LIMIT_MANIFEST_ENTRIES) {
-      rc = st_error_set(err, ST_E2BIG, wl, -1, "more than %u entries",
-                        (unsigned)PK_LIMIT_MANIFEST_ENTRIES);
-      free(path);
-      break;
-    }
-    if (out->n == cap) {
-      size_t nc = cap ? cap * 2 : 64;
-      mf_entry *ne = realloc(out->e, nc * sizeof *ne);
-      if (!ne) { free(path); rc = st_error_set(err, ST_ENOMEM, wl, -1, "out of memory"); break; }
-      out->e = ne;
-      cap = nc;
-    }
-    mf_entry *e = &out->e[out->n++];
-    memcpy(e->hex, hex, 33);
-    e->path = path;
-    e->line = line;
+    char hex[33], *path;
+    rc = parse_line(s, n, wl, hex, &path, err);
+    if (!rc) rc = add_entry(out, &cap, hex, path, line, wl, err);
   }
-  if (!rc && out->n > 1) { /* duplicates */
-    mf_entry *copy = malloc(out->n * sizeof *copy);
-    if (!copy) rc = st_error_set(err, ST_ENOMEM, where, -1, "out of memory");
-    else {
-      memcpy(copy, out->e, out->n * sizeof *copy);
-      qsort(copy, out->n, sizeof *copy, cmp_entry);
-      for (size_t i = 1; i < out->n; i++)
-        if (!strcmp(copy[i].path, copy[i - 1].path)) {
-          size_t a = copy[i].line < copy[i - 1].line ? copy[i].line : copy[i - 1].line;
-          size_t b = copy[i].line < copy[i - 1].line ? copy[i - 1].line : copy[i].line;
-          snprintf(wl, sizeof wl, "%.1000s:%zu", where, b);
-          rc = st_error_set(err, ST_EFORMAT, wl, -1, "\"%.200s\" is listed twice (also on line %zu)",
-                            copy[i].path, a);
-          break;
-        }
-      free(copy);
-    }
-  }
+  if (!rc) rc = check_duplicates(out, where, err);
   if (rc) mf_free(out);
   return rc;
 }

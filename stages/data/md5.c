@@ -145,106 +145,170 @@ static void *reader(void *arg) {
   }
 }
 
-int md5_stage(st_ctx *c, const st_args *a, st_error *err) {
-  const char *path = a->pos[0];
-  const char *expect = st_arg_str(a, "expect", NULL);
-  if (expect && !md5_valid_hex(expect))
-    return st_error_set(err, ST_EINVAL, "--expect", -1,
-                        "expected 32 hex digits, got \"%.40s\"", expect);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return st_error_errno(err, errno, path, "cannot open");
-  struct stat st;
-  if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-    close(fd);
-    return st_error_set(err, ST_EINVAL, path, -1, "not a regular file");
-  }
-  posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-  posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
+/* Everything one %md5 holds; md5_cleanup releases it whatever step failed. */
+typedef struct md5_job {
+  st_ctx *c;
+  st_error *err;
+  const char *path;
+  const char *expect;    /* --expect, checked: 32 hex digits */
+  int fd;
+  uint64_t size;
+  ring r;                /* filled by the reader thread */
+  int ring_ready;        /* r's lock and condition are initialised */
+  EVP_MD_CTX *m;
+  pthread_t th;
+  int started;           /* the reader thread runs and must be stopped */
+  st_progress p;
+  int pstarted;
+  double t0, dt;
+  uint64_t done;         /* bytes hashed */
+  char hex[33];
+} md5_job;
 
-  ring r;
-  memset(&r, 0, sizeof r);
-  r.fd = fd;
-  r.c = c;
-  pthread_mutex_init(&r.mu, NULL);
-  pthread_cond_init(&r.cv, NULL);
+/* Opens FILE (a regular file), read ahead sequentially. */
+static int md5_open(md5_job *j) {
+  j->fd = open(j->path, O_RDONLY | O_CLOEXEC);
+  if (j->fd < 0) return st_error_errno(j->err, errno, j->path, "cannot open");
+  struct stat st;
+  if (fstat(j->fd, &st) || !S_ISREG(st.st_mode)) return st_error_set(j->err, ST_EINVAL, j->path, -1, "not a regular file");
+  j->size = (uint64_t)st.st_size;
+  posix_fadvise(j->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+  posix_fadvise(j->fd, 0, 0, POSIX_FADV_WILLNEED);
+  return 0;
+}
+
+/* Opens the progress bar "md5 FILE"; the time counts from here. */
+static int md5_begin_progress(md5_job *j) {
+  j->t0 = st_now();
+  char label[160];
+  snprintf(label, sizeof label, "md5 %s", j->path);
+  st_progress_begin(j->c, &j->p, label, "B", j->size);
+  j->pstarted = 1;
+  return 0;
+}
+
+/* The ring's chunks, the md5 and the reader thread that fills the ring. */
+static int md5_start(md5_job *j) {
+  j->r.fd = j->fd;
+  j->r.c = j->c;
+  pthread_mutex_init(&j->r.mu, NULL);
+  pthread_cond_init(&j->r.cv, NULL);
+  j->ring_ready = 1;
   int rc = 0;
   for (int i = 0; i < MD5_RING; i++) {
-    r.buf[i] = malloc(MD5_CHUNK);
-    if (!r.buf[i]) rc = st_error_set(err, ST_ENOMEM, path, -1, "out of memory");
+    j->r.buf[i] = malloc(MD5_CHUNK);
+    if (!j->r.buf[i]) rc = st_error_set(j->err, ST_ENOMEM, j->path, -1, "out of memory");
   }
-  EVP_MD_CTX *m = EVP_MD_CTX_new();
-  if (!rc && (!m || EVP_DigestInit_ex(m, EVP_md5(), NULL) != 1))
-    rc = st_error_set(err, ST_EINTERNAL, path, -1, "OpenSSL md5 unavailable");
-  pthread_t th;
-  int started = 0;
-  if (!rc) {
-    if (pthread_create(&th, NULL, reader, &r) == 0) started = 1;
-    else rc = st_error_set(err, ST_EINTERNAL, path, -1, "cannot start the reader thread");
-  }
-  st_progress p;
-  double t0 = st_now();
-  char label[160];
-  snprintf(label, sizeof label, "md5 %s", path);
-  st_progress_begin(c, &p, label, "B", (uint64_t)st.st_size);
-  uint64_t done = 0;
-  while (!rc) {
-    pthread_mutex_lock(&r.mu);
-    while (r.count == 0 && !r.eof && !r.error) pthread_cond_wait(&r.cv, &r.mu);
-    if (r.count == 0) {
-      int e = r.error;
-      pthread_mutex_unlock(&r.mu);
-      if (e) {
-        st_error_errno(err, e, path, "read failed");
-        err->offset = (long long)done;
-        rc = err->code;
-      }
-      break;
-    }
-    int slot = r.tail;
-    size_t n = r.len[slot];
-    pthread_mutex_unlock(&r.mu);
-    EVP_DigestUpdate(m, r.buf[slot], n);
-    done += n;
-    pthread_mutex_lock(&r.mu);
-    r.tail = (r.tail + 1) % MD5_RING;
-    r.count--;
-    pthread_cond_broadcast(&r.cv);
-    pthread_mutex_unlock(&r.mu);
-    st_progress_update(&p, done);
-    if (st_cancelled(c)) rc = st_error_set(err, ST_ECANCELED, path, (long long)done, "interrupted");
-  }
-  if (started) {
-    pthread_mutex_lock(&r.mu);
-    r.stop = 1;
-    pthread_cond_broadcast(&r.cv);
-    pthread_mutex_unlock(&r.mu);
-    pthread_join(th, NULL);
-  }
-  double dt = st_now() - t0;
-  char hex[33] = "";
-  if (!rc) {
-    unsigned char d[EVP_MAX_MD_SIZE];
-    unsigned int dl = 0;
-    EVP_DigestFinal_ex(m, d, &dl);
-    md5_hex(d, hex);
-  }
-  st_progress_end(&p, rc);
-  EVP_MD_CTX_free(m);
-  for (int i = 0; i < MD5_RING; i++) free(r.buf[i]);
-  pthread_mutex_destroy(&r.mu);
-  pthread_cond_destroy(&r.cv);
-  close(fd);
   if (rc) return rc;
-  char b1[32], r1[32];
-  st_fmt_bytes(b1, sizeof b1, done);
-  st_fmt_rate(r1, sizeof r1, done, dt);
-  st_printf(c, "%s  %s\n", hex, path);
-  st_timing_add(c, "integrity", "md5", dt, done, 1, "openssl-evp", hex);
-  if (expect && strcasecmp(expect, hex) != 0) {
-    st_printf(c, "integrity: %s in %.2f s (%s), MISMATCH\n", b1, dt, r1);
-    return st_error_set(err, ST_ECHECKSUM, path, -1, "md5 mismatch: expected %.32s, got %s",
-                        expect, hex);
-  }
-  st_printf(c, "integrity: %s in %.2f s (%s)%s\n", b1, dt, r1, expect ? ", md5 OK" : "");
+  j->m = EVP_MD_CTX_new();
+  if (!j->m || EVP_DigestInit_ex(j->m, EVP_md5(), NULL) != 1)
+    return st_error_set(j->err, ST_EINTERNAL, j->path, -1, "OpenSSL md5 unavailable");
+  if (pthread_create(&j->th, NULL, reader, &j->r) != 0)
+    return st_error_set(j->err, ST_EINTERNAL, j->path, -1, "cannot start the reader thread");
+  j->started = 1;
   return 0;
+}
+
+/* Hashes the ring's chunks in order until the end of the file, a read
+ * error (at its offset) or an interrupt. */
+static int md5_hash(md5_job *j) {
+  ring *r = &j->r;
+  for (;;) {
+    pthread_mutex_lock(&r->mu);
+    while (r->count == 0 && !r->eof && !r->error) pthread_cond_wait(&r->cv, &r->mu);
+    if (r->count == 0) {
+      int e = r->error;
+      pthread_mutex_unlock(&r->mu);
+      if (!e) return 0;
+      st_error_errno(j->err, e, j->path, "read failed");
+      j->err->offset = (long long)j->done;
+      return j->err->code;
+    }
+    int slot = r->tail;
+    size_t n = r->len[slot];
+    pthread_mutex_unlock(&r->mu);
+    EVP_DigestUpdate(j->m, r->buf[slot], n);
+    j->done += n;
+    pthread_mutex_lock(&r->mu);
+    r->tail = (r->tail + 1) % MD5_RING;
+    r->count--;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    st_progress_update(&j->p, j->done);
+    if (st_cancelled(j->c)) return st_error_set(j->err, ST_ECANCELED, j->path, (long long)j->done, "interrupted");
+  }
+}
+
+/* Stops the reader thread (wherever it is) and waits for it. */
+static void md5_stop_reader(md5_job *j) {
+  if (!j->started) return;
+  pthread_mutex_lock(&j->r.mu);
+  j->r.stop = 1;
+  pthread_cond_broadcast(&j->r.cv);
+  pthread_mutex_unlock(&j->r.mu);
+  pthread_join(j->th, NULL);
+  j->started = 0;
+}
+
+/* Stops the reader, finishes the digest and closes the progress bar. */
+static int md5_finish(md5_job *j) {
+  md5_stop_reader(j);
+  j->dt = st_now() - j->t0;
+  unsigned char d[EVP_MAX_MD_SIZE];
+  unsigned int dl = 0;
+  EVP_DigestFinal_ex(j->m, d, &dl);
+  md5_hex(d, j->hex);
+  st_progress_end(&j->p, 0);
+  j->pstarted = 0;
+  return 0;
+}
+
+/* The "HEX  FILE" line, the "integrity" timing and the summary; with
+ * --expect a different digest is a ChecksumError. */
+static int md5_report(md5_job *j) {
+  char b1[32], r1[32];
+  st_fmt_bytes(b1, sizeof b1, j->done);
+  st_fmt_rate(r1, sizeof r1, j->done, j->dt);
+  st_printf(j->c, "%s  %s\n", j->hex, j->path);
+  st_timing_add(j->c, "integrity", "md5", j->dt, j->done, 1, "openssl-evp", j->hex);
+  if (j->expect && strcasecmp(j->expect, j->hex) != 0) {
+    st_printf(j->c, "integrity: %s in %.2f s (%s), MISMATCH\n", b1, j->dt, r1);
+    return st_error_set(j->err, ST_ECHECKSUM, j->path, -1, "md5 mismatch: expected %.32s, got %s",
+                        j->expect, j->hex);
+  }
+  st_printf(j->c, "integrity: %s in %.2f s (%s)%s\n", b1, j->dt, r1, j->expect ? ", md5 OK" : "");
+  return 0;
+}
+
+/* Releases everything the job holds whatever step failed; returns rc. */
+static int md5_cleanup(md5_job *j, int rc) {
+  md5_stop_reader(j);
+  if (j->pstarted) st_progress_end(&j->p, rc);
+  EVP_MD_CTX_free(j->m);
+  for (int i = 0; i < MD5_RING; i++) free(j->r.buf[i]);
+  if (j->ring_ready) {
+    pthread_mutex_destroy(&j->r.mu);
+    pthread_cond_destroy(&j->r.cv);
+  }
+  if (j->fd >= 0) close(j->fd);
+  return rc;
+}
+
+int md5_stage(st_ctx *c, const st_args *a, st_error *err) {
+  md5_job j;
+  memset(&j, 0, sizeof j);
+  j.c = c;
+  j.err = err;
+  j.path = a->pos[0];
+  j.expect = st_arg_str(a, "expect", NULL);
+  j.fd = -1;
+  if (j.expect && !md5_valid_hex(j.expect))
+    return st_error_set(err, ST_EINVAL, "--expect", -1, "expected 32 hex digits, got \"%.40s\"", j.expect);
+  int rc = md5_open(&j);
+  if (!rc) rc = md5_begin_progress(&j);
+  if (!rc) rc = md5_start(&j);
+  if (!rc) rc = md5_hash(&j);
+  if (!rc) rc = md5_finish(&j);
+  if (!rc) rc = md5_report(&j);
+  return md5_cleanup(&j, rc);
 }

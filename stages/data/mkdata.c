@@ -42,6 +42,10 @@ static const char *const k_names[10] = {"airplane", "automobile", "bird", "cat",
 static const char k_readme[] =
     "<meta HTTP-EQUIV=\"REFRESH\" content=\"0; URL=http://www.cs.toronto.edu/~kriz/cifar.html\">\n";
 #define MK_MTIME 1243000000 /* fixed member times: same options, same bytes */
+/* The cap of the pickle writer for batches of n images: each image takes
+ * 3072 pixel bytes, a label and a file name (each under 64 bytes with its
+ * opcodes), the rest of a file less than 64 KiB. */
+#define MK_BATCH_BYTES(n) ((size_t)(n) * (3072 + 64) + 65536)
 
 /* ------------------------------------------------------------------ */
 /* Images                                                             */
@@ -255,19 +259,39 @@ static int tar_close_cb(struct archive *a, void *cd) {
 }
 
 /* ------------------------------------------------------------------ */
-/* The stage                                                          */
+/* The stage: options, a job, a chain of steps, one cleanup           */
 /* ------------------------------------------------------------------ */
-typedef struct {
+/* The options, parsed and checked once. */
+typedef struct mk_opts {
+  long long nb;          /* --train-batches */
+  long long ipb;         /* --images-per-batch */
+  long long seed;
+  int gz;                /* write the tarball gzipped */
+  char dir[3800];        /* DIR, without trailing slashes */
+} mk_opts;
+
+/* Everything a run holds; mk_cleanup releases it whatever step failed. */
+typedef struct mk {
   st_ctx *c;
   st_error *err;
-  char dir[3800], bdir[4000];
+  const mk_opts *o;
+  char bdir[4000];         /* DIR/cifar-10-batches-py */
   char tmp[4300];          /* the file being written, "" when none */
   char tar_tmp[4300], tar_final[4300];
   struct archive *ar;
   tar_out to;
   FILE *manifest;
   char man_tmp[4300], man_final[4300];
-  uint64_t bytes, files;
+  uint64_t bytes, files;   /* written so far */
+  pw_buf w;                /* the pickle being built */
+  int32_t *labels;         /* one batch's labels and file names */
+  char **fnames;
+  char *fspace;
+  st_progress p;
+  int progress_open;
+  uint64_t done;           /* images rendered */
+  uint64_t fcount;         /* file names given */
+  double t0;
 } mk;
 
 static int write_all(int fd, const uint8_t *b, size_t n) {
@@ -280,6 +304,31 @@ static int write_all(int fd, const uint8_t *b, size_t n) {
     b += k;
     n -= (size_t)k;
   }
+  return 0;
+}
+
+/* Appends b as member cifar-10-batches-py/NAME to the tarball. */
+static int tar_member(mk *m, const char *name, const uint8_t *b, size_t n) {
+  struct archive_entry *e = archive_entry_new();
+  char member[600];
+  snprintf(member, sizeof member, "cifar-10-batches-py/%s", name);
+  archive_entry_set_pathname(e, member);
+  archive_entry_set_size(e, (la_int64_t)n);
+  archive_entry_set_filetype(e, AE_IFREG);
+  archive_entry_set_perm(e, 0644);
+  archive_entry_set_mtime(e, MK_MTIME, 0);
+  int rc = archive_write_header(m->ar, e);
+  archive_entry_free(e);
+  size_t off = 0;
+  while (rc == ARCHIVE_OK && off < n) {
+    size_t k = n - off > (1u << 22) ? (1u << 22) : n - off;
+    la_ssize_t w = archive_write_data(m->ar, b + off, k);
+    if (w < 0) rc = ARCHIVE_FATAL;
+    else off += (size_t)w;
+  }
+  if (rc != ARCHIVE_OK)
+    return st_error_set(m->err, m->to.ioerr ? st_from_errno(m->to.ioerr) : ST_EIO, m->tar_final,
+                        -1, "cannot write member %s: %s", member, archive_error_string(m->ar));
   return 0;
 }
 
@@ -301,28 +350,8 @@ static int emit(mk *m, const char *name, const uint8_t *b, size_t n) {
   if (close(fd)) return st_error_errno(m->err, errno, final, "close failed");
   char hex[33];
   md5_hex_of(b, n, hex);
-  if (m->ar) {
-    struct archive_entry *e = archive_entry_new();
-    char member[600];
-    snprintf(member, sizeof member, "cifar-10-batches-py/%s", name);
-    archive_entry_set_pathname(e, member);
-    archive_entry_set_size(e, (la_int64_t)n);
-    archive_entry_set_filetype(e, AE_IFREG);
-    archive_entry_set_perm(e, 0644);
-    archive_entry_set_mtime(e, MK_MTIME, 0);
-    int rc = archive_write_header(m->ar, e);
-    archive_entry_free(e);
-    size_t off = 0;
-    while (rc == ARCHIVE_OK && off < n) {
-      size_t k = n - off > (1u << 22) ? (1u << 22) : n - off;
-      la_ssize_t w = archive_write_data(m->ar, b + off, k);
-      if (w < 0) rc = ARCHIVE_FATAL;
-      else off += (size_t)w;
-    }
-    if (rc != ARCHIVE_OK)
-      return st_error_set(m->err, m->to.ioerr ? st_from_errno(m->to.ioerr) : ST_EIO, m->tar_final,
-                          -1, "cannot write member %s: %s", member, archive_error_string(m->ar));
-  }
+  int rc = m->ar ? tar_member(m, name, b, n) : 0;
+  if (rc) return rc;
   if (rename(m->tmp, final)) return st_error_errno(m->err, errno, final, "rename failed");
   m->tmp[0] = 0;
   if (fprintf(m->manifest, "%s  cifar-10-batches-py/%s\n", hex, name) < 0)
@@ -356,7 +385,7 @@ static void remove_stale(const char *bdir, long long n) {
   DIR *d = opendir(bdir);
   if (!d) return;
   struct dirent *e;
-  while ((e = readdir(d))) {
+  for (e = readdir(d); e; e = readdir(d)) {
     char *end;
     if (strncmp(e->d_name, "data_batch_", 11) != 0) continue;
     long long k = strtoll(e->d_name + 11, &end, 10);
@@ -368,16 +397,19 @@ static void remove_stale(const char *bdir, long long n) {
   closedir(d);
 }
 
-static int build_batch(mk *m, pw_buf *w, uint64_t seed, uint32_t file, uint32_t nimg,
-                       const char *label, int32_t *labels, char **fnames, uint64_t *fcount,
-                       st_progress *p, uint64_t *done_imgs) {
+/* The pickle of one batch file with its pixel block left to fill: labels
+ * and file names drawn from (seed, file), then the dict of the original
+ * layout. *off gets the pixel block's offset in the stream. */
+static int mk_batch_pickle(mk *m, uint32_t file, const char *label, size_t *off) {
+  uint32_t nimg = (uint32_t)m->o->ipb;
+  uint64_t seed = (uint64_t)m->o->seed;
+  pw_buf *w = &m->w;
   for (uint32_t i = 0; i < nimg; i++) {
-    labels[i] = mk_label(seed, file, i);
-    snprintf(fnames[i], 48, "%s_s_%06llu.png", k_names[labels[i]],
-             (unsigned long long)(++*fcount));
+    m->labels[i] = mk_label(seed, file, i);
+    snprintf(m->fnames[i], 48, "%s_s_%06llu.png", k_names[m->labels[i]],
+             (unsigned long long)(++m->fcount));
   }
-  w->len = 0;
-  w->memo = 0;
+  pw_reset(w);
   pw_op(w, PW_PROTO);
   pw_op(w, 2);
   pw_op(w, PW_EMPTY_DICT);
@@ -386,18 +418,24 @@ static int build_batch(mk *m, pw_buf *w, uint64_t seed, uint32_t file, uint32_t 
   pw_cstr(w, "batch_label");
   pw_cstr(w, label);
   pw_cstr(w, "labels");
-  pw_list_ints(w, labels, nimg);
+  pw_list_ints(w, m->labels, nimg);
   pw_cstr(w, "data");
-  size_t off = pw_array_u8_2d(w, nimg, 3072);
+  *off = pw_array_u8_2d(w, nimg, 3072);
   pw_cstr(w, "filenames");
-  pw_list_strs(w, fnames, nimg);
+  pw_list_strs(w, m->fnames, nimg);
   pw_op(w, PW_SETITEMS);
   pw_op(w, PW_STOP);
-  if (w->oom || off == (size_t)-1)
+  if (w->b.err || *off == (size_t)-1)
     return st_error_set(m->err, ST_ENOMEM, label, -1, "cannot build the batch in memory");
+  return 0;
+}
 
-  render_job j = {.c = m->c, .pix = w->p + off, .labels = labels, .seed = seed, .file = file,
-                  .n = nimg};
+/* Renders the batch's images into pix on up to 8 threads, this one
+ * included (it reports progress between chunks). */
+static int mk_render_pixels(mk *m, uint8_t *pix, uint32_t file) {
+  uint32_t nimg = (uint32_t)m->o->ipb;
+  uint64_t seed = (uint64_t)m->o->seed;
+  render_job j = {.c = m->c, .pix = pix, .labels = m->labels, .seed = seed, .file = file, .n = nimg};
   long nc = sysconf(_SC_NPROCESSORS_ONLN);
   int nt = nc < 1 ? 1 : nc > 8 ? 8 : (int)nc;
   pthread_t th[8];
@@ -411,115 +449,123 @@ static int build_batch(mk *m, pw_buf *w, uint64_t seed, uint32_t file, uint32_t 
     if (a >= j.n) break;
     unsigned b = a + RENDER_CHUNK < j.n ? a + RENDER_CHUNK : j.n;
     for (unsigned i = a; i < b; i++)
-      mk_render(j.pix + (size_t)i * 3072, labels[i], seed, file, i);
+      mk_render(j.pix + (size_t)i * 3072, m->labels[i], seed, file, i);
     atomic_fetch_add(&j.done, b - a);
-    st_progress_update(p, *done_imgs + atomic_load(&j.done));
+    st_progress_update(&m->p, m->done + atomic_load(&j.done));
   }
   atomic_store(&j.stop, 1);
   for (int t = 0; t < started; t++) pthread_join(th[t], NULL);
-  if (st_cancelled(m->c)) return st_error_set(m->err, ST_ECANCELED, m->dir, -1, "interrupted");
-  *done_imgs += nimg;
-  st_progress_update(p, *done_imgs);
+  if (st_cancelled(m->c)) return st_error_set(m->err, ST_ECANCELED, m->o->dir, -1, "interrupted");
+  m->done += nimg;
+  st_progress_update(&m->p, m->done);
   return 0;
 }
 
-int mk_mkdata(st_ctx *c, const st_args *a, st_error *err) {
-  long long nb, ipb, seed;
-  int rc;
-  if ((rc = st_arg_int(a, "train-batches", 5, 0, 100000, &nb, err))) return rc;
-  if ((rc = st_arg_int(a, "images-per-batch", 10000, 1, 600000, &ipb, err))) return rc;
-  if ((rc = st_arg_int(a, "seed", 0, 0, INT64_MAX, &seed, err))) return rc;
+/* Parses and checks the options. */
+static int mk_opts_parse(const st_args *a, mk_opts *o, st_error *err) {
+  memset(o, 0, sizeof *o);
+  int rc = st_arg_int(a, "train-batches", 5, 0, 100000, &o->nb, err);
+  if (!rc) rc = st_arg_int(a, "images-per-batch", 10000, 1, 600000, &o->ipb, err);
+  if (!rc) rc = st_arg_int(a, "seed", 0, 0, INT64_MAX, &o->seed, err);
+  if (rc) return rc;
   if (st_arg_has(a, "gzip") && st_arg_has(a, "no-gzip"))
     return st_error_set(err, ST_EINVAL, "mkdata", -1, "--gzip and --no-gzip exclude each other");
-  int gz = !st_arg_has(a, "no-gzip");
-
-  mk m;
-  memset(&m, 0, sizeof m);
-  m.c = c;
-  m.err = err;
-  m.to.fd = -1;
-  if (strlen(a->pos[0]) >= sizeof m.dir)
+  o->gz = !st_arg_has(a, "no-gzip");
+  if (strlen(a->pos[0]) >= sizeof o->dir)
     return st_error_set(err, ST_EINVAL, "mkdata", -1, "DIR is too long");
-  snprintf(m.dir, sizeof m.dir, "%s", a->pos[0]);
-  size_t dl = strlen(m.dir);
-  while (dl > 1 && m.dir[dl - 1] == '/') m.dir[--dl] = 0;
-  snprintf(m.bdir, sizeof m.bdir, "%s/cifar-10-batches-py", m.dir);
-  if ((rc = mkdir_p(m.bdir, err))) return rc;
-  remove_stale(m.bdir, nb);
+  snprintf(o->dir, sizeof o->dir, "%s", a->pos[0]);
+  size_t dl = strlen(o->dir);
+  while (dl > 1 && o->dir[dl - 1] == '/') o->dir[--dl] = 0;
+  return 0;
+}
 
-  double t0 = st_now();
-  pw_buf w;
-  pw_init(&w);
-  int32_t *labels = malloc((size_t)ipb * sizeof *labels);
-  char **fnames = malloc((size_t)ipb * sizeof *fnames);
-  char *fspace = malloc((size_t)ipb * 48);
-  st_progress p;
-  memset(&p, 0, sizeof p);
-  int progress_open = 0;
-  if (!labels || !fnames || !fspace) {
-    rc = st_error_set(err, ST_ENOMEM, m.dir, -1, "out of memory for %lld images", ipb);
-    goto out;
-  }
-  for (long long i = 0; i < ipb; i++) fnames[i] = fspace + i * 48;
+/* Makes DIR/cifar-10-batches-py and removes data_batch files beyond
+ * --train-batches left by an earlier run. */
+static int mk_prepare_dir(mk *m) {
+  snprintf(m->bdir, sizeof m->bdir, "%s/cifar-10-batches-py", m->o->dir);
+  int rc = mkdir_p(m->bdir, m->err);
+  if (rc) return rc;
+  remove_stale(m->bdir, m->o->nb);
+  return 0;
+}
 
-  snprintf(m.man_final, sizeof m.man_final, "%s/MANIFEST.md5", m.dir);
-  snprintf(m.man_tmp, sizeof m.man_tmp, "%s/.MANIFEST.md5.tmp-%ld", m.dir, (long)getpid());
-  m.manifest = fopen(m.man_tmp, "w");
-  if (!m.manifest) {
-    m.man_tmp[0] = 0;
-    rc = st_error_errno(err, errno, m.man_final, "cannot create");
-    goto out;
-  }
-  snprintf(m.tar_final, sizeof m.tar_final, "%s/cifar-10-python.tar%s", m.dir, gz ? ".gz" : "");
-  snprintf(m.tar_tmp, sizeof m.tar_tmp, "%s/.cifar-10-python.tar%s.tmp-%ld", m.dir,
-           gz ? ".gz" : "", (long)getpid());
-  m.to.fd = open(m.tar_tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (m.to.fd < 0) {
-    m.tar_tmp[0] = 0;
-    rc = st_error_errno(err, errno, m.tar_final, "cannot create");
-    goto out;
-  }
-  m.to.gzip = gz;
-  if (gz) {
-    isal_deflate_init(&m.to.z);
-    m.to.z.level = 1;
-    m.to.z.level_buf_size = ISAL_DEF_LVL1_DEFAULT;
-    m.to.lvl = malloc(ISAL_DEF_LVL1_DEFAULT);
-    m.to.ocap = 1u << 20;
-    m.to.obuf = malloc(m.to.ocap);
-    m.to.z.level_buf = m.to.lvl;
-    m.to.z.gzip_flag = IGZIP_GZIP;
-    if (!m.to.lvl || !m.to.obuf) {
-      rc = st_error_set(err, ST_ENOMEM, m.tar_final, -1, "out of memory");
-      goto out;
-    }
-  }
-  m.ar = archive_write_new();
-  if (!m.ar || archive_write_set_format_ustar(m.ar) != ARCHIVE_OK ||
-      archive_write_open2(m.ar, &m.to, NULL, tar_write_cb, tar_close_cb, NULL) != ARCHIVE_OK) {
-    rc = st_error_set(err, ST_EINTERNAL, m.tar_final, -1, "libarchive: %s",
-                      m.ar ? archive_error_string(m.ar) : "out of memory");
-    goto out;
-  }
-  {
-    struct archive_entry *e = archive_entry_new();
-    archive_entry_set_pathname(e, "cifar-10-batches-py/");
-    archive_entry_set_filetype(e, AE_IFDIR);
-    archive_entry_set_perm(e, 0755);
-    archive_entry_set_mtime(e, MK_MTIME, 0);
-    int r = archive_write_header(m.ar, e);
-    archive_entry_free(e);
-    if (r != ARCHIVE_OK) {
-      rc = st_error_set(err, ST_EIO, m.tar_final, -1, "%s", archive_error_string(m.ar));
-      goto out;
-    }
-  }
+/* The pickle writer and one batch's labels and file names. */
+static int mk_alloc(mk *m) {
+  long long ipb = m->o->ipb;
+  m->t0 = st_now();
+  pw_init(&m->w, MK_BATCH_BYTES(ipb));
+  m->labels = malloc((size_t)ipb * sizeof *m->labels);
+  m->fnames = malloc((size_t)ipb * sizeof *m->fnames);
+  m->fspace = malloc((size_t)ipb * 48);
+  if (!m->labels || !m->fnames || !m->fspace)
+    return st_error_set(m->err, ST_ENOMEM, m->o->dir, -1, "out of memory for %lld images", ipb);
+  for (long long i = 0; i < ipb; i++) m->fnames[i] = m->fspace + i * 48;
+  return 0;
+}
 
+/* Opens DIR/MANIFEST.md5 under a temporary name. */
+static int mk_open_manifest(mk *m) {
+  snprintf(m->man_final, sizeof m->man_final, "%s/MANIFEST.md5", m->o->dir);
+  snprintf(m->man_tmp, sizeof m->man_tmp, "%s/.MANIFEST.md5.tmp-%ld", m->o->dir, (long)getpid());
+  m->manifest = fopen(m->man_tmp, "w");
+  if (!m->manifest) {
+    m->man_tmp[0] = 0;
+    return st_error_errno(m->err, errno, m->man_final, "cannot create");
+  }
+  return 0;
+}
+
+/* Opens the tarball under a temporary name, with ISA-L's deflate (level 1)
+ * unless --no-gzip. */
+static int mk_open_tarball(mk *m) {
+  const char *ext = m->o->gz ? ".gz" : "";
+  snprintf(m->tar_final, sizeof m->tar_final, "%s/cifar-10-python.tar%s", m->o->dir, ext);
+  snprintf(m->tar_tmp, sizeof m->tar_tmp, "%s/.cifar-10-python.tar%s.tmp-%ld", m->o->dir, ext,
+           (long)getpid());
+  m->to.fd = open(m->tar_tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (m->to.fd < 0) {
+    m->tar_tmp[0] = 0;
+    return st_error_errno(m->err, errno, m->tar_final, "cannot create");
+  }
+  m->to.gzip = m->o->gz;
+  if (!m->o->gz) return 0;
+  isal_deflate_init(&m->to.z);
+  m->to.z.level = 1;
+  m->to.z.level_buf_size = ISAL_DEF_LVL1_DEFAULT;
+  m->to.lvl = malloc(ISAL_DEF_LVL1_DEFAULT);
+  m->to.ocap = 1u << 20;
+  m->to.obuf = malloc(m->to.ocap);
+  m->to.z.level_buf = m->to.lvl;
+  m->to.z.gzip_flag = IGZIP_GZIP;
+  if (!m->to.lvl || !m->to.obuf) return st_error_set(m->err, ST_ENOMEM, m->tar_final, -1, "out of memory");
+  return 0;
+}
+
+/* Starts the ustar archive on the tarball with its folder entry. */
+static int mk_start_archive(mk *m) {
+  m->ar = archive_write_new();
+  if (!m->ar || archive_write_set_format_ustar(m->ar) != ARCHIVE_OK ||
+      archive_write_open2(m->ar, &m->to, NULL, tar_write_cb, tar_close_cb, NULL) != ARCHIVE_OK)
+    return st_error_set(m->err, ST_EINTERNAL, m->tar_final, -1, "libarchive: %s",
+                        m->ar ? archive_error_string(m->ar) : "out of memory");
+  struct archive_entry *e = archive_entry_new();
+  archive_entry_set_pathname(e, "cifar-10-batches-py/");
+  archive_entry_set_filetype(e, AE_IFDIR);
+  archive_entry_set_perm(e, 0755);
+  archive_entry_set_mtime(e, MK_MTIME, 0);
+  int r = archive_write_header(m->ar, e);
+  archive_entry_free(e);
+  if (r != ARCHIVE_OK) return st_error_set(m->err, ST_EIO, m->tar_final, -1, "%s", archive_error_string(m->ar));
+  return 0;
+}
+
+/* data_batch_1..N and test_batch, one at a time, under one progress bar. */
+static int mk_write_batches(mk *m) {
+  long long nb = m->o->nb;
   char plabel[128];
-  snprintf(plabel, sizeof plabel, "mkdata %.100s", m.dir);
-  st_progress_begin(c, &p, plabel, "images", (uint64_t)(nb + 1) * (uint64_t)ipb);
-  progress_open = 1;
-  uint64_t done = 0, fcount = 0;
+  snprintf(plabel, sizeof plabel, "mkdata %.100s", m->o->dir);
+  st_progress_begin(m->c, &m->p, plabel, "images", (uint64_t)(nb + 1) * (uint64_t)m->o->ipb);
+  m->progress_open = 1;
   for (long long k = 1; k <= nb + 1; k++) {
     int test = k == nb + 1;
     uint32_t file = test ? 0 : (uint32_t)k;
@@ -531,99 +577,116 @@ int mk_mkdata(st_ctx *c, const st_args *a, st_error *err) {
       snprintf(label, sizeof label, "training batch %lld of %lld", k, nb);
       snprintf(name, sizeof name, "data_batch_%lld", k);
     }
-    if ((rc = build_batch(&m, &w, (uint64_t)seed, file, (uint32_t)ipb, label, labels, fnames,
-                          &fcount, &p, &done)))
-      goto out;
-    if ((rc = emit(&m, name, w.p, w.len))) goto out;
-    if (st_cancelled(c)) {
-      rc = st_error_set(err, ST_ECANCELED, m.dir, -1, "interrupted");
-      goto out;
-    }
+    size_t off;
+    int rc = mk_batch_pickle(m, file, label, &off);
+    if (!rc) rc = mk_render_pixels(m, pw_bytes(&m->w) + off, file);
+    if (!rc) rc = emit(m, name, pw_bytes(&m->w), m->w.b.len);
+    if (rc) return rc;
+    if (st_cancelled(m->c)) return st_error_set(m->err, ST_ECANCELED, m->o->dir, -1, "interrupted");
   }
-  /* batches.meta */
-  w.len = 0;
-  w.memo = 0;
-  pw_op(&w, PW_PROTO);
-  pw_op(&w, 2);
-  pw_op(&w, PW_EMPTY_DICT);
-  pw_put(&w);
-  pw_op(&w, PW_MARK);
-  pw_cstr(&w, "num_cases_per_batch");
-  pw_int(&w, ipb);
-  pw_cstr(&w, "label_names");
-  pw_list_strs(&w, (char *const *)k_names, 10);
-  pw_cstr(&w, "num_vis");
-  pw_int(&w, 3072);
-  pw_op(&w, PW_SETITEMS);
-  pw_op(&w, PW_STOP);
-  if (w.oom) {
-    rc = st_error_set(err, ST_ENOMEM, m.dir, -1, "out of memory");
-    goto out;
-  }
-  if ((rc = emit(&m, "batches.meta", w.p, w.len))) goto out;
-  if ((rc = emit(&m, "readme.html", (const uint8_t *)k_readme, sizeof k_readme - 1))) goto out;
+  return 0;
+}
 
-  if (archive_write_close(m.ar) != ARCHIVE_OK) {
-    rc = st_error_set(err, m.to.ioerr ? st_from_errno(m.to.ioerr) : ST_EIO, m.tar_final, -1,
-                      "cannot finish the tarball: %s", archive_error_string(m.ar));
-    goto out;
-  }
-  if (close(m.to.fd)) {
-    m.to.fd = -1;
-    rc = st_error_errno(err, errno, m.tar_final, "close failed");
-    goto out;
-  }
-  m.to.fd = -1;
-  /* every write error is seen before either file gets its final name */
-  int ferr = ferror(m.manifest), cerr = fclose(m.manifest) ? errno : 0;
-  if (cerr || ferr) {
-    m.manifest = NULL;
-    rc = st_error_errno(err, cerr ? cerr : EIO, m.man_final, "write failed");
-    goto out;
-  }
-  m.manifest = NULL;
-  if (rename(m.tar_tmp, m.tar_final)) {
-    rc = st_error_errno(err, errno, m.tar_final, "rename failed");
-    goto out;
-  }
-  m.tar_tmp[0] = 0;
-  if (rename(m.man_tmp, m.man_final)) {
-    rc = st_error_errno(err, errno, m.man_final, "rename failed");
-    goto out;
-  }
-  m.man_tmp[0] = 0;
-  rc = 0;
-  {
-    double dt = st_now() - t0;
-    char b1[32], b2[32], r1[32];
-    st_fmt_bytes(b1, sizeof b1, m.bytes);
-    st_fmt_bytes(b2, sizeof b2, m.to.out_bytes);
-    st_fmt_rate(r1, sizeof r1, m.bytes, dt);
-    st_progress_end(&p, 0);
-    progress_open = 0;
-    st_printf(c, "mkdata: %s, %llu files (%llu images), tarball %s in %.2f s (%s)\n", b1,
-              (unsigned long long)m.files, (unsigned long long)((nb + 1) * ipb), b2, dt, r1);
-    st_printf(c, "wrote %s/, %s, %s\n", m.bdir, m.tar_final, m.man_final);
-    st_timing_add(c, "mkdata", "mkdata", dt, m.bytes, (uint64_t)((nb + 1) * ipb),
-                  gz ? "isa-l" : "tar", NULL);
-  }
-
-out:
-  if (progress_open) st_progress_end(&p, rc);
-  if (m.ar) {
-    if (rc) archive_write_fail(m.ar);
-    archive_write_free(m.ar);
-  }
-  if (m.to.fd >= 0) close(m.to.fd);
-  if (m.manifest) fclose(m.manifest);
-  if (m.tmp[0]) unlink(m.tmp);
-  if (m.tar_tmp[0]) unlink(m.tar_tmp);
-  if (m.man_tmp[0]) unlink(m.man_tmp);
-  free(m.to.lvl);
-  free(m.to.obuf);
-  free(labels);
-  free(fnames);
-  free(fspace);
-  pw_free(&w);
+/* batches.meta (images per batch, the class names) and readme.html. */
+static int mk_write_meta(mk *m) {
+  pw_buf *w = &m->w;
+  pw_reset(w);
+  pw_op(w, PW_PROTO);
+  pw_op(w, 2);
+  pw_op(w, PW_EMPTY_DICT);
+  pw_put(w);
+  pw_op(w, PW_MARK);
+  pw_cstr(w, "num_cases_per_batch");
+  pw_int(w, m->o->ipb);
+  pw_cstr(w, "label_names");
+  pw_list_strs(w, (char *const *)k_names, 10);
+  pw_cstr(w, "num_vis");
+  pw_int(w, 3072);
+  pw_op(w, PW_SETITEMS);
+  pw_op(w, PW_STOP);
+  if (w->b.err) return st_error_set(m->err, ST_ENOMEM, m->o->dir, -1, "out of memory");
+  int rc = emit(m, "batches.meta", pw_bytes(w), w->b.len);
+  if (!rc) rc = emit(m, "readme.html", (const uint8_t *)k_readme, sizeof k_readme - 1);
   return rc;
+}
+
+/* Finishes and closes the tarball and the manifest, then gives both their
+ * final names: every write error is seen before either is renamed. */
+static int mk_finish(mk *m) {
+  if (archive_write_close(m->ar) != ARCHIVE_OK)
+    return st_error_set(m->err, m->to.ioerr ? st_from_errno(m->to.ioerr) : ST_EIO, m->tar_final, -1,
+                        "cannot finish the tarball: %s", archive_error_string(m->ar));
+  int fd = m->to.fd;
+  m->to.fd = -1;
+  if (close(fd)) return st_error_errno(m->err, errno, m->tar_final, "close failed");
+  int ferr = ferror(m->manifest), cerr = fclose(m->manifest) ? errno : 0;
+  m->manifest = NULL;
+  if (cerr || ferr) return st_error_errno(m->err, cerr ? cerr : EIO, m->man_final, "write failed");
+  if (rename(m->tar_tmp, m->tar_final)) return st_error_errno(m->err, errno, m->tar_final, "rename failed");
+  m->tar_tmp[0] = 0;
+  if (rename(m->man_tmp, m->man_final)) return st_error_errno(m->err, errno, m->man_final, "rename failed");
+  m->man_tmp[0] = 0;
+  return 0;
+}
+
+/* The summary lines and the "mkdata" timing record. */
+static int mk_summary(mk *m) {
+  const mk_opts *o = m->o;
+  double dt = st_now() - m->t0;
+  char b1[32], b2[32], r1[32];
+  st_fmt_bytes(b1, sizeof b1, m->bytes);
+  st_fmt_bytes(b2, sizeof b2, m->to.out_bytes);
+  st_fmt_rate(r1, sizeof r1, m->bytes, dt);
+  st_progress_end(&m->p, 0);
+  m->progress_open = 0;
+  st_printf(m->c, "mkdata: %s, %llu files (%llu images), tarball %s in %.2f s (%s)\n", b1,
+            (unsigned long long)m->files, (unsigned long long)((o->nb + 1) * o->ipb), b2, dt, r1);
+  st_printf(m->c, "wrote %s/, %s, %s\n", m->bdir, m->tar_final, m->man_final);
+  st_timing_add(m->c, "mkdata", "mkdata", dt, m->bytes, (uint64_t)((o->nb + 1) * o->ipb),
+                o->gz ? "isa-l" : "tar", NULL);
+  return 0;
+}
+
+/* Releases everything the job holds whatever step failed, removing every
+ * temporary file; returns rc. */
+static int mk_cleanup(mk *m, int rc) {
+  if (m->progress_open) st_progress_end(&m->p, rc);
+  if (m->ar) {
+    if (rc) archive_write_fail(m->ar);
+    archive_write_free(m->ar);
+  }
+  if (m->to.fd >= 0) close(m->to.fd);
+  if (m->manifest) fclose(m->manifest);
+  if (m->tmp[0]) unlink(m->tmp);
+  if (m->tar_tmp[0]) unlink(m->tar_tmp);
+  if (m->man_tmp[0]) unlink(m->man_tmp);
+  free(m->to.lvl);
+  free(m->to.obuf);
+  free(m->labels);
+  free(m->fnames);
+  free(m->fspace);
+  pw_free(&m->w);
+  return rc;
+}
+
+int mk_mkdata(st_ctx *c, const st_args *a, st_error *err) {
+  mk_opts o;
+  int rc = mk_opts_parse(a, &o, err);
+  if (rc) return rc;
+  mk m;
+  memset(&m, 0, sizeof m);
+  m.c = c;
+  m.err = err;
+  m.o = &o;
+  m.to.fd = -1;
+  if (!rc) rc = mk_prepare_dir(&m);
+  if (!rc) rc = mk_alloc(&m);
+  if (!rc) rc = mk_open_manifest(&m);
+  if (!rc) rc = mk_open_tarball(&m);
+  if (!rc) rc = mk_start_archive(&m);
+  if (!rc) rc = mk_write_batches(&m);
+  if (!rc) rc = mk_write_meta(&m);
+  if (!rc) rc = mk_finish(&m);
+  if (!rc) rc = mk_summary(&m);
+  return mk_cleanup(&m, rc);
 }

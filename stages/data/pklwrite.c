@@ -3,36 +3,24 @@
  */
 #include "pklwrite.h"
 
-#include <stdlib.h>
 #include <string.h>
 
-void pw_init(pw_buf *w) { memset(w, 0, sizeof *w); }
+void pw_init(pw_buf *w, size_t max) {
+  dyn_init(&w->b, max);
+  w->memo = 0;
+}
+
+void pw_reset(pw_buf *w) {
+  dyn_reset(&w->b);
+  w->memo = 0;
+}
 
 void pw_free(pw_buf *w) {
-  free(w->p);
-  memset(w, 0, sizeof *w);
+  dyn_free(&w->b);
+  w->memo = 0;
 }
 
-int pw_grow(pw_buf *w, size_t n) {
-  if (w->oom) return -1;
-  if (w->cap - w->len >= n) return 0;
-  size_t cap = w->cap ? w->cap : 4096;
-  while (cap - w->len < n) {
-    if (cap > SIZE_MAX / 2) { w->oom = 1; return -1; }
-    cap *= 2;
-  }
-  uint8_t *p = realloc(w->p, cap);
-  if (!p) { w->oom = 1; return -1; }
-  w->p = p;
-  w->cap = cap;
-  return 0;
-}
-
-void pw_raw(pw_buf *w, const void *b, size_t n) {
-  if (pw_grow(w, n)) return;
-  memcpy(w->p + w->len, b, n);
-  w->len += n;
-}
+void pw_raw(pw_buf *w, const void *b, size_t n) { dyn_add(&w->b, b, n); }
 
 void pw_op(pw_buf *w, uint8_t op) { pw_raw(w, &op, 1); }
 
@@ -168,12 +156,12 @@ size_t pw_array_u8_2d(pw_buf *w, uint32_t rows, uint32_t cols) {
   pw_op(w, PW_NEWFALSE);
   size_t n = (size_t)rows * cols;
   str_header(w, n);
-  if (pw_grow(w, n + 32)) return (size_t)-1;
-  size_t off = w->len;
-  w->len += n;
+  if (!dyn_reserve(&w->b, n)) return (size_t)-1;
+  size_t off = w->b.len;
+  dyn_commit(&w->b, n);
   pw_put(w);
   pw_op(w, PW_TUPLE);
   pw_put(w);
   pw_op(w, PW_BUILD);
-  return w->oom ? (size_t)-1 : off;
+  return w->b.err ? (size_t)-1 : off;
 }

@@ -5,9 +5,11 @@
  * memoized with BINPUT/LONG_BINPUT, lists as MARK ... APPENDS groups of at
  * most 1000 items, uint8 arrays as numpy.core.multiarray._reconstruct + BUILD.
  *
- * The writer appends to a growable memory buffer; a caller that streams big
- * blocks reserves them with pw_reserve and fills them in place (by offset:
- * the buffer may move while it grows).
+ * The writer appends to a capped growable buffer (lib/dynbuf.h): its first
+ * failure (ST_ENOMEM, or ST_E2BIG past the cap) sticks in w->b.err and
+ * makes later writes no-ops, so a caller writes a whole stream and checks
+ * once. A caller that streams big blocks reserves them with pw_array_u8_2d
+ * and fills them in place (by offset: the buffer may move while it grows).
  */
 #ifndef PK_PKLWRITE_H
 #define PK_PKLWRITE_H
@@ -15,17 +17,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lib/dynbuf.h"
+
 typedef struct pw_buf {
-  uint8_t *p;
-  size_t len, cap;
+  dynbuf b;      /* the stream so far (b.p, b.len; b.err: the first failure) */
   uint32_t memo; /* next memo index */
-  int oom;       /* sticky: an allocation failed */
 } pw_buf;
 
-void pw_init(pw_buf *w);
+/* An empty writer whose stream may grow to max bytes. */
+void pw_init(pw_buf *w, size_t max);
+/* Empty again (memo 0, no error), keeping the memory. */
+void pw_reset(pw_buf *w);
 void pw_free(pw_buf *w);
-/* Ensure room for n more bytes; 0 or -1 (oom). */
-int pw_grow(pw_buf *w, size_t n);
+/* The stream's bytes (they move while it grows). */
+static inline uint8_t *pw_bytes(const pw_buf *w) { return (uint8_t *)w->b.p; }
 void pw_raw(pw_buf *w, const void *b, size_t n);
 void pw_op(pw_buf *w, uint8_t op);
 void pw_put(pw_buf *w);                           /* BINPUT / LONG_BINPUT */
@@ -38,9 +43,10 @@ void pw_global(pw_buf *w, const char *module, const char *name);
 void pw_list_ints(pw_buf *w, const int32_t *v, size_t n);
 void pw_list_strs(pw_buf *w, char *const *s, size_t n);
 /* A C-contiguous uint8 array of shape rows x cols: writes everything up to
- * and including the BINSTRING header of the raw block, reserves rows*cols
- * bytes (uninitialised) and the tail (memo, TUPLE, BUILD). Returns the
- * offset of the raw block in w->p, or (size_t)-1 on oom. */
+ * and including the BINSTRING header of the raw block, rows*cols bytes
+ * (uninitialised, for the caller to fill) and the tail (memo, TUPLE, BUILD). Returns the
+ * offset of the raw block in pw_bytes(w), or (size_t)-1 once the writer
+ * failed (w->b.err). */
 size_t pw_array_u8_2d(pw_buf *w, uint32_t rows, uint32_t cols);
 
 /* Pickle opcodes used. */

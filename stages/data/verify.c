@@ -144,7 +144,7 @@ static void find_extras(const char *root, const mf_list *sorted, const char *man
     DIR *d = opendir(dp);
     if (!d) continue;
     struct dirent *e;
-    while ((e = readdir(d))) {
+    for (e = readdir(d); e; e = readdir(d)) {
       if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
       char rel[PK_LIMIT_MANIFEST_PATH + 300];
       if (dirs.v[k][0]) snprintf(rel, sizeof rel, "%s/%s", dirs.v[k], e->d_name);
@@ -173,26 +173,49 @@ static int cmp_size_desc(const void *a, const void *b, void *res) {
   return x < y ? 1 : x > y ? -1 : (i > k) - (i < k);
 }
 
-int vf_run(st_ctx *c, const char *manifest, mf_list *mf, const char *root, int jobs,
-                  vf_known_fn known, void *ud, const char *backend, st_error *err) {
-  double t0 = st_now();
-  mf_sort(mf);
-  size_t n = mf->n;
-  vf_res *res = calloc(n ? n : 1, sizeof *res);
-  size_t *order = malloc((n ? n : 1) * sizeof *order);
-  strv extra = {0};
-  int rc = 0;
-  if (!res || !order) {
-    rc = st_error_set(err, ST_ENOMEM, manifest, -1, "out of memory");
-    goto out;
-  }
-  uint64_t total = 0, known_bytes = 0;
-  size_t norder = 0;
+/* Everything one vf_run holds; vf_pass_free releases it whatever step
+ * failed. */
+typedef struct vf_pass {
+  st_ctx *c;
+  st_error *err;
+  const char *manifest, *root, *backend;
+  mf_list *mf;
+  int jobs;              /* hashing threads (0: all cores, until vf_hash decides) */
+  vf_known_fn known;
+  void *ud;
+  vf_res *res;           /* per manifest entry */
+  size_t *order;         /* the entries to hash, largest first */
+  size_t norder;
+  uint64_t total;        /* bytes to hash */
+  uint64_t known_bytes;  /* bytes whose digest was known */
+  uint64_t hashed;       /* bytes hashed */
+  strv extra;            /* files in covered folders the manifest does not list */
+  size_t nmiss, nbad, nerr, nok, problems;
+  st_progress p;
+  int pstarted;
+  double t0;
+} vf_pass;
+
+/* Sorts the manifest and allocates a result per entry. */
+static int vf_alloc(vf_pass *v) {
+  mf_sort(v->mf);
+  size_t n = v->mf->n;
+  v->res = calloc(n ? n : 1, sizeof *v->res);
+  v->order = malloc((n ? n : 1) * sizeof *v->order);
+  if (!v->res || !v->order) return st_error_set(v->err, ST_ENOMEM, v->manifest, -1, "out of memory");
+  return 0;
+}
+
+/* Stats every entry: missing and unreadable ones are decided here, known
+ * digests compared, the rest ordered largest first for the workers. */
+static int vf_stat_all(vf_pass *v) {
+  const mf_list *mf = v->mf;
+  vf_res *res = v->res;
   char path[4096 + PK_LIMIT_MANIFEST_PATH + 2];
-  for (size_t i = 0; i < n; i++) {
-    join_path(path, sizeof path, root, mf->e[i].path);
+  for (size_t i = 0; i < mf->n; i++) {
+    join_path(path, sizeof path, v->root, mf->e[i].path);
     struct stat st;
-    const char *kh = known ? known(ud, mf->e[i].path) : NULL;
+    const char *kh = v->known ? v->known(v->ud, mf->e[i].path) : NULL;
     if (stat(path, &st) != 0) {
       res[i].status = errno == ENOENT || errno == ENOTDIR ? VF_MISSING : VF_ERROR;
       res[i].errnum = errno;
@@ -207,31 +230,58 @@ int vf_run(st_ctx *c, const char *manifest, mf_list *mf, const char *root, int j
     if (kh) {
       snprintf(res[i].actual, sizeof res[i].actual, "%s", kh);
       res[i].status = strcmp(kh, mf->e[i].hex) ? VF_MISMATCH : VF_OK;
-      known_bytes += res[i].size;
+      v->known_bytes += res[i].size;
       continue;
     }
-    total += res[i].size;
-    order[norder++] = i;
+    v->total += res[i].size;
+    v->order[v->norder++] = i;
   }
-  qsort_r(order, norder, sizeof *order, cmp_size_desc, res);
+  qsort_r(v->order, v->norder, sizeof *v->order, cmp_size_desc, res);
+  return 0;
+}
 
+/* Reports progress every 50 ms until the last worker of j ends (it wakes
+ * this thread at once). */
+static void vf_wait_workers(vf_pass *v, vf_job *j) {
+  pthread_mutex_lock(&j->mu);
+  while (atomic_load(&j->running) > 0) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 50 * 1000 * 1000;
+    if (ts.tv_nsec >= 1000000000) { ts.tv_sec++; ts.tv_nsec -= 1000000000; }
+    pthread_cond_timedwait(&j->cv, &j->mu, &ts);
+    if (atomic_load(&j->running) > 0) {
+      pthread_mutex_unlock(&j->mu);
+      st_progress_update(&v->p, v->known_bytes + atomic_load(&j->bytes));
+      pthread_mutex_lock(&j->mu);
+    }
+  }
+  pthread_mutex_unlock(&j->mu);
+}
+
+/* Hashes the ordered entries on --jobs threads (this thread when none can
+ * start) under a progress bar; an interrupt ends the run. */
+static int vf_hash(vf_pass *v) {
+  int jobs = v->jobs;
+  size_t norder = v->norder;
   if (jobs <= 0) {
     long nc = sysconf(_SC_NPROCESSORS_ONLN);
     jobs = nc < 1 ? 1 : (int)nc;
   }
   if ((size_t)jobs > norder) jobs = norder ? (int)norder : 1;
   if (jobs > PK_LIMIT_VERIFY_JOBS) jobs = PK_LIMIT_VERIFY_JOBS;
-  vf_job j = {.c = c, .root = root, .mf = mf, .res = res, .order = order, .norder = norder};
+  v->jobs = jobs;
+  vf_job j = {.c = v->c, .root = v->root, .mf = v->mf, .res = v->res, .order = v->order, .norder = norder};
   atomic_init(&j.next, 0);
   atomic_init(&j.bytes, 0);
   atomic_init(&j.running, 0);
   pthread_mutex_init(&j.mu, NULL);
   pthread_cond_init(&j.cv, NULL);
-  st_progress p;
   char label[200];
-  snprintf(label, sizeof label, "verify %.180s", manifest);
-  st_progress_begin(c, &p, label, "B", total + known_bytes);
-  st_progress_update(&p, known_bytes);
+  snprintf(label, sizeof label, "verify %.180s", v->manifest);
+  st_progress_begin(v->c, &v->p, label, "B", v->total + v->known_bytes);
+  v->pstarted = 1;
+  st_progress_update(&v->p, v->known_bytes);
   pthread_t th[PK_LIMIT_VERIFY_JOBS];
   int started = 0;
   for (int t = 0; t < jobs && norder; t++) {
@@ -240,108 +290,141 @@ int vf_run(st_ctx *c, const char *manifest, mf_list *mf, const char *root, int j
     else atomic_fetch_sub(&j.running, 1);
   }
   if (norder && !started) vf_worker(&j); /* no threads: hash here */
-  /* report every 50 ms; wake at once when the last worker ends */
-  pthread_mutex_lock(&j.mu);
-  while (atomic_load(&j.running) > 0) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += 50 * 1000 * 1000;
-    if (ts.tv_nsec >= 1000000000) { ts.tv_sec++; ts.tv_nsec -= 1000000000; }
-    pthread_cond_timedwait(&j.cv, &j.mu, &ts);
-    if (atomic_load(&j.running) > 0) {
-      pthread_mutex_unlock(&j.mu);
-      st_progress_update(&p, known_bytes + atomic_load(&j.bytes));
-      pthread_mutex_lock(&j.mu);
-    }
-  }
-  pthread_mutex_unlock(&j.mu);
+  vf_wait_workers(v, &j);
   for (int t = 0; t < started; t++) pthread_join(th[t], NULL);
   pthread_mutex_destroy(&j.mu);
   pthread_cond_destroy(&j.cv);
-  st_progress_update(&p, known_bytes + atomic_load(&j.bytes));
-  uint64_t hashed = atomic_load(&j.bytes);
-  if (st_cancelled(c)) {
-    st_progress_end(&p, ST_ECANCELED);
-    rc = st_error_set(err, ST_ECANCELED, manifest, -1, "interrupted after %llu of %llu bytes",
-                      (unsigned long long)hashed, (unsigned long long)total);
-    goto out;
+  st_progress_update(&v->p, v->known_bytes + atomic_load(&j.bytes));
+  v->hashed = atomic_load(&j.bytes);
+  if (st_cancelled(v->c)) {
+    st_progress_end(&v->p, ST_ECANCELED);
+    v->pstarted = 0;
+    return st_error_set(v->err, ST_ECANCELED, v->manifest, -1, "interrupted after %llu of %llu bytes",
+                        (unsigned long long)v->hashed, (unsigned long long)v->total);
   }
-  find_extras(root, mf, manifest, &extra);
-  size_t nmiss = 0, nbad = 0, nerr = 0, nok = 0;
-  for (size_t i = 0; i < n; i++) {
-    nmiss += res[i].status == VF_MISSING;
-    nbad += res[i].status == VF_MISMATCH;
-    nerr += res[i].status == VF_ERROR;
-    nok += res[i].status == VF_OK;
+  return 0;
+}
+
+/* Finds the extra files and counts every kind of problem; ends the
+ * progress bar (failed when there are problems). */
+static int vf_tally(vf_pass *v) {
+  find_extras(v->root, v->mf, v->manifest, &v->extra);
+  for (size_t i = 0; i < v->mf->n; i++) {
+    v->nmiss += v->res[i].status == VF_MISSING;
+    v->nbad += v->res[i].status == VF_MISMATCH;
+    v->nerr += v->res[i].status == VF_ERROR;
+    v->nok += v->res[i].status == VF_OK;
   }
-  size_t problems = nmiss + nbad + nerr + extra.n;
-  double dt = st_now() - t0;
-  st_progress_end(&p, problems ? ST_ECHECKSUM : 0);
-  if (problems) {
-    static const char *const hdr[] = {"status", "file", "expected md5", "actual md5"};
-    tbl *t = tbl_new(4, hdr, NULL);
-    size_t shown = 0;
-    for (size_t i = 0; t && i < n; i++) {
-      if (res[i].status == VF_OK) continue;
-      if (shown++ >= 1000) continue;
-      const char *st = res[i].status == VF_MISSING ? "missing"
-                       : res[i].status == VF_MISMATCH ? "mismatch" : "unreadable";
-      const char *act = res[i].status == VF_MISMATCH ? res[i].actual
-                        : res[i].status != VF_ERROR ? ""
-                        : res[i].why ? res[i].why : strerror(res[i].errnum);
-      const char *cells[4] = {st, mf->e[i].path, mf->e[i].hex, act};
-      tbl_add(t, cells, 0);
-    }
-    for (size_t i = 0; t && i < extra.n; i++) {
-      if (shown++ >= 1000) continue;
-      const char *cells[4] = {"extra", extra.v[i], "(not in the manifest)", ""};
-      tbl_add(t, cells, 0);
-    }
-    char cap[300];
-    snprintf(cap, sizeof cap, "verify %.200s: %zu problem%s%s", manifest, problems,
-             problems == 1 ? "" : "s", shown > 1000 ? " (first 1000 shown)" : "");
-    if (t) tbl_display(c, t, cap, NULL, 0);
-    tbl_free(t);
+  v->problems = v->nmiss + v->nbad + v->nerr + v->extra.n;
+  st_progress_end(&v->p, v->problems ? ST_ECHECKSUM : 0);
+  v->pstarted = 0;
+  return 0;
+}
+
+/* The table of problems, by file (at most the first 1000). */
+static int vf_show_problems(vf_pass *v) {
+  if (!v->problems) return 0;
+  const mf_list *mf = v->mf;
+  const vf_res *res = v->res;
+  static const char *const hdr[] = {"status", "file", "expected md5", "actual md5"};
+  tbl *t = tbl_new(4, hdr, NULL);
+  size_t shown = 0;
+  for (size_t i = 0; t && i < mf->n; i++) {
+    if (res[i].status == VF_OK) continue;
+    if (shown++ >= 1000) continue;
+    const char *st = res[i].status == VF_MISSING ? "missing"
+                     : res[i].status == VF_MISMATCH ? "mismatch" : "unreadable";
+    const char *act = res[i].status == VF_MISMATCH ? res[i].actual
+                      : res[i].status != VF_ERROR ? ""
+                      : res[i].why ? res[i].why : strerror(res[i].errnum);
+    const char *cells[4] = {st, mf->e[i].path, mf->e[i].hex, act};
+    tbl_add(t, cells, 0);
   }
+  for (size_t i = 0; t && i < v->extra.n; i++) {
+    if (shown++ >= 1000) continue;
+    const char *cells[4] = {"extra", v->extra.v[i], "(not in the manifest)", ""};
+    tbl_add(t, cells, 0);
+  }
+  char cap[300];
+  snprintf(cap, sizeof cap, "verify %.200s: %zu problem%s%s", v->manifest, v->problems,
+           v->problems == 1 ? "" : "s", shown > 1000 ? " (first 1000 shown)" : "");
+  if (t) tbl_display(v->c, t, cap, NULL, 0);
+  tbl_free(t);
+  return 0;
+}
+
+/* The summary line and the "verify" timing record; any problem makes the
+ * run fail with ST_ECHECKSUM. */
+static int vf_summary(vf_pass *v) {
+  size_t n = v->mf->n;
+  double dt = st_now() - v->t0;
   char b1[32], r1[32], how[160];
-  st_fmt_bytes(b1, sizeof b1, hashed + known_bytes);
-  st_fmt_rate(r1, sizeof r1, hashed, dt);
+  st_fmt_bytes(b1, sizeof b1, v->hashed + v->known_bytes);
+  st_fmt_rate(r1, sizeof r1, v->hashed, dt);
   /* members hashed as they were extracted cost no time here: say so rather
    * than print a rate of zero bytes (or of bytes read long before) */
-  if (!hashed && known_bytes)
+  if (!v->hashed && v->known_bytes)
     snprintf(how, sizeof how, "hashed while extracting");
-  else if (known_bytes) {
+  else if (v->known_bytes) {
     char b2[32];
-    st_fmt_bytes(b2, sizeof b2, known_bytes);
+    st_fmt_bytes(b2, sizeof b2, v->known_bytes);
     snprintf(how, sizeof how, "in %.2f s (%s; %s hashed while extracting)", dt, r1, b2);
   } else
     snprintf(how, sizeof how, "in %.2f s (%s)", dt, r1);
-  if (problems)
-    st_printf(c, "verify: %zu file%s, %s %s: %zu OK, %zu missing, %zu mismatching, "
-                 "%zu unreadable, %zu extra\n",
-              n, n == 1 ? "" : "s", b1, how, nok, nmiss, nbad, nerr, extra.n);
-  else if (hashed)
-    st_printf(c, "verify: %zu file%s, %s %s, all OK (%d thread%s)\n", n, n == 1 ? "" : "s", b1,
-              how, jobs, jobs == 1 ? "" : "s");
+  if (v->problems)
+    st_printf(v->c, "verify: %zu file%s, %s %s: %zu OK, %zu missing, %zu mismatching, "
+                    "%zu unreadable, %zu extra\n",
+              n, n == 1 ? "" : "s", b1, how, v->nok, v->nmiss, v->nbad, v->nerr, v->extra.n);
+  else if (v->hashed)
+    st_printf(v->c, "verify: %zu file%s, %s %s, all OK (%d thread%s)\n", n, n == 1 ? "" : "s", b1,
+              how, v->jobs, v->jobs == 1 ? "" : "s");
   else
-    st_printf(c, "verify: %zu file%s, %s %s, all OK\n", n, n == 1 ? "" : "s", b1, how);
-  st_timing_add(c, "verify", "verify", dt, hashed + known_bytes, n, backend, NULL);
-  if (problems)
-    rc = st_error_set(err, ST_ECHECKSUM, manifest, -1,
-                      "verification failed: %zu missing, %zu mismatching, %zu unreadable, %zu extra "
-                      "(see the table)", nmiss, nbad, nerr, extra.n);
-out:
-  strv_free(&extra);
-  free(res);
-  free(order);
+    st_printf(v->c, "verify: %zu file%s, %s %s, all OK\n", n, n == 1 ? "" : "s", b1, how);
+  st_timing_add(v->c, "verify", "verify", dt, v->hashed + v->known_bytes, n, v->backend, NULL);
+  if (v->problems)
+    return st_error_set(v->err, ST_ECHECKSUM, v->manifest, -1,
+                        "verification failed: %zu missing, %zu mismatching, %zu unreadable, %zu extra "
+                        "(see the table)", v->nmiss, v->nbad, v->nerr, v->extra.n);
+  return 0;
+}
+
+/* Releases what the pass holds (whatever step failed); returns rc. */
+static int vf_pass_free(vf_pass *v, int rc) {
+  if (v->pstarted) st_progress_end(&v->p, rc);
+  strv_free(&v->extra);
+  free(v->res);
+  free(v->order);
   return rc;
+}
+
+int vf_run(st_ctx *c, const char *manifest, mf_list *mf, const char *root, int jobs,
+                  vf_known_fn known, void *ud, const char *backend, st_error *err) {
+  vf_pass v;
+  memset(&v, 0, sizeof v);
+  v.t0 = st_now();
+  v.c = c;
+  v.err = err;
+  v.manifest = manifest;
+  v.root = root;
+  v.backend = backend;
+  v.mf = mf;
+  v.jobs = jobs;
+  v.known = known;
+  v.ud = ud;
+  int rc = vf_alloc(&v);
+  if (!rc) rc = vf_stat_all(&v);
+  if (!rc) rc = vf_hash(&v);
+  if (!rc) rc = vf_tally(&v);
+  if (!rc) rc = vf_show_problems(&v);
+  if (!rc) rc = vf_summary(&v);
+  return vf_pass_free(&v, rc);
 }
 
 int vf_verify(st_ctx *c, const st_args *a, st_error *err) {
   const char *manifest = a->pos[0];
   long long jobs;
-  int rc;
-  if ((rc = st_arg_int(a, "jobs", 0, 0, PK_LIMIT_VERIFY_JOBS, &jobs, err))) return rc;
+  int rc = st_arg_int(a, "jobs", 0, 0, PK_LIMIT_VERIFY_JOBS, &jobs, err);
+  if (rc) return rc;
   char rootbuf[4096];
   const char *root = st_arg_str(a, "root", NULL);
   if (!root) {
@@ -354,7 +437,8 @@ int vf_verify(st_ctx *c, const st_args *a, st_error *err) {
   if (stat(root, &st) || !S_ISDIR(st.st_mode))
     return st_error_set(err, ST_ENOENT, root, -1, "--root is not a folder");
   mf_list mf;
-  if ((rc = mf_load(manifest, &mf, err))) return rc;
+  rc = mf_load(manifest, &mf, err);
+  if (rc) return rc;
   rc = vf_run(c, manifest, &mf, root, (int)jobs, NULL, NULL, "openssl-evp", err);
   mf_free(&mf);
   return rc;

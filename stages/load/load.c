@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/dynbuf.h"
 #include "lib/limits.h"
 #include "lib/mapguard.h"
 #include "lib/session.h"
@@ -52,13 +53,60 @@ static int label_value(const pkl_value *v, int64_t *out) {
   return 0;
 }
 
-int ld_batch_check(const pkl_value *root, const char *where, int n_classes, ld_batch *b,
-                   st_error *err) {
-  memset(b, 0, sizeof *b);
-  if (!root || root->type != PKL_DICT)
-    return st_error_set(err, ST_EFORMAT, where, -1, "expected a dict at the top, got %s",
-                        pkl_type_name(root));
-  const pkl_value *data = pkl_dict_get(root, "data");
+/* Labels given as a list (or tuple) of n ints in 0..maxv into out. */
+static int labels_from_list(const pkl_value *labels, size_t n, int64_t maxv, int n_classes,
+                            const char *where, uint8_t *out, st_error *err) {
+  if (labels->u.seq.n != n)
+    return st_error_set(err, ST_EFORMAT, where, (long long)labels->offset,
+                        "%zu labels for %zu images", labels->u.seq.n, n);
+  for (size_t i = 0; i < n; i++) {
+    int64_t v;
+    if (label_value(labels->u.seq.items[i], &v))
+      return st_error_set(err, ST_EFORMAT, where, (long long)labels->u.seq.items[i]->offset,
+                          "labels[%zu] is a %s, expected an int", i,
+                          pkl_type_name(labels->u.seq.items[i]));
+    if (v < 0 || v > maxv)
+      return st_error_set(err, ST_EFORMAT, where, (long long)labels->u.seq.items[i]->offset,
+                          "labels[%zu] = %lld is outside 0..%lld%s", i, (long long)v,
+                          (long long)maxv, n_classes > 0 ? " (classes in batches.meta)" : "");
+    out[i] = (uint8_t)v;
+  }
+  return 0;
+}
+
+/* Labels given as a 1-d integer array of n items in 0..maxv into out (any
+ * item size and byte order). */
+static int labels_from_array(const pkl_value *labels, size_t n, int64_t maxv, const char *where,
+                             uint8_t *out, st_error *err) {
+  if (labels->u.a.shape[0] != n)
+    return st_error_set(err, ST_EFORMAT, where, (long long)labels->offset,
+                        "%zu labels for %zu images", labels->u.a.shape[0], n);
+  int isz = labels->u.a.dt.itemsize;
+  uint8_t *tmp = malloc(labels->u.a.len ? labels->u.a.len : 1);
+  if (!tmp) return st_error_set(err, ST_ENOMEM, where, -1, "out of memory");
+  pkl_array_copy(labels, tmp);
+  int rc = 0;
+  for (size_t i = 0; i < n; i++) {
+    uint64_t u = 0;
+    for (int k = 0; k < isz; k++) {
+      int src = labels->u.a.dt.order == '>' ? k : isz - 1 - k;
+      u = u << 8 | tmp[i * (size_t)isz + (size_t)src];
+    }
+    int64_t v = (int64_t)u;
+    if (labels->u.a.dt.kind == 'i' && isz < 8 && (u >> (isz * 8 - 1)) & 1) v = -1;
+    if (v < 0 || v > maxv) {
+      rc = st_error_set(err, ST_EFORMAT, where, (long long)labels->offset,
+                        "labels[%zu] is outside 0..%lld", i, (long long)maxv);
+      break;
+    }
+    out[i] = (uint8_t)v;
+  }
+  free(tmp);
+  return rc;
+}
+
+/* The 'data' key: a C-order uint8 array of N x 3072 that was built. */
+static int check_data(const pkl_value *data, const char *where, st_error *err) {
   if (!data) return st_error_set(err, ST_EFORMAT, where, -1, "key 'data' is missing");
   if (data->type != PKL_NDARRAY)
     return st_error_set(err, ST_EFORMAT, where, (long long)data->offset,
@@ -79,69 +127,35 @@ int ld_batch_check(const pkl_value *root, const char *where, int n_classes, ld_b
   if (data->u.a.fortran && data->u.a.shape[0] > 1)
     return st_error_set(err, ST_EFORMAT, where, (long long)data->offset,
                         "key 'data' is in Fortran order; expected C order (one image per row)");
+  return 0;
+}
+
+int ld_batch_check(const pkl_value *root, const char *where, int n_classes, ld_batch *b,
+                   st_error *err) {
+  memset(b, 0, sizeof *b);
+  if (!root || root->type != PKL_DICT)
+    return st_error_set(err, ST_EFORMAT, where, -1, "expected a dict at the top, got %s",
+                        pkl_type_name(root));
+  const pkl_value *data = pkl_dict_get(root, "data");
+  int rc = check_data(data, where, err);
+  if (rc) return rc;
   size_t n = data->u.a.shape[0];
   const pkl_value *labels = pkl_dict_get(root, "labels");
   if (!labels) return st_error_set(err, ST_EFORMAT, where, -1, "key 'labels' is missing");
   uint8_t *out = malloc(n ? n : 1);
   if (!out) return st_error_set(err, ST_ENOMEM, where, -1, "out of memory");
   int64_t maxv = n_classes > 0 ? n_classes - 1 : 255;
-  if (labels->type == PKL_LIST || labels->type == PKL_TUPLE) {
-    if (labels->u.seq.n != n) {
-      free(out);
-      return st_error_set(err, ST_EFORMAT, where, (long long)labels->offset,
-                          "%zu labels for %zu images", labels->u.seq.n, n);
-    }
-    for (size_t i = 0; i < n; i++) {
-      int64_t v;
-      if (label_value(labels->u.seq.items[i], &v)) {
-        free(out);
-        return st_error_set(err, ST_EFORMAT, where, (long long)labels->u.seq.items[i]->offset,
-                            "labels[%zu] is a %s, expected an int", i,
-                            pkl_type_name(labels->u.seq.items[i]));
-      }
-      if (v < 0 || v > maxv) {
-        free(out);
-        return st_error_set(err, ST_EFORMAT, where, (long long)labels->u.seq.items[i]->offset,
-                            "labels[%zu] = %lld is outside 0..%lld%s", i, (long long)v,
-                            (long long)maxv, n_classes > 0 ? " (classes in batches.meta)" : "");
-      }
-      out[i] = (uint8_t)v;
-    }
-  } else if (labels->type == PKL_NDARRAY && labels->u.a.ndim == 1 &&
-             (labels->u.a.dt.kind == 'u' || labels->u.a.dt.kind == 'i')) {
-    if (labels->u.a.shape[0] != n) {
-      free(out);
-      return st_error_set(err, ST_EFORMAT, where, (long long)labels->offset,
-                          "%zu labels for %zu images", labels->u.a.shape[0], n);
-    }
-    int isz = labels->u.a.dt.itemsize;
-    uint8_t *tmp = malloc(labels->u.a.len ? labels->u.a.len : 1);
-    if (!tmp) {
-      free(out);
-      return st_error_set(err, ST_ENOMEM, where, -1, "out of memory");
-    }
-    pkl_array_copy(labels, tmp);
-    for (size_t i = 0; i < n; i++) {
-      uint64_t u = 0;
-      for (int k = 0; k < isz; k++) {
-        int src = labels->u.a.dt.order == '>' ? k : isz - 1 - k;
-        u = u << 8 | tmp[i * (size_t)isz + (size_t)src];
-      }
-      int64_t v = (int64_t)u;
-      if (labels->u.a.dt.kind == 'i' && isz < 8 && (u >> (isz * 8 - 1)) & 1) v = -1;
-      if (v < 0 || v > maxv) {
-        free(tmp);
-        free(out);
-        return st_error_set(err, ST_EFORMAT, where, (long long)labels->offset,
-                            "labels[%zu] is outside 0..%lld", i, (long long)maxv);
-      }
-      out[i] = (uint8_t)v;
-    }
-    free(tmp);
-  } else {
+  if (labels->type == PKL_LIST || labels->type == PKL_TUPLE)
+    rc = labels_from_list(labels, n, maxv, n_classes, where, out, err);
+  else if (labels->type == PKL_NDARRAY && labels->u.a.ndim == 1 &&
+           (labels->u.a.dt.kind == 'u' || labels->u.a.dt.kind == 'i'))
+    rc = labels_from_array(labels, n, maxv, where, out, err);
+  else
+    rc = st_error_set(err, ST_EFORMAT, where, (long long)labels->offset,
+                      "key 'labels' holds a %s, expected a list of ints", pkl_type_name(labels));
+  if (rc) {
     free(out);
-    return st_error_set(err, ST_EFORMAT, where, (long long)labels->offset,
-                        "key 'labels' holds a %s, expected a list of ints", pkl_type_name(labels));
+    return rc;
   }
   b->data = data;
   b->n = n;
@@ -250,14 +264,9 @@ static int list_train(const char *root, lfile **out, size_t *nout, st_error *err
                         PK_LIMIT_LOAD_FILES);
       break;
     }
-    if (n == cap) {
-      cap = cap ? cap * 2 : 16;
-      lfile *nf = realloc(f, cap * sizeof *nf);
-      if (!nf) {
-        rc = st_error_set(err, ST_ENOMEM, root, -1, "out of memory");
-        break;
-      }
-      f = nf;
+    if (dyn_grow_array(&f, &cap, n + 1, sizeof *f, PK_LIMIT_LOAD_FILES)) { /* n is under the limit */
+      rc = st_error_set(err, ST_ENOMEM, root, -1, "out of memory");
+      break;
     }
     memset(&f[n], 0, sizeof f[n]);
     f[n].num = strtoull(p, NULL, 10);
@@ -357,138 +366,212 @@ static long ncpu(void) {
   return n > 0 ? n : 1;
 }
 
-/* Load one split from its files into sp. */
-static int load_split(st_ctx *c, const char *which, lfile *f, size_t nf, int n_classes,
-                      int do_md5, ss_split *sp, double *secs, st_error *err) {
-  double t0 = st_now();
-  size_t total = 0;
-  for (size_t i = 0; i < nf; i++) {
-    if (st_cancelled(c)) return st_error_set(err, ST_ECANCELED, which, -1, "interrupted");
-    int rc = map_file(f[i].path, &f[i].map, &f[i].size, err);
-    if (rc) return rc;
-    /* a file cut short meanwhile reads as zeros past its new end (a
-     * format error, or garbage) and is reported as what it is */
-    mapguard g;
-    if (mapguard_begin(&g, f[i].map, f[i].size))
-      return st_error_set(err, ST_EINTERNAL, f[i].path, -1, "cannot guard the mapping (sigaction failed)");
-    f[i].doc = pkl_parse(f[i].map, f[i].size, f[i].path, err);
-    if (f[i].doc) rc = ld_batch_check(pkl_root(f[i].doc), f[i].path, n_classes, &f[i].b, err);
-    size_t lost;
-    if (mapguard_end(&g, &lost)) {
-      st_error_clear(err);
-      return st_error_set(err, ST_EIO, f[i].path, (long long)lost,
-                          "the file shrank while it was being read (expected %zu bytes)", f[i].size);
-    }
-    if (!f[i].doc) return err->code ? err->code : ST_EFORMAT;
-    if (rc) return rc;
-    f[i].first = total;
-    if (f[i].b.n > SIZE_MAX / SS_IMAGE_BYTES - total)
-      return st_error_set(err, ST_E2BIG, which, -1, "too many images");
-    total += f[i].b.n;
-  }
-  size_t bytes = total * SS_IMAGE_BYTES;
-  memset(sp, 0, sizeof *sp);
-  sp->files = nf;
-  sp->n = total;
-  sp->labels = malloc(total ? total : 1);
-  if (!sp->labels) return st_error_set(err, ST_ENOMEM, which, -1, "out of memory");
-  for (size_t i = 0; i < nf; i++) memcpy(sp->labels + f[i].first, f[i].b.labels, f[i].b.n);
-  if (bytes) {
-    void *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED)
-      return st_error_set(err, ST_ENOMEM, which, -1, "cannot allocate %zu bytes for the pixels", bytes);
-    madvise(m, bytes, MADV_HUGEPAGE);
-    sp->pixels = m;
-    sp->map_len = bytes;
-  }
-
+/* One split being loaded; split_end releases what it holds whatever step
+ * failed. */
+typedef struct ld_split {
+  st_ctx *c;
+  st_error *err;
+  const char *which;     /* "train" or "test" */
+  lfile *f;              /* its files, in order */
+  size_t nf;
+  int n_classes;         /* from batches.meta, 0: unknown */
+  ss_split *sp;          /* out */
+  size_t total;          /* images */
+  size_t bytes;          /* pixel bytes */
+  double t0;
   st_progress p;
-  char label[160];
-  snprintf(label, sizeof label, "load %s", which);
-  st_progress_begin(c, &p, label, "B", bytes);
+  int pstarted;
+  EVP_MD_CTX *md;        /* NULL without md5 */
+} ld_split;
 
-  EVP_MD_CTX *md = do_md5 ? EVP_MD_CTX_new() : NULL;
-  if (md && !EVP_DigestInit_ex(md, EVP_md5(), NULL)) {
-    EVP_MD_CTX_free(md);
-    md = NULL;
-    st_eprintf(c, "%s: md5 is not available here; no checksums\n", which);
+/* Maps, parses and checks file i under a guard of its mapping: a file cut
+ * short meanwhile is reported as what it is. */
+static int split_parse_file(ld_split *s, size_t i) {
+  lfile *f = &s->f[i];
+  int rc = map_file(f->path, &f->map, &f->size, s->err);
+  if (rc) return rc;
+  /* a file cut short meanwhile reads as zeros past its new end (a
+   * format error, or garbage) and is reported as what it is */
+  mapguard g;
+  if (mapguard_begin(&g, f->map, f->size))
+    return st_error_set(s->err, ST_EINTERNAL, f->path, -1, "cannot guard the mapping (sigaction failed)");
+  f->doc = pkl_parse(f->map, f->size, f->path, s->err);
+  if (f->doc) rc = ld_batch_check(pkl_root(f->doc), f->path, s->n_classes, &f->b, s->err);
+  size_t lost;
+  if (mapguard_end(&g, &lost)) {
+    st_error_clear(s->err);
+    return st_error_set(s->err, ST_EIO, f->path, (long long)lost,
+                        "the file shrank while it was being read (expected %zu bytes)", f->size);
   }
+  if (!f->doc) return s->err->code ? s->err->code : ST_EFORMAT;
+  return rc;
+}
 
+/* Every file parsed and checked; each gets the index of its first image. */
+static int split_parse(ld_split *s) {
+  for (size_t i = 0; i < s->nf; i++) {
+    if (st_cancelled(s->c)) return st_error_set(s->err, ST_ECANCELED, s->which, -1, "interrupted");
+    int rc = split_parse_file(s, i);
+    if (rc) return rc;
+    s->f[i].first = s->total;
+    if (s->f[i].b.n > SIZE_MAX / SS_IMAGE_BYTES - s->total)
+      return st_error_set(s->err, ST_E2BIG, s->which, -1, "too many images");
+    s->total += s->f[i].b.n;
+  }
+  s->bytes = s->total * SS_IMAGE_BYTES;
+  return 0;
+}
+
+/* The split's labels (copied from the files) and an anonymous mapping for
+ * its pixels (huge pages advised). */
+static int split_alloc(ld_split *s) {
+  ss_split *sp = s->sp;
+  memset(sp, 0, sizeof *sp);
+  sp->files = s->nf;
+  sp->n = s->total;
+  sp->labels = malloc(s->total ? s->total : 1);
+  if (!sp->labels) return st_error_set(s->err, ST_ENOMEM, s->which, -1, "out of memory");
+  for (size_t i = 0; i < s->nf; i++) memcpy(sp->labels + s->f[i].first, s->f[i].b.labels, s->f[i].b.n);
+  if (s->bytes) {
+    void *m = mmap(NULL, s->bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+      return st_error_set(s->err, ST_ENOMEM, s->which, -1, "cannot allocate %zu bytes for the pixels", s->bytes);
+    madvise(m, s->bytes, MADV_HUGEPAGE);
+    sp->pixels = m;
+    sp->map_len = s->bytes;
+  }
+  return 0;
+}
+
+/* The progress bar "load SPLIT" and the md5 (said, not fatal, when the
+ * library has none). */
+static int split_begin(ld_split *s, int do_md5) {
+  char label[160];
+  snprintf(label, sizeof label, "load %s", s->which);
+  st_progress_begin(s->c, &s->p, label, "B", s->bytes);
+  s->pstarted = 1;
+  s->md = do_md5 ? EVP_MD_CTX_new() : NULL;
+  if (s->md && !EVP_DigestInit_ex(s->md, EVP_md5(), NULL)) {
+    EVP_MD_CTX_free(s->md);
+    s->md = NULL;
+    st_eprintf(s->c, "%s: md5 is not available here; no checksums\n", s->which);
+  }
+  return 0;
+}
+
+/* Waits until the copy of file i is done, reporting progress every 50 ms
+ * and passing an interrupt on to the copy threads; then hashes its pixels.
+ * 0, ST_ECANCELED, or ST_EIO when the file shrank meanwhile. */
+static int split_take_file(ld_split *s, copyjob *j, size_t i) {
+  pthread_mutex_lock(&j->mu);
+  while (!j->done[i]) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 50 * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&j->cv, &j->mu, &ts);
+    if (!j->done[i]) {
+      pthread_mutex_unlock(&j->mu);
+      st_progress_update(&s->p, atomic_load(&j->bytes));
+      if (st_cancelled(s->c)) atomic_store(&j->cancel, 1);
+      pthread_mutex_lock(&j->mu);
+    }
+  }
+  pthread_mutex_unlock(&j->mu);
+  if (atomic_load(&j->cancel) || st_cancelled(s->c)) {
+    atomic_store(&j->cancel, 1);
+    return st_error_set(s->err, ST_ECANCELED, s->which, -1, "interrupted");
+  }
+  lfile *f = &s->f[i];
+  if (f->lost)
+    return st_error_set(s->err, ST_EIO, f->path, (long long)f->lost_off,
+                        "the file shrank while it was being read (expected %zu bytes)", f->size);
+  if (s->md) EVP_DigestUpdate(s->md, s->sp->pixels + f->first * SS_IMAGE_BYTES, f->b.n * SS_IMAGE_BYTES);
+  st_progress_update(&s->p, atomic_load(&j->bytes));
+  return 0;
+}
+
+/* Copies every file's pixel block into place on copy threads (here when
+ * none can start) while this thread hashes them in file order. */
+static int split_copy(ld_split *s) {
   copyjob j;
   memset(&j, 0, sizeof j);
-  j.f = f;
-  j.nf = nf;
-  j.dst = sp->pixels;
+  j.f = s->f;
+  j.nf = s->nf;
+  j.dst = s->sp->pixels;
   atomic_init(&j.next, 0);
   atomic_init(&j.cancel, 0);
   atomic_init(&j.bytes, 0);
   pthread_mutex_init(&j.mu, NULL);
   pthread_cond_init(&j.cv, NULL);
-  j.done = calloc(nf ? nf : 1, 1);
+  j.done = calloc(s->nf ? s->nf : 1, 1);
   /* the md5 (one stream, in file order, on this thread) is the long pole:
    * it keeps a core of its own, the copies take the others */
-  long nt = md && ncpu() > 1 ? ncpu() - 1 : ncpu();
+  long nt = s->md && ncpu() > 1 ? ncpu() - 1 : ncpu();
   if (nt > PK_LIMIT_LOAD_THREADS) nt = PK_LIMIT_LOAD_THREADS;
-  if ((size_t)nt > nf) nt = (long)nf;
+  if ((size_t)nt > s->nf) nt = (long)s->nf;
   pthread_t th[PK_LIMIT_LOAD_THREADS];
   long started = 0;
   int rc = 0;
-  if (!j.done) rc = st_error_set(err, ST_ENOMEM, which, -1, "out of memory");
+  if (!j.done) rc = st_error_set(s->err, ST_ENOMEM, s->which, -1, "out of memory");
   for (; !rc && started < nt; started++)
     if (pthread_create(&th[started], NULL, copy_worker, &j) != 0) break;
-  if (!rc && started == 0 && nf) copy_worker(&j); /* no thread: copy here */
-
-  for (size_t i = 0; !rc && i < nf; i++) {
-    pthread_mutex_lock(&j.mu);
-    while (!j.done[i]) {
-      struct timespec ts;
-      clock_gettime(CLOCK_REALTIME, &ts);
-      ts.tv_nsec += 50 * 1000000L;
-      if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-      }
-      pthread_cond_timedwait(&j.cv, &j.mu, &ts);
-      if (!j.done[i]) {
-        pthread_mutex_unlock(&j.mu);
-        st_progress_update(&p, atomic_load(&j.bytes));
-        if (st_cancelled(c)) atomic_store(&j.cancel, 1);
-        pthread_mutex_lock(&j.mu);
-      }
-    }
-    pthread_mutex_unlock(&j.mu);
-    if (atomic_load(&j.cancel) || st_cancelled(c)) {
-      atomic_store(&j.cancel, 1);
-      rc = st_error_set(err, ST_ECANCELED, which, -1, "interrupted");
-      break;
-    }
-    if (f[i].lost) {
-      rc = st_error_set(err, ST_EIO, f[i].path, (long long)f[i].lost_off,
-                        "the file shrank while it was being read (expected %zu bytes)", f[i].size);
-      break;
-    }
-    if (md) EVP_DigestUpdate(md, sp->pixels + f[i].first * SS_IMAGE_BYTES, f[i].b.n * SS_IMAGE_BYTES);
-    st_progress_update(&p, atomic_load(&j.bytes));
-  }
+  if (!rc && started == 0 && s->nf) copy_worker(&j); /* no thread: copy here */
+  for (size_t i = 0; !rc && i < s->nf; i++) rc = split_take_file(s, &j, i);
   if (rc) atomic_store(&j.cancel, 1);
   for (long t = 0; t < started; t++) pthread_join(th[t], NULL);
   pthread_mutex_destroy(&j.mu);
   pthread_cond_destroy(&j.cv);
   free(j.done);
-  if (!rc && md) {
-    unsigned char d[EVP_MAX_MD_SIZE];
-    unsigned dl = 0;
-    EVP_DigestFinal_ex(md, d, &dl);
-    hex(d, dl, sp->pixels_md5);
-    EVP_DigestInit_ex(md, EVP_md5(), NULL);
-    EVP_DigestUpdate(md, sp->labels, total);
-    EVP_DigestFinal_ex(md, d, &dl);
-    hex(d, dl, sp->labels_md5);
-  }
-  EVP_MD_CTX_free(md);
-  st_progress_end(&p, rc);
-  for (size_t i = 0; i < nf; i++) lfile_release(&f[i]);
-  *secs = st_now() - t0;
+  return rc;
+}
+
+/* The md5 of the pixels (fed by split_copy) and of the labels. */
+static int split_digests(ld_split *s) {
+  if (!s->md) return 0;
+  unsigned char d[EVP_MAX_MD_SIZE];
+  unsigned dl = 0;
+  EVP_DigestFinal_ex(s->md, d, &dl);
+  hex(d, dl, s->sp->pixels_md5);
+  EVP_DigestInit_ex(s->md, EVP_md5(), NULL);
+  EVP_DigestUpdate(s->md, s->sp->labels, s->total);
+  EVP_DigestFinal_ex(s->md, d, &dl);
+  hex(d, dl, s->sp->labels_md5);
+  return 0;
+}
+
+/* Releases what the split holds (the files' mappings and parses too) and
+ * returns rc. */
+static int split_end(ld_split *s, int rc) {
+  EVP_MD_CTX_free(s->md);
+  if (s->pstarted) st_progress_end(&s->p, rc);
+  for (size_t i = 0; i < s->nf; i++) lfile_release(&s->f[i]);
+  return rc;
+}
+
+/* Load one split from its files into sp. */
+static int load_split(st_ctx *c, const char *which, lfile *f, size_t nf, int n_classes,
+                      int do_md5, ss_split *sp, double *secs, st_error *err) {
+  ld_split s;
+  memset(&s, 0, sizeof s);
+  s.t0 = st_now();
+  s.c = c;
+  s.err = err;
+  s.which = which;
+  s.f = f;
+  s.nf = nf;
+  s.n_classes = n_classes;
+  s.sp = sp;
+  int rc = split_parse(&s);
+  if (!rc) rc = split_alloc(&s);
+  if (!rc) rc = split_begin(&s, do_md5);
+  if (!rc) rc = split_copy(&s);
+  if (!rc) rc = split_digests(&s);
+  rc = split_end(&s, rc);
+  *secs = st_now() - s.t0;
   return rc;
 }
 
@@ -506,96 +589,153 @@ static void print_split(st_ctx *c, const char *which, const ss_split *sp, double
     st_printf(c, "  md5 pixels %s  labels %s\n", sp->pixels_md5, sp->labels_md5);
 }
 
-int ld_load(st_ctx *c, const st_args *a, st_error *err) {
-  const char *split = st_arg_str(a, "split", "all");
-  int want_train = strcmp(split, "all") == 0 || strcmp(split, "train") == 0;
-  int want_test = strcmp(split, "all") == 0 || strcmp(split, "test") == 0;
-  if (!want_train && !want_test)
-    return st_error_set(err, ST_EINVAL, "load", -1, "--split must be train, test or all, not '%s'", split);
-  const char *name = st_arg_str(a, "name", "cifar10");
-  if (!name[0] || strlen(name) >= 64)
+/* The options of %load, parsed and checked once. */
+typedef struct load_opts {
+  const char *dir;
+  const char *split;     /* "train", "test" or "all" */
+  int want_train, want_test;
+  const char *name;      /* the dataset's name in the session */
+  int do_md5;
+} load_opts;
+
+/* Everything one %load holds; load_cleanup releases it whatever step
+ * failed. */
+typedef struct load_job {
+  st_ctx *c;
+  st_error *err;
+  const load_opts *o;
+  char root[4096];       /* DIR, or DIR/cifar-10-batches-py */
+  ss_dataset *d;         /* the new dataset, until the session takes it */
+  lfile *train, *test;
+  size_t ntrain, ntest;
+  double ttrain, ttest;  /* seconds per split */
+  double t0;
+} load_job;
+
+/* Parses and checks the options. */
+static int load_opts_parse(const st_args *a, load_opts *o, st_error *err) {
+  memset(o, 0, sizeof *o);
+  o->dir = a->pos[0];
+  o->split = st_arg_str(a, "split", "all");
+  o->want_train = strcmp(o->split, "all") == 0 || strcmp(o->split, "train") == 0;
+  o->want_test = strcmp(o->split, "all") == 0 || strcmp(o->split, "test") == 0;
+  if (!o->want_train && !o->want_test)
+    return st_error_set(err, ST_EINVAL, "load", -1, "--split must be train, test or all, not '%s'", o->split);
+  o->name = st_arg_str(a, "name", "cifar10");
+  if (!o->name[0] || strlen(o->name) >= 64)
     return st_error_set(err, ST_EINVAL, "load", -1, "--name must be 1 to 63 characters");
-  int do_md5 = !st_arg_has(a, "no-md5");
-  char root[4096];
-  int rc = ld_resolve_root(a->pos[0], root, sizeof root, err);
+  o->do_md5 = !st_arg_has(a, "no-md5");
+  return 0;
+}
+
+/* The data folder, and a new dataset there with batches.meta's class
+ * names when the file exists. */
+static int load_begin(load_job *j) {
+  int rc = ld_resolve_root(j->o->dir, j->root, sizeof j->root, j->err);
   if (rc) return rc;
-  double t0 = st_now();
-
-  ss_dataset *d = ss_dataset_new(name);
-  if (!d) return st_error_set(err, ST_ENOMEM, "load", -1, "out of memory");
-  snprintf(d->root, sizeof d->root, "%s", root);
-
+  j->t0 = st_now();
+  j->d = ss_dataset_new(j->o->name);
+  if (!j->d) return st_error_set(j->err, ST_ENOMEM, "load", -1, "out of memory");
+  snprintf(j->d->root, sizeof j->d->root, "%s", j->root);
   char meta[4200];
   struct stat st;
-  snprintf(meta, sizeof meta, "%s/batches.meta", root);
-  if (stat(meta, &st) == 0) {
-    rc = ld_read_meta(root, &d->label_names, &d->n_classes, err);
-    if (rc) goto out;
-  }
+  snprintf(meta, sizeof meta, "%s/batches.meta", j->root);
+  if (stat(meta, &st) == 0) return ld_read_meta(j->root, &j->d->label_names, &j->d->n_classes, j->err);
+  return 0;
+}
 
-  lfile *train = NULL, *test = NULL;
-  size_t ntrain = 0, ntest = 0;
-  if (want_train) {
-    rc = list_train(root, &train, &ntrain, err);
-    if (rc) goto out;
-  }
-  if (want_test) {
+/* The files of the splits asked for; a split asked for by name, or both
+ * of them, missing is an error. */
+static int load_list(load_job *j) {
+  const load_opts *o = j->o;
+  int rc = o->want_train ? list_train(j->root, &j->train, &j->ntrain, j->err) : 0;
+  if (rc) return rc;
+  if (o->want_test) {
     char tp[4200];
-    snprintf(tp, sizeof tp, "%s/test_batch", root);
+    struct stat st;
+    snprintf(tp, sizeof tp, "%s/test_batch", j->root);
     if (stat(tp, &st) == 0) {
-      test = calloc(1, sizeof *test);
-      if (test) test->path = strdup(tp);
-      if (!test || !test->path) {
-        rc = st_error_set(err, ST_ENOMEM, "load", -1, "out of memory");
-        goto out_files;
-      }
-      ntest = 1;
+      j->test = calloc(1, sizeof *j->test);
+      if (j->test) j->test->path = strdup(tp);
+      if (!j->test || !j->test->path)
+        return st_error_set(j->err, ST_ENOMEM, "load", -1, "out of memory");
+      j->ntest = 1;
     }
   }
-  if ((want_train && !ntrain && strcmp(split, "train") == 0) ||
-      (want_test && !ntest && strcmp(split, "test") == 0) || (!ntrain && !ntest)) {
-    rc = st_error_set(err, ST_ENOENT, root, -1, "no %s here (expected %s in DIR or DIR/" FOLDER ")",
-                      strcmp(split, "test") == 0 ? "test_batch" :
-                      strcmp(split, "train") == 0 ? "data_batch_* files" : "data_batch_* or test_batch",
-                      strcmp(split, "test") == 0 ? "test_batch" : "data_batch_1 ...");
-    goto out_files;
-  }
-  double ttrain = 0, ttest = 0;
-  if (ntrain) {
-    rc = load_split(c, "train", train, ntrain, d->n_classes, do_md5, &d->train, &ttrain, err);
-    if (rc) goto out_files;
-  }
-  if (ntest) {
-    rc = load_split(c, "test", test, ntest, d->n_classes, do_md5, &d->test, &ttest, err);
-    if (rc) goto out_files;
-  }
-  if (ntrain) print_split(c, "train", &d->train, ttrain);
-  if (ntest) print_split(c, "test", &d->test, ttest);
-  if (want_train && !ntrain) st_printf(c, "train: no data_batch_* files\n");
-  if (want_test && !ntest) st_printf(c, "test: no test_batch\n");
-  if (d->n_classes) st_printf(c, "classes: %d (batches.meta)\n", d->n_classes);
+  const char *split = o->split;
+  if ((o->want_train && !j->ntrain && strcmp(split, "train") == 0) ||
+      (o->want_test && !j->ntest && strcmp(split, "test") == 0) || (!j->ntrain && !j->ntest))
+    return st_error_set(j->err, ST_ENOENT, j->root, -1, "no %s here (expected %s in DIR or DIR/" FOLDER ")",
+                        strcmp(split, "test") == 0 ? "test_batch" :
+                        strcmp(split, "train") == 0 ? "data_batch_* files" : "data_batch_* or test_batch",
+                        strcmp(split, "test") == 0 ? "test_batch" : "data_batch_1 ...");
+  return 0;
+}
 
-  /* Keep the other split of an earlier %load of the same folder. */
-  ss_dataset *old = ss_session_dataset(c->session, name);
+/* Loads the train split, then the test split (those that have files). */
+static int load_splits(load_job *j) {
+  int rc = 0, n_classes = j->d->n_classes, md5 = j->o->do_md5;
+  if (j->ntrain)
+    rc = load_split(j->c, "train", j->train, j->ntrain, n_classes, md5, &j->d->train, &j->ttrain, j->err);
+  if (!rc && j->ntest)
+    rc = load_split(j->c, "test", j->test, j->ntest, n_classes, md5, &j->d->test, &j->ttest, j->err);
+  return rc;
+}
+
+/* A line per split loaded, a note per split asked for but absent, and the
+ * class count. */
+static int load_report(load_job *j) {
+  if (j->ntrain) print_split(j->c, "train", &j->d->train, j->ttrain);
+  if (j->ntest) print_split(j->c, "test", &j->d->test, j->ttest);
+  if (j->o->want_train && !j->ntrain) st_printf(j->c, "train: no data_batch_* files\n");
+  if (j->o->want_test && !j->ntest) st_printf(j->c, "test: no test_batch\n");
+  if (j->d->n_classes) st_printf(j->c, "classes: %d (batches.meta)\n", j->d->n_classes);
+  return 0;
+}
+
+/* The dataset goes to the session (keeping the other split of an earlier
+ * %load of the same folder), with the "pickled" timing record. */
+static int load_keep(load_job *j) {
+  ss_dataset *d = j->d;
+  ss_dataset *old = ss_session_dataset(j->c->session, j->o->name);
   if (old && strcmp(old->root, d->root) == 0) {
-    if (!ntrain && old->train.n) { d->train = old->train; memset(&old->train, 0, sizeof old->train); }
-    if (!ntest && old->test.n) { d->test = old->test; memset(&old->test, 0, sizeof old->test); }
+    if (!j->ntrain && old->train.n) { d->train = old->train; memset(&old->train, 0, sizeof old->train); }
+    if (!j->ntest && old->test.n) { d->test = old->test; memset(&old->test, 0, sizeof old->test); }
   }
-  double dt = st_now() - t0;
+  double dt = st_now() - j->t0;
   uint64_t bytes = (uint64_t)(d->train.n + d->test.n) * SS_IMAGE_BYTES;
-  if (!ntrain) bytes -= (uint64_t)d->train.n * SS_IMAGE_BYTES;
-  if (!ntest) bytes -= (uint64_t)d->test.n * SS_IMAGE_BYTES;
+  if (!j->ntrain) bytes -= (uint64_t)d->train.n * SS_IMAGE_BYTES;
+  if (!j->ntest) bytes -= (uint64_t)d->test.n * SS_IMAGE_BYTES;
   char backend[64];
   snprintf(backend, sizeof backend, "mmap+memcpy x%ld", ncpu() > PK_LIMIT_LOAD_THREADS ? (long)PK_LIMIT_LOAD_THREADS : ncpu());
-  st_timing_add(c, "pickled", "load", dt, bytes, bytes / SS_IMAGE_BYTES, backend,
-                ntrain ? d->train.pixels_md5 : d->test.pixels_md5);
-  ss_session_put_dataset(c->session, d);
-  d = NULL;
+  st_timing_add(j->c, "pickled", "load", dt, bytes, bytes / SS_IMAGE_BYTES, backend,
+                j->ntrain ? d->train.pixels_md5 : d->test.pixels_md5);
+  ss_session_put_dataset(j->c->session, d);
+  j->d = NULL;
+  return 0;
+}
 
-out_files:
-  lfiles_free(train, ntrain);
-  lfiles_free(test, ntest);
-out:
-  ss_dataset_free(d);
+/* Releases everything the job holds whatever step failed; returns rc. */
+static int load_cleanup(load_job *j, int rc) {
+  lfiles_free(j->train, j->ntrain);
+  lfiles_free(j->test, j->ntest);
+  ss_dataset_free(j->d);
   return rc;
+}
+
+int ld_load(st_ctx *c, const st_args *a, st_error *err) {
+  load_opts o;
+  int rc = load_opts_parse(a, &o, err);
+  if (rc) return rc;
+  load_job j;
+  memset(&j, 0, sizeof j);
+  j.c = c;
+  j.err = err;
+  j.o = &o;
+  if (!rc) rc = load_begin(&j);
+  if (!rc) rc = load_list(&j);
+  if (!rc) rc = load_splits(&j);
+  if (!rc) rc = load_report(&j);
+  if (!rc) rc = load_keep(&j);
+  return load_cleanup(&j, rc);
 }

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "latin1.h"
+#include "lib/dynbuf.h"
 #include "lib/limits.h"
 #include "pickle.h"
 
@@ -241,15 +242,11 @@ static pkl_value *mk(rd *r, pkl_type t) {
 static int push(rd *r, pkl_value *v) {
   if (!v) return -1;
   if (r->sp == r->scap) {
-    if (r->scap >= PK_LIMIT_PICKLE_STACK)
+    int rc = dyn_grow_array(&r->stack, &r->scap, r->sp + 1, sizeof *r->stack, PK_LIMIT_PICKLE_STACK);
+    if (rc == ST_E2BIG)
       return fail(r, ST_E2BIG, "stack deeper than %u values (PK_LIMIT_PICKLE_STACK)",
                   (unsigned)PK_LIMIT_PICKLE_STACK);
-    size_t cap = r->scap ? r->scap * 2 : 256;
-    if (cap > PK_LIMIT_PICKLE_STACK) cap = PK_LIMIT_PICKLE_STACK;
-    pkl_value **ns = realloc(r->stack, cap * sizeof *ns);
-    if (!ns) return fail(r, ST_ENOMEM, "out of memory");
-    r->stack = ns;
-    r->scap = cap;
+    if (rc) return fail(r, ST_ENOMEM, "out of memory");
   }
   r->stack[r->sp++] = v;
   return 0;
@@ -496,6 +493,110 @@ static int attach_data(rd *r, pkl_value *a, const pkl_value *raw) {
   return 0;
 }
 
+/* ---- REDUCE: each allow-listed global on its arguments av[0..ac) ---- */
+/* _reconstruct(numpy.ndarray, shape, typecode): an array BUILD fills in. */
+static int reduce_reconstruct(rd *r, pkl_value **av, size_t ac) {
+  if (ac != 3 || av[0]->type != PKL_GLOBAL || av[0]->u.g != G_NDARRAY)
+    return fail(r, ST_EUNSAFE, "_reconstruct accepts only (numpy.ndarray, shape, typecode)");
+  pkl_value *a = mk(r, PKL_NDARRAY);
+  if (!a) return -1;
+  a->u.a.ndim = -1;
+  return push(r, a);
+}
+
+/* numpy.dtype(code[, align, copy]). */
+static int reduce_dtype(rd *r, pkl_value **av, size_t ac) {
+  if (ac < 1 || ac > 3) return fail(r, ST_EFORMAT, "numpy.dtype takes (code, align, copy)");
+  pkl_value *d = mk(r, PKL_DTYPE);
+  if (!d || parse_dtype_code(r, av[0], &d->u.dt)) return -1;
+  return push(r, d);
+}
+
+/* numpy's _frombuffer(buffer, dtype, shape, order): an array over bytes. */
+static int reduce_frombuffer(rd *r, pkl_value **av, size_t ac) {
+  char tmp[160];
+  if (ac != 4 || av[1]->type != PKL_DTYPE)
+    return fail(r, ST_EFORMAT, "_frombuffer takes (buffer, dtype, shape, order)");
+  pkl_value *a = mk(r, PKL_NDARRAY);
+  if (!a) return -1;
+  a->u.a.dt = av[1]->u.dt;
+  if (set_shape(r, a, av[2], (size_t)a->u.a.dt.itemsize)) return -1;
+  if (text_eq(av[3], "F")) a->u.a.fortran = 1;
+  else if (!text_eq(av[3], "C"))
+    return fail(r, ST_EFORMAT, "_frombuffer order must be 'C' or 'F', got %s", show(av[3], tmp, sizeof tmp));
+  if (attach_data(r, a, av[0])) return -1;
+  return push(r, a);
+}
+
+/* numpy.core.multiarray.scalar(dtype, bytes): an int, bool or float. */
+static int reduce_scalar(rd *r, pkl_value **av, size_t ac) {
+  if (ac != 2 || av[0]->type != PKL_DTYPE || av[1]->type != PKL_BYTES)
+    return fail(r, ST_EFORMAT, "numpy scalar takes (dtype, bytes)");
+  pkl_dtype dt = av[0]->u.dt;
+  const pkl_value *b = av[1];
+  if (b->u.s.enc == PKL_LATIN1 || b->u.s.len != (size_t)dt.itemsize)
+    return fail(r, ST_EFORMAT, "numpy scalar of %d bytes given %zu", dt.itemsize, b->u.s.len);
+  uint8_t raw[8];
+  for (int i = 0; i < dt.itemsize; i++)
+    raw[i] = dt.order == '>' ? b->u.s.p[dt.itemsize - 1 - i] : b->u.s.p[i];
+  uint64_t u = le(raw, dt.itemsize);
+  pkl_value *v;
+  if (dt.kind == 'f') {
+    v = mk(r, PKL_FLOAT);
+    if (!v) return -1;
+    if (dt.itemsize == 4) {
+      float f;
+      uint32_t w = (uint32_t)u;
+      memcpy(&f, &w, 4);
+      v->u.f = f;
+    } else {
+      memcpy(&v->u.f, &u, 8);
+    }
+  } else {
+    v = mk(r, dt.kind == 'b' ? PKL_BOOL : PKL_INT);
+    if (!v) return -1;
+    if (dt.kind == 'i' && dt.itemsize < 8 && (u >> (dt.itemsize * 8 - 1)) & 1)
+      u |= ~(uint64_t)0 << (dt.itemsize * 8); /* sign-extend */
+    if (dt.kind == 'u' && dt.itemsize == 8 && u > INT64_MAX)
+      return fail(r, ST_E2BIG, "uint64 scalar beyond int64");
+    v->u.i = (int64_t)u;
+    if (dt.kind == 'b') v->u.i = u != 0;
+  }
+  return push(r, v);
+}
+
+/* _codecs.encode(str, 'latin1'): bytes as Python 3 writes them at protocol
+ * 2 (narrowed now up to LATIN1_EAGER_MAX, else by pkl_array_copy). */
+static int reduce_encode(rd *r, pkl_value **av, size_t ac) {
+  if (ac != 2 || av[0]->type != PKL_STR ||
+      !(text_eq(av[1], "latin1") || text_eq(av[1], "latin-1")))
+    return fail(r, ST_EUNSAFE, "_codecs.encode is accepted only as (str, 'latin1')");
+  const pkl_value *s = av[0];
+  if (s->u.s.enc != 1)
+    return fail(r, ST_EFORMAT, "_codecs.encode: a code point above 255 cannot be latin-1");
+  pkl_value *v = mk(r, PKL_BYTES);
+  if (!v) return -1;
+  size_t ncp = s->u.s.src_len;
+  if (ncp == s->u.s.len) { /* pure ASCII: the bytes themselves */
+    v->u.s.p = s->u.s.p;
+    v->u.s.len = ncp;
+  } else if (ncp <= LATIN1_EAGER_MAX) {
+    uint8_t *o = arena_alloc(r->d, ncp ? ncp : 1);
+    if (!o) return fail(r, ST_ENOMEM, "out of memory");
+    pkl_latin1_narrow(s->u.s.p, s->u.s.len, o, ncp);
+    v->u.s.p = o;
+    v->u.s.len = ncp;
+  } else {
+    v->u.s.p = s->u.s.p;
+    v->u.s.len = ncp;
+    v->u.s.src_len = s->u.s.len;
+    v->u.s.enc = PKL_LATIN1;
+  }
+  return push(r, v);
+}
+
+/* REDUCE: pops the arguments and an allow-listed global (nothing else is
+ * ever called) and pushes what that global makes of them. */
 static int reduce(rd *r) {
   pkl_value *args = pop(r);
   if (!args) return -1;
@@ -509,99 +610,14 @@ static int reduce(rd *r) {
                 pkl_type_name(args));
   pkl_value **av = args->u.seq.items;
   size_t ac = args->u.seq.n;
-  char tmp[160];
   switch (fn->u.g) {
-  case G_RECONSTRUCT: {
-    if (ac != 3 || av[0]->type != PKL_GLOBAL || av[0]->u.g != G_NDARRAY)
-      return fail(r, ST_EUNSAFE, "_reconstruct accepts only (numpy.ndarray, shape, typecode)");
-    pkl_value *a = mk(r, PKL_NDARRAY);
-    if (!a) return -1;
-    a->u.a.ndim = -1;
-    return push(r, a);
-  }
+  case G_RECONSTRUCT: return reduce_reconstruct(r, av, ac);
   case G_NDARRAY:
     return fail(r, ST_EUNSAFE, "numpy.ndarray is accepted only as the first argument of _reconstruct");
-  case G_DTYPE: {
-    if (ac < 1 || ac > 3) return fail(r, ST_EFORMAT, "numpy.dtype takes (code, align, copy)");
-    pkl_value *d = mk(r, PKL_DTYPE);
-    if (!d || parse_dtype_code(r, av[0], &d->u.dt)) return -1;
-    return push(r, d);
-  }
-  case G_FROMBUFFER: {
-    if (ac != 4 || av[1]->type != PKL_DTYPE)
-      return fail(r, ST_EFORMAT, "_frombuffer takes (buffer, dtype, shape, order)");
-    pkl_value *a = mk(r, PKL_NDARRAY);
-    if (!a) return -1;
-    a->u.a.dt = av[1]->u.dt;
-    if (set_shape(r, a, av[2], (size_t)a->u.a.dt.itemsize)) return -1;
-    if (text_eq(av[3], "F")) a->u.a.fortran = 1;
-    else if (!text_eq(av[3], "C"))
-      return fail(r, ST_EFORMAT, "_frombuffer order must be 'C' or 'F', got %s", show(av[3], tmp, sizeof tmp));
-    if (attach_data(r, a, av[0])) return -1;
-    return push(r, a);
-  }
-  case G_SCALAR: {
-    if (ac != 2 || av[0]->type != PKL_DTYPE || av[1]->type != PKL_BYTES)
-      return fail(r, ST_EFORMAT, "numpy scalar takes (dtype, bytes)");
-    pkl_dtype dt = av[0]->u.dt;
-    const pkl_value *b = av[1];
-    if (b->u.s.enc == PKL_LATIN1 || b->u.s.len != (size_t)dt.itemsize)
-      return fail(r, ST_EFORMAT, "numpy scalar of %d bytes given %zu", dt.itemsize, b->u.s.len);
-    uint8_t raw[8];
-    for (int i = 0; i < dt.itemsize; i++)
-      raw[i] = dt.order == '>' ? b->u.s.p[dt.itemsize - 1 - i] : b->u.s.p[i];
-    uint64_t u = le(raw, dt.itemsize);
-    pkl_value *v;
-    if (dt.kind == 'f') {
-      v = mk(r, PKL_FLOAT);
-      if (!v) return -1;
-      if (dt.itemsize == 4) {
-        float f;
-        uint32_t w = (uint32_t)u;
-        memcpy(&f, &w, 4);
-        v->u.f = f;
-      } else {
-        memcpy(&v->u.f, &u, 8);
-      }
-    } else {
-      v = mk(r, dt.kind == 'b' ? PKL_BOOL : PKL_INT);
-      if (!v) return -1;
-      if (dt.kind == 'i' && dt.itemsize < 8 && (u >> (dt.itemsize * 8 - 1)) & 1)
-        u |= ~(uint64_t)0 << (dt.itemsize * 8); /* sign-extend */
-      if (dt.kind == 'u' && dt.itemsize == 8 && u > INT64_MAX)
-        return fail(r, ST_E2BIG, "uint64 scalar beyond int64");
-      v->u.i = (int64_t)u;
-      if (dt.kind == 'b') v->u.i = u != 0;
-    }
-    return push(r, v);
-  }
-  case G_ENCODE: {
-    if (ac != 2 || av[0]->type != PKL_STR ||
-        !(text_eq(av[1], "latin1") || text_eq(av[1], "latin-1")))
-      return fail(r, ST_EUNSAFE, "_codecs.encode is accepted only as (str, 'latin1')");
-    const pkl_value *s = av[0];
-    if (s->u.s.enc != 1)
-      return fail(r, ST_EFORMAT, "_codecs.encode: a code point above 255 cannot be latin-1");
-    pkl_value *v = mk(r, PKL_BYTES);
-    if (!v) return -1;
-    size_t ncp = s->u.s.src_len;
-    if (ncp == s->u.s.len) { /* pure ASCII: the bytes themselves */
-      v->u.s.p = s->u.s.p;
-      v->u.s.len = ncp;
-    } else if (ncp <= LATIN1_EAGER_MAX) {
-      uint8_t *o = arena_alloc(r->d, ncp ? ncp : 1);
-      if (!o) return fail(r, ST_ENOMEM, "out of memory");
-      pkl_latin1_narrow(s->u.s.p, s->u.s.len, o, ncp);
-      v->u.s.p = o;
-      v->u.s.len = ncp;
-    } else {
-      v->u.s.p = s->u.s.p;
-      v->u.s.len = ncp;
-      v->u.s.src_len = s->u.s.len;
-      v->u.s.enc = PKL_LATIN1;
-    }
-    return push(r, v);
-  }
+  case G_DTYPE: return reduce_dtype(r, av, ac);
+  case G_FROMBUFFER: return reduce_frombuffer(r, av, ac);
+  case G_SCALAR: return reduce_scalar(r, av, ac);
+  case G_ENCODE: return reduce_encode(r, av, ac);
   case G_BYTES: {
     if (ac != 0) return fail(r, ST_EUNSAFE, "bytes is accepted only with no arguments (b'')");
     pkl_value *v = mk(r, PKL_BYTES);
@@ -609,10 +625,9 @@ static int reduce(rd *r) {
     v->u.s.p = (const uint8_t *)"";
     return push(r, v);
   }
-  case G_ODICT: {
+  case G_ODICT:
     if (ac != 0) return fail(r, ST_EUNSAFE, "OrderedDict is accepted only with no arguments");
     return push(r, mk(r, PKL_DICT));
-  }
   }
   return fail(r, ST_EINTERNAL, "unknown global");
 }
@@ -668,13 +683,10 @@ static int memo_put(rd *r, size_t idx) {
     return fail(r, ST_E2BIG, "memo index %zu out of range (file of %zu bytes, PK_LIMIT_PICKLE_MEMO %u)",
                 idx, r->len, (unsigned)PK_LIMIT_PICKLE_MEMO);
   if (idx >= r->memo_cap) {
-    size_t cap = r->memo_cap ? r->memo_cap : 256;
-    while (cap <= idx) cap *= 2;
-    pkl_value **nm = realloc(r->memo, cap * sizeof *nm);
-    if (!nm) return fail(r, ST_ENOMEM, "out of memory");
-    memset(nm + r->memo_cap, 0, (cap - r->memo_cap) * sizeof *nm);
-    r->memo = nm;
-    r->memo_cap = cap;
+    size_t was = r->memo_cap;
+    if (dyn_grow_array(&r->memo, &r->memo_cap, idx + 1, sizeof *r->memo, PK_LIMIT_PICKLE_MEMO))
+      return fail(r, ST_ENOMEM, "out of memory"); /* idx is under the limit */
+    memset(r->memo + was, 0, (r->memo_cap - was) * sizeof *r->memo);
   }
   if (!r->memo[idx]) r->memo_n++;
   r->memo[idx] = v;

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "pipeline.h"
+#include "lib/dynbuf.h"
 #include "lib/session.h"
 
 const st_option pipeline_opts[] = {
@@ -44,42 +45,36 @@ static const char official_manifest[] =
     "40351d587109b95175f43aff81a1287e  cifar-10-batches-py/test_batch\n"
     "5ff9c542aee3614f3951f8cda6e48888  cifar-10-batches-py/batches.meta\n";
 
-/* A growing line buffer with shell quoting. */
-typedef struct {
-  char buf[8192];
-  size_t len;
-  int overflow;
-} line_t;
-
-static void add_raw(line_t *l, const char *s) {
-  size_t n = strlen(s);
-  if (l->len + n + 1 >= sizeof l->buf) {
-    l->overflow = 1;
-    return;
-  }
-  memcpy(l->buf + l->len, s, n + 1);
-  l->len += n;
-}
+/* A stage line is built in a dynbuf of at most PL_LINE_MAX bytes; words
+ * are shell-quoted. */
+#define PL_LINE_MAX 8190
 
 /* Appends ' WORD' single-quoted, so no expansion happens twice. */
-static void add_word(line_t *l, const char *w) {
-  add_raw(l, " '");
+static void add_word(dynbuf *l, const char *w) {
+  dyn_puts(l, " '");
   for (const char *p = w; *p; p++) {
-    char ch[2] = {*p, 0};
-    if (*p == '\'') add_raw(l, "'\\''");
-    else add_raw(l, ch);
+    if (*p == '\'') dyn_puts(l, "'\\''");
+    else dyn_putc(l, *p);
   }
-  add_raw(l, "'");
+  dyn_puts(l, "'");
 }
 
-static int run(st_ctx *c, line_t *l, int *step, int nsteps, st_error *err) {
-  if (l->overflow) return st_error_set(err, ST_E2BIG, "pipeline", -1, "a stage line is too long");
+/* The error of a line that could not be built (what), or 0. */
+static int line_error(const dynbuf *l, const char *what, st_error *err) {
+  if (l->err == ST_E2BIG) return st_error_set(err, ST_E2BIG, "pipeline", -1, "%s", what);
+  if (l->err) return st_error_set(err, l->err, "pipeline", -1, "out of memory");
+  return 0;
+}
+
+/* Runs line l as step *step of nsteps (said first) and empties it. */
+static int run(st_ctx *c, dynbuf *l, int *step, int nsteps, st_error *err) {
+  int rc = line_error(l, "a stage line is too long", err);
+  if (rc) return rc;
   (*step)++;
-  st_printf(c, "\n[%d/%d] %%%s\n", *step, nsteps, l->buf);
+  st_printf(c, "\n[%d/%d] %%%s\n", *step, nsteps, l->p);
   if (st_cancelled(c)) return st_error_set(err, ST_ECANCELED, "pipeline", -1, "interrupted");
-  int rc = c->run_line(c, l->buf, err);
-  l->len = 0;
-  l->buf[0] = 0;
+  rc = c->run_line(c, l->p, err);
+  dyn_reset(l);
   return rc;
 }
 
@@ -108,190 +103,292 @@ static int write_file(const char *path, const char *text, st_error *err) {
   return 0;
 }
 
-int pl_pipeline(st_ctx *c, const st_args *a, st_error *err) {
-  const char *mode = st_arg_str(a, "mode", NULL);
-  const char *source = st_arg_str(a, "source", NULL);
-  const char *work = st_arg_str(a, "work", NULL);
-  const char *md5 = st_arg_str(a, "md5", NULL);
-  const char *manifest = st_arg_str(a, "manifest", NULL);
-  const char *s3 = st_arg_str(a, "s3", NULL);
-  if (s3 && !*s3) s3 = NULL; /* --s3 '' (an unset parameter): upload skipped */
-  const char *device = st_arg_str(a, "device", NULL);
-  const char *seed = st_arg_str(a, "seed", NULL);
-  const char *label = st_arg_str(a, "label", NULL);
+/* ---- the stage: options, a job, a chain of steps, one cleanup ---- */
+
+/* The options, parsed and checked once. */
+typedef struct pl_opts {
+  const char *source, *work, *md5, *manifest;
+  const char *s3;        /* NULL: upload skipped */
+  const char *device, *seed, *label;
   long long epochs;
-  int rc = st_arg_int(a, "epochs", 2, 0, 1000, &epochs, err);
+  int copy;              /* --mode copy (Test 1); else inplace (Test 2) */
+  int fused;             /* copy: --fused */
+} pl_opts;
+
+/* Everything a run holds; pl_cleanup releases it whatever step failed. */
+typedef struct pl_job {
+  st_ctx *c;
+  st_error *err;
+  const pl_opts *o;
+  dynbuf l;              /* the stage line being built */
+  int step, nsteps;      /* stages run so far, and in all */
+  double t0;
+  char data_dir[4096];   /* the folder %load reads */
+  char tarball[4200], url[4200];
+  char man[4200];        /* the manifest as given or guessed (copy) */
+  char man_local[4200];  /* the manifest file %verify reads */
+} pl_job;
+
+/* Parses and checks the options, and that the front end can run lines. */
+static int pl_opts_parse(const st_ctx *c, const st_args *a, pl_opts *o, st_error *err) {
+  memset(o, 0, sizeof *o);
+  const char *mode = st_arg_str(a, "mode", NULL);
+  o->source = st_arg_str(a, "source", NULL);
+  o->work = st_arg_str(a, "work", NULL);
+  o->md5 = st_arg_str(a, "md5", NULL);
+  o->manifest = st_arg_str(a, "manifest", NULL);
+  o->s3 = st_arg_str(a, "s3", NULL);
+  if (o->s3 && !*o->s3) o->s3 = NULL; /* --s3 '' (an unset parameter): upload skipped */
+  o->device = st_arg_str(a, "device", NULL);
+  o->seed = st_arg_str(a, "seed", NULL);
+  o->label = st_arg_str(a, "label", NULL);
+  int rc = st_arg_int(a, "epochs", 2, 0, 1000, &o->epochs, err);
   if (rc) return rc;
   if (!c->run_line)
     return st_error_set(err, ST_ENOTSUP, "pipeline", -1, "this front end cannot run lines");
   if (!mode || (strcmp(mode, "copy") != 0 && strcmp(mode, "inplace") != 0))
     return st_error_set(err, ST_EINVAL, "--mode", -1,
                         "expected --mode copy (Test 1) or --mode inplace (Test 2)");
-  int copy = strcmp(mode, "copy") == 0;
-  if (!source) return st_error_set(err, ST_EINVAL, "--source", -1, "--source is required");
-  if (copy && !work)
+  o->copy = strcmp(mode, "copy") == 0;
+  if (!o->source) return st_error_set(err, ST_EINVAL, "--source", -1, "--source is required");
+  if (o->copy && !o->work)
     return st_error_set(err, ST_EINVAL, "--work", -1, "--mode copy needs --work DIR");
-  if (s3 && strncmp(s3, "s3://", 5) != 0)
-    return st_error_set(err, ST_EINVAL, "--s3", -1, "expected s3://BUCKET/PREFIX, got '%s'", s3);
-  if (md5 && strlen(md5) != 32)
+  if (o->s3 && strncmp(o->s3, "s3://", 5) != 0)
+    return st_error_set(err, ST_EINVAL, "--s3", -1, "expected s3://BUCKET/PREFIX, got '%s'", o->s3);
+  if (o->md5 && strlen(o->md5) != 32)
     return st_error_set(err, ST_EINVAL, "--md5", -1, "expected 32 hex digits");
-  if (seed) {
+  if (o->seed) {
     long long sv;
-    rc = st_parse_int(seed, "--seed", 0, 0x7fffffffffffffffLL, &sv, err);
+    rc = st_parse_int(o->seed, "--seed", 0, 0x7fffffffffffffffLL, &sv, err);
     if (rc) return rc;
   }
+  o->fused = o->copy && st_arg_has(a, "fused");
+  return 0;
+}
 
-  if (c->session) { /* a pipeline is one timing run */
-    ss_session_clear_timings(c->session);
-    c->session->run_label[0] = 0;
-  }
-  char data_dir[4096], tarball[4200], url[4200], man[4200], man_local[4200];
-  line_t l = {{0}, 0, 0};
-  int step = 0;
-  const int nsteps = copy ? 9 : 6;
-  double t0 = st_now();
-  int fused = copy && st_arg_has(a, "fused");
+/* Runs the line built in j->l as the next stage. */
+static int pl_run(pl_job *j) { return run(j->c, &j->l, &j->step, j->nsteps, j->err); }
 
-  if (copy) {
-    if (mkdir(work, 0777) != 0 && errno != EEXIST)
-      return st_error_errno(err, errno, work, "cannot create the work folder");
-    snprintf(data_dir, sizeof data_dir, "%s", work);
-    snprintf(tarball, sizeof tarball, "%s/" TARBALL, work);
-    if (is_url(source)) snprintf(url, sizeof url, "%s", source);
-    else if (source[0] == '/') snprintf(url, sizeof url, "file://%s", source);
-    else {
-      char cwd[4096];
-      if (!getcwd(cwd, sizeof cwd)) return st_error_errno(err, errno, ".", "getcwd");
-      snprintf(url, sizeof url, "file://%s/%s", cwd, source);
-    }
-    /* The manifest: given, beside the source, or the original's. */
-    snprintf(man_local, sizeof man_local, "%s/MANIFEST.md5", work);
-    if (manifest) snprintf(man, sizeof man, "%s", manifest);
-    else sibling(man, sizeof man, url, "MANIFEST.md5");
-    if (is_url(man)) {
-      add_raw(&l, "download");
-      add_word(&l, man);
-      add_raw(&l, " --to");
-      add_word(&l, man_local);
-      st_printf(c, "fetching the manifest: %%%s\n", l.buf);
-      st_error e2;
-      st_error_clear(&e2);
-      rc = c->run_line(c, l.buf, &e2);
-      l.len = 0;
-      if (rc == ST_ECANCELED) return st_error_set(err, rc, "pipeline", -1, "interrupted");
-      if (rc) {
-        if (manifest || !md5 || strcmp(md5, official_md5) != 0) {
-          char msg[3000];
-          st_error_format(&e2, msg, sizeof msg);
-          return st_error_set(err, rc, man, -1,
-                              "cannot fetch the manifest for verify (%s); pass --manifest", msg);
-        }
-        st_printf(c, "no manifest beside the source: using the original CIFAR-10 md5s\n");
-        rc = write_file(man_local, official_manifest, err);
-        if (rc) return rc;
-      }
-      /* The manifest download is bookkeeping, not a stage of docs/workflow.md. */
-      ss_session *s = c->session;
-      if (s && s->n_timings && strcmp(s->timings[s->n_timings - 1].stage, "download") == 0)
-        s->n_timings--;
-    } else {
-      snprintf(man_local, sizeof man_local, "%s", man);
-    }
+/* A pipeline is one timing run: the session's timings and label start over. */
+static int pl_begin(pl_job *j) {
+  if (j->c->session) {
+    ss_session_clear_timings(j->c->session);
+    j->c->session->run_label[0] = 0;
+  }
+  return 0;
+}
 
-    if (fused) {
-      add_raw(&l, "download");
-      add_word(&l, url);
-      add_raw(&l, " --to");
-      add_word(&l, tarball);
-      if (md5) { add_raw(&l, " --md5"); add_word(&l, md5); }
-      add_raw(&l, " --extract");
-      add_word(&l, work);
-      add_raw(&l, " --verify");
-      add_word(&l, man_local);
-      rc = run(c, &l, &step, nsteps, err);
-      step = 4;
-    } else {
-      add_raw(&l, "download");
-      add_word(&l, url);
-      add_raw(&l, " --to");
-      add_word(&l, tarball);
-      rc = run(c, &l, &step, nsteps, err);
-      if (!rc) {
-        add_raw(&l, "md5");
-        add_word(&l, tarball);
-        if (md5) { add_raw(&l, " --expect"); add_word(&l, md5); }
-        rc = run(c, &l, &step, nsteps, err);
-      }
-      if (!rc) {
-        add_raw(&l, "extract");
-        add_word(&l, tarball);
-        add_raw(&l, " --to");
-        add_word(&l, work);
-        rc = run(c, &l, &step, nsteps, err);
-      }
-      if (!rc) {
-        add_raw(&l, "verify");
-        add_word(&l, man_local);
-        add_raw(&l, " --root");
-        add_word(&l, work);
-        rc = run(c, &l, &step, nsteps, err);
-      }
-    }
-  } else {
-    snprintf(data_dir, sizeof data_dir, "%s", source);
-    if (manifest) snprintf(man_local, sizeof man_local, "%s", manifest);
-    else snprintf(man_local, sizeof man_local, "%s/MANIFEST.md5", source);
-    add_raw(&l, "verify");
-    add_word(&l, man_local);
-    add_raw(&l, " --root");
-    add_word(&l, source);
-    rc = run(c, &l, &step, nsteps, err);
+/* copy: the work folder, the tarball's path and URL (file:// for a local
+ * source), and where the manifest is (given, or beside the source). */
+static int pl_copy_paths(pl_job *j) {
+  const pl_opts *o = j->o;
+  if (!o->copy) return 0;
+  if (mkdir(o->work, 0777) != 0 && errno != EEXIST)
+    return st_error_errno(j->err, errno, o->work, "cannot create the work folder");
+  snprintf(j->data_dir, sizeof j->data_dir, "%s", o->work);
+  snprintf(j->tarball, sizeof j->tarball, "%s/" TARBALL, o->work);
+  if (is_url(o->source)) snprintf(j->url, sizeof j->url, "%s", o->source);
+  else if (o->source[0] == '/') snprintf(j->url, sizeof j->url, "file://%s", o->source);
+  else {
+    char cwd[4096];
+    if (!getcwd(cwd, sizeof cwd)) return st_error_errno(j->err, errno, ".", "getcwd");
+    snprintf(j->url, sizeof j->url, "file://%s/%s", cwd, o->source);
   }
+  /* The manifest: given, beside the source, or the original's. */
+  snprintf(j->man_local, sizeof j->man_local, "%s/MANIFEST.md5", o->work);
+  if (o->manifest) snprintf(j->man, sizeof j->man, "%s", o->manifest);
+  else sibling(j->man, sizeof j->man, j->url, "MANIFEST.md5");
+  return 0;
+}
 
-  if (!rc) {
-    add_raw(&l, "load");
-    add_word(&l, data_dir);
-    rc = run(c, &l, &step, nsteps, err);
+/* copy: a manifest at a URL is downloaded into the work folder (as
+ * bookkeeping: its timing is dropped); with none beside the original
+ * tarball (its md5 given) the original's md5s are written instead. */
+static int pl_fetch_manifest(pl_job *j) {
+  const pl_opts *o = j->o;
+  if (!o->copy) return 0;
+  if (!is_url(j->man)) {
+    snprintf(j->man_local, sizeof j->man_local, "%s", j->man);
+    return 0;
   }
-  if (!rc) {
-    add_raw(&l, "meta");
-    add_word(&l, data_dir);
-    rc = run(c, &l, &step, nsteps, err);
-  }
-  if (!rc) {
-    if (s3) {
-      char records[4200];
-      snprintf(records, sizeof records, "%s/cifar-10-batches-py", data_dir);
-      add_raw(&l, "upload");
-      add_word(&l, records);
-      char dest[4200];
-      snprintf(dest, sizeof dest, "%s%s", s3, s3[strlen(s3) - 1] == '/' ? "" : "/");
-      add_word(&l, dest);
-      rc = run(c, &l, &step, nsteps, err);
-    } else {
-      step++;
-      st_printf(c, "\n[%d/%d] upload: skipped (no --s3 target)\n", step, nsteps);
-    }
-  }
-  if (!rc) {
-    add_raw(&l, "preview --n 4");
-    if (seed) { add_raw(&l, " --seed"); add_word(&l, seed); }
-    rc = run(c, &l, &step, nsteps, err);
-  }
-  if (!rc) {
-    char e[32];
-    snprintf(e, sizeof e, "%lld", epochs);
-    add_raw(&l, "train --epochs");
-    add_word(&l, e);
-    if (device) { add_raw(&l, " --device"); add_word(&l, device); }
-    if (seed) { add_raw(&l, " --seed"); add_word(&l, seed); }
-    rc = run(c, &l, &step, nsteps, err);
-  }
+  dynbuf *l = &j->l;
+  dyn_puts(l, "download");
+  add_word(l, j->man);
+  dyn_puts(l, " --to");
+  add_word(l, j->man_local);
+  int rc = line_error(l, "a stage line is too long", j->err);
   if (rc) return rc;
-  st_printf(c, "\npipeline (%s): %d stages in %.2f s\n", copy ? "copy, Test 1" : "inplace, Test 2",
-            nsteps, st_now() - t0);
-  add_raw(&l, "timings --chart");
-  if (label) { add_raw(&l, " --label"); add_word(&l, label); }
-  if (l.overflow) return st_error_set(err, ST_E2BIG, "pipeline", -1, "label too long");
-  return c->run_line(c, l.buf, err);
+  st_printf(j->c, "fetching the manifest: %%%s\n", l->p);
+  st_error e2;
+  st_error_clear(&e2);
+  rc = j->c->run_line(j->c, l->p, &e2);
+  dyn_reset(l);
+  if (rc == ST_ECANCELED) return st_error_set(j->err, rc, "pipeline", -1, "interrupted");
+  if (rc) {
+    if (o->manifest || !o->md5 || strcmp(o->md5, official_md5) != 0) {
+      char msg[3000];
+      st_error_format(&e2, msg, sizeof msg);
+      return st_error_set(j->err, rc, j->man, -1,
+                          "cannot fetch the manifest for verify (%s); pass --manifest", msg);
+    }
+    st_printf(j->c, "no manifest beside the source: using the original CIFAR-10 md5s\n");
+    rc = write_file(j->man_local, official_manifest, j->err);
+    if (rc) return rc;
+  }
+  /* The manifest download is bookkeeping, not a stage of docs/workflow.md. */
+  ss_session *s = j->c->session;
+  if (s && s->n_timings && strcmp(s->timings[s->n_timings - 1].stage, "download") == 0)
+    s->n_timings--;
+  return 0;
+}
+
+/* copy --fused: download, md5, extract and verify as one %download. */
+static int pl_copy_fused(pl_job *j) {
+  const pl_opts *o = j->o;
+  dynbuf *l = &j->l;
+  dyn_puts(l, "download");
+  add_word(l, j->url);
+  dyn_puts(l, " --to");
+  add_word(l, j->tarball);
+  if (o->md5) { dyn_puts(l, " --md5"); add_word(l, o->md5); }
+  dyn_puts(l, " --extract");
+  add_word(l, o->work);
+  dyn_puts(l, " --verify");
+  add_word(l, j->man_local);
+  int rc = pl_run(j);
+  j->step = 4;
+  return rc;
+}
+
+/* copy: %download, %md5, %extract and %verify, one stage each (or fused). */
+static int pl_copy_stages(pl_job *j) {
+  const pl_opts *o = j->o;
+  if (!o->copy) return 0;
+  if (o->fused) return pl_copy_fused(j);
+  dynbuf *l = &j->l;
+  dyn_puts(l, "download");
+  add_word(l, j->url);
+  dyn_puts(l, " --to");
+  add_word(l, j->tarball);
+  int rc = pl_run(j);
+  if (!rc) {
+    dyn_puts(l, "md5");
+    add_word(l, j->tarball);
+    if (o->md5) { dyn_puts(l, " --expect"); add_word(l, o->md5); }
+    rc = pl_run(j);
+  }
+  if (!rc) {
+    dyn_puts(l, "extract");
+    add_word(l, j->tarball);
+    dyn_puts(l, " --to");
+    add_word(l, o->work);
+    rc = pl_run(j);
+  }
+  if (!rc) {
+    dyn_puts(l, "verify");
+    add_word(l, j->man_local);
+    dyn_puts(l, " --root");
+    add_word(l, o->work);
+    rc = pl_run(j);
+  }
+  return rc;
+}
+
+/* inplace: %verify of the dataset folder against its manifest. */
+static int pl_inplace_verify(pl_job *j) {
+  const pl_opts *o = j->o;
+  if (o->copy) return 0;
+  snprintf(j->data_dir, sizeof j->data_dir, "%s", o->source);
+  if (o->manifest) snprintf(j->man_local, sizeof j->man_local, "%s", o->manifest);
+  else snprintf(j->man_local, sizeof j->man_local, "%s/MANIFEST.md5", o->source);
+  dyn_puts(&j->l, "verify");
+  add_word(&j->l, j->man_local);
+  dyn_puts(&j->l, " --root");
+  add_word(&j->l, o->source);
+  return pl_run(j);
+}
+
+/* %load and %meta of the data folder. */
+static int pl_load_and_meta(pl_job *j) {
+  dyn_puts(&j->l, "load");
+  add_word(&j->l, j->data_dir);
+  int rc = pl_run(j);
+  if (!rc) {
+    dyn_puts(&j->l, "meta");
+    add_word(&j->l, j->data_dir);
+    rc = pl_run(j);
+  }
+  return rc;
+}
+
+/* %upload of the records to --s3 (a skipped stage without it). */
+static int pl_upload(pl_job *j) {
+  const char *s3 = j->o->s3;
+  if (!s3) {
+    j->step++;
+    st_printf(j->c, "\n[%d/%d] upload: skipped (no --s3 target)\n", j->step, j->nsteps);
+    return 0;
+  }
+  char records[4200];
+  snprintf(records, sizeof records, "%s/cifar-10-batches-py", j->data_dir);
+  dyn_puts(&j->l, "upload");
+  add_word(&j->l, records);
+  char dest[4200];
+  snprintf(dest, sizeof dest, "%s%s", s3, s3[strlen(s3) - 1] == '/' ? "" : "/");
+  add_word(&j->l, dest);
+  return pl_run(j);
+}
+
+/* %preview of four images and %train for --epochs (with --device, --seed). */
+static int pl_preview_and_train(pl_job *j) {
+  const pl_opts *o = j->o;
+  dynbuf *l = &j->l;
+  dyn_puts(l, "preview --n 4");
+  if (o->seed) { dyn_puts(l, " --seed"); add_word(l, o->seed); }
+  int rc = pl_run(j);
+  if (rc) return rc;
+  char e[32];
+  snprintf(e, sizeof e, "%lld", o->epochs);
+  dyn_puts(l, "train --epochs");
+  add_word(l, e);
+  if (o->device) { dyn_puts(l, " --device"); add_word(l, o->device); }
+  if (o->seed) { dyn_puts(l, " --seed"); add_word(l, o->seed); }
+  return pl_run(j);
+}
+
+/* The run's summary line, then %timings --chart (with --label). */
+static int pl_report(pl_job *j) {
+  const pl_opts *o = j->o;
+  st_printf(j->c, "\npipeline (%s): %d stages in %.2f s\n", o->copy ? "copy, Test 1" : "inplace, Test 2",
+            j->nsteps, st_now() - j->t0);
+  dyn_puts(&j->l, "timings --chart");
+  if (o->label) { dyn_puts(&j->l, " --label"); add_word(&j->l, o->label); }
+  int rc = line_error(&j->l, "label too long", j->err);
+  if (rc) return rc;
+  return j->c->run_line(j->c, j->l.p, j->err);
+}
+
+int pl_pipeline(st_ctx *c, const st_args *a, st_error *err) {
+  pl_opts o;
+  int rc = pl_opts_parse(c, a, &o, err);
+  if (rc) return rc;
+  pl_job j;
+  memset(&j, 0, sizeof j);
+  j.c = c;
+  j.err = err;
+  j.o = &o;
+  dyn_init(&j.l, PL_LINE_MAX);
+  j.nsteps = o.copy ? 9 : 6;
+  if (!rc) rc = pl_begin(&j);
+  j.t0 = st_now();
+  if (!rc) rc = pl_copy_paths(&j);
+  if (!rc) rc = pl_fetch_manifest(&j);
+  if (!rc) rc = pl_copy_stages(&j);
+  if (!rc) rc = pl_inplace_verify(&j);
+  if (!rc) rc = pl_load_and_meta(&j);
+  if (!rc) rc = pl_upload(&j);
+  if (!rc) rc = pl_preview_and_train(&j);
+  if (!rc) rc = pl_report(&j);
+  dyn_free(&j.l);
+  return rc;
 }

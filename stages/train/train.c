@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "cnn.h"
+#include "lib/dynbuf.h"
 #include "lib/limits.h"
 #include "lib/session.h"
 #include "lib/table.h"
@@ -63,144 +64,162 @@ static tr_model *session_model(ss_session *s) {
 /* ------------------------------------------------------------------ */
 /* safetensors in                                                      */
 /* ------------------------------------------------------------------ */
-int tr_safetensors_read(const char *path, float *params, st_error *err) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return st_error_errno(err, errno, path, "cannot open");
+/* A file being read: its bytes, the parsed header and what was taken. */
+typedef struct sft_read {
+  const char *path;
+  st_error *err;
+  float *params;        /* out: CNN_NPARAM floats */
+  uint8_t *buf;         /* the whole file */
+  size_t size;
+  size_t data0, dlen;   /* where the data bytes start, and how many there are */
+  json_t *root;         /* the header */
+  int seen[CNN_NTENSORS];
+} sft_read;
+
+/* Reads the whole file (a regular file, no larger than these weights can
+ * be) into r->buf. */
+static int sft_read_file(sft_read *r) {
+  FILE *f = fopen(r->path, "rb");
+  if (!f) return st_error_errno(r->err, errno, r->path, "cannot open");
   struct stat sb;
-  if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-    fclose(f);
-    return st_error_set(err, ST_EFORMAT, path, -1, "not a regular file");
-  }
-  size_t size = (size_t)sb.st_size;
   size_t max = 8 + PK_LIMIT_SAFETENSORS_HEADER + (size_t)CNN_NPARAM * 4 + 4096;
-  if (size > max) {
-    fclose(f);
-    return st_error_set(err, ST_E2BIG, path, -1,
-                        "%zu bytes: larger than this network's weights can be (%zu)", size, max);
-  }
-  uint8_t *buf = malloc(size ? size : 1);
-  if (!buf) {
-    fclose(f);
-    return st_error_set(err, ST_ENOMEM, path, -1, "out of memory");
-  }
-  size_t got = fread(buf, 1, size, f);
+  int rc = 0, regular = fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode);
+  if (regular) r->size = (size_t)sb.st_size;
+  if (!regular) rc = st_error_set(r->err, ST_EFORMAT, r->path, -1, "not a regular file");
+  else if (r->size > max)
+    rc = st_error_set(r->err, ST_E2BIG, r->path, -1,
+                      "%zu bytes: larger than this network's weights can be (%zu)", r->size, max);
+  if (!rc) r->buf = malloc(r->size ? r->size : 1);
+  if (!rc && !r->buf) rc = st_error_set(r->err, ST_ENOMEM, r->path, -1, "out of memory");
+  size_t got = rc ? 0 : fread(r->buf, 1, r->size, f);
   fclose(f);
-  int rc = 0;
-  json_t *root = NULL;
-  if (got != size) {
-    rc = st_error_set(err, ST_EIO, path, (long long)got, "short read");
-    goto out;
-  }
-  if (size < 8) {
-    rc = st_error_set(err, ST_EFORMAT, path, 0,
-                      "truncated: %zu bytes, expected an 8-byte header length", size);
-    goto out;
-  }
+  if (!rc && got != r->size) rc = st_error_set(r->err, ST_EIO, r->path, (long long)got, "short read");
+  return rc;
+}
+
+/* The 8-byte little-endian header length and the JSON object it covers
+ * (duplicate keys refused). */
+static int sft_parse_header(sft_read *r) {
+  if (r->size < 8)
+    return st_error_set(r->err, ST_EFORMAT, r->path, 0,
+                        "truncated: %zu bytes, expected an 8-byte header length", r->size);
   uint64_t hlen = 0;
-  for (int i = 0; i < 8; i++) hlen |= (uint64_t)buf[i] << (8 * i);
-  if (hlen > PK_LIMIT_SAFETENSORS_HEADER || hlen > size - 8) {
-    rc = st_error_set(err, ST_EFORMAT, path, 0,
-                      "header length %llu does not fit the file (%zu bytes; limit %u)",
-                      (unsigned long long)hlen, size, (unsigned)PK_LIMIT_SAFETENSORS_HEADER);
-    goto out;
-  }
+  for (int i = 0; i < 8; i++) hlen |= (uint64_t)r->buf[i] << (8 * i);
+  if (hlen > PK_LIMIT_SAFETENSORS_HEADER || hlen > r->size - 8)
+    return st_error_set(r->err, ST_EFORMAT, r->path, 0,
+                        "header length %llu does not fit the file (%zu bytes; limit %u)",
+                        (unsigned long long)hlen, r->size, (unsigned)PK_LIMIT_SAFETENSORS_HEADER);
   json_error_t je;
-  root = json_loadb((const char *)buf + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &je);
-  if (!root || !json_is_object(root)) {
-    rc = st_error_set(err, ST_EFORMAT, path, root ? 8 : 8 + je.position,
-                      "header is not a JSON object%s%s", root ? "" : ": ", root ? "" : je.text);
-    goto out;
+  r->root = json_loadb((const char *)r->buf + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &je);
+  if (!r->root || !json_is_object(r->root))
+    return st_error_set(r->err, ST_EFORMAT, r->path, r->root ? 8 : 8 + je.position,
+                        "header is not a JSON object%s%s", r->root ? "" : ": ", r->root ? "" : je.text);
+  r->data0 = 8 + (size_t)hlen;
+  r->dlen = r->size - r->data0;
+  return 0;
+}
+
+/* A tensor's "shape" is exactly T's; else the error shows both. */
+static int sft_check_shape(sft_read *r, const char *where, const cnn_tensor *T, json_t *sh) {
+  int shape_ok = (int)json_array_size(sh) == T->ndim;
+  for (int d = 0; shape_ok && d < T->ndim; d++)
+    shape_ok = json_is_integer(json_array_get(sh, (size_t)d)) &&
+               json_integer_value(json_array_get(sh, (size_t)d)) == T->shape[d];
+  if (shape_ok) return 0;
+  char got_s[128] = "", want[64] = "";
+  char *dump = json_dumps(sh, JSON_COMPACT);
+  snprintf(got_s, sizeof got_s, "%s", dump ? dump : "?");
+  free(dump);
+  size_t o = 0;
+  for (int d = 0; d < T->ndim; d++)
+    o += (size_t)snprintf(want + o, sizeof want - o, "%s%d", d ? "," : "[", T->shape[d]);
+  snprintf(want + o, sizeof want - o, "]");
+  return st_error_set(r->err, ST_EFORMAT, where, 8, "shape %s, expected %s", got_s, want);
+}
+
+/* One header entry {dtype F32, shape, data_offsets} of tensor T: checks it
+ * and copies its finite little-endian floats into params. */
+static int sft_take_tensor(sft_read *r, const char *where, const cnn_tensor *T, json_t *val) {
+  json_t *dt = json_object_get(val, "dtype"), *sh = json_object_get(val, "shape"),
+         *of = json_object_get(val, "data_offsets");
+  if (!json_is_object(val) || !json_is_string(dt) || !json_is_array(sh) || !json_is_array(of))
+    return st_error_set(r->err, ST_EFORMAT, where, 8, "expected {dtype, shape, data_offsets}");
+  if (strcmp(json_string_value(dt), "F32") != 0)
+    return st_error_set(r->err, ST_EFORMAT, where, 8, "dtype %s, expected F32", json_string_value(dt));
+  int rc = sft_check_shape(r, where, T, sh);
+  if (rc) return rc;
+  json_t *b = json_array_get(of, 0), *e = json_array_get(of, 1);
+  if (json_array_size(of) != 2 || !json_is_integer(b) || !json_is_integer(e))
+    return st_error_set(r->err, ST_EFORMAT, where, 8, "data_offsets must be [begin, end]");
+  json_int_t bi = json_integer_value(b), ei = json_integer_value(e);
+  size_t data0 = r->data0;
+  if (bi < 0 || ei < bi || (uint64_t)ei > r->dlen)
+    return st_error_set(r->err, ST_EFORMAT, where, (long long)data0,
+                        "data_offsets [%lld, %lld] outside the %zu data bytes (file truncated?)",
+                        (long long)bi, (long long)ei, r->dlen);
+  if ((uint64_t)(ei - bi) != T->count * 4)
+    return st_error_set(r->err, ST_EFORMAT, where, (long long)data0 + bi,
+                        "%lld data bytes, expected %zu", (long long)(ei - bi), T->count * 4);
+  const uint8_t *src = r->buf + data0 + bi;
+  for (size_t i = 0; i < T->count; i++) {
+    uint32_t u = (uint32_t)src[4 * i] | (uint32_t)src[4 * i + 1] << 8 |
+                 (uint32_t)src[4 * i + 2] << 16 | (uint32_t)src[4 * i + 3] << 24;
+    float v;
+    memcpy(&v, &u, 4);
+    if (!isfinite(v))
+      return st_error_set(r->err, ST_EFORMAT, where, (long long)(data0 + bi + 4 * i),
+                          "element %zu is not finite", i);
+    r->params[T->offset + i] = v;
   }
-  size_t data0 = 8 + (size_t)hlen, dlen = size - data0;
-  int seen[CNN_NTENSORS] = {0};
+  return 0;
+}
+
+/* Every key of the header: __metadata__ (an object) or one of the
+ * network's tensors, each taken by sft_take_tensor. */
+static int sft_take_tensors(sft_read *r) {
   const char *key;
   json_t *val;
-  json_object_foreach(root, key, val) {
+  json_object_foreach(r->root, key, val) {
     if (strcmp(key, "__metadata__") == 0) {
-      if (!json_is_object(val)) {
-        rc = st_error_set(err, ST_EFORMAT, path, 8, "__metadata__ is not an object");
-        goto out;
-      }
+      if (!json_is_object(val))
+        return st_error_set(r->err, ST_EFORMAT, r->path, 8, "__metadata__ is not an object");
       continue;
     }
     int t = -1;
     for (int i = 0; i < CNN_NTENSORS; i++)
       if (strcmp(cnn_tensors[i].name, key) == 0) t = i;
     char where[1100];
-    snprintf(where, sizeof where, "%s: tensor %s", path, key);
-    if (t < 0) {
-      rc = st_error_set(err, ST_EFORMAT, where, 8,
-                        "unexpected tensor; expected only conv1.weight ... fc3.bias");
-      goto out;
-    }
-    const cnn_tensor *T = &cnn_tensors[t];
-    seen[t] = 1;
-    json_t *dt = json_object_get(val, "dtype"), *sh = json_object_get(val, "shape"),
-           *of = json_object_get(val, "data_offsets");
-    if (!json_is_object(val) || !json_is_string(dt) || !json_is_array(sh) || !json_is_array(of)) {
-      rc = st_error_set(err, ST_EFORMAT, where, 8, "expected {dtype, shape, data_offsets}");
-      goto out;
-    }
-    if (strcmp(json_string_value(dt), "F32") != 0) {
-      rc = st_error_set(err, ST_EFORMAT, where, 8, "dtype %s, expected F32",
-                        json_string_value(dt));
-      goto out;
-    }
-    int shape_ok = (int)json_array_size(sh) == T->ndim;
-    for (int d = 0; shape_ok && d < T->ndim; d++)
-      shape_ok = json_is_integer(json_array_get(sh, (size_t)d)) &&
-                 json_integer_value(json_array_get(sh, (size_t)d)) == T->shape[d];
-    if (!shape_ok) {
-      char got_s[128] = "", want[64] = "";
-      char *dump = json_dumps(sh, JSON_COMPACT);
-      snprintf(got_s, sizeof got_s, "%s", dump ? dump : "?");
-      free(dump);
-      size_t o = 0;
-      for (int d = 0; d < T->ndim; d++)
-        o += (size_t)snprintf(want + o, sizeof want - o, "%s%d", d ? "," : "[", T->shape[d]);
-      snprintf(want + o, sizeof want - o, "]");
-      rc = st_error_set(err, ST_EFORMAT, where, 8, "shape %s, expected %s", got_s, want);
-      goto out;
-    }
-    json_t *b = json_array_get(of, 0), *e = json_array_get(of, 1);
-    if (json_array_size(of) != 2 || !json_is_integer(b) || !json_is_integer(e)) {
-      rc = st_error_set(err, ST_EFORMAT, where, 8, "data_offsets must be [begin, end]");
-      goto out;
-    }
-    json_int_t bi = json_integer_value(b), ei = json_integer_value(e);
-    if (bi < 0 || ei < bi || (uint64_t)ei > dlen) {
-      rc = st_error_set(err, ST_EFORMAT, where, (long long)data0,
-                        "data_offsets [%lld, %lld] outside the %zu data bytes (file truncated?)",
-                        (long long)bi, (long long)ei, dlen);
-      goto out;
-    }
-    if ((uint64_t)(ei - bi) != T->count * 4) {
-      rc = st_error_set(err, ST_EFORMAT, where, (long long)data0 + bi,
-                        "%lld data bytes, expected %zu", (long long)(ei - bi), T->count * 4);
-      goto out;
-    }
-    const uint8_t *src = buf + data0 + bi;
-    for (size_t i = 0; i < T->count; i++) {
-      uint32_t u = (uint32_t)src[4 * i] | (uint32_t)src[4 * i + 1] << 8 |
-                   (uint32_t)src[4 * i + 2] << 16 | (uint32_t)src[4 * i + 3] << 24;
-      float v;
-      memcpy(&v, &u, 4);
-      if (!isfinite(v)) {
-        rc = st_error_set(err, ST_EFORMAT, where, (long long)(data0 + bi + 4 * i),
-                          "element %zu is not finite", i);
-        goto out;
-      }
-      params[T->offset + i] = v;
-    }
+    snprintf(where, sizeof where, "%s: tensor %s", r->path, key);
+    if (t < 0)
+      return st_error_set(r->err, ST_EFORMAT, where, 8,
+                          "unexpected tensor; expected only conv1.weight ... fc3.bias");
+    r->seen[t] = 1;
+    int rc = sft_take_tensor(r, where, &cnn_tensors[t], val);
+    if (rc) return rc;
   }
+  return 0;
+}
+
+/* No tensor of the network is missing. */
+static int sft_check_complete(sft_read *r) {
   for (int i = 0; i < CNN_NTENSORS; i++)
-    if (!seen[i]) {
-      rc = st_error_set(err, ST_EFORMAT, path, 8, "tensor %s is missing", cnn_tensors[i].name);
-      goto out;
-    }
-out:
-  json_decref(root);
-  free(buf);
+    if (!r->seen[i])
+      return st_error_set(r->err, ST_EFORMAT, r->path, 8, "tensor %s is missing", cnn_tensors[i].name);
+  return 0;
+}
+
+int tr_safetensors_read(const char *path, float *params, st_error *err) {
+  sft_read r;
+  memset(&r, 0, sizeof r);
+  r.path = path;
+  r.err = err;
+  r.params = params;
+  int rc = sft_read_file(&r);
+  if (!rc) rc = sft_parse_header(&r);
+  if (!rc) rc = sft_take_tensors(&r);
+  if (!rc) rc = sft_check_complete(&r);
+  json_decref(r.root);
+  free(r.buf);
   return rc;
 }
 
@@ -229,6 +248,9 @@ static void chart_add(loss_chart *ch, double x, double y) {
   ch->n++;
 }
 
+/* Shows the chart (a new display the first time, then updates of it, at
+ * most every 0.3 s unless force): an SVG line of the points and a text
+ * summary. Nothing is shown when the SVG cannot be built. */
 static void chart_show(st_ctx *c, loss_chart *ch, int force) {
   double now = st_now();
   if (ch->shown && !force && now - ch->last < 0.3) return;
@@ -237,38 +259,36 @@ static void chart_show(st_ctx *c, loss_chart *ch, int force) {
   double ymax = 0.1, xmax = ch->total_x > 0 ? ch->total_x : 1;
   for (int i = 0; i < ch->n; i++) ymax = ch->y[i] > ymax ? ch->y[i] : ymax;
   ymax = ceil(ymax * 2) / 2;
-  size_t cap = 4096 + (size_t)ch->n * 40;
-  char *svg = malloc(cap), *txt = malloc(256 + (size_t)(ch->n < 12 ? ch->n : 12) * 40);
-  if (!svg || !txt) {
-    free(svg);
-    free(txt);
-    return;
-  }
-  size_t o = 0;
-#define S(...) o += (size_t)snprintf(svg + o, o < cap ? cap - o : 0, __VA_ARGS__)
-  S("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
-    "font-family=\"sans-serif\" font-size=\"11\">", W, H, W, H);
-  S("<rect width=\"%d\" height=\"%d\" fill=\"white\"/>", W, H);
-  S("<text x=\"%d\" y=\"16\" font-size=\"13\">training loss (mean over each logged interval)</text>", L);
-  S("<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#333\"/>", L, H - B, W - R, H - B);
-  S("<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#333\"/>", L, T, L, H - B);
+  dynbuf svg = DYN_INIT(4096 + (size_t)ch->n * 40); /* a point takes at most 40 bytes */
+  dyn_printf(&svg, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
+             "viewBox=\"0 0 %d %d\" font-family=\"sans-serif\" font-size=\"11\">", W, H, W, H);
+  dyn_printf(&svg, "<rect width=\"%d\" height=\"%d\" fill=\"white\"/>", W, H);
+  dyn_printf(&svg, "<text x=\"%d\" y=\"16\" font-size=\"13\">training loss (mean over each logged "
+             "interval)</text>", L);
+  dyn_printf(&svg, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#333\"/>", L, H - B, W - R, H - B);
+  dyn_printf(&svg, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#333\"/>", L, T, L, H - B);
   for (int k = 0; k <= 4; k++) {
     double v = ymax * k / 4, py = (H - B) - (H - B - T) * (double)k / 4;
-    S("<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#ddd\"/>", L, py, W - R, py);
-    S("<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%.2f</text>", L - 4, py + 4, v);
+    dyn_printf(&svg, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#ddd\"/>", L, py, W - R, py);
+    dyn_printf(&svg, "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%.2f</text>", L - 4, py + 4, v);
     double xv = xmax * k / 4, px = L + (W - L - R) * (double)k / 4;
-    S("<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%.0f</text>", px, H - B + 14, xv);
+    dyn_printf(&svg, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%.0f</text>", px, H - B + 14, xv);
   }
-  S("<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">mini-batches</text>", (W + L) / 2, H - 6);
-  S("<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2\" points=\"");
+  dyn_printf(&svg, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">mini-batches</text>", (W + L) / 2, H - 6);
+  dyn_puts(&svg, "<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2\" points=\"");
   for (int i = 0; i < ch->n; i++)
-    S("%.1f,%.1f ", L + (W - L - R) * ch->x[i] / xmax, (H - B) - (H - B - T) * ch->y[i] / ymax);
-  S("\"/></svg>");
-#undef S
-  if (o >= cap) o = cap - 1;
-  size_t t = (size_t)snprintf(txt, 256, "loss chart: %d point%s", ch->n, ch->n == 1 ? "" : "s");
-  if (ch->n) t += (size_t)snprintf(txt + t, 256 - t, ", latest %.3f at batch %.0f", ch->y[ch->n - 1], ch->x[ch->n - 1]);
-  st_mime m[2] = {{"image/svg+xml", svg, o, 0, 0}, {"text/plain", txt, t, 0, 0}};
+    dyn_printf(&svg, "%.1f,%.1f ", L + (W - L - R) * ch->x[i] / xmax,
+               (H - B) - (H - B - T) * ch->y[i] / ymax);
+  if (dyn_puts(&svg, "\"/></svg>")) {
+    dyn_free(&svg);
+    return;
+  }
+  char txt[320];
+  int t = snprintf(txt, sizeof txt, "loss chart: %d point%s", ch->n, ch->n == 1 ? "" : "s");
+  if (ch->n)
+    snprintf(txt + t, sizeof txt - (size_t)t, ", latest %.3f at batch %.0f", ch->y[ch->n - 1],
+             ch->x[ch->n - 1]);
+  st_mime m[2] = {{"image/svg+xml", svg.p, svg.len, 0, 0}, {"text/plain", txt, strlen(txt), 0, 0}};
   if (!ch->shown) {
     st_new_display_id(ch->id);
     st_display(c, m, 2, ch->id);
@@ -276,12 +296,11 @@ static void chart_show(st_ctx *c, loss_chart *ch, int force) {
   } else {
     st_display_update(c, m, 2, ch->id);
   }
-  free(svg);
-  free(txt);
+  dyn_free(&svg);
 }
 
 /* ------------------------------------------------------------------ */
-/* The stage                                                           */
+/* The stage: options, a job, a chain of steps, one cleanup            */
 /* ------------------------------------------------------------------ */
 static uint64_t fresh_seed(void) {
   struct timespec ts;
@@ -318,222 +337,327 @@ static int pick_backend(const char *dev, const cnn_backend **out, char *why, siz
   return 0;
 }
 
-int tr_train(st_ctx *c, const st_args *a, st_error *err) {
-  long long epochs, bs, seed = 0, log_every, threads = 0;
+/* The options, parsed and checked once. */
+typedef struct tr_opts {
+  long long epochs, bs, seed, log_every, threads;
   double lr, mom;
-  int rc = st_arg_int(a, "epochs", 2, 0, PK_LIMIT_TRAIN_EPOCHS, &epochs, err);
-  if (!rc) rc = st_arg_int(a, "batch-size", 4, 1, PK_LIMIT_TRAIN_BATCH, &bs, err);
-  if (!rc) rc = st_arg_double(a, "lr", 0.001, 0, 100, &lr, err);
-  if (!rc) rc = st_arg_double(a, "momentum", 0.9, 0, 1, &mom, err);
-  if (!rc) rc = st_arg_int(a, "log-every", 2000, 1, 1000000000, &log_every, err);
-  if (!rc) rc = st_arg_int(a, "threads", 0, 0, PK_LIMIT_TRAIN_THREADS, &threads, err);
-  if (!rc && st_arg_has(a, "seed")) rc = st_arg_int(a, "seed", 0, 0, INT64_MAX, &seed, err);
-  if (rc) return rc;
-  int seeded = st_arg_has(a, "seed");
-  if (!seeded) seed = (long long)fresh_seed();
-  const char *dev = st_arg_str(a, "device", "auto");
-  const char *init = st_arg_str(a, "init", NULL), *save = st_arg_str(a, "save", NULL);
-  const char *dsname = st_arg_str(a, "name", NULL);
-  const char *losses_path = st_arg_str(a, "losses", NULL);
-  FILE *lossf = NULL;
+  int seeded;            /* --seed given (else seed was drawn) */
+  int fresh;             /* --new */
+  const char *dev, *init, *save, *dsname, *losses_path;
+} tr_opts;
 
-  ss_session *ss = c->session;
-  ss_dataset *ds = ss ? ss_session_dataset(ss, dsname) : NULL;
+/* Everything a run holds; tr_cleanup releases it whatever step failed. */
+typedef struct tr_job {
+  st_ctx *c;
+  st_error *err;
+  const tr_opts *o;
+  ss_dataset *ds;
+  const char *const *names;  /* class names for the table */
+  const cnn_backend *be;
+  char why[300];             /* why this backend */
+  tr_model *model;           /* the session's model */
+  void *st;                  /* the backend's state, NULL until it started */
+  char bdesc[400];           /* "cpu (2 threads, avx2): ..." */
+  FILE *lossf;               /* --losses */
+  uint32_t *perm;            /* the shuffled order of the train split */
+  loss_chart *chart;
+  double t0, train_s;
+  uint64_t images;           /* images trained on */
+  int cancelled;
+  long long ep, bi;          /* where training stopped */
+} tr_job;
+
+/* Parses and checks the options (a seed is drawn when none is given). */
+static int tr_opts_parse(const st_args *a, tr_opts *o, st_error *err) {
+  memset(o, 0, sizeof *o);
+  int rc = st_arg_int(a, "epochs", 2, 0, PK_LIMIT_TRAIN_EPOCHS, &o->epochs, err);
+  if (!rc) rc = st_arg_int(a, "batch-size", 4, 1, PK_LIMIT_TRAIN_BATCH, &o->bs, err);
+  if (!rc) rc = st_arg_double(a, "lr", 0.001, 0, 100, &o->lr, err);
+  if (!rc) rc = st_arg_double(a, "momentum", 0.9, 0, 1, &o->mom, err);
+  if (!rc) rc = st_arg_int(a, "log-every", 2000, 1, 1000000000, &o->log_every, err);
+  if (!rc) rc = st_arg_int(a, "threads", 0, 0, PK_LIMIT_TRAIN_THREADS, &o->threads, err);
+  if (!rc && st_arg_has(a, "seed")) rc = st_arg_int(a, "seed", 0, 0, INT64_MAX, &o->seed, err);
+  if (rc) return rc;
+  o->seeded = st_arg_has(a, "seed");
+  if (!o->seeded) o->seed = (long long)fresh_seed();
+  o->fresh = st_arg_has(a, "new");
+  o->dev = st_arg_str(a, "device", "auto");
+  o->init = st_arg_str(a, "init", NULL);
+  o->save = st_arg_str(a, "save", NULL);
+  o->dsname = st_arg_str(a, "name", NULL);
+  o->losses_path = st_arg_str(a, "losses", NULL);
+  return 0;
+}
+
+/* The dataset to train on (--name, or the last loaded), with a train split
+ * when there are epochs to run, and its class names. */
+static int tr_find_data(tr_job *j) {
+  const char *dsname = j->o->dsname;
+  ss_session *ss = j->c->session;
+  ss_dataset *ds = j->ds = ss ? ss_session_dataset(ss, dsname) : NULL;
   if (!ds)
-    return st_error_set(err, ST_ESTATE, dsname ? dsname : "%train", -1,
+    return st_error_set(j->err, ST_ESTATE, dsname ? dsname : "%train", -1,
                         dsname ? "no dataset of that name: run %%load DIR --name %s first"
                                : "no data loaded: run %%load DIR first",
                         dsname ? dsname : "");
-  if (epochs > 0 && ds->train.n == 0)
-    return st_error_set(err, ST_ESTATE, ds->name, -1,
+  if (j->o->epochs > 0 && ds->train.n == 0)
+    return st_error_set(j->err, ST_ESTATE, ds->name, -1,
                         "no train split loaded: run %%load DIR (--split train or all) first");
-  if (ds->train.n > UINT32_MAX) return st_error_set(err, ST_E2BIG, ds->name, -1, "too many images");
-  const char *const *names = cifar_names;
-  if (ds->label_names && ds->n_classes == CNN_CLASSES) names = (const char *const *)ds->label_names;
+  if (ds->train.n > UINT32_MAX) return st_error_set(j->err, ST_E2BIG, ds->name, -1, "too many images");
+  j->names = cifar_names;
+  if (ds->label_names && ds->n_classes == CNN_CLASSES) j->names = (const char *const *)ds->label_names;
+  return 0;
+}
 
-  const cnn_backend *be = NULL;
-  char why[300];
-  if ((rc = pick_backend(dev, &be, why, sizeof why, err))) return rc;
+/* Picks the backend of --device. */
+static int tr_pick_backend(tr_job *j) {
+  return pick_backend(j->o->dev, &j->be, j->why, sizeof j->why, j->err);
+}
 
-  tr_model *model = session_model(ss);
-  if (!model) return st_error_set(err, ST_ENOMEM, "%train", -1, "out of memory");
+/* The starting weights (--init, the session's model, or fresh from the
+ * seed), said in the first line, and the backend started on them. */
+static int tr_start(tr_job *j) {
+  const tr_opts *o = j->o;
+  j->model = session_model(j->c->session);
+  if (!j->model)
+    return st_error_set(j->err, ST_ENOMEM, "%train", -1, "out of memory");
   float *start = malloc(sizeof(float) * CNN_NPARAM);
-  if (!start) return st_error_set(err, ST_ENOMEM, "%train", -1, "out of memory");
+  if (!start) return st_error_set(j->err, ST_ENOMEM, "%train", -1, "out of memory");
   const char *from;
-  if (init) {
-    if ((rc = tr_safetensors_read(init, start, err))) {
+  if (o->init) {
+    int rc = tr_safetensors_read(o->init, start, j->err);
+    if (rc) {
       free(start);
       return rc;
     }
     from = "weights from --init";
-  } else if (model->have && !st_arg_has(a, "new")) {
-    memcpy(start, model->params, sizeof(float) * CNN_NPARAM);
+  } else if (j->model->have && !o->fresh) {
+    memcpy(start, j->model->params, sizeof(float) * CNN_NPARAM);
     from = "the session's model (--new for fresh weights)";
   } else {
-    cnn_init_params(start, (uint64_t)seed);
+    cnn_init_params(start, (uint64_t)o->seed);
     from = "fresh weights";
   }
-  st_printf(c, "train: %s, seed %lld%s, %lld epoch%s, batch size %lld, lr %g, momentum %g\n",
-            from, seed, seeded ? "" : " (drawn)", epochs, epochs == 1 ? "" : "s", bs, lr, mom);
-
-  cnn_config cfg = {(int)bs, (float)lr, (float)mom, (int)threads};
+  st_printf(j->c, "train: %s, seed %lld%s, %lld epoch%s, batch size %lld, lr %g, momentum %g\n",
+            from, o->seed, o->seeded ? "" : " (drawn)", o->epochs, o->epochs == 1 ? "" : "s", o->bs,
+            o->lr, o->mom);
+  cnn_config cfg = {(int)o->bs, (float)o->lr, (float)o->mom, (int)o->threads};
   char msg[512] = "";
-  void *st = be->init(&cfg, start, msg, sizeof msg);
+  j->st = j->be->init(&cfg, start, msg, sizeof msg);
   free(start);
-  if (!st) return st_error_set(err, ST_ENODEV, be->name, -1, "backend failed to start: %s", msg);
-  char bdesc[400];
-  snprintf(bdesc, sizeof bdesc, "%s (%s): %s", be->name, be->describe(st), why);
-  st_printf(c, "backend: %s\n", bdesc);
+  if (!j->st) return st_error_set(j->err, ST_ENODEV, j->be->name, -1, "backend failed to start: %s", msg);
+  snprintf(j->bdesc, sizeof j->bdesc, "%s (%s): %s", j->be->name, j->be->describe(j->st), j->why);
+  st_printf(j->c, "backend: %s\n", j->bdesc);
+  j->t0 = st_now();
+  return 0;
+}
 
-  size_t n = ds->train.n;
-  uint32_t *perm = NULL;
-  loss_chart *chart = NULL;
-  double t0 = st_now(), train_s = 0;
-  uint64_t images = 0;
-  int cancelled = 0;
-  long long ep = 0, bi = 0;
-  if (epochs > 0) {
-    perm = malloc(sizeof(uint32_t) * n);
-    chart = calloc(1, sizeof *chart);
-    if (!perm || !chart) {
-      rc = st_error_set(err, ST_ENOMEM, "%train", -1, "out of memory");
-      goto done;
+/* What training needs: the order, the chart, the split bound to the
+ * backend and the --losses file. */
+static int tr_fit_prepare(tr_job *j) {
+  size_t n = j->ds->train.n;
+  j->perm = malloc(sizeof(uint32_t) * n);
+  j->chart = calloc(1, sizeof *j->chart);
+  if (!j->perm || !j->chart) return st_error_set(j->err, ST_ENOMEM, "%train", -1, "out of memory");
+  if (j->be->bind(j->st, j->ds->train.pixels, j->ds->train.labels, n) != 0)
+    return st_error_set(j->err, ST_ENODEV, j->be->name, -1, "could not take the train split");
+  const char *lp = j->o->losses_path;
+  if (lp) j->lossf = fopen(lp, "w");
+  if (lp && !j->lossf) return st_error_errno(j->err, errno, lp, "cannot create");
+  return 0;
+}
+
+/* One epoch over the order in j->perm: a step per batch, the mean loss
+ * every --log-every batches (line and chart point), progress; stops at an
+ * interrupt (j->cancelled) or a failed step (its error). */
+static int tr_epoch(tr_job *j, st_progress *p, size_t per_epoch) {
+  const tr_opts *o = j->o;
+  size_t n = j->ds->train.n, bs = (size_t)o->bs;
+  double running = 0;
+  for (j->bi = 0; (size_t)j->bi < per_epoch; j->bi++) {
+    if (st_cancelled(j->c)) {
+      j->cancelled = 1;
+      return 0;
     }
-    if (be->bind(st, ds->train.pixels, ds->train.labels, n) != 0) {
-      rc = st_error_set(err, ST_ENODEV, be->name, -1, "could not take the train split");
-      goto done;
+    size_t lo = (size_t)j->bi * bs;
+    int cnt = (int)((n - lo) < bs ? (n - lo) : bs);
+    float loss;
+    if (j->be->step(j->st, j->perm + lo, cnt, &loss) != 0)
+      return st_error_set(j->err, ST_EINTERNAL, j->be->name, -1, "training step %lld failed", j->bi + 1);
+    j->images += (uint64_t)cnt;
+    running += loss;
+    if (j->lossf) fprintf(j->lossf, "%.9g\n", loss);
+    if (j->bi % o->log_every == o->log_every - 1) {
+      double mean = running / (double)o->log_every;
+      st_printf(j->c, "[%d, %5d] loss: %.3f\n", (int)j->ep + 1, (int)j->bi + 1, mean);
+      chart_add(j->chart, (double)j->ep * (double)per_epoch + (double)j->bi + 1, mean);
+      chart_show(j->c, j->chart, 0);
+      running = 0;
     }
-    if (losses_path && !(lossf = fopen(losses_path, "w"))) {
-      rc = st_error_errno(err, errno, losses_path, "cannot create");
-      goto done;
-    }
-    size_t per_epoch = (n + (size_t)bs - 1) / (size_t)bs;
-    chart->total_x = (double)per_epoch * (double)epochs;
+    st_progress_update(p, (uint64_t)j->ep * per_epoch + (uint64_t)j->bi + 1);
+  }
+  return 0;
+}
+
+/* --epochs passes, each shuffled from the seed, under one progress bar;
+ * whatever happens, the weights after the last finished step go to the
+ * session's model. */
+static int tr_fit(tr_job *j) {
+  const tr_opts *o = j->o;
+  int rc = 0;
+  if (o->epochs > 0) {
+    rc = tr_fit_prepare(j);
+    if (rc) return rc;
+    size_t n = j->ds->train.n;
+    size_t per_epoch = (n + (size_t)o->bs - 1) / (size_t)o->bs;
+    j->chart->total_x = (double)per_epoch * (double)o->epochs;
     st_progress p;
-    st_progress_begin(c, &p, "train", "batches", (uint64_t)per_epoch * (uint64_t)epochs);
-    cnn_rng rng = {cnn_shuffle_seed((uint64_t)seed)};
-    for (ep = 0; ep < epochs && !cancelled && !rc; ep++) {
-      cnn_shuffle(&rng, perm, n);
-      double running = 0;
-      for (bi = 0; (size_t)bi < per_epoch; bi++) {
-        if (st_cancelled(c)) {
-          cancelled = 1;
-          break;
-        }
-        size_t lo = (size_t)bi * (size_t)bs;
-        int cnt = (int)((n - lo) < (size_t)bs ? (n - lo) : (size_t)bs);
-        float loss;
-        if (be->step(st, perm + lo, cnt, &loss) != 0) {
-          rc = st_error_set(err, ST_EINTERNAL, be->name, -1, "training step %lld failed", bi + 1);
-          break;
-        }
-        images += (uint64_t)cnt;
-        running += loss;
-        if (lossf) fprintf(lossf, "%.9g\n", loss);
-        if (bi % log_every == log_every - 1) {
-          st_printf(c, "[%d, %5d] loss: %.3f\n", (int)ep + 1, (int)bi + 1, running / (double)log_every);
-          chart_add(chart, (double)ep * (double)per_epoch + (double)bi + 1, running / (double)log_every);
-          chart_show(c, chart, 0);
-          running = 0;
-        }
-        st_progress_update(&p, (uint64_t)ep * per_epoch + (uint64_t)bi + 1);
-      }
-      if (cancelled || rc) break;
+    st_progress_begin(j->c, &p, "train", "batches", (uint64_t)per_epoch * (uint64_t)o->epochs);
+    cnn_rng rng = {cnn_shuffle_seed((uint64_t)o->seed)};
+    for (j->ep = 0; j->ep < o->epochs; j->ep++) {
+      cnn_shuffle(&rng, j->perm, n);
+      rc = tr_epoch(j, &p, per_epoch);
+      if (rc || j->cancelled) break;
     }
-    train_s = st_now() - t0;
-    st_progress_end(&p, cancelled ? ST_ECANCELED : rc);
-    if (chart->n) chart_show(c, chart, 1);
+    j->train_s = st_now() - j->t0;
+    st_progress_end(&p, j->cancelled ? ST_ECANCELED : rc);
+    if (j->chart->n) chart_show(j->c, j->chart, 1);
   }
   /* the weights as of the last finished step stay in the session */
-  if (be->get(st, model->params) == 0) model->have = 1;
-  if (rc) goto done;
-  if (cancelled) {
-    st_printf(c, "interrupted in epoch %lld before batch %lld; the weights after the last finished "
-                 "step are kept: `%%train --epochs 0 --save FILE` saves them\n", ep + 1, bi + 1);
-    rc = st_error_set(err, ST_ECANCELED, "%train", -1, "interrupted at epoch %lld, batch %lld",
-                      ep + 1, bi + 1);
-    goto done;
-  }
-  if (epochs > 0) st_printf(c, "Finished Training\n");
-
-  if (ds->test.n > 0) {
-    size_t tn = ds->test.n;
-    uint8_t *pred = malloc(tn);
-    if (!pred) {
-      rc = st_error_set(err, ST_ENOMEM, "%train", -1, "out of memory");
-      goto done;
-    }
-    for (size_t lo = 0; lo < tn && !rc; lo += 2000) {
-      if (st_cancelled(c)) {
-        rc = st_error_set(err, ST_ECANCELED, "%train", -1,
-                          "interrupted during evaluation (the trained weights are kept)");
-        break;
-      }
-      size_t k = tn - lo < 2000 ? tn - lo : 2000;
-      if (be->eval(st, ds->test.pixels + lo * CNN_IMAGE, k, pred + lo) != 0)
-        rc = st_error_set(err, ST_EINTERNAL, be->name, -1, "evaluation failed");
-    }
-    if (!rc) {
-      size_t correct = 0, cc[CNN_CLASSES] = {0}, ct[CNN_CLASSES] = {0};
-      for (size_t i = 0; i < tn; i++) {
-        uint8_t l = ds->test.labels[i];
-        if (l >= CNN_CLASSES) continue;
-        ct[l]++;
-        if (pred[i] == l) {
-          correct++;
-          cc[l]++;
-        }
-      }
-      st_printf(c, "Accuracy of the network on the %zu test images: %.1f %%\n", tn,
-                100.0 * (double)correct / (double)tn);
-      static const char *const hdr[] = {"class", "correct", "images", "accuracy"};
-      static const int right[] = {0, 1, 1, 1};
-      tbl *t = tbl_new(4, hdr, right);
-      for (int k = 0; t && k < CNN_CLASSES; k++) {
-        char a1[32], a2[32], a3[32];
-        snprintf(a1, sizeof a1, "%zu", cc[k]);
-        snprintf(a2, sizeof a2, "%zu", ct[k]);
-        snprintf(a3, sizeof a3, ct[k] ? "%.1f %%" : "-", ct[k] ? 100.0 * (double)cc[k] / (double)ct[k] : 0.0);
-        const char *row[] = {names[k], a1, a2, a3};
-        tbl_add(t, row, 0);
-      }
-      if (t) {
-        char a1[32], a2[32], a3[32];
-        snprintf(a1, sizeof a1, "%zu", correct);
-        snprintf(a2, sizeof a2, "%zu", tn);
-        snprintf(a3, sizeof a3, "%.1f %%", 100.0 * (double)correct / (double)tn);
-        const char *row[] = {"all", a1, a2, a3};
-        tbl_add(t, row, 1);
-        tbl_display(c, t, "Test accuracy per class", NULL, 0);
-        tbl_free(t);
-      }
-    }
-    free(pred);
-    if (rc) goto done;
-  } else {
-    st_printf(c, "no test split loaded: accuracy not measured\n");
-  }
-
-  if (save) {
-    if (cnn_safetensors_write(save, model->params, msg, sizeof msg) != 0) {
-      rc = st_error_set(err, ST_EIO, save, -1, "%s", msg);
-      goto done;
-    }
-    st_printf(c, "saved %s (safetensors, 10 tensors, %d parameters)\n", save, CNN_NPARAM);
-  }
-  if (epochs > 0)
-    st_printf(c, "train: %lld epoch%s, %llu images in %.2f s (%.0f images/s); %s\n", epochs,
-              epochs == 1 ? "" : "s", (unsigned long long)images, train_s,
-              train_s > 0 ? (double)images / train_s : 0.0, bdesc);
-  {
-    char tb[64];
-    snprintf(tb, sizeof tb, "%s (%s)", be->name, be->describe(st)); /* cpu (2 threads, avx512) */
-    st_timing_add(c, "train", "train", epochs > 0 ? train_s : st_now() - t0, 0, images, tb, NULL);
-  }
-done:
-  if (lossf && fclose(lossf) != 0 && !rc) rc = st_error_errno(err, errno, losses_path, "write failed");
-  be->free(st);
-  free(perm);
-  free(chart);
+  if (j->be->get(j->st, j->model->params) == 0) j->model->have = 1;
   return rc;
+}
+
+/* An interrupt is an error that says how to save what was trained;
+ * otherwise "Finished Training" (when there were epochs). */
+static int tr_check_finished(tr_job *j) {
+  if (j->cancelled) {
+    st_printf(j->c, "interrupted in epoch %lld before batch %lld; the weights after the last finished "
+                    "step are kept: `%%train --epochs 0 --save FILE` saves them\n", j->ep + 1, j->bi + 1);
+    return st_error_set(j->err, ST_ECANCELED, "%train", -1, "interrupted at epoch %lld, batch %lld",
+                        j->ep + 1, j->bi + 1);
+  }
+  if (j->o->epochs > 0) st_printf(j->c, "Finished Training\n");
+  return 0;
+}
+
+/* The accuracy line and the per-class table of predictions pred. */
+static void tr_report_accuracy(tr_job *j, const uint8_t *pred) {
+  const ss_split *test = &j->ds->test;
+  size_t tn = test->n, correct = 0, cc[CNN_CLASSES] = {0}, ct[CNN_CLASSES] = {0};
+  for (size_t i = 0; i < tn; i++) {
+    uint8_t l = test->labels[i];
+    if (l >= CNN_CLASSES) continue;
+    ct[l]++;
+    if (pred[i] == l) {
+      correct++;
+      cc[l]++;
+    }
+  }
+  st_printf(j->c, "Accuracy of the network on the %zu test images: %.1f %%\n", tn,
+            100.0 * (double)correct / (double)tn);
+  static const char *const hdr[] = {"class", "correct", "images", "accuracy"};
+  static const int right[] = {0, 1, 1, 1};
+  tbl *t = tbl_new(4, hdr, right);
+  for (int k = 0; t && k < CNN_CLASSES; k++) {
+    char a1[32], a2[32], a3[32];
+    snprintf(a1, sizeof a1, "%zu", cc[k]);
+    snprintf(a2, sizeof a2, "%zu", ct[k]);
+    snprintf(a3, sizeof a3, ct[k] ? "%.1f %%" : "-", ct[k] ? 100.0 * (double)cc[k] / (double)ct[k] : 0.0);
+    const char *row[] = {j->names[k], a1, a2, a3};
+    tbl_add(t, row, 0);
+  }
+  if (t) {
+    char a1[32], a2[32], a3[32];
+    snprintf(a1, sizeof a1, "%zu", correct);
+    snprintf(a2, sizeof a2, "%zu", tn);
+    snprintf(a3, sizeof a3, "%.1f %%", 100.0 * (double)correct / (double)tn);
+    const char *row[] = {"all", a1, a2, a3};
+    tbl_add(t, row, 1);
+    tbl_display(j->c, t, "Test accuracy per class", NULL, 0);
+    tbl_free(t);
+  }
+}
+
+/* Predicts the test split 2000 images at a time and reports the accuracy
+ * (or says there is no test split). */
+static int tr_evaluate(tr_job *j) {
+  const ss_split *test = &j->ds->test;
+  size_t tn = test->n;
+  if (tn == 0) {
+    st_printf(j->c, "no test split loaded: accuracy not measured\n");
+    return 0;
+  }
+  uint8_t *pred = malloc(tn);
+  if (!pred) return st_error_set(j->err, ST_ENOMEM, "%train", -1, "out of memory");
+  int rc = 0;
+  for (size_t lo = 0; lo < tn && !rc; lo += 2000) {
+    if (st_cancelled(j->c)) {
+      rc = st_error_set(j->err, ST_ECANCELED, "%train", -1,
+                        "interrupted during evaluation (the trained weights are kept)");
+      break;
+    }
+    size_t k = tn - lo < 2000 ? tn - lo : 2000;
+    if (j->be->eval(j->st, test->pixels + lo * CNN_IMAGE, k, pred + lo) != 0)
+      rc = st_error_set(j->err, ST_EINTERNAL, j->be->name, -1, "evaluation failed");
+  }
+  if (!rc) tr_report_accuracy(j, pred);
+  free(pred);
+  return rc;
+}
+
+/* --save: the session's model as safetensors. */
+static int tr_save(tr_job *j) {
+  const char *save = j->o->save;
+  if (!save) return 0;
+  char msg[512] = "";
+  if (cnn_safetensors_write(save, j->model->params, msg, sizeof msg) != 0)
+    return st_error_set(j->err, ST_EIO, save, -1, "%s", msg);
+  st_printf(j->c, "saved %s (safetensors, 10 tensors, %d parameters)\n", save, CNN_NPARAM);
+  return 0;
+}
+
+/* The images/s line and the "train" timing record. */
+static int tr_summary(tr_job *j) {
+  const tr_opts *o = j->o;
+  if (o->epochs > 0)
+    st_printf(j->c, "train: %lld epoch%s, %llu images in %.2f s (%.0f images/s); %s\n", o->epochs,
+              o->epochs == 1 ? "" : "s", (unsigned long long)j->images, j->train_s,
+              j->train_s > 0 ? (double)j->images / j->train_s : 0.0, j->bdesc);
+  char tb[64];
+  snprintf(tb, sizeof tb, "%s (%s)", j->be->name, j->be->describe(j->st)); /* cpu (2 threads, avx512) */
+  st_timing_add(j->c, "train", "train", o->epochs > 0 ? j->train_s : st_now() - j->t0, 0, j->images,
+                tb, NULL);
+  return 0;
+}
+
+/* Releases everything the job holds whatever step failed; a --losses file
+ * that cannot be written completely makes the run fail. Returns rc. */
+static int tr_cleanup(tr_job *j, int rc) {
+  const char *lp = j->o->losses_path;
+  if (j->lossf && fclose(j->lossf) != 0 && !rc) rc = st_error_errno(j->err, errno, lp, "write failed");
+  if (j->st) j->be->free(j->st);
+  free(j->perm);
+  free(j->chart);
+  return rc;
+}
+
+int tr_train(st_ctx *c, const st_args *a, st_error *err) {
+  tr_opts o;
+  int rc = tr_opts_parse(a, &o, err);
+  if (rc) return rc;
+  tr_job j;
+  memset(&j, 0, sizeof j);
+  j.c = c;
+  j.err = err;
+  j.o = &o;
+  if (!rc) rc = tr_find_data(&j);
+  if (!rc) rc = tr_pick_backend(&j);
+  if (!rc) rc = tr_start(&j);
+  if (!rc) rc = tr_fit(&j);
+  if (!rc) rc = tr_check_finished(&j);
+  if (!rc) rc = tr_evaluate(&j);
+  if (!rc) rc = tr_save(&j);
+  if (!rc) rc = tr_summary(&j);
+  return tr_cleanup(&j, rc);
 }
