@@ -268,7 +268,7 @@ static void safe_url(const char *url, char *out, size_t cap) {
 static int url_basename(const char *url, char *out, size_t cap) {
   const char *s = strstr(url, "://");
   s = s ? s + 3 : url;
-  size_t n = strcspn(s, "?#");
+  size_t n = strncmp(url, "s3://", 5) == 0 ? strlen(s) : strcspn(s, "?#"); /* a key may hold them */
   const char *end = s + n, *b = end;
   while (b > s && b[-1] != '/') b--;
   if (b == s || b == end) return -1;
@@ -329,6 +329,7 @@ typedef struct dl_opts {
   const char *cacert;
   long long retries, tmo;
   int resume;
+  int s3;                /* an s3://BUCKET/KEY: read with ranged GETs (stages/s3/get.c) */
   char name[1024];       /* the URL without credentials or query, for messages */
   char to[4096];         /* PATH */
   char part[4200];       /* PATH.part */
@@ -355,7 +356,9 @@ typedef struct dl_job {
   xfer x;
   double t0;             /* st_now() when PATH.part was opened */
   char ebuf[CURL_ERROR_SIZE]; /* curl's reason for the last attempt's failure */
-  char hex[33];          /* the md5 of the whole download, once complete */
+  char hex[33];          /* the md5 of the whole download, once complete ("" if not made) */
+  const st_args *a;      /* the line: an s3:// download takes its connection options */
+  s3_get_obj g;          /* an s3:// download: what was read and checked */
 } dl_job;
 
 /* Parses and checks the arguments into o; 0 or ST_EINVAL. */
@@ -367,6 +370,7 @@ static int dl_opts_parse(const st_args *a, dl_opts *o, st_error *err) {
   o->manifest = st_arg_str(a, "verify", NULL);
   o->cacert = st_arg_str(a, "cacert", NULL);
   o->resume = st_arg_has(a, "resume");
+  o->s3 = strncmp(o->url, "s3://", 5) == 0;
   int rc = st_arg_int(a, "retries", 3, 0, PK_LIMIT_DOWNLOAD_RETRIES, &o->retries, err);
   if (!rc) rc = st_arg_int(a, "timeout", 60, 1, 86400, &o->tmo, err);
   if (rc) return rc;
@@ -449,7 +453,7 @@ static int dl_sink_failed(dl_job *j) {
 
 /* --resume: hashes (and extracts) what PATH.part already holds. */
 static int dl_resume(dl_job *j) {
-  if (!j->o->resume) return 0;
+  if (!j->o->resume || j->o->s3) return 0; /* s3_get hashes and extracts what is there itself */
   const char *part = j->o->part;
   uint8_t *b = malloc(1u << 20);
   if (!b) return st_error_set(j->err, ST_ENOMEM, part, -1, "out of memory");
@@ -582,9 +586,45 @@ static int dl_attempt_failed(dl_job *j, CURLcode cc, long code, long long attemp
   return dl_backoff(j, cc, code, ebuf, attempt);
 }
 
+/* An s3:// download's bytes, in order, on get.c's taker thread: to the
+ * extractor's queue (get.c writes PATH.part and hashes them itself). */
+static int s3_sink(void *ud, const uint8_t *b, size_t n) {
+  dl_job *j = ud;
+  if (j->have_q && dq_push(&j->q, j->c, b, n)) {
+    j->x.sink_failed = 1;
+    return ST_ECANCELED;
+  }
+  j->x.have += n;
+  return 0;
+}
+
+/* s3://BUCKET/KEY: ranged GETs in parallel into PATH.part, each answer and
+ * the ETag checked by s3_get; the whole md5 is made when --md5 asks for it
+ * (or the ETag is one). --resume continues what PATH.part holds. */
+static int dl_transfer_s3(dl_job *j) {
+  struct stat st;
+  j->g.fd = j->fd;
+  j->g.path = j->o->part;
+  j->g.sink = s3_sink;
+  j->g.sink_ud = j;
+  j->g.want_md5 = j->o->md5 != NULL;
+  j->g.md5_given = j->o->md5;
+  j->g.resume = j->o->resume && fstat(j->fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+  if (j->g.resume)
+    st_printf(j->c, "resuming %s at byte %llu\n", j->o->part, (unsigned long long)j->g.resume);
+  int rc = s3_get(j->c, j->a, j->o->url, &j->g, &j->p, j->err);
+  if (rc && j->x.sink_failed && j->xj) {
+    st_error_clear(j->err);
+    return dl_sink_failed(j);
+  }
+  if (!rc) st_progress_update(&j->p, j->x.have);
+  return rc;
+}
+
 /* Receives the body into PATH.part (and the queue), retrying as --retries
  * allows; 0 once curl has delivered all of it. */
 static int dl_transfer(dl_job *j) {
+  if (j->o->s3) return dl_transfer_s3(j);
   j->curl = curl_easy_init();
   if (!j->curl)
     return st_error_set(j->err, ST_EINTERNAL, j->o->name, -1, "curl_easy_init failed");
@@ -609,6 +649,7 @@ static int dl_check_md5(dl_job *j) {
   unsigned int dl;
   EVP_DigestFinal_ex(j->md, d, &dl);
   md5_hex(d, j->hex);
+  if (j->o->s3) snprintf(j->hex, sizeof j->hex, "%s", j->g.md5); /* s3_get made it, or "" */
   const char *md5 = j->o->md5;
   if (!md5 || !strcasecmp(md5, j->hex)) return 0;
   /* what was extracted came from the wrong bytes: it goes too */
@@ -655,6 +696,13 @@ static int dl_place(dl_job *j) {
   char b1[32], r1[32];
   st_fmt_bytes(b1, sizeof b1, j->x.have);
   st_fmt_rate(r1, sizeof r1, j->x.have, dt);
+  if (o->s3) { /* the ETag was checked; the md5 is made when --md5 asked for it */
+    st_printf(j->c, "download: %s in %.2f s (%s), %s%s%s%s -> %s\n", b1, dt, r1,
+              j->hex[0] ? "md5 " : "", j->hex, j->hex[0] ? (o->md5 ? " OK, " : ", ") : "",
+              j->g.check, o->to);
+    st_timing_add(j->c, "download", "download", dt, j->x.have, 1, "s3 ranged GET", j->hex[0] ? j->hex : j->g.etag);
+    return 0;
+  }
   st_printf(j->c, "download: %s in %.2f s (%s), md5 %s%s -> %s\n", b1, dt, r1, j->hex,
             o->md5 ? " OK" : "", o->to);
   st_timing_add(j->c, "download", "download", dt, j->x.have, 1, "libcurl", j->hex);
@@ -765,6 +813,7 @@ int dl_download(st_ctx *c, const st_args *a, st_error *err) {
   j.x.fd = -1;
   j.x.name = o.name;
   j.x.p = &j.p;
+  j.a = a;
   if (!rc) rc = dl_open(&j);
   if (!rc) rc = dl_start_extractor(&j);
   if (!rc) rc = dl_begin_progress(&j);

@@ -192,3 +192,149 @@ def test_sigint_leaves_no_part_files(rgw, bucket, pk, proxy, tmp_path):
     assert no_part_files(out)
     for f in files_below(out):  # what was renamed is whole
         assert (out / f).stat().st_size == MiB
+
+
+# ---- single objects ----
+
+@pytest.fixture
+def big(rgw, bucket, tmp_path):
+    """A 200 MiB file put by %upload: a multipart upload of 8 MiB parts."""
+    f = rand_file(tmp_path / "big.bin", 200 * MiB)
+    return f
+
+
+def put_big(pk, rgw, bucket, f):
+    p = pk(f"%upload {f} s3://{bucket}/o/ --endpoint {rgw.endpoint}")
+    assert p.returncode == 0, p.stderr
+    assert "(1 multipart" in p.stdout
+    return f"s3://{bucket}/o/{f.name}"
+
+
+def test_object_round_trip(rgw, bucket, pk, big, tmp_path):
+    url = put_big(pk, rgw, bucket, big)
+    out = tmp_path / "back" / "big.bin"
+    out.parent.mkdir()
+    p = pk(f"%download {url} --to {out} --endpoint {rgw.endpoint}")
+    assert p.returncode == 0, p.stderr
+    assert md5(out) == md5(big)
+    assert "ETag = md5 of 25 part md5s (8 MiB parts)" in p.stdout
+    assert not (tmp_path / "back" / "big.bin.part").exists()
+    p = pk(f"%download {url} --to {out} --endpoint {rgw.endpoint} --md5 {md5(big)} "
+           "--jobs 3 --part-size 3")
+    assert p.returncode == 0, p.stderr
+    assert f"md5 {md5(big)} OK, ETag = md5 of 25 part md5s" in p.stdout
+    assert md5(out) == md5(big)
+
+
+def test_object_default_name_and_single_put(rgw, bucket, pk, tmp_path):
+    s3 = rgw.client()
+    s3.put_object(Bucket=bucket, Key="k/some file?#.bin", Body=b"x" * 5000)
+    p = pk(f"%download 's3://{bucket}/k/some file?#.bin' --endpoint {rgw.endpoint}",
+           cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "some file?#.bin").read_bytes() == b"x" * 5000
+    assert "ETag = md5" in p.stdout
+
+
+def test_wrong_md5_keeps_nothing(rgw, bucket, pk, big, tmp_path):
+    url = put_big(pk, rgw, bucket, big)
+    out = tmp_path / "x.bin"
+    p = pk(f"%download {url} --to {out} --endpoint {rgw.endpoint} --md5 {'0' * 32}")
+    assert p.returncode == 1
+    assert "ChecksumError" in p.stderr and "md5 mismatch" in p.stderr
+    assert not out.exists() and not (tmp_path / "x.bin.part").exists()
+
+
+def test_extract_and_verify_straight_from_s3(rgw, bucket, pk, tmp_path):
+    d = tmp_path / "d"
+    p = pk(f"%mkdata {d} --train-batches 2 --images-per-batch 300",
+           f"%upload {d}/cifar-10-python.tar.gz s3://{bucket}/t/ --endpoint {rgw.endpoint} "
+           "--threshold 5 --part-size 5")
+    assert p.returncode == 0, p.stderr
+    tgz = md5(d / "cifar-10-python.tar.gz")
+    p = pk(f"%download s3://{bucket}/t/cifar-10-python.tar.gz --to {tmp_path / 'c.tgz'} "
+           f"--endpoint {rgw.endpoint} --md5 {tgz} --extract {tmp_path / 'w'} "
+           f"--verify {d}/MANIFEST.md5 --part-size 1")
+    assert p.returncode == 0, p.stderr
+    assert "verify: " in p.stdout and "OK" in p.stdout
+    for f in (d / "cifar-10-batches-py").iterdir():
+        assert md5(f) == md5(tmp_path / "w" / "cifar-10-batches-py" / f.name)
+
+
+def test_object_changed_behind_the_etag(rgw, bucket, pk, proxy, big, tmp_path):
+    url = put_big(pk, rgw, bucket, big)
+    proxy.rule(action="corrupt", method="GET", range_from=16 * MiB, times=None)
+    out = tmp_path / "x.bin"
+    p = pk(f"%download {url} --to {out} --endpoint {proxy.endpoint}")
+    assert p.returncode == 1
+    assert "ChecksumError" in p.stderr and "the bytes read differ from the bytes uploaded" in p.stderr
+    assert url in p.stderr
+    assert not out.exists() and not (tmp_path / "x.bin.part").exists()
+
+
+def test_slowdown_and_resets_are_retried(rgw, bucket, pk, proxy, big, tmp_path):
+    url = put_big(pk, rgw, bucket, big)
+    proxy.rule(action="503", method="GET", range_from=0, times=2)
+    proxy.rule(action="drop", method="GET", range_from=40 * MiB, times=1)
+    proxy.rule(action="short", method="GET", range_from=80 * MiB, times=1)
+    out = tmp_path / "x.bin"
+    p = pk(f"%download {url} --to {out} --endpoint {proxy.endpoint}")
+    assert p.returncode == 0, p.stderr
+    assert "SlowDown" in p.stderr and "retry" in p.stderr
+    assert md5(out) == md5(big)
+
+
+def test_gateway_killed_mid_get_then_resume(rgw, bucket, pk, proxy, big, tmp_path):
+    url = put_big(pk, rgw, bucket, big)
+    proxy.rule(action="delay", seconds=0.3, method="GET", times=None)
+    out = tmp_path / "x.bin"
+    part = tmp_path / "x.bin.part"
+    proc = subprocess.Popen([str(PK_BIN), "run", f"%download {url} --to {out} --endpoint "
+                             f"{proxy.endpoint} --jobs 2 --retries 1 --timeout 5"],
+                            env=dict(pk.env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    import time
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (part.exists() and part.stat().st_size >= 16 * MiB):
+            time.sleep(0.05)
+        rgw.kill_gateway()
+        o, e = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        rgw.restart_gateway()
+    assert proc.returncode == 1, (o, e)
+    assert "NetworkError" in e or "S3Error" in e
+    assert not out.exists()
+    assert part.exists()  # kept for --resume
+    proxy.rules.clear()
+    p = pk(f"%download {url} --to {out} --endpoint {proxy.endpoint} --resume")
+    assert p.returncode == 0, p.stderr
+    assert "resuming" in p.stdout
+    assert md5(out) == md5(big)
+
+
+def test_sigint_during_a_multipart_get(rgw, bucket, pk, proxy, big, tmp_path):
+    url = put_big(pk, rgw, bucket, big)
+    proxy.rule(action="delay", seconds=0.2, method="GET", times=None)
+    out = tmp_path / "x.bin"
+    proc = subprocess.Popen([str(PK_BIN), "run", f"%download {url} --to {out} --endpoint "
+                             f"{proxy.endpoint} --jobs 2"], env=dict(pk.env),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    import time
+    try:
+        part = tmp_path / "x.bin.part"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (part.exists() and part.stat().st_size > 0):
+            time.sleep(0.05)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        o, e = proc.communicate(timeout=30)
+        assert time.monotonic() - t0 < 5
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, (o, e)
+    assert "KeyboardInterrupt" in e
+    assert not out.exists()
