@@ -14,8 +14,9 @@ extern const st_option dl_download_opts[];
 #define DL_DOWNLOAD_ROWS                                                                 \
   {"download", dl_download, 1, 1, ST_F_SLOW, "data",                                     \
    "%download URL [--to PATH] [--md5 HEX] [--extract DIR] [--verify MANIFEST] [--resume] " \
-   "[--retries N] [--timeout S] [--cacert FILE]",                                        \
-   "Download a file (http, https, file URLs) with md5, extraction and verification in one pass.", \
+   "[--retries N] [--timeout S] [--cacert FILE] [--endpoint URL] [--region R] [--profile P] " \
+   "[--path-style|--virtual-hosted] [--jobs N] [--part-size MiB]",                        \
+   "Download a file (http, https, file, s3 URLs) with md5, extraction and verification in one pass.", \
    "The body is written to PATH.part and renamed to PATH once complete and (with\n"    \
    "--md5) correct; a wrong md5 is a ChecksumError showing both digests, and the\n"    \
    "file is removed. With --md5, --extract's work stands only once the md5 is\n"     \
@@ -31,6 +32,12 @@ extern const st_option dl_download_opts[];
    "PATH.part. TLS is verified (--cacert FILE adds a CA bundle). --timeout S bounds\n" \
    "the connect time and any stall (default 60). Default PATH: the URL's file name\n"  \
    "in the working folder. Credentials in the URL are never printed.\n"               \
+   "s3://BUCKET/KEY reads an object with --jobs (8) ranged GETs of --part-size (8 MiB)\n" \
+   "in parallel, each answer checked (206, its exact Content-Range, length and ETag),\n" \
+   "and the object's ETag checked end to end (the md5 of a single PUT, the md5 of the\n" \
+   "part md5s of a multipart upload); connection options and credentials as for\n"    \
+   "%upload. s3://BUCKET/PREFIX/ (or s3://BUCKET) --to DIR copies every object below\n" \
+   "the prefix to DIR/relative/key; keys that would lead out of DIR refuse it all.\n"  \
    "Example: %download http://127.0.0.1:8080/cifar-10-python.tar.gz --to data/c.tgz\n"\
    "         --md5 c58f30108f718f92721af3b95e74349a --extract work --verify data/MANIFEST.md5", \
    dl_download_opts},
