@@ -20,7 +20,7 @@
 
 const st_option pipeline_opts[] = {
     {"mode", 1, "copy|inplace", "Test 1 (copy: download and extract first) or Test 2 (inplace)"},
-    {"source", 1, "URL|DIR", "copy: the tarball's URL (or a local .tar.gz); inplace: the dataset folder"},
+    {"source", 1, "URL|DIR", "copy: the tarball's URL (http, file, s3://BUCKET/KEY) or a local .tar.gz; inplace: the dataset folder"},
     {"work", 1, "DIR", "copy: where the tarball and the extracted data go"},
     {"md5", 1, "HEX", "expected md5 of the tarball (integrity stage)"},
     {"manifest", 1, "URL|FILE", "md5sum manifest for verify (default: MANIFEST.md5 beside the source)"},
@@ -30,6 +30,7 @@ const st_option pipeline_opts[] = {
     {"seed", 1, "S", "seed for the preview and the training order"},
     {"fused", 0, NULL, "copy: download, md5, extract and verify in one pass over the bytes"},
     {"label", 1, "NAME", "label the run's timings (for %timings --compare)"},
+    {"endpoint", 1, "URL", "S3 endpoint for an s3:// --source and --s3 (default: as %upload finds it)"},
     {NULL, 0, NULL, NULL}};
 
 #define TARBALL "cifar-10-python.tar.gz"
@@ -110,6 +111,7 @@ typedef struct pl_opts {
   const char *source, *work, *md5, *manifest;
   const char *s3;        /* NULL: upload skipped */
   const char *device, *seed, *label;
+  const char *endpoint;  /* --endpoint, passed to the S3 lines */
   long long epochs;
   int copy;              /* --mode copy (Test 1); else inplace (Test 2) */
   int fused;             /* copy: --fused */
@@ -142,6 +144,7 @@ static int pl_opts_parse(const st_ctx *c, const st_args *a, pl_opts *o, st_error
   o->device = st_arg_str(a, "device", NULL);
   o->seed = st_arg_str(a, "seed", NULL);
   o->label = st_arg_str(a, "label", NULL);
+  o->endpoint = st_arg_str(a, "endpoint", NULL);
   int rc = st_arg_int(a, "epochs", 2, 0, 1000, &o->epochs, err);
   if (rc) return rc;
   if (!c->run_line)
@@ -151,6 +154,11 @@ static int pl_opts_parse(const st_ctx *c, const st_args *a, pl_opts *o, st_error
                         "expected --mode copy (Test 1) or --mode inplace (Test 2)");
   o->copy = strcmp(mode, "copy") == 0;
   if (!o->source) return st_error_set(err, ST_EINVAL, "--source", -1, "--source is required");
+  if (!o->copy && strncmp(o->source, "s3://", 5) == 0)
+    return st_error_set(err, ST_EINVAL, "--source", -1,
+                        "--mode inplace reads the data where it lies, on a file system (Test 2); "
+                        "%s is object storage: copy it first with --mode copy --source "
+                        "s3://BUCKET/KEY (Test 1, S3 + local disk)", o->source);
   if (o->copy && !o->work)
     return st_error_set(err, ST_EINVAL, "--work", -1, "--mode copy needs --work DIR");
   if (o->s3 && strncmp(o->s3, "s3://", 5) != 0)
@@ -164,6 +172,14 @@ static int pl_opts_parse(const st_ctx *c, const st_args *a, pl_opts *o, st_error
   }
   o->fused = o->copy && st_arg_has(a, "fused");
   return 0;
+}
+
+/* --endpoint after a line that reads or writes s3:// (the line names it). */
+static void add_endpoint(pl_job *j, const char *url) {
+  if (j->o->endpoint && strncmp(url, "s3://", 5) == 0) {
+    dyn_puts(&j->l, " --endpoint");
+    add_word(&j->l, j->o->endpoint);
+  }
 }
 
 /* Runs the line built in j->l as the next stage. */
@@ -216,6 +232,7 @@ static int pl_fetch_manifest(pl_job *j) {
   add_word(l, j->man);
   dyn_puts(l, " --to");
   add_word(l, j->man_local);
+  add_endpoint(j, j->man);
   int rc = line_error(l, "a stage line is too long", j->err);
   if (rc) return rc;
   st_printf(j->c, "fetching the manifest: %%%s\n", l->p);
@@ -255,6 +272,7 @@ static int pl_copy_fused(pl_job *j) {
   add_word(l, o->work);
   dyn_puts(l, " --verify");
   add_word(l, j->man_local);
+  add_endpoint(j, j->url);
   int rc = pl_run(j);
   j->step = 4;
   return rc;
@@ -270,6 +288,7 @@ static int pl_copy_stages(pl_job *j) {
   add_word(l, j->url);
   dyn_puts(l, " --to");
   add_word(l, j->tarball);
+  add_endpoint(j, j->url);
   int rc = pl_run(j);
   if (!rc) {
     dyn_puts(l, "md5");
@@ -336,6 +355,7 @@ static int pl_upload(pl_job *j) {
   char dest[4200];
   snprintf(dest, sizeof dest, "%s%s", s3, s3[strlen(s3) - 1] == '/' ? "" : "/");
   add_word(&j->l, dest);
+  add_endpoint(j, dest);
   return pl_run(j);
 }
 

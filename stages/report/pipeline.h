@@ -13,7 +13,7 @@ extern const st_option pipeline_opts[];
 #define PL_PIPELINE_ROWS                                                            \
   {"pipeline", pl_pipeline, 0, 0, ST_F_SLOW, "report",                           \
    "%pipeline --mode copy|inplace --source URL|DIR [--work DIR] [--md5 HEX] "    \
-   "[--s3 s3://BUCKET/PREFIX] [--epochs N] [--label NAME]",                      \
+   "[--s3 s3://BUCKET/PREFIX] [--endpoint URL] [--epochs N] [--label NAME]",     \
    "Run the whitepaper's stages in order, then the timing table and chart.",    \
    "copy (Test 1): download, md5, extract, verify, load, meta, upload, preview,\n" \
    "train. inplace (Test 2): the data is already where it is read: verify,\n"   \
@@ -24,7 +24,10 @@ extern const st_option pipeline_opts[];
    "The verify manifest is MANIFEST.md5 beside the source (as %mkdata writes\n" \
    "it) unless --manifest names one; for the original CIFAR-10 tarball\n"       \
    "(--md5 c58f30108f718f92721af3b95e74349a) its published md5s are used.\n"  \
-   "A pipeline starts a new timing run (the session's records are cleared).",  \
+   "A pipeline starts a new timing run (the session's records are cleared).\n" \
+   "--source s3://BUCKET/KEY (copy) takes the tarball from S3 (the whitepaper's\n" \
+   "S3 + local NVMe), its manifest from MANIFEST.md5 beside it; --endpoint goes\n" \
+   "to every S3 line. inplace reads a file system, so an s3:// source is refused.", \
    pipeline_opts},
 
 #endif
