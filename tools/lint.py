@@ -33,8 +33,6 @@ JANSSON_STAGES = {"stages/report/timings.c", "stages/train/train.c"}
 INCLUDE_RE = re.compile(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]', re.M)
 CONDITIONS_PENDING = {
     "kernel/core.c", "kernel/server.c", "kernel/wire.c",
-    "stages/s3/get.c", "stages/s3/http.c", "stages/s3/list.c", "stages/s3/multipart.c",
-    "stages/s3/upload.c",
 }
 ASSIGN_RE = re.compile(r"(?<![=!<>])(?:[-+*/%&|^]|<<|>>)?=(?!=)")
 

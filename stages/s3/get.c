@@ -136,13 +136,15 @@ static int ohash_init(ohash *h, const gobj *o) {
   memset(h, 0, sizeof *h);
   h->nparts = o->nparts;
   if (!o->nparts || o->pub->want_md5) {
-    if (!(h->whole = EVP_MD_CTX_new()) || !EVP_DigestInit_ex(h->whole, EVP_md5(), NULL)) return -1;
+    h->whole = EVP_MD_CTX_new();
+    if (!h->whole || !EVP_DigestInit_ex(h->whole, EVP_md5(), NULL)) return -1;
   }
   for (int i = 0; o->nparts && i < o->nlayouts; i++) {
     layout *l = &h->lay[h->nlay++];
     l->psize = o->layouts[i];
     l->digests = calloc((size_t)o->nparts, 16);
-    if (!(l->part = EVP_MD_CTX_new()) || !l->digests || !EVP_DigestInit_ex(l->part, EVP_md5(), NULL))
+    l->part = EVP_MD_CTX_new();
+    if (!l->part || !l->digests || !EVP_DigestInit_ex(l->part, EVP_md5(), NULL))
       return -1;
   }
   return 0;
@@ -534,8 +536,8 @@ static int on_done(gjob *j, CURLMsg *msg, st_error *err) {
 static int turn(gjob *j, st_error *err) {
   int running = 0, left, rc = 0;
   curl_multi_perform(j->multi, &running);
-  CURLMsg *msg;
-  while (!rc && (msg = curl_multi_info_read(j->multi, &left)))
+  for (CURLMsg *msg = curl_multi_info_read(j->multi, &left); msg && !rc;
+       msg = curl_multi_info_read(j->multi, &left))
     if (msg->msg == CURLMSG_DONE) rc = on_done(j, msg, err);
   if (rc) return rc;
   if (j->pr) {
@@ -571,7 +573,8 @@ int s3__gjob_open(gjob *j, st_error *err) {
   curl_multi_setopt(j->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)j->jobs);
   for (int i = 0; i < j->jobs; i++) {
     s3__resp_init(&j->resps[i]);
-    if (!(j->easies[i] = curl_easy_init()))
+    j->easies[i] = curl_easy_init();
+    if (!j->easies[i])
       return st_error_set(err, ST_ENOMEM, NULL, -1, "cannot create curl handles");
   }
   return 0;

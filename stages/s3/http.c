@@ -182,16 +182,19 @@ static size_t on_header(char *p, size_t sz, size_t n, void *ud) {
     const char *sp = memchr(p, ' ', len);
     r->hstatus = sp ? strtol(sp + 1, NULL, 10) : 0;
     headers_reset(r);
-  } else if ((v = header_value(p, len, "ETag", &vl))) {
-    if (vl < sizeof r->etag) {
-      memcpy(r->etag, v, vl);
-      r->etag[vl] = 0;
-    }
-  } else if ((v = header_value(p, len, "Content-Length", &vl))) {
-    r->clen = header_number(v, vl);
-  } else if ((v = header_value(p, len, "Content-Range", &vl))) {
-    content_range(r, v, vl);
-  } else if ((v = header_value(p, len, "x-amz-mp-parts-count", &vl))) {
+    return len;
+  }
+  v = header_value(p, len, "ETag", &vl);
+  if (v && vl < sizeof r->etag) {
+    memcpy(r->etag, v, vl);
+    r->etag[vl] = 0;
+  }
+  v = header_value(p, len, "Content-Length", &vl);
+  if (v) r->clen = header_number(v, vl);
+  v = header_value(p, len, "Content-Range", &vl);
+  if (v) content_range(r, v, vl);
+  v = header_value(p, len, "x-amz-mp-parts-count", &vl);
+  if (v) {
     long long c = header_number(v, vl);
     r->parts_count = c > 0 && c <= S3_MAX_PARTS ? (int)c : 0;
   }

@@ -132,9 +132,11 @@ int s3_ls(st_ctx *c, const st_args *a, st_error *err) {
   int rc = s3_parse_url(a->pos[0], bucket, sizeof bucket, prefix, sizeof prefix, err);
   if (rc) return rc;
   long long max;
-  if ((rc = st_arg_int(a, "max", 1000, 0, 10000000, &max, err))) return rc;
+  rc = st_arg_int(a, "max", 1000, 0, 10000000, &max, err);
+  if (rc) return rc;
   s3_conn cn;
-  if ((rc = s3__conn_open(&cn, c, a, bucket, err))) {
+  rc = s3__conn_open(&cn, c, a, bucket, err);
+  if (rc) {
     s3__conn_close(&cn);
     return rc;
   }

@@ -160,7 +160,8 @@ int s3__create_mpu(upload *u, up_obj *o, st_error *err) {
     char where[1200];
     s3__where(&u->cn, o->key, where, sizeof where);
     rc = s3__upload_id_doc(r.body.p, r.body.len, id, where, err);
-    if (!rc && !(o->upload_id = strdup(id))) rc = st_error_set(err, ST_ENOMEM, where, -1, NULL);
+    if (!rc) o->upload_id = strdup(id);
+    if (!rc && !o->upload_id) rc = st_error_set(err, ST_ENOMEM, where, -1, NULL);
     if (!rc) {
       o->pmd5 = calloc((size_t)o->nparts, 16);
       if (!o->pmd5) rc = st_error_set(err, ST_ENOMEM, where, -1, NULL);

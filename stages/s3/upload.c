@@ -260,8 +260,7 @@ static int walk_tree(upload *u, const char *root, const char *rel, const char *p
   dent *ents = NULL;
   size_t n = 0, cap = 0;
   int rc = 0;
-  struct dirent *e;
-  while ((e = readdir(d))) {
+  for (struct dirent *e = readdir(d); e; e = readdir(d)) {
     if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
     char full[8192];
     if ((size_t)snprintf(full, sizeof full, "%s/%s", dir, e->d_name) >= sizeof full) {
@@ -440,7 +439,8 @@ static int xfer_open(xfer *x, st_error *err) {
   if (!x->easies || !x->resps || !x->inflight) return st_error_set(err, ST_ENOMEM, NULL, -1, NULL);
   for (int i = 0; i < x->jobs; i++) {
     s3__resp_init(&x->resps[i]);
-    if (!(x->easies[i] = curl_easy_init()))
+    x->easies[i] = curl_easy_init();
+    if (!x->easies[i])
       return st_error_set(err, ST_ENOMEM, NULL, -1, "cannot create curl handles");
   }
   int want = hashing_threads();
@@ -568,8 +568,8 @@ static int on_done(xfer *x, CURLMsg *msg, st_error *err) {
 static int turn(xfer *x, st_error *err) {
   int running = 0, left, rc = 0;
   curl_multi_perform(x->u->multi, &running);
-  CURLMsg *msg;
-  while (!rc && (msg = curl_multi_info_read(x->u->multi, &left)))
+  for (CURLMsg *msg = curl_multi_info_read(x->u->multi, &left); msg && !rc;
+       msg = curl_multi_info_read(x->u->multi, &left))
     if (msg->msg == CURLMSG_DONE) rc = on_done(x, msg, err);
   if (rc) return rc;
   uint64_t shown = x->done_bytes;
