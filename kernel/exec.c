@@ -16,10 +16,11 @@
 #include <string.h>
 
 #include <openssl/evp.h>
-#include <zmq.h>
 
-#include "core.h"
+#include "exec.h"
+#include "log.h"
 #include "magic.h"
+#include "reply.h"
 #include "utf8.h"
 
 #define PK_FLUSH_INTERVAL 0.1 /* seconds */
@@ -33,7 +34,7 @@ typedef struct stream_buf {
 } stream_buf;
 
 typedef struct exec_state {
-  pk_chan *ch;
+  const pk_chan *ch;
   const wire_msg *req;
   int allow_stdin;
   stream_buf out[2];        /* stdout, stderr */
@@ -62,8 +63,8 @@ static void flush_stream(exec_state *e, int i, int final) {
   if (n) {
     json_t *text = json_stringn(tmp, n);
     if (text)
-      core_publish(e->ch, "stream", e->req->header,
-                   json_pack("{s:s, s:o}", "name", i ? "stderr" : "stdout", "text", text));
+      reply_publish(e->ch, "stream", e->req->header,
+                    json_pack("{s:s, s:o}", "name", i ? "stderr" : "stdout", "text", text));
   }
   free(tmp);
   memmove(b->p, b->p + used, b->len - used);
@@ -114,15 +115,15 @@ static int is_text_type(const char *t) {
          strcmp(t, "application/javascript") == 0 || is_json_type(t);
 }
 
-static json_t *mime_value(const st_mime *m) {
+static json_t *mime_value(pk_transport *tr, const st_mime *m) {
   if (is_json_type(m->type)) {
     json_t *v = json_loadb(m->data, m->len, JSON_DECODE_ANY, NULL);
     if (v) return v;
-    pk_log("display: %s payload is not valid JSON; sent as a string", m->type);
+    pk_log(tr, "display: %s payload is not valid JSON; sent as a string", m->type);
   }
-  if (is_text_type(m->type)) return core_text_json(m->data, m->len);
+  if (is_text_type(m->type)) return utf8_json(m->data, m->len);
   if (m->len > (size_t)1 << 30) {
-    pk_log("display: %s payload of %zu bytes refused", m->type, m->len);
+    pk_log(tr, "display: %s payload of %zu bytes refused", m->type, m->len);
     return NULL;
   }
   size_t cap = 4 * ((m->len + 2) / 3) + 1;
@@ -140,7 +141,7 @@ static void publish_display(exec_state *e, const st_mime *items, int n, const ch
   json_t *data = json_object(), *meta = json_object();
   for (int i = 0; i < n; i++) {
     if (!items[i].type || !strchr(items[i].type, '/')) continue;
-    json_t *v = mime_value(&items[i]);
+    json_t *v = mime_value(e->ch->k->tr, &items[i]);
     if (v) json_object_set_new(data, items[i].type, v);
     if (items[i].width > 0 || items[i].height > 0) {
       json_t *sz = json_object();
@@ -152,7 +153,7 @@ static void publish_display(exec_state *e, const st_mime *items, int n, const ch
   if (!json_object_get(data, "text/plain")) json_object_set_new(data, "text/plain", json_string(""));
   json_t *c = json_pack("{s:o, s:o}", "data", data, "metadata", meta);
   if (id) json_object_set_new(c, "transient", json_pack("{s:s}", "display_id", id));
-  core_publish(e->ch, update && id ? "update_display_data" : "display_data", e->req->header, c);
+  reply_publish(e->ch, update && id ? "update_display_data" : "display_data", e->req->header, c);
 }
 
 static void k_display(st_ctx *c, const st_mime *items, int n, const char *id, int update) {
@@ -226,7 +227,7 @@ static int k_cancelled(st_ctx *c) {
 static void k_clear(st_ctx *c, int wait) {
   exec_state *e = S(c);
   flush_all(e, 0);
-  core_publish(e->ch, "clear_output", e->req->header, json_pack("{s:b}", "wait", wait));
+  reply_publish(e->ch, "clear_output", e->req->header, json_pack("{s:b}", "wait", wait));
 }
 
 static void k_result(st_ctx *c, const char *text) {
@@ -243,15 +244,16 @@ static void k_result(st_ctx *c, const char *text) {
 static void k_page(st_ctx *c, const char *text) {
   exec_state *e = S(c);
   json_t *p = json_pack("{s:s, s:{s:o}, s:i}", "source", "page", "data", "text/plain",
-                        core_text_json(text, strlen(text)), "start", 0);
+                        utf8_json(text, strlen(text)), "start", 0);
   if (p) json_array_append_new(e->payload, p);
 }
 
-/* input_request on stdin with the shell request's identities; waits in short
- * polls so an interrupt or a shutdown ends the wait. */
+/* input_request on stdin with the shell request's identities; waits in
+ * 0.1 s receives so an interrupt or a shutdown ends the wait. */
 static int k_input(st_ctx *c, const char *prompt, int password, char **out, st_error *err) {
   exec_state *e = S(c);
   pk_kernel *k = e->ch->k;
+  pk_transport *tr = k->tr;
   *out = NULL;
   if (!e->allow_stdin)
     return st_error_set(err, ST_ESTDIN, "input", -1,
@@ -259,50 +261,36 @@ static int k_input(st_ctx *c, const char *prompt, int password, char **out, st_e
   flush_all(e, 0);
   for (;;) { /* drop stale replies */
     wire_msg m;
-    int r = srv_recv(k, k->stdin_sock, ZMQ_DONTWAIT, "stdin", &m);
+    int r = tr->recv(tr, CONN_STDIN, 0, &m);
     if (r < 0) break;
     if (r == 0) {
-      pk_log("stdin: dropped a stale %s", m.msg_type);
+      pk_log(tr, "stdin: dropped a stale %s", m.msg_type);
       wire_msg_free(&m);
     }
   }
-  json_t *header = wire_header_new("input_request", k->session);
-  json_t *content = json_pack("{s:o, s:b}", "prompt", core_text_json(prompt, strlen(prompt)),
-                              "password", password);
-  json_t *meta = json_object();
   char msg_id[64];
-  snprintf(msg_id, sizeof msg_id, "%s", header ? json_string_value(json_object_get(header, "msg_id")) : "");
-  wire_buf *f = NULL;
-  size_t n = 0;
+  json_t *content = json_pack("{s:o, s:b}", "prompt", utf8_json(prompt, strlen(prompt)),
+                              "password", password);
   int rc = 0;
-  if (!header || !content || !meta ||
-      wire_build(e->req->idents, e->req->n_idents, header, e->req->header, meta, content, &k->key,
-                 &f, &n) != 0 ||
-      srv_send_frames(k->stdin_sock, f, n) != 0)
+  if (reply_send(e->ch, CONN_STDIN, e->req->idents, e->req->n_idents, "input_request",
+                 e->req->header, content, msg_id, sizeof msg_id) != 0)
     rc = st_error_set(err, ST_EINTERNAL, "input", -1, "cannot send input_request");
-  wire_frames_free(f, n);
-  json_decref(header);
-  json_decref(content);
-  json_decref(meta);
   while (!rc) {
     if (atomic_load(&k->cancel) || atomic_load(&k->shutdown)) {
       rc = st_error_set(err, ST_ECANCELED, "input", -1, "interrupted while waiting for input");
       break;
     }
-    zmq_pollitem_t it = {k->stdin_sock, 0, ZMQ_POLLIN, 0};
-    int r = zmq_poll(&it, 1, 100);
-    if (r < 0 && errno != EINTR) {
-      rc = st_error_set(err, ST_EINTERNAL, "input", -1, "stdin poll: %s", zmq_strerror(errno));
+    wire_msg m;
+    int r = tr->recv(tr, CONN_STDIN, 100, &m);
+    if (r < 0 && errno != EAGAIN && errno != EINTR) {
+      rc = st_error_set(err, ST_EINTERNAL, "input", -1, "stdin: %s", strerror(errno));
       break;
     }
-    if (r <= 0) continue;
-    wire_msg m;
-    r = srv_recv(k, k->stdin_sock, ZMQ_DONTWAIT, "stdin", &m);
     if (r != 0) continue;
     const char *pid = json_string_value(json_object_get(m.parent, "msg_id"));
     json_t *v = json_object_get(m.content, "value");
     if (strcmp(m.msg_type, "input_reply") != 0 || (pid && strcmp(pid, msg_id) != 0)) {
-      pk_log("stdin: ignored a %s that does not answer the pending input_request", m.msg_type);
+      pk_log(tr, "stdin: ignored a %s that does not answer the pending input_request", m.msg_type);
     } else if (!json_is_string(v)) {
       rc = st_error_set(err, ST_EFORMAT, "input_reply", -1, "content.value is not a string");
     } else {
@@ -324,7 +312,7 @@ static int k_run_line(st_ctx *c, const char *line, st_error *err) {
   return mg_run_line(c, line, NULL, lookup, c->session, err);
 }
 
-void exec_cell(pk_chan *ch, const wire_msg *req, const char *code, size_t len,
+void exec_cell(const pk_chan *ch, const wire_msg *req, const char *code, size_t len,
                int allow_stdin, pk_cell_result *out) {
   pk_kernel *k = ch->k;
   memset(out, 0, sizeof *out);

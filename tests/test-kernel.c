@@ -10,8 +10,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../kernel/complete.h"
 #include "../kernel/conn.h"
-#include "../kernel/core.h"
 #include "../kernel/utf8.h"
 #include "../kernel/wire.h"
 #include "lib/limits.h"
@@ -372,24 +372,24 @@ static int has_match(json_t *m, const char *s) {
 
 TEST_IMPL(kernel_complete) {
   size_t a, b;
-  json_t *m = core_complete("%ec", 3, 3, &a, &b);
+  json_t *m = complete_code("%ec", 3, 3, &a, &b);
   ASSERT_EQ(json_array_size(m), 1);
   ASSERT(has_match(m, "%echo"));
   ASSERT_EQ(a, 0);
   ASSERT_EQ(b, 3);
   json_decref(m);
-  m = core_complete("", 0, 0, &a, &b); /* every magic */
+  m = complete_code("", 0, 0, &a, &b); /* every magic */
   ASSERT(json_array_size(m) >= 13);
   ASSERT(has_match(m, "%help"));
   json_decref(m);
   const char *code = "%echo hi\n%echo --st";
-  m = core_complete(code, strlen(code), strlen(code), &a, &b);
+  m = complete_code(code, strlen(code), strlen(code), &a, &b);
   ASSERT_EQ(json_array_size(m), 1);
   ASSERT(has_match(m, "--stderr"));
   ASSERT_EQ(a, 15);
   json_decref(m);
   code = "%input \\\n  --pa"; /* continuation: still %input's options */
-  m = core_complete(code, strlen(code), strlen(code), &a, &b);
+  m = complete_code(code, strlen(code), strlen(code), &a, &b);
   ASSERT(has_match(m, "--password"));
   json_decref(m);
   char dir[] = "/tmp/pk-comp-XXXXXX";
@@ -402,7 +402,7 @@ TEST_IMPL(kernel_complete) {
   snprintf(p, sizeof p, "%s/beta", dir);
   write_file(p, "x");
   snprintf(codebuf, sizeof codebuf, "%%cd %s/al", dir);
-  m = core_complete(codebuf, strlen(codebuf), strlen(codebuf), &a, &b);
+  m = complete_code(codebuf, strlen(codebuf), strlen(codebuf), &a, &b);
   ASSERT_EQ(json_array_size(m), 2);
   snprintf(p, sizeof p, "%s/alpha.txt", dir);
   ASSERT(has_match(m, p));
@@ -475,3 +475,4 @@ TEST_IMPL(kernel_main_errors) {
   ASSERT_EQ(run_bin("--bogus", NULL, out, sizeof out), 2);
   return 0;
 }
+
