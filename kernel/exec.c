@@ -17,6 +17,7 @@
 
 #include <openssl/evp.h>
 
+#include "lib/dynbuf.h"
 #include "exec.h"
 #include "log.h"
 #include "magic.h"
@@ -25,11 +26,13 @@
 
 #define PK_FLUSH_INTERVAL 0.1 /* seconds */
 #define PK_FLUSH_BYTES (64u << 10)
+/* A stream buffer is flushed once it holds PK_FLUSH_BYTES (its cap); a
+ * flush leaves at most the 3 bytes of an unfinished code point. */
+#define PK_STREAM_BUF_BYTES PK_FLUSH_BYTES
 #define PK_PROGRESS_IDS 64    /* progress bars tracked per cell */
 
 typedef struct stream_buf {
-  char *p;
-  size_t len, cap;
+  dynbuf buf;   /* bytes not yet published (capped at PK_STREAM_BUF_BYTES) */
   double since; /* st_now() of the oldest unflushed byte */
 } stream_buf;
 
@@ -55,11 +58,11 @@ static int on_stage_thread(const exec_state *e) {
 
 static void flush_stream(exec_state *e, int i, int final) {
   stream_buf *b = &e->out[i];
-  if (!b->len) return;
-  char *tmp = malloc(b->len * 3 + 1);
+  if (!b->buf.len) return;
+  char *tmp = malloc(b->buf.len * 3 + 1);
   if (!tmp) return;
   size_t used = 0;
-  size_t n = utf8_clean(b->p, b->len, final, tmp, &used);
+  size_t n = utf8_clean(b->buf.p, b->buf.len, final, tmp, &used);
   if (n) {
     json_t *text = json_stringn(tmp, n);
     if (text)
@@ -67,8 +70,13 @@ static void flush_stream(exec_state *e, int i, int final) {
                     json_pack("{s:s, s:o}", "name", i ? "stderr" : "stdout", "text", text));
   }
   free(tmp);
-  memmove(b->p, b->p + used, b->len - used);
-  b->len -= used;
+  /* utf8_clean leaves at most an unfinished code point (3 bytes) */
+  char tail[4];
+  size_t rest = b->buf.len - used;
+  if (rest > sizeof tail) rest = 0;
+  memcpy(tail, b->buf.p + used, rest);
+  dyn_reset(&b->buf);
+  dyn_add(&b->buf, tail, rest);
   b->since = st_now();
 }
 
@@ -80,27 +88,35 @@ static void flush_all(exec_state *e, int final) {
 static void flush_due(exec_state *e) {
   double now = st_now();
   for (int i = 0; i < 2; i++)
-    if (e->out[i].len && now - e->out[i].since >= PK_FLUSH_INTERVAL) flush_stream(e, i, 0);
+    if (e->out[i].buf.len && now - e->out[i].since >= PK_FLUSH_INTERVAL) flush_stream(e, i, 0);
 }
 
+/* A write goes into the stream's buffer in pieces that fit its cap; each
+ * full buffer is flushed, so a write of any size comes out in messages of
+ * about PK_FLUSH_BYTES. Bytes that find no memory are dropped. */
 static void k_write(st_ctx *c, int stream, const char *buf, size_t len) {
   exec_state *e = S(c);
   int i = stream == 2 ? 1 : 0;
-  if (e->out[1 - i].len) flush_stream(e, 1 - i, 0); /* keep stdout/stderr order */
+  if (e->out[1 - i].buf.len) flush_stream(e, 1 - i, 0); /* keep stdout/stderr order */
   stream_buf *b = &e->out[i];
-  if (b->len + len > b->cap) {
-    size_t nc = b->cap ? b->cap : 4096;
-    while (nc < b->len + len) nc *= 2;
-    char *np = realloc(b->p, nc);
-    if (!np) return;
-    b->p = np;
-    b->cap = nc;
+  int flushed = 0;
+  while (len) {
+    size_t room = b->buf.max - b->buf.len;
+    size_t take = len < room ? len : room;
+    if (!take) return; /* a flush found no memory */
+    if (!b->buf.len) b->since = st_now();
+    if (dyn_add(&b->buf, buf, take)) {
+      flush_stream(e, i, 0); /* out of memory: keep what is there, drop this */
+      return;
+    }
+    buf += take;
+    len -= take;
+    if (b->buf.len >= PK_FLUSH_BYTES) {
+      flush_stream(e, i, 0);
+      flushed = 1;
+    }
   }
-  if (!b->len) b->since = st_now();
-  memcpy(b->p + b->len, buf, len);
-  b->len += len;
-  if (b->len >= PK_FLUSH_BYTES) flush_stream(e, i, 0);
-  else flush_due(e);
+  if (!flushed) flush_due(e);
 }
 
 /* ---- displays ------------------------------------------------------------------ */
@@ -323,6 +339,8 @@ void exec_cell(const pk_chan *ch, const wire_msg *req, const char *code, size_t 
   e.req = req;
   e.allow_stdin = allow_stdin;
   e.payload = json_array();
+  dyn_init(&e.out[0].buf, PK_STREAM_BUF_BYTES);
+  dyn_init(&e.out[1].buf, PK_STREAM_BUF_BYTES);
   st_ctx c;
   memset(&c, 0, sizeof c);
   c.session = k->sess;
@@ -363,8 +381,8 @@ void exec_cell(const pk_chan *ch, const wire_msg *req, const char *code, size_t 
   out->result = rc ? NULL : e.result;
   if (rc) free(e.result);
   out->payload = e.payload;
-  free(e.out[0].p);
-  free(e.out[1].p);
+  dyn_free(&e.out[0].buf);
+  dyn_free(&e.out[1].buf);
 }
 
 void exec_result_free(pk_cell_result *r) {

@@ -26,4 +26,6 @@
   XX(kernel_table_history, 10)                                                 \
   XX(kernel_table_comms, 10)                                                   \
   XX(kernel_table_shutdown, 10)                                                \
-  XX(kernel_table_stdin, 10)
+  XX(kernel_table_stdin, 10)                                                   \
+  XX(kernel_table_stream_pieces, 10)                                           \
+  XX(magic_split_cap, 10)

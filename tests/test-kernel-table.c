@@ -444,3 +444,33 @@ TEST_IMPL(kernel_table_stdin) {
   return 0;
 }
 
+/* A write of any size comes out whole, in stream messages of at most the
+ * flush size (64 KiB, plus an unfinished code point), in order. */
+TEST_IMPL(kernel_table_stream_pieces) {
+  pk_kernel k;
+  memtransport mt;
+  kernel_init(&k, &mt);
+  size_t n = 300000; /* one %echo, one write */
+  char *code = malloc(n + 16);
+  ASSERT(code);
+  memcpy(code, "%echo ", 6);
+  for (size_t i = 0; i < n; i++) code[6 + i] = i % 3 == 2 ? 'x' : (i % 3 ? '\xa9' : '\xc3');
+  code[6 + n] = 0;
+  const char *id = execute(&mt, &k, code, NULL);
+  ASSERT_STR_EQ(reply_status_of(&mt, id), "ok");
+  size_t got = 0, msgs = 0;
+  for (int i = mt_find(&mt, 0, CONN_IOPUB, "stream", id); i >= 0;
+       i = mt_find(&mt, (size_t)i + 1, CONN_IOPUB, "stream", id)) {
+    json_t *text = json_object_get(mt.out[i].m.content, "text");
+    size_t len = json_string_length(text);
+    ASSERT(len <= (64u << 10) + 3);
+    ASSERT(memcmp(json_string_value(text), code + 6 + got, len < n - got ? len : n - got) == 0);
+    got += len;
+    msgs++;
+  }
+  ASSERT_EQ(got, n + 1); /* and the newline */
+  ASSERT(msgs >= 4);
+  free(code);
+  kernel_done(&k, &mt);
+  return 0;
+}

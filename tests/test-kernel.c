@@ -1,7 +1,7 @@
 /*
  * test-kernel.c -- the kernel's wire layer (signing, verification, malformed
  * and oversized messages), UTF-8 at the boundary, cursor offsets, the
- * connection file and completion.
+ * connection file, completion, and the cap on a line's expanded words.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +12,7 @@
 
 #include "../kernel/complete.h"
 #include "../kernel/conn.h"
+#include "../kernel/magic.h"
 #include "../kernel/utf8.h"
 #include "../kernel/wire.h"
 #include "lib/limits.h"
@@ -476,3 +477,28 @@ TEST_IMPL(kernel_main_errors) {
   return 0;
 }
 
+/* A line's words, expanded, are capped at the cell limit: $BIG four times
+ * fits, a fifth time is refused, not allocated. */
+static const char *big_var(void *ud, const char *name) {
+  return strcmp(name, "BIG") == 0 ? ud : NULL;
+}
+
+TEST_IMPL(magic_split_cap) {
+  size_t n = PK_LIMIT_CELL_BYTES / 5;
+  char *big = malloc(n + 1);
+  ASSERT(big);
+  memset(big, 'b', n);
+  big[n] = 0;
+  int argc;
+  char **argv;
+  st_error e;
+  st_error_clear(&e);
+  ASSERT_EQ(mg_split("echo $BIG $BIG ${BIG}$BIG", big_var, big, &argc, &argv, &e), 0);
+  ASSERT_EQ(argc, 4);
+  ASSERT_EQ(strlen(argv[3]), 2 * n);
+  free(argv);
+  ASSERT_EQ(mg_split("echo $BIG $BIG ${BIG}$BIG$BIG", big_var, big, &argc, &argv, &e), ST_E2BIG);
+  ASSERT_CONTAINS(e.text, "words expand to more than 1048576 bytes");
+  free(big);
+  return 0;
+}
