@@ -296,7 +296,16 @@ static void *make_socket(zsrv *z, int type, int channel, char *why, size_t cap) 
   int64_t maxsz = (int64_t)PK_LIMIT_MSG_BYTES;
   int linger = PK_LINGER_MS;
   zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
-  if (type == ZMQ_ROUTER) zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxsz, sizeof maxsz);
+  if (type == ZMQ_ROUTER) {
+    zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxsz, sizeof maxsz);
+    /* A connection whose routing identity is already in use takes it over.
+     * jupyter_client's clients of one KernelManager share an identity (the
+     * session id): a new client that connects before the kernel has seen
+     * the old one close would otherwise be ignored by libzmq for as long as
+     * it stays connected, all its requests unanswered. */
+    int one = 1;
+    zmq_setsockopt(s, ZMQ_ROUTER_HANDOVER, &one, sizeof one);
+  }
   if (type == ZMQ_REP) {
     int64_t hbmax = 1 << 16;
     zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &hbmax, sizeof hbmax);

@@ -255,3 +255,44 @@ def test_frames_adding_up_over_the_limit_are_dropped(owned):
         kc.stop_channels()
     finally:
         s.close()
+
+
+def test_new_client_with_the_same_identity_is_served(owned):
+    """jupyter_client's clients of one KernelManager share a routing identity
+    (the session id). A new client whose connection reaches the kernel before
+    the old one's close was seen must be served all the same: the newest
+    connection of an identity takes it over (ZMQ_ROUTER_HANDOVER). Without
+    that, libzmq ignores the duplicate for as long as it stays connected."""
+    km, _ = owned
+    session = Session(key=km.session.key, signature_scheme="hmac-sha256")
+    ctx = zmq.Context.instance()
+
+    def dealer():
+        d = ctx.socket(zmq.DEALER)
+        d.linger = 0
+        d.identity = b"one-identity"
+        d.connect(f"{km.transport}://{km.ip}:{km.shell_port}")
+        return d
+
+    def served_on(d):
+        m = session.msg("kernel_info_request", {})
+        session.send(d, m)
+        while d.poll(10 * 1000):  # served at once, or never
+            _, parts = session.feed_identities(d.recv_multipart())
+            r = session.deserialize(parts)
+            if r["parent_header"]["msg_id"] == m["header"]["msg_id"]:
+                return r["content"]["status"] == "ok"
+        return False
+
+    first = dealer()
+    try:
+        assert served_on(first)
+        second = dealer()  # the first is still connected
+        try:
+            assert served_on(second)
+            first.close()
+            assert served_on(second)
+        finally:
+            second.close()
+    finally:
+        first.close()
