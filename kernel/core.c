@@ -229,6 +229,40 @@ static void h_execute(const pk_chan *ch, wire_msg *req, pk_req_state *st) {
 #endif
 }
 
+/* A request over PK_LIMIT_MSG_BYTES, of which wire_parse read only the
+ * header: its reply is an error naming the size and the limit. An execute's
+ * error also goes to IOPub, where a notebook shows it under the cell, and
+ * aborts the queued executes as stop_on_error (the default; the request's
+ * own content was not read) asks. The count does not move: nothing ran. */
+static void h_oversize(const pk_chan *ch, wire_msg *req, pk_req_state *st) {
+  pk_cell_result r;
+  memset(&r, 0, sizeof r);
+  st_error_clear(&r.err);
+  r.rc = st_error_set(&r.err, ST_E2BIG, "message", -1, "request is %zu bytes; the limit is %u",
+                      req->oversize, (unsigned)PK_LIMIT_MSG_BYTES);
+  json_t *e = error_content(&r);
+  int exec = strcmp(req->msg_type, "execute_request") == 0;
+  if (exec) {
+    reply_publish(ch, "error", req->header, json_deep_copy(e));
+    json_object_set_new(e, "execution_count", json_integer(ch->k->exec_count));
+    json_object_set_new(e, "payload", json_array());
+    json_object_set_new(e, "user_expressions", json_object());
+  }
+  json_object_set_new(e, "status", json_string("error"));
+  size_t tl = strlen(req->msg_type);
+  if (tl > 8 && strcmp(req->msg_type + tl - 8, "_request") == 0) {
+    char type[160];
+    snprintf(type, sizeof type, "%.*s_reply", (int)(tl - 8 < 140 ? tl - 8 : 140), req->msg_type);
+    reply_to(ch, req, type, e);
+  } else {
+    json_decref(e);
+  }
+  if (exec && ch->channel == CONN_SHELL) {
+    st->abort_queue = 1;
+    collect_queued(ch, st);
+  }
+}
+
 static void h_complete(const pk_chan *ch, wire_msg *req, pk_req_state *st) {
   (void)st;
   json_t *jcode = json_object_get(req->content, "code");
@@ -389,7 +423,9 @@ static void dispatch_one(const pk_chan *ch, wire_msg *req, pk_req_state *st) {
   size_t i = 0;
   for (; i < sizeof handlers / sizeof handlers[0]; i++)
     if (strcmp(handlers[i].type, req->msg_type) == 0) break;
-  if (i == sizeof handlers / sizeof handlers[0])
+  if (req->oversize)
+    h_oversize(ch, req, st);
+  else if (i == sizeof handlers / sizeof handlers[0])
     pk_log(ch->k->tr, "%s: unknown message type '%.64s': ignored", ch->channel == CONN_CONTROL ? "control" : "shell",
            req->msg_type);
   else if (!(handlers[i].where & here))

@@ -102,12 +102,14 @@ static int zs_publish(pk_transport *t, int origin, const wire_buf *f, size_t n) 
   return send_frames(origin == CONN_CONTROL ? s->push_ctrl : s->push_main, f, n);
 }
 
-/* libzmq refuses a frame over ZMQ_MAXMSGSIZE (PK_LIMIT_MSG_BYTES) before
- * allocating it and closes that connection. It has no bound on the frames of
- * one message, and queues a message whole before zmq_msg_recv sees it; here
- * the frames are counted and summed as they are taken, and once a limit is
- * passed the frames taken so far are released at once and the rest one by
- * one, then the message is logged and dropped. */
+/* libzmq refuses a frame over ZMQ_MAXMSGSIZE (frame_limit()) before
+ * allocating it and closes that connection: such a request can get no
+ * answer. Everything under it is read: libzmq queues a message whole before
+ * zmq_msg_recv sees it, so holding its frames costs nothing more. Past
+ * PK_LIMIT_MSG_FRAMES frames the ones taken are released at once and the
+ * rest one by one, and the message is dropped; over PK_LIMIT_MSG_BYTES,
+ * wire_parse verifies it without reading its content, and the message table
+ * answers it with an error (out->oversize). */
 static int srv_recv(zsrv *s, void *sock, int flags, const char *chan_name, wire_msg *out) {
   zmq_msg_t parts[PK_LIMIT_MSG_FRAMES];
   size_t n = 0, dropped = 0, total = 0;
@@ -126,7 +128,7 @@ static int srv_recv(zsrv *s, void *sock, int flags, const char *chan_name, wire_
     }
     more = zmq_msg_more(&m);
     total += zmq_msg_size(&m);
-    if (!dropped && n < PK_LIMIT_MSG_FRAMES && total <= PK_LIMIT_MSG_BYTES) {
+    if (!dropped && n < PK_LIMIT_MSG_FRAMES) {
       parts[n++] = m;
     } else {
       zmq_msg_close(&m);
@@ -137,11 +139,8 @@ static int srv_recv(zsrv *s, void *sock, int flags, const char *chan_name, wire_
   }
   char why[512];
   if (dropped) {
-    if (total > PK_LIMIT_MSG_BYTES)
-      snprintf(why, sizeof why, "%zu bytes in %zu frames; the limit is %u bytes", total, dropped,
-               (unsigned)PK_LIMIT_MSG_BYTES);
-    else
-      snprintf(why, sizeof why, "%zu frames; the limit is %d", dropped, PK_LIMIT_MSG_FRAMES);
+    snprintf(why, sizeof why, "%zu frames (%zu bytes); the limit is %d frames", dropped, total,
+             PK_LIMIT_MSG_FRAMES);
     rc = -1;
   } else {
     wire_frame fr[PK_LIMIT_MSG_FRAMES];
@@ -149,6 +148,10 @@ static int srv_recv(zsrv *s, void *sock, int flags, const char *chan_name, wire_
     rc = wire_parse(fr, n, &s->k->key, out, why, sizeof why);
   }
   for (size_t i = 0; i < n; i++) zmq_msg_close(&parts[i]);
+  if (rc == WIRE_OVERSIZE) {
+    pk_log(&s->tr, "%s: %s of %s: answered with a LimitError", chan_name, out->msg_type, why);
+    return 0;
+  }
   if (rc) {
     pk_log(&s->tr, "%s: dropped a message: %s", chan_name, why);
     return 1;
@@ -287,13 +290,26 @@ static void *signal_thread(void *arg) {
 
 /* ---- sockets ------------------------------------------------------------------ */
 
+/* The largest frame libzmq reads on shell, control and stdin: what memory
+ * allows, 16 times PK_LIMIT_MSG_BYTES (1 GiB) or a quarter of the
+ * machine's memory when that is less, and never under PK_LIMIT_MSG_BYTES.
+ * Messages between PK_LIMIT_MSG_BYTES and this are read, refused and
+ * answered with an error; a frame over it closes the connection unread. */
+static int64_t frame_limit(void) {
+  int64_t lim = (int64_t)PK_LIMIT_MSG_BYTES * 16;
+  long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  if (pages > 0 && page > 0 && (int64_t)pages / 4 < lim / page) lim = (int64_t)pages / 4 * page;
+  if (lim < (int64_t)PK_LIMIT_MSG_BYTES) lim = (int64_t)PK_LIMIT_MSG_BYTES;
+  return lim;
+}
+
 static void *make_socket(zsrv *z, int type, int channel, char *why, size_t cap) {
   void *s = zmq_socket(z->zctx, type);
   if (!s) {
     snprintf(why, cap, "zmq_socket: %s", zmq_strerror(errno));
     return NULL;
   }
-  int64_t maxsz = (int64_t)PK_LIMIT_MSG_BYTES;
+  int64_t maxsz = frame_limit();
   int linger = PK_LINGER_MS;
   zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
   if (type == ZMQ_ROUTER) {
@@ -350,9 +366,9 @@ static void shell_monitor_read(zsrv *s, void *mon) {
     if (zmq_msg_size(&ev) >= 2) memcpy(&id, zmq_msg_data(&ev), 2);
     if (id == ZMQ_EVENT_DISCONNECTED)
       pk_log(&s->tr, "shell: a client connection on %.*s closed (the client went away, or it sent a "
-             "frame over %u bytes, which is refused unread and gets no reply)",
+             "frame over %lld bytes, which is refused unread and gets no reply)",
              (int)zmq_msg_size(&addr), (const char *)zmq_msg_data(&addr),
-             (unsigned)PK_LIMIT_MSG_BYTES);
+             (long long)frame_limit());
     zmq_msg_close(&addr);
     zmq_msg_close(&ev);
   }

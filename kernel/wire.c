@@ -95,10 +95,7 @@ int wire_parse(const wire_frame *frames, size_t n, const wire_key *k, wire_msg *
         memcmp(frames[i].p, WIRE_DELIM, sizeof WIRE_DELIM - 1) == 0)
       d = i;
   }
-  if (total > PK_LIMIT_MSG_BYTES) {
-    snprintf(why, cap, "%zu bytes; the limit is %u", total, (unsigned)PK_LIMIT_MSG_BYTES);
-    return -1;
-  }
+  int over = total > PK_LIMIT_MSG_BYTES;
   if (d == n) {
     snprintf(why, cap, "no \"" WIRE_DELIM "\" delimiter frame");
     return -1;
@@ -128,8 +125,19 @@ int wire_parse(const wire_frame *frames, size_t n, const wire_key *k, wire_msg *
   static const char *const names[4] = {"header", "parent_header", "metadata", "content"};
   json_t *obj[4] = {NULL, NULL, NULL, NULL};
   int rc = 0;
-  for (int i = 0; i < 4 && !rc; i++)
-    if (!(obj[i] = load_object(&parts[i], names[i], why, cap))) rc = -1;
+  /* Over the limit: only the header and parent are read (when they are
+   * small), so that the request can be answered. */
+  for (int i = 0; over && i < 2; i++)
+    if (parts[i].len > PK_LIMIT_CELL_BYTES) {
+      snprintf(why, cap, "%zu bytes; the limit is %u (and the %s frame is %zu bytes)", total,
+               (unsigned)PK_LIMIT_MSG_BYTES, names[i], parts[i].len);
+      return -1;
+    }
+  for (int i = 0; i < 4 && !rc; i++) {
+    if (over && i >= 2) obj[i] = json_object();
+    else obj[i] = load_object(&parts[i], names[i], why, cap);
+    if (!obj[i]) rc = -1;
+  }
   json_t *mt = rc ? NULL : json_object_get(obj[0], "msg_type");
   json_t *mid = rc ? NULL : json_object_get(obj[0], "msg_id");
   if (!rc && (!json_is_string(mt) || !json_string_length(mt))) {
@@ -168,6 +176,11 @@ int wire_parse(const wire_frame *frames, size_t n, const wire_key *k, wire_msg *
   }
   out->msg_type = json_string_value(mt);
   out->msg_id = json_string_value(mid);
+  if (over) {
+    out->oversize = total;
+    snprintf(why, cap, "%zu bytes; the limit is %u", total, (unsigned)PK_LIMIT_MSG_BYTES);
+    return WIRE_OVERSIZE;
+  }
   return 0;
 }
 

@@ -28,4 +28,5 @@
   XX(kernel_table_shutdown, 10)                                                \
   XX(kernel_table_stdin, 10)                                                   \
   XX(kernel_table_stream_pieces, 10)                                           \
-  XX(magic_split_cap, 10)
+  XX(magic_split_cap, 10)                                                      \
+  XX(kernel_table_oversize, 20)

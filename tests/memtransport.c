@@ -28,7 +28,8 @@ static int keep(memtransport *mt, int channel, int origin, const wire_buf *f, si
   wire_msg m;
   char why[256];
   pthread_mutex_lock(&mt->mu);
-  if (wire_parse(fr, n, &mt->key, &m, why, sizeof why) != 0) {
+  if (wire_parse(fr, n, &mt->key, &m, why, sizeof why) != 0) { /* also WIRE_OVERSIZE */
+    if (m.header) wire_msg_free(&m);
     fprintf(stderr, "memtransport: the kernel sent a message that does not verify: %s\n", why);
     mt->bad_out++;
   } else {
@@ -97,6 +98,7 @@ static int mt_recv(pk_transport *t, int channel, int timeout_ms, wire_msg *out) 
   char why[256];
   int rc = wire_parse(fr, n, &mt->key, out, why, sizeof why);
   free_in(in);
+  if (rc == WIRE_OVERSIZE) return 0; /* the table answers it */
   if (rc) {
     char line[400];
     snprintf(line, sizeof line, "%s: dropped a message: %s", chan_name(channel), why);
@@ -169,6 +171,16 @@ const char *mt_request_at(memtransport *mt, int channel, long at_ms, const char 
 
 const char *mt_request(memtransport *mt, int channel, const char *msg_type, json_t *content) {
   return mt_request_at(mt, channel, mt->now, msg_type, NULL, content);
+}
+
+void mt_pad(memtransport *mt, int channel, size_t bytes) {
+  ASSERT(mt->n_in[channel] > mt->head_in[channel]);
+  mt_in *in = &mt->in[channel][mt->n_in[channel] - 1];
+  in->frames = realloc(in->frames, (in->n + 1) * sizeof *in->frames);
+  ASSERT(in->frames);
+  in->frames[in->n].p = calloc(1, bytes ? bytes : 1);
+  ASSERT(in->frames[in->n].p);
+  in->frames[in->n++].len = bytes;
 }
 
 int mt_serve(memtransport *mt, pk_kernel *k, int channel) {

@@ -67,6 +67,10 @@ const char *mt_request(memtransport *mt, int channel, const char *msg_type, json
 const char *mt_request_at(memtransport *mt, int channel, long at_ms, const char *msg_type,
                           json_t *parent, json_t *content);
 
+/* Adds a buffer frame of `bytes` zero bytes to the request queued last on
+ * channel (buffers are not signed): it stays valid, and grows. */
+void mt_pad(memtransport *mt, int channel, size_t bytes);
+
 /* Serves the queued requests of channel as the server does: receives each
  * (waiting for those not yet arrived) and dispatches it. Returns how many
  * were dispatched. */

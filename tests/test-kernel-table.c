@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "../kernel/core.h"
+#include "lib/limits.h"
 #include "lib/session.h"
 #include "memtransport.h"
 #include "task.h"
@@ -471,6 +472,43 @@ TEST_IMPL(kernel_table_stream_pieces) {
   ASSERT_EQ(got, n + 1); /* and the newline */
   ASSERT(msgs >= 4);
   free(code);
+  kernel_done(&k, &mt);
+  return 0;
+}
+
+/* A request over PK_LIMIT_MSG_BYTES is answered, not dropped: an error reply
+ * naming its size and the limit (with busy/idle; an execute's error also on
+ * IOPub, and the executes queued behind it aborted). */
+TEST_IMPL(kernel_table_oversize) {
+  pk_kernel k;
+  memtransport mt;
+  kernel_init(&k, &mt);
+  const char *big = mt_request(&mt, CONN_SHELL, "execute_request",
+                               json_pack("{s:s}", "code", "%set RAN=1"));
+  mt_pad(&mt, CONN_SHELL, PK_LIMIT_MSG_BYTES);
+  const char *next = mt_request(&mt, CONN_SHELL, "execute_request",
+                                json_pack("{s:s}", "code", "%set RAN=2"));
+  const char *info = mt_request(&mt, CONN_SHELL, "kernel_info_request", NULL);
+  mt_pad(&mt, CONN_SHELL, PK_LIMIT_MSG_BYTES);
+  const char *comm = mt_request(&mt, CONN_SHELL, "comm_msg", NULL);
+  mt_pad(&mt, CONN_SHELL, PK_LIMIT_MSG_BYTES);
+  ASSERT_EQ(mt_serve(&mt, &k, CONN_SHELL), 1); /* the rest went with the abort */
+  ASSERT_STR_EQ(mt_seq(&mt, big), "busy error shell:execute_reply idle");
+  json_t *r = content_of(&mt, big);
+  ASSERT_STR_EQ(json_string_value(json_object_get(r, "status")), "error");
+  ASSERT_STR_EQ(json_string_value(json_object_get(r, "ename")), "LimitError");
+  ASSERT_CONTAINS(json_string_value(json_object_get(r, "evalue")), "message: request is ");
+  ASSERT_CONTAINS(json_string_value(json_object_get(r, "evalue")), " bytes; the limit is 67108864");
+  ASSERT_EQ(json_integer_value(json_object_get(r, "execution_count")), 0);
+  int i = mt_find(&mt, 0, CONN_IOPUB, "error", big);
+  ASSERT_STR_EQ(json_string_value(json_object_get(mt.out[i].m.content, "evalue")),
+                json_string_value(json_object_get(r, "evalue")));
+  ASSERT_STR_EQ(reply_status_of(&mt, next), "aborted");
+  ASSERT(ss_session_get(k.sess, "RAN") == NULL); /* neither ran */
+  ASSERT_STR_EQ(mt_seq(&mt, info), "busy shell:kernel_info_reply idle");
+  ASSERT_STR_EQ(reply_status_of(&mt, info), "error");
+  ASSERT_STR_EQ(mt_seq(&mt, comm), "busy idle"); /* no reply to give */
+  ASSERT_EQ(k.exec_count, 0);
   kernel_done(&k, &mt);
   return 0;
 }

@@ -151,11 +151,41 @@ TEST_IMPL(wire_oversized) {
   ASSERT_CONTAINS(why, "frames; the limit");
   ASSERT_EQ(wire_parse(f, PK_LIMIT_MSG_FRAMES, &KEY, &m, why, sizeof why), 0); /* at the limit */
   wire_msg_free(&m);
-  /* bytes: the total is checked before any frame is read */
+  /* bytes: a message over the limit whose signature matches is not read
+   * further (a buffer frame is not even touched: it is not signed), and
+   * comes back with its identities, header and parent, to be answered */
   n = make_frames(f, SIG);
   f[7] = (wire_frame){"", (size_t)PK_LIMIT_MSG_BYTES};
+  ASSERT_EQ(wire_parse(f, n, &KEY, &m, why, sizeof why), WIRE_OVERSIZE);
+  ASSERT_CONTAINS(why, "bytes; the limit is 67108864");
+  ASSERT_EQ(m.oversize, (size_t)PK_LIMIT_MSG_BYTES + 8 + 9 + 64 + strlen(HDR) + 6);
+  ASSERT_STR_EQ(m.msg_type, "kernel_info_request");
+  ASSERT_EQ(m.n_idents, 1);
+  ASSERT(json_is_object(m.content) && json_object_size(m.content) == 0);
+  wire_msg_free(&m);
+  /* ... but only when it is signed */
+  char bad[65];
+  memset(bad, '0', 64);
+  bad[64] = 0;
+  f[2] = (wire_frame){bad, 64};
   ASSERT_EQ(wire_parse(f, n, &KEY, &m, why, sizeof why), -1);
-  ASSERT_CONTAINS(why, "bytes; the limit");
+  ASSERT_CONTAINS(why, "signature does not match");
+  /* ... and its header is small enough to read */
+  size_t big = PK_LIMIT_CELL_BYTES + 1;
+  char *hdr = malloc(big);
+  ASSERT(hdr);
+  memset(hdr, ' ', big);
+  memcpy(hdr, HDR, strlen(HDR));
+  f[3] = (wire_frame){hdr, big};
+  char sig[129];
+  ASSERT_EQ(wire_sign(&KEY, &f[3], sig, sizeof sig), 64);
+  f[2] = (wire_frame){sig, 64};
+  ASSERT_EQ(wire_parse(f, n, &KEY, &m, why, sizeof why), -1);
+  ASSERT_CONTAINS(why, "the header frame is 1048577 bytes");
+  f[7] = (wire_frame){"\x00\x01", 2}; /* under the limit, the same header is fine */
+  ASSERT_EQ(wire_parse(f, n, &KEY, &m, why, sizeof why), 0);
+  wire_msg_free(&m);
+  free(hdr);
   return 0;
 }
 
