@@ -23,7 +23,11 @@ static int send_msg(const pk_chan *ch, int publish, int channel, const wire_buf 
     pk_log(k->tr, "cannot build a %s message (out of memory or invalid text)", msg_type);
   } else if ((publish ? k->tr->publish(k->tr, ch->channel, f, n)
                       : k->tr->send(k->tr, channel, f, n)) != 0) {
-    pk_log(k->tr, "cannot send %s: %s", msg_type, strerror(errno));
+    if (errno == EAGAIN)
+      pk_log(k->tr, "%s: dropped a %s: its client left too many replies unread for too long",
+             conn_channel_name(channel), msg_type);
+    else if (errno != EHOSTUNREACH) /* the client is gone: nobody to tell */
+      pk_log(k->tr, "cannot send %s: %s", msg_type, strerror(errno));
   } else {
     rc = 0;
     if (msg_id)

@@ -43,6 +43,11 @@
 #define PK_SHUTDOWN_GRACE_MS 900 /* exit anyway after this (clients wait 2.5 s) */
 #endif
 #define PK_LINGER_MS 500
+/* Replies a client may leave unread on shell, control or stdin before the
+ * kernel waits for it (libzmq's default, 1,000, dropped them silently) */
+#define PK_REPLY_QUEUE 100000
+/* ... and how long it waits for room, then drops that one reply */
+#define PK_REPLY_WAIT_MS 10000
 #define PK_IOPUB_INPROC "inproc://iopub"
 #define PK_IOPUB_STOP "\x01stop" /* one-frame message: the iopub thread drains and ends */
 
@@ -321,6 +326,15 @@ static void *make_socket(zsrv *z, int type, int channel, char *why, size_t cap) 
      * it stays connected, all its requests unanswered. */
     int one = 1;
     zmq_setsockopt(s, ZMQ_ROUTER_HANDOVER, &one, sizeof one);
+    /* A reply is never dropped while its client is connected: up to
+     * PK_REPLY_QUEUE replies wait for it, then a send waits (the kernel
+     * reads no more requests meanwhile) up to PK_REPLY_WAIT_MS for room and
+     * fails with EAGAIN. A reply to a client that is gone fails at once
+     * with EHOSTUNREACH (ROUTER_MANDATORY), instead of vanishing. */
+    int hwm = PK_REPLY_QUEUE, wait = PK_REPLY_WAIT_MS;
+    zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(s, ZMQ_SNDTIMEO, &wait, sizeof wait);
+    zmq_setsockopt(s, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
   }
   if (type == ZMQ_REP) {
     int64_t hbmax = 1 << 16;

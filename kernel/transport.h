@@ -27,7 +27,9 @@ typedef struct pk_transport pk_transport;
 struct pk_transport {
   /* Sends one message, its routing identities first (wire_build's frames),
    * on CONN_SHELL, CONN_CONTROL or CONN_STDIN. The frames are borrowed.
-   * Returns 0, or -1 with errno set. */
+   * Returns 0, or -1 with errno set: EHOSTUNREACH when no client of those
+   * identities is connected, EAGAIN when it left too many messages unread
+   * for too long (the transport's bound). */
   int (*send)(pk_transport *t, int channel, const wire_buf *frames, size_t n);
   /* Publishes one message, its topic first, on IOPub. origin is the channel
    * whose thread publishes (CONN_SHELL for the main thread and its cells,

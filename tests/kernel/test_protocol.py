@@ -465,3 +465,33 @@ def test_connection_file_errors(tmp_path, pk_bin):
     p = subprocess.run([str(pk_bin), "-f", str(tmp_path / "missing.json")], capture_output=True,
                        text=True, timeout=WAIT)
     assert p.returncode == 2 and "missing.json" in p.stderr
+
+
+@pytest.mark.parametrize("channel", ["shell", "control"])
+def test_burst_of_requests_loses_no_reply(pk, channel):
+    """10,000 kernel_info_requests sent before reading a reply: every one is
+    answered. (The ROUTER's default send high-water mark of 1,000 dropped
+    replies silently once the client's queues were full.)"""
+    km, kc = pk
+    n = 10000
+    session = Session(key=km.session.key, signature_scheme="hmac-sha256")
+    ctx = zmq.Context.instance()
+    s = ctx.socket(zmq.DEALER)
+    s.linger = 0
+    s.connect(f"{km.transport}://{km.ip}:{getattr(km, channel + '_port')}")
+    try:
+        ids = set()
+        for _ in range(n):
+            m = session.msg("kernel_info_request", {})
+            ids.add(m["header"]["msg_id"])
+            session.send(s, m)
+        got = 0
+        while got < n and s.poll(WAIT * 1000 if got == 0 else 5000):
+            _, parts = session.feed_identities(s.recv_multipart())
+            reply = session.deserialize(parts, content=False)
+            ids.discard(reply["parent_header"]["msg_id"])
+            got += 1
+        print(f"\n{channel}: {got} replies to {n} requests")
+        assert got == n and not ids
+    finally:
+        s.close()
