@@ -27,6 +27,12 @@
 #define ON_SHELL 1u
 #define ON_CONTROL 2u
 #define PK_CELL_ECHO_BYTES 4096  /* of a cell over PK_LIMIT_CELL_BYTES: echoed and kept */
+/* stop_on_error's grace window: how long after a failed execute's reply an
+ * execute that was sent before that reply (by its header's date) is still
+ * aborted, for requests already on their way when the cell failed (a
+ * notebook's "Run All" over a network). ipykernel's stop_on_error_timeout
+ * is the precedent. */
+#define PK_ABORT_GRACE_MS 500
 
 /* ---- helpers ------------------------------------------------------------------ */
 
@@ -46,6 +52,7 @@ static size_t cursor_bytes(json_t *c, const char *code, size_t len) {
 
 typedef struct pk_req_state {
   int abort_queue; /* a failed execute asked to abort the queued ones */
+  int grace;       /* ... and to open the grace window once its reply is out */
   int shutdown;    /* a shutdown_request was answered */
   wire_msg *queued; /* shell requests queued when the execute failed */
   size_t nq, capq;
@@ -151,6 +158,22 @@ static json_t *error_content(const pk_cell_result *r) {
   return c;
 }
 
+/* Sends a reply (steals content); when an execute failed with
+ * stop_on_error (st->grace), opens the grace window from the moment the
+ * reply went out. */
+static void reply_opening(const pk_chan *ch, const wire_msg *req, const char *type,
+                          json_t *content, pk_req_state *st) {
+  pk_kernel *k = ch->k;
+  reply_sent sent;
+  long long us;
+  if (reply_send(ch, ch->channel, req->idents, req->n_idents, type, req->header, content,
+                 &sent) == 0 &&
+      st->grace && wire_date_us(sent.date, &us) == 0) {
+    k->abort_until_ms = k->tr->now_ms(k->tr) + PK_ABORT_GRACE_MS;
+    k->abort_before_us = us;
+  }
+}
+
 static void h_execute(const pk_chan *ch, wire_msg *req, pk_req_state *st) {
   pk_kernel *k = ch->k;
   if (ch->channel != CONN_SHELL) {
@@ -210,14 +233,14 @@ static void h_execute(const pk_chan *ch, wire_msg *req, pk_req_state *st) {
     json_object_set_new(e, "user_expressions", json_object());
     reply = e;
     if (stop_on_error && !silent && ch->channel == CONN_SHELL) {
-      st->abort_queue = 1;
+      st->abort_queue = st->grace = 1;
       collect_queued(ch, st);
     }
   } else {
     reply = json_pack("{s:s, s:i, s:O, s:{}}", "status", "ok", "execution_count", count,
                       "payload", r.payload, "user_expressions");
   }
-  reply_to(ch, req, "execute_reply", reply);
+  reply_opening(ch, req, "execute_reply", reply, st);
   exec_result_free(&r);
 #ifdef __GLIBC__
   /* Stages free big buffers (read blocks, images, tables) that glibc placed
@@ -253,13 +276,13 @@ static void h_oversize(const pk_chan *ch, wire_msg *req, pk_req_state *st) {
   if (tl > 8 && strcmp(req->msg_type + tl - 8, "_request") == 0) {
     char type[160];
     snprintf(type, sizeof type, "%.*s_reply", (int)(tl - 8 < 140 ? tl - 8 : 140), req->msg_type);
-    reply_to(ch, req, type, e);
+    if (exec && ch->channel == CONN_SHELL) {
+      st->abort_queue = st->grace = 1;
+      collect_queued(ch, st);
+    }
+    reply_opening(ch, req, type, e, st);
   } else {
     json_decref(e);
-  }
-  if (exec && ch->channel == CONN_SHELL) {
-    st->abort_queue = 1;
-    collect_queued(ch, st);
   }
 }
 
@@ -438,15 +461,32 @@ static void dispatch_one(const pk_chan *ch, wire_msg *req, pk_req_state *st) {
 
 /* After a failed execute with stop_on_error: answer the executes already
  * queued on shell with "aborted"; serve everything else normally. */
+/* busy, execute_reply "aborted", idle. */
+static void abort_one(const pk_chan *ch, const wire_msg *m) {
+  reply_status(ch, m->header, "busy");
+  reply_to(ch, m, "execute_reply",
+           json_pack("{s:s, s:i}", "status", "aborted", "execution_count", ch->k->exec_count));
+  reply_status(ch, m->header, "idle");
+}
+
+/* An execute that arrives within the grace window of a failed one and was
+ * sent before that one's reply (or carries no date to tell). */
+static int in_grace(const pk_chan *ch, const wire_msg *req) {
+  pk_kernel *k = ch->k;
+  if (ch->channel != CONN_SHELL || strcmp(req->msg_type, "execute_request") != 0 ||
+      k->tr->now_ms(k->tr) >= k->abort_until_ms)
+    return 0;
+  long long us;
+  const char *date = json_string_value(json_object_get(req->header, "date"));
+  return wire_date_us(date, &us) != 0 || us < k->abort_before_us;
+}
+
 static void abort_queued(const pk_chan *ch, pk_req_state *q) {
   pk_kernel *k = ch->k;
   for (size_t i = 0; i < q->nq; i++) {
     wire_msg m = q->queued[i];
     if (strcmp(m.msg_type, "execute_request") == 0) {
-      reply_status(ch, m.header, "busy");
-      reply_to(ch, &m, "execute_reply",
-                 json_pack("{s:s, s:i}", "status", "aborted", "execution_count", k->exec_count));
-      reply_status(ch, m.header, "idle");
+      abort_one(ch, &m);
     } else {
       pk_req_state st = {0};
       dispatch_one(ch, &m, &st);
@@ -461,6 +501,10 @@ static void abort_queued(const pk_chan *ch, pk_req_state *q) {
 }
 
 void core_dispatch(const pk_chan *ch, wire_msg *req) {
+  if (in_grace(ch, req)) {
+    abort_one(ch, req);
+    return;
+  }
   pk_req_state st = {0};
   dispatch_one(ch, req, &st);
   if (st.shutdown) {

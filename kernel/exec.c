@@ -284,12 +284,12 @@ static int k_input(st_ctx *c, const char *prompt, int password, char **out, st_e
       wire_msg_free(&m);
     }
   }
-  char msg_id[64];
+  reply_sent sent;
   json_t *content = json_pack("{s:o, s:b}", "prompt", utf8_json(prompt, strlen(prompt)),
                               "password", password);
   int rc = 0;
   if (reply_send(e->ch, CONN_STDIN, e->req->idents, e->req->n_idents, "input_request",
-                 e->req->header, content, msg_id, sizeof msg_id) != 0)
+                 e->req->header, content, &sent) != 0)
     rc = st_error_set(err, ST_EINTERNAL, "input", -1, "cannot send input_request");
   while (!rc) {
     if (atomic_load(&k->cancel) || atomic_load(&k->shutdown)) {
@@ -305,7 +305,7 @@ static int k_input(st_ctx *c, const char *prompt, int password, char **out, st_e
     if (r != 0) continue;
     const char *pid = json_string_value(json_object_get(m.parent, "msg_id"));
     json_t *v = json_object_get(m.content, "value");
-    if (strcmp(m.msg_type, "input_reply") != 0 || (pid && strcmp(pid, msg_id) != 0)) {
+    if (strcmp(m.msg_type, "input_reply") != 0 || (pid && strcmp(pid, sent.msg_id) != 0)) {
       pk_log(tr, "stdin: ignored a %s that does not answer the pending input_request", m.msg_type);
     } else if (!json_is_string(v)) {
       rc = st_error_set(err, ST_EFORMAT, "input_reply", -1, "content.value is not a string");

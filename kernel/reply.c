@@ -11,7 +11,7 @@
 /* publish: 1 sends on IOPub from ch's thread, 0 on `channel`. */
 static int send_msg(const pk_chan *ch, int publish, int channel, const wire_buf *idents,
                     size_t n_idents, const char *msg_type, json_t *parent, json_t *content,
-                    char *msg_id, size_t cap) {
+                    reply_sent *sent) {
   pk_kernel *k = ch->k;
   json_t *header = wire_header_new(msg_type, k->session);
   json_t *meta = json_object();
@@ -30,8 +30,12 @@ static int send_msg(const pk_chan *ch, int publish, int channel, const wire_buf 
       pk_log(k->tr, "cannot send %s: %s", msg_type, strerror(errno));
   } else {
     rc = 0;
-    if (msg_id)
-      snprintf(msg_id, cap, "%s", json_string_value(json_object_get(header, "msg_id")));
+    if (sent) {
+      snprintf(sent->msg_id, sizeof sent->msg_id, "%s",
+               json_string_value(json_object_get(header, "msg_id")));
+      snprintf(sent->date, sizeof sent->date, "%s",
+               json_string_value(json_object_get(header, "date")));
+    }
   }
   wire_frames_free(f, n);
   json_decref(header);
@@ -44,7 +48,7 @@ void reply_publish(const pk_chan *ch, const char *msg_type, json_t *parent, json
   char topic[128];
   snprintf(topic, sizeof topic, "kernel.%s.%s", ch->k->session, msg_type);
   wire_buf t = {(unsigned char *)topic, strlen(topic)};
-  send_msg(ch, 1, CONN_IOPUB, &t, 1, msg_type, parent, content, NULL, 0);
+  send_msg(ch, 1, CONN_IOPUB, &t, 1, msg_type, parent, content, NULL);
 }
 
 void reply_status(const pk_chan *ch, json_t *parent, const char *state) {
@@ -52,11 +56,10 @@ void reply_status(const pk_chan *ch, json_t *parent, const char *state) {
 }
 
 void reply_to(const pk_chan *ch, const wire_msg *req, const char *msg_type, json_t *content) {
-  send_msg(ch, 0, ch->channel, req->idents, req->n_idents, msg_type, req->header, content, NULL,
-           0);
+  send_msg(ch, 0, ch->channel, req->idents, req->n_idents, msg_type, req->header, content, NULL);
 }
 
 int reply_send(const pk_chan *ch, int channel, const wire_buf *idents, size_t n_idents,
-               const char *msg_type, json_t *parent, json_t *content, char *msg_id, size_t cap) {
-  return send_msg(ch, 0, channel, idents, n_idents, msg_type, parent, content, msg_id, cap);
+               const char *msg_type, json_t *parent, json_t *content, reply_sent *sent) {
+  return send_msg(ch, 0, channel, idents, n_idents, msg_type, parent, content, sent);
 }

@@ -22,10 +22,17 @@ void reply_publish(const pk_chan *ch, const char *msg_type, json_t *parent, json
 void reply_status(const pk_chan *ch, json_t *parent, const char *state);
 /* The reply to req, on the channel req came in on (ch). */
 void reply_to(const pk_chan *ch, const wire_msg *req, const char *msg_type, json_t *content);
-/* A new message on `channel` to the client with these identities. The new
- * header's msg_id is copied to msg_id (cap bytes) when it is not NULL.
- * Returns 0, or -1 (logged). */
+/* What reply_send tells of the message it sent: its header's msg_id and
+ * date. */
+typedef struct reply_sent {
+  char msg_id[40];
+  char date[48];
+} reply_sent;
+
+/* A message on `channel` to the client with these identities (a reply when
+ * parent is its request's header, or a new request). Fills *sent when it is
+ * not NULL. Returns 0, or -1 (logged). */
 int reply_send(const pk_chan *ch, int channel, const wire_buf *idents, size_t n_idents,
-               const char *msg_type, json_t *parent, json_t *content, char *msg_id, size_t cap);
+               const char *msg_type, json_t *parent, json_t *content, reply_sent *sent);
 
 #endif

@@ -41,6 +41,11 @@ typedef struct pk_kernel {
   size_t hist_bytes;         /* code and output bytes held by hist */
   ss_session *sess;
   pthread_t main_thread;     /* the thread that runs cells */
+  /* After a failed execute with stop_on_error: an execute that arrives
+   * before abort_until_ms (tr->now_ms) and is dated before abort_before_us
+   * (its header's date, microseconds since the epoch) is aborted. */
+  long abort_until_ms;
+  long long abort_before_us;
 } pk_kernel;
 
 /* Where a request came from: CONN_SHELL (the main thread) or CONN_CONTROL

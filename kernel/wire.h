@@ -82,5 +82,9 @@ void wire_frames_free(wire_buf *frames, size_t n);
 void wire_new_id(char out[37]);
 /* Now as ISO-8601 UTC with microseconds: 2026-01-01T12:00:00.000000Z. */
 void wire_now_iso(char *out, size_t cap);
+/* A header date (ISO 8601: YYYY-MM-DD[T ]HH:MM:SS, optional fraction, then
+ * Z, +HH:MM, -HH:MM, +HHMM or nothing for UTC) as microseconds since the
+ * epoch. Returns 0, or -1 when s is not such a date. */
+int wire_date_us(const char *s, long long *us);
 
 #endif

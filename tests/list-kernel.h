@@ -29,4 +29,6 @@
   XX(kernel_table_stdin, 10)                                                   \
   XX(kernel_table_stream_pieces, 10)                                           \
   XX(magic_split_cap, 10)                                                      \
-  XX(kernel_table_oversize, 20)
+  XX(kernel_table_oversize, 20)                                                \
+  XX(kernel_table_stop_on_error_grace, 10)                                     \
+  XX(wire_dates, 10)

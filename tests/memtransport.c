@@ -142,10 +142,13 @@ void mt_free(memtransport *mt) {
   pthread_mutex_destroy(&mt->mu);
 }
 
-const char *mt_request_at(memtransport *mt, int channel, long at_ms, const char *msg_type,
-                          json_t *parent, json_t *content) {
+static const char *request(memtransport *mt, int channel, long at_ms, int dated,
+                           const char *date, const char *msg_type, json_t *parent,
+                           json_t *content) {
   ASSERT(mt->n_ids < MT_MAX_IDS);
   json_t *header = wire_header_new(msg_type, "client-session");
+  if (dated && date) json_object_set_new(header, "date", json_string(date));
+  else if (dated) json_object_del(header, "date");
   json_t *meta = json_object();
   json_t *par = parent ? json_incref(parent) : json_object();
   if (!content) content = json_object();
@@ -167,6 +170,16 @@ const char *mt_request_at(memtransport *mt, int channel, long at_ms, const char 
   }
   mt->in[channel][mt->n_in[channel]++] = (mt_in){f, n, at_ms};
   return slot;
+}
+
+const char *mt_request_at(memtransport *mt, int channel, long at_ms, const char *msg_type,
+                          json_t *parent, json_t *content) {
+  return request(mt, channel, at_ms, 0, NULL, msg_type, parent, content);
+}
+
+const char *mt_request_dated(memtransport *mt, int channel, long at_ms, const char *date,
+                             const char *msg_type, json_t *content) {
+  return request(mt, channel, at_ms, 1, date, msg_type, NULL, content);
 }
 
 const char *mt_request(memtransport *mt, int channel, const char *msg_type, json_t *content) {

@@ -66,6 +66,9 @@ void mt_free(memtransport *mt);
 const char *mt_request(memtransport *mt, int channel, const char *msg_type, json_t *content);
 const char *mt_request_at(memtransport *mt, int channel, long at_ms, const char *msg_type,
                           json_t *parent, json_t *content);
+/* The same with the header's date set to `date` (NULL: no date at all). */
+const char *mt_request_dated(memtransport *mt, int channel, long at_ms, const char *date,
+                             const char *msg_type, json_t *content);
 
 /* Adds a buffer frame of `bytes` zero bytes to the request queued last on
  * channel (buffers are not signed): it stays valid, and grows. */

@@ -512,3 +512,52 @@ TEST_IMPL(kernel_table_oversize) {
   kernel_done(&k, &mt);
   return 0;
 }
+
+/* stop_on_error's grace window: an execute that arrives within 500 ms of a
+ * failed one's reply but was sent before it (by its header's date, or with
+ * no date) is aborted too; one sent after the reply, or arriving after the
+ * window, runs. */
+TEST_IMPL(kernel_table_stop_on_error_grace) {
+  static const char *const before = "2000-01-01T00:00:00.000001Z";
+  static const char *const after = "2999-12-31T23:59:59Z";
+  pk_kernel k;
+  memtransport mt;
+  kernel_init(&k, &mt);
+  long t0 = mt.now;
+  const char *fail = mt_request(&mt, CONN_SHELL, "execute_request",
+                                json_pack("{s:s}", "code", "%no-such-magic"));
+  /* on their way: they arrive after the failed cell's reply went out */
+  const char *late = mt_request_dated(&mt, CONN_SHELL, t0 + 5, before, "execute_request",
+                                      json_pack("{s:s}", "code", "%set LATE=1"));
+  const char *info = mt_request_dated(&mt, CONN_SHELL, t0 + 6, before, "kernel_info_request",
+                                      NULL);
+  const char *undated = mt_request_dated(&mt, CONN_SHELL, t0 + 7, NULL, "execute_request",
+                                         json_pack("{s:s}", "code", "%set UNDATED=1"));
+  /* sent after the client saw the reply: runs */
+  const char *reactive = mt_request_dated(&mt, CONN_SHELL, t0 + 8, after, "execute_request",
+                                          json_pack("{s:s}", "code", "%set REACTIVE=1"));
+  /* after the window: runs, whatever its date */
+  const char *later = mt_request_dated(&mt, CONN_SHELL, t0 + 501, before, "execute_request",
+                                       json_pack("{s:s}", "code", "%set LATER=1"));
+  ASSERT_EQ(mt_serve(&mt, &k, CONN_SHELL), 6);
+  ASSERT_STR_EQ(reply_status_of(&mt, fail), "error");
+  ASSERT_STR_EQ(reply_status_of(&mt, late), "aborted");
+  ASSERT_STR_EQ(mt_seq(&mt, late), "busy shell:execute_reply idle");
+  ASSERT_STR_EQ(reply_status_of(&mt, info), "ok"); /* not an execute: served */
+  ASSERT_STR_EQ(reply_status_of(&mt, undated), "aborted");
+  ASSERT_STR_EQ(reply_status_of(&mt, reactive), "ok");
+  ASSERT_STR_EQ(reply_status_of(&mt, later), "ok");
+  ASSERT(ss_session_get(k.sess, "LATE") == NULL && ss_session_get(k.sess, "UNDATED") == NULL);
+  ASSERT_STR_EQ(ss_session_get(k.sess, "REACTIVE"), "1");
+  ASSERT_STR_EQ(ss_session_get(k.sess, "LATER"), "1");
+  /* stop_on_error false opens no window */
+  long t1 = mt.now;
+  mt_request(&mt, CONN_SHELL, "execute_request",
+             json_pack("{s:s, s:b}", "code", "%no-such-magic", "stop_on_error", 0));
+  const char *runs = mt_request_dated(&mt, CONN_SHELL, t1 + 5, before, "execute_request",
+                                      json_pack("{s:s}", "code", "%set RUNS=1"));
+  ASSERT_EQ(mt_serve(&mt, &k, CONN_SHELL), 2);
+  ASSERT_STR_EQ(reply_status_of(&mt, runs), "ok");
+  kernel_done(&k, &mt);
+  return 0;
+}

@@ -532,3 +532,44 @@ TEST_IMPL(magic_split_cap) {
   free(big);
   return 0;
 }
+
+/* Header dates as jupyter_client, JupyterLab and older clients write them. */
+TEST_IMPL(wire_dates) {
+  static const struct {
+    const char *in;
+    long long us; /* -1: refused */
+  } rows[] = {
+      {"1970-01-01T00:00:00Z", 0},
+      {"2024-06-01T12:34:56.789012Z", 1717245296789012LL},
+      {"2024-06-01T12:34:56.789Z", 1717245296789000LL},   /* JavaScript */
+      {"2024-06-01T12:34:56.789012", 1717245296789012LL}, /* naive: UTC */
+      {"2024-06-01T14:34:56.789012+02:00", 1717245296789012LL},
+      {"2024-06-01T10:04:56.789012-0230", 1717245296789012LL},
+      {"2024-06-01 12:34:56.7890129Z", 1717245296789012LL}, /* nanoseconds cut */
+      {"2000-02-29T00:00:00Z", 951782400000000LL},
+      {"1969-12-31T23:59:59Z", -1000000LL},
+      {"2024-13-01T00:00:00Z", -1},
+      {"2024-06-01T12:34Z", -1},
+      {"2024-06-01T12:34:56.Z", -1},
+      {"2024-06-01T12:34:56+0", -1},
+      {"2024-06-01T12:34:56+", -1},
+      {"2024-06-01T12:34:56Zjunk", -1},
+      {"", -1},
+  };
+  for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+    long long us = 42;
+    int rc = wire_date_us(rows[i].in, &us);
+    if (rows[i].us == -1 && rc == -1) continue;
+    ASSERT_EQ(rc, 0);
+    ASSERT_EQ(us, rows[i].us);
+  }
+  ASSERT_EQ(wire_date_us(NULL, NULL), -1);
+  char now[48];
+  long long a, b;
+  wire_now_iso(now, sizeof now); /* our own dates read back */
+  ASSERT_EQ(wire_date_us(now, &a), 0);
+  wire_now_iso(now, sizeof now);
+  ASSERT_EQ(wire_date_us(now, &b), 0);
+  ASSERT(b >= a && b - a < 10000000);
+  return 0;
+}

@@ -122,6 +122,29 @@ def test_request_after_error_reply_is_not_aborted(pk):
         assert stream_text(iopub_until_idle(kc, nxt)) == "runs\n"
 
 
+def test_stop_on_error_aborts_requests_on_their_way(pk):
+    """Run All: a notebook makes every request at once and sends them back to
+    back; over a network the later ones can reach the kernel after a
+    fast-failing first cell is done. Those sent before its error reply was
+    (by their header's date) are aborted within the grace window."""
+    km, kc = pk
+    content = {"silent": False, "store_history": True, "user_expressions": {},
+               "allow_stdin": False, "stop_on_error": True}
+    msgs = [kc.session.msg("execute_request", dict(content, code=code))
+            for code in ["%no-such-magic"] + [f"%set RAN{i}=1" for i in range(5)]]
+    kc.shell_channel.send(msgs[0])
+    time.sleep(0.2)  # the rest are on their way; the first fails meanwhile
+    for m in msgs[1:]:
+        kc.shell_channel.send(m)
+    replies = [shell_reply(kc, m["header"]["msg_id"])["content"] for m in msgs]
+    assert [r["status"] for r in replies] == ["error"] + ["aborted"] * 5
+    for m in msgs[1:]:
+        assert [x["msg_type"] for x in iopub_until_idle(kc, m["header"]["msg_id"])] == \
+            ["status", "status"]
+    reply, msgs = run(kc, "%set RAN0")  # none of them ran
+    assert reply["status"] == "error" and "RAN0" in reply["evalue"]
+
+
 def test_stop_on_error_false_keeps_queue(pk):
     km, kc = pk
     first = kc.execute("%sleep 0.5\n%no-such-magic", stop_on_error=False)
