@@ -59,6 +59,7 @@ typedef struct zsrv {
   void *zctx;
   void *shell, *stdin_sock, *control, *hb, *pub, *pull;
   void *push_main, *push_ctrl; /* per-thread PUSH ends of the iopub pipe */
+  pk_log_limit drops;          /* messages dropped on shell, control, stdin */
 } zsrv;
 
 static zsrv *Z(pk_transport *t) { return (zsrv *)t; }
@@ -158,7 +159,7 @@ static int srv_recv(zsrv *s, void *sock, int flags, const char *chan_name, wire_
     return 0;
   }
   if (rc) {
-    pk_log(&s->tr, "%s: dropped a message: %s", chan_name, why);
+    pk_log_limited(&s->tr, &s->drops, "%s: dropped a message: %s", chan_name, why);
     return 1;
   }
   return 0;
@@ -402,6 +403,7 @@ int server_run(pk_kernel *kernel, const pk_conn *conn) {
   zsrv *z = &srv;
   memset(z, 0, sizeof *z);
   z->tr = (pk_transport){zs_send, zs_publish, zs_recv, zs_now_ms, zs_log};
+  z->drops = (pk_log_limit)PK_LOG_LIMIT_INIT("dropped messages");
   z->k = kernel;
   z->conn = conn;
   kernel->tr = &z->tr;
@@ -478,6 +480,7 @@ int server_run(pk_kernel *kernel, const pk_conn *conn) {
         break;
       }
       if (mon && (it[1].revents & ZMQ_POLLIN)) shell_monitor_read(z, mon);
+      pk_log_limit_tick(&z->tr, &z->drops, 0);
       if (!(it[0].revents & ZMQ_POLLIN)) continue;
       wire_msg msg;
       r = srv_recv(z, z->shell, ZMQ_DONTWAIT, "shell", &msg);
@@ -515,6 +518,7 @@ int server_run(pk_kernel *kernel, const pk_conn *conn) {
     pthread_kill(th_sig, SIGUSR2);
     pthread_join(th_sig, NULL);
   }
+  pk_log_limit_tick(&z->tr, &z->drops, 1);
   pk_log(&z->tr, "exited");
   kernel->tr = NULL; /* srv ends here */
   return status;

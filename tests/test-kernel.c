@@ -12,10 +12,12 @@
 
 #include "../kernel/complete.h"
 #include "../kernel/conn.h"
+#include "../kernel/log.h"
 #include "../kernel/magic.h"
 #include "../kernel/utf8.h"
 #include "../kernel/wire.h"
 #include "lib/limits.h"
+#include "memtransport.h"
 #include "task.h"
 
 #define HDR "{\"msg_id\":\"1\",\"msg_type\":\"kernel_info_request\"}"
@@ -571,5 +573,41 @@ TEST_IMPL(wire_dates) {
   wire_now_iso(now, sizeof now);
   ASSERT_EQ(wire_date_us(now, &b), 0);
   ASSERT(b >= a && b - a < 10000000);
+  return 0;
+}
+
+/* A flood of dropped messages: the first PK_LOG_BURST lines in full, then one
+ * summary a minute counting the rest; after a quiet minute, a new incident
+ * is shown in full again. The clock is the memory transport's. */
+TEST_IMPL(log_limited_flood) {
+  memtransport mt;
+  mt_init(&mt, &KEY);
+  pk_log_limit l = PK_LOG_LIMIT_INIT("dropped messages");
+  for (int i = 0; i < 10000; i++) { /* 10,000 over 5 minutes */
+    pk_log_limited(&mt.tr, &l, "shell: dropped a message: bad %d", i);
+    mt.now += 30;
+    if (i % 50 == 0) pk_log_limit_tick(&mt.tr, &l, 0);
+  }
+  /* 300 s: the burst, then a summary after each of the first four minutes */
+  ASSERT_EQ(mt.n_logs, PK_LOG_BURST + 4);
+  ASSERT_EQ(mt_logged(&mt, "bad 9 (more dropped messages are counted, and summarised once a minute)"), 1);
+  ASSERT_EQ(mt_logged(&mt, "bad 10"), 0);
+  pk_log_limit_tick(&mt.tr, &l, 1); /* at exit: the rest */
+  ASSERT_EQ(mt.n_logs, PK_LOG_BURST + 5);
+  ASSERT_CONTAINS(mt.logs[mt.n_logs - 1],
+                  " more dropped messages in the last 60 s (not logged one by one); the last: "
+                  "shell: dropped a message: bad 9999");
+  unsigned long long counted = 0;
+  for (size_t i = PK_LOG_BURST; i < mt.n_logs; i++) {
+    ASSERT_CONTAINS(mt.logs[i], " more dropped messages in the last ");
+    counted += strtoull(mt.logs[i], NULL, 10);
+  }
+  ASSERT_EQ(counted, 10000 - PK_LOG_BURST); /* every one is counted once */
+  pk_log_limit_tick(&mt.tr, &l, 1);         /* nothing left: nothing written */
+  ASSERT_EQ(mt.n_logs, PK_LOG_BURST + 5);
+  mt.now += PK_LOG_INTERVAL_MS; /* quiet: the next incident in full */
+  pk_log_limited(&mt.tr, &l, "control: dropped a message: new");
+  ASSERT_STR_EQ(mt.logs[mt.n_logs - 1], "control: dropped a message: new");
+  mt_free(&mt);
   return 0;
 }

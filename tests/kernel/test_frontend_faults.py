@@ -300,3 +300,34 @@ def test_new_client_with_the_same_identity_is_served(owned):
             second.close()
     finally:
         first.close()
+
+
+def test_a_flood_of_bad_messages_does_not_flood_the_log(owned):
+    """Anyone who reaches the port can send messages without the key: each is
+    dropped, but only the first 10 are logged one by one; the rest are
+    counted into one summary a minute (and one at exit)."""
+    km, log = owned
+    session = Session(key=b"not-the-key", signature_scheme="hmac-sha256")
+    good = Session(key=km.session.key, signature_scheme="hmac-sha256")
+    ctx = zmq.Context.instance()
+    s = ctx.socket(zmq.DEALER)
+    s.linger = 0
+    s.connect(f"{km.transport}://{km.ip}:{km.shell_port}")
+    try:
+        for _ in range(2000):
+            session.send(s, session.msg("kernel_info_request", {}))
+        m = good.msg("kernel_info_request", {})
+        good.send(s, m)  # after the flood on the same connection: served
+        assert s.poll(WAIT * 1000)
+        _, parts = good.feed_identities(s.recv_multipart())
+        assert good.deserialize(parts)["parent_header"]["msg_id"] == m["header"]["msg_id"]
+    finally:
+        s.close()
+    lines = [x for x in log.read_text(errors="replace").splitlines() if "dropped a message" in x]
+    print(f"\n2000 bad messages: {len(lines)} log lines")
+    assert len(lines) == 10
+    assert "signature does not match" in lines[0]
+    assert "(more dropped messages are counted, and summarised once a minute)" in lines[-1]
+    km.shutdown_kernel(now=False)
+    text = log.read_text(errors="replace")
+    assert "1990 more dropped messages in the last " in text  # at exit
