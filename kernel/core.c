@@ -177,7 +177,7 @@ static void reply_opening(const pk_chan *ch, const wire_msg *req, const char *ty
 static void h_execute(const pk_chan *ch, wire_msg *req, pk_req_state *st) {
   pk_kernel *k = ch->k;
   if (ch->channel != CONN_SHELL) {
-    pk_log(k->tr, "execute_request on control: ignored (cells run on shell)");
+    pk_info(k->tr, "execute_request on control: ignored (cells run on shell)");
     return;
   }
   json_t *c = req->content;
@@ -392,7 +392,7 @@ static void h_comm_open(const pk_chan *ch, wire_msg *req, pk_req_state *st) {
   (void)st;
   json_t *id = json_object_get(req->content, "comm_id");
   const char *target = json_string_value(json_object_get(req->content, "target_name"));
-  pk_log(ch->k->tr, "comm_open for unknown target '%s': closing it", target ? target : "");
+  pk_info(ch->k->tr, "comm_open for unknown target '%s': closing it", target ? target : "");
   if (json_is_string(id))
     reply_publish(ch, "comm_close", req->header, json_pack("{s:O, s:{}}", "comm_id", id, "data"));
 }
@@ -416,7 +416,7 @@ static void h_interrupt(const pk_chan *ch, wire_msg *req, pk_req_state *st) {
   (void)st;
   if (atomic_load(&ch->k->running)) {
     atomic_store(&ch->k->cancel, 1);
-    pk_log(ch->k->tr, "interrupt_request: interrupting the running cell");
+    pk_info(ch->k->tr, "interrupt_request: interrupting the running cell");
   }
   reply_to(ch, req, "interrupt_reply", json_pack("{s:s}", "status", "ok"));
 }
@@ -449,10 +449,10 @@ static void dispatch_one(const pk_chan *ch, wire_msg *req, pk_req_state *st) {
   if (req->oversize)
     h_oversize(ch, req, st);
   else if (i == sizeof handlers / sizeof handlers[0])
-    pk_log(ch->k->tr, "%s: unknown message type '%.64s': ignored", ch->channel == CONN_CONTROL ? "control" : "shell",
+    pk_info(ch->k->tr, "%s: unknown message type '%.64s': ignored", ch->channel == CONN_CONTROL ? "control" : "shell",
            req->msg_type);
   else if (!(handlers[i].where & here))
-    pk_log(ch->k->tr, "%s is not served on %s: ignored", req->msg_type,
+    pk_info(ch->k->tr, "%s is not served on %s: ignored", req->msg_type,
            ch->channel == CONN_CONTROL ? "control" : "shell");
   else
     handlers[i].fn(ch, req, st);

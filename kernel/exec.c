@@ -280,7 +280,7 @@ static int k_input(st_ctx *c, const char *prompt, int password, char **out, st_e
     int r = tr->recv(tr, CONN_STDIN, 0, &m);
     if (r < 0) break;
     if (r == 0) {
-      pk_log(tr, "stdin: dropped a stale %s", m.msg_type);
+      pk_info(tr, "stdin: dropped a stale %s", m.msg_type);
       wire_msg_free(&m);
     }
   }
@@ -306,7 +306,7 @@ static int k_input(st_ctx *c, const char *prompt, int password, char **out, st_e
     const char *pid = json_string_value(json_object_get(m.parent, "msg_id"));
     json_t *v = json_object_get(m.content, "value");
     if (strcmp(m.msg_type, "input_reply") != 0 || (pid && strcmp(pid, sent.msg_id) != 0)) {
-      pk_log(tr, "stdin: ignored a %s that does not answer the pending input_request", m.msg_type);
+      pk_info(tr, "stdin: ignored a %s that does not answer the pending input_request", m.msg_type);
     } else if (!json_is_string(v)) {
       rc = st_error_set(err, ST_EFORMAT, "input_reply", -1, "content.value is not a string");
     } else {

@@ -6,13 +6,26 @@
 
 #include "log.h"
 
-void pk_log(pk_transport *t, const char *fmt, ...) {
+static void vlog(pk_transport *t, int level, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+static void vlog(pk_transport *t, int level, const char *fmt, va_list ap) {
   char msg[2048];
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  t->log(t, level, msg);
+}
+
+void pk_log(pk_transport *t, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
+  vlog(t, PK_LOG_WARN, fmt, ap);
   va_end(ap);
-  t->log(t, msg);
+}
+
+void pk_info(pk_transport *t, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vlog(t, PK_LOG_INFO, fmt, ap);
+  va_end(ap);
 }
 
 /* With l->mu held. */

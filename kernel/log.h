@@ -1,6 +1,9 @@
 /*
  * log.h -- the kernel's log: one line per event, written through the
- * transport (the ZeroMQ server writes it to stderr).
+ * transport (the ZeroMQ server writes it to stderr). pk_log is for what a
+ * user needs to know (a refusal, a failure); pk_info for the routine, which
+ * the server writes only when PK_LOG=info is set, so a terminal frontend
+ * (jupyter console) shares its screen with nothing.
  *
  * Lines that anyone who can reach a port may cause (a message dropped for a
  * bad signature needs no key) go through a pk_log_limit: the first
@@ -33,7 +36,8 @@ typedef struct pk_log_limit {
 
 /* Formats one line (cut at 2 KiB) and hands it to t->log. */
 void pk_log(pk_transport *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* The same under a limit (thread-safe). */
+void pk_info(pk_transport *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* pk_log under a limit (thread-safe). */
 void pk_log_limited(pk_transport *t, pk_log_limit *l, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Writes the summary of what was left out once an interval has passed

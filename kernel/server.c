@@ -75,8 +75,12 @@ static long zs_now_ms(pk_transport *t) {
   return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void zs_log(pk_transport *t, const char *line) {
+/* PK_LOG=info in the environment: the routine lines too. */
+static int g_log_info;
+
+static void zs_log(pk_transport *t, int level, const char *line) {
   (void)t;
+  if (level == PK_LOG_INFO && !g_log_info) return;
   fprintf(stderr, "pipekernel[%d]: %s\n", (int)getpid(), line);
 }
 
@@ -155,7 +159,7 @@ static int srv_recv(zsrv *s, void *sock, int flags, const char *chan_name, wire_
   }
   for (size_t i = 0; i < n; i++) zmq_msg_close(&parts[i]);
   if (rc == WIRE_OVERSIZE) {
-    pk_log(&s->tr, "%s: %s of %s: answered with a LimitError", chan_name, out->msg_type, why);
+    pk_info(&s->tr, "%s: %s of %s: answered with a LimitError", chan_name, out->msg_type, why);
     return 0;
   }
   if (rc) {
@@ -275,12 +279,12 @@ static void *signal_thread(void *arg) {
     if (sig == SIGINT) {
       if (atomic_load(&k->running)) {
         atomic_store(&k->cancel, 1);
-        pk_log(&s->tr, "SIGINT: interrupting the running cell");
+        pk_info(&s->tr, "SIGINT: interrupting the running cell");
       } else {
-        pk_log(&s->tr, "SIGINT at rest: ignored");
+        pk_info(&s->tr, "SIGINT at rest: ignored");
       }
     } else if (sig == SIGTERM) {
-      pk_log(&s->tr, "SIGTERM: shutting down");
+      pk_info(&s->tr, "SIGTERM: shutting down");
       if (!atomic_load(&k->shutdown)) atomic_store(&k->shutdown_at_ms, zs_now_ms(&s->tr));
       atomic_store(&k->cancel, 1);
       atomic_store(&k->shutdown, 1);
@@ -352,43 +356,6 @@ static void *make_socket(zsrv *z, int type, int channel, char *why, size_t cap) 
   return s;
 }
 
-/* Shell connections that end: a client that went away, or one whose frame
- * was over ZMQ_MAXMSGSIZE (libzmq closes the connection without telling the
- * socket, so this log line is the only trace of such a request). */
-#define PK_SHELL_MONITOR "inproc://shell-monitor"
-
-static void *shell_monitor(zsrv *z) {
-  if (zmq_socket_monitor(z->shell, PK_SHELL_MONITOR, ZMQ_EVENT_DISCONNECTED) != 0) return NULL;
-  void *mon = zmq_socket(z->zctx, ZMQ_PAIR);
-  if (mon && zmq_connect(mon, PK_SHELL_MONITOR) != 0) {
-    zmq_close(mon);
-    mon = NULL;
-  }
-  return mon;
-}
-
-static void shell_monitor_read(zsrv *s, void *mon) {
-  for (;;) {
-    zmq_msg_t ev, addr;
-    zmq_msg_init(&ev);
-    if (zmq_msg_recv(&ev, mon, ZMQ_DONTWAIT) < 0) {
-      zmq_msg_close(&ev);
-      return;
-    }
-    zmq_msg_init(&addr);
-    if (zmq_msg_more(&ev)) zmq_msg_recv(&addr, mon, 0);
-    uint16_t id = 0;
-    if (zmq_msg_size(&ev) >= 2) memcpy(&id, zmq_msg_data(&ev), 2);
-    if (id == ZMQ_EVENT_DISCONNECTED)
-      pk_log(&s->tr, "shell: a client connection on %.*s closed (the client went away, or it sent a "
-             "frame over %lld bytes, which is refused unread and gets no reply)",
-             (int)zmq_msg_size(&addr), (const char *)zmq_msg_data(&addr),
-             (long long)frame_limit());
-    zmq_msg_close(&addr);
-    zmq_msg_close(&ev);
-  }
-}
-
 static void close0(void **s) {
   if (*s) {
     int zero = 0;
@@ -404,6 +371,8 @@ int server_run(pk_kernel *kernel, const pk_conn *conn) {
   memset(z, 0, sizeof *z);
   z->tr = (pk_transport){zs_send, zs_publish, zs_recv, zs_now_ms, zs_log};
   z->drops = (pk_log_limit)PK_LOG_LIMIT_INIT("dropped messages");
+  const char *lv = getenv("PK_LOG");
+  g_log_info = lv && strcmp(lv, "info") == 0;
   z->k = kernel;
   z->conn = conn;
   kernel->tr = &z->tr;
@@ -411,7 +380,6 @@ int server_run(pk_kernel *kernel, const pk_conn *conn) {
   int status = 1;
   pthread_t th_iopub, th_hb, th_ctrl, th_sig;
   int started_iopub = 0, started_hb = 0, started_ctrl = 0, started_sig = 0;
-  void *mon = NULL;
 
   /* Signals first: every thread created from here on inherits the mask. */
   sigemptyset(&g_sigs);
@@ -468,18 +436,16 @@ int server_run(pk_kernel *kernel, const pk_conn *conn) {
     reply_status(&ch, NULL, "starting");
     char ep[512];
     conn_endpoint(conn, CONN_SHELL, ep, sizeof ep);
-    pk_log(&z->tr, "serving on %s (session %s)", ep, kernel->session);
-    mon = shell_monitor(z);
+    pk_info(&z->tr, "serving on %s (session %s)", ep, kernel->session);
     status = 0;
     while (!atomic_load(&kernel->shutdown)) {
-      zmq_pollitem_t it[2] = {{z->shell, 0, ZMQ_POLLIN, 0}, {mon, 0, ZMQ_POLLIN, 0}};
-      int r = zmq_poll(it, mon ? 2 : 1, 50);
+      zmq_pollitem_t it[1] = {{z->shell, 0, ZMQ_POLLIN, 0}};
+      int r = zmq_poll(it, 1, 50);
       if (r < 0) {
         if (errno == EINTR) continue;
         pk_log(&z->tr, "shell poll: %s", zmq_strerror(errno));
         break;
       }
-      if (mon && (it[1].revents & ZMQ_POLLIN)) shell_monitor_read(z, mon);
       pk_log_limit_tick(&z->tr, &z->drops, 0);
       if (!(it[0].revents & ZMQ_POLLIN)) continue;
       wire_msg msg;
@@ -504,7 +470,6 @@ int server_run(pk_kernel *kernel, const pk_conn *conn) {
   if (!started_hb) close0(&z->hb);
   if (!started_iopub) { close0(&z->pub); close0(&z->pull); }
   close0(&z->stdin_sock);
-  close0(&mon);
   if (z->shell) {
     int linger = PK_LINGER_MS;
     zmq_setsockopt(z->shell, ZMQ_LINGER, &linger, sizeof linger);
@@ -519,7 +484,7 @@ int server_run(pk_kernel *kernel, const pk_conn *conn) {
     pthread_join(th_sig, NULL);
   }
   pk_log_limit_tick(&z->tr, &z->drops, 1);
-  pk_log(&z->tr, "exited");
+  pk_info(&z->tr, "exited");
   kernel->tr = NULL; /* srv ends here */
   return status;
 }

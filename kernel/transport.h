@@ -24,6 +24,11 @@
 
 typedef struct pk_transport pk_transport;
 
+/* What a log line is for: PK_LOG_WARN, something a user needs to know
+ * (always written); PK_LOG_INFO, the routine (started, interrupted,
+ * ignored), written only when asked for. */
+enum pk_log_level { PK_LOG_WARN, PK_LOG_INFO };
+
 struct pk_transport {
   /* Sends one message, its routing identities first (wire_build's frames),
    * on CONN_SHELL, CONN_CONTROL or CONN_STDIN. The frames are borrowed.
@@ -44,8 +49,9 @@ struct pk_transport {
   int (*recv)(pk_transport *t, int channel, int timeout_ms, wire_msg *out);
   /* A monotonic clock in milliseconds. */
   long (*now_ms)(pk_transport *t);
-  /* Writes one line of log (no newline) where the server's log goes. */
-  void (*log)(pk_transport *t, const char *line);
+  /* Writes one line of log (no newline) of that level where the server's
+   * log goes, or nowhere when that level is not wanted. */
+  void (*log)(pk_transport *t, int level, const char *line);
 };
 
 #endif

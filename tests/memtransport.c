@@ -102,7 +102,7 @@ static int mt_recv(pk_transport *t, int channel, int timeout_ms, wire_msg *out) 
   if (rc) {
     char line[400];
     snprintf(line, sizeof line, "%s: dropped a message: %s", chan_name(channel), why);
-    t->log(t, line);
+    t->log(t, PK_LOG_WARN, line);
     return 1;
   }
   return 0;
@@ -110,14 +110,16 @@ static int mt_recv(pk_transport *t, int channel, int timeout_ms, wire_msg *out) 
 
 static long mt_now(pk_transport *t) { return M(t)->now; }
 
-static void mt_log(pk_transport *t, const char *line) {
+static void mt_log(pk_transport *t, int level, const char *line) {
   memtransport *mt = M(t);
   pthread_mutex_lock(&mt->mu);
   if (mt->n_logs == mt->cap_logs) {
     mt->cap_logs = mt->cap_logs ? mt->cap_logs * 2 : 16;
     mt->logs = realloc(mt->logs, mt->cap_logs * sizeof *mt->logs);
-    ASSERT(mt->logs);
+    mt->log_levels = realloc(mt->log_levels, mt->cap_logs * sizeof *mt->log_levels);
+    ASSERT(mt->logs && mt->log_levels);
   }
+  mt->log_levels[mt->n_logs] = level;
   mt->logs[mt->n_logs++] = strdup(line);
   pthread_mutex_unlock(&mt->mu);
 }
@@ -139,6 +141,7 @@ void mt_free(memtransport *mt) {
   }
   for (size_t i = 0; i < mt->n_logs; i++) free(mt->logs[i]);
   free(mt->logs);
+  free(mt->log_levels);
   pthread_mutex_destroy(&mt->mu);
 }
 
@@ -248,8 +251,11 @@ const char *mt_seq(memtransport *mt, const char *pid) {
   return mt->seq;
 }
 
-size_t mt_logged(const memtransport *mt, const char *text) {
+size_t mt_logged_at(const memtransport *mt, int level, const char *text) {
   size_t n = 0;
-  for (size_t i = 0; i < mt->n_logs; i++) n += strstr(mt->logs[i], text) != NULL;
+  for (size_t i = 0; i < mt->n_logs; i++)
+    n += (level < 0 || mt->log_levels[i] == level) && strstr(mt->logs[i], text) != NULL;
   return n;
 }
+
+size_t mt_logged(const memtransport *mt, const char *text) { return mt_logged_at(mt, -1, text); }

@@ -47,6 +47,7 @@ typedef struct memtransport {
   mt_in *in[CONN__COUNT];       /* queued requests per channel */
   size_t n_in[CONN__COUNT], head_in[CONN__COUNT], cap_in[CONN__COUNT];
   char **logs;
+  int *log_levels;              /* PK_LOG_WARN or PK_LOG_INFO, per line */
   size_t n_logs, cap_logs;
   char ids[MT_MAX_IDS][37];     /* msg_ids of the requests made */
   size_t n_ids;
@@ -88,7 +89,8 @@ int mt_find(const memtransport *mt, size_t from, int channel, const char *msg_ty
  * of replies ("shell:kernel_info_reply"), separated by spaces (valid until
  * the next call). */
 const char *mt_seq(memtransport *mt, const char *parent_id);
-/* The number of log lines containing text. */
+/* The number of log lines containing text (of any level / of that level). */
 size_t mt_logged(const memtransport *mt, const char *text);
+size_t mt_logged_at(const memtransport *mt, int level, const char *text);
 
 #endif

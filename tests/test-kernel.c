@@ -594,6 +594,7 @@ TEST_IMPL(log_limited_flood) {
   ASSERT_EQ(mt_logged(&mt, "bad 10"), 0);
   pk_log_limit_tick(&mt.tr, &l, 1); /* at exit: the rest */
   ASSERT_EQ(mt.n_logs, PK_LOG_BURST + 5);
+  ASSERT_EQ(mt_logged_at(&mt, PK_LOG_WARN, ""), mt.n_logs); /* all of them are for the user */
   ASSERT_CONTAINS(mt.logs[mt.n_logs - 1],
                   " more dropped messages in the last 60 s (not logged one by one); the last: "
                   "shell: dropped a message: bad 9999");

@@ -26,7 +26,8 @@ from jupyter_client import BlockingKernelClient
 from jupyter_client.manager import KernelManager
 from jupyter_client.session import Session
 
-from pkkernel import WAIT, iopub_until_idle, run, shell_reply, stream_text, wait_iopub
+from pkkernel import (WAIT, control_request, env_with, iopub_until_idle, run, shell_reply,
+                      stream_text, wait_iopub)
 
 SANITIZED = os.environ.get("PK_SANITIZED") == "1"
 MiB = 1 << 20
@@ -42,11 +43,12 @@ def proc_kib(pid, key):
 
 @pytest.fixture
 def owned(tmp_path):
-    """A kernel whose stderr is kept: (km, path of its log)."""
+    """A kernel whose stderr is kept, routine lines included (PK_LOG=info):
+    (km, path of its log)."""
     log = tmp_path / "kernel.log"
     f = open(log, "wb")
     km = KernelManager(kernel_name="pipekernel")
-    km.start_kernel(stderr=f)
+    km.start_kernel(stderr=f, env=env_with(PK_LOG="info"))
     try:
         yield km, log
     finally:
@@ -331,3 +333,53 @@ def test_a_flood_of_bad_messages_does_not_flood_the_log(owned):
     km.shutdown_kernel(now=False)
     text = log.read_text(errors="replace")
     assert "1990 more dropped messages in the last " in text  # at exit
+
+
+def test_an_ordinary_session_logs_nothing(tmp_path):
+    """What a frontend does in an ordinary session writes nothing to the
+    kernel's stderr, which a terminal frontend (jupyter console) shares:
+    clients that come and go, cells, failures, interrupts by signal and by
+    message, SIGINT at rest, a comm_open for a widget target and a request
+    type the kernel does not know (JupyterLab sends both), shutdown. With
+    PK_LOG=info the routine lines are written."""
+    env = {k: v for k, v in os.environ.items() if k != "PK_LOG"}
+    for level in ("", "info"):
+        log = tmp_path / f"kernel{level}.log"
+        with open(log, "wb") as f:
+            km = KernelManager(kernel_name="pipekernel")
+            km.start_kernel(stderr=f, env=dict(env, PK_LOG=level) if level else env)
+            try:
+                for _ in range(3):  # clients that come and go
+                    kc = client_of(km)
+                    kc.wait_for_ready(timeout=WAIT)
+                    run(kc, "%echo hi")
+                    kc.stop_channels()
+                kc = client_of(km)
+                kc.wait_for_ready(timeout=WAIT)
+                reply, _ = run(kc, "%no-such-magic")
+                assert reply["status"] == "error"
+                for interrupt in (km.interrupt_kernel,
+                                  lambda: control_request(kc, "interrupt_request")):
+                    msg_id = kc.execute("%sleep 30")
+                    wait_iopub(kc, msg_id, "display_data")
+                    interrupt()
+                    assert shell_reply(kc, msg_id)["content"]["ename"] == "KeyboardInterrupt"
+                km.interrupt_kernel()  # at rest
+                for msg_type, content in (("comm_open", {"comm_id": "c", "data": {},
+                                           "target_name": "jupyter.widget.control"}),
+                                          ("usage_request", {})):
+                    msg = kc.session.msg(msg_type, content)
+                    kc.shell_channel.send(msg)
+                    iopub_until_idle(kc, msg["header"]["msg_id"])
+                assert kc.kernel_info(reply=True, timeout=WAIT)["content"]["status"] == "ok"
+                kc.stop_channels()
+            finally:
+                km.shutdown_kernel(now=False)
+        text = log.read_text(errors="replace")
+        if level:
+            for line in ("serving on", "SIGINT: interrupting the running cell", "SIGINT at rest",
+                         "interrupt_request: interrupting", "comm_open for unknown target",
+                         "unknown message type 'usage_request'", "exited"):
+                assert line in text
+        else:
+            assert text == "", f"the kernel wrote to stderr:\n{text}"
