@@ -9,7 +9,9 @@
  *                   PUSH per producer thread
  *   heartbeat       zmq_proxy(hb, hb): echoes every message
  *   signal thread   sigwait: SIGINT sets the cancel flag while a cell runs
- *                   (nothing at rest), SIGTERM shuts down cleanly
+ *                   (nothing at rest), SIGTERM shuts down cleanly; every
+ *                   0.1 s (and at once on the parent-death signal) it
+ *                   checks the orphan rule (parent.h) and shuts down too
  *
  * SIGINT/SIGTERM are blocked before any thread exists, so only the signal
  * thread ever takes them. Shutdown: the main loop sees the flag, stops the
@@ -23,6 +25,9 @@
  */
 #include <errno.h>
 #include <signal.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -36,6 +41,7 @@
 #include "lib/limits.h"
 #include "core.h"
 #include "log.h"
+#include "parent.h"
 #include "reply.h"
 #include "server.h"
 
@@ -60,6 +66,7 @@ typedef struct zsrv {
   void *shell, *stdin_sock, *control, *hb, *pub, *pull;
   void *push_main, *push_ctrl; /* per-thread PUSH ends of the iopub pipe */
   pk_log_limit drops;          /* messages dropped on shell, control, stdin */
+  pk_parent parent;            /* the orphan rule */
 } zsrv;
 
 static zsrv *Z(pk_transport *t) { return (zsrv *)t; }
@@ -289,6 +296,13 @@ static void *signal_thread(void *arg) {
       atomic_store(&k->cancel, 1);
       atomic_store(&k->shutdown, 1);
     }
+    char why[128];
+    if (!atomic_load(&k->shutdown) && parent_gone(&s->parent, why, sizeof why)) {
+      pk_log(&s->tr, "%s: shutting down", why);
+      atomic_store(&k->shutdown_at_ms, zs_now_ms(&s->tr));
+      atomic_store(&k->cancel, 1);
+      atomic_store(&k->shutdown, 1);
+    }
     if (atomic_load(&k->shutdown) && !atomic_load(&g_sig_done) &&
         zs_now_ms(&s->tr) - atomic_load(&k->shutdown_at_ms) > PK_SHUTDOWN_GRACE_MS) {
       pk_log(&s->tr, "shutdown did not finish within %d ms; exiting now", PK_SHUTDOWN_GRACE_MS);
@@ -386,13 +400,21 @@ int server_run(pk_kernel *kernel, const pk_conn *conn) {
   sigaddset(&g_sigs, SIGINT);
   sigaddset(&g_sigs, SIGTERM);
   sigaddset(&g_sigs, SIGUSR2); /* wakes the signal thread at exit */
+  sigaddset(&g_sigs, SIGUSR1); /* the parent died (Linux): check now */
   pthread_sigmask(SIG_BLOCK, &g_sigs, NULL);
   signal(SIGPIPE, SIG_IGN);
+  parent_watch(&z->parent);
+#ifdef __linux__
+  /* Sent when the thread that forked the kernel ends, which may be before
+   * its process does: only a wake-up, parent_gone decides. */
+  if (z->parent.direct) prctl(PR_SET_PDEATHSIG, SIGUSR1);
+#endif
 
   kernel->main_thread = pthread_self();
   z->zctx = zmq_ctx_new();
   if (!z->zctx) {
     pk_log(&z->tr, "zmq_ctx_new: %s", zmq_strerror(errno));
+    parent_unwatch(&z->parent);
     kernel->tr = NULL;
     return 1;
   }
@@ -484,6 +506,7 @@ int server_run(pk_kernel *kernel, const pk_conn *conn) {
     pthread_join(th_sig, NULL);
   }
   pk_log_limit_tick(&z->tr, &z->drops, 1);
+  parent_unwatch(&z->parent);
   pk_info(&z->tr, "exited");
   kernel->tr = NULL; /* srv ends here */
   return status;

@@ -15,6 +15,7 @@ Oversized requests (docs/kernel-notes.md): none leaves a frontend waiting.
   naming the size and the limit, then frees it.
 """
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -383,3 +384,119 @@ def test_an_ordinary_session_logs_nothing(tmp_path):
                 assert line in text
         else:
             assert text == "", f"the kernel wrote to stderr:\n{text}"
+
+
+# Starts a kernel and prints its pid and connection file, then waits to be
+# killed. MODE: "manager" (jupyter_client's KernelManager: the kernel's
+# parent, JPY_PARENT_PID set to it), "wrapped" (the kernel under `sh -c`,
+# JPY_PARENT_PID set to this process), "bare" (this process is the parent,
+# no JPY_PARENT_PID), "detached" (JPY_PARENT_PID=0: no watch).
+LAUNCHER = r"""
+import os, subprocess, sys, time
+from jupyter_client.manager import KernelManager
+mode = sys.argv[1]
+km = KernelManager(kernel_name="pipekernel")
+if mode == "manager":
+    km.start_kernel()
+    pid = km.provisioner.process.pid
+else:
+    km.write_connection_file()
+    env = {k: v for k, v in os.environ.items() if k != "JPY_PARENT_PID"}
+    if mode == "wrapped":
+        env["JPY_PARENT_PID"] = str(os.getpid())
+    if mode == "detached":
+        env["JPY_PARENT_PID"] = "0"
+    cmd = [os.environ["PK_BIN"], "-f", km.connection_file]
+    if mode == "wrapped":  # sh stays, as the kernel's parent, after this process is gone
+        cmd = ["sh", "-c", '"$0" "$@"; echo wrapper done', *cmd]
+    p = subprocess.Popen(cmd, env=env)
+    pid = p.pid
+print(pid, km.connection_file, flush=True)
+time.sleep(3600)
+"""
+
+
+def gone(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return any(line.startswith("State:") and "Z" in line.split()[1] for line in f)
+    except FileNotFoundError:
+        return True
+
+
+def kernel_pid_under(pid):
+    """The pipekernel process of a wrapper's process tree."""
+    for _ in range(200):
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    with open(f"/proc/{d}/stat") as f:
+                        fields = f.read().rsplit(")", 1)[1].split()
+                    with open(f"/proc/{d}/cmdline", "rb") as f:
+                        exe = f.read().split(b"\0")[0]
+                except OSError:
+                    continue
+                if int(fields[1]) == pid and exe.endswith(b"pipekernel"):
+                    return int(d)
+        time.sleep(0.05)
+    raise AssertionError(f"no pipekernel under pid {pid}")
+
+
+@pytest.mark.parametrize("mode", ["manager", "wrapped", "bare"])
+def test_orphaned_kernel_exits(mode):
+    """The process that started the kernel is killed: the kernel exits, and
+    the launcher's stdout, which it inherited, is closed (`script | tail`
+    ends)."""
+    launcher = subprocess.Popen([sys.executable, "-c", LAUNCHER, mode], stdout=subprocess.PIPE,
+                                env=env_with(PK_BIN=os.environ.get("PK_BIN", "")))
+    pid, cf = launcher.stdout.readline().split()
+    pid = int(pid)
+    if mode == "wrapped":
+        pid = kernel_pid_under(pid)
+    kc = BlockingKernelClient(connection_file=cf.decode())
+    kc.load_connection_file()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=WAIT)  # serving
+        msg_id = kc.execute("%sleep 30")
+        wait_iopub(kc, msg_id, "display_data")  # and busy with a cell
+        launcher.kill()
+        launcher.wait()
+        deadline = time.monotonic() + WAIT
+        rest = b""  # EOF once every holder of the pipe is gone
+        while select.select([launcher.stdout], [], [], max(0, deadline - time.monotonic()))[0]:
+            chunk = os.read(launcher.stdout.fileno(), 4096)
+            if not chunk:
+                break
+            rest += chunk
+        else:
+            raise AssertionError("the launcher's stdout is still held open")
+        assert rest in (b"", b"wrapper done\n")
+        while not gone(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert gone(pid), "the orphaned kernel is still running"
+    finally:
+        kc.stop_channels()
+        if not gone(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_detached_kernel_stays():
+    """JPY_PARENT_PID=0: the kernel outlives its launcher, and serves."""
+    launcher = subprocess.Popen([sys.executable, "-c", LAUNCHER, "detached"],
+                                stdout=subprocess.PIPE,
+                                env=env_with(PK_BIN=os.environ.get("PK_BIN", "")))
+    pid, cf = launcher.stdout.readline().split()
+    pid = int(pid)
+    kc = BlockingKernelClient(connection_file=cf.decode())
+    kc.load_connection_file()
+    try:
+        launcher.kill()
+        launcher.wait()
+        kc.start_channels()
+        kc.wait_for_ready(timeout=WAIT)
+        reply, msgs = run(kc, "%echo still here")
+        assert stream_text(msgs) == "still here\n" and not gone(pid)
+    finally:
+        kc.stop_channels()
+        os.kill(pid, signal.SIGTERM)
