@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h> /* environ */
 
 #include "lib/stage.h"
 #include "complete.h"
@@ -90,7 +91,65 @@ static void complete_paths(const char *tok, size_t tlen, json_t *out) {
   free(t);
 }
 
-json_t *complete_code(const char *code, size_t len, size_t pos, size_t *start, size_t *end) {
+static int var_char(char ch, int first) {
+  return ch == '_' || (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+         (!first && ch >= '0' && ch <= '9');
+}
+
+/* The '$' of a variable being typed right before pos ("$NA", "${NA", or a
+ * bare "$"), within the token starting at ts; *brace when it is "${". -1
+ * when the cursor is not on one (an escaped "\$" is not). */
+static long var_at(const char *code, size_t ts, size_t pos, int *brace) {
+  size_t n = pos;
+  while (n > ts && var_char(code[n - 1], 0)) n--;
+  if (n < pos && !var_char(code[n], 1)) return -1; /* a name starts with a letter or _ */
+  *brace = n > ts && code[n - 1] == '{';
+  size_t d = n - (size_t)*brace;
+  if (d == ts || code[d - 1] != '$') return -1;
+  d--;
+  if (d > 0 && code[d - 1] == '\\') return -1;
+  return (long)d;
+}
+
+static void add_var(json_t *out, const char *name, size_t nlen, int brace) {
+  if (json_array_size(out) >= COMPLETE_MAX) return;
+  char buf[300];
+  if (nlen > 256) return;
+  snprintf(buf, sizeof buf, "%s%.*s%s", brace ? "${" : "$", (int)nlen, name, brace ? "}" : "");
+  for (size_t i = 0; i < json_array_size(out); i++)
+    if (strcmp(json_string_value(json_array_get(out, i)), buf) == 0) return;
+  json_array_append_new(out, json_string(buf));
+}
+
+static int cmp_json_str(const void *a, const void *b) {
+  return strcmp(json_string_value(*(json_t *const *)a), json_string_value(*(json_t *const *)b));
+}
+
+/* Variables of sess, then the environment's names, starting with the
+ * prefix; sorted. */
+static void complete_vars(const ss_session *sess, const char *pre, size_t plen, int brace,
+                          json_t *out) {
+  for (const ss_var *v = sess->vars; v; v = v->next)
+    if (strncmp(v->name, pre, plen) == 0) add_var(out, v->name, strlen(v->name), brace);
+  for (char **e = environ; e && *e; e++) {
+    const char *eq = strchr(*e, '=');
+    size_t nlen = eq ? (size_t)(eq - *e) : strlen(*e);
+    int ok = nlen >= plen && strncmp(*e, pre, plen) == 0;
+    for (size_t i = 0; ok && i < nlen; i++) ok = var_char((*e)[i], i == 0);
+    if (ok) add_var(out, *e, nlen, brace);
+  }
+  size_t n = json_array_size(out);
+  json_t **items = malloc((n ? n : 1) * sizeof *items);
+  if (!items) return;
+  for (size_t i = 0; i < n; i++) items[i] = json_incref(json_array_get(out, i));
+  qsort(items, n, sizeof *items, cmp_json_str);
+  json_array_clear(out);
+  for (size_t i = 0; i < n; i++) json_array_append_new(out, items[i]);
+  free(items);
+}
+
+json_t *complete_code(const char *code, size_t len, size_t pos, const ss_session *sess,
+                      size_t *start, size_t *end) {
   json_t *m = json_array();
   if (!m) return NULL;
   if (pos > len) pos = len;
@@ -100,6 +159,14 @@ json_t *complete_code(const char *code, size_t len, size_t pos, size_t *start, s
     ts--;
   *start = ts;
   *end = pos;
+  int brace = 0;
+  long dollar = sess ? var_at(code, ts, pos, &brace) : -1;
+  if (dollar >= 0) { /* a variable */
+    size_t name = (size_t)dollar + 1 + (size_t)brace;
+    *start = (size_t)dollar;
+    complete_vars(sess, code + name, pos - name, brace, m);
+    return m;
+  }
   size_t ls = logical_line_start(code, pos);
   size_t fw = ls;
   while (fw < ts && is_blank(code[fw])) fw++;

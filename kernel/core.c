@@ -292,7 +292,9 @@ static void h_complete(const pk_chan *ch, wire_msg *req, pk_req_state *st) {
   const char *code = json_is_string(jcode) ? json_string_value(jcode) : "";
   size_t len = json_is_string(jcode) ? json_string_length(jcode) : 0;
   size_t pos = cursor_bytes(req->content, code, len), s = pos, e = pos;
-  json_t *m = complete_code(code, len, pos, &s, &e);
+  /* the variables belong to the main thread: on control, none */
+  json_t *m = complete_code(code, len, pos, ch->channel == CONN_SHELL ? ch->k->sess : NULL, &s,
+                            &e);
   reply_to(ch, req, "complete_reply",
              json_pack("{s:s, s:o, s:I, s:I, s:{}}", "status", "ok", "matches",
                        m ? m : json_array(), "cursor_start",

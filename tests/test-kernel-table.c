@@ -562,3 +562,47 @@ TEST_IMPL(kernel_table_stop_on_error_grace) {
   kernel_done(&k, &mt);
   return 0;
 }
+
+/* $NAME and ${NAME completion on shell: %set variables and environment
+ * names, as shells do; the match replaces from the '$'. */
+TEST_IMPL(kernel_table_complete_vars) {
+  pk_kernel k;
+  memtransport mt;
+  kernel_init(&k, &mt);
+  ASSERT_EQ(setenv("PKCOMPLETE_ENV", "1", 1), 0);
+  execute(&mt, &k, "%set PKCOMPLETE_VAR=1 PKCOMPLETE_ENV=2\n%set OTHER=3", NULL);
+  static const struct {
+    const char *code, *matches;
+    int start;
+  } rows[] = {
+      {"%echo $PKCOMP", "[\"$PKCOMPLETE_ENV\", \"$PKCOMPLETE_VAR\"]", 6},
+      {"%echo ${PKCOMPLETE_V", "[\"${PKCOMPLETE_VAR}\"]", 6},
+      {"%download URL --to=$PKCOMPLETE_E", "[\"$PKCOMPLETE_ENV\"]", 19},
+      {"%echo \"a $PKCOMPLETE_V", "[\"$PKCOMPLETE_VAR\"]", 9},
+      {"%echo $OTH", "[\"$OTHER\"]", 6},
+      {"%echo \\$PKCOMP", "[]", 6}, /* escaped: a path, and none matches */
+      {"%echo $1PK", "[]", 6},
+  };
+  for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+    const char *id = mt_request(&mt, CONN_SHELL, "complete_request",
+                                json_pack("{s:s, s:I}", "code", rows[i].code, "cursor_pos",
+                                          (json_int_t)strlen(rows[i].code)));
+    mt_serve(&mt, &k, CONN_SHELL);
+    json_t *r = content_of(&mt, id), *want = json_loads(rows[i].matches, 0, NULL);
+    char *got = json_dumps(json_object_get(r, "matches"), 0);
+    if (!json_equal(json_object_get(r, "matches"), want))
+      fprintf(stderr, "%s: got %s, want %s\n", rows[i].code, got, rows[i].matches);
+    ASSERT(json_equal(json_object_get(r, "matches"), want));
+    if (json_array_size(want))
+      ASSERT_EQ(json_integer_value(json_object_get(r, "cursor_start")), rows[i].start);
+    free(got);
+    json_decref(want);
+  }
+  /* on control (another thread than the session's): no variables */
+  const char *id = mt_request(&mt, CONN_CONTROL, "complete_request",
+                              json_pack("{s:s, s:i}", "code", "%echo $OTH", "cursor_pos", 10));
+  mt_serve(&mt, &k, CONN_CONTROL);
+  ASSERT_EQ(json_array_size(json_object_get(content_of(&mt, id), "matches")), 0);
+  kernel_done(&k, &mt);
+  return 0;
+}

@@ -405,24 +405,24 @@ static int has_match(json_t *m, const char *s) {
 
 TEST_IMPL(kernel_complete) {
   size_t a, b;
-  json_t *m = complete_code("%ec", 3, 3, &a, &b);
+  json_t *m = complete_code("%ec", 3, 3, NULL, &a, &b);
   ASSERT_EQ(json_array_size(m), 1);
   ASSERT(has_match(m, "%echo"));
   ASSERT_EQ(a, 0);
   ASSERT_EQ(b, 3);
   json_decref(m);
-  m = complete_code("", 0, 0, &a, &b); /* every magic */
+  m = complete_code("", 0, 0, NULL, &a, &b); /* every magic */
   ASSERT(json_array_size(m) >= 13);
   ASSERT(has_match(m, "%help"));
   json_decref(m);
   const char *code = "%echo hi\n%echo --st";
-  m = complete_code(code, strlen(code), strlen(code), &a, &b);
+  m = complete_code(code, strlen(code), strlen(code), NULL, &a, &b);
   ASSERT_EQ(json_array_size(m), 1);
   ASSERT(has_match(m, "--stderr"));
   ASSERT_EQ(a, 15);
   json_decref(m);
   code = "%input \\\n  --pa"; /* continuation: still %input's options */
-  m = complete_code(code, strlen(code), strlen(code), &a, &b);
+  m = complete_code(code, strlen(code), strlen(code), NULL, &a, &b);
   ASSERT(has_match(m, "--password"));
   json_decref(m);
   char dir[] = "/tmp/pk-comp-XXXXXX";
@@ -435,7 +435,7 @@ TEST_IMPL(kernel_complete) {
   snprintf(p, sizeof p, "%s/beta", dir);
   write_file(p, "x");
   snprintf(codebuf, sizeof codebuf, "%%cd %s/al", dir);
-  m = complete_code(codebuf, strlen(codebuf), strlen(codebuf), &a, &b);
+  m = complete_code(codebuf, strlen(codebuf), strlen(codebuf), NULL, &a, &b);
   ASSERT_EQ(json_array_size(m), 2);
   snprintf(p, sizeof p, "%s/alpha.txt", dir);
   ASSERT(has_match(m, p));
