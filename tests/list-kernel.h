@@ -33,4 +33,5 @@
   XX(kernel_table_stop_on_error_grace, 10)                                     \
   XX(wire_dates, 10)                                                           \
   XX(log_limited_flood, 10)                                                    \
-  XX(kernel_table_complete_vars, 10)
+  XX(kernel_table_complete_vars, 10)                                           \
+  XX(kernel_table_sleep_bar, 10)

@@ -606,3 +606,32 @@ TEST_IMPL(kernel_table_complete_vars) {
   kernel_done(&k, &mt);
   return 0;
 }
+
+/* %sleep's bar moves smoothly: many distinct fractions over 1.5 s, not only
+ * whole seconds (0, 1/2, 2/2). */
+TEST_IMPL(kernel_table_sleep_bar) {
+  pk_kernel k;
+  memtransport mt;
+  kernel_init(&k, &mt);
+  const char *id = execute(&mt, &k, "%sleep 1.5", NULL);
+  ASSERT_STR_EQ(reply_status_of(&mt, id), "ok");
+  char seen[64][16];
+  size_t n = 0;
+  for (size_t i = 0; i < mt.n_out; i++) {
+    const mt_out *o = &mt.out[i];
+    if (o->channel != CONN_IOPUB || !strstr(o->m.msg_type, "display_data")) continue;
+    const char *html = json_string_value(
+        json_object_get(json_object_get(o->m.content, "data"), "text/html"));
+    const char *v = html ? strstr(html, "value=\"") : NULL;
+    if (!v) continue;
+    char frac[16];
+    snprintf(frac, sizeof frac, "%.6s", v + 7);
+    int dup = 0;
+    for (size_t j = 0; j < n && !dup; j++) dup = strcmp(seen[j], frac) == 0;
+    if (!dup && n < 64) snprintf(seen[n++], sizeof seen[0], "%s", frac);
+  }
+  fprintf(stderr, "%zu distinct fractions\n", n);
+  ASSERT(n >= 6);
+  kernel_done(&k, &mt);
+  return 0;
+}
