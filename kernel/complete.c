@@ -64,8 +64,7 @@ static void complete_paths(const char *tok, size_t tlen, json_t *out) {
   if (!d) { free(t); return; }
   char *names[COMPLETE_MAX];
   size_t n = 0, blen = strlen(base);
-  struct dirent *e;
-  while ((e = readdir(d)) && n < COMPLETE_MAX) {
+  for (struct dirent *e = readdir(d); e && n < COMPLETE_MAX; e = readdir(d)) {
     if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
     if (e->d_name[0] == '.' && base[0] != '.') continue;
     if (strncmp(e->d_name, base, blen) != 0) continue;
