@@ -2,76 +2,43 @@
  * core.c -- the message table: every request on shell and control gets
  * busy, its handler, idle (kernel_info included: clients wait for IOPub
  * traffic after it). Unknown types are logged and get busy/idle only.
+ *
+ * It knows the transport only through transport.h: what it sends goes
+ * through reply.c, what it receives is already verified, so the C tests
+ * run this table over a transport in memory.
  */
-#include <dirent.h>
 #include <fnmatch.h>
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-
-#include <zmq.h>
+#ifdef __GLIBC__ /* (defined by the headers above) */
+#include <malloc.h>
+#endif
 
 #include "lib/limits.h"
+#include "complete.h"
 #include "core.h"
+#include "exec.h"
+#include "log.h"
 #include "magic.h"
+#include "reply.h"
 #include "utf8.h"
 
 #define ON_SHELL 1u
 #define ON_CONTROL 2u
-
-/* ---- sending ------------------------------------------------------------------ */
-
-static void send_msg(pk_chan *ch, void *sock, const wire_buf *idents, size_t n_idents,
-                     const char *msg_type, json_t *parent, json_t *content) {
-  json_t *header = wire_header_new(msg_type, ch->k->session);
-  json_t *meta = json_object();
-  wire_buf *f = NULL;
-  size_t n = 0;
-  if (!header || !meta || !content ||
-      wire_build(idents, n_idents, header, parent, meta, content, &ch->k->key, &f, &n) != 0) {
-    pk_log("cannot build a %s message (out of memory or invalid text)", msg_type);
-  } else if (srv_send_frames(sock, f, n) != 0) {
-    pk_log("cannot send %s: %s", msg_type, zmq_strerror(zmq_errno()));
-  }
-  wire_frames_free(f, n);
-  json_decref(header);
-  json_decref(meta);
-  json_decref(content);
-}
-
-void core_publish(pk_chan *ch, const char *msg_type, json_t *parent, json_t *content) {
-  char topic[128];
-  snprintf(topic, sizeof topic, "kernel.%s.%s", ch->k->session, msg_type);
-  wire_buf t = {(unsigned char *)topic, strlen(topic)};
-  send_msg(ch, ch->pub, &t, 1, msg_type, parent, content);
-}
-
-void core_status(pk_chan *ch, json_t *parent, const char *state) {
-  core_publish(ch, "status", parent, json_pack("{s:s}", "execution_state", state));
-}
-
-void core_reply(pk_chan *ch, const wire_msg *req, const char *msg_type, json_t *content) {
-  send_msg(ch, ch->sock, req->idents, req->n_idents, msg_type, req->header, content);
-}
+#define PK_CELL_ECHO_BYTES 4096  /* of a cell over PK_LIMIT_CELL_BYTES: echoed and kept */
+/* stop_on_error's grace window: how long after a failed execute's reply an
+ * execute that was sent before that reply (by its header's date) is still
+ * aborted, for requests already on their way when the cell failed (a
+ * notebook's "Run All" over a network). ipykernel's stop_on_error_timeout
+ * is the precedent. */
+#define PK_ABORT_GRACE_MS 500
 
 /* ---- helpers ------------------------------------------------------------------ */
 
 static int flag(json_t *c, const char *key, int dflt) {
   json_t *v = json_object_get(c, key);
   return json_is_boolean(v) ? json_is_true(v) : dflt;
-}
-
-json_t *core_text_json(const char *s, size_t len) {
-  char *tmp = malloc(len * 3 + 1);
-  if (!tmp) return NULL;
-  size_t n = utf8_clean(s, len, 1, tmp, NULL);
-  json_t *j = json_stringn(tmp, n);
-  free(tmp);
-  return j;
 }
 
 /* Cursor position in bytes from the request's code-point cursor_pos. */
@@ -81,140 +48,11 @@ static size_t cursor_bytes(json_t *c, const char *code, size_t len) {
   return utf8_cp_to_byte(code, len, (size_t)json_integer_value(v));
 }
 
-static int is_blank(char ch) { return ch == ' ' || ch == '\t' || ch == '\r'; }
-
-/* Start of the logical line (backslash continuations joined) holding pos. */
-static size_t logical_line_start(const char *code, size_t pos) {
-  size_t ls = pos;
-  while (ls > 0 && code[ls - 1] != '\n') ls--;
-  while (ls > 0) { /* the previous physical line ends with a backslash? */
-    size_t e = ls - 1; /* the '\n' */
-    while (e > 0 && is_blank(code[e - 1])) e--;
-    size_t k = 0;
-    while (e > k && code[e - 1 - k] == '\\') k++;
-    if (k % 2 == 0) break;
-    ls = e - k; /* inside the previous line */
-    while (ls > 0 && code[ls - 1] != '\n') ls--;
-  }
-  return ls;
-}
-
-/* The magic name of the logical line starting at ls: '%' and '?' stripped. */
-static void line_magic(const char *code, size_t len, size_t ls, char *name, size_t cap) {
-  while (ls < len && is_blank(code[ls])) ls++;
-  while (ls < len && code[ls] == '%') ls++;
-  size_t n = 0;
-  while (ls < len && !is_blank(code[ls]) && code[ls] != '\n' && code[ls] != '?' && n + 1 < cap)
-    name[n++] = code[ls++];
-  name[n] = 0;
-}
-
-static int cmp_str(const void *a, const void *b) {
-  return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-#define COMPLETE_MAX 500
-
-static void complete_paths(const char *tok, size_t tlen, json_t *out) {
-  char *t = strndup(tok, tlen);
-  if (!t) return;
-  const char *slash = strrchr(t, '/');
-  size_t dlen = slash ? (size_t)(slash - t) + 1 : 0;
-  const char *base = t + dlen;
-  char dir[4096];
-  if (!dlen) snprintf(dir, sizeof dir, ".");
-  else if (t[0] == '~' && (dlen == 2) && getenv("HOME"))
-    snprintf(dir, sizeof dir, "%s/", getenv("HOME"));
-  else if (t[0] == '~' && t[1] == '/' && getenv("HOME"))
-    snprintf(dir, sizeof dir, "%s/%.*s", getenv("HOME"), (int)(dlen - 2), t + 2);
-  else snprintf(dir, sizeof dir, "%.*s", (int)dlen, t);
-  DIR *d = opendir(dir);
-  if (!d) { free(t); return; }
-  char *names[COMPLETE_MAX];
-  size_t n = 0, blen = strlen(base);
-  struct dirent *e;
-  while ((e = readdir(d)) && n < COMPLETE_MAX) {
-    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-    if (e->d_name[0] == '.' && base[0] != '.') continue;
-    if (strncmp(e->d_name, base, blen) != 0) continue;
-    int isdir = e->d_type == DT_DIR;
-    if (e->d_type == DT_UNKNOWN || e->d_type == DT_LNK) {
-      char full[8192];
-      struct stat st;
-      snprintf(full, sizeof full, "%s/%s", dir, e->d_name);
-      isdir = stat(full, &st) == 0 && S_ISDIR(st.st_mode);
-    }
-    size_t m = dlen + strlen(e->d_name) + 2;
-    char *s = malloc(m);
-    if (!s) break;
-    snprintf(s, m, "%.*s%s%s", (int)dlen, t, e->d_name, isdir ? "/" : "");
-    names[n++] = s;
-  }
-  closedir(d);
-  qsort(names, n, sizeof names[0], cmp_str);
-  for (size_t i = 0; i < n; i++) {
-    json_array_append_new(out, core_text_json(names[i], strlen(names[i])));
-    free(names[i]);
-  }
-  free(t);
-}
-
-json_t *core_complete(const char *code, size_t len, size_t pos, size_t *start, size_t *end) {
-  json_t *m = json_array();
-  if (!m) return NULL;
-  if (pos > len) pos = len;
-  size_t ts = pos;
-  while (ts > 0 && !is_blank(code[ts - 1]) && code[ts - 1] != '\n' && code[ts - 1] != '"' &&
-         code[ts - 1] != '\'')
-    ts--;
-  *start = ts;
-  *end = pos;
-  size_t ls = logical_line_start(code, pos);
-  size_t fw = ls;
-  while (fw < ts && is_blank(code[fw])) fw++;
-  const char *tok = code + ts;
-  size_t tlen = pos - ts;
-  if (fw == ts) { /* the magic's name */
-    size_t pct = 0;
-    while (pct < tlen && tok[pct] == '%') pct++;
-    if (pct == 0) pct = 1;
-    if (pct > 2) pct = 2;
-    const char *pre = tok;
-    size_t plen = tlen;
-    while (plen && *pre == '%') { pre++; plen--; }
-    for (size_t i = 0; i < st_registry_count(); i++) {
-      const st_stage *s = st_registry_at(i);
-      if (strlen(s->name) >= plen && strncmp(s->name, pre, plen) == 0) {
-        char buf[160];
-        snprintf(buf, sizeof buf, "%.*s%s", (int)pct, "%%%%", s->name);
-        json_array_append_new(m, json_string(buf));
-      }
-    }
-    return m;
-  }
-  if (tlen && tok[0] == '-') { /* an option of the line's magic */
-    char name[128];
-    line_magic(code, len, ls, name, sizeof name);
-    const st_stage *s = st_registry_find(name);
-    const char *pre = tok;
-    size_t plen = tlen;
-    while (plen && *pre == '-') { pre++; plen--; }
-    for (int i = 0; s && s->opts && s->opts[i].name; i++)
-      if (strncmp(s->opts[i].name, pre, plen) == 0) {
-        char buf[160];
-        snprintf(buf, sizeof buf, "--%s", s->opts[i].name);
-        json_array_append_new(m, json_string(buf));
-      }
-    return m;
-  }
-  complete_paths(tok, tlen, m);
-  return m;
-}
-
 /* ---- handlers ------------------------------------------------------------------ */
 
 typedef struct pk_req_state {
   int abort_queue; /* a failed execute asked to abort the queued ones */
+  int grace;       /* ... and to open the grace window once its reply is out */
   int shutdown;    /* a shutdown_request was answered */
   wire_msg *queued; /* shell requests queued when the execute failed */
   size_t nq, capq;
@@ -223,7 +61,8 @@ typedef struct pk_req_state {
 /* Takes every request already waiting on the socket (without blocking), so
  * "already queued" means queued before the error reply went out: a request
  * sent after the client saw the reply is served normally. */
-static void collect_queued(pk_chan *ch, pk_req_state *st) {
+static void collect_queued(const pk_chan *ch, pk_req_state *st) {
+  pk_transport *tr = ch->k->tr;
   for (;;) {
     if (st->nq == st->capq) {
       size_t nc = st->capq ? st->capq * 2 : 8;
@@ -232,13 +71,13 @@ static void collect_queued(pk_chan *ch, pk_req_state *st) {
       st->queued = nm;
       st->capq = nc;
     }
-    int r = srv_recv(ch->k, ch->sock, ZMQ_DONTWAIT, "shell", &st->queued[st->nq]);
+    int r = tr->recv(tr, CONN_SHELL, 0, &st->queued[st->nq]);
     if (r < 0) return;
     if (r == 0) st->nq++;
   }
 }
 
-typedef void (*handler_fn)(pk_chan *ch, wire_msg *req, pk_req_state *st);
+typedef void (*handler_fn)(const pk_chan *ch, wire_msg *req, pk_req_state *st);
 
 json_t *core_kernel_info(void) {
   return json_pack(
@@ -255,9 +94,9 @@ json_t *core_kernel_info(void) {
       "Jupyter documentation", "url", "https://docs.jupyter.org/");
 }
 
-static void h_kernel_info(pk_chan *ch, wire_msg *req, pk_req_state *st) {
+static void h_kernel_info(const pk_chan *ch, wire_msg *req, pk_req_state *st) {
   (void)st;
-  core_reply(ch, req, "kernel_info_reply", core_kernel_info());
+  reply_to(ch, req, "kernel_info_reply", core_kernel_info());
 }
 
 static size_t hist_entry_bytes(const pk_hist_entry *e) {
@@ -305,24 +144,40 @@ static json_t *error_content(const pk_cell_result *r) {
   char first[4352];
   snprintf(first, sizeof first, "\x1b[0;31m%s\x1b[0m: %s", ename, evalue);
   json_t *tb = json_array();
-  json_array_append_new(tb, core_text_json(first, strlen(first)));
+  json_array_append_new(tb, utf8_json(first, strlen(first)));
   if (r->failed_line) {
     char where[512];
     snprintf(where, sizeof where, "  in line %d: %%%.400s", r->failed_line,
              r->failed_text ? r->failed_text : "");
-    json_array_append_new(tb, core_text_json(where, strlen(where)));
+    json_array_append_new(tb, utf8_json(where, strlen(where)));
   }
   json_t *c = json_object();
   json_object_set_new(c, "ename", json_string(ename));
-  json_object_set_new(c, "evalue", core_text_json(evalue, strlen(evalue)));
+  json_object_set_new(c, "evalue", utf8_json(evalue, strlen(evalue)));
   json_object_set_new(c, "traceback", tb);
   return c;
 }
 
-static void h_execute(pk_chan *ch, wire_msg *req, pk_req_state *st) {
+/* Sends a reply (steals content); when an execute failed with
+ * stop_on_error (st->grace), opens the grace window from the moment the
+ * reply went out. */
+static void reply_opening(const pk_chan *ch, const wire_msg *req, const char *type,
+                          json_t *content, pk_req_state *st) {
+  pk_kernel *k = ch->k;
+  reply_sent sent;
+  long long us;
+  if (reply_send(ch, ch->channel, req->idents, req->n_idents, type, req->header, content,
+                 &sent) == 0 &&
+      st->grace && wire_date_us(sent.date, &us) == 0) {
+    k->abort_until_ms = k->tr->now_ms(k->tr) + PK_ABORT_GRACE_MS;
+    k->abort_before_us = us;
+  }
+}
+
+static void h_execute(const pk_chan *ch, wire_msg *req, pk_req_state *st) {
   pk_kernel *k = ch->k;
   if (ch->channel != CONN_SHELL) {
-    pk_log("execute_request on control: ignored (cells run on shell)");
+    pk_info(k->tr, "execute_request on control: ignored (cells run on shell)");
     return;
   }
   json_t *c = req->content;
@@ -350,7 +205,7 @@ static void h_execute(pk_chan *ch, wire_msg *req, pk_req_state *st) {
     while (shown > 0 && ((unsigned char)code[shown] & 0xC0) == 0x80) shown--;
   }
   if (!silent)
-    core_publish(ch, "execute_input", req->header,
+    reply_publish(ch, "execute_input", req->header,
                  json_pack("{s:s%, s:i}", "code", code, shown, "execution_count", count));
   pk_cell_result r;
   if (!json_is_string(jcode)) {
@@ -363,29 +218,29 @@ static void h_execute(pk_chan *ch, wire_msg *req, pk_req_state *st) {
   }
   if (r.result && !silent) {
     json_t *data = json_object();
-    json_object_set_new(data, "text/plain", core_text_json(r.result, strlen(r.result)));
-    core_publish(ch, "execute_result", req->header,
+    json_object_set_new(data, "text/plain", utf8_json(r.result, strlen(r.result)));
+    reply_publish(ch, "execute_result", req->header,
                  json_pack("{s:i, s:o, s:{}}", "execution_count", count, "data", data, "metadata"));
   }
   if (store) hist_add(k, count, code, shown, r.result);
   json_t *reply;
   if (r.rc) {
     json_t *e = error_content(&r);
-    core_publish(ch, "error", req->header, json_deep_copy(e));
+    reply_publish(ch, "error", req->header, json_deep_copy(e));
     json_object_set_new(e, "status", json_string("error"));
     json_object_set_new(e, "execution_count", json_integer(count));
     json_object_set_new(e, "payload", json_array());
     json_object_set_new(e, "user_expressions", json_object());
     reply = e;
     if (stop_on_error && !silent && ch->channel == CONN_SHELL) {
-      st->abort_queue = 1;
+      st->abort_queue = st->grace = 1;
       collect_queued(ch, st);
     }
   } else {
     reply = json_pack("{s:s, s:i, s:O, s:{}}", "status", "ok", "execution_count", count,
                       "payload", r.payload, "user_expressions");
   }
-  core_reply(ch, req, "execute_reply", reply);
+  reply_opening(ch, req, "execute_reply", reply, st);
   exec_result_free(&r);
 #ifdef __GLIBC__
   /* Stages free big buffers (read blocks, images, tables) that glibc placed
@@ -397,54 +252,74 @@ static void h_execute(pk_chan *ch, wire_msg *req, pk_req_state *st) {
 #endif
 }
 
-static void h_complete(pk_chan *ch, wire_msg *req, pk_req_state *st) {
+/* A request over PK_LIMIT_MSG_BYTES, of which wire_parse read only the
+ * header: its reply is an error naming the size and the limit. An execute's
+ * error also goes to IOPub, where a notebook shows it under the cell, and
+ * aborts the queued executes as stop_on_error (the default; the request's
+ * own content was not read) asks. The count does not move: nothing ran. */
+static void h_oversize(const pk_chan *ch, wire_msg *req, pk_req_state *st) {
+  pk_cell_result r;
+  memset(&r, 0, sizeof r);
+  st_error_clear(&r.err);
+  r.rc = st_error_set(&r.err, ST_E2BIG, "message", -1, "request is %zu bytes; the limit is %u",
+                      req->oversize, (unsigned)PK_LIMIT_MSG_BYTES);
+  json_t *e = error_content(&r);
+  int exec = strcmp(req->msg_type, "execute_request") == 0;
+  if (exec) {
+    reply_publish(ch, "error", req->header, json_deep_copy(e));
+    json_object_set_new(e, "execution_count", json_integer(ch->k->exec_count));
+    json_object_set_new(e, "payload", json_array());
+    json_object_set_new(e, "user_expressions", json_object());
+  }
+  json_object_set_new(e, "status", json_string("error"));
+  size_t tl = strlen(req->msg_type);
+  if (tl > 8 && strcmp(req->msg_type + tl - 8, "_request") == 0) {
+    char type[160];
+    snprintf(type, sizeof type, "%.*s_reply", (int)(tl - 8 < 140 ? tl - 8 : 140), req->msg_type);
+    if (exec && ch->channel == CONN_SHELL) {
+      st->abort_queue = st->grace = 1;
+      collect_queued(ch, st);
+    }
+    reply_opening(ch, req, type, e, st);
+  } else {
+    json_decref(e);
+  }
+}
+
+static void h_complete(const pk_chan *ch, wire_msg *req, pk_req_state *st) {
   (void)st;
   json_t *jcode = json_object_get(req->content, "code");
   const char *code = json_is_string(jcode) ? json_string_value(jcode) : "";
   size_t len = json_is_string(jcode) ? json_string_length(jcode) : 0;
   size_t pos = cursor_bytes(req->content, code, len), s = pos, e = pos;
-  json_t *m = core_complete(code, len, pos, &s, &e);
-  core_reply(ch, req, "complete_reply",
+  /* the variables belong to the main thread: on control, none */
+  json_t *m = complete_code(code, len, pos, ch->channel == CONN_SHELL ? ch->k->sess : NULL, &s,
+                            &e);
+  reply_to(ch, req, "complete_reply",
              json_pack("{s:s, s:o, s:I, s:I, s:{}}", "status", "ok", "matches",
                        m ? m : json_array(), "cursor_start",
                        (json_int_t)utf8_byte_to_cp(code, len, s), "cursor_end",
                        (json_int_t)utf8_byte_to_cp(code, len, e), "metadata"));
 }
 
-static void h_inspect(pk_chan *ch, wire_msg *req, pk_req_state *st) {
+static void h_inspect(const pk_chan *ch, wire_msg *req, pk_req_state *st) {
   (void)st;
   json_t *jcode = json_object_get(req->content, "code");
   const char *code = json_is_string(jcode) ? json_string_value(jcode) : "";
   size_t len = json_is_string(jcode) ? json_string_length(jcode) : 0;
-  size_t pos = cursor_bytes(req->content, code, len);
-  /* the word under the cursor when it names a magic, else the line's magic */
-  size_t a = pos, b = pos;
-  while (a > 0 && !is_blank(code[a - 1]) && code[a - 1] != '\n') a--;
-  while (b < len && !is_blank(code[b]) && code[b] != '\n') b++;
-  char word[128];
-  size_t wa = a;
-  while (wa < b && code[wa] == '%') wa++;
-  size_t wl = b - wa;
-  while (wl && code[wa + wl - 1] == '?') wl--;
-  snprintf(word, sizeof word, "%.*s", (int)(wl < sizeof word ? wl : sizeof word - 1), code + wa);
-  const st_stage *s = wl < sizeof word ? st_registry_find(word) : NULL;
-  if (!s) {
-    char name[128];
-    line_magic(code, len, logical_line_start(code, pos), name, sizeof name);
-    s = st_registry_find(name);
-  }
+  const st_stage *s = complete_inspect(code, len, cursor_bytes(req->content, code, len));
   json_t *data = json_object();
   if (s) {
     char *h = st_registry_help(s);
-    if (h) json_object_set_new(data, "text/plain", core_text_json(h, strlen(h)));
+    if (h) json_object_set_new(data, "text/plain", utf8_json(h, strlen(h)));
     free(h);
   }
-  core_reply(ch, req, "inspect_reply",
+  reply_to(ch, req, "inspect_reply",
              json_pack("{s:s, s:b, s:o, s:{}}", "status", "ok", "found", s != NULL, "data", data,
                        "metadata"));
 }
 
-static void h_is_complete(pk_chan *ch, wire_msg *req, pk_req_state *st) {
+static void h_is_complete(const pk_chan *ch, wire_msg *req, pk_req_state *st) {
   (void)st;
   json_t *jcode = json_object_get(req->content, "code");
   const char *code = json_is_string(jcode) ? json_string_value(jcode) : "";
@@ -452,22 +327,22 @@ static void h_is_complete(pk_chan *ch, wire_msg *req, pk_req_state *st) {
   const char *status = mg_is_complete(code, len);
   json_t *c = json_pack("{s:s}", "status", status);
   if (strcmp(status, "incomplete") == 0) json_object_set_new(c, "indent", json_string(""));
-  core_reply(ch, req, "is_complete_reply", c);
+  reply_to(ch, req, "is_complete_reply", c);
 }
 
 #define PK_HIST_SESSION 1 /* history lives in memory: one session per kernel */
 
 static json_t *hist_item(const pk_hist_entry *e, int output) {
-  json_t *in = core_text_json(e->code, strlen(e->code));
+  json_t *in = utf8_json(e->code, strlen(e->code));
   json_t *v = in;
   if (output) {
-    json_t *out = e->output ? core_text_json(e->output, strlen(e->output)) : json_null();
+    json_t *out = e->output ? utf8_json(e->output, strlen(e->output)) : json_null();
     v = json_pack("[o, o]", in, out);
   }
   return json_pack("[i, i, o]", PK_HIST_SESSION, e->line, v);
 }
 
-static void h_history(pk_chan *ch, wire_msg *req, pk_req_state *st) {
+static void h_history(const pk_chan *ch, wire_msg *req, pk_req_state *st) {
   (void)st;
   pk_kernel *k = ch->k;
   json_t *c = req->content;
@@ -507,45 +382,45 @@ static void h_history(pk_chan *ch, wire_msg *req, pk_req_state *st) {
     for (size_t j = nh; j-- > 0;) json_array_append_new(h, hist_item(hits[j], output));
     free(hits);
   }
-  core_reply(ch, req, "history_reply", json_pack("{s:s, s:o}", "status", "ok", "history", h));
+  reply_to(ch, req, "history_reply", json_pack("{s:s, s:o}", "status", "ok", "history", h));
 }
 
-static void h_comm_info(pk_chan *ch, wire_msg *req, pk_req_state *st) {
+static void h_comm_info(const pk_chan *ch, wire_msg *req, pk_req_state *st) {
   (void)st;
-  core_reply(ch, req, "comm_info_reply", json_pack("{s:s, s:{}}", "status", "ok", "comms"));
+  reply_to(ch, req, "comm_info_reply", json_pack("{s:s, s:{}}", "status", "ok", "comms"));
 }
 
-static void h_comm_open(pk_chan *ch, wire_msg *req, pk_req_state *st) {
+static void h_comm_open(const pk_chan *ch, wire_msg *req, pk_req_state *st) {
   (void)st;
   json_t *id = json_object_get(req->content, "comm_id");
   const char *target = json_string_value(json_object_get(req->content, "target_name"));
-  pk_log("comm_open for unknown target '%s': closing it", target ? target : "");
+  pk_info(ch->k->tr, "comm_open for unknown target '%s': closing it", target ? target : "");
   if (json_is_string(id))
-    core_publish(ch, "comm_close", req->header, json_pack("{s:O, s:{}}", "comm_id", id, "data"));
+    reply_publish(ch, "comm_close", req->header, json_pack("{s:O, s:{}}", "comm_id", id, "data"));
 }
 
-static void h_ignore(pk_chan *ch, wire_msg *req, pk_req_state *st) {
+static void h_ignore(const pk_chan *ch, wire_msg *req, pk_req_state *st) {
   (void)ch;
   (void)req;
   (void)st;
 }
 
-static void h_shutdown(pk_chan *ch, wire_msg *req, pk_req_state *st) {
+static void h_shutdown(const pk_chan *ch, wire_msg *req, pk_req_state *st) {
   int restart = flag(req->content, "restart", 0);
   atomic_store(&ch->k->restart, restart);
-  core_reply(ch, req, "shutdown_reply", json_pack("{s:s, s:b}", "status", "ok", "restart", restart));
-  core_publish(ch, "shutdown_reply", req->header,
+  reply_to(ch, req, "shutdown_reply", json_pack("{s:s, s:b}", "status", "ok", "restart", restart));
+  reply_publish(ch, "shutdown_reply", req->header,
                json_pack("{s:s, s:b}", "status", "ok", "restart", restart));
   st->shutdown = 1;
 }
 
-static void h_interrupt(pk_chan *ch, wire_msg *req, pk_req_state *st) {
+static void h_interrupt(const pk_chan *ch, wire_msg *req, pk_req_state *st) {
   (void)st;
   if (atomic_load(&ch->k->running)) {
     atomic_store(&ch->k->cancel, 1);
-    pk_log("interrupt_request: interrupting the running cell");
+    pk_info(ch->k->tr, "interrupt_request: interrupting the running cell");
   }
-  core_reply(ch, req, "interrupt_reply", json_pack("{s:s}", "status", "ok"));
+  reply_to(ch, req, "interrupt_reply", json_pack("{s:s}", "status", "ok"));
 }
 
 static const struct {
@@ -567,39 +442,58 @@ static const struct {
     {"interrupt_request", h_interrupt, ON_SHELL | ON_CONTROL},
 };
 
-static void dispatch_one(pk_chan *ch, wire_msg *req, pk_req_state *st) {
-  core_status(ch, req->header, "busy");
+static void dispatch_one(const pk_chan *ch, wire_msg *req, pk_req_state *st) {
+  reply_status(ch, req->header, "busy");
   unsigned here = ch->channel == CONN_CONTROL ? ON_CONTROL : ON_SHELL;
   size_t i = 0;
   for (; i < sizeof handlers / sizeof handlers[0]; i++)
     if (strcmp(handlers[i].type, req->msg_type) == 0) break;
-  if (i == sizeof handlers / sizeof handlers[0])
-    pk_log("%s: unknown message type '%.64s': ignored", ch->channel == CONN_CONTROL ? "control" : "shell",
+  if (req->oversize)
+    h_oversize(ch, req, st);
+  else if (i == sizeof handlers / sizeof handlers[0])
+    pk_info(ch->k->tr, "%s: unknown message type '%.64s': ignored", ch->channel == CONN_CONTROL ? "control" : "shell",
            req->msg_type);
   else if (!(handlers[i].where & here))
-    pk_log("%s is not served on %s: ignored", req->msg_type,
+    pk_info(ch->k->tr, "%s is not served on %s: ignored", req->msg_type,
            ch->channel == CONN_CONTROL ? "control" : "shell");
   else
     handlers[i].fn(ch, req, st);
-  core_status(ch, req->header, "idle");
+  reply_status(ch, req->header, "idle");
 }
 
 /* After a failed execute with stop_on_error: answer the executes already
  * queued on shell with "aborted"; serve everything else normally. */
-static void abort_queued(pk_chan *ch, pk_req_state *q) {
+/* busy, execute_reply "aborted", idle. */
+static void abort_one(const pk_chan *ch, const wire_msg *m) {
+  reply_status(ch, m->header, "busy");
+  reply_to(ch, m, "execute_reply",
+           json_pack("{s:s, s:i}", "status", "aborted", "execution_count", ch->k->exec_count));
+  reply_status(ch, m->header, "idle");
+}
+
+/* An execute that arrives within the grace window of a failed one and was
+ * sent before that one's reply (or carries no date to tell). */
+static int in_grace(const pk_chan *ch, const wire_msg *req) {
+  pk_kernel *k = ch->k;
+  if (ch->channel != CONN_SHELL || strcmp(req->msg_type, "execute_request") != 0 ||
+      k->tr->now_ms(k->tr) >= k->abort_until_ms)
+    return 0;
+  long long us;
+  const char *date = json_string_value(json_object_get(req->header, "date"));
+  return wire_date_us(date, &us) != 0 || us < k->abort_before_us;
+}
+
+static void abort_queued(const pk_chan *ch, pk_req_state *q) {
   pk_kernel *k = ch->k;
   for (size_t i = 0; i < q->nq; i++) {
     wire_msg m = q->queued[i];
     if (strcmp(m.msg_type, "execute_request") == 0) {
-      core_status(ch, m.header, "busy");
-      core_reply(ch, &m, "execute_reply",
-                 json_pack("{s:s, s:i}", "status", "aborted", "execution_count", k->exec_count));
-      core_status(ch, m.header, "idle");
+      abort_one(ch, &m);
     } else {
       pk_req_state st = {0};
       dispatch_one(ch, &m, &st);
       if (st.shutdown) {
-        atomic_store(&k->shutdown_at_ms, srv_now_ms());
+        atomic_store(&k->shutdown_at_ms, k->tr->now_ms(k->tr));
         atomic_store(&k->cancel, 1);
         atomic_store(&k->shutdown, 1);
       }
@@ -608,15 +502,29 @@ static void abort_queued(pk_chan *ch, pk_req_state *q) {
   }
 }
 
-void core_dispatch(pk_chan *ch, wire_msg *req) {
+void core_dispatch(const pk_chan *ch, wire_msg *req) {
+  if (in_grace(ch, req)) {
+    abort_one(ch, req);
+    return;
+  }
   pk_req_state st = {0};
   dispatch_one(ch, req, &st);
   if (st.shutdown) {
     /* everything of this request is published; now let the main loop end */
-    atomic_store(&ch->k->shutdown_at_ms, srv_now_ms());
+    atomic_store(&ch->k->shutdown_at_ms, ch->k->tr->now_ms(ch->k->tr));
     atomic_store(&ch->k->cancel, 1);
     atomic_store(&ch->k->shutdown, 1);
   }
   if (st.abort_queue && ch->channel == CONN_SHELL) abort_queued(ch, &st);
   free(st.queued);
+}
+
+void core_free(pk_kernel *k) {
+  for (size_t i = 0; i < k->n_hist; i++) {
+    free(k->hist[i].code);
+    free(k->hist[i].output);
+  }
+  free(k->hist);
+  k->hist = NULL;
+  k->n_hist = k->cap_hist = k->hist_bytes = 0;
 }

@@ -16,24 +16,28 @@
 #include <string.h>
 
 #include <openssl/evp.h>
-#include <zmq.h>
 
-#include "core.h"
+#include "lib/dynbuf.h"
+#include "exec.h"
+#include "log.h"
 #include "magic.h"
+#include "reply.h"
 #include "utf8.h"
 
 #define PK_FLUSH_INTERVAL 0.1 /* seconds */
 #define PK_FLUSH_BYTES (64u << 10)
+/* A stream buffer is flushed once it holds PK_FLUSH_BYTES (its cap); a
+ * flush leaves at most the 3 bytes of an unfinished code point. */
+#define PK_STREAM_BUF_BYTES PK_FLUSH_BYTES
 #define PK_PROGRESS_IDS 64    /* progress bars tracked per cell */
 
 typedef struct stream_buf {
-  char *p;
-  size_t len, cap;
+  dynbuf buf;   /* bytes not yet published (capped at PK_STREAM_BUF_BYTES) */
   double since; /* st_now() of the oldest unflushed byte */
 } stream_buf;
 
 typedef struct exec_state {
-  pk_chan *ch;
+  const pk_chan *ch;
   const wire_msg *req;
   int allow_stdin;
   stream_buf out[2];        /* stdout, stderr */
@@ -54,20 +58,25 @@ static int on_stage_thread(const exec_state *e) {
 
 static void flush_stream(exec_state *e, int i, int final) {
   stream_buf *b = &e->out[i];
-  if (!b->len) return;
-  char *tmp = malloc(b->len * 3 + 1);
+  if (!b->buf.len) return;
+  char *tmp = malloc(b->buf.len * 3 + 1);
   if (!tmp) return;
   size_t used = 0;
-  size_t n = utf8_clean(b->p, b->len, final, tmp, &used);
+  size_t n = utf8_clean(b->buf.p, b->buf.len, final, tmp, &used);
   if (n) {
     json_t *text = json_stringn(tmp, n);
     if (text)
-      core_publish(e->ch, "stream", e->req->header,
-                   json_pack("{s:s, s:o}", "name", i ? "stderr" : "stdout", "text", text));
+      reply_publish(e->ch, "stream", e->req->header,
+                    json_pack("{s:s, s:o}", "name", i ? "stderr" : "stdout", "text", text));
   }
   free(tmp);
-  memmove(b->p, b->p + used, b->len - used);
-  b->len -= used;
+  /* utf8_clean leaves at most an unfinished code point (3 bytes) */
+  char tail[4];
+  size_t rest = b->buf.len - used;
+  if (rest > sizeof tail) rest = 0;
+  memcpy(tail, b->buf.p + used, rest);
+  dyn_reset(&b->buf);
+  dyn_add(&b->buf, tail, rest);
   b->since = st_now();
 }
 
@@ -79,27 +88,35 @@ static void flush_all(exec_state *e, int final) {
 static void flush_due(exec_state *e) {
   double now = st_now();
   for (int i = 0; i < 2; i++)
-    if (e->out[i].len && now - e->out[i].since >= PK_FLUSH_INTERVAL) flush_stream(e, i, 0);
+    if (e->out[i].buf.len && now - e->out[i].since >= PK_FLUSH_INTERVAL) flush_stream(e, i, 0);
 }
 
+/* A write goes into the stream's buffer in pieces that fit its cap; each
+ * full buffer is flushed, so a write of any size comes out in messages of
+ * about PK_FLUSH_BYTES. Bytes that find no memory are dropped. */
 static void k_write(st_ctx *c, int stream, const char *buf, size_t len) {
   exec_state *e = S(c);
   int i = stream == 2 ? 1 : 0;
-  if (e->out[1 - i].len) flush_stream(e, 1 - i, 0); /* keep stdout/stderr order */
+  if (e->out[1 - i].buf.len) flush_stream(e, 1 - i, 0); /* keep stdout/stderr order */
   stream_buf *b = &e->out[i];
-  if (b->len + len > b->cap) {
-    size_t nc = b->cap ? b->cap : 4096;
-    while (nc < b->len + len) nc *= 2;
-    char *np = realloc(b->p, nc);
-    if (!np) return;
-    b->p = np;
-    b->cap = nc;
+  int flushed = 0;
+  while (len) {
+    size_t room = b->buf.max - b->buf.len;
+    size_t take = len < room ? len : room;
+    if (!take) return; /* a flush found no memory */
+    if (!b->buf.len) b->since = st_now();
+    if (dyn_add(&b->buf, buf, take)) {
+      flush_stream(e, i, 0); /* out of memory: keep what is there, drop this */
+      return;
+    }
+    buf += take;
+    len -= take;
+    if (b->buf.len >= PK_FLUSH_BYTES) {
+      flush_stream(e, i, 0);
+      flushed = 1;
+    }
   }
-  if (!b->len) b->since = st_now();
-  memcpy(b->p + b->len, buf, len);
-  b->len += len;
-  if (b->len >= PK_FLUSH_BYTES) flush_stream(e, i, 0);
-  else flush_due(e);
+  if (!flushed) flush_due(e);
 }
 
 /* ---- displays ------------------------------------------------------------------ */
@@ -114,15 +131,15 @@ static int is_text_type(const char *t) {
          strcmp(t, "application/javascript") == 0 || is_json_type(t);
 }
 
-static json_t *mime_value(const st_mime *m) {
+static json_t *mime_value(pk_transport *tr, const st_mime *m) {
   if (is_json_type(m->type)) {
     json_t *v = json_loadb(m->data, m->len, JSON_DECODE_ANY, NULL);
     if (v) return v;
-    pk_log("display: %s payload is not valid JSON; sent as a string", m->type);
+    pk_log(tr, "display: %s payload is not valid JSON; sent as a string", m->type);
   }
-  if (is_text_type(m->type)) return core_text_json(m->data, m->len);
+  if (is_text_type(m->type)) return utf8_json(m->data, m->len);
   if (m->len > (size_t)1 << 30) {
-    pk_log("display: %s payload of %zu bytes refused", m->type, m->len);
+    pk_log(tr, "display: %s payload of %zu bytes refused", m->type, m->len);
     return NULL;
   }
   size_t cap = 4 * ((m->len + 2) / 3) + 1;
@@ -140,7 +157,7 @@ static void publish_display(exec_state *e, const st_mime *items, int n, const ch
   json_t *data = json_object(), *meta = json_object();
   for (int i = 0; i < n; i++) {
     if (!items[i].type || !strchr(items[i].type, '/')) continue;
-    json_t *v = mime_value(&items[i]);
+    json_t *v = mime_value(e->ch->k->tr, &items[i]);
     if (v) json_object_set_new(data, items[i].type, v);
     if (items[i].width > 0 || items[i].height > 0) {
       json_t *sz = json_object();
@@ -152,7 +169,7 @@ static void publish_display(exec_state *e, const st_mime *items, int n, const ch
   if (!json_object_get(data, "text/plain")) json_object_set_new(data, "text/plain", json_string(""));
   json_t *c = json_pack("{s:o, s:o}", "data", data, "metadata", meta);
   if (id) json_object_set_new(c, "transient", json_pack("{s:s}", "display_id", id));
-  core_publish(e->ch, update && id ? "update_display_data" : "display_data", e->req->header, c);
+  reply_publish(e->ch, update && id ? "update_display_data" : "display_data", e->req->header, c);
 }
 
 static void k_display(st_ctx *c, const st_mime *items, int n, const char *id, int update) {
@@ -182,10 +199,10 @@ static void k_progress(st_ctx *c, const st_progress *p) {
   char pct[16] = "";
   if (p->total || p->state == ST_PROGRESS_DONE) snprintf(pct, sizeof pct, "%3.0f%% ", v.frac * 100);
   char text[512];
-  snprintf(text, sizeof text, "%s [%s] %s%s%s%s %.1f s%s%s", p->label, v.bar, pct, v.amount,
+  snprintf(text, sizeof text, "%s [%s] %s%s%s%s %.1f s%s%s", v.label, v.bar, pct, v.amount,
            v.rate[0] ? ", " : "", v.rate, p->elapsed, state[0] ? ", " : "", state);
   char label[400], htext[1200];
-  html_escape(p->label, label, sizeof label);
+  html_escape(v.label, label, sizeof label);
   snprintf(htext, sizeof htext, "%s%s%s%s, %.1f s%s%s", pct, v.amount, v.rate[0] ? ", " : "", v.rate,
            p->elapsed, state[0] ? ", " : "", state);
   char esc[1400];
@@ -226,7 +243,7 @@ static int k_cancelled(st_ctx *c) {
 static void k_clear(st_ctx *c, int wait) {
   exec_state *e = S(c);
   flush_all(e, 0);
-  core_publish(e->ch, "clear_output", e->req->header, json_pack("{s:b}", "wait", wait));
+  reply_publish(e->ch, "clear_output", e->req->header, json_pack("{s:b}", "wait", wait));
 }
 
 static void k_result(st_ctx *c, const char *text) {
@@ -243,15 +260,16 @@ static void k_result(st_ctx *c, const char *text) {
 static void k_page(st_ctx *c, const char *text) {
   exec_state *e = S(c);
   json_t *p = json_pack("{s:s, s:{s:o}, s:i}", "source", "page", "data", "text/plain",
-                        core_text_json(text, strlen(text)), "start", 0);
+                        utf8_json(text, strlen(text)), "start", 0);
   if (p) json_array_append_new(e->payload, p);
 }
 
-/* input_request on stdin with the shell request's identities; waits in short
- * polls so an interrupt or a shutdown ends the wait. */
+/* input_request on stdin with the shell request's identities; waits in
+ * 0.1 s receives so an interrupt or a shutdown ends the wait. */
 static int k_input(st_ctx *c, const char *prompt, int password, char **out, st_error *err) {
   exec_state *e = S(c);
   pk_kernel *k = e->ch->k;
+  pk_transport *tr = k->tr;
   *out = NULL;
   if (!e->allow_stdin)
     return st_error_set(err, ST_ESTDIN, "input", -1,
@@ -259,50 +277,36 @@ static int k_input(st_ctx *c, const char *prompt, int password, char **out, st_e
   flush_all(e, 0);
   for (;;) { /* drop stale replies */
     wire_msg m;
-    int r = srv_recv(k, k->stdin_sock, ZMQ_DONTWAIT, "stdin", &m);
+    int r = tr->recv(tr, CONN_STDIN, 0, &m);
     if (r < 0) break;
     if (r == 0) {
-      pk_log("stdin: dropped a stale %s", m.msg_type);
+      pk_info(tr, "stdin: dropped a stale %s", m.msg_type);
       wire_msg_free(&m);
     }
   }
-  json_t *header = wire_header_new("input_request", k->session);
-  json_t *content = json_pack("{s:o, s:b}", "prompt", core_text_json(prompt, strlen(prompt)),
+  reply_sent sent;
+  json_t *content = json_pack("{s:o, s:b}", "prompt", utf8_json(prompt, strlen(prompt)),
                               "password", password);
-  json_t *meta = json_object();
-  char msg_id[64];
-  snprintf(msg_id, sizeof msg_id, "%s", header ? json_string_value(json_object_get(header, "msg_id")) : "");
-  wire_buf *f = NULL;
-  size_t n = 0;
   int rc = 0;
-  if (!header || !content || !meta ||
-      wire_build(e->req->idents, e->req->n_idents, header, e->req->header, meta, content, &k->key,
-                 &f, &n) != 0 ||
-      srv_send_frames(k->stdin_sock, f, n) != 0)
+  if (reply_send(e->ch, CONN_STDIN, e->req->idents, e->req->n_idents, "input_request",
+                 e->req->header, content, &sent) != 0)
     rc = st_error_set(err, ST_EINTERNAL, "input", -1, "cannot send input_request");
-  wire_frames_free(f, n);
-  json_decref(header);
-  json_decref(content);
-  json_decref(meta);
   while (!rc) {
     if (atomic_load(&k->cancel) || atomic_load(&k->shutdown)) {
       rc = st_error_set(err, ST_ECANCELED, "input", -1, "interrupted while waiting for input");
       break;
     }
-    zmq_pollitem_t it = {k->stdin_sock, 0, ZMQ_POLLIN, 0};
-    int r = zmq_poll(&it, 1, 100);
-    if (r < 0 && errno != EINTR) {
-      rc = st_error_set(err, ST_EINTERNAL, "input", -1, "stdin poll: %s", zmq_strerror(errno));
+    wire_msg m;
+    int r = tr->recv(tr, CONN_STDIN, 100, &m);
+    if (r < 0 && errno != EAGAIN && errno != EINTR) {
+      rc = st_error_set(err, ST_EINTERNAL, "input", -1, "stdin: %s", strerror(errno));
       break;
     }
-    if (r <= 0) continue;
-    wire_msg m;
-    r = srv_recv(k, k->stdin_sock, ZMQ_DONTWAIT, "stdin", &m);
     if (r != 0) continue;
     const char *pid = json_string_value(json_object_get(m.parent, "msg_id"));
     json_t *v = json_object_get(m.content, "value");
-    if (strcmp(m.msg_type, "input_reply") != 0 || (pid && strcmp(pid, msg_id) != 0)) {
-      pk_log("stdin: ignored a %s that does not answer the pending input_request", m.msg_type);
+    if (strcmp(m.msg_type, "input_reply") != 0 || (pid && strcmp(pid, sent.msg_id) != 0)) {
+      pk_info(tr, "stdin: ignored a %s that does not answer the pending input_request", m.msg_type);
     } else if (!json_is_string(v)) {
       rc = st_error_set(err, ST_EFORMAT, "input_reply", -1, "content.value is not a string");
     } else {
@@ -324,7 +328,7 @@ static int k_run_line(st_ctx *c, const char *line, st_error *err) {
   return mg_run_line(c, line, NULL, lookup, c->session, err);
 }
 
-void exec_cell(pk_chan *ch, const wire_msg *req, const char *code, size_t len,
+void exec_cell(const pk_chan *ch, const wire_msg *req, const char *code, size_t len,
                int allow_stdin, pk_cell_result *out) {
   pk_kernel *k = ch->k;
   memset(out, 0, sizeof *out);
@@ -335,6 +339,8 @@ void exec_cell(pk_chan *ch, const wire_msg *req, const char *code, size_t len,
   e.req = req;
   e.allow_stdin = allow_stdin;
   e.payload = json_array();
+  dyn_init(&e.out[0].buf, PK_STREAM_BUF_BYTES);
+  dyn_init(&e.out[1].buf, PK_STREAM_BUF_BYTES);
   st_ctx c;
   memset(&c, 0, sizeof c);
   c.session = k->sess;
@@ -375,8 +381,8 @@ void exec_cell(pk_chan *ch, const wire_msg *req, const char *code, size_t len,
   out->result = rc ? NULL : e.result;
   if (rc) free(e.result);
   out->payload = e.payload;
-  free(e.out[0].p);
-  free(e.out[1].p);
+  dyn_free(&e.out[0].buf);
+  dyn_free(&e.out[1].buf);
 }
 
 void exec_result_free(pk_cell_result *r) {

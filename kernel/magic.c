@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/dynbuf.h"
 #include "lib/limits.h"
 #include "magic.h"
 
@@ -39,13 +40,10 @@ static size_t trailing_bs(const char *s, size_t len) {
 
 static int push_line(mg_cell *cell, size_t *cap, int lineno, const char *text,
                      size_t tlen, st_error *err) {
-  if (cell->n == *cap) {
-    size_t nc = *cap ? *cap * 2 : 8;
-    mg_line *nl = realloc(cell->lines, nc * sizeof *nl);
-    if (!nl) return st_error_set(err, ST_ENOMEM, NULL, -1, NULL);
-    cell->lines = nl;
-    *cap = nc;
-  }
+  /* a line takes at least 2 bytes of the cell ("%x" or "\n") */
+  int rc = dyn_grow_array(&cell->lines, cap, cell->n + 1, sizeof *cell->lines,
+                          PK_LIMIT_CELL_BYTES / 2 + 1);
+  if (rc) return st_error_set(err, rc, NULL, -1, NULL);
   mg_line *l = &cell->lines[cell->n];
   memset(l, 0, sizeof *l);
   l->lineno = lineno;
@@ -65,13 +63,13 @@ int mg_cell_parse(const char *code, size_t len, mg_cell *cell, st_error *err) {
                         (unsigned)PK_LIMIT_CELL_BYTES);
   size_t cap = 0, pos = 0;
   int lineno = 0;
-  char *joined = NULL;
-  size_t jlen = 0, jcap = 0;
+  /* one logical line, continuations joined: never longer than the cell */
+  dynbuf line = DYN_INIT(PK_LIMIT_CELL_BYTES);
   int rc = 0;
   while (pos < len && !rc) {
     /* gather one logical line */
     int start_line = lineno + 1;
-    jlen = 0;
+    dyn_reset(&line);
     for (;;) {
       const char *s = code + pos;
       const char *nl = memchr(s, '\n', len - pos);
@@ -84,19 +82,16 @@ int mg_cell_parse(const char *code, size_t len, mg_cell *cell, st_error *err) {
         while (keep && is_blank(s[keep - 1])) keep--;
         keep--; /* the backslash */
       }
-      if (jlen + keep + 2 > jcap) {
-        size_t nc = (jlen + keep + 2) * 2;
-        char *nj = realloc(joined, nc);
-        if (!nj) { rc = st_error_set(err, ST_ENOMEM, NULL, -1, NULL); break; }
-        joined = nj;
-        jcap = nc;
-      }
-      memcpy(joined + jlen, s, keep);
-      jlen += keep;
-      if (cont) joined[jlen++] = ' ';
+      dyn_add(&line, s, keep);
+      if (cont) dyn_putc(&line, ' ');
       if (!cont || pos >= len) break;
     }
-    if (rc) break;
+    if (line.err) { /* out of memory: a joined line is never longer than the cell */
+      rc = st_error_set(err, line.err, NULL, -1, NULL);
+      break;
+    }
+    const char *joined = line.p ? line.p : "";
+    size_t jlen = line.len;
     size_t a = 0;
     while (a < jlen && is_blank(joined[a])) a++;
     size_t b = jlen;
@@ -131,30 +126,21 @@ int mg_cell_parse(const char *code, size_t len, mg_cell *cell, st_error *err) {
       pos = len;
     }
   }
-  free(joined);
+  dyn_free(&line);
   if (rc) mg_cell_free(cell);
   return rc;
 }
 
 /* ---- word splitting ---------------------------------------------------- */
 
-typedef struct {
-  char *p;
-  size_t len, cap;
-} wbuf;
-
-static int wb_put(wbuf *b, const char *s, size_t n) {
-  if (b->len + n + 1 > b->cap) {
-    size_t nc = (b->len + n + 1) * 2;
-    char *np = realloc(b->p, nc);
-    if (!np) return ST_ENOMEM;
-    b->p = np;
-    b->cap = nc;
-  }
-  memcpy(b->p + b->len, s, n);
-  b->len += n;
-  b->p[b->len] = 0;
-  return 0;
+/* A line's words, expanded, hold at most what a cell may hold; past that
+ * (or out of memory) the buffer's first failure becomes the error. */
+static int words_failed(const dynbuf *b, st_error *err) {
+  if (b->err == ST_E2BIG)
+    return st_error_set(err, ST_E2BIG, "line", -1,
+                        "its words expand to more than %u bytes (the cell limit)",
+                        (unsigned)PK_LIMIT_CELL_BYTES);
+  return st_error_set(err, b->err, NULL, -1, NULL);
 }
 
 static int var_char(char ch, int first) {
@@ -164,7 +150,7 @@ static int var_char(char ch, int first) {
 
 /* Expand the variable at line[*i] ('$'); appends to out. */
 static int expand_var(const char *line, size_t *i, mg_lookup_fn lookup, void *ud,
-                      wbuf *out, st_error *err) {
+                      dynbuf *out, st_error *err) {
   size_t j = *i + 1;
   char name[256];
   size_t n = 0;
@@ -179,7 +165,7 @@ static int expand_var(const char *line, size_t *i, mg_lookup_fn lookup, void *ud
     while (var_char(line[j], n == 0) && n + 1 < sizeof name) name[n++] = line[j++];
   } else { /* a lone '$' is literal */
     *i = j;
-    return wb_put(out, "$", 1) ? st_error_set(err, ST_ENOMEM, NULL, -1, NULL) : 0;
+    return dyn_putc(out, '$') ? words_failed(out, err) : 0;
   }
   name[n] = 0;
   const char *v = lookup ? lookup(ud, name) : NULL;
@@ -188,13 +174,14 @@ static int expand_var(const char *line, size_t *i, mg_lookup_fn lookup, void *ud
     return st_error_set(err, ST_EINVAL, name, -1,
                         "variable $%s is not set (use %%set %s=VALUE)", name, name);
   *i = j;
-  return wb_put(out, v, strlen(v)) ? st_error_set(err, ST_ENOMEM, NULL, -1, NULL) : 0;
+  return dyn_puts(out, v) ? words_failed(out, err) : 0;
 }
 
 int mg_split(const char *line, mg_lookup_fn lookup, void *ud, int *argc_out,
              char ***argv_out, st_error *err) {
-  /* Words are collected into one buffer separated by NULs. */
-  wbuf words = {0}, cur = {0};
+  /* Words are collected into one buffer separated by NULs; cur is the word
+   * being read. */
+  dynbuf words = DYN_INIT(PK_LIMIT_CELL_BYTES), cur = DYN_INIT(PK_LIMIT_CELL_BYTES);
   size_t offs[PK_LIMIT_LINE_ARGS];
   int argc = 0, rc = 0, inword = 0;
   size_t i = 0;
@@ -209,12 +196,11 @@ int mg_split(const char *line, mg_lookup_fn lookup, void *ud, int *argc_out,
           break;
         }
         offs[argc++] = words.len;
-        if (wb_put(&words, cur.p ? cur.p : "", cur.len + 1 - 1) || wb_put(&words, "", 0) ||
-            wb_put(&words, "\0", 1)) {
-          rc = st_error_set(err, ST_ENOMEM, NULL, -1, NULL);
+        if (dyn_add(&words, cur.p, cur.len) || dyn_putc(&words, 0)) {
+          rc = words_failed(&words, err);
           break;
         }
-        cur.len = 0;
+        dyn_reset(&cur);
         inword = 0;
       }
       if (ch == 0) break;
@@ -229,15 +215,13 @@ int mg_split(const char *line, mg_lookup_fn lookup, void *ud, int *argc_out,
     }
     if (q == '\'') {
       if (ch == '\'') q = 0;
-      else if (wb_put(&cur, &ch, 1)) rc = ST_ENOMEM;
+      else dyn_putc(&cur, ch);
       i++;
     } else if (ch == '\\') {
       char nx = line[i + 1];
       if (nx == 0) { i++; continue; }
-      if (q == '"' && !(nx == '"' || nx == '\\' || nx == '$' || nx == '`')) {
-        if (wb_put(&cur, "\\", 1)) rc = ST_ENOMEM;
-      }
-      if (!rc && wb_put(&cur, &nx, 1)) rc = ST_ENOMEM;
+      if (q == '"' && !(nx == '"' || nx == '\\' || nx == '$' || nx == '`')) dyn_putc(&cur, '\\');
+      dyn_putc(&cur, nx);
       i += 2;
     } else if (ch == '$') {
       rc = expand_var(line, &i, lookup, ud, &cur, err);
@@ -248,24 +232,22 @@ int mg_split(const char *line, mg_lookup_fn lookup, void *ud, int *argc_out,
       q = 0;
       i++;
     } else {
-      if (wb_put(&cur, &ch, 1)) rc = ST_ENOMEM;
+      dyn_putc(&cur, ch);
       i++;
     }
-    if (rc) {
-      if (rc == ST_ENOMEM) st_error_set(err, ST_ENOMEM, NULL, -1, NULL);
-      break;
-    }
+    if (!rc && cur.err) rc = words_failed(&cur, err);
+    if (rc) break;
   }
-  free(cur.p);
+  dyn_free(&cur);
   if (rc) {
-    free(words.p);
+    dyn_free(&words);
     return rc;
   }
   /* One allocation: pointer array, then the strings. */
   size_t ptrs = (size_t)(argc + 1) * sizeof(char *);
   char **argv = malloc(ptrs + words.len + 1);
   if (!argv) {
-    free(words.p);
+    dyn_free(&words);
     return st_error_set(err, ST_ENOMEM, NULL, -1, NULL);
   }
   char *base = (char *)argv + ptrs;
@@ -273,7 +255,7 @@ int mg_split(const char *line, mg_lookup_fn lookup, void *ud, int *argc_out,
   base[words.len] = 0;
   for (int k = 0; k < argc; k++) argv[k] = base + offs[k];
   argv[argc] = NULL;
-  free(words.p);
+  dyn_free(&words);
   *argc_out = argc;
   *argv_out = argv;
   return 0;

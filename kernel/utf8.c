@@ -2,6 +2,7 @@
  * utf8.c -- UTF-8 validation after Unicode Table 3-7 (no overlongs, no
  * surrogates, nothing above U+10FFFF), the same rules jansson applies.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "utf8.h"
@@ -72,4 +73,13 @@ size_t utf8_byte_to_cp(const char *s, size_t len, size_t byte) {
     cp++;
   }
   return cp;
+}
+
+json_t *utf8_json(const char *s, size_t len) {
+  char *tmp = malloc(len * 3 + 1);
+  if (!tmp) return NULL;
+  size_t n = utf8_clean(s, len, 1, tmp, NULL);
+  json_t *j = json_stringn(tmp, n);
+  free(tmp);
+  return j;
 }

@@ -8,12 +8,18 @@
 
 #include <stddef.h>
 
+#include <jansson.h>
+
 /* Copies [in, in+len) to out as valid UTF-8: each invalid byte becomes
  * U+FFFD. An incomplete sequence at the very end is left unconsumed when
  * final is 0 (it may complete with the next chunk) and replaced when final
  * is 1. out must hold 3 * len bytes. Returns the bytes written; *consumed
  * gets the input bytes used. */
 size_t utf8_clean(const char *in, size_t len, int final, char *out, size_t *consumed);
+
+/* A new JSON string of arbitrary bytes: utf8_clean(final 1) of them.
+ * NULL when out of memory. */
+json_t *utf8_json(const char *s, size_t len);
 
 /* Byte offset of code point cp in s (clamped to len). Invalid bytes count as
  * one code point each, as utf8_clean would replace them. */

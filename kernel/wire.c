@@ -95,10 +95,7 @@ int wire_parse(const wire_frame *frames, size_t n, const wire_key *k, wire_msg *
         memcmp(frames[i].p, WIRE_DELIM, sizeof WIRE_DELIM - 1) == 0)
       d = i;
   }
-  if (total > PK_LIMIT_MSG_BYTES) {
-    snprintf(why, cap, "%zu bytes; the limit is %u", total, (unsigned)PK_LIMIT_MSG_BYTES);
-    return -1;
-  }
+  int over = total > PK_LIMIT_MSG_BYTES;
   if (d == n) {
     snprintf(why, cap, "no \"" WIRE_DELIM "\" delimiter frame");
     return -1;
@@ -128,8 +125,19 @@ int wire_parse(const wire_frame *frames, size_t n, const wire_key *k, wire_msg *
   static const char *const names[4] = {"header", "parent_header", "metadata", "content"};
   json_t *obj[4] = {NULL, NULL, NULL, NULL};
   int rc = 0;
-  for (int i = 0; i < 4 && !rc; i++)
-    if (!(obj[i] = load_object(&parts[i], names[i], why, cap))) rc = -1;
+  /* Over the limit: only the header and parent are read (when they are
+   * small), so that the request can be answered. */
+  for (int i = 0; over && i < 2; i++)
+    if (parts[i].len > PK_LIMIT_CELL_BYTES) {
+      snprintf(why, cap, "%zu bytes; the limit is %u (and the %s frame is %zu bytes)", total,
+               (unsigned)PK_LIMIT_MSG_BYTES, names[i], parts[i].len);
+      return -1;
+    }
+  for (int i = 0; i < 4 && !rc; i++) {
+    if (over && i >= 2) obj[i] = json_object();
+    else obj[i] = load_object(&parts[i], names[i], why, cap);
+    if (!obj[i]) rc = -1;
+  }
   json_t *mt = rc ? NULL : json_object_get(obj[0], "msg_type");
   json_t *mid = rc ? NULL : json_object_get(obj[0], "msg_id");
   if (!rc && (!json_is_string(mt) || !json_string_length(mt))) {
@@ -168,6 +176,11 @@ int wire_parse(const wire_frame *frames, size_t n, const wire_key *k, wire_msg *
   }
   out->msg_type = json_string_value(mt);
   out->msg_id = json_string_value(mid);
+  if (over) {
+    out->oversize = total;
+    snprintf(why, cap, "%zu bytes; the limit is %u", total, (unsigned)PK_LIMIT_MSG_BYTES);
+    return WIRE_OVERSIZE;
+  }
   return 0;
 }
 
@@ -244,5 +257,60 @@ int wire_build(const wire_buf *idents, size_t n_idents, json_t *header, json_t *
   }
   *frames_out = f;
   *n_out = n;
+  return 0;
+}
+
+/* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar. */
+static long long days_from_civil(long long y, unsigned m, unsigned d) {
+  y -= m <= 2;
+  long long era = (y >= 0 ? y : y - 399) / 400;
+  unsigned yoe = (unsigned)(y - era * 400);
+  unsigned mp = m > 2 ? m - 3 : m + 9; /* months from March */
+  unsigned doy = (153 * mp + 2) / 5 + d - 1;
+  unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + (long long)doe - 719468;
+}
+
+/* n decimal digits at s into *v; returns 0 or -1. */
+static int digits(const char *s, int n, unsigned *v) {
+  *v = 0;
+  for (int i = 0; i < n; i++) {
+    if (s[i] < '0' || s[i] > '9') return -1;
+    *v = *v * 10 + (unsigned)(s[i] - '0');
+  }
+  return 0;
+}
+
+int wire_date_us(const char *s, long long *us) {
+  unsigned y, mo, d, h, mi, sec;
+  if (!s || strlen(s) < 19 || digits(s, 4, &y) || s[4] != '-' || digits(s + 5, 2, &mo) ||
+      s[7] != '-' || digits(s + 8, 2, &d) || (s[10] != 'T' && s[10] != ' ') ||
+      digits(s + 11, 2, &h) || s[13] != ':' || digits(s + 14, 2, &mi) || s[16] != ':' ||
+      digits(s + 17, 2, &sec))
+    return -1;
+  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60) return -1;
+  const char *p = s + 19;
+  long long frac = 0;
+  if (*p == '.') {
+    int n = 0;
+    for (p++; *p >= '0' && *p <= '9'; p++, n++)
+      if (n < 6) frac = frac * 10 + (*p - '0');
+    if (n == 0) return -1;
+    for (; n < 6; n++) frac *= 10;
+  }
+  long long off = 0; /* seconds east of UTC */
+  if (*p == 'Z') {
+    p++;
+  } else if (*p == '+' || *p == '-') {
+    unsigned oh, om;
+    size_t rest = strlen(p);
+    int colon = rest >= 4 && p[3] == ':';
+    if (rest < (size_t)(5 + colon) || digits(p + 1, 2, &oh) || digits(p + 3 + colon, 2, &om) || oh > 23 || om > 59) return -1;
+    off = (*p == '-' ? -1 : 1) * (long long)(oh * 3600 + om * 60);
+    p += 5 + colon;
+  }
+  if (*p) return -1;
+  long long t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - off;
+  *us = t * 1000000 + frac;
   return 0;
 }

@@ -32,7 +32,10 @@ typedef struct wire_msg {
   json_t *header, *parent, *metadata, *content;
   const char *msg_type;  /* borrowed from header */
   const char *msg_id;    /* borrowed from header */
+  size_t oversize;       /* WIRE_OVERSIZE: the bytes of all frames; else 0 */
 } wire_msg;
+
+#define WIRE_OVERSIZE 1  /* wire_parse: verified, but over PK_LIMIT_MSG_BYTES */
 
 /* The signing key: raw bytes of the connection file's `key`, and the digest
  * named by signature_scheme ("SHA256"). An empty key signs nothing. */
@@ -47,11 +50,18 @@ typedef struct wire_key {
  * or -1 when the digest is unknown or OpenSSL fails. */
 int wire_sign(const wire_key *k, const wire_frame f[4], char *hex, size_t cap);
 
-/* Splits and verifies a received message: at most PK_LIMIT_MSG_FRAMES frames
- * and PK_LIMIT_MSG_BYTES bytes, a delimiter, signature, header, parent,
- * metadata and content (extra buffer frames are ignored), a signature of the
- * right length that matches in constant time, four JSON objects, a header
- * with string msg_type and msg_id. Returns 0, or -1 with the reason in why. */
+/* Splits and verifies a received message: at most PK_LIMIT_MSG_FRAMES frames,
+ * a delimiter, signature, header, parent, metadata and content (extra buffer
+ * frames are ignored), a signature of the right length that matches in
+ * constant time, four JSON objects, a header with string msg_type and
+ * msg_id. Returns 0, or -1 with the reason in why.
+ *
+ * A message over PK_LIMIT_MSG_BYTES (all frames together) whose signature
+ * matches is not read further, so that it can still be answered: it returns
+ * WIRE_OVERSIZE with the identities, header and parent in *out, metadata and
+ * content empty objects, out->oversize its size, and the size and the limit
+ * in why; -1 when its header or parent frame is itself over
+ * PK_LIMIT_CELL_BYTES. */
 int wire_parse(const wire_frame *frames, size_t n, const wire_key *k, wire_msg *out,
                char *why, size_t cap);
 void wire_msg_free(wire_msg *m);
@@ -72,5 +82,9 @@ void wire_frames_free(wire_buf *frames, size_t n);
 void wire_new_id(char out[37]);
 /* Now as ISO-8601 UTC with microseconds: 2026-01-01T12:00:00.000000Z. */
 void wire_now_iso(char *out, size_t cap);
+/* A header date (ISO 8601: YYYY-MM-DD[T ]HH:MM:SS, optional fraction, then
+ * Z, +HH:MM, -HH:MM, +HHMM or nothing for UTC) as microseconds since the
+ * epoch. Returns 0, or -1 when s is not such a date. */
+int wire_date_us(const char *s, long long *us);
 
 #endif

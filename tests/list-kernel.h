@@ -16,4 +16,23 @@
   XX(utf8_offsets, 10)                                                         \
   XX(conn_load_files, 10)                                                      \
   XX(kernel_complete, 10)                                                      \
-  XX(kernel_main_errors, 20)
+  XX(kernel_main_errors, 20)                                                   \
+  XX(kernel_table_busy_idle, 10)                                               \
+  XX(kernel_table_unknown_type, 10)                                            \
+  XX(kernel_table_kernel_info, 10)                                             \
+  XX(kernel_table_execute_count, 10)                                           \
+  XX(kernel_table_stop_on_error, 10)                                           \
+  XX(kernel_table_complete_inspect, 10)                                        \
+  XX(kernel_table_is_complete, 10)                                             \
+  XX(kernel_table_history, 10)                                                 \
+  XX(kernel_table_comms, 10)                                                   \
+  XX(kernel_table_shutdown, 10)                                                \
+  XX(kernel_table_stdin, 10)                                                   \
+  XX(kernel_table_stream_pieces, 10)                                           \
+  XX(magic_split_cap, 10)                                                      \
+  XX(kernel_table_oversize, 20)                                                \
+  XX(kernel_table_stop_on_error_grace, 10)                                     \
+  XX(wire_dates, 10)                                                           \
+  XX(log_limited_flood, 10)                                                    \
+  XX(kernel_table_complete_vars, 10)                                           \
+  XX(kernel_table_sleep_bar, 10)

@@ -1,7 +1,7 @@
 /*
  * test-kernel.c -- the kernel's wire layer (signing, verification, malformed
  * and oversized messages), UTF-8 at the boundary, cursor offsets, the
- * connection file and completion.
+ * connection file, completion, and the cap on a line's expanded words.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,11 +10,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../kernel/complete.h"
 #include "../kernel/conn.h"
-#include "../kernel/core.h"
+#include "../kernel/log.h"
+#include "../kernel/magic.h"
 #include "../kernel/utf8.h"
 #include "../kernel/wire.h"
 #include "lib/limits.h"
+#include "memtransport.h"
 #include "task.h"
 
 #define HDR "{\"msg_id\":\"1\",\"msg_type\":\"kernel_info_request\"}"
@@ -150,11 +153,41 @@ TEST_IMPL(wire_oversized) {
   ASSERT_CONTAINS(why, "frames; the limit");
   ASSERT_EQ(wire_parse(f, PK_LIMIT_MSG_FRAMES, &KEY, &m, why, sizeof why), 0); /* at the limit */
   wire_msg_free(&m);
-  /* bytes: the total is checked before any frame is read */
+  /* bytes: a message over the limit whose signature matches is not read
+   * further (a buffer frame is not even touched: it is not signed), and
+   * comes back with its identities, header and parent, to be answered */
   n = make_frames(f, SIG);
   f[7] = (wire_frame){"", (size_t)PK_LIMIT_MSG_BYTES};
+  ASSERT_EQ(wire_parse(f, n, &KEY, &m, why, sizeof why), WIRE_OVERSIZE);
+  ASSERT_CONTAINS(why, "bytes; the limit is 67108864");
+  ASSERT_EQ(m.oversize, (size_t)PK_LIMIT_MSG_BYTES + 8 + 9 + 64 + strlen(HDR) + 6);
+  ASSERT_STR_EQ(m.msg_type, "kernel_info_request");
+  ASSERT_EQ(m.n_idents, 1);
+  ASSERT(json_is_object(m.content) && json_object_size(m.content) == 0);
+  wire_msg_free(&m);
+  /* ... but only when it is signed */
+  char bad[65];
+  memset(bad, '0', 64);
+  bad[64] = 0;
+  f[2] = (wire_frame){bad, 64};
   ASSERT_EQ(wire_parse(f, n, &KEY, &m, why, sizeof why), -1);
-  ASSERT_CONTAINS(why, "bytes; the limit");
+  ASSERT_CONTAINS(why, "signature does not match");
+  /* ... and its header is small enough to read */
+  size_t big = PK_LIMIT_CELL_BYTES + 1;
+  char *hdr = malloc(big);
+  ASSERT(hdr);
+  memset(hdr, ' ', big);
+  memcpy(hdr, HDR, strlen(HDR));
+  f[3] = (wire_frame){hdr, big};
+  char sig[129];
+  ASSERT_EQ(wire_sign(&KEY, &f[3], sig, sizeof sig), 64);
+  f[2] = (wire_frame){sig, 64};
+  ASSERT_EQ(wire_parse(f, n, &KEY, &m, why, sizeof why), -1);
+  ASSERT_CONTAINS(why, "the header frame is 1048577 bytes");
+  f[7] = (wire_frame){"\x00\x01", 2}; /* under the limit, the same header is fine */
+  ASSERT_EQ(wire_parse(f, n, &KEY, &m, why, sizeof why), 0);
+  wire_msg_free(&m);
+  free(hdr);
   return 0;
 }
 
@@ -365,24 +398,24 @@ static int has_match(json_t *m, const char *s) {
 
 TEST_IMPL(kernel_complete) {
   size_t a, b;
-  json_t *m = core_complete("%ec", 3, 3, &a, &b);
+  json_t *m = complete_code("%ec", 3, 3, NULL, &a, &b);
   ASSERT_EQ(json_array_size(m), 1);
   ASSERT(has_match(m, "%echo"));
   ASSERT_EQ(a, 0);
   ASSERT_EQ(b, 3);
   json_decref(m);
-  m = core_complete("", 0, 0, &a, &b); /* every magic */
+  m = complete_code("", 0, 0, NULL, &a, &b); /* every magic */
   ASSERT(json_array_size(m) >= 13);
   ASSERT(has_match(m, "%help"));
   json_decref(m);
   const char *code = "%echo hi\n%echo --st";
-  m = core_complete(code, strlen(code), strlen(code), &a, &b);
+  m = complete_code(code, strlen(code), strlen(code), NULL, &a, &b);
   ASSERT_EQ(json_array_size(m), 1);
   ASSERT(has_match(m, "--stderr"));
   ASSERT_EQ(a, 15);
   json_decref(m);
   code = "%input \\\n  --pa"; /* continuation: still %input's options */
-  m = core_complete(code, strlen(code), strlen(code), &a, &b);
+  m = complete_code(code, strlen(code), strlen(code), NULL, &a, &b);
   ASSERT(has_match(m, "--password"));
   json_decref(m);
   char dir[] = "/tmp/pk-comp-XXXXXX";
@@ -395,7 +428,7 @@ TEST_IMPL(kernel_complete) {
   snprintf(p, sizeof p, "%s/beta", dir);
   write_file(p, "x");
   snprintf(codebuf, sizeof codebuf, "%%cd %s/al", dir);
-  m = core_complete(codebuf, strlen(codebuf), strlen(codebuf), &a, &b);
+  m = complete_code(codebuf, strlen(codebuf), strlen(codebuf), NULL, &a, &b);
   ASSERT_EQ(json_array_size(m), 2);
   snprintf(p, sizeof p, "%s/alpha.txt", dir);
   ASSERT(has_match(m, p));
@@ -470,5 +503,109 @@ TEST_IMPL(kernel_main_errors) {
   ASSERT_CONTAINS(out, "iopub_port");
   unlink(path);
   ASSERT_EQ(run_bin("--bogus", NULL, out, sizeof out), 2);
+  return 0;
+}
+
+/* A line's words, expanded, are capped at the cell limit: $BIG four times
+ * fits, a fifth time is refused, not allocated. */
+static const char *big_var(void *ud, const char *name) {
+  return strcmp(name, "BIG") == 0 ? ud : NULL;
+}
+
+TEST_IMPL(magic_split_cap) {
+  size_t n = PK_LIMIT_CELL_BYTES / 5;
+  char *big = malloc(n + 1);
+  ASSERT(big);
+  memset(big, 'b', n);
+  big[n] = 0;
+  int argc;
+  char **argv;
+  st_error e;
+  st_error_clear(&e);
+  ASSERT_EQ(mg_split("echo $BIG $BIG ${BIG}$BIG", big_var, big, &argc, &argv, &e), 0);
+  ASSERT_EQ(argc, 4);
+  ASSERT_EQ(strlen(argv[3]), 2 * n);
+  free(argv);
+  ASSERT_EQ(mg_split("echo $BIG $BIG ${BIG}$BIG$BIG", big_var, big, &argc, &argv, &e), ST_E2BIG);
+  ASSERT_CONTAINS(e.text, "words expand to more than 1048576 bytes");
+  free(big);
+  return 0;
+}
+
+/* Header dates as jupyter_client, JupyterLab and older clients write them. */
+TEST_IMPL(wire_dates) {
+  static const struct {
+    const char *in;
+    long long us; /* -1: refused */
+  } rows[] = {
+      {"1970-01-01T00:00:00Z", 0},
+      {"2024-06-01T12:34:56.789012Z", 1717245296789012LL},
+      {"2024-06-01T12:34:56.789Z", 1717245296789000LL},   /* JavaScript */
+      {"2024-06-01T12:34:56.789012", 1717245296789012LL}, /* naive: UTC */
+      {"2024-06-01T14:34:56.789012+02:00", 1717245296789012LL},
+      {"2024-06-01T10:04:56.789012-0230", 1717245296789012LL},
+      {"2024-06-01 12:34:56.7890129Z", 1717245296789012LL}, /* nanoseconds cut */
+      {"2000-02-29T00:00:00Z", 951782400000000LL},
+      {"1969-12-31T23:59:59Z", -1000000LL},
+      {"2024-13-01T00:00:00Z", -1},
+      {"2024-06-01T12:34Z", -1},
+      {"2024-06-01T12:34:56.Z", -1},
+      {"2024-06-01T12:34:56+0", -1},
+      {"2024-06-01T12:34:56+", -1},
+      {"2024-06-01T12:34:56Zjunk", -1},
+      {"", -1},
+  };
+  for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+    long long us = 42;
+    int rc = wire_date_us(rows[i].in, &us);
+    if (rows[i].us == -1 && rc == -1) continue;
+    ASSERT_EQ(rc, 0);
+    ASSERT_EQ(us, rows[i].us);
+  }
+  ASSERT_EQ(wire_date_us(NULL, NULL), -1);
+  char now[48];
+  long long a, b;
+  wire_now_iso(now, sizeof now); /* our own dates read back */
+  ASSERT_EQ(wire_date_us(now, &a), 0);
+  wire_now_iso(now, sizeof now);
+  ASSERT_EQ(wire_date_us(now, &b), 0);
+  ASSERT(b >= a && b - a < 10000000);
+  return 0;
+}
+
+/* A flood of dropped messages: the first PK_LOG_BURST lines in full, then one
+ * summary a minute counting the rest; after a quiet minute, a new incident
+ * is shown in full again. The clock is the memory transport's. */
+TEST_IMPL(log_limited_flood) {
+  memtransport mt;
+  mt_init(&mt, &KEY);
+  pk_log_limit l = PK_LOG_LIMIT_INIT("dropped messages");
+  for (int i = 0; i < 10000; i++) { /* 10,000 over 5 minutes */
+    pk_log_limited(&mt.tr, &l, "shell: dropped a message: bad %d", i);
+    mt.now += 30;
+    if (i % 50 == 0) pk_log_limit_tick(&mt.tr, &l, 0);
+  }
+  /* 300 s: the burst, then a summary after each of the first four minutes */
+  ASSERT_EQ(mt.n_logs, PK_LOG_BURST + 4);
+  ASSERT_EQ(mt_logged(&mt, "bad 9 (more dropped messages are counted, and summarised once a minute)"), 1);
+  ASSERT_EQ(mt_logged(&mt, "bad 10"), 0);
+  pk_log_limit_tick(&mt.tr, &l, 1); /* at exit: the rest */
+  ASSERT_EQ(mt.n_logs, PK_LOG_BURST + 5);
+  ASSERT_EQ(mt_logged_at(&mt, PK_LOG_WARN, ""), mt.n_logs); /* all of them are for the user */
+  ASSERT_CONTAINS(mt.logs[mt.n_logs - 1],
+                  " more dropped messages in the last 60 s (not logged one by one); the last: "
+                  "shell: dropped a message: bad 9999");
+  unsigned long long counted = 0;
+  for (size_t i = PK_LOG_BURST; i < mt.n_logs; i++) {
+    ASSERT_CONTAINS(mt.logs[i], " more dropped messages in the last ");
+    counted += strtoull(mt.logs[i], NULL, 10);
+  }
+  ASSERT_EQ(counted, 10000 - PK_LOG_BURST); /* every one is counted once */
+  pk_log_limit_tick(&mt.tr, &l, 1);         /* nothing left: nothing written */
+  ASSERT_EQ(mt.n_logs, PK_LOG_BURST + 5);
+  mt.now += PK_LOG_INTERVAL_MS; /* quiet: the next incident in full */
+  pk_log_limited(&mt.tr, &l, "control: dropped a message: new");
+  ASSERT_STR_EQ(mt.logs[mt.n_logs - 1], "control: dropped a message: new");
+  mt_free(&mt);
   return 0;
 }

@@ -293,7 +293,7 @@ static PyObject *progress_dict(const pyb_event *ev) {
   if (!d) return NULL;
   struct { const char *k; PyObject *v; } kv[] = {
       {"id", str_of(p->id)},
-      {"label", str_of(p->label)},
+      {"label", str_of(v->label)}, /* shortened as every front end shows it */
       {"unit", str_of(p->unit)},
       {"done", PyLong_FromUnsignedLongLong(p->done)},
       {"total", PyLong_FromUnsignedLongLong(p->total)},

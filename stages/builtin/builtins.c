@@ -210,10 +210,11 @@ int bi_sleep(st_ctx *c, const st_args *a, st_error *err) {
   int rc = st_parse_double(a->pos[0], "sleep", 0, 86400 * 7, &secs, err);
   if (rc) return rc;
   double start = st_now(), end = start + secs;
-  /* A wait of a second or more shows a progress bar in whole seconds. */
+  /* A wait of a second or more shows a progress bar, counted in
+   * milliseconds so that it moves with every update, not once a second. */
   st_progress p;
   int bar = secs >= 1;
-  if (bar) st_progress_begin(c, &p, "sleep", "s", (uint64_t)(secs + 0.999));
+  if (bar) st_progress_begin(c, &p, "sleep", "ms", (uint64_t)(secs * 1000 + 0.5));
   for (;;) {
     if (st_cancelled(c)) {
       if (bar) st_progress_end(&p, ST_ECANCELED);
@@ -221,7 +222,7 @@ int bi_sleep(st_ctx *c, const st_args *a, st_error *err) {
     }
     double now = st_now(), left = end - now;
     if (left <= 0) break;
-    if (bar) st_progress_update(&p, (uint64_t)(now - start));
+    if (bar) st_progress_update(&p, (uint64_t)((now - start) * 1000));
     double step = left < 0.01 ? left : 0.01;
     struct timespec ts = {0, (long)(step * 1e9)};
     nanosleep(&ts, NULL);

@@ -20,7 +20,7 @@ def _assert_final_bar(cell, total):
     assert len(bars) == 1, cell["outputs"]
     text = bars[0]["data"]["text/plain"]
     html = bars[0]["data"]["text/html"]
-    assert "done" in text and f"{total} / {total} s" in text and "100%" in text, text
+    assert "done" in text and f"{total} / {total} ms" in text and "100%" in text, text
     assert 'value="1.0000"' in html and "done" in html, html
 
 
@@ -29,7 +29,7 @@ def test_nbclient_applies_display_updates():
     nb.cells = [nbformat.v4.new_code_cell("%sleep 1.2"),
                 nbformat.v4.new_code_cell("%echo after")]
     NotebookClient(nb, kernel_name="pipekernel", timeout=120).execute()
-    _assert_final_bar(nb.cells[0], 2)
+    _assert_final_bar(nb.cells[0], 1200)
     assert nb.cells[1]["outputs"][0]["text"] == "after\n"
     assert nb.metadata["language_info"]["name"] == "pipeline"
 
@@ -45,7 +45,7 @@ def test_smoke_notebook_nbconvert(tmp_path):
     cells = nb.cells
     assert "%echo [--stderr] TEXT" in "".join(cells[0]["outputs"][0]["text"])
     assert "".join(cells[1]["outputs"][0]["text"]) == "hello, pipeline\n"
-    _assert_final_bar(cells[2], 2)
+    _assert_final_bar(cells[2], 1500)
     assert "<b>bold</b>" in "".join(cells[3]["outputs"][0]["data"]["text/html"])
     assert "text/markdown" in cells[4]["outputs"][0]["data"]
     res = cells[5]["outputs"][0]

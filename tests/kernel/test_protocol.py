@@ -122,6 +122,29 @@ def test_request_after_error_reply_is_not_aborted(pk):
         assert stream_text(iopub_until_idle(kc, nxt)) == "runs\n"
 
 
+def test_stop_on_error_aborts_requests_on_their_way(pk):
+    """Run All: a notebook makes every request at once and sends them back to
+    back; over a network the later ones can reach the kernel after a
+    fast-failing first cell is done. Those sent before its error reply was
+    (by their header's date) are aborted within the grace window."""
+    km, kc = pk
+    content = {"silent": False, "store_history": True, "user_expressions": {},
+               "allow_stdin": False, "stop_on_error": True}
+    msgs = [kc.session.msg("execute_request", dict(content, code=code))
+            for code in ["%no-such-magic"] + [f"%set RAN{i}=1" for i in range(5)]]
+    kc.shell_channel.send(msgs[0])
+    time.sleep(0.2)  # the rest are on their way; the first fails meanwhile
+    for m in msgs[1:]:
+        kc.shell_channel.send(m)
+    replies = [shell_reply(kc, m["header"]["msg_id"])["content"] for m in msgs]
+    assert [r["status"] for r in replies] == ["error"] + ["aborted"] * 5
+    for m in msgs[1:]:
+        assert [x["msg_type"] for x in iopub_until_idle(kc, m["header"]["msg_id"])] == \
+            ["status", "status"]
+    reply, msgs = run(kc, "%set RAN0")  # none of them ran
+    assert reply["status"] == "error" and "RAN0" in reply["evalue"]
+
+
 def test_stop_on_error_false_keeps_queue(pk):
     km, kc = pk
     first = kc.execute("%sleep 0.5\n%no-such-magic", stop_on_error=False)
@@ -465,3 +488,33 @@ def test_connection_file_errors(tmp_path, pk_bin):
     p = subprocess.run([str(pk_bin), "-f", str(tmp_path / "missing.json")], capture_output=True,
                        text=True, timeout=WAIT)
     assert p.returncode == 2 and "missing.json" in p.stderr
+
+
+@pytest.mark.parametrize("channel", ["shell", "control"])
+def test_burst_of_requests_loses_no_reply(pk, channel):
+    """10,000 kernel_info_requests sent before reading a reply: every one is
+    answered. (The ROUTER's default send high-water mark of 1,000 dropped
+    replies silently once the client's queues were full.)"""
+    km, kc = pk
+    n = 10000
+    session = Session(key=km.session.key, signature_scheme="hmac-sha256")
+    ctx = zmq.Context.instance()
+    s = ctx.socket(zmq.DEALER)
+    s.linger = 0
+    s.connect(f"{km.transport}://{km.ip}:{getattr(km, channel + '_port')}")
+    try:
+        ids = set()
+        for _ in range(n):
+            m = session.msg("kernel_info_request", {})
+            ids.add(m["header"]["msg_id"])
+            session.send(s, m)
+        got = 0
+        while got < n and s.poll(WAIT * 1000 if got == 0 else 5000):
+            _, parts = session.feed_identities(s.recv_multipart())
+            reply = session.deserialize(parts, content=False)
+            ids.discard(reply["parent_header"]["msg_id"])
+            got += 1
+        print(f"\n{channel}: {got} replies to {n} requests")
+        assert got == n and not ids
+    finally:
+        s.close()
