@@ -7,8 +7,19 @@
  * the slots, then torch's SGD rule; block 0 also sums the losses). The
  * whole train split is copied to the device once (bind); a step uploads
  * only its indices. Chosen only when cudaGetDeviceCount finds a device.
+ *
+ * The tests also compile this file as host C++ with -DCNN_CUDA_EMU, under
+ * cnn_cuda_emu.h, and run its kernels on the CPU against the CPU backend;
+ * for that, every launch goes through CNN_LAUNCH and every CUDA call is
+ * one that header gives (docs/cuda.md).
  */
+#ifdef CNN_CUDA_EMU
+#include "cnn_cuda_emu.h" /* the kernels on the CPU, for the tests */
+#else
 #include <cuda_runtime.h>
+/* Every launch goes through this macro, so that the emulation can run it. */
+#define CNN_LAUNCH(k, grid, block, stream, ...) k<<<(grid), (block), 0, (stream)>>>(__VA_ARGS__)
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -227,7 +238,7 @@ __global__ void k_eval(const float *P, ws *wss, const uint8_t *pix, uint8_t *pre
   }
 }
 
-enum { EVAL_CHUNK = 2048 };
+constexpr size_t EVAL_CHUNK = 2048; /* images per k_eval launch */
 
 struct cu_state {
   cnn_config cfg;
@@ -238,7 +249,7 @@ struct cu_state {
   uint32_t *idx, *h_idx;
   float *h_loss;
   cudaStream_t s;
-  char desc[160];
+  char desc[256]; /* the device's name */
 };
 
 int cu_fail(cudaError_t e, char *msg, size_t cap, const char *what) {
@@ -281,7 +292,7 @@ void *cu_init(const cnn_config *cfg, const float *params, char *msg, size_t cap)
   s->cfg = *cfg;
   s->first = 1;
   s->maxb = cfg->batch > 0 ? cfg->batch : 1;
-  int nw = s->maxb > EVAL_CHUNK ? s->maxb : EVAL_CHUNK;
+  size_t nw = (size_t)s->maxb > EVAL_CHUNK ? (size_t)s->maxb : EVAL_CHUNK;
   float tab[256];
   cnn_norm_table(tab);
   if (cu_fail(cudaStreamCreate(&s->s), msg, cap, "cudaStreamCreate") ||
@@ -290,7 +301,7 @@ void *cu_init(const cnn_config *cfg, const float *params, char *msg, size_t cap)
       cu_fail(cudaMalloc(&s->G, sizeof(float) * CNN_NPARAM * (size_t)s->maxb), msg, cap, "cudaMalloc") ||
       cu_fail(cudaMalloc(&s->losses, sizeof(float) * (size_t)s->maxb), msg, cap, "cudaMalloc") ||
       cu_fail(cudaMalloc(&s->loss_out, sizeof(float)), msg, cap, "cudaMalloc") ||
-      cu_fail(cudaMalloc(&s->w, sizeof(ws) * (size_t)nw), msg, cap, "cudaMalloc") ||
+      cu_fail(cudaMalloc(&s->w, sizeof(ws) * nw), msg, cap, "cudaMalloc") ||
       cu_fail(cudaMalloc(&s->epix, (size_t)EVAL_CHUNK * CNN_IMAGE), msg, cap, "cudaMalloc") ||
       cu_fail(cudaMalloc(&s->epred, EVAL_CHUNK), msg, cap, "cudaMalloc") ||
       cu_fail(cudaMalloc(&s->idx, sizeof(uint32_t) * (size_t)s->maxb), msg, cap, "cudaMalloc") ||
@@ -327,9 +338,10 @@ int cu_step(void *st, const uint32_t *idx, int n, float *loss) {
   if (n <= 0 || n > s->maxb || !s->pix) return -1;
   memcpy(s->h_idx, idx, sizeof(uint32_t) * (size_t)n);
   cudaMemcpyAsync(s->idx, s->h_idx, sizeof(uint32_t) * (size_t)n, cudaMemcpyHostToDevice, s->s);
-  k_sample<<<n, 256, 0, s->s>>>(s->P, s->G, s->w, s->pix, s->lab, s->idx, 1.0f / (float)n, s->losses);
-  k_reduce_sgd<<<(CNN_NPARAM + 255) / 256, 256, 0, s->s>>>(s->P, s->V, s->G, n, s->cfg.lr,
-                                                          s->cfg.momentum, s->first, s->losses, s->loss_out);
+  CNN_LAUNCH(k_sample, n, 256, s->s, s->P, s->G, s->w, s->pix, s->lab, s->idx, 1.0f / (float)n,
+             s->losses);
+  CNN_LAUNCH(k_reduce_sgd, (CNN_NPARAM + 255) / 256, 256, s->s, s->P, s->V, s->G, n, s->cfg.lr,
+             s->cfg.momentum, s->first, s->losses, s->loss_out);
   cudaMemcpyAsync(s->h_loss, s->loss_out, sizeof(float), cudaMemcpyDeviceToHost, s->s);
   if (cudaStreamSynchronize(s->s) != cudaSuccess) return -1;
   s->first = 0;
@@ -343,7 +355,7 @@ int cu_eval(void *st, const uint8_t *pixels, size_t n, uint8_t *pred) {
     size_t k = n - lo < EVAL_CHUNK ? n - lo : EVAL_CHUNK;
     if (cudaMemcpy(s->epix, pixels + lo * CNN_IMAGE, k * CNN_IMAGE, cudaMemcpyHostToDevice) != cudaSuccess)
       return -1;
-    k_eval<<<(unsigned)k, 256, 0, 0>>>(s->P, s->w, s->epix, s->epred);
+    CNN_LAUNCH(k_eval, (unsigned)k, 256, 0, s->P, s->w, s->epix, s->epred);
     if (cudaMemcpy(pred + lo, s->epred, k, cudaMemcpyDeviceToHost) != cudaSuccess) return -1;
   }
   return 0;
@@ -372,4 +384,8 @@ const cnn_backend cuda_backend = {
 
 }  // namespace
 
+#ifdef CNN_CUDA_EMU
+extern "C" const cnn_backend *cnn_cuda_emu_backend(void) { return &cuda_backend; }
+#else
 extern "C" const cnn_backend *cnn_cuda_backend(void) { return &cuda_backend; }
+#endif
