@@ -246,6 +246,8 @@ struct cu_state {
   float *P, *V, *G, *losses, *loss_out;
   ws *w;
   uint8_t *pix, *lab, *epix, *epred;
+  const uint8_t *labels; /* the bound labels on the host, n_bound of them */
+  size_t n_bound;
   uint32_t *idx, *h_idx;
   float *h_loss;
   cudaStream_t s;
@@ -323,19 +325,20 @@ int cu_bind(void *st, const uint8_t *pixels, const uint8_t *labels, size_t n) {
   cudaFree(s->pix);
   cudaFree(s->lab);
   s->pix = s->lab = NULL;
-  if (cudaMalloc(&s->pix, n * CNN_IMAGE) != cudaSuccess || cudaMalloc(&s->lab, n) != cudaSuccess)
-    return -1;
-  if (cudaMemcpy(s->pix, pixels, n * CNN_IMAGE, cudaMemcpyHostToDevice) != cudaSuccess ||
+  s->labels = NULL;
+  s->n_bound = 0;
+  if (cudaMalloc(&s->pix, n * CNN_IMAGE) != cudaSuccess || cudaMalloc(&s->lab, n) != cudaSuccess ||
+      cudaMemcpy(s->pix, pixels, n * CNN_IMAGE, cudaMemcpyHostToDevice) != cudaSuccess ||
       cudaMemcpy(s->lab, labels, n, cudaMemcpyHostToDevice) != cudaSuccess)
     return -1;
-  for (size_t i = 0; i < n; i++)
-    if (labels[i] >= CNN_CLASSES) return -1;
+  s->labels = labels; /* the caller keeps them until the next bind: checked per step */
+  s->n_bound = n;
   return 0;
 }
 
 int cu_step(void *st, const uint32_t *idx, int n, float *loss) {
   cu_state *s = (cu_state *)st;
-  if (n <= 0 || n > s->maxb || !s->pix) return -1;
+  if (cnn_batch_check(s->labels, s->n_bound, idx, n, s->maxb) != 0) return -1;
   memcpy(s->h_idx, idx, sizeof(uint32_t) * (size_t)n);
   cudaMemcpyAsync(s->idx, s->h_idx, sizeof(uint32_t) * (size_t)n, cudaMemcpyHostToDevice, s->s);
   CNN_LAUNCH(k_sample, n, 256, s->s, s->P, s->G, s->w, s->pix, s->lab, s->idx, 1.0f / (float)n,

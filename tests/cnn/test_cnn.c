@@ -373,8 +373,9 @@ static void test_isa_agree(void) {
  * CNN_TEST_RUNS (batch x steps, default "4x50,128x10"; CNN_TEST_SEED=S picks
  * the weights (S), images (S + 1) and batch order (S + 2), default 123):
  * every step's loss within 1e-4, the weights within 1e-4 halfway and at the
- * end; halfway, as an interrupt does, the weights are read and training
- * goes on from them; then
+ * end; halfway, as an interrupt does, the weights are read, two refused
+ * steps (an index past the bound images, a batch over the configured size)
+ * must leave them as they were, and training goes on from them; then
  * k_eval's predictions with the CPU's final weights equal the CPU's. */
 enum { VS_N = 512, VS_MAX_RUNS = 8, VS_MAX_STEPS = 1000 };
 
@@ -419,7 +420,7 @@ static void vs_cpu(const cnn_backend *cu) {
   static uint8_t px[VS_N * CNN_IMAGE];
   uint8_t lab[VS_N], pc[VS_N], pg[VS_N];
   make_data(px, lab, VS_N, seed + 1);
-  uint32_t perm[VS_N];
+  uint32_t perm[VS_N], bad[VS_N + 1];
   static float lc[VS_MAX_STEPS], lg[VS_MAX_STEPS];
   float *P = malloc(sizeof(float) * CNN_NPARAM), *wc = malloc(sizeof(float) * CNN_NPARAM),
         *wg = malloc(sizeof(float) * CNN_NPARAM), *again = malloc(sizeof(float) * CNN_NPARAM);
@@ -441,8 +442,16 @@ static void vs_cpu(const cnn_backend *cu) {
         CHECK(cpu->get(a, wc) == 0 && cu->get(b, wg) == 0, "get after %d steps", s);
         mid = max_diff(wc, wg, CNN_NPARAM);
         CHECK(mid < 1e-4, "batch %d: weights after %d steps differ by %g", bs, s, mid);
+        memcpy(bad, perm, sizeof(uint32_t) * (size_t)bs);
+        bad[bs - 1] = VS_N; /* past the bound images */
+        CHECK(cpu->step(a, bad, bs, NULL) != 0 && cu->step(b, bad, bs, NULL) != 0,
+              "a step with image %d of %d bound was taken", VS_N, VS_N);
+        CHECK(bs == VS_N || (cpu->step(a, perm, bs + 1, NULL) != 0 && cu->step(b, perm, bs + 1, NULL) != 0),
+              "a step of %d images on a batch size of %d was taken", bs + 1, bs);
         CHECK(cu->get(b, again) == 0 && memcmp(again, wg, sizeof(float) * CNN_NPARAM) == 0,
-              "%s: reading the weights twice gave two answers", cu->name);
+              "%s: the refused steps changed the weights", cu->name);
+        CHECK(cpu->get(a, again) == 0 && memcmp(again, wc, sizeof(float) * CNN_NPARAM) == 0,
+              "cpu: the refused steps changed the weights");
       }
       const uint32_t *idx = perm + (size_t)(s * bs) % (VS_N - (size_t)bs + 1);
       CHECK(cpu->step(a, idx, bs, &lc[s]) == 0, "cpu step %d", s);
