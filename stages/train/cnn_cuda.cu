@@ -337,12 +337,17 @@ int cu_bind(void *st, const uint8_t *pixels, const uint8_t *labels, size_t n) {
 int cu_step(void *st, const uint32_t *idx, int n, float *loss) {
   cu_state *s = (cu_state *)st;
   if (cnn_batch_check(s->labels, s->n_bound, idx, n, s->maxb) != 0) return -1;
+  (void)cudaGetLastError(); /* not this step's */
   memcpy(s->h_idx, idx, sizeof(uint32_t) * (size_t)n);
   cudaMemcpyAsync(s->idx, s->h_idx, sizeof(uint32_t) * (size_t)n, cudaMemcpyHostToDevice, s->s);
   CNN_LAUNCH(k_sample, n, 256, s->s, (const net *)s->P, (net *)s->G, s->w, s->pix, s->lab, s->idx,
              1.0f / (float)n, s->losses);
+  /* a launch that failed (resources, configuration) ran nothing: the SGD
+   * kernel must not apply the slots of an earlier step */
+  if (cudaGetLastError() != cudaSuccess) return -1;
   CNN_LAUNCH(k_reduce_sgd, (CNN_NPARAM + 255) / 256, 256, s->s, s->P, s->V, s->G, n, s->cfg.lr,
              s->cfg.momentum, s->first, s->losses, s->loss_out);
+  if (cudaGetLastError() != cudaSuccess) return -1;
   cudaMemcpyAsync(s->h_loss, s->loss_out, sizeof(float), cudaMemcpyDeviceToHost, s->s);
   if (cudaStreamSynchronize(s->s) != cudaSuccess) return -1;
   s->first = 0;
@@ -356,8 +361,11 @@ int cu_eval(void *st, const uint8_t *pixels, size_t n, uint8_t *pred) {
     size_t k = n - lo < EVAL_CHUNK ? n - lo : EVAL_CHUNK;
     if (cudaMemcpy(s->epix, pixels + lo * CNN_IMAGE, k * CNN_IMAGE, cudaMemcpyHostToDevice) != cudaSuccess)
       return -1;
+    (void)cudaGetLastError();
     CNN_LAUNCH(k_eval, (unsigned)k, 256, 0, (const net *)s->P, s->w, s->epix, s->epred);
-    if (cudaMemcpy(pred + lo, s->epred, k, cudaMemcpyDeviceToHost) != cudaSuccess) return -1;
+    if (cudaGetLastError() != cudaSuccess ||
+        cudaMemcpy(pred + lo, s->epred, k, cudaMemcpyDeviceToHost) != cudaSuccess)
+      return -1;
   }
   return 0;
 }
