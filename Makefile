@@ -30,6 +30,9 @@
 #   SANITIZE=address,undefined  build with sanitizers
 #   CUDA=auto|yes|no          build the CUDA trainer backend (auto: when nvcc
 #                             is found; yes: fail without it)
+#   CUDA_ARCH="80 90"         GPU architectures nvcc compiles the kernels for
+#                             (code for each, PTX of the last for newer GPUs;
+#                             tools/gpu-check.sh sets the device's own)
 #   CUDA_EMU=yes|no           compile stages/train/cnn_cuda.cu as host C++ too,
 #                             its kernels on the CPU, into $(O)/test-cnn only
 #                             (docs/cuda.md); no: those tests skip
@@ -105,9 +108,11 @@ NVCC :=
 endif
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 CU_SRC := $(if $(NVCC),$(wildcard stages/train/*.cu),)
-NVCCFLAGS ?= -O2 -std=c++17 -arch=sm_80 -gencode arch=compute_80,code=sm_80 \
-             -gencode arch=compute_90,code=sm_90 -Xcompiler -fPIC
-CUDA_LIBS := $(if $(CU_SRC),-L$(CUDA_HOME)/lib64 -lcudart_static -lcublas -ldl -lrt -lstdc++,)
+CUDA_ARCH ?= 80 90
+NVCCFLAGS ?= -O2 -std=c++17 $(foreach a,$(CUDA_ARCH),-gencode arch=compute_$(a),code=sm_$(a)) \
+             -gencode arch=compute_$(lastword $(CUDA_ARCH)),code=compute_$(lastword $(CUDA_ARCH)) \
+             -Xcompiler -fPIC
+CUDA_LIBS := $(if $(CU_SRC),-L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt -lstdc++,)
 ifneq ($(CU_SRC),)
 CFLAGS_ALL += -DPK_HAVE_CUDA=1
 endif
