@@ -393,6 +393,6 @@ lint:
 	$(Q)$(PYTHON) tools/lint.py
 
 clean:
-	rm -rf $(O) build-asan build-fuzz build-valgrind
+	rm -rf $(O) build-asan build-fuzz build-valgrind build-gpu
 
 -include $(shell find $(O) $(FUZZ_O)/obj -name '*.d' 2>/dev/null)

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cnn_emu_test.h"
@@ -544,6 +545,86 @@ static void test_cuda_emu_checks(void) {
 static void test_cuda_emu_checks(void) { SKIP(NO_EMU); }
 #endif
 
+/* ---- --epoch: the training speed on one backend -------------------------
+ * test-cnn --epoch cpu|cuda|cuda-emu BATCH [N]: one epoch over N synthetic
+ * images (default 50000, the size of CIFAR-10's train split) in a shuffled
+ * order at batch size BATCH, lr 0.001, momentum 0.9, then an evaluation of
+ * min(N, 10000) more; prints one line with images/s (tools/gpu-check.sh reads it).
+ * Exit 0, 1 when a step or the evaluation failed, 2 for bad arguments or
+ * a backend that is not there. */
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int epoch_main(int argc, char **argv) {
+  const cnn_backend *be = NULL;
+  if (argc >= 4 && strcmp(argv[2], "cpu") == 0) be = &cnn_cpu_backend;
+  if (argc >= 4 && strcmp(argv[2], "cuda") == 0) be = cnn_cuda_backend();
+  if (argc >= 4 && strcmp(argv[2], "cuda-emu") == 0) be = EMU_BACKEND();
+  char *end = NULL;
+  long bs = argc >= 4 ? strtol(argv[3], &end, 10) : 0;
+  long n = argc >= 5 ? strtol(argv[4], NULL, 10) : 50000;
+  if (argc < 4 || argc > 5 || (!be && strcmp(argv[2], "cuda") != 0 && strcmp(argv[2], "cuda-emu") != 0) ||
+      !end || *end || bs < 1 || bs > 4096 || n < 1 || n > 1000000) {
+    fprintf(stderr, "usage: test-cnn --epoch cpu|cuda|cuda-emu BATCH(1-4096) [IMAGES(1-1000000)]\n");
+    return 2;
+  }
+  char why[256] = "";
+  if (!be || !be->available(why, sizeof why)) {
+    fprintf(stderr, "epoch: %s: %s\n", argv[2],
+            be ? why : argv[2][4] ? NO_EMU : "built without CUDA (make CUDA=yes with nvcc)");
+    return 2;
+  }
+  const int NTEST = n < 10000 ? (int)n : 10000;
+  size_t total = (size_t)n + (size_t)NTEST;
+  uint8_t *px = malloc(total * CNN_IMAGE), *lab = malloc(total), *pred = malloc((size_t)NTEST);
+  uint32_t *perm = malloc(sizeof(uint32_t) * (size_t)n);
+  float *P = malloc(sizeof(float) * CNN_NPARAM);
+  if (!px || !lab || !pred || !perm || !P) {
+    fprintf(stderr, "epoch: out of memory for %zu images\n", total);
+    return 2;
+  }
+  cnn_rng r = {1};
+  for (size_t i = 0; i < total * CNN_IMAGE; i += 8) {
+    uint64_t v = cnn_rng_next(&r);
+    memcpy(px + i, &v, 8); /* CNN_IMAGE is a multiple of 8 */
+  }
+  for (size_t i = 0; i < total; i++) lab[i] = (uint8_t)(cnn_rng_next(&r) % CNN_CLASSES);
+  cnn_init_params(P, 1);
+  cnn_config cfg = {(int)bs, 0.001f, 0.9f, 0};
+  char msg[256];
+  void *st = be->init(&cfg, P, msg, sizeof msg);
+  if (!st) {
+    fprintf(stderr, "epoch: %s: %s\n", be->name, msg);
+    return 2;
+  }
+  int rc = be->bind(st, px, lab, (size_t)n) == 0 ? 0 : 1;
+  cnn_rng sh = {cnn_shuffle_seed(1)};
+  cnn_shuffle(&sh, perm, (size_t)n);
+  float first = 0, last = 0;
+  double t0 = now_s();
+  for (long lo = 0; lo < n && rc == 0; lo += bs) {
+    int k = (int)(n - lo < bs ? n - lo : bs);
+    rc = be->step(st, perm + lo, k, &last);
+    if (lo == 0) first = last;
+  }
+  double t1 = now_s();
+  if (rc == 0) rc = be->eval(st, px + (size_t)n * CNN_IMAGE, (size_t)NTEST, pred) == 0 ? 0 : 1;
+  double t2 = now_s();
+  if (rc == 0)
+    printf("epoch %s batch %ld: %ld images in %.2f s, %.0f images/s; eval %d in %.2f s, %.0f images/s;"
+           " loss %.4f -> %.4f; %s\n",
+           be->name, bs, n, t1 - t0, (double)n / (t1 - t0), NTEST, t2 - t1, NTEST / (t2 - t1), first,
+           last, be->describe(st));
+  else
+    fprintf(stderr, "epoch: %s batch %ld: a step or the evaluation failed\n", be->name, bs);
+  be->free(st);
+  free(px); free(lab); free(pred); free(perm); free(P);
+  return rc;
+}
+
 typedef struct { const char *name; void (*fn)(void); } tcase;
 static const tcase cases[] = {
     {"norm_table", test_norm_table},
@@ -567,6 +648,7 @@ int main(int argc, char **argv) {
     return 0;
   }
 #endif
+  if (argc >= 2 && strcmp(argv[1], "--epoch") == 0) return epoch_main(argc, argv);
   int pass = 0, fail = 0, skip = 0;
   printf("cnn: cpu kernels %s\n", cnn_cpu_isa());
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
