@@ -2,8 +2,10 @@
 #
 # Targets
 #   make              build $(O)/pipekernel (kernel + `pipekernel run`)
-#   make test         C unit tests, the Python/Jupyter suite (pytest), then
-#                     every fuzz target for 3 s (fuzz-smoke; needs clang)
+#   make test         C unit tests (the trainer's, $(O)/test-cnn, run the CUDA
+#                     kernels on the CPU through stages/train/cnn_cuda_emu.h),
+#                     the Python/Jupyter suite (pytest), then every fuzz
+#                     target for 3 s (fuzz-smoke; needs clang)
 #   make check        the same suite against an ASan+UBSan build in build-asan/
 #                     (without the fuzz smoke run: `make test` did it)
 #   make valgrind     a kernel session running every magic under valgrind
@@ -28,6 +30,13 @@
 #   SANITIZE=address,undefined  build with sanitizers
 #   CUDA=auto|yes|no          build the CUDA trainer backend (auto: when nvcc
 #                             is found; yes: fail without it)
+#   CUDA_ARCH="80 90"         GPU architectures nvcc compiles the kernels for
+#                             (code for each, PTX of the last for newer GPUs;
+#                             tools/gpu-check.sh sets the device's own)
+#   CUDA_EMU=yes|no           compile stages/train/cnn_cuda.cu as host C++ too,
+#                             its kernels on the CPU, into $(O)/test-cnn only
+#                             (docs/cuda.md); no: those tests skip
+#   CXX=g++                   C++20 compiler for the CUDA emulation
 #   V=1                       show the commands
 #   PYTHON=...                Python for the tests (default .venv/bin/python)
 #   FUZZ_SECONDS=10           per fuzz target (FUZZ_TARGETS="wire magic" picks
@@ -41,6 +50,7 @@
 O ?= build
 DEVELOPER ?= 1
 CUDA ?= auto
+CUDA_EMU ?= yes
 PREFIX ?= $(HOME)/.local
 FUZZ_SECONDS ?= 10
 PYTHON ?= $(firstword $(wildcard .venv/bin/python) python3)
@@ -67,10 +77,24 @@ DEPFLAGS = -MMD -MP
 CFLAGS_ALL = $(CSTD) $(OPT) $(WARN) $(PKG_CFLAGS) -pthread $(CFLAGS_EXTRA) $(CFLAGS)
 LDLIBS_ALL = $(PKG_LIBS) -pthread -lm $(LDLIBS)
 
+SAN_FLAGS := $(if $(SANITIZE),-fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all)
 ifneq ($(SANITIZE),)
-CFLAGS_ALL += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+CFLAGS_ALL += $(SAN_FLAGS)
 LDFLAGS += -fsanitize=$(SANITIZE)
 endif
+
+# The CUDA emulation: stages/train/cnn_cuda.cu compiled as host C++ with
+# -DCNN_CUDA_EMU. Under UBSan the bounds of every array are checked, the
+# last member of a struct too (bounds-strict, where the compiler has it):
+# the kernels' work areas are arrays inside one struct.
+CXX_WARN := -Wall -Wextra -Wshadow -Wpointer-arith -Wformat=2 -Wno-unused-parameter -Wvla
+ifeq ($(DEVELOPER),1)
+CXX_WARN += -Werror
+endif
+EMU_SAN := $(if $(findstring undefined,$(SANITIZE)),$(shell $(CXX) -fsanitize=bounds-strict \
+             -x c++ -fsyntax-only /dev/null 2>/dev/null && echo -fsanitize=bounds-strict))
+CXXFLAGS_EMU = -std=c++20 -D_GNU_SOURCE -Istages -DCNN_CUDA_EMU $(OPT) $(CXX_WARN) -pthread \
+               $(SAN_FLAGS) $(EMU_SAN) $(CXXFLAGS)
 
 # ---- CUDA ------------------------------------------------------------------
 NVCC := $(firstword $(shell command -v nvcc 2>/dev/null) $(wildcard /usr/local/cuda/bin/nvcc))
@@ -84,9 +108,11 @@ NVCC :=
 endif
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 CU_SRC := $(if $(NVCC),$(wildcard stages/train/*.cu),)
-NVCCFLAGS ?= -O2 -std=c++17 -arch=sm_80 -gencode arch=compute_80,code=sm_80 \
-             -gencode arch=compute_90,code=sm_90 -Xcompiler -fPIC
-CUDA_LIBS := $(if $(CU_SRC),-L$(CUDA_HOME)/lib64 -lcudart_static -lcublas -ldl -lrt -lstdc++,)
+CUDA_ARCH ?= 80 90
+NVCCFLAGS ?= -O2 -std=c++17 $(foreach a,$(CUDA_ARCH),-gencode arch=compute_$(a),code=sm_$(a)) \
+             -gencode arch=compute_$(lastword $(CUDA_ARCH)),code=compute_$(lastword $(CUDA_ARCH)) \
+             -Xcompiler -fPIC
+CUDA_LIBS := $(if $(CU_SRC),-L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt -lstdc++,)
 ifneq ($(CU_SRC),)
 CFLAGS_ALL += -DPK_HAVE_CUDA=1
 endif
@@ -107,6 +133,11 @@ CLI_OBJ := $(call obj,$(CLI_SRC))
 TEST_OBJ := $(call obj,$(TEST_SRC))
 CNN_OBJ := $(call obj,$(CNN_SRC)) $(patsubst %.cu,$(O)/%.cu.o,$(CU_SRC))
 TEST_CNN_OBJ := $(call obj,$(TEST_CNN_SRC))
+CNN_EMU_OBJ := $(if $(filter yes,$(CUDA_EMU)),$(O)/stages/train/cnn_cuda.emu.o \
+                 $(patsubst %.cc,$(O)/%.o,$(wildcard tests/cnn/*.cc)))
+ifneq ($(CUDA_EMU),yes)
+$(TEST_CNN_OBJ): CFLAGS_ALL += -DCNN_TEST_NO_EMU
+endif
 
 BIN := $(O)/pipekernel
 TEST_RUNNER := $(O)/test-runner
@@ -125,6 +156,16 @@ $(O)/%.cu.o: %.cu
 	@$(if $(Q),echo "  NVCC    $<")
 	$(Q)$(NVCC) $(NVCCFLAGS) -MMD -MP -c $< -o $@
 
+$(O)/%.emu.o: %.cu
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CXX-EMU $<")
+	$(Q)$(CXX) -x c++ $(CXXFLAGS_EMU) $(DEPFLAGS) -c $< -o $@
+
+$(O)/%.o: %.cc
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CXX     $<")
+	$(Q)$(CXX) $(CXXFLAGS_EMU) $(DEPFLAGS) -c $< -o $@
+
 $(O)/libstages.a: $(STAGE_OBJ)
 	@$(if $(Q),echo "  AR      $@")
 	$(Q)rm -f $@ && ar rcs $@ $^
@@ -137,10 +178,11 @@ $(TEST_RUNNER): $(TEST_OBJ) $(KERNEL_OBJ) $(CLI_OBJ) $(O)/libstages.a
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS_ALL) $(CUDA_LIBS)
 
-# The trainer's own tests link nothing but the trainer (bare CUDA machines).
-$(O)/test-cnn: $(TEST_CNN_OBJ) $(CNN_OBJ)
+# The trainer's own tests link nothing but the trainer (bare CUDA machines)
+# and the CUDA emulation.
+$(O)/test-cnn: $(TEST_CNN_OBJ) $(CNN_OBJ) $(CNN_EMU_OBJ)
 	@$(if $(Q),echo "  LINK    $@")
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ -pthread -lm $(CUDA_LIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ -pthread -lm $(CUDA_LIBS) -lstdc++
 
 # ---- the Python package (python/) ---------------------------------------------
 # $(O)/python is an importable copy of the package (PYTHONPATH=$(O)/python,
@@ -351,6 +393,6 @@ lint:
 	$(Q)$(PYTHON) tools/lint.py
 
 clean:
-	rm -rf $(O) build-asan build-fuzz build-valgrind
+	rm -rf $(O) build-asan build-fuzz build-valgrind build-gpu
 
 -include $(shell find $(O) $(FUZZ_O)/obj -name '*.d' 2>/dev/null)

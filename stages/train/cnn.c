@@ -35,6 +35,13 @@ void cnn_msg(char *msg, size_t cap, const char *fmt, ...) {
   va_end(ap);
 }
 
+int cnn_batch_check(const uint8_t *labels, size_t n_bound, const uint32_t *idx, int n, int max) {
+  if (n <= 0 || n > max || !labels) return -1;
+  for (int i = 0; i < n; i++)
+    if (idx[i] >= n_bound || labels[idx[i]] >= CNN_CLASSES) return -1;
+  return 0;
+}
+
 void cnn_norm_table(float t[256]) {
   for (int p = 0; p < 256; p++) {
     volatile float a = (float)p / 255.0f; /* ToTensor */

@@ -88,7 +88,9 @@ typedef struct cnn_backend {
   /* The data steps and evaluation read from: n images of CNN_IMAGE bytes
    * and their labels; must stay valid until the next bind or free. */
   int (*bind)(void *st, const uint8_t *pixels, const uint8_t *labels, size_t n);
-  /* One SGD step on the bound images idx[0..n-1]: the batch-mean loss. */
+  /* One SGD step on the bound images idx[0..n-1]: the batch-mean loss. -1,
+   * changing nothing, unless 0 < n <= batch and every index is below the
+   * bound count with a label below CNN_CLASSES (cnn_batch_check). */
   int (*step)(void *st, const uint32_t *idx, int n, float *loss);
   /* Predicted class of images pixels[0..n-1] (not the bound ones). */
   int (*eval)(void *st, const uint8_t *pixels, size_t n, uint8_t *pred);

@@ -9,6 +9,7 @@
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("O3", "fp-contract=fast")
 #endif
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -378,17 +379,11 @@ static int cpu_bind(void *st, const uint8_t *pixels, const uint8_t *labels, size
   return 0;
 }
 
-static int check_idx(const cpu_state *s, const uint32_t *idx, int n) {
-  if (n <= 0 || !s->pixels) return -1;
-  for (int i = 0; i < n; i++)
-    if (idx[i] >= s->n_bound || s->labels[idx[i]] >= CNN_CLASSES) return -1;
-  return 0;
-}
-
 /* Forward and backward over the batch on nt threads, each into its own
  * gradient; returns the summed loss (-1 for a bad index). */
 static double grad_pass(cpu_state *s, const uint32_t *idx, int n, int *nt) {
-  if (check_idx(s, idx, n) != 0) return -1;
+  if (cnn_batch_check(s->labels, s->n_bound, idx, n, s->cfg.batch > 0 ? s->cfg.batch : INT_MAX))
+    return -1;
   s->idx = idx;
   s->n = n;
   *nt = step_threads(s, n);

@@ -5,13 +5,29 @@
  * counts agreeing, and the CUDA backend against the CPU backend (skipped
  * without a device). Prints "cnn-tests: N passed, N failed, N skipped".
  */
+#include <fcntl.h>
 #include <math.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "cnn_emu_test.h"
 #include "train/cnn_int.h"
+
+extern char **environ;
+
+/* make CUDA_EMU=no leaves the CUDA emulation out: its tests skip. */
+#ifdef CNN_TEST_NO_EMU
+#define EMU_BACKEND() NULL
+#else
+#define EMU_BACKEND() cnn_cuda_emu_backend()
+#endif
+#define NO_EMU "built without the CUDA emulation (make CUDA_EMU=no)"
 
 static int failed_now;
 static char skip_why[512];
@@ -353,46 +369,260 @@ static void test_isa_agree(void) {
   CHECK(ran >= 1, "no kernel set ran");
 }
 
+/* ---- the CUDA backend against the CPU backend ----------------------------
+ * The same initial weights and batch order on both, for each run of
+ * CNN_TEST_RUNS (batch x steps, default "4x50,128x10"; CNN_TEST_SEED=S picks
+ * the weights (S), images (S + 1) and batch order (S + 2), default 123):
+ * every step's loss within 1e-4, the weights within 1e-4 halfway and at the
+ * end; halfway, as an interrupt does, the weights are read, two refused
+ * steps (an index past the bound images, a batch over the configured size)
+ * must leave them as they were, and training goes on from them; then
+ * k_eval's predictions with the CPU's final weights equal the CPU's. */
+enum { VS_N = 512, VS_MAX_RUNS = 8, VS_MAX_STEPS = 1000 };
+
+static int vs_runs(int bs[VS_MAX_RUNS], int steps[VS_MAX_RUNS], char *msg, size_t cap) {
+  const char *e = getenv("CNN_TEST_RUNS");
+  if (!e || !*e) e = "4x50,128x10";
+  int n = 0;
+  for (const char *p = e; *p;) {
+    char *end;
+    long b = strtol(p, &end, 10);
+    if (end == p || *end != 'x') break;
+    p = end + 1;
+    long k = strtol(p, &end, 10);
+    if (end == p || b < 1 || b > VS_N || k < 2 || k > VS_MAX_STEPS || n == VS_MAX_RUNS) break;
+    bs[n] = (int)b;
+    steps[n++] = (int)k;
+    p = end;
+    if (*p == ',') p++;
+    else if (*p) break;
+    if (!*p) return n;
+  }
+  snprintf(msg, cap, "CNN_TEST_RUNS=%s: expected up to %d of BATCHxSTEPS, comma-separated, batch 1..%d,"
+           " steps 2..%d", e, VS_MAX_RUNS, VS_N, VS_MAX_STEPS);
+  return -1;
+}
+
+static double max_diff(const float *a, const float *b, size_t n) {
+  double w = 0;
+  for (size_t i = 0; i < n; i++) w = fmax(w, fabs((double)a[i] - (double)b[i]));
+  return w;
+}
+
+static void vs_cpu(const cnn_backend *cu) {
+  const cnn_backend *cpu = &cnn_cpu_backend;
+  int bss[VS_MAX_RUNS], stepss[VS_MAX_RUNS];
+  char msg[256];
+  int nruns = vs_runs(bss, stepss, msg, sizeof msg);
+  CHECK(nruns > 0, "%s", msg);
+  const char *se = getenv("CNN_TEST_SEED");
+  uint64_t seed = se && *se ? strtoull(se, NULL, 0) : 123;
+  printf("  seed %llu, %s\n", (unsigned long long)seed, cu->name);
+  static uint8_t px[VS_N * CNN_IMAGE];
+  uint8_t lab[VS_N], pc[VS_N], pg[VS_N];
+  make_data(px, lab, VS_N, seed + 1);
+  uint32_t perm[VS_N], bad[VS_N + 1];
+  static float lc[VS_MAX_STEPS], lg[VS_MAX_STEPS];
+  float *P = malloc(sizeof(float) * CNN_NPARAM), *wc = malloc(sizeof(float) * CNN_NPARAM),
+        *wg = malloc(sizeof(float) * CNN_NPARAM), *again = malloc(sizeof(float) * CNN_NPARAM);
+  void *a = NULL, *b = NULL;
+  for (int r = 0; r < nruns; r++) {
+    int bs = bss[r], steps = stepss[r], half = steps / 2;
+    cnn_init_params(P, seed);
+    cnn_config cfg = {bs, 0.01f, 0.9f, 2};
+    a = cpu->init(&cfg, P, msg, sizeof msg);
+    CHECK(a, "cpu: %s", msg);
+    b = cu->init(&cfg, P, msg, sizeof msg);
+    CHECK(b, "%s: %s", cu->name, msg);
+    CHECK(cpu->bind(a, px, lab, VS_N) == 0 && cu->bind(b, px, lab, VS_N) == 0, "bind");
+    cnn_rng rng = {seed + 2};
+    cnn_shuffle(&rng, perm, VS_N);
+    double worst = 0, mid = 0;
+    for (int s = 0; s < steps; s++) {
+      if (s == half) { /* an interrupt: read the weights, refuse two steps */
+        CHECK(cpu->get(a, wc) == 0 && cu->get(b, wg) == 0, "get after %d steps", s);
+        mid = max_diff(wc, wg, CNN_NPARAM);
+        CHECK(mid < 1e-4, "batch %d: weights after %d steps differ by %g", bs, s, mid);
+        memcpy(bad, perm, sizeof(uint32_t) * (size_t)bs);
+        bad[bs - 1] = VS_N; /* past the bound images */
+        CHECK(cpu->step(a, bad, bs, NULL) != 0 && cu->step(b, bad, bs, NULL) != 0,
+              "a step with image %d of %d bound was taken", VS_N, VS_N);
+        CHECK(bs == VS_N || (cpu->step(a, perm, bs + 1, NULL) != 0 && cu->step(b, perm, bs + 1, NULL) != 0),
+              "a step of %d images on a batch size of %d was taken", bs + 1, bs);
+        CHECK(cu->get(b, again) == 0 && memcmp(again, wg, sizeof(float) * CNN_NPARAM) == 0,
+              "%s: the refused steps changed the weights", cu->name);
+        CHECK(cpu->get(a, again) == 0 && memcmp(again, wc, sizeof(float) * CNN_NPARAM) == 0,
+              "cpu: the refused steps changed the weights");
+      }
+      const uint32_t *idx = perm + (size_t)(s * bs) % (VS_N - (size_t)bs + 1);
+      CHECK(cpu->step(a, idx, bs, &lc[s]) == 0, "cpu step %d", s);
+      CHECK(cu->step(b, idx, bs, &lg[s]) == 0, "%s step %d", cu->name, s);
+      worst = fmax(worst, fabs((double)lc[s] - (double)lg[s]));
+      CHECK(fabs((double)lc[s] - (double)lg[s]) < 1e-4, "batch %d step %d: loss %.7f vs cpu %.7f",
+            bs, s, lg[s], lc[s]);
+    }
+    CHECK(cpu->get(a, wc) == 0 && cu->get(b, wg) == 0, "get");
+    double ww = max_diff(wc, wg, CNN_NPARAM), moved = max_diff(wc, P, CNN_NPARAM);
+    /* the same weights on both: the same predictions */
+    CHECK(cu->set(b, wc) == 0, "set");
+    CHECK(cpu->eval(a, px, VS_N, pc) == 0 && cu->eval(b, px, VS_N, pg) == 0, "eval");
+    int same = 0;
+    for (int i = 0; i < VS_N; i++) same += pc[i] == pg[i];
+    printf("  batch %3d x %3d steps: loss max diff %.2e, weights max diff %.2e after %d step%s, "
+           "%.2e at the end (training moved them up to %.2e); predictions %d of %d equal\n",
+           bs, steps, worst, mid, half, half == 1 ? "" : "s", ww, moved, same, VS_N);
+    CHECK(ww < 1e-4, "batch %d: final weights differ by %g", bs, ww);
+    CHECK(same == VS_N, "batch %d: %d of %d predictions differ", bs, VS_N - same, VS_N);
+    cpu->free(a);
+    cu->free(b);
+    a = b = NULL;
+  }
+  free(P); free(wc); free(wg); free(again);
+}
+
+/* On a CUDA device (skipped without one; tools/gpu-check.sh runs it). */
 static void test_cuda_vs_cpu(void) {
   const cnn_backend *cu = cnn_cuda_backend();
   if (!cu) SKIP("built without CUDA (make CUDA=yes on a machine with nvcc)");
   char why[256];
   if (!cu->available(why, sizeof why)) SKIP("no CUDA device: %s", why);
-  enum { N = 512, STEPS = 50 };
-  uint8_t *px = malloc(N * CNN_IMAGE), lab[N];
-  make_data(px, lab, N, 99);
-  static const int sizes[] = {4, 32, 128};
-  float lc[STEPS], lg[STEPS];
-  float *wc = malloc(sizeof(float) * CNN_NPARAM), *wg = malloc(sizeof(float) * CNN_NPARAM);
-  for (int z = 0; z < 3; z++) {
-    int bs = sizes[z];
-    char msg[256];
-    CHECK(run_steps(&cnn_cpu_backend, 2, bs, STEPS, px, lab, N, lc, wc, msg, sizeof msg) == 0, "%s", msg);
-    CHECK(run_steps(cu, 0, bs, STEPS, px, lab, N, lg, wg, msg, sizeof msg) == 0, "cuda: %s", msg);
-    double worst = 0;
-    for (int s = 0; s < STEPS; s++) worst = fmax(worst, fabs(lc[s] - lg[s]));
-    double ww = 0;
-    for (size_t i = 0; i < CNN_NPARAM; i++) ww = fmax(ww, fabs(wc[i] - wg[i]));
-    printf("  batch %3d: loss max diff %.2e, weights max diff %.2e\n", bs, worst, ww);
-    CHECK(worst < 1e-4, "batch %d: losses differ by %g", bs, worst);
-    CHECK(ww < 1e-3, "batch %d: weights differ by %g", bs, ww);
-    /* evaluation agrees too */
-    uint8_t pc[N], pg[N];
-    float *P = malloc(sizeof(float) * CNN_NPARAM);
-    cnn_init_params(P, 8);
-    cnn_config cfg = {bs, 0.01f, 0.9f, 2};
-    void *a = cnn_cpu_backend.init(&cfg, P, msg, sizeof msg), *b = cu->init(&cfg, P, msg, sizeof msg);
-    CHECK(a && b, "%s", msg);
-    cnn_cpu_backend.eval(a, px, N, pc);
-    cu->eval(b, px, N, pg);
-    int same = 0;
-    for (int i = 0; i < N; i++) same += pc[i] == pg[i];
-    cnn_cpu_backend.free(a);
-    cu->free(b);
-    free(P);
-    CHECK(same >= N - 2, "predictions agree on %d of %d", same, N);
+  vs_cpu(cu);
+}
+
+/* The same kernels on the CPU (stages/train/cnn_cuda_emu.h), on every machine. */
+static void test_cuda_emu_vs_cpu(void) {
+  if (!EMU_BACKEND()) SKIP(NO_EMU);
+  vs_cpu(EMU_BACKEND());
+}
+
+#ifndef CNN_TEST_NO_EMU
+/* Runs this binary as `--emu-fault WHAT`; its stderr into out. The exit
+ * status as waitpid gives it, or -1. */
+static int run_fault(const char *what, char *out, size_t cap) {
+  int fd[2];
+  if (pipe(fd) != 0) return -1;
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, fd[1], 2);
+  posix_spawn_file_actions_addclose(&fa, fd[0]);
+  char *argv[] = {(char *)"test-cnn", (char *)"--emu-fault", (char *)what, NULL};
+  pid_t pid;
+  int rc = posix_spawn(&pid, "/proc/self/exe", &fa, NULL, argv, environ);
+  posix_spawn_file_actions_destroy(&fa);
+  close(fd[1]);
+  size_t len = 0;
+  for (;;) {
+    ssize_t k = read(fd[0], out + len, cap - 1 - len);
+    if (k <= 0) break;
+    len += (size_t)k;
   }
-  free(px); free(wc); free(wg);
+  out[len] = 0;
+  close(fd[0]);
+  int status = -1;
+  if (rc != 0 || waitpid(pid, &status, 0) != pid) return -1;
+  return status;
+}
+
+/* The emulation's own checks: what cnn_cuda.cu's kernels do not exercise,
+ * and the faults it must stop on. */
+static void test_cuda_emu_checks(void) {
+  static const char *const self[] = {"blocks", "async", "errors"};
+  char msg[256];
+  for (int i = 0; i < 3; i++) CHECK(cnn_emu_selftest(self[i], msg, sizeof msg) == 0, "%s: %s", self[i], msg);
+  static const struct { const char *what, *says; } faults[] = {
+      {"divergent", "every thread of a block must reach the same __syncthreads"},
+      {"host-pointer", "is not device memory"},
+  };
+  for (int i = 0; i < 2; i++) {
+    static char out[65536];
+    int st = run_fault(faults[i].what, out, sizeof out);
+    CHECK(st != -1 && WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT && strstr(out, faults[i].says),
+          "%s: status %d, stderr: %s", faults[i].what, st, out);
+    printf("  %s: %.*s", faults[i].what, (int)strcspn(out, "\n") + 1, out);
+  }
+}
+#else
+static void test_cuda_emu_checks(void) { SKIP(NO_EMU); }
+#endif
+
+/* ---- --epoch: the training speed on one backend -------------------------
+ * test-cnn --epoch cpu|cuda|cuda-emu BATCH [N]: one epoch over N synthetic
+ * images (default 50000, the size of CIFAR-10's train split) in a shuffled
+ * order at batch size BATCH, lr 0.001, momentum 0.9, then an evaluation of
+ * min(N, 10000) more; prints one line with images/s (tools/gpu-check.sh reads it).
+ * Exit 0, 1 when a step or the evaluation failed, 2 for bad arguments or
+ * a backend that is not there. */
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int epoch_main(int argc, char **argv) {
+  const cnn_backend *be = NULL;
+  if (argc >= 4 && strcmp(argv[2], "cpu") == 0) be = &cnn_cpu_backend;
+  if (argc >= 4 && strcmp(argv[2], "cuda") == 0) be = cnn_cuda_backend();
+  if (argc >= 4 && strcmp(argv[2], "cuda-emu") == 0) be = EMU_BACKEND();
+  char *end = NULL;
+  long bs = argc >= 4 ? strtol(argv[3], &end, 10) : 0;
+  long n = argc >= 5 ? strtol(argv[4], NULL, 10) : 50000;
+  if (argc < 4 || argc > 5 || (!be && strcmp(argv[2], "cuda") != 0 && strcmp(argv[2], "cuda-emu") != 0) ||
+      !end || *end || bs < 1 || bs > 4096 || n < 1 || n > 1000000) {
+    fprintf(stderr, "usage: test-cnn --epoch cpu|cuda|cuda-emu BATCH(1-4096) [IMAGES(1-1000000)]\n");
+    return 2;
+  }
+  char why[256] = "";
+  if (!be || !be->available(why, sizeof why)) {
+    fprintf(stderr, "epoch: %s: %s\n", argv[2],
+            be ? why : argv[2][4] ? NO_EMU : "built without CUDA (make CUDA=yes with nvcc)");
+    return 2;
+  }
+  const int NTEST = n < 10000 ? (int)n : 10000;
+  size_t total = (size_t)n + (size_t)NTEST;
+  uint8_t *px = malloc(total * CNN_IMAGE), *lab = malloc(total), *pred = malloc((size_t)NTEST);
+  uint32_t *perm = malloc(sizeof(uint32_t) * (size_t)n);
+  float *P = malloc(sizeof(float) * CNN_NPARAM);
+  if (!px || !lab || !pred || !perm || !P) {
+    fprintf(stderr, "epoch: out of memory for %zu images\n", total);
+    return 2;
+  }
+  cnn_rng r = {1};
+  for (size_t i = 0; i < total * CNN_IMAGE; i += 8) {
+    uint64_t v = cnn_rng_next(&r);
+    memcpy(px + i, &v, 8); /* CNN_IMAGE is a multiple of 8 */
+  }
+  for (size_t i = 0; i < total; i++) lab[i] = (uint8_t)(cnn_rng_next(&r) % CNN_CLASSES);
+  cnn_init_params(P, 1);
+  cnn_config cfg = {(int)bs, 0.001f, 0.9f, 0};
+  char msg[256];
+  void *st = be->init(&cfg, P, msg, sizeof msg);
+  if (!st) {
+    fprintf(stderr, "epoch: %s: %s\n", be->name, msg);
+    return 2;
+  }
+  int rc = be->bind(st, px, lab, (size_t)n) == 0 ? 0 : 1;
+  cnn_rng sh = {cnn_shuffle_seed(1)};
+  cnn_shuffle(&sh, perm, (size_t)n);
+  float first = 0, last = 0;
+  double t0 = now_s();
+  for (long lo = 0; lo < n && rc == 0; lo += bs) {
+    int k = (int)(n - lo < bs ? n - lo : bs);
+    rc = be->step(st, perm + lo, k, &last);
+    if (lo == 0) first = last;
+  }
+  double t1 = now_s();
+  if (rc == 0) rc = be->eval(st, px + (size_t)n * CNN_IMAGE, (size_t)NTEST, pred) == 0 ? 0 : 1;
+  double t2 = now_s();
+  if (rc == 0)
+    printf("epoch %s batch %ld: %ld images in %.2f s, %.0f images/s; eval %d in %.2f s, %.0f images/s;"
+           " loss %.4f -> %.4f; %s\n",
+           be->name, bs, n, t1 - t0, (double)n / (t1 - t0), NTEST, t2 - t1, NTEST / (t2 - t1), first,
+           last, be->describe(st));
+  else
+    fprintf(stderr, "epoch: %s batch %ld: a step or the evaluation failed\n", be->name, bs);
+  be->free(st);
+  free(px); free(lab); free(pred); free(perm); free(P);
+  return rc;
 }
 
 typedef struct { const char *name; void (*fn)(void); } tcase;
@@ -407,9 +637,18 @@ static const tcase cases[] = {
     {"eval_matches_ref", test_eval_matches_ref},
     {"isa_agree", test_isa_agree},
     {"cuda_vs_cpu", test_cuda_vs_cpu},
+    {"cuda_emu_checks", test_cuda_emu_checks},
+    {"cuda_emu_vs_cpu", test_cuda_emu_vs_cpu},
 };
 
 int main(int argc, char **argv) {
+#ifndef CNN_TEST_NO_EMU
+  if (argc == 3 && strcmp(argv[1], "--emu-fault") == 0) { /* test_cuda_emu_checks */
+    cnn_emu_fault(argv[2]);
+    return 0;
+  }
+#endif
+  if (argc >= 2 && strcmp(argv[1], "--epoch") == 0) return epoch_main(argc, argv);
   int pass = 0, fail = 0, skip = 0;
   printf("cnn: cpu kernels %s\n", cnn_cpu_isa());
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
