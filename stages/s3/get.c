@@ -1,13 +1,17 @@
 /*
  * get.c -- reading objects from S3 (s3.h: s3_get; tree.c: whole prefixes).
  *
- * Each object is read as ranges of --part-size bytes, --jobs of them in
- * flight on one curl multi handle on the stage thread, each into a buffer of
- * its own. One more thread, the taker, takes the ranges in order: it writes
- * each to its file (pwrite at its offset), hashes it and hands it to the
- * object's sink (the md5 and the extractor of %download), then gives the
- * buffer back. At most `window` ranges are held at once, so memory stays at
- * window x part size whatever the object's size.
+ * Each object is read as ranges of --part-size bytes (of its part size, for
+ * a multipart object whose layout is known), --jobs of them in flight on one
+ * curl multi handle on the stage thread, each into a buffer of its own.
+ * Hasher threads write each range to its file as it arrives (pwrite at its
+ * offset), in any order, and hash it when it is one part of a multipart
+ * object; one more thread, the taker, takes the ranges in order: it hashes
+ * what must be hashed in order (a single PUT's md5, the whole md5 --md5
+ * asks for, part sizes tried when the layout is not known), hands the bytes
+ * to the object's sink (the extractor of %download), then gives the buffer
+ * back. At most `window` ranges are held at once, so memory stays at
+ * window x range size whatever the object's size.
  *
  * Every answer is checked before its bytes are used: 206 with exactly the
  * Content-Range asked for (start, end and the object's size), exactly that
@@ -35,12 +39,13 @@
 #include "s3_int.h"
 
 #define GET_MAX_LAYOUTS 8 /* part sizes hashed at once when the server does not say */
+#define GET_PARALLEL_PART_MAX (64ull << 20) /* larger parts are hashed in order, in ranges */
 
 /* Range buffers are reused (with the job's lock held): fresh pages cost a
  * fault each. */
 static uint8_t *get_buf(gjob *j) {
   if (j->npool) return j->pool[--j->npool];
-  return malloc(j->chunk ? (size_t)j->chunk : 1);
+  return malloc(j->bufsize ? (size_t)j->bufsize : 1);
 }
 
 static void put_buf(gjob *j, uint8_t *b) {
@@ -121,6 +126,7 @@ typedef struct ohash {
   layout lay[GET_MAX_LAYOUTS];
   int nlay;
   int nparts;
+  int parallel;      /* lay[0]'s digests come from the hashers, one per range */
 } ohash;
 
 static void ohash_free(ohash *h) {
@@ -135,7 +141,8 @@ static void ohash_free(ohash *h) {
 static int ohash_init(ohash *h, const gobj *o) {
   memset(h, 0, sizeof *h);
   h->nparts = o->nparts;
-  if (!o->nparts || o->pub->want_md5) {
+  h->parallel = o->parallel;
+  if ((!o->nparts && !o->headers_only) || o->pub->want_md5) {
     h->whole = EVP_MD_CTX_new();
     if (!h->whole || !EVP_DigestInit_ex(h->whole, EVP_md5(), NULL)) return -1;
   }
@@ -160,7 +167,7 @@ static void layout_end_part(layout *l, int nparts) {
 
 static void ohash_update(ohash *h, const uint8_t *p, size_t n) {
   if (h->whole) EVP_DigestUpdate(h->whole, p, n);
-  for (int i = 0; i < h->nlay; i++) {
+  for (int i = 0; !h->parallel && i < h->nlay; i++) {
     layout *l = &h->lay[i];
     const uint8_t *q = p;
     size_t left = n;
@@ -261,7 +268,7 @@ static int take_resumed(gjob *j, gobj *o, ohash *h) {
 /* Waits for the oldest range to arrive; NULL once the job stops. */
 static gchunk *next_done(gjob *j) {
   pthread_mutex_lock(&j->mu);
-  while (!j->stop && !(j->q_head && j->q_head->state == CH_DONE)) pthread_cond_wait(&j->cv, &j->mu);
+  while (!j->stop && !(j->q_head && j->q_head->state == CH_HASHED)) pthread_cond_wait(&j->cv, &j->mu);
   gchunk *ch = j->stop ? NULL : j->q_head;
   pthread_mutex_unlock(&j->mu);
   return ch;
@@ -279,24 +286,19 @@ static void release(gjob *j, gchunk *ch) {
   curl_multi_wakeup(j->multi);
 }
 
-/* The ranges of an object that will not be used (its file could not be
- * made): taken off the queue all the same. */
-static int drop_object(gjob *j, gobj *o) {
-  for (uint64_t got = o->pub->resume; got < o->pub->size;) {
-    gchunk *ch = next_done(j);
-    if (!ch) return -1;
-    got += ch->len;
-    release(j, ch);
-  }
-  if (j->on_object) j->on_object(j->ud, o);
-  return 0;
-}
-
 static int take_object(gjob *j, gobj *o) {
   ohash h;
   char where[1200];
   s3__where(&j->cn, o->pub->key, where, sizeof where);
-  if (j->on_begin && j->on_begin(j->ud, o)) return drop_object(j, o);
+  pthread_mutex_lock(&j->mu); /* the stage thread has made its file, or refused it */
+  while (!j->stop && !o->began) pthread_cond_wait(&j->cv, &j->mu);
+  int stop = j->stop, dropped = o->dropped;
+  pthread_mutex_unlock(&j->mu);
+  if (stop) return -1;
+  if (dropped) {
+    if (j->on_object) j->on_object(j->ud, o);
+    return 0;
+  }
   if (ohash_init(&h, o)) {
     ohash_free(&h);
     taker_fail(j, ST_ENOMEM, where, "out of memory");
@@ -316,14 +318,10 @@ static int take_object(gjob *j, gobj *o) {
       ohash_free(&h);
       return -1;
     }
-    int e = o->pub->fd >= 0 ? write_all(o->pub->fd, ch->buf, (size_t)ch->len, ch->off) : 0;
-    if (e) {
-      ohash_free(&h);
-      char text[160];
-      snprintf(text, sizeof text, "cannot write: %s", strerror(e));
-      taker_fail(j, st_from_errno(e), o->pub->path ? o->pub->path : where, text);
-      release(j, ch);
-      return -1;
+    if (h.parallel) { /* a hasher made this part's md5 */
+      uint64_t part = ch->off / h.lay[0].psize;
+      if (part < (uint64_t)h.nparts) memcpy(h.lay[0].digests[part], ch->md5, 16);
+      h.lay[0].done++;
     }
     ohash_update(&h, ch->buf, (size_t)ch->len);
     rc = o->pub->sink ? o->pub->sink(o->pub->sink_ud, ch->buf, (size_t)ch->len) : 0;
@@ -339,6 +337,48 @@ static int take_object(gjob *j, gobj *o) {
   ohash_free(&h);
   s3__gobj_verdict(j, o, psize);
   return 0;
+}
+
+/* The oldest range that arrived and is not yet written (mu held). */
+static gchunk *oldest_done(gjob *j) {
+  for (gchunk *ch = j->q_head; ch; ch = ch->qnext)
+    if (ch->state == CH_DONE) return ch;
+  return NULL;
+}
+
+/* Writes each range to its file as it arrives, in any order, and hashes it
+ * when it is one part of a parallel object. */
+static void *hasher(void *arg) {
+  gjob *j = arg;
+  pthread_mutex_lock(&j->mu);
+  while (!j->stop) {
+    gchunk *ch = oldest_done(j);
+    if (!ch) {
+      pthread_cond_wait(&j->cv, &j->mu);
+      continue;
+    }
+    ch->state = CH_HASHING;
+    pthread_mutex_unlock(&j->mu);
+    s3_get_obj *p = ch->o->pub;
+    int e = p->fd >= 0 ? write_all(p->fd, ch->buf, (size_t)ch->len, ch->off) : 0;
+    if (!e && ch->o->parallel) {
+      unsigned dl = 0;
+      EVP_Digest(ch->buf, (size_t)ch->len, ch->md5, &dl, EVP_md5(), NULL);
+    }
+    if (e) {
+      char where[1200], text[160];
+      s3__where(&j->cn, p->key, where, sizeof where);
+      snprintf(text, sizeof text, "cannot write: %s", strerror(e));
+      taker_fail(j, st_from_errno(e), p->path ? p->path : where, text);
+      pthread_mutex_lock(&j->mu);
+      break;
+    }
+    pthread_mutex_lock(&j->mu);
+    ch->state = CH_HASHED;
+    pthread_cond_broadcast(&j->cv);
+  }
+  pthread_mutex_unlock(&j->mu);
+  return NULL;
 }
 
 static void *taker(void *arg) {
@@ -361,8 +401,17 @@ static void *taker(void *arg) {
 /* The next range of the objects, in order, while the window has room. */
 static int make_ranges(gjob *j, st_error *err) {
   for (;;) {
-    while (j->next_obj < j->nobj &&
-           (j->objs[j->next_obj].skip || j->next_off >= j->objs[j->next_obj].pub->size)) {
+    while (j->next_obj < j->nobj) {
+      gobj *n = &j->objs[j->next_obj];
+      if (!n->skip && !n->began) { /* its file is made before its first GET */
+        int refused = j->on_begin && j->on_begin(j->ud, n);
+        pthread_mutex_lock(&j->mu); /* the taker waits for this */
+        n->dropped = refused;
+        n->began = 1;
+        pthread_cond_broadcast(&j->cv);
+        pthread_mutex_unlock(&j->mu);
+      }
+      if (!n->skip && !n->dropped && j->next_off < n->pub->size) break;
       j->next_obj++;
       j->next_off = j->next_obj < j->nobj ? j->objs[j->next_obj].pub->resume : 0;
     }
@@ -377,7 +426,7 @@ static int make_ranges(gjob *j, st_error *err) {
     if (!ch) return st_error_set(err, ST_ENOMEM, o->pub->key, -1, NULL);
     ch->o = o;
     ch->off = j->next_off;
-    ch->len = left < j->chunk ? left : j->chunk;
+    ch->len = left < o->chunk ? left : o->chunk;
     ch->slot = -1;
     pthread_mutex_lock(&j->mu);
     ch->buf = get_buf(j);
@@ -391,7 +440,7 @@ static int make_ranges(gjob *j, st_error *err) {
     if (!ch->buf) {
       free(ch);
       return st_error_set(err, ST_ENOMEM, o->pub->key, -1, "out of memory for a %llu-byte range",
-                          (unsigned long long)j->chunk);
+                          (unsigned long long)j->bufsize);
     }
     ch->pnext = j->pend; /* newest first; dispatch starts the oldest first */
     j->pend = ch;
@@ -412,10 +461,10 @@ static int start_range(gjob *j, gchunk *ch, int slot, st_error *err) {
   s3_req rq = {.method = "GET", .key = ch->o->pub->key, .payload_sha256 = SIGV4_EMPTY_SHA256,
                .range = range, .if_match = ifm};
   s3_resp *r = &j->resps[slot];
+  r->dst = ch->buf; /* before the setup, which keeps it: the answer goes into memory */
+  r->dst_cap = (size_t)ch->len;
   int rc = s3__req_setup(&j->cn, j->easies[slot], &rq, r, err);
   if (rc) return rc;
-  r->dst = ch->buf;
-  r->dst_cap = (size_t)ch->len;
   curl_easy_setopt(j->easies[slot], CURLOPT_PRIVATE, (void *)ch);
   ch->slot = slot;
   ch->attempts++;
@@ -560,6 +609,17 @@ static int turn(gjob *j, st_error *err) {
 /* The job                                                             */
 /* ------------------------------------------------------------------ */
 int s3__gjob_open(gjob *j, st_error *err) {
+  j->bufsize = j->chunk;
+  for (size_t i = 0; i < j->nobj; i++) {
+    gobj *o = &j->objs[i];
+    if (!o->chunk) o->chunk = j->chunk;
+    if (!o->skip && o->chunk > j->bufsize) j->bufsize = o->chunk;
+  }
+  if (j->bufsize && (uint64_t)j->window * j->bufsize > PK_LIMIT_S3_BUFFER_BYTES) {
+    j->window = (int)(PK_LIMIT_S3_BUFFER_BYTES / j->bufsize);
+    if (j->window < 2) j->window = 2;
+    if (j->jobs > j->window) j->jobs = j->window;
+  }
   pthread_mutex_init(&j->mu, NULL);
   pthread_cond_init(&j->cv, NULL);
   j->locks = 1;
@@ -590,6 +650,10 @@ int s3__gjob_run(gjob *j, st_error *err) {
   if (pthread_create(&j->taker, NULL, taker, j) != 0)
     return st_error_set(err, ST_EINTERNAL, NULL, -1, "cannot start a thread");
   j->taker_started = 1;
+  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  int want_h = ncpu < 1 ? 1 : ncpu > 4 ? 4 : (int)ncpu;
+  while (j->nhashers < want_h && pthread_create(&j->hashers[j->nhashers], NULL, hasher, j) == 0)
+    j->nhashers++;
   int rc = 0;
   for (;;) {
     pthread_mutex_lock(&j->mu);
@@ -616,6 +680,8 @@ int s3__gjob_run(gjob *j, st_error *err) {
   pthread_mutex_unlock(&j->mu);
   pthread_join(j->taker, NULL);
   j->taker_started = 0;
+  for (int i = 0; i < j->nhashers; i++) pthread_join(j->hashers[i], NULL);
+  j->nhashers = 0;
   return rc;
 }
 
@@ -629,12 +695,13 @@ static void chunks_free(gchunk *ch, int by_queue) {
 }
 
 void s3__gjob_close(gjob *j) {
-  if (j->taker_started) {
+  if (j->taker_started || j->nhashers) {
     pthread_mutex_lock(&j->mu);
     j->stop = 1;
     pthread_cond_broadcast(&j->cv);
     pthread_mutex_unlock(&j->mu);
-    pthread_join(j->taker, NULL);
+    if (j->taker_started) pthread_join(j->taker, NULL);
+    for (int i = 0; i < j->nhashers; i++) pthread_join(j->hashers[i], NULL);
   }
   for (int i = 0; j->inflight && i < j->jobs; i++)
     if (j->inflight[i]) curl_multi_remove_handle(j->multi, j->easies[i]);
@@ -687,11 +754,12 @@ int s3__gobj_plan(gjob *j, gobj *o, st_error *err) {
                         "ETag '%.80s' is neither an md5 nor an md5 of part md5s (HEX-N)",
                         o->pub->etag);
   o->pub->nparts = o->nparts;
+  o->headers_only = j->headers_only;
   if (o->pub->resume > o->pub->size)
     return st_error_set(err, ST_EINVAL, where, -1,
                         "the file to resume holds %llu bytes; the object has %llu",
                         (unsigned long long)o->pub->resume, (unsigned long long)o->pub->size);
-  if (!o->nparts) return 0;
+  if (!o->nparts || o->headers_only) return 0;
   int rc = server_layout(j, o, err);
   if (rc) return rc;
   if (!o->nlayouts)
@@ -700,6 +768,12 @@ int s3__gobj_plan(gjob *j, gobj *o, st_error *err) {
     return st_error_set(err, ST_EFORMAT, where, -1,
                         "ETag %s says %d parts, which %llu bytes cannot be cut into", o->pub->etag,
                         o->nparts, (unsigned long long)o->pub->size);
+  /* one layout: each range one part, hashed by the hashers out of order (a
+   * resumed file, or parts too big to hold a window of, are hashed in order) */
+  if (o->nlayouts == 1 && !o->pub->resume && o->layouts[0] <= GET_PARALLEL_PART_MAX) {
+    o->parallel = 1;
+    o->chunk = o->layouts[0];
+  }
   return 0;
 }
 
@@ -710,6 +784,12 @@ void s3__gobj_verdict(gjob *j, gobj *o, uint64_t psize) {
   char where[1200];
   s3__where(&j->cn, p->key, where, sizeof where);
   st_error_clear(&o->err);
+  if (o->headers_only) {
+    snprintf(p->check, sizeof p->check, "each answer's range, length and ETag checked; "
+             "the bytes not hashed (--integrity headers)");
+    if (j->on_object) j->on_object(j->ud, o);
+    return;
+  }
   if (psize && !p->nparts) {
     snprintf(p->check, sizeof p->check, "ETag = md5");
   } else if (psize) {
@@ -754,6 +834,12 @@ void s3__gobj_verdict(gjob *j, gobj *o, uint64_t psize) {
 /* ------------------------------------------------------------------ */
 int s3__get_options(st_ctx *c, const st_args *a, gjob *j, st_error *err) {
   long long jobs, psize_mib, retries, timeout;
+  const char *integ = st_arg_str(a, "integrity", "md5");
+  if (strcmp(integ, "md5") && strcmp(integ, "headers"))
+    return st_error_set(err, ST_EINVAL, "--integrity", -1,
+                        "expected md5 (the ETag checked against the bytes, the default) or "
+                        "headers (each answer's range, length and ETag only), got '%.40s'", integ);
+  j->headers_only = strcmp(integ, "headers") == 0;
   int rc = st_arg_int(a, "jobs", 8, 1, 64, &jobs, err);
   if (!rc) rc = st_arg_int(a, "part-size", 8, 1, 5120, &psize_mib, err);
   if (!rc) rc = st_arg_int(a, "retries", 3, 0, PK_LIMIT_DOWNLOAD_RETRIES, &retries, err);

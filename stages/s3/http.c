@@ -348,6 +348,8 @@ int s3__req_setup(s3_conn *cn, CURL *easy, const s3_req *rq, s3_resp *r, st_erro
   curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(easy, CURLOPT_TCP_NODELAY, 1L);
   curl_easy_setopt(easy, CURLOPT_UPLOAD_BUFFERSIZE, 512L * 1024L);
+  /* a GET into memory: receive in large pieces (curl reads 16 KiB at a time by default) */
+  if (r->dst) curl_easy_setopt(easy, CURLOPT_BUFFERSIZE, 512L * 1024L);
   if (cn->cacert) curl_easy_setopt(easy, CURLOPT_CAINFO, cn->cacert);
   if (cn->deadline_s) curl_easy_setopt(easy, CURLOPT_TIMEOUT, cn->deadline_s);
   curl_easy_setopt(easy, CURLOPT_NOPROGRESS, 0L);

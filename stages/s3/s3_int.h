@@ -263,7 +263,7 @@ int s3__complete_mpu(upload *u, up_obj *o, st_error *err);
 void s3__abort_open(upload *u, st_error *err);
 
 /* ---- get.c ---- */
-enum { CH_FLIGHT = 0, CH_DONE };
+enum { CH_FLIGHT = 0, CH_DONE, CH_HASHING, CH_HASHED };
 
 /* One object being read: what the caller gave and wants back (pub), its
  * part layout, and the taker's verdict. */
@@ -274,6 +274,11 @@ typedef struct gobj {
   uint64_t layouts[8];    /* part sizes to try (GET_MAX_LAYOUTS) */
   int nlayouts;
   int server_said;        /* layouts[0] is what HEAD ?partNumber=1 said */
+  int parallel;           /* one layout, each range one part: hashed out of order */
+  uint64_t chunk;         /* bytes of its ranges (a part when parallel) */
+  int headers_only;       /* its bytes are not hashed (--integrity headers) */
+  int began;              /* on_begin was called */
+  int dropped;            /* on_begin refused it: nothing is read */
   st_error err;           /* the verdict: 0, or ST_ECHECKSUM */
 } gobj;
 
@@ -282,7 +287,10 @@ typedef struct gchunk {
   gobj *o;
   uint64_t off, len;
   uint8_t *buf;           /* len bytes of room; the answer once CH_DONE */
-  int state;              /* CH_FLIGHT: asked for (or to be retried), CH_DONE */
+  int state;              /* CH_FLIGHT: asked for (or to be retried), CH_DONE: here,
+                             CH_HASHING: a hasher writes it, CH_HASHED: written (and, for a
+                             parallel object, its md5 in md5), for the taker */
+  uint8_t md5[16];
   int attempts;
   double not_before;      /* a retry waits until then */
   int slot;               /* easy handle while in flight, else -1 */
@@ -299,11 +307,13 @@ typedef struct gjob {
   int jobs;               /* GETs in flight */
   uint64_t chunk;         /* bytes of one range (--part-size) */
   int window;             /* ranges held at once (in flight or waiting to be taken) */
+  uint64_t bufsize;       /* bytes of each range buffer: the largest range */
+  int headers_only;       /* --integrity headers: the answers are checked, the bytes not hashed */
   st_progress *pr;        /* NULL: none */
   uint64_t total, resumed; /* bytes of the progress bar, and those resumed */
-  /* called by the taker before each object's bytes (nonzero: the object's
-   * verdict is already in o->err and its bytes are dropped) and after it
-   * (its verdict in o->err) */
+  /* called on the stage thread before an object's first range is asked
+   * for (nonzero: the object's verdict is already in o->err and nothing of
+   * it is read), and by the taker after the object (its verdict in o->err) */
   int (*on_begin)(void *ud, gobj *o);
   void (*on_object)(void *ud, gobj *o);
   void *ud;
@@ -332,6 +342,8 @@ typedef struct gjob {
   char terr_where[1024], terr_text[512];
   pthread_t taker;
   int taker_started;
+  pthread_t hashers[4];   /* write each range (pwrite) and hash a parallel object's parts */
+  int nhashers;
 } gjob;
 
 /* N of an ETag "HEX-N" (1..10000), 0 for a single PUT's "HEX", -1 when it

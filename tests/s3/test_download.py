@@ -338,3 +338,23 @@ def test_sigint_during_a_multipart_get(rgw, bucket, pk, proxy, big, tmp_path):
     assert proc.returncode == 130, (o, e)
     assert "KeyboardInterrupt" in e
     assert not out.exists()
+
+
+def test_integrity_headers_checks_answers_not_bytes(rgw, bucket, pk, proxy, big, tmp_path):
+    url = put_big(pk, rgw, bucket, big)
+    out = tmp_path / "x.bin"
+    # the answers are still checked: a moved Content-Range is retried
+    proxy.rule(action="badrange", method="GET", range_from=8 * MiB, times=1)
+    p = pk(f"%download {url} --to {out} --endpoint {proxy.endpoint} --integrity headers")
+    assert p.returncode == 0, p.stderr
+    assert "answered Content-Range" in p.stderr and "retry 1 of 3" in p.stderr
+    assert "the bytes not hashed (--integrity headers)" in p.stdout
+    assert md5(out) == md5(big)
+    # bytes changed behind the ETag pass this check; --md5 still catches them
+    proxy.rule(action="corrupt", method="GET", range_from=16 * MiB, times=None)
+    p = pk(f"%download {url} --to {out} --endpoint {proxy.endpoint} --integrity headers "
+           f"--md5 {md5(big)}")
+    assert p.returncode == 1
+    assert "ChecksumError" in p.stderr and "md5 mismatch" in p.stderr
+    p = pk(f"%download {url} --to {out} --endpoint {rgw.endpoint} --integrity nope")
+    assert p.returncode == 1 and "UsageError" in p.stderr and "--integrity" in p.stderr
