@@ -210,6 +210,18 @@ def session(rgw):
             s.cell(f"%upload {d}/cifar-10-batches-py s3://pk-valgrind/up/ --skip-existing")
             s.cell("%s3ls s3://pk-valgrind --max 100")
             s.cell("%upload /nonexistent s3://pk-valgrind/x", ok=False)
+            # reading back: a prefix, one object (in ranges of 1 MiB, extracted while read)
+            s.cell(f"%download s3://pk-valgrind/up/ --to {work}/s3back --jobs 3 --part-size 1")
+            s.cell(f"%upload {d}/cifar-10-python.tar.gz s3://pk-valgrind/tgz/ --threshold 5 "
+                   "--part-size 5")
+            s.cell(f"%download s3://pk-valgrind/tgz/cifar-10-python.tar.gz --to {work}/s3.tgz "
+                   f"--extract {work}/s3x --verify {d}/MANIFEST.md5 --part-size 1")
+            s.cell(f"%download s3://pk-valgrind/up/ --to {work}/s3h --integrity headers")
+            (work / "mp.bin").write_bytes(os.urandom(11 << 20))  # 3 parts of 5 MiB
+            s.cell(f"%upload {work}/mp.bin s3://pk-valgrind/mp/ --threshold 5 --part-size 5")
+            s.cell(f"%download s3://pk-valgrind/mp/mp.bin --to {work}/mp.back --jobs 2",
+                   want="ETag = md5 of 3 part md5s (5 MiB parts)")
+            s.cell(f"%download s3://pk-valgrind/nope/x.bin --to {work}/nope", ok=False)
         else:
             print("valgrind session: %upload and %s3ls LEFT OUT (PK_SOAK_NO_S3=1)")
         s.cell("%no-such-magic", ok=False, ename="UnknownMagicError")
