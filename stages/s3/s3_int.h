@@ -155,6 +155,7 @@ typedef struct upload {
   int jobs;
   uint64_t psize;
   uint64_t threshold; /* objects larger than this go up as multipart uploads */
+  int unsigned_payload; /* --integrity md5: UNSIGNED-PAYLOAD, the signed Content-MD5 checks the bytes */
   /* the work cursor and the ready queue (shared with the workers) */
   pthread_mutex_t mu;
   pthread_cond_t cv;

@@ -37,6 +37,7 @@ const st_option s3_upload_opts[] = {
     {"path-style", 0, NULL, "path-style addressing (http://HOST/BUCKET/KEY)"},
     {"virtual-hosted", 0, NULL, "virtual-hosted addressing (http://BUCKET.HOST/KEY)"},
     {"skip-existing", 0, NULL, "skip objects whose size and ETag already match"},
+    {"integrity", 1, "sha256|md5", "sha256 (default): Content-MD5 and the signed SHA-256 of every payload; md5: Content-MD5 only (UNSIGNED-PAYLOAD), half the hashing; ETags are checked either way"},
     {"cacert", 1, "FILE", "CA bundle for a private TLS certificate authority"},
     {NULL, 0, NULL, NULL}};
 
@@ -176,7 +177,8 @@ static void *worker(void *arg) {
       snprintf(ew, sizeof ew, "%s", o->path);
       snprintf(et, sizeof et, "out of memory for a %llu-byte part", (unsigned long long)len);
     } else {
-      rc = read_hash(o->path, off, len, t->buf, t->md5, t->sha, ew, sizeof ew, et, sizeof et);
+      rc = read_hash(o->path, off, len, t->buf, t->md5, u->unsigned_payload ? NULL : t->sha, ew,
+                     sizeof ew, et, sizeof et);
       s3__md5_b64(t->md5, t->md5_b64);
     }
     pthread_mutex_lock(&u->mu);
@@ -380,7 +382,8 @@ static int task_start(upload *u, up_task *t, CURL **easies, s3_resp *resps, int 
   up_obj *o = &u->objs[t->obj];
   char pn[16];
   snprintf(pn, sizeof pn, "%d", t->part);
-  s3_req rq = {.method = "PUT", .key = o->key, .payload_sha256 = t->sha, .content_md5 = t->md5_b64,
+  const char *sha = u->unsigned_payload ? "UNSIGNED-PAYLOAD" : t->sha;
+  s3_req rq = {.method = "PUT", .key = o->key, .payload_sha256 = sha, .content_md5 = t->md5_b64,
                .body = (const char *)t->buf, .body_len = (size_t)t->len};
   if (t->part) {
     rq.query[rq.nquery++] = (sigv4_kv){"partNumber", pn};
@@ -694,6 +697,7 @@ typedef struct up_opts {
   char bucket[64], key[PK_LIMIT_S3_KEY_BYTES + 1];
   uint64_t psize, threshold;
   int jobs;
+  int unsigned_payload; /* --integrity md5 */
   struct stat st; /* of src */
 } up_opts;
 
@@ -706,6 +710,12 @@ static int parse_opts(const st_args *a, up_opts *o, st_error *err) {
   if (!rc) rc = st_arg_int(a, "threshold", 32, 5, 5120, &threshold_mib, err);
   if (!rc) rc = st_arg_int(a, "jobs", 8, 1, 64, &jobs, err);
   if (rc) return rc;
+  const char *integ = st_arg_str(a, "integrity", "sha256");
+  if (strcmp(integ, "sha256") && strcmp(integ, "md5"))
+    return st_error_set(err, ST_EINVAL, "--integrity", -1,
+                        "expected sha256 (Content-MD5 and the signed SHA-256 of each payload, the "
+                        "default) or md5 (Content-MD5 only), got '%.40s'", integ);
+  o->unsigned_payload = strcmp(integ, "md5") == 0;
   o->psize = (uint64_t)psize_mib * MiB;
   o->threshold = (uint64_t)threshold_mib * MiB;
   o->jobs = (int)jobs;
@@ -815,6 +825,7 @@ int s3_upload(st_ctx *c, const st_args *a, st_error *err) {
   u.jobs = o.jobs;
   u.psize = o.psize;
   u.threshold = o.threshold;
+  u.unsigned_payload = o.unsigned_payload;
   pthread_mutex_init(&u.mu, NULL);
   pthread_cond_init(&u.cv, NULL);
   double t0 = st_now();

@@ -298,3 +298,18 @@ def test_sigint_aborts_multipart(rgw, bucket, pk, tmp_path):
     assert "KeyboardInterrupt" in err and "aborted" in err
     assert no_multipart_left(s3, bucket)
     assert keys_of(s3, bucket) == {}
+
+
+def test_integrity_md5_round_trip(rgw, bucket, pk, tmp_path):
+    """--integrity md5: no SHA-256 of the payload (UNSIGNED-PAYLOAD); the server still checks
+    every byte against the signed Content-MD5, and the ETags are checked after upload."""
+    small = rand_file(tmp_path / "t" / "small.bin", 70000)
+    big = rand_file(tmp_path / "t" / "big.bin", 12 * MiB + 5)
+    p = pk(f"%upload {tmp_path / 't'} s3://{bucket}/m --endpoint {rgw.endpoint} --integrity md5 "
+           "--threshold 5 --part-size 5")
+    assert p.returncode == 0, p.stderr
+    s3 = rgw.client()
+    assert read_back(s3, bucket, "m/small.bin") == md5(small)
+    assert read_back(s3, bucket, "m/big.bin") == md5(big)
+    p = pk(f"%upload {small} s3://{bucket}/m/ --endpoint {rgw.endpoint} --integrity crc")
+    assert p.returncode == 1 and "UsageError" in p.stderr and "--integrity" in p.stderr
