@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 from faultproxy import FaultProxy
-from pkutil import PK_BIN
+from pkutil import PK_BIN, ROOT
 from test_upload import md5, rand_file
 
 MiB = 1 << 20
@@ -358,3 +358,31 @@ def test_integrity_headers_checks_answers_not_bytes(rgw, bucket, pk, proxy, big,
     assert "ChecksumError" in p.stderr and "md5 mismatch" in p.stderr
     p = pk(f"%download {url} --to {out} --endpoint {rgw.endpoint} --integrity nope")
     assert p.returncode == 1 and "UsageError" in p.stderr and "--integrity" in p.stderr
+
+
+def test_interrupt_in_the_kernel_keeps_it_alive(rgw, bucket, pk, proxy, big, tmp_path):
+    """The notebook's interrupt during a multi-part GET: KeyboardInterrupt, no file under the
+    final name, and the kernel serves the next cell."""
+    import sys
+    import time
+    sys.path.insert(0, str(ROOT / "tests" / "kernel"))
+    from pkkernel import run, shell_reply, start_kernel, wait_iopub
+    url = put_big(pk, rgw, bucket, big)
+    proxy.rule(action="delay", seconds=0.2, method="GET", times=None)
+    out = tmp_path / "k.bin"
+    km, kc = start_kernel(env=dict(pk.env))
+    try:
+        msg_id = kc.execute(f"%download {url} --to {out} --endpoint {proxy.endpoint} --jobs 2")
+        wait_iopub(kc, msg_id, "display_data")  # the progress bar: the GETs are under way
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        km.interrupt_kernel()
+        reply = shell_reply(kc, msg_id)["content"]
+        assert time.monotonic() - t0 < 5
+        assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt", reply
+        assert not out.exists()
+        content, _ = run(kc, "%echo ok")
+        assert content["status"] == "ok"
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
