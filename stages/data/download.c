@@ -46,7 +46,7 @@ const st_option dl_download_opts[] = {
     {"path-style", 0, NULL, "s3:// only: path-style addressing"},
     {"virtual-hosted", 0, NULL, "s3:// only: virtual-hosted addressing"},
     {"jobs", 1, "N", "s3:// only: ranged GETs in flight, 1-64 (default 8)"},
-    {"part-size", 1, "MiB", "s3:// only: bytes of one ranged GET, 1-5120 (default 8)"},
+    {"part-size", 1, "MiB", "s3:// only: bytes of one ranged GET, 1-5120 (default 32; whole parts of a multipart object)"},
     {"integrity", 1, "md5|headers", "s3:// only: md5 (default): the ETag checked against the bytes end to end; headers: each answer's range, length and ETag only, the bytes not hashed (as boto3 and s5cmd)"},
     {NULL, 0, NULL, NULL}};
 

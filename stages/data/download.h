@@ -32,7 +32,7 @@ extern const st_option dl_download_opts[];
    "PATH.part. TLS is verified (--cacert FILE adds a CA bundle). --timeout S bounds\n" \
    "the connect time and any stall (default 60). Default PATH: the URL's file name\n"  \
    "in the working folder. Credentials in the URL are never printed.\n"               \
-   "s3://BUCKET/KEY reads an object with --jobs (8) ranged GETs of --part-size (8 MiB)\n" \
+   "s3://BUCKET/KEY reads an object with --jobs (8) ranged GETs of --part-size (32 MiB)\n" \
    "in parallel, each answer checked (206, its exact Content-Range, length and ETag),\n" \
    "and the object's ETag checked end to end (the md5 of a single PUT, the md5 of the\n" \
    "part md5s of a multipart upload); connection options and credentials as for\n"    \

@@ -4,13 +4,14 @@
  * Each object is read as ranges of --part-size bytes (of its part size, for
  * a multipart object whose layout is known), --jobs of them in flight on one
  * curl multi handle on the stage thread, each into a buffer of its own.
- * Hasher threads write each range to its file as it arrives (pwrite at its
- * offset), in any order, and hash it when it is one part of a multipart
- * object; one more thread, the taker, takes the ranges in order: it hashes
- * what must be hashed in order (a single PUT's md5, the whole md5 --md5
- * asks for, part sizes tried when the layout is not known), hands the bytes
- * to the object's sink (the extractor of %download), then gives the buffer
- * back. At most `window` ranges are held at once, so memory stays at
+ * When a multipart object's layout is known its ranges are whole parts, and
+ * hasher threads make the md5 of each part as it arrives, in any order. One
+ * more thread, the taker, takes the ranges in order: it writes each to its
+ * file (pwrite at its offset; one writer keeps the file system's lock
+ * uncontended), hashes what must be hashed in order (a single PUT's md5,
+ * the whole md5 --md5 asks for, the part sizes tried when the layout is not
+ * known), hands the bytes to the object's sink (the extractor of %download),
+ * then gives the buffer back. At most `window` ranges are held at once, so memory stays at
  * window x range size whatever the object's size.
  *
  * Every answer is checked before its bytes are used: 206 with exactly the
@@ -126,7 +127,7 @@ typedef struct ohash {
   layout lay[GET_MAX_LAYOUTS];
   int nlay;
   int nparts;
-  int parallel;      /* lay[0]'s digests come from the hashers, one per range */
+  int parallel;      /* lay[0]'s digests come from the hashers (o->pdig) */
 } ohash;
 
 static void ohash_free(ohash *h) {
@@ -142,7 +143,7 @@ static int ohash_init(ohash *h, const gobj *o) {
   memset(h, 0, sizeof *h);
   h->nparts = o->nparts;
   h->parallel = o->parallel;
-  if ((!o->nparts && !o->headers_only) || o->pub->want_md5) {
+  if (((!o->nparts && !o->headers_only) || o->pub->want_md5) && !o->one_range) {
     h->whole = EVP_MD_CTX_new();
     if (!h->whole || !EVP_DigestInit_ex(h->whole, EVP_md5(), NULL)) return -1;
   }
@@ -187,6 +188,7 @@ static void ohash_update(ohash *h, const uint8_t *p, size_t n) {
  * the part size whose md5 of part md5s gave it, 1 for a single PUT's md5,
  * 0 when nothing did. */
 static uint64_t ohash_end(ohash *h, gobj *o) {
+  if (o->one_range) s3__hex16(o->md5, o->pub->md5); /* a hasher made it */
   if (h->whole) {
     uint8_t d[16];
     unsigned dl = 0;
@@ -318,10 +320,14 @@ static int take_object(gjob *j, gobj *o) {
       ohash_free(&h);
       return -1;
     }
-    if (h.parallel) { /* a hasher made this part's md5 */
-      uint64_t part = ch->off / h.lay[0].psize;
-      if (part < (uint64_t)h.nparts) memcpy(h.lay[0].digests[part], ch->md5, 16);
-      h.lay[0].done++;
+    int e = o->pub->fd >= 0 ? write_all(o->pub->fd, ch->buf, (size_t)ch->len, ch->off) : 0;
+    if (e) {
+      ohash_free(&h);
+      char text[160];
+      snprintf(text, sizeof text, "cannot write: %s", strerror(e));
+      taker_fail(j, st_from_errno(e), o->pub->path ? o->pub->path : where, text);
+      release(j, ch);
+      return -1;
     }
     ohash_update(&h, ch->buf, (size_t)ch->len);
     rc = o->pub->sink ? o->pub->sink(o->pub->sink_ud, ch->buf, (size_t)ch->len) : 0;
@@ -332,6 +338,10 @@ static int take_object(gjob *j, gobj *o) {
       taker_fail(j, rc, where, "the consumer of the bytes stopped");
       return -1;
     }
+  }
+  if (h.parallel) { /* the hashers made every part's md5 */
+    memcpy(h.lay[0].digests, o->pdig, (size_t)h.nparts * 16);
+    h.lay[0].done = h.nparts;
   }
   uint64_t psize = ohash_end(&h, o);
   ohash_free(&h);
@@ -346,8 +356,8 @@ static gchunk *oldest_done(gjob *j) {
   return NULL;
 }
 
-/* Writes each range to its file as it arrives, in any order, and hashes it
- * when it is one part of a parallel object. */
+/* Makes the md5 of each part of a parallel object's range as it arrives, in
+ * any order (the ranges of other objects pass straight to the taker). */
 static void *hasher(void *arg) {
   gjob *j = arg;
   pthread_mutex_lock(&j->mu);
@@ -359,19 +369,19 @@ static void *hasher(void *arg) {
     }
     ch->state = CH_HASHING;
     pthread_mutex_unlock(&j->mu);
-    s3_get_obj *p = ch->o->pub;
-    int e = p->fd >= 0 ? write_all(p->fd, ch->buf, (size_t)ch->len, ch->off) : 0;
-    if (!e && ch->o->parallel) {
+    gobj *o = ch->o;
+    if (o->one_range) {
       unsigned dl = 0;
-      EVP_Digest(ch->buf, (size_t)ch->len, ch->md5, &dl, EVP_md5(), NULL);
+      EVP_Digest(ch->buf, (size_t)ch->len, o->md5, &dl, EVP_md5(), NULL);
     }
-    if (e) {
-      char where[1200], text[160];
-      s3__where(&j->cn, p->key, where, sizeof where);
-      snprintf(text, sizeof text, "cannot write: %s", strerror(e));
-      taker_fail(j, st_from_errno(e), p->path ? p->path : where, text);
-      pthread_mutex_lock(&j->mu);
-      break;
+    if (o->parallel) { /* ranges start at part boundaries: each part whole */
+      uint64_t ps = o->layouts[0];
+      for (uint64_t at = 0; at < ch->len; at += ps) {
+        uint64_t part = (ch->off + at) / ps, n = ch->len - at < ps ? ch->len - at : ps;
+        unsigned dl = 0;
+        if (part < (uint64_t)o->nparts)
+          EVP_Digest(ch->buf + at, (size_t)n, o->pdig[part], &dl, EVP_md5(), NULL);
+      }
     }
     pthread_mutex_lock(&j->mu);
     ch->state = CH_HASHED;
@@ -695,6 +705,10 @@ static void chunks_free(gchunk *ch, int by_queue) {
 }
 
 void s3__gjob_close(gjob *j) {
+  for (size_t i = 0; j->objs && i < j->nobj; i++) {
+    free(j->objs[i].pdig);
+    j->objs[i].pdig = NULL;
+  }
   if (j->taker_started || j->nhashers) {
     pthread_mutex_lock(&j->mu);
     j->stop = 1;
@@ -759,6 +773,11 @@ int s3__gobj_plan(gjob *j, gobj *o, st_error *err) {
     return st_error_set(err, ST_EINVAL, where, -1,
                         "the file to resume holds %llu bytes; the object has %llu",
                         (unsigned long long)o->pub->resume, (unsigned long long)o->pub->size);
+  /* a single PUT that one range holds: its md5 is made by a hasher, so the
+   * objects of a prefix are hashed side by side */
+  if (!o->nparts && (!o->headers_only || o->pub->want_md5) && !o->pub->resume &&
+      o->pub->size > 0 && o->pub->size <= j->chunk)
+    o->one_range = 1;
   if (!o->nparts || o->headers_only) return 0;
   int rc = server_layout(j, o, err);
   if (rc) return rc;
@@ -771,8 +790,11 @@ int s3__gobj_plan(gjob *j, gobj *o, st_error *err) {
   /* one layout: each range one part, hashed by the hashers out of order (a
    * resumed file, or parts too big to hold a window of, are hashed in order) */
   if (o->nlayouts == 1 && !o->pub->resume && o->layouts[0] <= GET_PARALLEL_PART_MAX) {
+    uint64_t ps = o->layouts[0], k = j->chunk / ps; /* ranges of whole parts, about --part-size */
+    o->pdig = calloc((size_t)o->nparts, 16);
+    if (!o->pdig) return st_error_set(err, ST_ENOMEM, where, -1, NULL);
     o->parallel = 1;
-    o->chunk = o->layouts[0];
+    o->chunk = (k ? k : 1) * ps;
   }
   return 0;
 }
@@ -841,15 +863,15 @@ int s3__get_options(st_ctx *c, const st_args *a, gjob *j, st_error *err) {
                         "headers (each answer's range, length and ETag only), got '%.40s'", integ);
   j->headers_only = strcmp(integ, "headers") == 0;
   int rc = st_arg_int(a, "jobs", 8, 1, 64, &jobs, err);
-  if (!rc) rc = st_arg_int(a, "part-size", 8, 1, 5120, &psize_mib, err);
+  if (!rc) rc = st_arg_int(a, "part-size", 32, 1, 5120, &psize_mib, err);
   if (!rc) rc = st_arg_int(a, "retries", 3, 0, PK_LIMIT_DOWNLOAD_RETRIES, &retries, err);
   if (!rc) rc = st_arg_int(a, "timeout", 60, 1, 86400, &timeout, err);
   if (rc) return rc;
   j->c = c;
   j->jobs = (int)jobs;
   j->chunk = (uint64_t)psize_mib * MiB;
-  /* ranges held at once: those in flight, two being taken, one to start */
-  j->window = j->jobs + 3;
+  /* ranges held at once: those in flight and two being hashed or taken */
+  j->window = j->jobs + 2;
   if ((uint64_t)j->window * j->chunk > PK_LIMIT_S3_BUFFER_BYTES)
     j->window = (int)(PK_LIMIT_S3_BUFFER_BYTES / j->chunk);
   if (j->window < 2) j->window = 2;

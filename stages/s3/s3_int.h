@@ -275,8 +275,11 @@ typedef struct gobj {
   uint64_t layouts[8];    /* part sizes to try (GET_MAX_LAYOUTS) */
   int nlayouts;
   int server_said;        /* layouts[0] is what HEAD ?partNumber=1 said */
-  int parallel;           /* one layout, each range one part: hashed out of order */
-  uint64_t chunk;         /* bytes of its ranges (a part when parallel) */
+  int parallel;           /* one layout, each range whole parts: hashed out of order */
+  uint8_t (*pdig)[16];    /* parallel: the md5 of each part, made by the hashers */
+  int one_range;          /* a single PUT read in one range: a hasher makes its md5 */
+  uint8_t md5[16];        /* one_range: that md5 */
+  uint64_t chunk;         /* bytes of its ranges (whole parts when parallel) */
   int headers_only;       /* its bytes are not hashed (--integrity headers) */
   int began;              /* on_begin was called */
   int dropped;            /* on_begin refused it: nothing is read */
@@ -289,9 +292,8 @@ typedef struct gchunk {
   uint64_t off, len;
   uint8_t *buf;           /* len bytes of room; the answer once CH_DONE */
   int state;              /* CH_FLIGHT: asked for (or to be retried), CH_DONE: here,
-                             CH_HASHING: a hasher writes it, CH_HASHED: written (and, for a
-                             parallel object, its md5 in md5), for the taker */
-  uint8_t md5[16];
+                             CH_HASHING: a hasher hashes it, CH_HASHED: the md5s of its
+                             parts made (a parallel object), for the taker */
   int attempts;
   double not_before;      /* a retry waits until then */
   int slot;               /* easy handle while in flight, else -1 */
@@ -343,7 +345,7 @@ typedef struct gjob {
   char terr_where[1024], terr_text[512];
   pthread_t taker;
   int taker_started;
-  pthread_t hashers[4];   /* write each range (pwrite) and hash a parallel object's parts */
+  pthread_t hashers[4];   /* hash the parts of a parallel object's ranges, out of order */
   int nhashers;
 } gjob;
 

@@ -136,7 +136,7 @@ def test_bytes_changed_behind_the_etag_are_caught(rgw, bucket, pk, proxy, mixed,
 def test_a_spoiled_range_is_retried(rgw, bucket, pk, proxy, mixed, tmp_path, action):
     proxy.rule(action=action, method="GET", key="mp8.bin", range_from=8 * MiB, times=2)
     out = tmp_path / "out"
-    p = pk(f"%download s3://{bucket}/p/ --to {out} --endpoint {proxy.endpoint}")
+    p = pk(f"%download s3://{bucket}/p/ --to {out} --endpoint {proxy.endpoint} --part-size 8")
     assert p.returncode == 0, p.stderr
     assert "retry 1 of 3" in p.stderr and "GET bytes 8388608-16777215" in p.stderr
     same_tree(mixed, out)
@@ -151,7 +151,8 @@ def test_a_range_spoiled_every_time_fails_cleanly(rgw, bucket, pk, proxy, mixed,
                                                    action, what):
     proxy.rule(action=action, method="GET", key="mp8.bin", range_from=8 * MiB, times=None)
     out = tmp_path / "out"
-    p = pk(f"%download s3://{bucket}/p/ --to {out} --endpoint {proxy.endpoint} --retries 1")
+    p = pk(f"%download s3://{bucket}/p/ --to {out} --endpoint {proxy.endpoint} --retries 1 "
+           "--part-size 8")
     assert p.returncode == 1
     assert "S3Error" in p.stderr and what in p.stderr and "after 2 attempts" in p.stderr
     assert f"s3://{bucket}/p/mp8.bin" in p.stderr
@@ -265,7 +266,7 @@ def test_object_changed_behind_the_etag(rgw, bucket, pk, proxy, big, tmp_path):
     url = put_big(pk, rgw, bucket, big)
     proxy.rule(action="corrupt", method="GET", range_from=16 * MiB, times=None)
     out = tmp_path / "x.bin"
-    p = pk(f"%download {url} --to {out} --endpoint {proxy.endpoint}")
+    p = pk(f"%download {url} --to {out} --endpoint {proxy.endpoint} --part-size 8")
     assert p.returncode == 1
     assert "ChecksumError" in p.stderr and "the bytes read differ from the bytes uploaded" in p.stderr
     assert url in p.stderr
@@ -345,7 +346,8 @@ def test_integrity_headers_checks_answers_not_bytes(rgw, bucket, pk, proxy, big,
     out = tmp_path / "x.bin"
     # the answers are still checked: a moved Content-Range is retried
     proxy.rule(action="badrange", method="GET", range_from=8 * MiB, times=1)
-    p = pk(f"%download {url} --to {out} --endpoint {proxy.endpoint} --integrity headers")
+    p = pk(f"%download {url} --to {out} --endpoint {proxy.endpoint} --integrity headers "
+           "--part-size 8")
     assert p.returncode == 0, p.stderr
     assert "answered Content-Range" in p.stderr and "retry 1 of 3" in p.stderr
     assert "the bytes not hashed (--integrity headers)" in p.stdout
@@ -353,7 +355,7 @@ def test_integrity_headers_checks_answers_not_bytes(rgw, bucket, pk, proxy, big,
     # bytes changed behind the ETag pass this check; --md5 still catches them
     proxy.rule(action="corrupt", method="GET", range_from=16 * MiB, times=None)
     p = pk(f"%download {url} --to {out} --endpoint {proxy.endpoint} --integrity headers "
-           f"--md5 {md5(big)}")
+           f"--md5 {md5(big)} --part-size 8")
     assert p.returncode == 1
     assert "ChecksumError" in p.stderr and "md5 mismatch" in p.stderr
     p = pk(f"%download {url} --to {out} --endpoint {rgw.endpoint} --integrity nope")
