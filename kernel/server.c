@@ -67,6 +67,9 @@ typedef struct zsrv {
   void *push_main, *push_ctrl; /* per-thread PUSH ends of the iopub pipe */
   pk_log_limit drops;          /* messages dropped on shell, control, stdin */
   pk_parent parent;            /* the orphan rule */
+  pthread_t th_iopub, th_hb, th_ctrl, th_sig;
+  int started_iopub, started_hb, started_ctrl, started_sig;
+  char why[1024];              /* why the server could not start */
 } zsrv;
 
 static zsrv *Z(pk_transport *t) { return (zsrv *)t; }
@@ -134,8 +137,8 @@ static int srv_recv(zsrv *s, void *sock, int flags, const char *chan_name, wire_
   while (more) {
     zmq_msg_t m;
     zmq_msg_init(&m);
-    int r;
-    while ((r = zmq_msg_recv(&m, sock, n || dropped ? 0 : flags)) < 0 && errno == EINTR) {}
+    int r = zmq_msg_recv(&m, sock, n || dropped ? 0 : flags);
+    while (r < 0 && errno == EINTR) r = zmq_msg_recv(&m, sock, n || dropped ? 0 : flags);
     if (r < 0) {
       int e = errno;
       zmq_msg_close(&m);
@@ -379,9 +382,9 @@ static void close0(void **s) {
   }
 }
 
-int server_run(pk_kernel *kernel, const pk_conn *conn) {
-  zsrv srv; /* every thread that uses it is joined before this returns */
-  zsrv *z = &srv;
+/* The transport's functions, the log level, and the signal mask every
+ * thread created from here on inherits; the orphan watch. */
+static void zs_init(zsrv *z, pk_kernel *kernel, const pk_conn *conn) {
   memset(z, 0, sizeof *z);
   z->tr = (pk_transport){zs_send, zs_publish, zs_recv, zs_now_ms, zs_log};
   z->drops = (pk_log_limit)PK_LOG_LIMIT_INIT("dropped messages");
@@ -390,12 +393,6 @@ int server_run(pk_kernel *kernel, const pk_conn *conn) {
   z->k = kernel;
   z->conn = conn;
   kernel->tr = &z->tr;
-  char why[1024] = "";
-  int status = 1;
-  pthread_t th_iopub, th_hb, th_ctrl, th_sig;
-  int started_iopub = 0, started_hb = 0, started_ctrl = 0, started_sig = 0;
-
-  /* Signals first: every thread created from here on inherits the mask. */
   sigemptyset(&g_sigs);
   sigaddset(&g_sigs, SIGINT);
   sigaddset(&g_sigs, SIGTERM);
@@ -409,88 +406,96 @@ int server_run(pk_kernel *kernel, const pk_conn *conn) {
    * its process does: only a wake-up, parent_gone decides. */
   if (z->parent.direct) prctl(PR_SET_PDEATHSIG, SIGUSR1);
 #endif
-
   kernel->main_thread = pthread_self();
-  z->zctx = zmq_ctx_new();
-  if (!z->zctx) {
-    pk_log(&z->tr, "zmq_ctx_new: %s", zmq_strerror(errno));
-    parent_unwatch(&z->parent);
-    kernel->tr = NULL;
-    return 1;
-  }
-  int ok = (z->shell = make_socket(z, ZMQ_ROUTER, CONN_SHELL, why, sizeof why)) &&
-           (z->control = make_socket(z, ZMQ_ROUTER, CONN_CONTROL, why, sizeof why)) &&
-           (z->stdin_sock = make_socket(z, ZMQ_ROUTER, CONN_STDIN, why, sizeof why)) &&
-           (z->pub = make_socket(z, ZMQ_PUB, CONN_IOPUB, why, sizeof why)) &&
-           (z->hb = make_socket(z, ZMQ_REP, CONN_HB, why, sizeof why));
-  if (ok) {
-    z->pull = zmq_socket(z->zctx, ZMQ_PULL);
-    z->push_main = zmq_socket(z->zctx, ZMQ_PUSH);
-    z->push_ctrl = zmq_socket(z->zctx, ZMQ_PUSH);
-    ok = z->pull && z->push_main && z->push_ctrl && zmq_bind(z->pull, PK_IOPUB_INPROC) == 0 &&
-         zmq_connect(z->push_main, PK_IOPUB_INPROC) == 0 &&
-         zmq_connect(z->push_ctrl, PK_IOPUB_INPROC) == 0;
-    if (!ok) snprintf(why, sizeof why, "inproc iopub pipe: %s", zmq_strerror(errno));
-  }
-  if (ok) {
-    /* Unbounded inproc queues: a producer never blocks or drops. */
-    int zero = 0;
-    zmq_setsockopt(z->push_main, ZMQ_SNDHWM, &zero, sizeof zero);
-    zmq_setsockopt(z->push_ctrl, ZMQ_SNDHWM, &zero, sizeof zero);
-    zmq_setsockopt(z->pull, ZMQ_RCVHWM, &zero, sizeof zero);
-    /* PUB drops for a subscriber past its high-water mark: leave room for
-     * bursts of output (streams are batched, so this is rarely reached). */
-    int pubhwm = 100000;
-    zmq_setsockopt(z->pub, ZMQ_SNDHWM, &pubhwm, sizeof pubhwm);
-    ok = pthread_create(&th_sig, NULL, signal_thread, z) == 0 && (started_sig = 1) &&
-         pthread_create(&th_iopub, NULL, iopub_thread, z) == 0 && (started_iopub = 1) &&
-         pthread_create(&th_hb, NULL, hb_thread, z) == 0 && (started_hb = 1) &&
-         pthread_create(&th_ctrl, NULL, control_thread, z) == 0 && (started_ctrl = 1);
-    if (!ok) snprintf(why, sizeof why, "cannot start threads");
-  }
-  if (!ok) {
-    pk_log(&z->tr, "%s", why);
-    fprintf(stderr, "pipekernel: %s\n", why);
-    atomic_store(&kernel->shutdown_at_ms, zs_now_ms(&z->tr));
-    atomic_store(&kernel->shutdown, 1);
-  } else {
-    pk_chan ch = {kernel, CONN_SHELL};
-    reply_status(&ch, NULL, "starting");
-    char ep[512];
-    conn_endpoint(conn, CONN_SHELL, ep, sizeof ep);
-    pk_info(&z->tr, "serving on %s (session %s)", ep, kernel->session);
-    status = 0;
-    while (!atomic_load(&kernel->shutdown)) {
-      zmq_pollitem_t it[1] = {{z->shell, 0, ZMQ_POLLIN, 0}};
-      int r = zmq_poll(it, 1, 50);
-      if (r < 0) {
-        if (errno == EINTR) continue;
-        pk_log(&z->tr, "shell poll: %s", zmq_strerror(errno));
-        break;
-      }
-      pk_log_limit_tick(&z->tr, &z->drops, 0);
-      if (!(it[0].revents & ZMQ_POLLIN)) continue;
-      wire_msg msg;
-      r = srv_recv(z, z->shell, ZMQ_DONTWAIT, "shell", &msg);
-      if (r != 0) continue;
-      core_dispatch(&ch, &msg);
-      wire_msg_free(&msg);
-    }
-  }
+}
 
-  /* ---- teardown ---- */
-  if (started_iopub) {
+/* The five sockets of the connection file and the inproc pipe to the iopub
+ * thread, with their high-water marks; 0, or -1 with z->why. */
+static int zs_open_sockets(zsrv *z) {
+  z->shell = make_socket(z, ZMQ_ROUTER, CONN_SHELL, z->why, sizeof z->why);
+  if (z->shell) z->control = make_socket(z, ZMQ_ROUTER, CONN_CONTROL, z->why, sizeof z->why);
+  if (z->control) z->stdin_sock = make_socket(z, ZMQ_ROUTER, CONN_STDIN, z->why, sizeof z->why);
+  if (z->stdin_sock) z->pub = make_socket(z, ZMQ_PUB, CONN_IOPUB, z->why, sizeof z->why);
+  if (z->pub) z->hb = make_socket(z, ZMQ_REP, CONN_HB, z->why, sizeof z->why);
+  if (!z->hb) return -1;
+  z->pull = zmq_socket(z->zctx, ZMQ_PULL);
+  z->push_main = zmq_socket(z->zctx, ZMQ_PUSH);
+  z->push_ctrl = zmq_socket(z->zctx, ZMQ_PUSH);
+  if (!z->pull || !z->push_main || !z->push_ctrl || zmq_bind(z->pull, PK_IOPUB_INPROC) != 0 ||
+      zmq_connect(z->push_main, PK_IOPUB_INPROC) != 0 ||
+      zmq_connect(z->push_ctrl, PK_IOPUB_INPROC) != 0) {
+    snprintf(z->why, sizeof z->why, "inproc iopub pipe: %s", zmq_strerror(errno));
+    return -1;
+  }
+  /* Unbounded inproc queues: a producer never blocks or drops. */
+  int zero = 0;
+  zmq_setsockopt(z->push_main, ZMQ_SNDHWM, &zero, sizeof zero);
+  zmq_setsockopt(z->push_ctrl, ZMQ_SNDHWM, &zero, sizeof zero);
+  zmq_setsockopt(z->pull, ZMQ_RCVHWM, &zero, sizeof zero);
+  /* PUB drops for a subscriber past its high-water mark: leave room for
+   * bursts of output (streams are batched, so this is rarely reached). */
+  int pubhwm = 100000;
+  zmq_setsockopt(z->pub, ZMQ_SNDHWM, &pubhwm, sizeof pubhwm);
+  return 0;
+}
+
+/* The signal, iopub, heartbeat and control threads; 0, or -1 with z->why
+ * (those started are joined by zs_teardown). */
+static int zs_start_threads(zsrv *z) {
+  z->started_sig = pthread_create(&z->th_sig, NULL, signal_thread, z) == 0;
+  if (z->started_sig) z->started_iopub = pthread_create(&z->th_iopub, NULL, iopub_thread, z) == 0;
+  if (z->started_iopub) z->started_hb = pthread_create(&z->th_hb, NULL, hb_thread, z) == 0;
+  if (z->started_hb) z->started_ctrl = pthread_create(&z->th_ctrl, NULL, control_thread, z) == 0;
+  if (z->started_ctrl) return 0;
+  snprintf(z->why, sizeof z->why, "cannot start threads");
+  return -1;
+}
+
+/* The shell loop on this thread: each verified request through the message
+ * table, until shutdown. */
+static void zs_serve(zsrv *z) {
+  pk_kernel *kernel = z->k;
+  pk_chan ch = {kernel, CONN_SHELL};
+  reply_status(&ch, NULL, "starting");
+  char ep[512];
+  conn_endpoint(z->conn, CONN_SHELL, ep, sizeof ep);
+  pk_info(&z->tr, "serving on %s (session %s)", ep, kernel->session);
+  while (!atomic_load(&kernel->shutdown)) {
+    zmq_pollitem_t it[1] = {{z->shell, 0, ZMQ_POLLIN, 0}};
+    int r = zmq_poll(it, 1, 50);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      pk_log(&z->tr, "shell poll: %s", zmq_strerror(errno));
+      break;
+    }
+    pk_log_limit_tick(&z->tr, &z->drops, 0);
+    if (!(it[0].revents & ZMQ_POLLIN)) continue;
+    wire_msg msg;
+    r = srv_recv(z, z->shell, ZMQ_DONTWAIT, "shell", &msg);
+    if (r != 0) continue;
+    core_dispatch(&ch, &msg);
+    wire_msg_free(&msg);
+  }
+}
+
+/* Stops the threads in order (iopub drains first), closes every socket
+ * (shell lingers for the last replies) and the context. */
+static void zs_teardown(zsrv *z) {
+  if (z->started_iopub) {
     if (z->push_main) zmq_send(z->push_main, PK_IOPUB_STOP, sizeof PK_IOPUB_STOP - 1, 0);
-    pthread_join(th_iopub, NULL);
+    pthread_join(z->th_iopub, NULL);
   }
   zmq_ctx_shutdown(z->zctx);
-  if (started_ctrl) pthread_join(th_ctrl, NULL);
-  if (started_hb) pthread_join(th_hb, NULL);
+  if (z->started_ctrl) pthread_join(z->th_ctrl, NULL);
+  if (z->started_hb) pthread_join(z->th_hb, NULL);
   close0(&z->push_main);
-  if (!started_ctrl) close0(&z->push_ctrl);
-  if (!started_ctrl) close0(&z->control);
-  if (!started_hb) close0(&z->hb);
-  if (!started_iopub) { close0(&z->pub); close0(&z->pull); }
+  if (!z->started_ctrl) close0(&z->push_ctrl);
+  if (!z->started_ctrl) close0(&z->control);
+  if (!z->started_hb) close0(&z->hb);
+  if (!z->started_iopub) {
+    close0(&z->pub);
+    close0(&z->pull);
+  }
   close0(&z->stdin_sock);
   if (z->shell) {
     int linger = PK_LINGER_MS;
@@ -500,12 +505,36 @@ int server_run(pk_kernel *kernel, const pk_conn *conn) {
   }
   zmq_ctx_term(z->zctx);
   z->zctx = NULL;
-  if (started_sig) {
+  if (z->started_sig) {
     atomic_store(&g_sig_done, 1);
-    pthread_kill(th_sig, SIGUSR2);
-    pthread_join(th_sig, NULL);
+    pthread_kill(z->th_sig, SIGUSR2);
+    pthread_join(z->th_sig, NULL);
   }
   pk_log_limit_tick(&z->tr, &z->drops, 1);
+}
+
+int server_run(pk_kernel *kernel, const pk_conn *conn) {
+  zsrv srv; /* every thread that uses it is joined before this returns */
+  zsrv *z = &srv;
+  zs_init(z, kernel, conn);
+  z->zctx = zmq_ctx_new();
+  if (!z->zctx) {
+    pk_log(&z->tr, "zmq_ctx_new: %s", zmq_strerror(errno));
+    parent_unwatch(&z->parent);
+    kernel->tr = NULL;
+    return 1;
+  }
+  int status = 1;
+  if (zs_open_sockets(z) == 0 && zs_start_threads(z) == 0) {
+    status = 0;
+    zs_serve(z);
+  } else {
+    pk_log(&z->tr, "%s", z->why);
+    fprintf(stderr, "pipekernel: %s\n", z->why);
+    atomic_store(&kernel->shutdown_at_ms, zs_now_ms(&z->tr));
+    atomic_store(&kernel->shutdown, 1);
+  }
+  zs_teardown(z);
   parent_unwatch(&z->parent);
   pk_info(&z->tr, "exited");
   kernel->tr = NULL; /* srv ends here */

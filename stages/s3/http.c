@@ -271,6 +271,8 @@ static struct curl_slist *hdr_add(struct curl_slist *l, int *oom, const char *fm
   return n;
 }
 
+static void curl_setup(s3_conn *cn, CURL *easy, const s3_req *rq, s3_resp *r);
+
 int s3__req_setup(s3_conn *cn, CURL *easy, const s3_req *rq, s3_resp *r, st_error *err) {
   s3__resp_clear(r);
   char host[400];
@@ -330,7 +332,13 @@ int s3__req_setup(s3_conn *cn, CURL *easy, const s3_req *rq, s3_resp *r, st_erro
   if (rq->if_match) r->hdrs = hdr_add(r->hdrs, &oom, "If-Match: %s", rq->if_match);
   sigv4_result_free(&sg);
   if (oom) return st_error_set(err, ST_ENOMEM, NULL, -1, NULL);
+  curl_setup(cn, easy, rq, r);
+  return 0;
+}
 
+/* The easy handle for a signed request: its URL and headers, the body
+ * callbacks, timeouts, TLS, and the method. */
+static void curl_setup(s3_conn *cn, CURL *easy, const s3_req *rq, s3_resp *r) {
   curl_easy_reset(easy);
   curl_easy_setopt(easy, CURLOPT_URL, r->url);
   curl_easy_setopt(easy, CURLOPT_HTTPHEADER, r->hdrs);
@@ -373,7 +381,6 @@ int s3__req_setup(s3_conn *cn, CURL *easy, const s3_req *rq, s3_resp *r, st_erro
   } else if (strcmp(rq->method, "DELETE") == 0) {
     curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, "DELETE");
   }
-  return 0;
 }
 
 int s3__classify(const s3_resp *r) {
