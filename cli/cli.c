@@ -14,6 +14,7 @@
 
 #include "../kernel/magic.h"
 #include "lib/dynbuf.h"
+#include "lib/fileio.h"
 #include "lib/limits.h"
 #include "lib/session.h"
 #include "cli.h"
@@ -53,7 +54,9 @@ static void save_display(const st_mime *m) {
   if (!ext) return;
   char path[4096];
   snprintf(path, sizeof path, "%s/display-%03d.%s", g_display_dir, g_display_n, ext);
-  FILE *f = fopen(path, "wb");
+  st_error e;
+  st_error_clear(&e);
+  FILE *f = fio_fopen_write(path, NULL, &e); /* never blocks on a FIFO at that name */
   if (!f) return;
   fwrite(m->data, 1, m->len, f);
   fclose(f);

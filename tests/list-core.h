@@ -13,7 +13,10 @@
   XX(progress_throttle, 10)                                                    \
   XX(table_render, 10)                                                         \
   XX(format_bytes_and_rates, 10)                                               \
-  XX(dynbuf_caps, 10)                                                          \
-  XX(safepath_check_and_walk, 10)                                              \
-  XX(progress_label_short, 10)                                                 \
+  XX(dynbuf_caps, 10)                                                         \
+  XX(safepath_check_and_walk, 10)                                             \
+  XX(safepath_open_below, 10)                                                 \
+  XX(escape_names, 10)                                                        \
+  XX(fileio_never_blocks, 10)                                                 \
+  XX(progress_label_short, 10)                                                \
   XX(session_shared_split, 10)

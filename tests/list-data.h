@@ -12,4 +12,5 @@
   XX(mapguard_lost_pages, 10)                                                  \
   XX(pklwrite_opcodes, 10)                                                     \
   XX(ring_order_end_error_stop, 20)                                            \
-  XX(extract_member_md5_lookup, 10)
+  XX(extract_member_md5_lookup, 10)                                            \
+  XX(download_resumed_answer_checks, 10)

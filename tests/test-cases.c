@@ -23,6 +23,7 @@
 
 #include "../kernel/wire.h"
 #include "data/manifest.h"
+#include "lib/escape.h"
 #include "lib/limits.h"
 #include "lib/session.h"
 #include "lib/stage.h"
@@ -115,6 +116,14 @@ static void expect_error(const tcase *t, const char *kind, const char *msg) {
   }
 }
 
+/* No byte of an error a terminal would act on: names from the input are
+ * shown escaped (stages/lib/escape.h). */
+static void expect_escaped(const tcase *t, const char *kind, const char *msg) {
+  if (!esc_needed(msg, strlen(msg))) return;
+  fprintf(stderr, "case %s/%s: the error shows a control byte: \"%s\"\n", kind, t->name, msg);
+  ASSERT(0);
+}
+
 /* "Ename: where: text (at byte N)", as `pipekernel run` prints it. */
 static void format_error(int rc, const st_error *e, char *out, size_t cap) {
   char text[3000];
@@ -135,6 +144,7 @@ static void manifest_case(tcase *t, void *ud) {
   ASSERT(rc < 0 && e.code == rc);
   ASSERT_EQ(m.n, 0); /* a refused manifest lists nothing */
   expect_error(t, "manifest", msg);
+  expect_escaped(t, "manifest", msg);
 }
 
 TEST_IMPL(manifest_invalid_cases) {
@@ -293,6 +303,7 @@ static void archive_case(tcase *t, void *ud) {
   if (rc == 0) fprintf(stderr, "case archive/%s: extracted\n", t->name);
   ASSERT(rc < 0);
   expect_error(t, "archive", msg);
+  expect_escaped(t, "archive", msg);
   ASSERT_CONTAINS(msg, arc); /* the error names the archive */
   /* nothing changed outside DIR; DIR, when it stays, is not empty */
   snapshot(a->scratch, "/work/out", after, sizeof after);

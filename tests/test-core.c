@@ -535,6 +535,214 @@ TEST_IMPL(progress_label_short) {
   return 0;
 }
 
+/* Names from outside as text: table of {input, shown}. */
+#include "lib/escape.h"
+TEST_IMPL(escape_names) {
+  static const struct {
+    const char *in, *out;
+  } rows[] = {
+      {"plain name.txt", "plain name.txt"},
+      {"caf\xc3\xa9 \xe2\x82\xac", "caf\xc3\xa9 \xe2\x82\xac"},   /* UTF-8 stays */
+      {"a\nb", "a\\x0ab"},
+      {"\x1b[2J\x1b]0;t\x07", "\\x1b[2J\\x1b]0;t\\x07"},
+      {"tab\there\r", "tab\\x09here\\x0d"},
+      {"del\x7f", "del\\x7f"},
+      {"bad \xff\xfe utf8 \xc3", "bad \\xff\\xfe utf8 \\xc3"},     /* not UTF-8: bytes */
+      {"\xc0\xaf overlong", "\\xc0\\xaf overlong"},
+      {"\xed\xa0\x80 surrogate", "\\xed\\xa0\\x80 surrogate"},
+      {"c1 \xc2\x9b csi", "c1 \\u009b csi"},
+      {"gnp\xe2\x80\xae.exe", "gnp\\u202e.exe"},                  /* a bidi override */
+      {"sep\xe2\x80\xa8", "sep\\u2028"},
+      {"back\\slash \\x1b", "back\\slash \\x1b"},                 /* shown as it is */
+  };
+  char out[256], again[256];
+  for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
+    size_t n = esc_text(out, sizeof out, rows[i].in, strlen(rows[i].in));
+    ASSERT_EQ(n, strlen(rows[i].out));
+    ASSERT_STR_EQ(out, rows[i].out);
+    ASSERT_EQ(esc_needed(rows[i].in, strlen(rows[i].in)), strcmp(rows[i].in, rows[i].out) != 0);
+    ASSERT(!esc_needed(out, n));
+    esc_text(again, sizeof again, out, n); /* escaping twice changes nothing */
+    ASSERT_STR_EQ(again, out);
+  }
+  /* never an escape cut in half */
+  ASSERT_EQ(esc_text(out, 6, "ab\x1b", 3), 2);
+  ASSERT_STR_EQ(out, "ab");
+  /* esc_name cuts long names with "..." (at a whole code point) */
+  char longname[5000];
+  memset(longname, 'x', sizeof longname - 1);
+  longname[sizeof longname - 1] = 0;
+  esc_buf b;
+  const char *s = esc_name(&b, longname);
+  ASSERT(strlen(s) < sizeof b.s && !strcmp(s + strlen(s) - 3, "..."));
+  ASSERT_STR_EQ(esc_name(&b, NULL), "");
+  /* errors and tables escape whatever the caller put in */
+  st_error e;
+  st_error_clear(&e);
+  st_error_set(&e, ST_EUNSAFE, "dir/\x1b[2J", -1, "member \"%s\" refused", "a\nverify: all OK");
+  ASSERT_STR_EQ(e.where, "dir/\\x1b[2J");
+  ASSERT_STR_EQ(e.text, "member \"a\\x0averify: all OK\" refused");
+  char *d = esc_dup("x\x1by");
+  ASSERT_STR_EQ(d, "x\\x1by");
+  free(d);
+  char inplace[32] = "k\x1b";
+  esc_inplace(inplace, sizeof inplace);
+  ASSERT_STR_EQ(inplace, "k\\x1b");
+  return 0;
+}
+
+/* Opening what a user names: a FIFO, a socket, a folder are refused at once
+ * (this test would time out on a blocking open), saying what they are. */
+#include <sys/socket.h>
+#include <sys/un.h>
+#include "lib/fileio.h"
+TEST_IMPL(fileio_never_blocks) {
+  char dir[] = "/tmp/pk-fio-XXXXXX";
+  ASSERT(mkdtemp(dir));
+  char fifo[64], sock[64], file[64];
+  snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+  snprintf(sock, sizeof sock, "%s/sock", dir);
+  snprintf(file, sizeof file, "%s/file", dir);
+  ASSERT(mkfifo(fifo, 0600) == 0);
+  int sfd = socket(AF_UNIX, SOCK_STREAM, 0);
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock);
+  ASSERT(sfd >= 0 && bind(sfd, (struct sockaddr *)&sa, sizeof sa) == 0);
+  FILE *f = fopen(file, "w");
+  ASSERT(f && fputs("twelve bytes", f) >= 0 && fclose(f) == 0);
+  static const struct {
+    const char *name;
+    int flags;
+    unsigned want;
+    const char *says;
+  } rows[] = {
+      {"fifo", O_RDONLY, FIO_FILE, "the manifest is a FIFO, not a regular file"},
+      {"fifo", O_WRONLY | O_CREAT | O_TRUNC, FIO_FILE, "the manifest is a FIFO, not a regular file"},
+      {"sock", O_RDONLY, FIO_FILE, "the manifest is a socket, not a regular file"},
+      {"", O_RDONLY, FIO_FILE, "the manifest is a folder, not a regular file"},
+      {"file", O_RDONLY | O_DIRECTORY, FIO_DIR, "the manifest is a regular file, not a folder"},
+      {"fifo", O_RDONLY | O_DIRECTORY, FIO_DIR, "the manifest is a FIFO, not a folder"},
+      {"none", O_RDONLY, FIO_FILE, "cannot open the manifest: No such file or directory"},
+  };
+  char p[128];
+  for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
+    snprintf(p, sizeof p, "%s/%s", dir, rows[i].name);
+    st_error e;
+    st_error_clear(&e);
+    int fd = fio_open(p, rows[i].flags, rows[i].want, "the manifest", NULL, &e);
+    ASSERT(fd < 0 && fd == e.code);
+    ASSERT_CONTAINS(e.text, rows[i].says);
+    ASSERT_STR_EQ(e.where, p);
+  }
+  /* what is wanted opens, blocking again; a FIFO only where asked for */
+  struct stat st;
+  st_error e;
+  st_error_clear(&e);
+  int fd = fio_open(file, O_RDONLY, FIO_FILE, NULL, &st, &e);
+  ASSERT(fd >= 0 && st.st_size == 12 && !(fcntl(fd, F_GETFL) & O_NONBLOCK));
+  close(fd);
+  fd = fio_open(fifo, O_RDONLY, FIO_FILE | FIO_FIFO, NULL, &st, &e);
+  ASSERT(fd >= 0 && S_ISFIFO(st.st_mode) && (fcntl(fd, F_GETFL) & O_NONBLOCK));
+  close(fd);
+  /* the whole of a file, within a limit */
+  char *buf;
+  size_t len;
+  ASSERT_EQ(fio_read_all(file, 100, "PK_LIMIT_X", "the record", &buf, &len, &e), 0);
+  ASSERT(len == 12 && !strcmp(buf, "twelve bytes"));
+  free(buf);
+  st_error_clear(&e);
+  ASSERT_EQ(fio_read_all(file, 11, "PK_LIMIT_X", "the record", &buf, &len, &e), ST_E2BIG);
+  ASSERT_CONTAINS(e.text, "the record is 12 bytes; the limit is 11 (PK_LIMIT_X)");
+  st_error_clear(&e);
+  ASSERT(fio_fopen_write(fifo, "the losses file", &e) == NULL);
+  ASSERT_CONTAINS(e.text, "the losses file is a FIFO");
+  ASSERT_STR_EQ(fio_kind(S_IFCHR), "a character device");
+  ASSERT_STR_EQ(fio_kind(S_IFBLK), "a block device");
+  close(sfd);
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  ASSERT(system(cmd) == 0);
+  return 0;
+}
+
+/* sp_open_below: nothing outside the root is opened; links are followed by
+ * sp_link_stays, %extract's rule. */
+TEST_IMPL(safepath_open_below) {
+  static const struct {
+    const char *rel, *target;
+    int stays;
+  } links[] = {
+      {"l", "a", 1}, {"d/l", "../a", 1}, {"d/l", "../../a", 0}, {"l", "..", 0}, {"l", "/etc", 0},
+      {"d/e/l", "../../x/y", 1}, {"d/l", "x/../../y", 0}, {"l", "", 0}, {"l", "./a/./b", 1},
+  };
+  for (size_t i = 0; i < sizeof links / sizeof *links; i++)
+    ASSERT_EQ(sp_link_stays(links[i].rel, links[i].target), links[i].stays);
+
+  char root[] = "/tmp/pk-spb-XXXXXX";
+  ASSERT(mkdtemp(root));
+  char p[300], q[300];
+  snprintf(p, sizeof p, "%s/outside.txt", root);
+  FILE *f = fopen(p, "w");
+  ASSERT(f && fputs("secret", f) >= 0 && fclose(f) == 0);
+  snprintf(q, sizeof q, "%s/r", root);
+  snprintf(p, sizeof p, "%s/r/d", root);
+  ASSERT(mkdir(q, 0755) == 0 && mkdir(p, 0755) == 0);
+  snprintf(p, sizeof p, "%s/r/d/in.txt", root);
+  f = fopen(p, "w");
+  ASSERT(f && fputs("inside", f) >= 0 && fclose(f) == 0);
+  snprintf(p, sizeof p, "%s/r/up", root);
+  ASSERT(symlink("../outside.txt", p) == 0);
+  snprintf(p, sizeof p, "%s/r/abs", root);
+  snprintf(q, sizeof q, "%s/outside.txt", root);
+  ASSERT(symlink(q, p) == 0);
+  snprintf(p, sizeof p, "%s/r/good", root);
+  ASSERT(symlink("d/in.txt", p) == 0);
+  snprintf(p, sizeof p, "%s/r/d/back", root);
+  ASSERT(symlink("../good", p) == 0); /* a chain, inside */
+  snprintf(p, sizeof p, "%s/r/loop", root);
+  ASSERT(symlink("loop", p) == 0);
+  snprintf(p, sizeof p, "%s/r/fifo", root);
+  ASSERT(mkfifo(p, 0600) == 0);
+  snprintf(p, sizeof p, "%s/r", root);
+  int rfd = open(p, O_RDONLY | O_DIRECTORY);
+  ASSERT(rfd >= 0);
+  static const struct {
+    const char *rel;
+    unsigned want;
+    int status;
+    const char *link;
+  } rows[] = {
+      {"d/in.txt", FIO_FILE, SP_FOUND, ""},     {"good", FIO_FILE, SP_FOUND, ""},
+      {"d/back", FIO_FILE, SP_FOUND, ""},       {"d", FIO_DIR, SP_FOUND, ""},
+      {"", FIO_DIR, SP_FOUND, ""},              {"up", FIO_FILE, SP_OUTSIDE, "up"},
+      {"abs", FIO_FILE, SP_OUTSIDE, "abs"},     {"d/nope", FIO_FILE, SP_MISSING, ""},
+      {"d/in.txt/x", FIO_FILE, SP_MISSING, ""}, {"fifo", FIO_FILE, SP_OTHER, ""},
+      {"d", FIO_FILE, SP_OTHER, ""},            {"loop", FIO_FILE, SP_ERROR, ""},
+  };
+  sp_found *found = malloc(sizeof *found);
+  ASSERT(found);
+  for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
+    int fd = sp_open_below(rfd, rows[i].rel, rows[i].want, found);
+    if (found->status != rows[i].status)
+      fprintf(stderr, "sp_open_below(%s): status %d, expected %d\n", rows[i].rel, found->status,
+              rows[i].status);
+    ASSERT_EQ(found->status, rows[i].status);
+    ASSERT_EQ(fd >= 0, rows[i].status == SP_FOUND);
+    if (rows[i].status == SP_OUTSIDE) ASSERT_STR_EQ(found->link, rows[i].link);
+    if (fd >= 0 && rows[i].want == FIO_FILE) {
+      char b[16] = "";
+      ASSERT(read(fd, b, sizeof b - 1) == 6 && !strcmp(b, "inside"));
+    }
+    if (fd >= 0) close(fd);
+  }
+  free(found);
+  close(rfd);
+  char cmd[400];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+  ASSERT(system(cmd) == 0);
+  return 0;
+}
+
 /* A split's memory shared with a holder outside the session (the Python
  * module's arrays): it outlives the split and the dataset a later load
  * replaces, the struct moves with its ownership (as %load keeping the other

@@ -306,3 +306,84 @@ TEST_IMPL(extract_member_md5_lookup) {
   dx_job_free(&j);
   return 0;
 }
+
+/* A resumed answer: only exactly the rest of the same file is taken. */
+#include "data/download.h"
+static int answer(const char *headers, unsigned long long from, long long total, const char *etag,
+                  const char *lastmod, char *why, size_t cap) {
+  dl_answer a;
+  memset(&a, 0, sizeof a);
+  int ended = 0;
+  for (const char *p = headers; *p;) { /* lines as curl hands them over, "\r\n" included */
+    const char *nl = strchr(p, '\n');
+    size_t n = nl ? (size_t)(nl - p) + 1 : strlen(p);
+    ended = dl__answer_line(&a, p, n);
+    p += n;
+  }
+  ASSERT(ended);
+  dl_resource r = {.total = total};
+  snprintf(r.etag, sizeof r.etag, "%s", etag);
+  snprintf(r.lastmod, sizeof r.lastmod, "%s", lastmod);
+  return dl__check_answer(&a, from, &r, why, cap);
+}
+
+TEST_IMPL(download_resumed_answer_checks) {
+  static const struct {
+    const char *headers;
+    unsigned long long from;
+    long long total;
+    const char *etag;
+    int verdict;
+    const char *why;
+  } rows[] = {
+      {"HTTP/1.1 206 Partial\r\nContent-Range: bytes 500-999/1000\r\nContent-Length: 500\r\n"
+       "ETag: \"v1\"\r\n\r\n", 500, 1000, "\"v1\"", DL_TAKE, ""},
+      {"HTTP/1.1 206 Partial\r\ncontent-range: bytes 500-999/1000\r\n\r\n", 500, -1, "", DL_TAKE, ""},
+      {"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n", 0, -1, "", DL_TAKE, ""},
+      {"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n", 500, 1000, "", DL_WHOLE, ""},
+      {"HTTP/1.1 206 P\r\nContent-Range: bytes 0-999/1000\r\n\r\n", 500, 1000, "", DL_RESTART,
+       "(it starts at byte 0, not at 500)"},
+      {"HTTP/1.1 206 P\r\nContent-Range: bytes 600-999/1000\r\n\r\n", 500, 1000, "", DL_RESTART,
+       "(it starts at byte 600, not at 500)"},
+      {"HTTP/1.1 206 P\r\nContent-Range: bytes 500-1999/2000\r\n\r\n", 500, 1000, "", DL_RESTART,
+       "the file is 2000 bytes long, the first answer's was 1000: another file"},
+      {"HTTP/1.1 206 P\r\nContent-Range: bytes 500-799/1000\r\n\r\n", 500, 1000, "", DL_RESTART,
+       "it ends at byte 799, not at the last byte, 999"},
+      {"HTTP/1.1 206 P\r\nContent-Range: bytes 500-490/1000\r\n\r\n", 500, 1000, "", DL_RESTART,
+       "it ends before it starts"},
+      {"HTTP/1.1 206 P\r\nContent-Range: bytes 500-999/1000\r\nContent-Length: 1500\r\n\r\n", 500, 1000,
+       "", DL_RESTART, "its Content-Length 1500 is not the 500 bytes of that range"},
+      {"HTTP/1.1 206 P\r\nContent-Range: bytes 500-999/1000\r\nETag: \"v2\"\r\n\r\n", 500, 1000,
+       "\"v1\"", DL_RESTART, "its ETag \"v2\" is not the first answer's \"v1\": another file"},
+      {"HTTP/1.1 206 P\r\nContent-Range: bytes 500-999/*\r\n\r\n", 500, 1000, "", DL_RESTART,
+       "it does not say the file's length"},
+      {"HTTP/1.1 206 P\r\nContent-Range: items 1-2/3\r\n\r\n", 500, 1000, "", DL_RESTART,
+       "no range that can be checked"},
+      {"HTTP/1.1 206 P\r\n\r\n", 500, 1000, "", DL_RESTART, "Content-Range none (no range"},
+      {"HTTP/1.1 206 P\r\nContent-Range: bytes 0-9/10\r\n\r\n", 0, -1, "", DL_FAIL,
+       "asked for the whole file and the server answered 206"},
+      {"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 206 P\r\nContent-Range: bytes 500-999/1000\r\n\r\n", 500,
+       1000, "", DL_TAKE, ""},
+  };
+  char why[600];
+  for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
+    int v = answer(rows[i].headers, rows[i].from, rows[i].total, rows[i].etag, "", why, sizeof why);
+    if (v != rows[i].verdict) fprintf(stderr, "row %zu: verdict %d, expected %d (%s)\n", i, v, rows[i].verdict, why);
+    ASSERT_EQ(v, rows[i].verdict);
+    ASSERT_CONTAINS(why, rows[i].why);
+  }
+  /* If-Range: a strong ETag, else Last-Modified, else none */
+  dl_resource r = {.total = 1};
+  ASSERT(dl__if_range(&r) == NULL);
+  snprintf(r.etag, sizeof r.etag, "W/\"weak\"");
+  ASSERT(dl__if_range(&r) == NULL);
+  snprintf(r.lastmod, sizeof r.lastmod, "Wed, 21 Oct 2015 07:28:00 GMT");
+  ASSERT_STR_EQ(dl__if_range(&r), "Wed, 21 Oct 2015 07:28:00 GMT");
+  snprintf(r.etag, sizeof r.etag, "\"v1\"");
+  ASSERT_STR_EQ(dl__if_range(&r), "\"v1\"");
+  /* the Last-Modified is the validator when there is no ETag */
+  ASSERT_EQ(answer("HTTP/1.1 206 P\r\nContent-Range: bytes 5-9/10\r\nLast-Modified: Thu\r\n\r\n", 5, 10,
+                   "", "Wed", why, sizeof why), DL_RESTART);
+  ASSERT_CONTAINS(why, "its Last-Modified Thu is not the first answer's Wed");
+  return 0;
+}

@@ -3,6 +3,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../kernel/magic.h"
@@ -146,6 +147,17 @@ TEST_IMPL(timings_compare_errors) {
   ASSERT_EQ(run(&c, cell, &e), ST_EFORMAT);
   ASSERT_CONTAINS(e.text, "expected a %timings --json record");
   unlink(p);
+  /* a FIFO: refused at once, never waited on (this test would time out) */
+  char dir[] = "/tmp/pk-fifo-XXXXXX";
+  ASSERT(mkdtemp(dir) != NULL);
+  char fifo[64];
+  snprintf(fifo, sizeof fifo, "%s/record.json", dir);
+  ASSERT(mkfifo(fifo, 0600) == 0);
+  snprintf(cell, sizeof cell, "%%timings --compare %s current", fifo);
+  ASSERT_EQ(run(&c, cell, &e), ST_EINVAL);
+  ASSERT_CONTAINS(e.text, "the run record is a FIFO, not a regular file");
+  unlink(fifo);
+  rmdir(dir);
   /* the whitepaper's totals (docs/workflow.md) */
   k.len = 0;
   ASSERT_EQ(run(&c, "%timings --compare paper:test2-s3nvme paper:test2-weka", &e), 0);

@@ -20,10 +20,13 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "extract.h"
+#include "lib/escape.h"
+#include "lib/fileio.h"
 #include "lib/limits.h"
 #include "manifest.h"
 #include "md5.h"
@@ -40,6 +43,7 @@ const st_option dl_download_opts[] = {
     {"retries", 1, "N", "retries on connection errors and 5xx answers (default 3)"},
     {"timeout", 1, "S", "connect timeout and longest stall, seconds (default 60)"},
     {"cacert", 1, "FILE", "CA bundle to verify the server with (TLS is always verified)"},
+    {"max-ratio", 1, "N", "--extract: most bytes extracted per archive byte (as for %extract)"},
     {"endpoint", 1, "URL", "s3:// only: the S3 endpoint (as for %upload)"},
     {"region", 1, "R", "s3:// only: region"},
     {"profile", 1, "P", "s3:// only: profile of ~/.aws/credentials and ~/.aws/config"},
@@ -121,9 +125,15 @@ typedef struct {
   EVP_MD_CTX *md;
   uint64_t have;         /* bytes in PATH.part */
   uint64_t skip;         /* bytes of a 200 answer to drop (server ignored Range) */
+  int compare;           /* ... each checked against PATH.part (with --extract) */
   uint64_t req_from;     /* offset requested */
-  int first;             /* first write of this attempt */
-  long long cr_start;    /* Content-Range start of this answer, -1: none */
+  dl_resource res;       /* what the first answer said (--resume: kept with PATH.part) */
+  dl_answer ans;         /* this attempt's answer, as its headers arrive */
+  long long expect;      /* body bytes this answer must carry, -1: not known */
+  uint64_t body;         /* body bytes of this answer so far */
+  int restart;           /* the answer is not the rest of the resource: start over */
+  int drop_part;         /* PATH.part holds bytes of a resource that changed: not kept */
+  char why[600];         /* why, for restart */
   uint64_t base;         /* offset of the answer's first byte (for the progress total) */
   double last_data;      /* st_now() when bytes last arrived (or the attempt began) */
   double stall_s;        /* --timeout: the longest wait for bytes */
@@ -179,52 +189,269 @@ static int flush(xfer *x) {
   return n ? sink(x, x->wb, n, 1, &x->wb) : 0;
 }
 
-/* Remembers where a 206 answer starts ("Content-Range: bytes A-B/T"). */
+/* ---- the checks of a resumed answer ---- */
+const char *dl__if_range(const dl_resource *r) {
+  if (r->etag[0] && strncmp(r->etag, "W/", 2) != 0) return r->etag; /* If-Range needs a strong one */
+  if (r->lastmod[0]) return r->lastmod;
+  return NULL;
+}
+
+int dl__check_answer(const dl_answer *a, unsigned long long from, const dl_resource *r, char *why,
+                     size_t cap) {
+  why[0] = 0;
+  if (!from) {
+    if (a->code != 206) return DL_TAKE;
+    snprintf(why, cap, "asked for the whole file and the server answered 206");
+    return DL_FAIL;
+  }
+  if (a->code == 200) return DL_WHOLE;
+  if (a->code != 206) {
+    snprintf(why, cap, "asked for bytes=%llu- and the server answered %d", from, a->code);
+    return DL_RESTART;
+  }
+  char cr[96] = "none", bad[300] = "";
+  if (a->has_range && a->cr_start >= 0 && a->cr_end >= 0 && a->cr_total >= 0)
+    snprintf(cr, sizeof cr, "bytes %lld-%lld/%lld", a->cr_start, a->cr_end, a->cr_total);
+  else if (a->has_range && a->cr_start >= 0 && a->cr_end >= 0)
+    snprintf(cr, sizeof cr, "bytes %lld-%lld/*", a->cr_start, a->cr_end);
+  else if (a->has_range)
+    snprintf(cr, sizeof cr, "(not bytes A-B/T)");
+  if (!a->has_range || a->cr_start < 0 || a->cr_end < 0)
+    snprintf(bad, sizeof bad, "no range that can be checked");
+  else if ((unsigned long long)a->cr_start != from)
+    snprintf(bad, sizeof bad, "it starts at byte %lld, not at %llu", a->cr_start, from);
+  else if (a->cr_end < a->cr_start)
+    snprintf(bad, sizeof bad, "it ends before it starts");
+  else if (a->cr_total < 0)
+    snprintf(bad, sizeof bad, "it does not say the file's length");
+  else if (r->total >= 0 && a->cr_total != r->total)
+    snprintf(bad, sizeof bad, "the file is %lld bytes long, the first answer's was %lld: another file",
+             a->cr_total, r->total);
+  else if (a->cr_end != a->cr_total - 1)
+    snprintf(bad, sizeof bad, "it ends at byte %lld, not at the last byte, %lld", a->cr_end, a->cr_total - 1);
+  else if (a->clen >= 0 && a->clen != a->cr_end - a->cr_start + 1)
+    snprintf(bad, sizeof bad, "its Content-Length %lld is not the %lld bytes of that range", a->clen,
+             a->cr_end - a->cr_start + 1);
+  else if (r->etag[0] && a->etag[0] && strcmp(r->etag, a->etag) != 0)
+    snprintf(bad, sizeof bad, "its ETag %.100s is not the first answer's %.100s: another file", a->etag, r->etag);
+  else if (!r->etag[0] && r->lastmod[0] && a->lastmod[0] && strcmp(r->lastmod, a->lastmod) != 0)
+    snprintf(bad, sizeof bad, "its Last-Modified %.100s is not the first answer's %.100s: another file",
+             a->lastmod, r->lastmod);
+  if (!bad[0]) return DL_TAKE;
+  snprintf(why, cap, "asked for bytes=%llu- and the server answered 206 with Content-Range %s (%s)", from, cr,
+           bad);
+  return DL_RESTART;
+}
+
+/* The decimal number at s[0..n) (at most 18 digits), or -1. */
+static long long parse_num(const char **s, const char *end) {
+  long long v = 0;
+  int digits = 0;
+  for (; *s < end && **s >= '0' && **s <= '9' && digits < 18; (*s)++, digits++) v = v * 10 + (**s - '0');
+  return digits ? v : -1;
+}
+
+/* "bytes A-B/T" (T may be a star: not known) into a. */
+static void parse_content_range(dl_answer *a, const char *v, const char *end) {
+  a->has_range = 1;
+  if (end - v < 6 || strncasecmp(v, "bytes ", 6)) return;
+  v += 6;
+  long long s0 = parse_num(&v, end);
+  if (s0 < 0 || v >= end || *v++ != '-') return;
+  long long e0 = parse_num(&v, end);
+  if (e0 < 0 || v >= end || *v++ != '/') return;
+  a->cr_start = s0;
+  a->cr_end = e0;
+  a->cr_total = v < end && *v == '*' ? -1 : parse_num(&v, end);
+}
+
+/* The value of header line data[0..n) when it is `name`: *v .. *end,
+ * without surrounding blanks and the line end. */
+static int header_is(const char *data, size_t n, const char *name, const char **v, const char **end) {
+  size_t k = strlen(name);
+  if (n <= k || strncasecmp(data, name, k) || data[k] != ':') return 0;
+  const char *p = data + k + 1, *e = data + n;
+  while (p < e && (*p == ' ' || *p == '\t')) p++;
+  while (e > p && (e[-1] == '\r' || e[-1] == '\n' || e[-1] == ' ' || e[-1] == '\t')) e--;
+  *v = p;
+  *end = e;
+  return 1;
+}
+
+/* Writes its length and validators beside PATH.part (an extended
+ * attribute), so that a later --resume can ask for the rest of the same
+ * file; where the file system keeps none, --resume checks the range only. */
+#define DL_XATTR "user.pipekernel.resource"
+static void save_resource(xfer *x) {
+  char v[3 * DL_TAG_MAX];
+  int n = snprintf(v, sizeof v, "%lld\n%s\n%s", x->res.total, x->res.etag, x->res.lastmod);
+  if (n > 0 && (size_t)n < sizeof v) fsetxattr(x->fd, DL_XATTR, v, (size_t)n, 0);
+}
+
+static void load_resource(xfer *x) {
+  char v[3 * DL_TAG_MAX + 1];
+  ssize_t n = fgetxattr(x->fd, DL_XATTR, v, sizeof v - 1);
+  if (n <= 0) return;
+  v[n] = 0;
+  char *e1 = strchr(v, '\n'), *e2 = e1 ? strchr(e1 + 1, '\n') : NULL;
+  if (!e2) return;
+  *e1 = *e2 = 0;
+  char *end;
+  long long t = strtoll(v, &end, 10);
+  if (*end || t < -1) return;
+  x->res.total = t;
+  snprintf(x->res.etag, sizeof x->res.etag, "%s", e1 + 1);
+  snprintf(x->res.lastmod, sizeof x->res.lastmod, "%s", e2 + 1);
+}
+
+/* This answer describes the resource from now on (the first one, or the
+ * one that replaced it). */
+static void take_resource(xfer *x) {
+  const dl_answer *a = &x->ans;
+  x->res.total = a->code == 206 ? a->cr_total : a->clen;
+  snprintf(x->res.etag, sizeof x->res.etag, "%s", a->etag);
+  snprintf(x->res.lastmod, sizeof x->res.lastmod, "%s", a->lastmod);
+  save_resource(x);
+}
+
+/* Drops what PATH.part holds: the download starts again from byte 0.
+ * 0, or -1 with x->write_error. */
+static int xfer_start_over(xfer *x) {
+  if (ftruncate(x->fd, 0) || lseek(x->fd, 0, SEEK_SET) < 0) {
+    x->write_error = errno;
+    return -1;
+  }
+  EVP_DigestInit_ex(x->md, EVP_md5(), NULL);
+  x->have = 0;
+  memset(&x->res, 0, sizeof x->res);
+  x->res.total = -1;
+  fremovexattr(x->fd, DL_XATTR);
+  return 0;
+}
+
+/* At the end of a final answer's headers: is its body what was asked for
+ * (dl__check_answer)? 1 to take it, 0 to stop the transfer (x->restart, or
+ * an error set). */
+static int headers_done(xfer *x) {
+  const dl_answer *a = &x->ans;
+  char why[sizeof x->why];
+  int v = dl__check_answer(a, x->req_from, &x->res, why, sizeof why);
+  x->expect = a->code == 206 && v == DL_TAKE ? a->cr_end - a->cr_start + 1 : a->clen;
+  x->base = a->code == 206 ? x->req_from : 0;
+  if (v == DL_TAKE) { /* from byte 0 this is the file; a first 206 (--resume) says what it is */
+    if (!x->req_from || (x->res.total < 0 && !x->res.etag[0] && !x->res.lastmod[0])) take_resource(x);
+    return 1;
+  }
+  if (v == DL_WHOLE && !x->q) { /* nothing went further than PATH.part: take this one whole */
+    if (xfer_start_over(x)) return 0;
+    take_resource(x);
+    st_eprintf(x->c, "download: asked for bytes=%llu- and the server sent the whole file (HTTP %d); "
+                     "taking it from byte 0\n", (unsigned long long)x->req_from, a->code);
+    x->req_from = 0;
+    return 1;
+  }
+  if (v == DL_WHOLE) { /* with --extract: only if it starts with the very bytes extracted */
+    if (a->clen >= 0 && x->res.total >= 0 && a->clen != x->res.total) {
+      snprintf(why, sizeof why, "asked for bytes=%llu- and the server sent a whole file of %lld bytes, "
+               "the first answer's was %lld: another file", (unsigned long long)x->req_from, a->clen,
+               x->res.total);
+      v = DL_RESTART;
+    } else {
+      x->skip = x->req_from;
+      x->compare = 1;
+      return 1;
+    }
+  }
+  if (v == DL_RESTART && !x->q) {
+    snprintf(x->why, sizeof x->why, "%s", why);
+    x->restart = 1;
+    return 0;
+  }
+  x->drop_part = 1;
+  st_error_set(x->err, ST_EHTTP, x->name, (long long)x->req_from, "%s%s", why,
+               v == DL_RESTART ? "; what was extracted from the bytes before cannot be taken back, "
+                                 "so it cannot start over" : "");
+  return 0;
+}
+
+int dl__answer_line(dl_answer *a, const char *data, size_t n) {
+  const char *v, *end;
+  if (n > 5 && !strncmp(data, "HTTP/", 5)) { /* a new answer (redirects, 100 Continue) */
+    memset(a, 0, sizeof *a);
+    a->cr_start = a->cr_end = a->cr_total = a->clen = -1;
+    const char *sp = memchr(data, ' ', n);
+    long long code = sp ? (sp++, parse_num(&sp, data + n)) : -1;
+    a->code = code < 0 || code > 999 ? 0 : (int)code;
+  } else if (header_is(data, n, "Content-Range", &v, &end)) {
+    parse_content_range(a, v, end);
+  } else if (header_is(data, n, "Content-Length", &v, &end)) {
+    a->clen = parse_num(&v, end);
+  } else if (header_is(data, n, "ETag", &v, &end)) {
+    snprintf(a->etag, sizeof a->etag, "%.*s", (int)(end - v), v);
+  } else if (header_is(data, n, "Last-Modified", &v, &end)) {
+    snprintf(a->lastmod, sizeof a->lastmod, "%.*s", (int)(end - v), v);
+  } else if ((n == 2 && data[0] == '\r' && data[1] == '\n') || (n == 1 && data[0] == '\n')) {
+    return 1; /* the end of the headers */
+  }
+  return 0;
+}
+
+/* Collects what the checks need from each header line of an answer; at
+ * the end of a final answer's headers, headers_done decides. */
 static size_t header_cb(char *data, size_t sz, size_t nm, void *ud) {
   xfer *x = ud;
   size_t n = sz * nm;
-  if (n > 5 && !strncmp(data, "HTTP/", 5)) x->cr_start = -1; /* a new answer (redirects) */
-  if (n > 14 && !strncasecmp(data, "Content-Range:", 14)) {
-    const char *v = data + 14, *end = data + n;
-    while (v < end && (*v == ' ' || *v == '\t')) v++;
-    if (end - v > 6 && !strncasecmp(v, "bytes ", 6)) {
-      unsigned long long a = 0;
-      int digits = 0;
-      for (v += 6; v < end && *v >= '0' && *v <= '9' && digits < 19; v++, digits++)
-        a = a * 10 + (unsigned long long)(*v - '0');
-      if (digits && v < end && *v == '-') x->cr_start = (long long)a;
-    }
-  }
+  dl_answer *a = &x->ans;
+  if (dl__answer_line(a, data, n) && a->code >= 200 && a->code < 300 && !headers_done(x)) return 0;
   return n;
+}
+
+/* With --extract, a 200 answer to a Range request: the bytes it repeats
+ * must be the ones PATH.part holds (what was extracted came from them).
+ * 0, or -1 with the error set. */
+static int compare_prefix(xfer *x, const uint8_t *b, size_t n, uint64_t off) {
+  uint8_t have[65536];
+  while (n) {
+    size_t k = n < sizeof have ? n : sizeof have;
+    ssize_t r = pread(x->fd, have, k, (off_t)off);
+    if (r != (ssize_t)k || memcmp(have, b, k) != 0) {
+      x->drop_part = 1;
+      st_error_set(x->err, ST_EHTTP, x->name, (long long)off,
+                   "asked for bytes=%llu- and the server sent the whole file again, with other bytes "
+                   "than the first answer's: the file changed on the server; what was extracted from "
+                   "the bytes before cannot be taken back, so it cannot start over",
+                   (unsigned long long)x->req_from);
+      return -1;
+    }
+    b += k;
+    n -= k;
+    off += k;
+  }
+  return 0;
 }
 
 static size_t write_cb(char *data, size_t sz, size_t nm, void *ud) {
   xfer *x = ud;
   size_t n = sz * nm;
-  if (x->first) {
-    x->first = 0;
-    long code = 0;
-    curl_easy_getinfo(x->curl, CURLINFO_RESPONSE_CODE, &code);
-    x->base = code == 200 ? 0 : code == 206 && x->cr_start >= 0 ? (uint64_t)x->cr_start : x->req_from;
-    if (x->req_from > 0 && code == 200) x->skip = x->req_from; /* Range ignored */
-    if (x->req_from > 0 && code == 206) {
-      /* a part must start at or before the bytes we asked for, or bytes would be missing */
-      if (x->cr_start < 0 || (uint64_t)x->cr_start > x->req_from) {
-        char got[48] = "none";
-        if (x->cr_start >= 0) snprintf(got, sizeof got, "bytes %lld-", x->cr_start);
-        st_error_set(x->err, ST_EHTTP, x->name, (long long)x->req_from,
-                     "asked for bytes=%llu- and the server answered 206 with Content-Range %s",
-                     (unsigned long long)x->req_from, got);
-        return 0;
-      }
-      x->skip = x->req_from - (uint64_t)x->cr_start; /* overlap: drop what we have */
-    }
-  }
   x->last_data = st_now();
+  x->body += n;
+  if (x->expect >= 0 && x->body > (uint64_t)x->expect) { /* more than its length or its range says */
+    char why[200];
+    snprintf(why, sizeof why, "the server sent more than the %lld bytes its answer announced", x->expect);
+    if (!x->q) {
+      snprintf(x->why, sizeof x->why, "%s", why);
+      x->restart = 1;
+    } else {
+      x->drop_part = 1;
+      st_error_set(x->err, ST_EHTTP, x->name, (long long)x->have, "%s", why);
+    }
+    return 0;
+  }
   const uint8_t *b = (const uint8_t *)data;
   size_t len = n;
   if (x->skip) {
     size_t k = x->skip < len ? (size_t)x->skip : len;
+    if (x->compare && compare_prefix(x, b, k, x->req_from - x->skip)) return 0;
     x->skip -= k;
     b += k;
     len -= k;
@@ -329,6 +556,7 @@ typedef struct dl_opts {
   const char *manifest;  /* --verify MANIFEST */
   const char *cacert;
   long long retries, tmo;
+  uint64_t max_ratio;    /* --max-ratio, for --extract */
   int resume;
   int s3;                /* an s3://BUCKET/KEY: read with ranged GETs (stages/s3/get.c) */
   char name[1024];       /* the URL without credentials or query, for messages */
@@ -351,6 +579,9 @@ typedef struct dl_job {
   pthread_t xth;
   int xstarted;          /* its thread runs and must be joined */
   CURL *curl;
+  struct curl_slist *hdrs; /* If-Range of the attempt */
+  char *ca;              /* --cacert's bundle, read once */
+  size_t calen;
   st_progress p;
   int pstarted;
   int in_place;          /* the download is complete, right and renamed to PATH */
@@ -374,6 +605,7 @@ static int dl_opts_parse(const st_args *a, dl_opts *o, st_error *err) {
   o->s3 = strncmp(o->url, "s3://", 5) == 0;
   int rc = st_arg_int(a, "retries", 3, 0, PK_LIMIT_DOWNLOAD_RETRIES, &o->retries, err);
   if (!rc) rc = st_arg_int(a, "timeout", 60, 1, 86400, &o->tmo, err);
+  if (!rc) rc = dx_ratio_opt(a, &o->max_ratio, err);
   if (rc) return rc;
   if (o->md5 && !md5_valid_hex(o->md5))
     return st_error_set(err, ST_EINVAL, "--md5", -1, "expected 32 hex digits, got \"%.40s\"", o->md5);
@@ -385,14 +617,53 @@ static int dl_opts_parse(const st_args *a, dl_opts *o, st_error *err) {
   return 0;
 }
 
-/* Reads the manifest, opens PATH.part (kept with --resume) and starts the
- * md5 and the receive buffer. */
+static int hexval(char c) {
+  return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* A file:// URL names a regular file: curl would open a FIFO there and
+ * wait for a writer. 0, or the error (the file is checked as fio_open
+ * opens, and closed again). */
+static int dl_check_file_url(const char *url, st_error *err) {
+  if (strncasecmp(url, "file://", 7)) return 0;
+  const char *p = strchr(url + 7, '/'); /* after the host ("", "localhost") */
+  if (!p) return 0;                     /* curl's own error */
+  char path[4096];
+  size_t o = 0;
+  for (; *p && *p != '?' && *p != '#' && o + 1 < sizeof path; p++) {
+    int hi = *p == '%' ? hexval(p[1]) : -1, lo = hi >= 0 ? hexval(p[2]) : -1;
+    if (lo >= 0) {
+      path[o++] = (char)(hi * 16 + lo);
+      p += 2;
+    } else {
+      path[o++] = *p;
+    }
+  }
+  path[o] = 0;
+  if (memchr(path, 0, o)) return 0; /* a %00: curl refuses it */
+  struct stat st;
+  int fd = fio_open(path, O_RDONLY, FIO_FILE, "the file the URL names", &st, err);
+  if (fd == ST_ENOENT && err) st_error_clear(err); /* curl says it, naming the URL */
+  if (fd < 0) return fd == ST_ENOENT ? 0 : fd;
+  close(fd);
+  return 0;
+}
+
+/* Reads the manifest and --cacert, checks a file:// source, opens
+ * PATH.part (kept with --resume) and starts the md5 and the receive
+ * buffer. */
 static int dl_open(dl_job *j) {
   const dl_opts *o = j->o;
   int rc = o->manifest ? mf_load(o->manifest, &j->mf, j->err) : 0;
+  if (!rc && o->cacert)
+    rc = fio_read_all(o->cacert, PK_LIMIT_CACERT_BYTES, "PK_LIMIT_CACERT_BYTES", "the CA bundle", &j->ca,
+                      &j->calen, j->err);
+  if (!rc) rc = dl_check_file_url(o->url, j->err);
   if (rc) return rc;
-  j->fd = open(o->part, O_RDWR | O_CREAT | O_CLOEXEC | (o->resume ? 0 : O_TRUNC), 0644);
-  if (j->fd < 0) return st_error_errno(j->err, errno, o->part, "cannot create");
+  /* never blocks, and never writes into a FIFO or a device left at that name */
+  j->fd = fio_open(o->part, O_RDWR | O_CREAT | (o->resume ? 0 : O_TRUNC), FIO_FILE, "the partial download",
+                   NULL, j->err);
+  if (j->fd < 0) return j->fd;
   j->made_part = 1;
   j->md = EVP_MD_CTX_new();
   EVP_DigestInit_ex(j->md, EVP_md5(), NULL);
@@ -420,6 +691,7 @@ static int dl_start_extractor(dl_job *j) {
   xj->ud = &j->q;
   xj->hash = o->manifest != NULL;
   xj->undo = o->md5 != NULL; /* a wrong md5 puts DIR back as it was */
+  xj->max_ratio = o->max_ratio;
   j->x.q = &j->q;
   if (pthread_create(&j->xth, NULL, extract_thread, xj))
     return st_error_set(j->err, ST_EINTERNAL, o->name, -1, "cannot start the extractor thread");
@@ -466,7 +738,9 @@ static int dl_resume(dl_job *j) {
   free(b);
   if (k < 0) return st_error_errno(j->err, errno, part, "read failed");
   if (j->x.sink_failed || j->err->code) return dl_sink_failed(j);
-  if (j->x.have) st_printf(j->c, "resuming %s at byte %llu\n", part, (unsigned long long)j->x.have);
+  if (j->x.have) load_resource(&j->x); /* what the run that wrote PATH.part was told */
+  esc_buf eb;
+  if (j->x.have) st_printf(j->c, "resuming %s at byte %llu\n", esc_name(&eb, part), (unsigned long long)j->x.have);
   return 0;
 }
 
@@ -501,11 +775,17 @@ static void dl_attempt_setup(dl_job *j) {
   curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
   curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-  if (o->cacert) curl_easy_setopt(curl, CURLOPT_CAINFO, o->cacert);
+  if (j->ca) {
+    struct curl_blob ca = {j->ca, j->calen, CURL_BLOB_COPY}; /* read once, never blocking */
+    curl_easy_setopt(curl, CURLOPT_CAINFO_BLOB, &ca);
+  }
   x->req_from = x->have;
-  x->first = 1;
   x->skip = 0;
-  x->cr_start = -1;
+  x->compare = 0;
+  memset(&x->ans, 0, sizeof x->ans);
+  x->expect = -1;
+  x->body = 0;
+  x->restart = 0;
   x->base = x->have;
   x->last_data = st_now();
   x->stall_s = (double)o->tmo;
@@ -517,6 +797,16 @@ static void dl_attempt_setup(dl_job *j) {
       char range[48];
       snprintf(range, sizeof range, "%llu-", (unsigned long long)x->have);
       curl_easy_setopt(curl, CURLOPT_RANGE, range);
+      /* the rest of the same file, or (a server that keeps its word) all of the new one */
+      const char *ir = dl__if_range(&x->res);
+      char hdr[DL_TAG_MAX + 16];
+      curl_slist_free_all(j->hdrs);
+      j->hdrs = NULL;
+      if (ir) {
+        snprintf(hdr, sizeof hdr, "If-Range: %s", ir);
+        j->hdrs = curl_slist_append(NULL, hdr);
+        curl_easy_setopt(curl, CURLOPT_HTTPHEADER, j->hdrs);
+      }
     } else {
       curl_easy_setopt(curl, CURLOPT_RESUME_FROM_LARGE, (curl_off_t)x->have);
     }
@@ -548,7 +838,8 @@ static int dl_backoff(dl_job *j, CURLcode cc, long code, const char *ebuf, long 
   char why[CURL_ERROR_SIZE + 64];
   if (cc == CURLE_HTTP_RETURNED_ERROR) snprintf(why, sizeof why, "HTTP %ld", code);
   else snprintf(why, sizeof why, "%s%s%s", curl_easy_strerror(cc), ebuf[0] ? ": " : "", ebuf);
-  st_eprintf(j->c, "download: %s; retry %lld of %lld in %.1f s from byte %llu\n", why, attempt + 1,
+  esc_buf ew; /* curl's words may quote the server */
+  st_eprintf(j->c, "download: %s; retry %lld of %lld in %.1f s from byte %llu\n", esc_name(&ew, why), attempt + 1,
              j->o->retries, delay, (unsigned long long)j->x.have);
   for (double w = 0; w < delay; w += 0.1) {
     if (st_cancelled(j->c))
@@ -557,6 +848,24 @@ static int dl_backoff(dl_job *j, CURLcode cc, long code, const char *ebuf, long 
     nanosleep(&ts, NULL);
     st_progress_update(&j->p, j->x.have);
   }
+  return 0;
+}
+
+/* The answer was not the rest of the file (x->why): PATH.part is dropped
+ * and the next attempt asks for all of it, at once; without a retry left,
+ * the error. */
+static int dl_start_over(dl_job *j, long long attempt) {
+  xfer *x = &j->x;
+  x->restart = 0;
+  if (attempt >= j->o->retries) {
+    x->drop_part = 1;
+    return st_error_set(j->err, ST_EHTTP, j->o->name, (long long)x->req_from,
+                        "%s; no retry left to start over from byte 0 (--retries)", x->why);
+  }
+  if (xfer_start_over(x)) return st_error_errno(j->err, x->write_error, j->o->part, "truncate failed");
+  esc_buf ew;
+  st_eprintf(j->c, "download: %s; starting over from byte 0 (retry %lld of %lld)\n", esc_name(&ew, x->why), attempt + 1,
+             j->o->retries);
   return 0;
 }
 
@@ -573,6 +882,7 @@ static int dl_attempt_failed(dl_job *j, CURLcode cc, long code, long long attemp
     return st_error_set(j->err, ST_ECANCELED, o->name, (long long)j->x.have,
                         "interrupted (%s keeps %llu bytes; --resume continues)", o->part,
                         (unsigned long long)j->x.have);
+  if (j->x.restart && !j->err->code) return dl_start_over(j, attempt);
   if (j->x.sink_failed || j->x.write_error || j->err->code) return dl_sink_failed(j);
   if (cc == CURLE_RANGE_ERROR || (cc == CURLE_HTTP_RETURNED_ERROR && code == 416)) {
     /* Range not satisfiable: start over */
@@ -622,6 +932,18 @@ static int dl_transfer_s3(dl_job *j) {
   return rc;
 }
 
+/* An answer that ended early without curl noticing (no Content-Length):
+ * fewer bytes than its range, or than the file's length. */
+static int dl_short(dl_job *j) {
+  const xfer *x = &j->x;
+  int s = (x->expect >= 0 && x->body < (uint64_t)x->expect) ||
+          (x->res.total >= 0 && x->have < (uint64_t)x->res.total);
+  if (s)
+    snprintf(j->ebuf, sizeof j->ebuf, "the answer ended at byte %llu of %lld", (unsigned long long)x->have,
+             x->res.total >= 0 ? x->res.total : (long long)(x->base + (uint64_t)x->expect));
+  return s;
+}
+
 /* Receives the body into PATH.part (and the queue), retrying as --retries
  * allows; 0 once curl has delivered all of it. */
 static int dl_transfer(dl_job *j) {
@@ -633,6 +955,7 @@ static int dl_transfer(dl_job *j) {
     dl_attempt_setup(j);
     CURLcode cc = curl_easy_perform(j->curl);
     if (flush(&j->x) && cc == CURLE_OK) cc = CURLE_WRITE_ERROR;
+    if (cc == CURLE_OK && dl_short(j)) cc = CURLE_PARTIAL_FILE; /* retried from where it ends */
     long code = 0;
     curl_easy_getinfo(j->curl, CURLINFO_RESPONSE_CODE, &code);
     if (cc == CURLE_OK) break;
@@ -697,15 +1020,17 @@ static int dl_place(dl_job *j) {
   char b1[32], r1[32];
   st_fmt_bytes(b1, sizeof b1, j->x.have);
   st_fmt_rate(r1, sizeof r1, j->x.have, dt);
+  esc_buf et;
   if (o->s3) { /* the ETag was checked; the md5 is made when --md5 asked for it */
     st_printf(j->c, "download: %s in %.2f s (%s), %s%s%s%s -> %s\n", b1, dt, r1,
               j->hex[0] ? "md5 " : "", j->hex, j->hex[0] ? (o->md5 ? " OK, " : ", ") : "",
-              j->g.check, o->to);
-    st_timing_add(j->c, "download", "download", dt, j->x.have, 1, "s3 ranged GET", j->hex[0] ? j->hex : j->g.etag);
+              j->g.check, esc_name(&et, o->to));
+    st_timing_add(j->c, "download", "download", dt, j->x.have, 1, "s3 ranged GET",
+                  j->hex[0] ? j->hex : j->g.etag);
     return 0;
   }
   st_printf(j->c, "download: %s in %.2f s (%s), md5 %s%s -> %s\n", b1, dt, r1, j->hex,
-            o->md5 ? " OK" : "", o->to);
+            o->md5 ? " OK" : "", esc_name(&et, o->to));
   st_timing_add(j->c, "download", "download", dt, j->x.have, 1, "libcurl", j->hex);
   return 0;
 }
@@ -720,8 +1045,9 @@ static int dl_extract_after(dl_job *j) {
     char b2[32];
     st_fmt_bytes(b2, sizeof b2, atomic_load(&xj->out_bytes));
     uint64_t nf = atomic_load(&xj->files);
+    esc_buf ed;
     st_printf(j->c, "extract: %s, %llu file%s into %s while downloading (%s)\n", b2,
-              (unsigned long long)nf, nf == 1 ? "" : "s", o->exdir, xj->backend);
+              (unsigned long long)nf, nf == 1 ? "" : "s", esc_name(&ed, o->exdir), xj->backend);
     return 0;
   }
   double t1 = st_now();
@@ -781,12 +1107,15 @@ static int dl_cleanup(dl_job *j, int rc) {
     free(j->xj);
   }
   if (j->curl) curl_easy_cleanup(j->curl);
+  curl_slist_free_all(j->hdrs);
+  free(j->ca);
   EVP_MD_CTX_free(j->md);
   free(j->x.wb);
   if (j->fd >= 0) close(j->fd);
   /* keep PATH.part for --resume after network errors and interrupts, not after bad data */
   if (j->made_part && rc &&
-      (j->x.have == 0 || (rc != ST_ECANCELED && rc != ST_ENET && rc != ST_ETIMEDOUT && rc != ST_EHTTP)))
+      (j->x.have == 0 || j->x.drop_part ||
+       (rc != ST_ECANCELED && rc != ST_ENET && rc != ST_ETIMEDOUT && rc != ST_EHTTP)))
     unlink(o->part);
   mf_free(&j->mf);
   return rc;
@@ -812,6 +1141,7 @@ int dl_download(st_ctx *c, const st_args *a, st_error *err) {
   j.x.c = c;
   j.x.err = err;
   j.x.fd = -1;
+  j.x.res.total = -1;
   j.x.name = o.name;
   j.x.p = &j.p;
   j.a = a;

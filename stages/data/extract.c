@@ -20,13 +20,18 @@
 #include <unistd.h>
 
 #include "lib/dynbuf.h"
+#include "lib/escape.h"
+#include "lib/fileio.h"
 #include "lib/limits.h"
 #include "md5.h"
 #include "lib/ring.h"
+#include "lib/safepath.h"
 
 const st_option dx_extract_opts[] = {
     {"to", 1, "DIR", "destination folder (created if missing); required"},
     {"inflater", 1, "NAME", "gzip inflater: auto (ISA-L), isal or libarchive (zlib)"},
+    {"max-ratio", 1, "N",
+     "most bytes extracted per archive byte (default " DX__XSTR(PK_LIMIT_EXTRACT_RATIO) "; 0: no bound)"},
     {NULL, 0, NULL, NULL}};
 
 /* ---- the byte source seen by libarchive: raw, or inflated by ISA-L ----
@@ -447,32 +452,6 @@ static int open_parent(dx_job *j, int root, char *rel, const char **leaf, int cr
   return fd;
 }
 
-/* A symlink target must stay inside DIR whatever order members come in:
- * it is relative, starts with at most as many ".." as the link is deep, and
- * has no ".." after its first other component. The link's own folder is a
- * real folder (nothing is created through a symlink), so the leading ".."
- * resolve as written, and what follows only goes down, through folders or
- * through links that obey the same rule. ("a/../../x" with "a" a link to
- * "." would escape; it is refused even when "a" does not exist yet.) */
-static int link_target_safe(const char *rel, const char *target) {
-  if (!*target || target[0] == '/') return 0;
-  int depth = 0, down = 0;
-  for (const char *p = rel; *p; p++) depth += *p == '/';
-  const char *s = target;
-  while (*s) {
-    const char *e = strchr(s, '/');
-    size_t n = e ? (size_t)(e - s) : strlen(s);
-    if (n == 2 && s[0] == '.' && s[1] == '.') {
-      if (down || --depth < 0) return 0;
-    } else if (n && !(n == 1 && s[0] == '.')) {
-      down = 1;
-    }
-    if (!e) break;
-    s = e + 1;
-  }
-  return 1;
-}
-
 /* A regular member being written: where it goes, its temporary file and
  * its digest. write_file's steps fill it in turn. */
 typedef struct dx_file {
@@ -486,6 +465,7 @@ typedef struct dx_file {
   int made_tmp;                /* tmp was created (removed again on failure) */
   EVP_MD_CTX *md;              /* NULL without hashing */
   uint64_t written;            /* the end of the last data block */
+  uint64_t on_disk;            /* the end of the last byte written (zero blocks are holes) */
   char *old;                   /* with undo: what the member replaced, kept aside */
   char hex[33];                /* its md5 ("" without hashing) */
 } dx_file;
@@ -513,6 +493,35 @@ static int pwrite_all(int fd, const uint8_t *b, size_t left, int64_t off) {
   return 0;
 }
 
+#define DX_HOLE 4096 /* zero blocks of this size, at multiples of it in the file, become holes */
+
+static int all_zero(const uint8_t *b, size_t n) {
+  return n && b[0] == 0 && !memcmp(b, b + 1, n - 1);
+}
+
+/* pwrite_all, leaving out every whole DX_HOLE block of zeros (aligned in
+ * the file) past *end, the end of the last byte written so far: the file
+ * was made empty, so what is left out there reads as zeros and, where the
+ * file system keeps holes, takes no room. *end grows to the end of the last
+ * byte written. 0, or -1 with errno. */
+static int pwrite_sparse(int fd, const uint8_t *b, size_t len, int64_t off, uint64_t *end) {
+  const uint64_t clean = *end; /* nothing was written from here on */
+  size_t i = 0, from = 0;      /* b[from..i) is waiting to be written */
+  while (i < len) {
+    size_t k = DX_HOLE - (size_t)((uint64_t)(off + (int64_t)i) % DX_HOLE); /* to the next block edge */
+    if (k > len - i) k = len - i;
+    if (k == DX_HOLE && (uint64_t)(off + (int64_t)i) >= clean && all_zero(b + i, k)) {
+      if (i > from && pwrite_all(fd, b + from, i - from, off + (int64_t)from)) return -1;
+      if (i > from && (uint64_t)(off + (int64_t)i) > *end) *end = (uint64_t)(off + (int64_t)i);
+      from = i + k;
+    }
+    i += k;
+  }
+  if (len > from && pwrite_all(fd, b + from, len - from, off + (int64_t)from)) return -1;
+  if (len > from && (uint64_t)(off + (int64_t)len) > *end) *end = (uint64_t)(off + (int64_t)len);
+  return 0;
+}
+
 /* Refuses, before anything is written, a member whose declared size is
  * over what the archive may still hold, or over the free space in DIR. */
 static int file_check_size(dx_job *j, int root, const dx_file *f, uint64_t total) {
@@ -536,8 +545,12 @@ static int file_open(dx_job *j, int root, char *rel, dx_file *f) {
   f->dfd = open_parent(j, root, rel, &f->leaf, 1);
   if (f->dfd < 0) return j->err.code;
   snprintf(f->tmp, sizeof f->tmp, ".%.200s.pk-tmp-%ld", f->leaf, (long)getpid());
-  f->fd = openat(f->dfd, f->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+  struct stat st; /* never blocks on a FIFO someone left under that name */
+  f->fd = fio_openat_raw(f->dfd, f->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0600, &st);
   if (f->fd < 0) return fail_errno(j, errno, f->rel, "cannot create");
+  if (!S_ISREG(st.st_mode))
+    return st_error_set(&j->err, ST_EUNSAFE, j->where, -1, "member \"%.300s\": its temporary name %s is %s",
+                        f->rel, f->tmp, fio_kind(st.st_mode));
   f->made_tmp = 1;
   if (j->hash) {
     f->md = EVP_MD_CTX_new();
@@ -546,8 +559,25 @@ static int file_open(dx_job *j, int root, char *rel, dx_file *f) {
   return 0;
 }
 
+/* The archive may not expand past its ratio: once the members hold more
+ * than PK_LIMIT_EXTRACT_RATIO_FREE bytes, at most max_ratio of them per
+ * archive byte read so far (for gzip: compressed bytes), counting the n
+ * bytes about to be written. 0, or ST_E2BIG naming the member. */
+static int check_ratio(dx_job *j, const char *rel, size_t n) {
+  uint64_t ratio = j->max_ratio ? j->max_ratio : PK_LIMIT_EXTRACT_RATIO;
+  uint64_t out = atomic_load(&j->out_bytes) + n, in = atomic_load(&j->in_bytes);
+  if (ratio == DX_NO_RATIO || out <= PK_LIMIT_EXTRACT_RATIO_FREE) return 0;
+  if (in && out / in < ratio) return 0;
+  return st_error_set(&j->err, ST_E2BIG, j->where, (long long)in,
+                      "member \"%.300s\": %llu bytes extracted from %llu archive bytes, more than %llu "
+                      "per byte (PK_LIMIT_EXTRACT_RATIO): an archive bomb? --max-ratio N raises the bound, "
+                      "--max-ratio 0 lifts it",
+                      rel, (unsigned long long)out, (unsigned long long)in, (unsigned long long)ratio);
+}
+
 /* Writes every data block of the member at its offset (holes are hashed
- * as zeros); data beyond the declared size counts against the limit. */
+ * as zeros; zero blocks are written as holes); data beyond the declared
+ * size counts against the limit, every byte against the ratio. */
 static int file_copy_data(dx_job *j, struct archive *ar, dx_file *f, uint64_t total) {
   const char *rel = f->rel;
   for (;;) {
@@ -566,8 +596,10 @@ static int file_copy_data(dx_job *j, struct archive *ar, dx_file *f, uint64_t to
       if ((uint64_t)off + len > PK_LIMIT_EXTRACT_BYTES - total)
         return st_error_set(&j->err, ST_E2BIG, j->where, -1, "member \"%.300s\" exceeds the size limit", rel);
     }
+    int rc = check_ratio(j, rel, len);
+    if (rc) return rc;
     if (f->md && (uint64_t)off > f->written) md_zeros(f->md, (uint64_t)off - f->written); /* a hole */
-    if (pwrite_all(f->fd, buf, len, off)) return fail_errno(j, errno, rel, "write failed");
+    if (pwrite_sparse(f->fd, buf, len, off, &f->on_disk)) return fail_errno(j, errno, rel, "write failed");
     if (f->md) EVP_DigestUpdate(f->md, buf, len);
     f->written = (uint64_t)off + len;
     atomic_fetch_add(&j->out_bytes, len);
@@ -576,13 +608,13 @@ static int file_copy_data(dx_job *j, struct archive *ar, dx_file *f, uint64_t to
   }
 }
 
-/* Extends the file to its declared size (hashing the zeros) and gives it
- * the member's mode (at most 0755) and time. */
+/* Extends the file to its declared size (hashing the zeros) or to its last
+ * block (when that was a hole), and gives it the member's mode (at most
+ * 0755) and time. */
 static int file_complete(dx_job *j, dx_file *f) {
-  if (f->written < (uint64_t)f->size) {
-    if (ftruncate(f->fd, f->size)) return fail_errno(j, errno, f->rel, "truncate failed");
-    if (f->md) md_zeros(f->md, (uint64_t)f->size - f->written);
-  }
+  uint64_t end = f->written > (uint64_t)f->size ? f->written : (uint64_t)f->size;
+  if (f->on_disk < end && ftruncate(f->fd, (off_t)end)) return fail_errno(j, errno, f->rel, "truncate failed");
+  if (f->written < (uint64_t)f->size && f->md) md_zeros(f->md, (uint64_t)f->size - f->written);
   fchmod(f->fd, archive_entry_perm(f->e) & 0755);
   struct timespec ts[2] = {{archive_entry_mtime(f->e), 0}, {archive_entry_mtime(f->e), 0}};
   futimens(f->fd, ts);
@@ -713,7 +745,7 @@ static int entry_dir(dx_job *j, int root, char *rel) {
 /* A symlink member: only with a target that stays inside DIR. */
 static int entry_symlink(dx_job *j, int root, char *rel, struct archive_entry *e) {
   const char *target = archive_entry_symlink(e);
-  if (!target || !link_target_safe(rel, target))
+  if (!target || !sp_link_stays(rel, target)) /* the rule %verify follows links by */
     return st_error_set(&j->err, ST_EUNSAFE, j->where, -1,
                         "symlink \"%.300s\" -> \"%.300s\" leads out of %s: refused", rel,
                         target ? target : "", j->dest);
@@ -905,12 +937,31 @@ int dx_run(dx_job *j) {
 }
 
 /* ---- %extract ---- */
+int dx_ratio_opt(const st_args *a, uint64_t *ratio, st_error *err) {
+  long long r;
+  int rc = st_arg_int(a, "max-ratio", PK_LIMIT_EXTRACT_RATIO, 0, 1000000000, &r, err);
+  if (!rc) *ratio = r ? (uint64_t)r : DX_NO_RATIO;
+  return rc;
+}
+
 typedef struct {
   int fd;
+  int fifo;              /* a pipe: read with fio_read_wait */
+  atomic_int stop;       /* the extractor wants no more (file_abort) */
+  st_ctx *c;
   uint8_t *buf;
   st_error *err;
   const char *path;
 } file_src;
+
+/* A wait for a pipe's bytes ends at an interrupt, or once the extractor
+ * stopped (an inflater thread may be waiting). */
+static int file_stopped(void *ud) {
+  file_src *f = ud;
+  return atomic_load(&f->stop) || st_cancelled(f->c);
+}
+
+static void file_abort(void *ud) { atomic_store(&((file_src *)ud)->stop, 1); }
 
 /* progress from the extracting thread (the stage thread here) */
 static void file_tick(void *ud, uint64_t in_bytes) { st_progress_update(ud, in_bytes); }
@@ -925,7 +976,7 @@ static int64_t file_seek(void *ud, int64_t off, int from_end) {
 static ssize_t file_pull(void *ud, const void **buf) {
   file_src *f = ud;
   for (;;) {
-    ssize_t n = read(f->fd, f->buf, 1u << 20);
+    ssize_t n = f->fifo ? fio_read_wait(f->fd, f->buf, 1u << 20, file_stopped, f) : read(f->fd, f->buf, 1u << 20);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       st_error_errno(f->err, errno, f->path, "read failed");
@@ -941,8 +992,9 @@ void dx_report(st_ctx *c, const dx_job *j, double dt, const char *into, const ch
   char b1[32], r1[32];
   st_fmt_bytes(b1, sizeof b1, out);
   st_fmt_rate(r1, sizeof r1, out, dt);
+  esc_buf ei;
   st_printf(c, "extract: %s, %llu file%s%s%s in %.2f s (%s%s%s)\n", b1, (unsigned long long)files,
-            files == 1 ? "" : "s", into ? " into " : "", into ? into : "", dt, r1, note ? "; " : "",
+            files == 1 ? "" : "s", into ? " into " : "", into ? esc_name(&ei, into) : "", dt, r1, note ? "; " : "",
             note ? note : "");
   st_timing_add(c, "extract", "extract", dt, out, files, j->backend, NULL);
 }
@@ -950,10 +1002,14 @@ void dx_report(st_ctx *c, const dx_job *j, double dt, const char *into, const ch
 int dx_extract_file(st_ctx *c, dx_job *j, const char *path, const char *name) {
   st_error ferr; /* the file's own errors (errno, path) say more than libarchive's */
   st_error_clear(&ferr);
-  file_src fs = {.fd = open(path, O_RDONLY | O_CLOEXEC), .err = &ferr, .path = path};
-  if (fs.fd < 0) return st_error_errno(&j->err, errno, path, "cannot open");
+  /* a regular file or a pipe (never waited on at the open, and read with
+   * waits an interrupt ends); a device or a socket is refused */
   struct stat st;
-  fstat(fs.fd, &st);
+  file_src fs = {.fd = fio_open(path, O_RDONLY, FIO_FILE | FIO_FIFO, "the archive", &st, &j->err),
+                 .c = c, .err = &ferr, .path = path};
+  if (fs.fd < 0) return fs.fd;
+  fs.fifo = S_ISFIFO(st.st_mode);
+  atomic_init(&fs.stop, 0);
   posix_fadvise(fs.fd, 0, 0, POSIX_FADV_SEQUENTIAL);
   fs.buf = malloc(1u << 20);
   if (!fs.buf) {
@@ -961,7 +1017,8 @@ int dx_extract_file(st_ctx *c, dx_job *j, const char *path, const char *name) {
     return st_error_set(&j->err, ST_ENOMEM, path, -1, "out of memory");
   }
   j->pull = file_pull;
-  j->seek = S_ISREG(st.st_mode) ? file_seek : NULL;
+  j->seek = fs.fifo ? NULL : file_seek;
+  j->abort = file_abort;
   j->ud = &fs;
   atomic_store(&j->in_bytes, 0);
   st_progress p;
@@ -972,13 +1029,14 @@ int dx_extract_file(st_ctx *c, dx_job *j, const char *path, const char *name) {
   j->tick_ud = &p;
   int rc = dx_run(j);
   if (rc && ferr.code) rc = (j->err = ferr).code;
-  if (!rc && j->needs_file) /* a pipe or a device cannot seek */
+  if (!rc && j->needs_file) /* a pipe cannot seek */
     rc = st_error_set(&j->err, ST_EINVAL, path, -1,
                       "a zip or 7-Zip archive keeps its directory at the end: it is read from a "
-                      "regular file, with seeks, not from a pipe or device");
+                      "regular file, with seeks, not from a pipe");
   st_progress_update(&p, atomic_load(&j->in_bytes));
   st_progress_end(&p, rc);
   j->tick = NULL;
+  j->abort = NULL;
   j->pull = NULL;
   j->seek = NULL;
   j->ud = NULL;
@@ -996,12 +1054,14 @@ int dx_extract(st_ctx *c, const st_args *a, st_error *err) {
     return st_error_set(err, ST_EINVAL, "--inflater", -1, "expected auto, isal or libarchive, got \"%.40s\"", inf);
   dx_job j;
   memset(&j, 0, sizeof j);
+  int rc = dx_ratio_opt(a, &j.max_ratio, err);
+  if (rc) return rc;
   j.c = c;
   j.where = path;
   j.dest = dest;
   j.inflater = inflater;
   double t0 = st_now();
-  int rc = dx_extract_file(c, &j, path, path);
+  rc = dx_extract_file(c, &j, path, path);
   double dt = st_now() - t0;
   if (rc) {
     *err = j.err;

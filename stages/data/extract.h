@@ -21,8 +21,12 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "lib/limits.h"
 #include "lib/stage.h"
 #include "lib/strv.h"
+
+#define DX__STR(x) #x
+#define DX__XSTR(x) DX__STR(x)
 
 int dx_extract(st_ctx *c, const st_args *a, st_error *err);
 extern const st_option dx_extract_opts[];
@@ -36,6 +40,11 @@ typedef ssize_t (*dx_pull_fn)(void *ud, const void **buf);
  * returns that offset, or -1 (the source has filled its own error). Formats
  * whose directory is at the end (zip's modes and links, 7-Zip) need it. */
 typedef int64_t (*dx_seek_fn)(void *ud, int64_t off, int from_end);
+
+#define DX_NO_RATIO UINT64_MAX
+
+/* --max-ratio N of %extract and %download (0: no bound) into *ratio. */
+int dx_ratio_opt(const st_args *a, uint64_t *ratio, st_error *err);
 
 typedef struct dx_member {
   char *path;     /* relative to DIR */
@@ -54,6 +63,11 @@ typedef struct dx_job {
   int inflater;          /* 0 auto (ISA-L for gzip), 1 ISA-L, 2 libarchive */
   int hash;              /* md5 each member as it is written */
   int undo;              /* keep what members replace until dx_commit or dx_rollback */
+  /* The most bytes the members may hold per archive byte read, once past
+   * PK_LIMIT_EXTRACT_RATIO_FREE of them (0: PK_LIMIT_EXTRACT_RATIO;
+   * DX_NO_RATIO: no bound): gzip packs zeros up to 1030 to 1 (zlib level 1: 230), a
+   * real dataset's tarball a few times at most. */
+  uint64_t max_ratio;
   /* Optional: wakes a pull that waits for data once the extractor no longer
    * wants any (gzip is inflated on a thread of its own that calls pull). */
   void (*abort)(void *ud);
@@ -105,12 +119,15 @@ void dx_job_free(dx_job *j);
 
 #define DX_EXTRACT_ROWS                                                                  \
   {"extract", dx_extract, 1, 1, ST_F_SLOW, "data",                                       \
-   "%extract ARCHIVE --to DIR [--inflater auto|isal|libarchive]",                       \
+   "%extract ARCHIVE --to DIR [--inflater auto|isal|libarchive] [--max-ratio N]",       \
    "Extract a tar/tar.gz (or anything libarchive reads) safely into DIR.",              \
    "Refuses absolute paths, \"..\", writes through symlinks, symlinks and hard links\n" \
    "leading out of DIR, device nodes, fifos and sockets; limits the member count and\n" \
    "total size (a member larger than the limit or the free space is refused before\n"  \
-   "anything is written). Each file is written under a temporary name and renamed\n"    \
+   "anything is written) and how much the archive expands: past 64 MiB, at most N\n"  \
+   "bytes per archive byte (--max-ratio, default " DX__XSTR(PK_LIMIT_EXTRACT_RATIO) "; 0: no bound). Runs of zeros\n"  \
+   "(4 KiB blocks) are written as holes. ARCHIVE is a regular file or a pipe.\n"      \
+   "Each file is written under a temporary name and renamed\n"    \
    "when complete; an error or interrupt removes the partial file. gzip is inflated\n"  \
    "by ISA-L igzip on a thread of its own feeding libarchive's tar reader, so\n"        \
    "inflating overlaps writing (--inflater libarchive uses libarchive's zlib\n"         \

@@ -4,15 +4,13 @@
 #include "manifest.h"
 
 #include <ctype.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "lib/dynbuf.h"
+#include "lib/fileio.h"
 #include "lib/limits.h"
+#include "lib/safepath.h"
 
 void mf_free(mf_list *m) {
   if (!m) return;
@@ -22,17 +20,32 @@ void mf_free(mf_list *m) {
   m->n = 0;
 }
 
-static int unsafe_path(const char *p) {
-  if (!*p || p[0] == '/') return 1;
+/* Drops the empty and "." components of the relative path p in place
+ * ("a//b/./c/" is "a/b/c", as a file system reads it), so that what is
+ * left is what sp_check_rel accepts or a path that is refused. */
+static void normalise(char *p) {
+  char *o = p;
   const char *s = p;
   while (*s) {
     const char *e = strchr(s, '/');
     size_t n = e ? (size_t)(e - s) : strlen(s);
-    if (n == 2 && s[0] == '.' && s[1] == '.') return 1;
+    if (n && !(n == 1 && s[0] == '.')) {
+      if (o != p) *o++ = '/';
+      memmove(o, s, n);
+      o += n;
+    }
     if (!e) break;
     s = e + 1;
   }
-  return 0;
+  *o = 0;
+}
+
+/* A manifest path that could name something outside the root: absolute,
+ * empty, or with a ".." component (sp_check_rel, after normalise). */
+static int unsafe_path(char *p) {
+  if (p[0] == '/') return 1;
+  normalise(p);
+  return sp_check_rel(p, PK_LIMIT_MANIFEST_PATH, NULL) != 0;
 }
 
 static int cmp_entry(const void *a, const void *b) {
@@ -93,7 +106,6 @@ static int parse_line(const char *s, size_t n, const char *wl, char hex[33], cha
     }
   }
   p[k] = 0;
-  while (k > 2 && p[0] == '.' && p[1] == '/') memmove(p, p + 2, (k -= 2) + 1);
   if (unsafe_path(p)) {
     int rc = st_error_set(err, ST_EUNSAFE, wl, -1, "path \"%.200s\" is absolute, empty or contains \"..\"", p);
     free(p);
@@ -173,32 +185,12 @@ int mf_parse(const char *buf, size_t len, const char *where, mf_list *out, st_er
 int mf_load(const char *path, mf_list *out, st_error *err) {
   out->e = NULL;
   out->n = 0;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return st_error_errno(err, errno, path, "cannot open the manifest");
-  struct stat st;
-  if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-    close(fd);
-    return st_error_set(err, ST_EINVAL, path, -1, "the manifest is not a regular file");
-  }
-  if ((unsigned long long)st.st_size > PK_LIMIT_MANIFEST_BYTES) {
-    close(fd);
-    return st_error_set(err, ST_E2BIG, path, -1, "manifest of %lld bytes, the limit is %u",
-                        (long long)st.st_size, (unsigned)PK_LIMIT_MANIFEST_BYTES);
-  }
-  char *buf = malloc((size_t)st.st_size + 1);
-  if (!buf) {
-    close(fd);
-    return st_error_set(err, ST_ENOMEM, path, -1, "out of memory");
-  }
-  size_t got = 0;
-  while (got < (size_t)st.st_size) {
-    ssize_t k = read(fd, buf + got, (size_t)st.st_size - got);
-    if (k < 0 && errno == EINTR) continue;
-    if (k <= 0) break;
-    got += (size_t)k;
-  }
-  close(fd);
-  int rc = mf_parse(buf, got, path, out, err);
+  char *buf;
+  size_t got;
+  int rc = fio_read_all(path, PK_LIMIT_MANIFEST_BYTES, "PK_LIMIT_MANIFEST_BYTES", "the manifest", &buf,
+                        &got, err);
+  if (rc) return rc;
+  rc = mf_parse(buf, got, path, out, err);
   free(buf);
   return rc;
 }

@@ -4,7 +4,9 @@
  * name with "\\\\" and "\\n" escapes, as GNU md5sum writes them, and "\\r",
  * which mf_write_line uses so that a name ending in CR survives). Empty lines
  * and lines starting with '#' are skipped. Paths must be relative and must
- * not contain ".." components. Limits: stages/lib/limits.h.
+ * not contain ".." components; empty and "." components are dropped
+ * ("./a//b/./c" is "a/b/c"), so each path is what sp_check_rel
+ * (stages/lib/safepath.h) accepts. Limits: stages/lib/limits.h.
  */
 #ifndef PK_MANIFEST_H
 #define PK_MANIFEST_H

@@ -15,6 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lib/escape.h"
+#include "lib/fileio.h"
 #include "lib/mapguard.h"
 
 const st_option md5_opts[] = {
@@ -165,12 +167,12 @@ typedef struct md5_job {
   char hex[33];
 } md5_job;
 
-/* Opens FILE (a regular file), read ahead sequentially. */
+/* Opens FILE (a regular file, without blocking on anything else), read
+ * ahead sequentially. */
 static int md5_open(md5_job *j) {
-  j->fd = open(j->path, O_RDONLY | O_CLOEXEC);
-  if (j->fd < 0) return st_error_errno(j->err, errno, j->path, "cannot open");
   struct stat st;
-  if (fstat(j->fd, &st) || !S_ISREG(st.st_mode)) return st_error_set(j->err, ST_EINVAL, j->path, -1, "not a regular file");
+  j->fd = fio_open(j->path, O_RDONLY, FIO_FILE, NULL, &st, j->err); /* never blocks (a FIFO) */
+  if (j->fd < 0) return j->fd;
   j->size = (uint64_t)st.st_size;
   posix_fadvise(j->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
   posix_fadvise(j->fd, 0, 0, POSIX_FADV_WILLNEED);
@@ -269,7 +271,8 @@ static int md5_report(md5_job *j) {
   char b1[32], r1[32];
   st_fmt_bytes(b1, sizeof b1, j->done);
   st_fmt_rate(r1, sizeof r1, j->done, j->dt);
-  st_printf(j->c, "%s  %s\n", j->hex, j->path);
+  esc_buf eb;
+  st_printf(j->c, "%s  %s\n", j->hex, esc_name(&eb, j->path));
   st_timing_add(j->c, "integrity", "md5", j->dt, j->done, 1, "openssl-evp", j->hex);
   if (j->expect && strcasecmp(j->expect, j->hex) != 0) {
     st_printf(j->c, "integrity: %s in %.2f s (%s), MISMATCH\n", b1, j->dt, r1);

@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lib/fileio.h"
 #include "md5.h"
 #include "pklwrite.h"
 
@@ -337,10 +338,11 @@ static int emit(mk *m, const char *name, const uint8_t *b, size_t n) {
   char final[4400];
   snprintf(final, sizeof final, "%s/%s", m->bdir, name);
   snprintf(m->tmp, sizeof m->tmp, "%s/.%s.tmp-%ld", m->bdir, name, (long)getpid());
-  int fd = open(m->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int fd = fio_openat(AT_FDCWD, m->tmp, final, O_WRONLY | O_CREAT | O_TRUNC, 0644, FIO_FILE, NULL, NULL,
+                      m->err); /* never blocks on a FIFO at that name */
   if (fd < 0) {
     m->tmp[0] = 0;
-    return st_error_errno(m->err, errno, final, "cannot create");
+    return fd;
   }
   if (write_all(fd, b, n)) {
     int e = errno;
@@ -507,10 +509,10 @@ static int mk_alloc(mk *m) {
 static int mk_open_manifest(mk *m) {
   snprintf(m->man_final, sizeof m->man_final, "%s/MANIFEST.md5", m->o->dir);
   snprintf(m->man_tmp, sizeof m->man_tmp, "%s/.MANIFEST.md5.tmp-%ld", m->o->dir, (long)getpid());
-  m->manifest = fopen(m->man_tmp, "w");
+  m->manifest = fio_fopen_write(m->man_tmp, "the manifest", m->err);
   if (!m->manifest) {
     m->man_tmp[0] = 0;
-    return st_error_errno(m->err, errno, m->man_final, "cannot create");
+    return m->err->code;
   }
   return 0;
 }
@@ -522,10 +524,11 @@ static int mk_open_tarball(mk *m) {
   snprintf(m->tar_final, sizeof m->tar_final, "%s/cifar-10-python.tar%s", m->o->dir, ext);
   snprintf(m->tar_tmp, sizeof m->tar_tmp, "%s/.cifar-10-python.tar%s.tmp-%ld", m->o->dir, ext,
            (long)getpid());
-  m->to.fd = open(m->tar_tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  m->to.fd = fio_openat(AT_FDCWD, m->tar_tmp, m->tar_final, O_WRONLY | O_CREAT | O_TRUNC, 0644, FIO_FILE,
+                        "the tarball", NULL, m->err);
   if (m->to.fd < 0) {
     m->tar_tmp[0] = 0;
-    return st_error_errno(m->err, errno, m->tar_final, "cannot create");
+    return m->to.fd;
   }
   m->to.gzip = m->o->gz;
   if (!m->o->gz) return 0;

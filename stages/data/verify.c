@@ -6,6 +6,13 @@
  * files with OpenSSL EVP md5, straight from a read-only mapping (no copy out
  * of the page cache: 5 % less time than 1 MiB reads with 2 threads), and add
  * to an atomic byte counter that the stage thread turns into progress.
+ *
+ * Every path is walked from the root one component at a time
+ * (sp_open_below, stages/lib/safepath.h): nothing is opened before it was
+ * looked at, a FIFO or a device is never opened, and a symlink is followed
+ * only by the rule %extract creates them by (sp_link_stays); one that leads
+ * out of the root is reported as "outside" and nothing behind it is read,
+ * hashed or listed.
  */
 #include "verify.h"
 
@@ -21,29 +28,32 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/fileio.h"
 #include "lib/limits.h"
+#include "lib/safepath.h"
 #include "lib/strv.h"
-#include "md5.h"
 #include "lib/table.h"
+#include "md5.h"
 
 const st_option vf_verify_opts[] = {
     {"root", 1, "DIR", "folder the manifest's paths are relative to (default: its folder)"},
     {"jobs", 1, "N", "hashing threads (default: all cores)"},
     {NULL, 0, NULL, NULL}};
 
-enum { VF_PENDING, VF_OK, VF_MISSING, VF_MISMATCH, VF_ERROR };
+enum { VF_PENDING, VF_OK, VF_MISSING, VF_MISMATCH, VF_ERROR, VF_OUTSIDE };
 
 typedef struct {
   int status;
   int errnum;
-  const char *why; /* VF_ERROR without an errno */
+  const char *why;  /* VF_ERROR without an errno (a string literal) */
+  char *detail;     /* VF_OUTSIDE: "LINK -> TARGET ..." (malloc'd) */
   char actual[33];
   uint64_t size;
 } vf_res;
 
 typedef struct {
   st_ctx *c;
-  const char *root;
+  int root;             /* the root folder, open */
   mf_list *mf;
   vf_res *res;
   size_t *order;
@@ -55,37 +65,56 @@ typedef struct {
   pthread_cond_t cv;
 } vf_job;
 
-static void join_path(char *out, size_t cap, const char *root, const char *rel) {
-  if (!root || !*root || !strcmp(root, ".")) snprintf(out, cap, "%s", rel);
-  else snprintf(out, cap, "%s/%s", root, rel);
+/* What is there instead of a regular file, as the table says it. */
+static const char *not_a_file(mode_t mode) {
+  if (S_ISDIR(mode)) return "a folder, not a regular file";
+  if (S_ISFIFO(mode)) return "a FIFO, not a regular file";
+  if (S_ISSOCK(mode)) return "a socket, not a regular file";
+  if (S_ISCHR(mode)) return "a character device, not a regular file";
+  if (S_ISBLK(mode)) return "a block device, not a regular file";
+  return "not a regular file";
+}
+
+/* Opens manifest entry rel below the root (sp_open_below); when it cannot,
+ * r says why (missing, outside the root, unreadable) and -1 is returned. */
+static int vf_open_entry(int root, const char *rel, vf_res *r) {
+  sp_found *f = malloc(sizeof *f);
+  if (!f) {
+    r->status = VF_ERROR;
+    r->errnum = ENOMEM;
+    return -1;
+  }
+  int fd = sp_open_below(root, rel, FIO_FILE, f);
+  if (fd < 0) {
+    r->status = f->status == SP_MISSING ? VF_MISSING : f->status == SP_OUTSIDE ? VF_OUTSIDE : VF_ERROR;
+    r->errnum = f->err;
+    if (f->status == SP_OTHER) r->why = not_a_file(f->st.st_mode);
+    if (f->status == SP_OUTSIDE && !r->detail) {
+      size_t n = strlen(f->link) + strlen(f->target) + 64;
+      r->detail = malloc(n);
+      if (r->detail)
+        snprintf(r->detail, n, "symlink %s -> %s leads out of the root (not read)", f->link, f->target);
+    }
+  } else {
+    r->size = (uint64_t)f->st.st_size;
+  }
+  free(f);
+  return fd;
 }
 
 static void *vf_worker(void *arg) {
   vf_job *j = arg;
-  char path[4096 + PK_LIMIT_MANIFEST_PATH + 2];
   st_error e;
   for (;;) {
     size_t k = atomic_fetch_add(&j->next, 1);
     if (k >= j->norder || st_cancelled(j->c)) break;
     size_t i = j->order[k];
     vf_res *r = &j->res[i];
-    join_path(path, sizeof path, j->root, j->mf->e[i].path);
-    /* O_NONBLOCK: a fifo put in the file's place since it was checked must not hang us */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0) {
-      r->status = errno == ENOENT ? VF_MISSING : VF_ERROR;
-      r->errnum = errno;
-      continue;
-    }
-    struct stat st;
-    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-      r->status = VF_ERROR;
-      r->errnum = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
-      close(fd);
-      continue;
-    }
+    /* walked again: what was checked may have been replaced since */
+    int fd = vf_open_entry(j->root, j->mf->e[i].path, r);
+    if (fd < 0) continue;
     st_error_clear(&e);
-    int rc = md5_mapped(fd, (uint64_t)st.st_size, path, 1u << 20, j->c, &j->bytes, r->actual, &e);
+    int rc = md5_mapped(fd, r->size, j->mf->e[i].path, 1u << 20, j->c, &j->bytes, r->actual, &e);
     close(fd);
     if (rc == ST_ECANCELED) break;
     if (rc) {
@@ -119,7 +148,10 @@ static int covers(const mf_list *sorted, const char *rel) {
   return lo < sorted->n && !strncmp(sorted->e[lo].path, rel, rl) && sorted->e[lo].path[rl] == '/';
 }
 
-static void find_extras(const char *root, const mf_list *sorted, const char *manifest, strv *out) {
+/* Lists the folders of the manifest's files, walked from the root as the
+ * files are (a folder behind a symlink out of the root is not entered);
+ * the manifest itself is never extra. */
+static void find_extras(int root, const mf_list *sorted, const char *manifest, strv *out) {
   /* the folders the manifest lists files in, each once (a name sorts
    * between a folder's files and its subfolders', so sort them again) */
   strv dirs = {0};
@@ -136,13 +168,17 @@ static void find_extras(const char *root, const mf_list *sorted, const char *man
     else dirs.v[u++] = dirs.v[k];
   }
   dirs.n = u;
-  char mreal[4096] = "";
-  if (manifest && !realpath(manifest, mreal)) mreal[0] = 0;
-  for (size_t k = 0; k < dirs.n; k++) {
-    char dp[4096 + PK_LIMIT_MANIFEST_PATH + 2];
-    join_path(dp, sizeof dp, root, dirs.v[k][0] ? dirs.v[k] : ".");
-    DIR *d = opendir(dp);
-    if (!d) continue;
+  struct stat mst;
+  int have_m = manifest && stat(manifest, &mst) == 0;
+  sp_found *f = malloc(sizeof *f);
+  for (size_t k = 0; f && k < dirs.n; k++) {
+    int dfd = sp_open_below(root, dirs.v[k], FIO_DIR, f);
+    if (dfd < 0) continue;
+    DIR *d = fdopendir(dfd);
+    if (!d) {
+      close(dfd);
+      continue;
+    }
     struct dirent *e;
     for (e = readdir(d); e; e = readdir(d)) {
       if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
@@ -150,18 +186,17 @@ static void find_extras(const char *root, const mf_list *sorted, const char *man
       if (dirs.v[k][0]) snprintf(rel, sizeof rel, "%s/%s", dirs.v[k], e->d_name);
       else snprintf(rel, sizeof rel, "%s", e->d_name);
       if (mf_find(sorted, rel) >= 0) continue;
-      char full[4096 + sizeof rel], fr[4096];
-      join_path(full, sizeof full, root, rel);
-      struct stat st;
-      if (lstat(full, &st) == 0 && S_ISDIR(st.st_mode)) {
-        /* a folder is extra only when no manifest path lies under it */
-        if (covers(sorted, rel)) continue;
-      }
-      if (mreal[0] && realpath(full, fr) && !strcmp(fr, mreal)) continue;
+      struct stat st; /* the entry itself: a symlink is listed, never entered */
+      int there = fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+      /* a folder (or a symlink in a folder's place) is extra only when no
+       * manifest path lies under it: the paths under it are reported */
+      if (there && (S_ISDIR(st.st_mode) || S_ISLNK(st.st_mode)) && covers(sorted, rel)) continue;
+      if (there && have_m && st.st_dev == mst.st_dev && st.st_ino == mst.st_ino) continue;
       strv_push(out, rel, strlen(rel));
     }
     closedir(d);
   }
+  free(f);
   strv_free(&dirs);
   if (out->n > 1) qsort(out->v, out->n, sizeof *out->v, cmp_str);
 }
@@ -179,6 +214,7 @@ typedef struct vf_pass {
   st_ctx *c;
   st_error *err;
   const char *manifest, *root, *backend;
+  int rootfd;            /* root, open (-1 until vf_open_root) */
   mf_list *mf;
   int jobs;              /* hashing threads (0: all cores, until vf_hash decides) */
   vf_known_fn known;
@@ -190,11 +226,17 @@ typedef struct vf_pass {
   uint64_t known_bytes;  /* bytes whose digest was known */
   uint64_t hashed;       /* bytes hashed */
   strv extra;            /* files in covered folders the manifest does not list */
-  size_t nmiss, nbad, nerr, nok, problems;
+  size_t nmiss, nbad, nerr, nout, nok, problems;
   st_progress p;
   int pstarted;
   double t0;
 } vf_pass;
+
+/* Opens the root folder (never blocking on what is there instead). */
+static int vf_open_root(vf_pass *v) {
+  v->rootfd = fio_open(v->root, O_RDONLY | O_DIRECTORY, FIO_DIR, "the root (--root)", NULL, v->err);
+  return v->rootfd < 0 ? v->rootfd : 0;
+}
 
 /* Sorts the manifest and allocates a result per entry. */
 static int vf_alloc(vf_pass *v) {
@@ -211,22 +253,11 @@ static int vf_alloc(vf_pass *v) {
 static int vf_stat_all(vf_pass *v) {
   const mf_list *mf = v->mf;
   vf_res *res = v->res;
-  char path[4096 + PK_LIMIT_MANIFEST_PATH + 2];
   for (size_t i = 0; i < mf->n; i++) {
-    join_path(path, sizeof path, v->root, mf->e[i].path);
-    struct stat st;
     const char *kh = v->known ? v->known(v->ud, mf->e[i].path) : NULL;
-    if (stat(path, &st) != 0) {
-      res[i].status = errno == ENOENT || errno == ENOTDIR ? VF_MISSING : VF_ERROR;
-      res[i].errnum = errno;
-      continue;
-    }
-    if (!S_ISREG(st.st_mode)) {
-      res[i].status = VF_ERROR;
-      res[i].errnum = EISDIR;
-      continue;
-    }
-    res[i].size = (uint64_t)st.st_size;
+    int fd = vf_open_entry(v->rootfd, mf->e[i].path, &res[i]);
+    if (fd < 0) continue;
+    close(fd);
     if (kh) {
       snprintf(res[i].actual, sizeof res[i].actual, "%s", kh);
       res[i].status = strcmp(kh, mf->e[i].hex) ? VF_MISMATCH : VF_OK;
@@ -271,7 +302,7 @@ static int vf_hash(vf_pass *v) {
   if ((size_t)jobs > norder) jobs = norder ? (int)norder : 1;
   if (jobs > PK_LIMIT_VERIFY_JOBS) jobs = PK_LIMIT_VERIFY_JOBS;
   v->jobs = jobs;
-  vf_job j = {.c = v->c, .root = v->root, .mf = v->mf, .res = v->res, .order = v->order, .norder = norder};
+  vf_job j = {.c = v->c, .root = v->rootfd, .mf = v->mf, .res = v->res, .order = v->order, .norder = norder};
   atomic_init(&j.next, 0);
   atomic_init(&j.bytes, 0);
   atomic_init(&j.running, 0);
@@ -308,14 +339,15 @@ static int vf_hash(vf_pass *v) {
 /* Finds the extra files and counts every kind of problem; ends the
  * progress bar (failed when there are problems). */
 static int vf_tally(vf_pass *v) {
-  find_extras(v->root, v->mf, v->manifest, &v->extra);
+  find_extras(v->rootfd, v->mf, v->manifest, &v->extra);
   for (size_t i = 0; i < v->mf->n; i++) {
     v->nmiss += v->res[i].status == VF_MISSING;
     v->nbad += v->res[i].status == VF_MISMATCH;
     v->nerr += v->res[i].status == VF_ERROR;
+    v->nout += v->res[i].status == VF_OUTSIDE;
     v->nok += v->res[i].status == VF_OK;
   }
-  v->problems = v->nmiss + v->nbad + v->nerr + v->extra.n;
+  v->problems = v->nmiss + v->nbad + v->nerr + v->nout + v->extra.n;
   st_progress_end(&v->p, v->problems ? ST_ECHECKSUM : 0);
   v->pstarted = 0;
   return 0;
@@ -333,8 +365,10 @@ static int vf_show_problems(vf_pass *v) {
     if (res[i].status == VF_OK) continue;
     if (shown++ >= 1000) continue;
     const char *st = res[i].status == VF_MISSING ? "missing"
-                     : res[i].status == VF_MISMATCH ? "mismatch" : "unreadable";
+                     : res[i].status == VF_MISMATCH ? "mismatch"
+                     : res[i].status == VF_OUTSIDE ? "outside" : "unreadable";
     const char *act = res[i].status == VF_MISMATCH ? res[i].actual
+                      : res[i].status == VF_OUTSIDE ? (res[i].detail ? res[i].detail : "a symlink out of the root")
                       : res[i].status != VF_ERROR ? ""
                       : res[i].why ? res[i].why : strerror(res[i].errnum);
     const char *cells[4] = {st, mf->e[i].path, mf->e[i].hex, act};
@@ -371,10 +405,12 @@ static int vf_summary(vf_pass *v) {
     snprintf(how, sizeof how, "in %.2f s (%s; %s hashed while extracting)", dt, r1, b2);
   } else
     snprintf(how, sizeof how, "in %.2f s (%s)", dt, r1);
+  char out[64] = "";
+  if (v->nout) snprintf(out, sizeof out, ", %zu outside the root", v->nout);
   if (v->problems)
     st_printf(v->c, "verify: %zu file%s, %s %s: %zu OK, %zu missing, %zu mismatching, "
-                    "%zu unreadable, %zu extra\n",
-              n, n == 1 ? "" : "s", b1, how, v->nok, v->nmiss, v->nbad, v->nerr, v->extra.n);
+                    "%zu unreadable, %zu extra%s\n",
+              n, n == 1 ? "" : "s", b1, how, v->nok, v->nmiss, v->nbad, v->nerr, v->extra.n, out);
   else if (v->hashed)
     st_printf(v->c, "verify: %zu file%s, %s %s, all OK (%d thread%s)\n", n, n == 1 ? "" : "s", b1,
               how, v->jobs, v->jobs == 1 ? "" : "s");
@@ -383,8 +419,8 @@ static int vf_summary(vf_pass *v) {
   st_timing_add(v->c, "verify", "verify", dt, v->hashed + v->known_bytes, n, v->backend, NULL);
   if (v->problems)
     return st_error_set(v->err, ST_ECHECKSUM, v->manifest, -1,
-                        "verification failed: %zu missing, %zu mismatching, %zu unreadable, %zu extra "
-                        "(see the table)", v->nmiss, v->nbad, v->nerr, v->extra.n);
+                        "verification failed: %zu missing, %zu mismatching, %zu unreadable, %zu extra%s "
+                        "(see the table)", v->nmiss, v->nbad, v->nerr, v->extra.n, out);
   return 0;
 }
 
@@ -392,6 +428,8 @@ static int vf_summary(vf_pass *v) {
 static int vf_pass_free(vf_pass *v, int rc) {
   if (v->pstarted) st_progress_end(&v->p, rc);
   strv_free(&v->extra);
+  for (size_t i = 0; v->res && i < v->mf->n; i++) free(v->res[i].detail);
+  if (v->rootfd >= 0) close(v->rootfd);
   free(v->res);
   free(v->order);
   return rc;
@@ -411,7 +449,9 @@ int vf_run(st_ctx *c, const char *manifest, mf_list *mf, const char *root, int j
   v.jobs = jobs;
   v.known = known;
   v.ud = ud;
-  int rc = vf_alloc(&v);
+  v.rootfd = -1;
+  int rc = vf_open_root(&v);
+  if (!rc) rc = vf_alloc(&v);
   if (!rc) rc = vf_stat_all(&v);
   if (!rc) rc = vf_hash(&v);
   if (!rc) rc = vf_tally(&v);
@@ -433,9 +473,9 @@ int vf_verify(st_ctx *c, const st_args *a, st_error *err) {
     if (sl == manifest) snprintf(rootbuf, sizeof rootbuf, "/");
     root = rootbuf;
   }
-  struct stat st;
-  if (stat(root, &st) || !S_ISDIR(st.st_mode))
-    return st_error_set(err, ST_ENOENT, root, -1, "--root is not a folder");
+  int rfd = fio_open(root, O_RDONLY | O_DIRECTORY, FIO_DIR, "the root (--root)", NULL, err); /* first */
+  if (rfd < 0) return rfd;
+  close(rfd);
   mf_list mf;
   rc = mf_load(manifest, &mf, err);
   if (rc) return rc;

@@ -32,8 +32,13 @@ int vf_run(st_ctx *c, const char *manifest, mf_list *mf, const char *root, int j
    "that shrinks meanwhile is reported, not fatal); progress counts bytes. Every\n"   \
    "missing, mismatching or unreadable file, and every extra file (a file in a\n"     \
    "folder the manifest covers that the manifest does not list) is reported by\n"     \
-   "name in a table; any of them makes the stage fail with ChecksumError. --root\n"  \
-   "defaults to the manifest's folder. Example:\n"                                    \
+   "name in a table; any of them makes the stage fail with ChecksumError. Paths\n"  \
+   "are walked from the root one folder at a time: a symlink is followed only when\n" \
+   "it stays inside the root (the rule %extract makes links by); one that leads\n"   \
+   "out is reported as \"outside\" and nothing behind it is read or listed. A\n"   \
+   "folder, FIFO, socket or device in a file's place is unreadable, named as what\n" \
+   "it is (a FIFO is never opened). --root defaults to the manifest's folder.\n"    \
+   "Example:\n"                                                                       \
    "  %verify data/MANIFEST.md5 --root work",                                          \
    vf_verify_opts},
 

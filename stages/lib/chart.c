@@ -13,6 +13,7 @@
 
 #include "chart.h"
 #include "dynbuf.h"
+#include "escape.h"
 #include "png.h"
 #include "table.h"
 
@@ -198,7 +199,7 @@ static void text(layout *L, double x, double y, int anchor, uint32_t color, cons
   p->y = y;
   p->anchor = anchor;
   p->color = color;
-  snprintf(p->text, sizeof p->text, "%s", s);
+  esc_text(p->text, sizeof p->text, s, strlen(s)); /* labels come from outside (escape.h) */
 }
 
 static double text_w(const char *s) {
@@ -436,7 +437,8 @@ char *chart_text(const chart_spec *ch) {
       int bar = (int)lround(ch->values[s][i] / mx * 40);
       if (bar < 0) bar = 0;
       fmt_value(ch, ch->values[s][i], val, sizeof val);
-      dyn_printf(&b, "%-*.40s ", (int)lab, s == 0 ? (ch->labels[i] ? ch->labels[i] : "") : "");
+      esc_buf eb;
+      dyn_printf(&b, "%-*.40s ", (int)lab, s == 0 ? esc_name(&eb, ch->labels[i]) : "");
       if (ns == 2) dyn_printf(&b, "%-*s ", (int)sn, ch->series[s] ? ch->series[s] : "");
       for (int k = 0; k < bar; k++) dyn_printf(&b, "#");
       dyn_printf(&b, "%s%s\n", bar ? " " : "", val);

@@ -9,6 +9,7 @@
 #include <time.h>
 #include <uuid/uuid.h>
 
+#include "escape.h"
 #include "session.h"
 #include "stage.h"
 
@@ -92,7 +93,8 @@ void st_progress_begin(st_ctx *c, st_progress *p, const char *label,
                        const char *unit, uint64_t total) {
   memset(p, 0, sizeof *p);
   p->ctx = c;
-  snprintf(p->label, sizeof p->label, "%s", label ? label : "");
+  /* labels name files, members and keys: escaped (escape.h) */
+  esc_text(p->label, sizeof p->label, label ? label : "", label ? strlen(label) : 0);
   snprintf(p->unit, sizeof p->unit, "%s", unit ? unit : "");
   p->total = total;
   p->state = ST_PROGRESS_RUNNING;

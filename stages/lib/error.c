@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "escape.h"
 #include "stage.h"
 
 static const char *const names[] = {
@@ -68,6 +69,10 @@ int st_error_set(st_error *err, int code, const char *where, long long offset,
   } else {
     snprintf(err->text, sizeof err->text, "%s", st_strerror(code));
   }
+  /* names in errors come from outside (members, keys, URLs, server
+   * messages): shown escaped, whoever built the text (escape.h) */
+  esc_inplace(err->where, sizeof err->where);
+  esc_inplace(err->text, sizeof err->text);
   return code;
 }
 

@@ -86,6 +86,12 @@
 #ifndef PK_LIMIT_EXTRACT_DEPTH
 #define PK_LIMIT_EXTRACT_DEPTH 32           /* path components of one member */
 #endif
+#ifndef PK_LIMIT_EXTRACT_RATIO
+#define PK_LIMIT_EXTRACT_RATIO 200          /* bytes extracted per archive byte (--max-ratio) */
+#endif
+#ifndef PK_LIMIT_EXTRACT_RATIO_FREE
+#define PK_LIMIT_EXTRACT_RATIO_FREE (64u << 20) /* bytes extracted before the ratio counts */
+#endif
 
 /* ---- manifests and %verify (stages/data/manifest.c, stages/data/verify.c) --- */
 #ifndef PK_LIMIT_MANIFEST_BYTES
@@ -110,6 +116,9 @@
 #endif
 #ifndef PK_LIMIT_DOWNLOAD_REDIRECTS
 #define PK_LIMIT_DOWNLOAD_REDIRECTS 10      /* HTTP redirects followed */
+#endif
+#ifndef PK_LIMIT_CACERT_BYTES
+#define PK_LIMIT_CACERT_BYTES (16u << 20)   /* a --cacert bundle (read into memory) */
 #endif
 
 /* ---- S3 (stages/s3/) ---------------------------------------------------- */
@@ -169,6 +178,11 @@
 #define PK_LIMIT_LOSS_POINTS 4096           /* points kept for the loss chart */
 #endif
 
+/* ---- reports (stages/report/timings.c) ---------------------------------- */
+#ifndef PK_LIMIT_TIMINGS_RECORD_BYTES
+#define PK_LIMIT_TIMINGS_RECORD_BYTES (64u << 20) /* a %timings --compare record file */
+#endif
+
 /* ---- bounds the code depends on -------------------------------------- */
 /* Counts and sizes that the code prints with %u or %d, keeps in an int, or
  * compares after a cast must fit those types. */
@@ -199,6 +213,11 @@ _Static_assert(PK__FITS_INT(PK_LIMIT_AWS_CONFIG_BYTES) && PK__FITS_INT(PK_LIMIT_
                PK__FITS_INT(PK_LIMIT_TRAIN_EPOCHS) && PK__FITS_INT(PK_LIMIT_TRAIN_BATCH) &&
                PK__FITS_INT(PK_LIMIT_TRAIN_THREADS) && PK__FITS_INT(PK_LIMIT_DOWNLOAD_REDIRECTS),
                "printed with %d or kept in an int");
+_Static_assert(PK_LIMIT_EXTRACT_RATIO >= 1 && PK_LIMIT_EXTRACT_RATIO <= 1000000000,
+               "--max-ratio is an integer option up to 10^9; a ratio below 1 refuses plain tar");
+_Static_assert((unsigned long long)PK_LIMIT_CACERT_BYTES <= SIZE_MAX &&
+               (unsigned long long)PK_LIMIT_TIMINGS_RECORD_BYTES <= SIZE_MAX,
+               "read into memory whole: a size_t");
 _Static_assert(PK_LIMIT_S3_BUFFER_BYTES >= (5LL << 20),
                "at least one part buffer of S3's smallest part size (5 MiB) fits");
 _Static_assert(PK_LIMIT_S3_ATTEMPTS >= 1 && PK_LIMIT_S3_LIST_EMPTY_PAGES >= 1,

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "dynbuf.h"
+#include "escape.h"
 #include "table.h"
 
 struct tbl {
@@ -49,7 +50,7 @@ tbl *tbl_new(int ncols, const char *const *headers, const int *right) {
   t->right = calloc((size_t)ncols, sizeof *t->right);
   if (!t->headers || !t->right) { tbl_free(t); return NULL; }
   for (int i = 0; i < ncols; i++) {
-    t->headers[i] = strdup(headers && headers[i] ? headers[i] : "");
+    t->headers[i] = esc_dup(headers && headers[i] ? headers[i] : "");
     if (!t->headers[i]) { tbl_free(t); return NULL; }
     t->right[i] = right ? right[i] : 0;
   }
@@ -85,7 +86,7 @@ int tbl_add(tbl *t, const char *const *cells, int total) {
   char **row = calloc((size_t)t->ncols, sizeof *row);
   if (!row) return ST_ENOMEM;
   for (int j = 0; j < t->ncols; j++) {
-    row[j] = strdup(cells && cells[j] ? cells[j] : "");
+    row[j] = esc_dup(cells && cells[j] ? cells[j] : ""); /* names from outside */
     if (!row[j]) {
       for (int k = 0; k < j; k++) free(row[k]);
       free(row);
@@ -105,7 +106,9 @@ char *tbl_html(const tbl *t, const char *caption) {
   dyn_puts(&b, "<table class=\"pk-table\">");
   if (caption) {
     dyn_puts(&b, "<caption style=\"text-align:left\">");
-    sb_esc(&b, caption);
+    char *ec = esc_dup(caption);
+    sb_esc(&b, ec ? ec : "");
+    free(ec);
     dyn_puts(&b, "</caption>");
   }
   dyn_puts(&b, "<thead><tr>");
@@ -152,7 +155,9 @@ char *tbl_text(const tbl *t, const char *caption) {
   }
   dynbuf b = DYN_INIT(TBL_RENDER_MAX);
   if (caption) {
-    dyn_puts(&b, caption);
+    char *ec = esc_dup(caption);
+    dyn_puts(&b, ec ? ec : "");
+    free(ec);
     dyn_puts(&b, "\n");
   }
   size_t total_w = 0;

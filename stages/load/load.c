@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "lib/dynbuf.h"
+#include "lib/fileio.h"
 #include "lib/limits.h"
 #include "lib/mapguard.h"
 #include "lib/session.h"
@@ -207,18 +208,9 @@ static void lfiles_free(lfile *f, size_t n) {
 }
 
 static int map_file(const char *path, uint8_t **map, size_t *size, st_error *err) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return st_error_errno(err, errno, path, "cannot open");
   struct stat st;
-  if (fstat(fd, &st) != 0) {
-    int e = errno;
-    close(fd);
-    return st_error_errno(err, e, path, "cannot stat");
-  }
-  if (!S_ISREG(st.st_mode)) {
-    close(fd);
-    return st_error_set(err, ST_EFORMAT, path, -1, "not a regular file");
-  }
+  int fd = fio_open(path, O_RDONLY, FIO_FILE, NULL, &st, err); /* a FIFO: refused, never waited on */
+  if (fd < 0) return fd;
   if (st.st_size == 0) {
     close(fd);
     return st_error_set(err, ST_EFORMAT, path, 0, "empty file; expected a pickle");

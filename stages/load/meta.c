@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "lib/chart.h"
+#include "lib/escape.h"
 #include "lib/limits.h"
 #include "lib/session.h"
 #include "lib/table.h"
@@ -105,8 +106,10 @@ static int meta_read(meta_job *j) {
   int rc = ld_resolve_root(j->dir, j->root, sizeof j->root, j->err);
   if (!rc) rc = ld_read_meta(j->root, &j->names, &j->nn, j->err);
   if (rc) return rc;
+  esc_buf en, er;
   if (j->d && j->a->npos && strcmp(j->d->root, j->root) != 0)
-    st_eprintf(j->c, "meta: note: dataset %s was loaded from %s\n", j->d->name, j->d->root);
+    st_eprintf(j->c, "meta: note: dataset %s was loaded from %s\n", esc_name(&en, j->d->name),
+               esc_name(&er, j->d->root));
   return 0;
 }
 

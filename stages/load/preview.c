@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/escape.h"
 #include "lib/limits.h"
 #include "lib/png.h"
 #include "lib/session.h"
@@ -148,7 +149,8 @@ int ld_preview(st_ctx *c, const st_args *a, st_error *err) {
     uint8_t lb = sp->labels[idx[k]];
     char num[8];
     snprintf(num, sizeof num, "%u", lb);
-    const char *nm = cls && lb < d->n_classes ? cls[lb] : num;
+    esc_buf eb; /* class names come from batches.meta */
+    const char *nm = cls && lb < d->n_classes ? esc_name(&eb, cls[lb]) : num;
     o += (size_t)snprintf(line + o, sizeof line - o, "%s%9s", k ? " " : "", nm);
   }
   st_printf(c, "%s\n", line);

@@ -16,6 +16,7 @@
 
 #include "pipeline.h"
 #include "lib/dynbuf.h"
+#include "lib/fileio.h"
 #include "lib/session.h"
 
 const st_option pipeline_opts[] = {
@@ -91,8 +92,8 @@ static void sibling(char *out, size_t cap, const char *src, const char *name) {
 static int write_file(const char *path, const char *text, st_error *err) {
   char tmp[4300];
   snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-  FILE *f = fopen(tmp, "w");
-  if (!f) return st_error_errno(err, errno, path, "cannot write");
+  FILE *f = fio_fopen_write(tmp, NULL, err); /* never blocks on a FIFO at that name */
+  if (!f) return err->code;
   size_t n = strlen(text);
   int bad = fwrite(text, 1, n, f) != n;
   bad |= fclose(f) != 0;

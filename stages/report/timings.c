@@ -21,6 +21,8 @@
 #include <zlib.h>
 
 #include "lib/chart.h"
+#include "lib/fileio.h"
+#include "lib/limits.h"
 #include "lib/session.h"
 #include "lib/table.h"
 #include "timings.h"
@@ -346,7 +348,14 @@ static int write_record(const char *path, const char *label, const st_timing *t,
   if (!root) return st_error_set(err, ST_ENOMEM, path, -1, NULL);
   char tmp[4096];
   snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-  int rc = json_dump_file(root, tmp, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+  FILE *f = fio_fopen_write(tmp, "the run record", err);
+  if (!f) {
+    json_decref(root);
+    return err->code;
+  }
+  errno = 0;
+  int rc = json_dumpf(root, f, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+  if (fclose(f) != 0 && !rc) rc = -1;
   json_decref(root);
   if (rc != 0) {
     int e = errno;
@@ -369,7 +378,13 @@ static void jcopy(char *dst, size_t cap, json_t *obj, const char *key) {
 
 static int read_record(const char *path, run_view *v, st_error *err) {
   json_error_t je;
-  json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+  char *text;
+  size_t len;
+  int frc = fio_read_all(path, PK_LIMIT_TIMINGS_RECORD_BYTES, "PK_LIMIT_TIMINGS_RECORD_BYTES",
+                         "the run record", &text, &len, err); /* never blocks on a FIFO */
+  if (frc) return frc;
+  json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+  free(text);
   if (!root)
     return st_error_set(err, errno == ENOENT ? ST_ENOENT : ST_EFORMAT, path, je.position,
                         "not a run record: %s (line %d)", je.text, je.line);

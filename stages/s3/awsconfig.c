@@ -4,13 +4,16 @@
 #include "awsconfig.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 
+#include "lib/fileio.h"
 #include "lib/limits.h"
 
 static char *trim(char *s) {
@@ -23,13 +26,21 @@ static char *trim(char *s) {
 
 int aws_ini_get(const char *path, const char *section, const char *key, char *out,
                 size_t cap, st_error *err) {
-  FILE *f = fopen(path, "r");
+  struct stat st; /* a FIFO in its place is refused, never waited on */
+  int fd = fio_openat_raw(AT_FDCWD, path, O_RDONLY, 0, &st);
+  if (fd < 0 && (errno == ENOENT || errno == ENOTDIR)) return 0;
+  if (fd < 0) return st_error_errno(err, errno, path, "cannot read AWS config file");
+  if (!S_ISREG(st.st_mode)) {
+    close(fd);
+    return st_error_set(err, ST_EINVAL, path, -1, "the AWS config file is %s, not a regular file",
+                        fio_kind(st.st_mode));
+  }
+  FILE *f = fdopen(fd, "r");
   if (!f) {
-    if (errno == ENOENT || errno == ENOTDIR) return 0;
+    close(fd);
     return st_error_errno(err, errno, path, "cannot read AWS config file");
   }
-  struct stat st;
-  if (fstat(fileno(f), &st) == 0 && st.st_size > PK_LIMIT_AWS_CONFIG_BYTES) {
+  if (st.st_size > PK_LIMIT_AWS_CONFIG_BYTES) {
     fclose(f);
     return st_error_set(err, ST_E2BIG, path, -1,
                         "AWS config file is %lld bytes; the limit is %d",

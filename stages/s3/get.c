@@ -37,6 +37,7 @@
 
 #include <openssl/evp.h>
 
+#include "lib/escape.h"
 #include "s3_int.h"
 
 #define GET_MAX_LAYOUTS 8 /* part sizes hashed at once when the server does not say */
@@ -571,10 +572,11 @@ static int on_done(gjob *j, CURLMsg *msg, st_error *err) {
   if (k > 0 && ch->attempts < s3__attempts(&j->cn)) {
     double delay = s3__backoff(ch->attempts);
     if (why[0]) {
+      esc_buf ek, ew; /* a key and a server's words, shown escaped (lib/escape.h) */
       if (j->cn.ctx && j->cn.retries_shown++ < 20)
         st_eprintf(j->cn.ctx, "%s: %s of s3://%s/%s %s; retry %d of %d in %.2f s\n",
-                   s3__stage_name(&j->cn), what, j->cn.bucket, ch->o->pub->key, why,
-                   ch->attempts, s3__attempts(&j->cn) - 1, delay);
+                   s3__stage_name(&j->cn), what, j->cn.bucket, esc_name(&ek, ch->o->pub->key),
+                   esc_name(&ew, why), ch->attempts, s3__attempts(&j->cn) - 1, delay);
     } else {
       s3__say_retry(&j->cn, ch->o->pub->key, what, r, ch->attempts, delay);
     }

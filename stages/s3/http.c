@@ -16,6 +16,8 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "lib/escape.h"
+#include "lib/fileio.h"
 #include "s3_int.h"
 
 int s3_parse_url(const char *url, char *bucket, size_t bcap, char *key, size_t kcap,
@@ -52,8 +54,10 @@ int s3__conn_open(s3_conn *cn, st_ctx *c, const st_args *a, const char *bucket,
                            st_arg_str(a, "endpoint", NULL), err);
   if (rc) return rc;
   cn->cacert = st_arg_str(a, "cacert", NULL);
-  if (cn->cacert && access(cn->cacert, R_OK) != 0)
-    return st_error_errno(err, errno, cn->cacert, "cannot read the CA bundle");
+  if (cn->cacert)
+    rc = fio_read_all(cn->cacert, PK_LIMIT_CACERT_BYTES, "PK_LIMIT_CACERT_BYTES", "the CA bundle", &cn->ca,
+                      &cn->calen, err);
+  if (rc) return rc;
   int explicit_ep = cn->cfg.endpoint[0] != 0;
   if (st_arg_has(a, "path-style") && st_arg_has(a, "virtual-hosted"))
     return st_error_set(err, ST_EINVAL, "--path-style", -1,
@@ -99,6 +103,8 @@ int s3__conn_open(s3_conn *cn, st_ctx *c, const st_args *a, const char *bucket,
 void s3__conn_close(s3_conn *cn) {
   if (cn->easy) curl_easy_cleanup(cn->easy);
   aws_config_clear(&cn->cfg);
+  free(cn->ca);
+  cn->ca = NULL;
   cn->easy = NULL;
 }
 
@@ -358,7 +364,10 @@ static void curl_setup(s3_conn *cn, CURL *easy, const s3_req *rq, s3_resp *r) {
   curl_easy_setopt(easy, CURLOPT_UPLOAD_BUFFERSIZE, 512L * 1024L);
   /* a GET into memory: receive in large pieces (curl reads 16 KiB at a time by default) */
   if (r->dst) curl_easy_setopt(easy, CURLOPT_BUFFERSIZE, 512L * 1024L);
-  if (cn->cacert) curl_easy_setopt(easy, CURLOPT_CAINFO, cn->cacert);
+  if (cn->ca) {
+    struct curl_blob ca = {cn->ca, cn->calen, CURL_BLOB_COPY};
+    curl_easy_setopt(easy, CURLOPT_CAINFO_BLOB, &ca);
+  }
   if (cn->deadline_s) curl_easy_setopt(easy, CURLOPT_TIMEOUT, cn->deadline_s);
   curl_easy_setopt(easy, CURLOPT_NOPROGRESS, 0L);
   curl_easy_setopt(easy, CURLOPT_XFERINFOFUNCTION, on_xfer);
@@ -474,8 +483,9 @@ void s3__say_retry(s3_conn *cn, const char *key, const char *what, const s3_resp
     s3__err_doc(r->body.p, r->body.len, &e);
     snprintf(why, sizeof why, "HTTP %ld%s%s", r->status, e.code[0] ? " " : "", e.code);
   }
+  esc_buf ek, ew; /* a key and a server's words, shown escaped (lib/escape.h) */
   st_eprintf(cn->ctx, "%s: %s of s3://%s/%s: %s; retry %d of %d in %.2f s\n", s3__stage_name(cn),
-             what, cn->bucket, key ? key : "", why, attempt, s3__attempts(cn) - 1, delay);
+             what, cn->bucket, esc_name(&ek, key), esc_name(&ew, why), attempt, s3__attempts(cn) - 1, delay);
 }
 
 int s3__nap(st_ctx *c, double secs) {

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/escape.h"
 #include "lib/table.h"
 #include "s3_int.h"
 
@@ -171,7 +172,8 @@ int s3_ls(st_ctx *c, const st_args *a, st_error *err) {
   }
   char sz[32];
   st_fmt_bytes(sz, sizeof sz, bytes);
-  st_printf(c, "s3ls: %zu objects, %s under s3://%s/%s (%.2f s)\n", ls.n, sz, bucket, prefix,
+  esc_buf ep;
+  st_printf(c, "s3ls: %zu objects, %s under s3://%s/%s (%.2f s)\n", ls.n, sz, bucket, esc_name(&ep, prefix),
             st_now() - t0);
   s3__list_free(&ls);
   return 0;

@@ -55,6 +55,8 @@ typedef struct s3_conn {
   char bucket[64];
   int path_style;
   const char *cacert;
+  char *ca;            /* --cacert's bundle, read once (never blocking on a FIFO) */
+  size_t calen;
   CURL *easy; /* control requests */
   st_ctx *ctx;
   long deadline_s; /* nonzero: whole-request time limit (aborts while cleaning up) */

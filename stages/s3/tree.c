@@ -24,6 +24,7 @@
 
 #include "lib/safepath.h"
 #include "lib/table.h"
+#include "lib/escape.h"
 #include "s3_int.h"
 
 typedef struct tobj {
@@ -187,8 +188,9 @@ static void show(tree *t, const char *url, double secs) {
              t->failed > t->fail_rows ? " (first rows)" : "");
     tbl_display(t->c, t->fails, cap, NULL, 0);
   }
+  esc_buf eu, ed; /* the prefix is a key (lib/escape.h) */
   st_printf(t->c, "download: %zu object%s, %s from %s to %s in %.2f s (%s)%s\n", t->ok,
-            t->ok == 1 ? "" : "s", sz, url, t->dir, secs, rate,
+            t->ok == 1 ? "" : "s", sz, esc_name(&eu, url), esc_name(&ed, t->dir), secs, rate,
             t->failed ? "; some failed (table above)" : "");
 }
 

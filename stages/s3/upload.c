@@ -23,6 +23,8 @@
 
 #include <openssl/evp.h>
 
+#include "lib/escape.h"
+#include "lib/fileio.h"
 #include "lib/table.h"
 #include "s3_int.h"
 
@@ -76,11 +78,19 @@ static void pool_put(upload *u, uint8_t *b, uint64_t len) {
  * sha256) in one pass. buf may be NULL (hash only, streaming). */
 static int read_hash(const char *path, uint64_t off, uint64_t len, uint8_t *buf, uint8_t md5[16],
                      char *sha, char *ewhere, size_t wcap, char *etext, size_t tcap) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  struct stat st; /* a FIFO put in the file's place is refused, never waited on */
+  int fd = fio_openat_raw(AT_FDCWD, path, O_RDONLY, 0, &st);
   if (fd < 0) {
     snprintf(ewhere, wcap, "%s", path);
     snprintf(etext, tcap, "cannot open: %s", strerror(errno));
     return st_from_errno(errno);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    close(fd);
+    snprintf(ewhere, wcap, "%s", path);
+    snprintf(etext, tcap, "it is %s now, not a regular file (the file changed during the upload?)",
+             fio_kind(st.st_mode));
+    return ST_EINVAL;
   }
   EVP_MD_CTX *m5 = EVP_MD_CTX_new(), *m2 = sha ? EVP_MD_CTX_new() : NULL;
   EVP_DigestInit_ex(m5, EVP_md5(), NULL);
@@ -721,7 +731,8 @@ static int parse_opts(const st_args *a, up_opts *o, st_error *err) {
   o->jobs = (int)jobs;
   if (stat(o->src, &o->st) != 0) return st_error_errno(err, errno, o->src, "cannot upload");
   if (!S_ISREG(o->st.st_mode) && !S_ISDIR(o->st.st_mode))
-    return st_error_set(err, ST_EINVAL, o->src, -1, "not a regular file or a directory");
+    return st_error_set(err, ST_EINVAL, o->src, -1, "it is %s, not a regular file or a folder",
+                        fio_kind(o->st.st_mode));
   return 0;
 }
 
@@ -845,8 +856,9 @@ int s3_upload(st_ctx *c, const st_args *a, st_error *err) {
     char sz[32], rate[32];
     st_fmt_bytes(sz, sizeof sz, p.total);
     st_fmt_rate(rate, sizeof rate, p.total, dt);
+    esc_buf ep;
     st_printf(c, "upload: %s, %zu file%s (%zu multipart, %zu skipped) to s3://%s/%s in %.2f s (%s)\n",
-              sz, p.nup, p.nup == 1 ? "" : "s", p.nmulti, p.nskip, o.bucket, prefix, dt, rate);
+              sz, p.nup, p.nup == 1 ? "" : "s", p.nmulti, p.nskip, o.bucket, esc_name(&ep, prefix), dt, rate);
     st_timing_add(c, "upload", "upload", dt, p.total, p.nup, "libcurl-multi+openssl-evp", NULL);
   }
   upload_free(&u);

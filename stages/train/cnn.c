@@ -5,11 +5,13 @@
  * libc and libm only.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cnn_int.h"
@@ -139,9 +141,20 @@ int cnn_safetensors_write(const char *path, const float *params, char *msg, size
     cnn_msg(msg, cap, "%s: path too long", path);
     return -1;
   }
-  FILE *f = fopen(tmp, "wb");
+  /* O_NONBLOCK and a check of what opened: a FIFO at that name must not
+   * hang the stage (stages/lib/fileio.h does the same for the stages) */
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NONBLOCK | O_CLOEXEC, 0644);
+  struct stat st;
+  int fl = fd < 0 ? -1 : fcntl(fd, F_GETFL);
+  if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode) || fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK)) {
+    cnn_msg(msg, cap, "%s: cannot create: %s", tmp, fd < 0 ? strerror(errno) : "not a regular file");
+    if (fd >= 0) close(fd);
+    return -1;
+  }
+  FILE *f = fdopen(fd, "wb");
   if (!f) {
     cnn_msg(msg, cap, "%s: cannot create: %s", tmp, strerror(errno));
+    close(fd);
     return -1;
   }
   uint8_t le[8];

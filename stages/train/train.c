@@ -8,6 +8,7 @@
  * the session (session->trainer) between cells.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@
 
 #include "cnn.h"
 #include "lib/dynbuf.h"
+#include "lib/fileio.h"
 #include "lib/limits.h"
 #include "lib/session.h"
 #include "lib/table.h"
@@ -79,14 +81,18 @@ typedef struct sft_read {
 /* Reads the whole file (a regular file, no larger than these weights can
  * be) into r->buf. */
 static int sft_read_file(sft_read *r) {
-  FILE *f = fopen(r->path, "rb");
-  if (!f) return st_error_errno(r->err, errno, r->path, "cannot open");
-  struct stat sb;
+  struct stat sb; /* a FIFO or a device is refused, never waited on */
+  int fd = fio_open(r->path, O_RDONLY, FIO_FILE, "the --init file", &sb, r->err);
+  if (fd < 0) return fd;
+  FILE *f = fdopen(fd, "rb");
+  if (!f) {
+    close(fd);
+    return st_error_errno(r->err, errno, r->path, "cannot open");
+  }
   size_t max = 8 + PK_LIMIT_SAFETENSORS_HEADER + (size_t)CNN_NPARAM * 4 + 4096;
-  int rc = 0, regular = fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode);
-  if (regular) r->size = (size_t)sb.st_size;
-  if (!regular) rc = st_error_set(r->err, ST_EFORMAT, r->path, -1, "not a regular file");
-  else if (r->size > max)
+  int rc = 0;
+  r->size = (size_t)sb.st_size;
+  if (r->size > max)
     rc = st_error_set(r->err, ST_E2BIG, r->path, -1,
                       "%zu bytes: larger than this network's weights can be (%zu)", r->size, max);
   if (!rc) r->buf = malloc(r->size ? r->size : 1);
@@ -462,8 +468,8 @@ static int tr_fit_prepare(tr_job *j) {
   if (j->be->bind(j->st, j->ds->train.pixels, j->ds->train.labels, n) != 0)
     return st_error_set(j->err, ST_ENODEV, j->be->name, -1, "could not take the train split");
   const char *lp = j->o->losses_path;
-  if (lp) j->lossf = fopen(lp, "w");
-  if (lp && !j->lossf) return st_error_errno(j->err, errno, lp, "cannot create");
+  if (lp) j->lossf = fio_fopen_write(lp, "the --losses file", j->err); /* never blocks on a FIFO */
+  if (lp && !j->lossf) return j->err->code;
   return 0;
 }
 

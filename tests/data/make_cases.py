@@ -17,6 +17,7 @@ pickle cases come from tests/load/make_cases.py.
 The output is deterministic: run it again after changing a case here and
 commit what changed. A case can also be added by hand: it is two files.
 """
+import bz2
 import gzip
 import io
 import pathlib
@@ -89,6 +90,10 @@ ARCHIVES = {
     "fifo": ([("pipe", b"", {"type": tarfile.FIFOTYPE})], "UnsafeInputError:\nfifo"),
     "too-deep": ([f("/".join(["d"] * 40) + "/x", b"deep")],
                  "LimitError:\nis nested deeper than 32"),
+    # a name that would print a fake line and clear the terminal: shown escaped
+    "control-bytes-in-name": ([link("evil\x1b[2J\nextract: 1 file in 0.00 s\x1b]0;x\x07", "/tmp")],
+                              "UnsafeInputError:\n"
+                              "evil\\x1b[2J\\x0aextract: 1 file in 0.00 s\\x1b]0;x\\x07\" -> \"/tmp\" leads out of"),
 }
 
 
@@ -99,6 +104,10 @@ def archives():
         write_case("archive", name + "-gz", gzip.compress(data, 9, mtime=0), error)
     write_case("archive", "not-an-archive", b"this is plain text, not an archive\n" * 20,
                "FormatError:\nnot an archive libarchive can read")
+    # 80 MiB of zeros in a few hundred bytes of bzip2: past 64 MiB the ratio counts
+    bomb = tar_bytes([f("zeros.bin", bytes(80 << 20))])
+    write_case("archive", "expands-too-much-bz2", bz2.compress(bomb, 9),
+               'LimitError:\nmember "zeros.bin": \narchive bytes, more than 200 per byte (PK_LIMIT_EXTRACT_RATIO)')
 
 
 # ---- manifests --------------------------------------------------------------
@@ -115,6 +124,8 @@ MANIFESTS = {
     "escaped-dotdot": (f"\\{MD5}  \\.\\./x\n", 'UnsafeInputError: input:1:\n".."'),
     "binary-mode-absolute": (f"{MD5} */etc/passwd\n", "UnsafeInputError: input:1:\nabsolute"),
     "no-path": (f"{MD5}  \n", "FormatError: input:1: expected two spaces"),
+    "control-bytes-in-path": (f"{MD5}  /\x1b[2J\x1b]0;x\x07etc\u202e\n",
+                              'UnsafeInputError: input:1:\n"/\\x1b[2J\\x1b]0;x\\x07etc\\u202e"'),
 }
 
 

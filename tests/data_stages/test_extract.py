@@ -270,3 +270,86 @@ def test_gzip_trailer_is_checked(small_data, tmp_path, pk_bin, cut):
                 assert ".pk-tmp" not in f.name
                 assert f.read_bytes() == (d / "cifar-10-batches-py" / f.name).read_bytes()
 
+
+
+# ---- archives that expand without bound -------------------------------------------
+def zeros_tgz(path, mib):
+    """A tar.gz holding one file of `mib` MiB of zeros (zlib level 6: about
+    1000 bytes out per byte in), written without holding it whole."""
+    ti = tarfile.TarInfo("zeros.bin")
+    ti.size = mib << 20
+    with gzip.open(path, "wb", compresslevel=6) as g:
+        g.write(ti.tobuf(format=tarfile.GNU_FORMAT))
+        block = bytes(1 << 20)
+        for _ in range(mib):
+            g.write(block)
+        g.write(b"\0" * 1024)
+
+
+@pytest.mark.parametrize("inflater", ["isal", "libarchive"])
+def test_archive_that_expands_too_much_is_refused(tmp_path, pk_bin, inflater):
+    """A 300 KB gzip that would write 300 MB: past 64 MiB at most
+    PK_LIMIT_EXTRACT_RATIO (200) bytes per archive byte; the member being
+    written goes, and the DIR the run made."""
+    arc = tmp_path / "bomb.tar.gz"
+    zeros_tgz(arc, 300)
+    out = tmp_path / "out"
+    p = run_cli(f"%extract {arc} --to {out} --inflater {inflater}")
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "LimitError" in p.stderr and 'member "zeros.bin"' in p.stderr, p.stderr
+    assert "more than 200 per byte (PK_LIMIT_EXTRACT_RATIO)" in p.stderr and "--max-ratio" in p.stderr
+    assert not out.exists()
+
+
+def test_max_ratio_raises_the_bound_and_zeros_become_holes(tmp_path, pk_bin):
+    """--max-ratio 0 lifts the bound (--max-ratio N raises it); the zeros are
+    written as holes: 300 MB of them take almost no room in DIR."""
+    arc = tmp_path / "bomb.tar.gz"
+    zeros_tgz(arc, 300)
+    out = tmp_path / "out"
+    p = run_cli(f"%extract {arc} --to {out} --max-ratio 0")
+    assert p.returncode == 0, p.stderr
+    z = out / "zeros.bin"
+    st = z.stat()
+    assert st.st_size == 300 << 20
+    assert st.st_blocks * 512 < (16 << 20), st.st_blocks  # holes, where the file system keeps them
+    with open(z, "rb") as f:
+        assert all(not any(chunk) for chunk in iter(lambda: f.read(1 << 20), b""))
+    p = run_cli(f"%extract {arc} --to {tmp_path / 'o2'} --max-ratio 2000")
+    assert p.returncode == 0, p.stderr
+    p = run_cli(f"%extract {arc} --to {tmp_path / 'o3'} --max-ratio -1")
+    assert p.returncode == 1 and "UsageError" in p.stderr
+
+
+def test_holes_keep_every_byte(tmp_path, pk_bin):
+    """Data, zero runs that are whole blocks and runs that are not, a zero tail:
+    the file reads back byte for byte, and its md5 (as %download --verify sees
+    it) is the file's."""
+    data = (b"head" + bytes(5000) + b"x" * 3 + bytes(3 << 20) + b"mid" + bytes(4093) + b"y"
+            + bytes(1 << 20))
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as t:
+        ti = tarfile.TarInfo("mixed.bin")
+        ti.size = len(data)
+        t.addfile(ti, io.BytesIO(data))
+    arc = tmp_path / "mixed.tar.gz"
+    arc.write_bytes(buf.getvalue())
+    out = tmp_path / "out"
+    run_cli(f"%extract {arc} --to {out}", check=True)
+    assert (out / "mixed.bin").read_bytes() == data
+    man = tmp_path / "M.md5"
+    man.write_text(f"{hashlib.md5(data).hexdigest()}  mixed.bin\n")
+    p = run_cli(f"%download file://{arc} --to {tmp_path / 'c.tgz'} --extract {tmp_path / 'o2'} "
+                f"--verify {man}", check=True)
+    assert "all OK" in p.stdout and (tmp_path / "o2/mixed.bin").read_bytes() == data
+
+
+def test_fused_download_of_an_archive_that_expands_too_much(tmp_path, pk_bin):
+    arc = tmp_path / "bomb.tar.gz"
+    zeros_tgz(arc, 300)
+    p = run_cli(f"%download file://{arc} --to {tmp_path / 'c.tgz'} --extract {tmp_path / 'x'}")
+    assert p.returncode == 1 and "PK_LIMIT_EXTRACT_RATIO" in p.stderr, p.stderr
+    assert not (tmp_path / "x").exists() and not (tmp_path / "c.tgz").exists()
+    p = run_cli(f"%download file://{arc} --to {tmp_path / 'c.tgz'} --extract {tmp_path / 'x'} "
+                f"--max-ratio 0", check=True)
+    assert (tmp_path / "x/zeros.bin").stat().st_size == 300 << 20

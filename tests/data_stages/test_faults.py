@@ -163,30 +163,85 @@ def test_server_dies_mid_transfer(small_data, tmp_path, fused):
     assert to.read_bytes() == body and not part.exists()
 
 
-@FUSED
-def test_range_answered_from_an_earlier_byte(fault, small_data, tmp_path, fused):
-    """206 with Content-Range starting before the bytes asked for: the overlap is
-    dropped (no --md5 here: only the Content-Range check keeps the file whole)."""
+# A resumed answer must be the rest of the same file: a 206 with exactly the
+# range asked for, the first answer's length and ETag, no more bytes than it
+# says. Plain, anything else starts over from byte 0 (the file is whole and the
+# new one); with --extract, whose members already took the first bytes, it is a
+# clear error and nothing of the download is kept.
+SPLICES = [  # path, what the error says
+    ("/badrange", "(it starts at byte 0, not at "),
+    ("/gaprange", "and the server answered 206 with Content-Range bytes "),
+    ("/total", "the first answer's was "),
+    ("/longbody", "its Content-Length "),
+    ("/longbody-close", "the server sent more than the "),
+    ("/backwards", "(it ends before it starts)"),
+    ("/changed-ifrange-ignored", 'its ETag "v2" is not the first answer\'s "v1": another file'),
+    ("/changed", "with other bytes than the first answer's: the file changed on the server"),
+]
+
+
+@pytest.mark.parametrize("path,says", SPLICES, ids=[p for p, _ in SPLICES])
+def test_resumed_answer_of_another_file_starts_over(fault, small_data, tmp_path, path, says):
     _, tgz = small_data
     to = tmp_path / "c.tgz"
-    ex = tmp_path / "x" if fused else None
-    r = dl(f"{fault.url}/badrange", to, ex)
+    r = dl(f"{fault.url}{path}", to, None)
     assert r.returncode == 0, r.stderr
-    assert fault.hits["/badrange"] == 2 and fault.ranges[1][1] is not None
-    assert to.read_bytes() == tgz.read_bytes()
-    if fused:
-        only_complete_members(ex, small_data)
+    want = fault.other if path.startswith("/changed") else tgz.read_bytes()
+    assert to.read_bytes() == want  # one file, never the halves of two
+    assert ("starting over from byte 0" in r.stderr) != (path == "/changed"), r.stderr
+    if path == "/changed":  # If-Range honoured: the new file whole, in the same answer
+        assert "sent the whole file (HTTP 200); taking it from byte 0" in r.stderr, r.stderr
+    else:
+        assert says in r.stderr, r.stderr
+    if path not in ("/badrange", "/gaprange"):  # these two send no ETag
+        assert fault.if_ranges[1] == (path, '"v1"')
+    assert temp_names(tmp_path) == []
 
 
-def test_range_answered_from_a_later_byte(fault, small_data, tmp_path):
+@pytest.mark.parametrize("path,says", SPLICES, ids=[p for p, _ in SPLICES])
+def test_resumed_answer_of_another_file_with_extract_fails(fault, small_data, tmp_path, path, says):
+    to, ex = tmp_path / "c.tgz", tmp_path / "x"
+    r = dl(f"{fault.url}{path}", to, ex)
+    assert r.returncode == 1, r.stderr
+    assert f"HTTPError: {fault.url}{path}: " in r.stderr and says in r.stderr, r.stderr
+    assert not to.exists() and not (tmp_path / "c.tgz.part").exists()
+    only_complete_members(ex, small_data)
+
+
+@pytest.mark.parametrize("path,validator", [("/etag", '"v1"'),
+                                            ("/lastmod", "Wed, 21 Oct 2015 07:28:00 GMT")])
+@FUSED
+def test_resume_sends_if_range(fault, small_data, tmp_path, path, validator, fused):
+    """The retry asks for the rest of the same file: If-Range with the first
+    answer's ETag, or its Last-Modified when it has no ETag."""
+    d, tgz = small_data
+    to, ex = tmp_path / "c.tgz", tmp_path / "x" if fused else None
+    r = dl(f"{fault.url}{path}", to, ex, f"--md5 {md5(tgz)}")
+    assert r.returncode == 0, r.stderr
+    assert fault.if_ranges[0] == (path, None) and fault.if_ranges[1] == (path, validator)
+    assert fault.ranges[1][1] == f"bytes={len(tgz.read_bytes()) // 2}-"
+    assert "starting over" not in r.stderr and to.read_bytes() == tgz.read_bytes()
+
+
+@FUSED
+def test_resume_of_an_earlier_run_asks_for_the_same_file(fault, small_data, tmp_path, fused):
+    """--resume in a later run: PATH.part keeps the first answer's ETag and length
+    (an extended attribute), so the file replaced on the server meanwhile is
+    taken whole (plain) or refused (--extract), never spliced onto the old half."""
     _, tgz = small_data
-    to = tmp_path / "c.tgz"
-    r = dl(f"{fault.url}/gaprange", to, None)
-    assert r.returncode == 1
-    half = len(tgz.read_bytes()) // 2
-    assert (f"HTTPError: {fault.url}/gaprange: asked for bytes={half}- and the server answered "
-            f"206 with Content-Range bytes {half + 1000}-") in r.stderr
-    assert not to.exists()
+    to, ex = tmp_path / "c.tgz", tmp_path / "x" if fused else None
+    part = tmp_path / "c.tgz.part"
+    r = dl(f"{fault.url}/changed", to, ex, "--retries 0")
+    assert r.returncode == 1 and part.exists(), r.stderr
+    assert os.getxattr(part, "user.pipekernel.resource").decode().split("\n")[1] == '"v1"'
+    r = dl(f"{fault.url}/changed", to, ex, "--resume")
+    assert fault.if_ranges[1] == ("/changed", '"v1"')
+    if fused:
+        assert r.returncode == 1 and "the file changed on the server" in r.stderr, r.stderr
+        assert not to.exists() and not part.exists()
+    else:
+        assert r.returncode == 0, r.stderr
+        assert to.read_bytes() == fault.other and not part.exists()
 
 
 # ------------------------------------------------------------------ disk full

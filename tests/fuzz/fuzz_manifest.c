@@ -4,15 +4,21 @@
  * (relative, no "..", lower-case digests, line numbers in range), findable
  * after mf_sort, and must survive mf_write_line: writing the entries and
  * parsing them again gives the same list (or, when escaping made a path
- * longer than PK_LIMIT_MANIFEST_PATH, a LimitError).
+ * longer than PK_LIMIT_MANIFEST_PATH, a LimitError). Every path is one
+ * sp_check_rel accepts (what %verify walks below its root), and an error
+ * shows no byte a terminal would act on (lib/escape.h). The same input
+ * through esc_text: nothing left to escape, escaping again changes
+ * nothing, and text with nothing to escape is shown as it is.
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "lib/limits.h"
 #include "data/manifest.h"
+#include "lib/escape.h"
+#include "lib/limits.h"
+#include "lib/safepath.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -28,14 +34,31 @@ static void check_entry(const mf_entry *e, size_t size) {
     s = sl + 1;
   }
   if (e->line < 1 || e->line > size + 1) abort();
+  if (sp_check_rel(p, PK_LIMIT_MANIFEST_PATH, NULL)) abort();
+}
+
+static void check_escape(const uint8_t *data, size_t size) {
+  size_t cap = 4 * size + 1;
+  char *out = malloc(cap), *again = malloc(cap);
+  if (!out || !again) goto done;
+  size_t n = esc_text(out, cap, (const char *)data, size);
+  if (n != strlen(out) || esc_needed(out, n)) abort();
+  if (esc_text(again, cap, out, n) != n || memcmp(again, out, n + 1)) abort();
+  if (!esc_needed((const char *)data, size) && !memchr(data, 0, size) && (n != size || memcmp(out, data, size)))
+    abort();
+done:
+  free(out);
+  free(again);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   st_error err;
   st_error_clear(&err);
   mf_list m;
+  check_escape(data, size);
   if (mf_parse((const char *)data, size, "MANIFEST.md5", &m, &err)) {
     if (!err.code || m.n || m.e) abort(); /* a failure says why and keeps nothing */
+    if (esc_needed(err.where, strlen(err.where)) || esc_needed(err.text, strlen(err.text))) abort();
     return 0;
   }
   for (size_t i = 0; i < m.n; i++) check_entry(&m.e[i], size);

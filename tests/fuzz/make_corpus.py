@@ -3,7 +3,9 @@
 
   wire      Jupyter messages, frames separated by "\\n--\\n" (fuzz_wire.c)
   magic     cells of the magic language
-  manifest  md5sum manifests
+  manifest  md5sum manifests (and the same bytes through the escaping of names)
+  download  answers to a resumed download: "FROM TOTAL", the first answer's
+            ETag and Last-Modified, then the answer's header lines
   s3xml     S3 response bodies (AWS and Ceph RGW shapes, as documented)
   extract   small archives: tar, tar.gz (one and two gzip members), tar.bz2,
             tar.xz, zip, cpio, and hostile ones (.., absolute paths, symlinks
@@ -100,6 +102,23 @@ def manifest():
     write("manifest", "duplicate", "%s  a\n%s  ./a\n" % (h, h))
     write("manifest", "hostile", "%s  ../etc/passwd\n%s  /abs\n%s  a/../../b\n" % (h, h, h))
     write("manifest", "short", "%s\n%s x\nnot hex at all, not at all, no\n" % (h, h[:31]))
+    write("manifest", "control-bytes", "%s  a/\x1b[2Jb\n%s  ./x//./y\n%s  c\xc2\x9bd\xe2\x80\xaee\n"
+          "%s  \x1b]0;title\x07/../z\n" % (h, h, h, h))
+
+
+# ---- download -----------------------------------------------------------------
+def download():
+    t = 'Wed, 21 Oct 2015 07:28:00 GMT'
+    write("download", "exact", '500 1000\n"v1"\n%s\nHTTP/1.1 206 Partial Content\r\n'
+          'Content-Range: bytes 500-999/1000\r\nContent-Length: 500\r\nETag: "v1"\r\n\r\n' % t)
+    write("download", "whole", '500 1000\n"v1"\n\nHTTP/1.1 200 OK\r\nContent-Length: 1000\r\n'
+          'ETag: "v2"\r\n\r\n')
+    write("download", "other-total", '500 1000\n\n%s\nHTTP/1.1 206 Partial Content\r\n'
+          'Content-Range: bytes 500-1999/2000\r\nLast-Modified: %s\r\n\r\n' % (t, t))
+    write("download", "backwards", '500 -1\nW/"weak"\n\nHTTP/1.1 100 Continue\r\n\r\n'
+          'HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 500-10/*\r\nContent-Length: 99\r\n\r\n')
+    write("download", "redirect", '0 -1\n\n\nHTTP/1.1 302 Found\r\nLocation: /x\r\n\r\n'
+          'HTTP/2 206\r\ncontent-range: bytes 0-1/2\r\n\r\n')
 
 
 # ---- s3xml --------------------------------------------------------------------
@@ -278,7 +297,7 @@ def extract():
 
 if __name__ == "__main__":
     for t, fn in (("wire", wire), ("magic", magic), ("manifest", manifest), ("s3xml", s3xml),
-                  ("extract", extract)):
+                  ("extract", extract), ("download", download)):
         clear(t)
         fn()
         print(t, len(list((CORPUS / t).glob("seed-*"))), "seeds")

@@ -226,3 +226,43 @@ def test_md5_of_loaded_bytes_matches_hashlib(tmp_path, gen):
     got = sums(p.stdout)
     assert got["train"][0] == hashlib.md5(exp["train"][2].tobytes()).hexdigest()
     assert got["test"][1] == hashlib.md5(exp["test"][3]).hexdigest()
+
+
+def test_no_load_stage_waits_on_a_fifo(tmp_path, gen):
+    """A batch file, or batches.meta, that is a FIFO: open(2) would wait for a
+    writer and the kernel could not interrupt it. It is refused at once, saying
+    what it is, and the next cell runs."""
+    gen.write_dataset(str(tmp_path / "a"), 3, n_train=(20,), n_test=10, seed=1)
+    gen.write_dataset(str(tmp_path / "b"), 3, n_train=(20,), n_test=10, seed=1)
+    os.unlink(tmp_path / "a/cifar-10-batches-py/data_batch_1")
+    os.mkfifo(tmp_path / "a/cifar-10-batches-py/data_batch_1")
+    os.unlink(tmp_path / "b/cifar-10-batches-py/batches.meta")
+    os.mkfifo(tmp_path / "b/cifar-10-batches-py/batches.meta")
+    for cell, name in ((f"%load {tmp_path / 'a'}", "data_batch_1"),
+                       (f"%load {tmp_path / 'b'}", "batches.meta"),
+                       (f"%meta {tmp_path / 'b'}", "batches.meta")):
+        p = run_cli(cell, timeout=30)
+        assert p.returncode == 1, (cell, p.stdout, p.stderr)
+        assert f"{name}: the file is a FIFO, not a regular file" in p.stderr, p.stderr
+
+
+def test_class_names_with_control_bytes_are_shown_escaped(tmp_path, gen):
+    """batches.meta comes from outside: a class name with a newline or a
+    terminal escape is shown escaped in %meta's table and chart and in the
+    names line of %preview."""
+    gen.write_dataset(str(tmp_path), 3, n_train=(40,), n_test=10, seed=2)
+    names = list(gen.CIFAR_NAMES)
+    names[0] = "cat\nmeta: all fine\x1b[2J"
+    meta = {"num_cases_per_batch": 40, "label_names": names, "num_vis": 3072}
+    import pickle
+    (tmp_path / "cifar-10-batches-py/batches.meta").write_bytes(pickle.dumps(meta, 3))
+    disp = tmp_path / "disp"
+    disp.mkdir()
+    p = run_cli("--display-dir", str(disp), f"%load {tmp_path}", f"%meta {tmp_path}",
+                "%preview --n 40 --seed 1 --split train", check=True)
+    assert "cat\\x0ameta: all fine\\x1b[2J" in p.stdout, p.stdout
+    assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f]", p.stdout), repr(p.stdout)
+    svg = next(disp.glob("*.svg")).read_text()
+    assert "\x1b" not in svg and "cat\\x0ameta: all" in svg
+    html = next(disp.glob("*.html")).read_text()
+    assert "\x1b" not in html and "cat\\x0ameta: all fine\\x1b[2J" in html

@@ -209,3 +209,17 @@ def test_init_errors(small, tmp_path, torch):
         assert "Finished Training" not in text
     r = run(f"%load {d}", f"%train --epochs 0 --init {good}")
     assert r.returncode == 0, out_of(r)
+
+
+def test_no_train_file_waits_on_a_fifo(small, tmp_path):
+    """--init and --losses that are FIFOs: open(2) would wait for the other end,
+    where no interrupt reaches the stage; both are refused at once, saying what
+    they are."""
+    d = small[0]
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for opt, says in (("--init", "the --init file is a FIFO, not a regular file"),
+                      ("--losses", "the --losses file is a FIFO, not a regular file")):
+        r = run(f"%load {d}", f"%train --epochs 1 --device cpu {opt} {fifo}", timeout=60)
+        assert r.returncode == 1 and says in out_of(r), (opt, out_of(r))
+        assert "Finished Training" not in out_of(r)
