@@ -373,12 +373,14 @@ def test_sigint_during_fused_download(served, tmp_path):
 def test_sigint_during_extract(tmp_path):
     import tarfile
     import zlib
-    # a 3 GB member of zeros, a few MB compressed: slow to write, quick to build
+    # a 3 GB member of one byte over and over, a few MB compressed: slow to write
+    # (not zeros, which are written as holes), quick to build; far past the
+    # expansion bound, which --max-ratio 0 lifts here
     arc = tmp_path / "zeros.tar.gz"
     ti = tarfile.TarInfo("zeros.bin")
     ti.size = 3 << 30
     co = zlib.compressobj(1, zlib.DEFLATED, 31)
-    chunk = bytes(1 << 20)
+    chunk = b"\x01" * (1 << 20)
     with open(arc, "wb") as f:
         f.write(co.compress(ti.tobuf(format=tarfile.GNU_FORMAT)))
         for _ in range(ti.size >> 20):
@@ -388,7 +390,7 @@ def test_sigint_during_extract(tmp_path):
 
     def writing():
         return out.exists() and any(p.stat().st_size > (1 << 20) for p in out.iterdir())
-    rc, _, err = interrupt_when(f"%extract {arc} --to {out}", writing)
+    rc, _, err = interrupt_when(f"%extract {arc} --to {out} --max-ratio 0", writing)
     assert rc == 130 and "KeyboardInterrupt" in err
     assert not out.exists()  # the member cut short is removed, and the DIR the run made
 
