@@ -39,18 +39,18 @@ static int escaped_cp(uint32_t cp) {
 
 /* What s[0..n) starts with: *len bytes, to be shown as they are (0) or as
  * the escape written into e (1). */
-static int next_piece(const unsigned char *s, size_t n, size_t *len, char e[8]) {
+static int next_piece(const unsigned char *s, size_t n, size_t *len, char e[12]) {
   uint32_t cp;
   size_t k = utf8_seq(s, n, &cp);
   if (!k) {
-    snprintf(e, 8, "\\x%02x", s[0]);
+    snprintf(e, 12, "\\x%02x", s[0]);
     *len = 1;
     return 1;
   }
   *len = k;
   if (!escaped_cp(cp)) return 0;
-  if (cp < 0x80) snprintf(e, 8, "\\x%02x", (unsigned)cp);
-  else snprintf(e, 8, "\\u%04x", (unsigned)cp);
+  if (cp < 0x80) snprintf(e, 12, "\\x%02x", (unsigned)cp);
+  else snprintf(e, 12, "\\u%04x", (unsigned)cp);
   return 1;
 }
 
@@ -60,7 +60,7 @@ static size_t esc_run(char *out, size_t cap, const char *s, size_t n, size_t *us
   size_t o = 0, i = 0;
   while (i < n) {
     size_t len;
-    char e[8];
+    char e[12];
     const char *src = (const char *)p + i;
     size_t slen;
     if (next_piece(p + i, n - i, &len, e)) {
@@ -89,7 +89,7 @@ int esc_needed(const char *s, size_t n) {
   for (size_t i = 0; i < n;) {
     if (p[i] >= 0x20 && p[i] < 0x7f) { i++; continue; } /* the usual case */
     size_t len;
-    char e[8];
+    char e[12];
     if (next_piece(p + i, n - i, &len, e)) return 1;
     i += len;
   }

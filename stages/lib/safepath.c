@@ -152,7 +152,8 @@ int sp_open_below(int root, const char *rel, unsigned want, sp_found *f) {
       if ((size_t)tl >= sizeof target - 1 || ++links > SP_MAX_LINKS)
         return sp_fail(f, dfd, SP_ERROR, (size_t)tl >= sizeof target - 1 ? ENAMETOOLONG : ELOOP);
       target[tl] = 0;
-      snprintf(f->link, sizeof f->link, "%s%s%s", pos, *pos ? "/" : "", name);
+      if ((size_t)snprintf(f->link, sizeof f->link, "%s%s%s", pos, *pos ? "/" : "", name) >= sizeof f->link)
+        return sp_fail(f, dfd, SP_ERROR, ENAMETOOLONG);
       if (!sp_link_stays(f->link, target)) {
         snprintf(f->target, sizeof f->target, "%s", target);
         return sp_fail(f, dfd, SP_OUTSIDE, 0);
