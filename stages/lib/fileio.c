@@ -67,8 +67,8 @@ int fio_openat(int dirfd, const char *name, const char *shown, int flags, mode_t
                         want_name(want));
   if (fd < 0) {
     int e = errno;
-    char why[96];
-    snprintf(why, sizeof why, "cannot open %s", w);
+    char why[96]; /* "cannot open" alone for a file that needs no name */
+    snprintf(why, sizeof why, "cannot open%s%s", what ? " " : "", what ? what : "");
     return st_error_errno(err, e, shown, why);
   }
   if (!fio_is(st->st_mode, want)) {

@@ -43,7 +43,8 @@ int fio_openat_raw(int dirfd, const char *name, int flags, mode_t mode, struct s
 
 /* fio_openat_raw, then the type check: returns the descriptor, or a
  * negative ST_E* code with err set, naming `shown` (the path the user
- * knows) and `what` ("the manifest", "the CA bundle"; NULL: "the file"):
+ * knows) and `what` ("the manifest", "the CA bundle"; NULL: "cannot open"
+ * and "the file is ..."):
  *   "cannot open the manifest: No such file or directory"
  *   "the manifest is a FIFO, not a regular file"               (ST_EINVAL)
  * mode is used with O_CREAT (0644 when 0). st may be NULL. */
