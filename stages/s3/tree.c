@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lib/fileio.h"
 #include "lib/safepath.h"
 #include "lib/table.h"
 #include "lib/escape.h"
@@ -117,9 +118,10 @@ static int on_begin(void *ud, gobj *g) {
     st_error_set(&g->err, ST_E2BIG, where, -1, "name too long");
     return -1;
   }
-  int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+  /* never waits on a FIFO (or anything else) that sits at NAME.part */
+  int fd = fio_openat(dfd, tmp, where, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0644, FIO_FILE,
+                      NULL, NULL, &g->err);
   if (fd < 0) {
-    st_error_errno(&g->err, errno, where, "cannot create");
     close(dfd);
     return -1;
   }

@@ -388,3 +388,16 @@ def test_interrupt_in_the_kernel_keeps_it_alive(rgw, bucket, pk, proxy, big, tmp
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+def test_a_fifo_at_a_part_name_is_refused_not_waited_on(rgw, bucket, pk, tmp_path):
+    s3 = rgw.client()
+    s3.put_object(Bucket=bucket, Key="p/x.bin", Body=b"x")
+    s3.put_object(Bucket=bucket, Key="p/y.bin", Body=b"y")
+    out = tmp_path / "out"
+    out.mkdir()
+    os.mkfifo(out / "x.bin.part")
+    p = pk(f"%download s3://{bucket}/p/ --to {out} --endpoint {rgw.endpoint}", timeout=60)
+    assert p.returncode == 1
+    assert "a FIFO" in p.stdout and "p/x.bin" in p.stdout
+    assert (out / "y.bin").read_bytes() == b"y"
