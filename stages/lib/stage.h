@@ -8,7 +8,7 @@
  * or kernel/ headers, and talk to the front end only through the context:
  * what they show is bytes in MIME bundles, never JSON objects. Of the
  * libraries a stage includes only those its own work needs (OpenSSL,
- * libcurl, libarchive, ISA-L, expat, libpng, zlib, uuid); jansson only where
+ * libcurl, libarchive, ISA-L, expat, libpng, zlib, uuid, xxHash); jansson only where
  * the stage itself reads or writes a JSON file: the run record of
  * %timings --json and --compare (report/timings.c) and the safetensors
  * header %train --init reads (train/train.c).

@@ -5,7 +5,8 @@
  * which touches the small parts (keys, labels, filenames) and only records
  * where the pixel block is; then copy threads move each file's pixel block
  * once into one contiguous N x 3072 block while this thread computes the
- * md5 in file order behind them.
+ * fingerprint (XXH3-128 by default, md5 with --md5) in file order behind
+ * them.
  */
 
 #include <dirent.h>
@@ -21,7 +22,9 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <xxhash.h>
 
+#include "lib/cache.h"
 #include "lib/dynbuf.h"
 #include "lib/limits.h"
 #include "lib/mapguard.h"
@@ -31,7 +34,10 @@
 const st_option ld_load_opts[] = {
     {"split", 1, "SPLIT", "train, test or all (default all)"},
     {"name", 1, "NAME", "name of the dataset in the session (default cifar10)"},
-    {"no-md5", 0, NULL, "skip the checksums of the loaded bytes"},
+    {"md5", 0, NULL, "md5s of the pixels and labels (as hashlib gives them) instead of XXH3-128"},
+    {"no-hash", 0, NULL, "no fingerprint of the loaded bytes"},
+    {"no-md5", 0, NULL, "the same as --no-hash (the option's earlier name)"},
+    PC_COLD_OPTION,
     {NULL, 0, NULL, NULL}};
 
 
@@ -177,19 +183,9 @@ int ld_resolve_root(const char *dir, char *out, size_t cap, st_error *err) {
   return 0;
 }
 
-typedef struct lfile {
-  char *path;
-  unsigned long long num; /* N of data_batch_N */
-  uint8_t *map;
-  size_t size;
-  pkl_doc *doc;
-  ld_batch b;
-  size_t first;           /* index of its first image in the split */
-  int lost;               /* the file was cut short while a copy worker read it */
-  size_t lost_off;        /* offset of its first lost byte */
-} lfile;
+typedef ld_file lfile;
 
-static void lfile_release(lfile *f) {
+void ld_file_release(lfile *f) {
   pkl_free(f->doc);
   f->doc = NULL;
   if (f->map) munmap(f->map, f->size);
@@ -198,15 +194,15 @@ static void lfile_release(lfile *f) {
   f->b.labels = NULL;
 }
 
-static void lfiles_free(lfile *f, size_t n) {
+void ld_files_free(lfile *f, size_t n) {
   for (size_t i = 0; f && i < n; i++) {
-    lfile_release(&f[i]);
+    ld_file_release(&f[i]);
     free(f[i].path);
   }
   free(f);
 }
 
-static int map_file(const char *path, uint8_t **map, size_t *size, st_error *err) {
+static int map_file(const char *path, uint8_t **map, size_t *size, pc_stats *cache, st_error *err) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return st_error_errno(err, errno, path, "cannot open");
   struct stat st;
@@ -228,10 +224,13 @@ static int map_file(const char *path, uint8_t **map, size_t *size, st_error *err
     return st_error_set(err, ST_E2BIG, path, -1, "%lld bytes; at most %llu (PK_LIMIT_PICKLE_FILE_BYTES)",
                         (long long)st.st_size, (unsigned long long)PK_LIMIT_PICKLE_FILE_BYTES);
   }
+  if (cache) pc_prepare(cache, fd, (uint64_t)st.st_size);
   void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
   int e = errno;
   close(fd);
   if (m == MAP_FAILED) return st_error_errno(err, e, path, "cannot map");
+  /* a file that is not cached is read ahead while it is parsed and copied */
+  if (cache) madvise(m, (size_t)st.st_size, MADV_WILLNEED);
   *map = m;
   *size = (size_t)st.st_size;
   return 0;
@@ -243,8 +242,7 @@ static int cmp_lfile(const void *a, const void *b) {
   return strcmp(x->path, y->path);
 }
 
-/* data_batch_<digits> in numeric order. */
-static int list_train(const char *root, lfile **out, size_t *nout, st_error *err) {
+int ld_list_batches(const char *root, lfile **out, size_t *nout, st_error *err) {
   *out = NULL;
   *nout = 0;
   DIR *d = opendir(root);
@@ -281,7 +279,7 @@ static int list_train(const char *root, lfile **out, size_t *nout, st_error *err
   }
   closedir(d);
   if (rc) {
-    lfiles_free(f, n);
+    ld_files_free(f, n);
     return rc;
   }
   if (n) qsort(f, n, sizeof *f, cmp_lfile);
@@ -296,7 +294,7 @@ int ld_read_meta(const char *root, char ***names, int *n, st_error *err) {
   snprintf(path, sizeof path, "%s/batches.meta", root);
   uint8_t *map;
   size_t size;
-  int rc = map_file(path, &map, &size, err);
+  int rc = map_file(path, &map, &size, NULL, err);
   if (rc) return rc;
   pkl_doc *doc = pkl_parse(map, size, path, err);
   if (!doc) rc = err && err->code ? err->code : ST_EFORMAT;
@@ -307,10 +305,65 @@ int ld_read_meta(const char *root, char ***names, int *n, st_error *err) {
 }
 
 /* ------------------------------------------------------------------ */
-/* Copy threads                                                        */
+/* One file: open (map, parse, check) and copy                         */
 /* ------------------------------------------------------------------ */
 #define COPY_CHUNK (8u << 20)
 
+int ld_file_open(lfile *f, int n_classes, pc_stats *cache, st_error *err) {
+  int rc = map_file(f->path, &f->map, &f->size, cache, err);
+  if (rc) return rc;
+  /* a file cut short meanwhile reads as zeros past its new end (a
+   * format error, or garbage) and is reported as what it is */
+  mapguard g;
+  if (mapguard_begin(&g, f->map, f->size))
+    return st_error_set(err, ST_EINTERNAL, f->path, -1, "cannot guard the mapping (sigaction failed)");
+  f->doc = pkl_parse(f->map, f->size, f->path, err);
+  if (f->doc) rc = ld_batch_check(pkl_root(f->doc), f->path, n_classes, &f->b, err);
+  size_t lost;
+  if (mapguard_end(&g, &lost)) {
+    st_error_clear(err);
+    return st_error_set(err, ST_EIO, f->path, (long long)lost,
+                        "the file shrank while it was being read (expected %zu bytes)", f->size);
+  }
+  if (!f->doc) return err->code ? err->code : ST_EFORMAT;
+  return rc;
+}
+
+/* Copies f's pixel block to dst in COPY_CHUNK pieces (stopping early once
+ * *cancel is set), adding to *bytes as it goes; marks f->lost when the
+ * file was cut short meanwhile. */
+static void copy_pixels(lfile *f, uint8_t *dst, atomic_int *cancel, atomic_ullong *bytes) {
+  const pkl_value *a = f->b.data;
+  mapguard g;
+  int guarded = mapguard_begin(&g, f->map, f->size) == 0;
+  if (a->u.a.enc == PKL_RAW) {
+    for (size_t o = 0; o < a->u.a.len && !atomic_load(cancel); o += COPY_CHUNK) {
+      size_t k = a->u.a.len - o < COPY_CHUNK ? a->u.a.len - o : COPY_CHUNK;
+      memcpy(dst + o, a->u.a.data + o, k);
+      atomic_fetch_add(bytes, k);
+    }
+  } else if (!atomic_load(cancel)) {
+    pkl_array_copy(a, dst);
+    atomic_fetch_add(bytes, a->u.a.len);
+  }
+  if (guarded && mapguard_end(&g, &f->lost_off)) f->lost = 1;
+}
+
+int ld_file_copy(lfile *f, uint8_t *dst, st_error *err) {
+  atomic_int cancel;
+  atomic_ullong bytes;
+  atomic_init(&cancel, 0);
+  atomic_init(&bytes, 0);
+  copy_pixels(f, dst, &cancel, &bytes);
+  if (f->lost)
+    return st_error_set(err, ST_EIO, f->path, (long long)f->lost_off,
+                        "the file shrank while it was being read (expected %zu bytes)", f->size);
+  return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Copy threads                                                        */
+/* ------------------------------------------------------------------ */
 typedef struct copyjob {
   lfile *f;
   size_t nf;
@@ -329,21 +382,7 @@ static void *copy_worker(void *arg) {
     size_t i = atomic_fetch_add(&j->next, 1);
     if (i >= j->nf) break;
     lfile *f = &j->f[i];
-    const pkl_value *a = f->b.data;
-    uint8_t *dst = j->dst + f->first * SS_IMAGE_BYTES;
-    mapguard g;
-    int guarded = mapguard_begin(&g, f->map, f->size) == 0;
-    if (a->u.a.enc == PKL_RAW) {
-      for (size_t o = 0; o < a->u.a.len && !atomic_load(&j->cancel); o += COPY_CHUNK) {
-        size_t k = a->u.a.len - o < COPY_CHUNK ? a->u.a.len - o : COPY_CHUNK;
-        memcpy(dst + o, a->u.a.data + o, k);
-        atomic_fetch_add(&j->bytes, k);
-      }
-    } else if (!atomic_load(&j->cancel)) {
-      pkl_array_copy(a, dst);
-      atomic_fetch_add(&j->bytes, a->u.a.len);
-    }
-    if (guarded && mapguard_end(&g, &f->lost_off)) f->lost = 1;
+    copy_pixels(f, j->dst + f->first * SS_IMAGE_BYTES, &j->cancel, &j->bytes);
     pthread_mutex_lock(&j->mu);
     j->done[i] = 1;
     pthread_cond_broadcast(&j->cv);
@@ -366,6 +405,69 @@ static long ncpu(void) {
   return n > 0 ? n : 1;
 }
 
+/* ------------------------------------------------------------------ */
+/* Fingerprints: XXH3-128 (default) or md5, one stream in file order   */
+/* ------------------------------------------------------------------ */
+enum { LD_HASH_NONE = 0, LD_HASH_XXH3, LD_HASH_MD5 };
+
+typedef struct ld_hash {
+  int kind;
+  XXH3_state_t *x;
+  EVP_MD_CTX *md;
+} ld_hash;
+
+/* Starts a stream of kind; a library that cannot is said, and leaves the
+ * split without a fingerprint (kind NONE). */
+static void hash_begin(ld_hash *h, int kind, st_ctx *c, const char *which) {
+  memset(h, 0, sizeof *h);
+  h->kind = kind;
+  if (kind == LD_HASH_XXH3) {
+    h->x = XXH3_createState();
+    if (!h->x || XXH3_128bits_reset(h->x) != XXH_OK) h->kind = LD_HASH_NONE;
+  } else if (kind == LD_HASH_MD5) {
+    h->md = EVP_MD_CTX_new();
+    if (!h->md || !EVP_DigestInit_ex(h->md, EVP_md5(), NULL)) h->kind = LD_HASH_NONE;
+  }
+  if (kind != LD_HASH_NONE && h->kind == LD_HASH_NONE)
+    st_eprintf(c, "%s: %s is not available here; no fingerprint\n", which,
+               kind == LD_HASH_MD5 ? "md5" : "XXH3-128");
+}
+
+static void hash_update(ld_hash *h, const void *p, size_t n) {
+  if (h->kind == LD_HASH_XXH3) XXH3_128bits_update(h->x, p, n);
+  else if (h->kind == LD_HASH_MD5) EVP_DigestUpdate(h->md, p, n);
+}
+
+/* The digest as 32 lowercase hex digits (XXH3-128 in its canonical,
+ * big-endian form), and the stream started again. */
+static void hash_final(ld_hash *h, char out[33]) {
+  if (h->kind == LD_HASH_XXH3) {
+    XXH128_canonical_t cn;
+    XXH128_canonicalFromHash(&cn, XXH3_128bits_digest(h->x));
+    hex(cn.digest, 16, out);
+    XXH3_128bits_reset(h->x);
+  } else if (h->kind == LD_HASH_MD5) {
+    unsigned char d[EVP_MAX_MD_SIZE];
+    unsigned dl = 0;
+    EVP_DigestFinal_ex(h->md, d, &dl);
+    hex(d, dl, out);
+    EVP_DigestInit_ex(h->md, EVP_md5(), NULL);
+  }
+}
+
+static void hash_free(ld_hash *h) {
+  if (h->x) XXH3_freeState(h->x);
+  EVP_MD_CTX_free(h->md);
+  memset(h, 0, sizeof *h);
+}
+
+static const char *hash_name(int kind) {
+  return kind == LD_HASH_XXH3 ? "xxh3-128" : kind == LD_HASH_MD5 ? "md5" : "";
+}
+
+/* ------------------------------------------------------------------ */
+/* One split                                                           */
+/* ------------------------------------------------------------------ */
 /* One split being loaded; split_end releases what it holds whatever step
  * failed. */
 typedef struct ld_split {
@@ -381,37 +483,15 @@ typedef struct ld_split {
   double t0;
   st_progress p;
   int pstarted;
-  EVP_MD_CTX *md;        /* NULL without md5 */
+  ld_hash h;             /* kind NONE without a fingerprint */
+  pc_stats *cache;
 } ld_split;
-
-/* Maps, parses and checks file i under a guard of its mapping: a file cut
- * short meanwhile is reported as what it is. */
-static int split_parse_file(ld_split *s, size_t i) {
-  lfile *f = &s->f[i];
-  int rc = map_file(f->path, &f->map, &f->size, s->err);
-  if (rc) return rc;
-  /* a file cut short meanwhile reads as zeros past its new end (a
-   * format error, or garbage) and is reported as what it is */
-  mapguard g;
-  if (mapguard_begin(&g, f->map, f->size))
-    return st_error_set(s->err, ST_EINTERNAL, f->path, -1, "cannot guard the mapping (sigaction failed)");
-  f->doc = pkl_parse(f->map, f->size, f->path, s->err);
-  if (f->doc) rc = ld_batch_check(pkl_root(f->doc), f->path, s->n_classes, &f->b, s->err);
-  size_t lost;
-  if (mapguard_end(&g, &lost)) {
-    st_error_clear(s->err);
-    return st_error_set(s->err, ST_EIO, f->path, (long long)lost,
-                        "the file shrank while it was being read (expected %zu bytes)", f->size);
-  }
-  if (!f->doc) return s->err->code ? s->err->code : ST_EFORMAT;
-  return rc;
-}
 
 /* Every file parsed and checked; each gets the index of its first image. */
 static int split_parse(ld_split *s) {
   for (size_t i = 0; i < s->nf; i++) {
     if (st_cancelled(s->c)) return st_error_set(s->err, ST_ECANCELED, s->which, -1, "interrupted");
-    int rc = split_parse_file(s, i);
+    int rc = ld_file_open(&s->f[i], s->n_classes, s->cache, s->err);
     if (rc) return rc;
     s->f[i].first = s->total;
     if (s->f[i].b.n > SIZE_MAX / SS_IMAGE_BYTES - s->total)
@@ -443,25 +523,20 @@ static int split_alloc(ld_split *s) {
   return 0;
 }
 
-/* The progress bar "load SPLIT" and the md5 (said, not fatal, when the
- * library has none). */
-static int split_begin(ld_split *s, int do_md5) {
+/* The progress bar "load SPLIT" and the fingerprint stream. */
+static int split_begin(ld_split *s, int hash_kind) {
   char label[160];
   snprintf(label, sizeof label, "load %s", s->which);
   st_progress_begin(s->c, &s->p, label, "B", s->bytes);
   s->pstarted = 1;
-  s->md = do_md5 ? EVP_MD_CTX_new() : NULL;
-  if (s->md && !EVP_DigestInit_ex(s->md, EVP_md5(), NULL)) {
-    EVP_MD_CTX_free(s->md);
-    s->md = NULL;
-    st_eprintf(s->c, "%s: md5 is not available here; no checksums\n", s->which);
-  }
+  hash_begin(&s->h, hash_kind, s->c, s->which);
   return 0;
 }
 
 /* Waits until the copy of file i is done, reporting progress every 50 ms
- * and passing an interrupt on to the copy threads; then hashes its pixels.
- * 0, ST_ECANCELED, or ST_EIO when the file shrank meanwhile. */
+ * and passing an interrupt on to the copy threads; then feeds its pixels to
+ * the fingerprint. 0, ST_ECANCELED, or ST_EIO when the file shrank
+ * meanwhile. */
 static int split_take_file(ld_split *s, copyjob *j, size_t i) {
   pthread_mutex_lock(&j->mu);
   while (!j->done[i]) {
@@ -489,13 +564,14 @@ static int split_take_file(ld_split *s, copyjob *j, size_t i) {
   if (f->lost)
     return st_error_set(s->err, ST_EIO, f->path, (long long)f->lost_off,
                         "the file shrank while it was being read (expected %zu bytes)", f->size);
-  if (s->md) EVP_DigestUpdate(s->md, s->sp->pixels + f->first * SS_IMAGE_BYTES, f->b.n * SS_IMAGE_BYTES);
+  hash_update(&s->h, s->sp->pixels + f->first * SS_IMAGE_BYTES, f->b.n * SS_IMAGE_BYTES);
   st_progress_update(&s->p, atomic_load(&j->bytes));
   return 0;
 }
 
 /* Copies every file's pixel block into place on copy threads (here when
- * none can start) while this thread hashes them in file order. */
+ * none can start) while this thread feeds them to the fingerprint in file
+ * order. */
 static int split_copy(ld_split *s) {
   copyjob j;
   memset(&j, 0, sizeof j);
@@ -508,9 +584,10 @@ static int split_copy(ld_split *s) {
   pthread_mutex_init(&j.mu, NULL);
   pthread_cond_init(&j.cv, NULL);
   j.done = calloc(s->nf ? s->nf : 1, 1);
-  /* the md5 (one stream, in file order, on this thread) is the long pole:
-   * it keeps a core of its own, the copies take the others */
-  long nt = s->md && ncpu() > 1 ? ncpu() - 1 : ncpu();
+  /* the md5 (one stream, in file order, on this thread, slower than the
+   * copies) keeps a core of its own and the copies take the others;
+   * XXH3 runs many times faster than a copy and takes what they leave */
+  long nt = s->h.kind == LD_HASH_MD5 && ncpu() > 1 ? ncpu() - 1 : ncpu();
   if (nt > PK_LIMIT_LOAD_THREADS) nt = PK_LIMIT_LOAD_THREADS;
   if ((size_t)nt > s->nf) nt = (long)s->nf;
   pthread_t th[PK_LIMIT_LOAD_THREADS];
@@ -529,32 +606,28 @@ static int split_copy(ld_split *s) {
   return rc;
 }
 
-/* The md5 of the pixels (fed by split_copy) and of the labels. */
+/* The fingerprint of the pixels (fed by split_copy) and of the labels. */
 static int split_digests(ld_split *s) {
-  if (!s->md) return 0;
-  unsigned char d[EVP_MAX_MD_SIZE];
-  unsigned dl = 0;
-  EVP_DigestFinal_ex(s->md, d, &dl);
-  hex(d, dl, s->sp->pixels_md5);
-  EVP_DigestInit_ex(s->md, EVP_md5(), NULL);
-  EVP_DigestUpdate(s->md, s->sp->labels, s->total);
-  EVP_DigestFinal_ex(s->md, d, &dl);
-  hex(d, dl, s->sp->labels_md5);
+  if (s->h.kind == LD_HASH_NONE) return 0;
+  snprintf(s->sp->hash, sizeof s->sp->hash, "%s", hash_name(s->h.kind));
+  hash_final(&s->h, s->sp->pixels_hash);
+  hash_update(&s->h, s->sp->labels, s->total);
+  hash_final(&s->h, s->sp->labels_hash);
   return 0;
 }
 
 /* Releases what the split holds (the files' mappings and parses too) and
  * returns rc. */
 static int split_end(ld_split *s, int rc) {
-  EVP_MD_CTX_free(s->md);
+  hash_free(&s->h);
   if (s->pstarted) st_progress_end(&s->p, rc);
-  for (size_t i = 0; i < s->nf; i++) lfile_release(&s->f[i]);
+  for (size_t i = 0; i < s->nf; i++) ld_file_release(&s->f[i]);
   return rc;
 }
 
 /* Load one split from its files into sp. */
 static int load_split(st_ctx *c, const char *which, lfile *f, size_t nf, int n_classes,
-                      int do_md5, ss_split *sp, double *secs, st_error *err) {
+                      int hash_kind, pc_stats *cache, ss_split *sp, double *secs, st_error *err) {
   ld_split s;
   memset(&s, 0, sizeof s);
   s.t0 = st_now();
@@ -565,16 +638,16 @@ static int load_split(st_ctx *c, const char *which, lfile *f, size_t nf, int n_c
   s.nf = nf;
   s.n_classes = n_classes;
   s.sp = sp;
+  s.cache = cache;
   int rc = split_parse(&s);
   if (!rc) rc = split_alloc(&s);
-  if (!rc) rc = split_begin(&s, do_md5);
+  if (!rc) rc = split_begin(&s, hash_kind);
   if (!rc) rc = split_copy(&s);
   if (!rc) rc = split_digests(&s);
   rc = split_end(&s, rc);
   *secs = st_now() - s.t0;
   return rc;
 }
-
 /* ------------------------------------------------------------------ */
 /* %load                                                               */
 /* ------------------------------------------------------------------ */
@@ -585,8 +658,8 @@ static void print_split(st_ctx *c, const char *which, const ss_split *sp, double
   st_fmt_rate(r, sizeof r, bytes, secs);
   st_printf(c, "%s: %zu file%s, %zu images, %s in %.3f s (%s)\n", which, sp->files,
             sp->files == 1 ? "" : "s", sp->n, b, secs, r);
-  if (sp->pixels_md5[0])
-    st_printf(c, "  md5 pixels %s  labels %s\n", sp->pixels_md5, sp->labels_md5);
+  if (sp->hash[0])
+    st_printf(c, "  %s pixels %s  labels %s\n", sp->hash, sp->pixels_hash, sp->labels_hash);
 }
 
 /* The options of %load, parsed and checked once. */
@@ -595,7 +668,8 @@ typedef struct load_opts {
   const char *split;     /* "train", "test" or "all" */
   int want_train, want_test;
   const char *name;      /* the dataset's name in the session */
-  int do_md5;
+  int hash;              /* LD_HASH_* */
+  int cold;              /* --cold */
 } load_opts;
 
 /* Everything one %load holds; load_cleanup releases it whatever step
@@ -610,6 +684,7 @@ typedef struct load_job {
   size_t ntrain, ntest;
   double ttrain, ttest;  /* seconds per split */
   double t0;
+  pc_stats cache;        /* where the files are read from */
 } load_job;
 
 /* Parses and checks the options. */
@@ -624,7 +699,11 @@ static int load_opts_parse(const st_args *a, load_opts *o, st_error *err) {
   o->name = st_arg_str(a, "name", "cifar10");
   if (!o->name[0] || strlen(o->name) >= 64)
     return st_error_set(err, ST_EINVAL, "load", -1, "--name must be 1 to 63 characters");
-  o->do_md5 = !st_arg_has(a, "no-md5");
+  int none = st_arg_has(a, "no-hash") || st_arg_has(a, "no-md5");
+  if (none && st_arg_has(a, "md5"))
+    return st_error_set(err, ST_EINVAL, "load", -1, "--md5 and --no-hash exclude each other");
+  o->hash = none ? LD_HASH_NONE : st_arg_has(a, "md5") ? LD_HASH_MD5 : LD_HASH_XXH3;
+  o->cold = st_arg_has(a, "cold");
   return 0;
 }
 
@@ -633,6 +712,7 @@ static int load_opts_parse(const st_args *a, load_opts *o, st_error *err) {
 static int load_begin(load_job *j) {
   int rc = ld_resolve_root(j->o->dir, j->root, sizeof j->root, j->err);
   if (rc) return rc;
+  pc_note_fs(&j->cache, j->root);
   j->t0 = st_now();
   j->d = ss_dataset_new(j->o->name);
   if (!j->d) return st_error_set(j->err, ST_ENOMEM, "load", -1, "out of memory");
@@ -648,7 +728,7 @@ static int load_begin(load_job *j) {
  * of them, missing is an error. */
 static int load_list(load_job *j) {
   const load_opts *o = j->o;
-  int rc = o->want_train ? list_train(j->root, &j->train, &j->ntrain, j->err) : 0;
+  int rc = o->want_train ? ld_list_batches(j->root, &j->train, &j->ntrain, j->err) : 0;
   if (rc) return rc;
   if (o->want_test) {
     char tp[4200];
@@ -674,17 +754,20 @@ static int load_list(load_job *j) {
 
 /* Loads the train split, then the test split (those that have files). */
 static int load_splits(load_job *j) {
-  int rc = 0, n_classes = j->d->n_classes, md5 = j->o->do_md5;
+  int rc = 0, n_classes = j->d->n_classes, h = j->o->hash;
   if (j->ntrain)
-    rc = load_split(j->c, "train", j->train, j->ntrain, n_classes, md5, &j->d->train, &j->ttrain, j->err);
+    rc = load_split(j->c, "train", j->train, j->ntrain, n_classes, h, &j->cache, &j->d->train,
+                    &j->ttrain, j->err);
   if (!rc && j->ntest)
-    rc = load_split(j->c, "test", j->test, j->ntest, n_classes, md5, &j->d->test, &j->ttest, j->err);
+    rc = load_split(j->c, "test", j->test, j->ntest, n_classes, h, &j->cache, &j->d->test,
+                    &j->ttest, j->err);
   return rc;
 }
 
 /* A line per split loaded, a note per split asked for but absent, and the
  * class count. */
 static int load_report(load_job *j) {
+  pc_report(j->c, "load", &j->cache);
   if (j->ntrain) print_split(j->c, "train", &j->d->train, j->ttrain);
   if (j->ntest) print_split(j->c, "test", &j->d->test, j->ttest);
   if (j->o->want_train && !j->ntrain) st_printf(j->c, "train: no data_batch_* files\n");
@@ -707,9 +790,11 @@ static int load_keep(load_job *j) {
   if (!j->ntrain) bytes -= (uint64_t)d->train.n * SS_IMAGE_BYTES;
   if (!j->ntest) bytes -= (uint64_t)d->test.n * SS_IMAGE_BYTES;
   char backend[64];
-  snprintf(backend, sizeof backend, "mmap+memcpy x%ld", ncpu() > PK_LIMIT_LOAD_THREADS ? (long)PK_LIMIT_LOAD_THREADS : ncpu());
-  st_timing_add(j->c, "pickled", "load", dt, bytes, bytes / SS_IMAGE_BYTES, backend,
-                j->ntrain ? d->train.pixels_md5 : d->test.pixels_md5);
+  long nt = ncpu() > PK_LIMIT_LOAD_THREADS ? (long)PK_LIMIT_LOAD_THREADS : ncpu();
+  snprintf(backend, sizeof backend, "mmap+memcpy x%ld%s%s", nt, j->o->hash ? ", " : "",
+           hash_name(j->o->hash));
+  pc_timing_add(j->c, &j->cache, "pickled", "load", dt, bytes, bytes / SS_IMAGE_BYTES, backend,
+                j->ntrain ? d->train.pixels_hash : d->test.pixels_hash);
   ss_session_put_dataset(j->c->session, d);
   j->d = NULL;
   return 0;
@@ -717,8 +802,8 @@ static int load_keep(load_job *j) {
 
 /* Releases everything the job holds whatever step failed; returns rc. */
 static int load_cleanup(load_job *j, int rc) {
-  lfiles_free(j->train, j->ntrain);
-  lfiles_free(j->test, j->ntest);
+  ld_files_free(j->train, j->ntrain);
+  ld_files_free(j->test, j->ntest);
   ss_dataset_free(j->d);
   return rc;
 }
@@ -732,6 +817,7 @@ int ld_load(st_ctx *c, const st_args *a, st_error *err) {
   j.c = c;
   j.err = err;
   j.o = &o;
+  pc_init(&j.cache, o.cold);
   if (!rc) rc = load_begin(&j);
   if (!rc) rc = load_list(&j);
   if (!rc) rc = load_splits(&j);
