@@ -18,6 +18,7 @@
 
 #include "cnn.h"
 #include "lib/limits.h"
+#include "lib/session.h"
 #include "load/load.h"
 
 struct tr_stream {
