@@ -54,6 +54,7 @@ typedef struct dx_job {
   int inflater;          /* 0 auto (ISA-L for gzip), 1 ISA-L, 2 libarchive */
   int hash;              /* md5 each member as it is written */
   int undo;              /* keep what members replace until dx_commit or dx_rollback */
+  struct pc_stats *cache; /* where the archive is read from, for dx_report (may be NULL) */
   /* Optional: wakes a pull that waits for data once the extractor no longer
    * wants any (gzip is inflated on a thread of its own that calls pull). */
   void (*abort)(void *ud);

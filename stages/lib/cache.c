@@ -89,6 +89,14 @@ void pc_prepare(pc_stats *s, int fd, uint64_t size) {
   posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 }
 
+void pc_prepare_path(pc_stats *s, const char *path) {
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) return;
+  struct stat st;
+  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) pc_prepare(s, fd, (uint64_t)st.st_size);
+  close(fd);
+}
+
 /* ---- the file system ---------------------------------------------------- */
 
 static const struct {

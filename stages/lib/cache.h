@@ -2,7 +2,8 @@
  * cache.h -- where a stage's input lives: the page cache and the file system.
  *
  * A stage that reads files keeps one pc_stats. Right after it opens a file
- * it calls pc_prepare(), which
+ * (or, through pc_prepare_path, for each of its files before its clock
+ * starts) it calls pc_prepare(), which
  *  - counts how many of the file's bytes were resident in the page cache
  *    when the stage found it (mincore over a mapping that faults nothing);
  *  - with --cold, drops them first (fdatasync, then
@@ -48,6 +49,12 @@ void pc_init(pc_stats *s, int cold);
  * read: measures, drops (cold), advises. Never fails the read: what cannot
  * be measured is counted as such. */
 void pc_prepare(pc_stats *s, int fd, uint64_t size);
+
+/* pc_prepare on the regular file at path (opened O_NONBLOCK and closed
+ * again; anything else is left for the stage's own open to report): for a
+ * stage that prepares its files before its clock starts, so that writing
+ * out dirty pages is not counted as reading. */
+void pc_prepare_path(pc_stats *s, const char *path);
 
 /* Bytes of fd's first `size` bytes resident in the page cache now; -1 when
  * mincore cannot tell (the file cannot be mapped). */

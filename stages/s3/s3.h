@@ -74,7 +74,7 @@ int s3__parse_response(const char *request, const char *body, size_t len, const 
   {"upload", s3_upload, 2, 2, ST_F_SLOW, "s3",                                  \
    "%upload PATH s3://BUCKET/PREFIX [--endpoint URL] [--region R] [--profile P] " \
    "[--part-size MiB] [--threshold MiB] [--jobs N] [--create-bucket] [--path-style] " \
-   "[--skip-existing] "                                                         \
+   "[--skip-existing] [--cold] "                                                \
    "[--cacert FILE]",                                                           \
    "Upload a file or a directory tree to S3 (SigV4, parallel multipart, ETags checked).", \
    "A directory uploads every regular file below it as PREFIX/relative/path; a file\n" \
