@@ -16,4 +16,6 @@
   XX(dynbuf_caps, 10)                                                          \
   XX(safepath_check_and_walk, 10)                                              \
   XX(progress_label_short, 10)                                                 \
-  XX(session_shared_split, 10)
+  XX(session_shared_split, 10)                                                 \
+  XX(cache_drop_and_resident, 30)                                              \
+  XX(cache_fs_describe, 10)

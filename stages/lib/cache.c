@@ -90,6 +90,10 @@ void pc_prepare(pc_stats *s, int fd, uint64_t size) {
 }
 
 void pc_prepare_path(pc_stats *s, const char *path) {
+  /* never open anything but a regular file: opening a fifo would let its
+   * writer go on, and closing it again would cut the writer off */
+  struct stat pre;
+  if (stat(path, &pre) != 0 || !S_ISREG(pre.st_mode)) return;
   int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
   if (fd < 0) return;
   struct stat st;

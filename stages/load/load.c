@@ -3,10 +3,10 @@
  *
  * %load maps each batch file, parses it with the safe reader (pickle.c),
  * which touches the small parts (keys, labels, filenames) and only records
- * where the pixel block is; then copy threads move each file's pixel block
- * once into one contiguous N x 3072 block while this thread computes the
- * fingerprint (XXH3-128 by default, md5 with --md5) in file order behind
- * them.
+ * where the pixel block is; meanwhile copy threads move the pixel blocks of
+ * the files parsed so far once into one contiguous N x 3072 block, each
+ * feeding the pieces it has just written to the fingerprint (XXH3-128 by
+ * default, md5 with --md5) in file order.
  */
 
 #include <dirent.h>
@@ -23,6 +23,9 @@
 #include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <xxh_x86dispatch.h> /* XXH3 updates with the widest vectors this CPU has (AVX2, AVX-512) */
+#endif
 
 #include "lib/cache.h"
 #include "lib/dynbuf.h"
@@ -362,36 +365,6 @@ int ld_file_copy(lfile *f, uint8_t *dst, st_error *err) {
   return 0;
 }
 
-/* ------------------------------------------------------------------ */
-/* Copy threads                                                        */
-/* ------------------------------------------------------------------ */
-typedef struct copyjob {
-  lfile *f;
-  size_t nf;
-  uint8_t *dst;
-  atomic_size_t next;
-  atomic_int cancel;
-  atomic_ullong bytes;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  unsigned char *done;
-} copyjob;
-
-static void *copy_worker(void *arg) {
-  copyjob *j = arg;
-  for (;;) {
-    size_t i = atomic_fetch_add(&j->next, 1);
-    if (i >= j->nf) break;
-    lfile *f = &j->f[i];
-    copy_pixels(f, j->dst + f->first * SS_IMAGE_BYTES, &j->cancel, &j->bytes);
-    pthread_mutex_lock(&j->mu);
-    j->done[i] = 1;
-    pthread_cond_broadcast(&j->cv);
-    pthread_mutex_unlock(&j->mu);
-  }
-  return NULL;
-}
-
 static void hex(const unsigned char *d, unsigned n, char *out) {
   static const char h[] = "0123456789abcdef";
   for (unsigned i = 0; i < n; i++) {
@@ -481,6 +454,7 @@ typedef struct ld_split {
   ss_split *sp;          /* out */
   size_t total;          /* images */
   size_t bytes;          /* pixel bytes */
+  size_t reserve;        /* bytes of the pixels' mapping: the files' sizes bound their pixels */
   double t0;
   st_progress p;
   int pstarted;
@@ -488,59 +462,182 @@ typedef struct ld_split {
   pc_stats *cache;
 } ld_split;
 
-/* Every file parsed and checked; each gets the index of its first image. */
-static int split_parse(ld_split *s) {
-  for (size_t i = 0; i < s->nf; i++) {
-    if (st_cancelled(s->c)) return st_error_set(s->err, ST_ECANCELED, s->which, -1, "interrupted");
-    int rc = ld_file_open(&s->f[i], s->n_classes, s->cache, s->err);
-    if (rc) return rc;
-    s->f[i].first = s->total;
-    if (s->f[i].b.n > SIZE_MAX / SS_IMAGE_BYTES - s->total)
-      return st_error_set(s->err, ST_E2BIG, s->which, -1, "too many images");
-    s->total += s->f[i].b.n;
-  }
-  s->bytes = s->total * SS_IMAGE_BYTES;
-  return 0;
-}
-
-/* The split's labels (copied from the files) and an anonymous mapping for
- * its pixels (huge pages advised). */
-static int split_alloc(ld_split *s) {
+/* An anonymous mapping for the pixels (huge pages advised), as large as
+ * the files together: pixels are never larger than the file holding them,
+ * so the copies can start as soon as the first file is parsed; only the
+ * pages written become memory. */
+static int split_reserve(ld_split *s) {
   ss_split *sp = s->sp;
   memset(sp, 0, sizeof *sp);
   sp->files = s->nf;
-  sp->n = s->total;
-  sp->labels = malloc(s->total ? s->total : 1);
-  if (!sp->labels) return st_error_set(s->err, ST_ENOMEM, s->which, -1, "out of memory");
-  for (size_t i = 0; i < s->nf; i++) memcpy(sp->labels + s->f[i].first, s->f[i].b.labels, s->f[i].b.n);
-  if (s->bytes) {
-    void *m = mmap(NULL, s->bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED)
-      return st_error_set(s->err, ST_ENOMEM, s->which, -1, "cannot allocate %zu bytes for the pixels", s->bytes);
-    madvise(m, s->bytes, MADV_HUGEPAGE);
-    sp->pixels = m;
-    sp->map_len = s->bytes;
+  for (size_t i = 0; i < s->nf; i++) {
+    struct stat st;
+    if (stat(s->f[i].path, &st) != 0) return st_error_errno(s->err, errno, s->f[i].path, "cannot open");
+    if (S_ISREG(st.st_mode) && (unsigned long long)st.st_size <= PK_LIMIT_PICKLE_FILE_BYTES)
+      s->reserve += (size_t)st.st_size; /* anything else is refused when it is opened */
   }
+  if (s->reserve == 0) return 0;
+  void *m = mmap(NULL, s->reserve, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED)
+    return st_error_set(s->err, ST_ENOMEM, s->which, -1, "cannot allocate %zu bytes for the pixels", s->reserve);
+  madvise(m, s->reserve, MADV_HUGEPAGE);
+  sp->pixels = m;
+  sp->map_len = s->reserve;
   return 0;
 }
 
-/* The progress bar "load SPLIT" and the fingerprint stream. */
+/* The progress bar "load SPLIT" (in bytes of the files until the pixels'
+ * count is known) and the fingerprint stream. */
 static int split_begin(ld_split *s, int hash_kind) {
   char label[160];
   snprintf(label, sizeof label, "load %s", s->which);
-  st_progress_begin(s->c, &s->p, label, "B", s->bytes);
+  st_progress_begin(s->c, &s->p, label, "B", s->reserve);
   s->pstarted = 1;
   hash_begin(&s->h, hash_kind, s->c, s->which);
   return 0;
 }
 
-/* Waits until the copy of file i is done, reporting progress every 50 ms
- * and passing an interrupt on to the copy threads; then feeds its pixels to
- * the fingerprint. 0, ST_ECANCELED, or ST_EIO when the file shrank
- * meanwhile. */
-static int split_take_file(ld_split *s, copyjob *j, size_t i) {
+/* ------------------------------------------------------------------ */
+/* Copy threads, with the fingerprint in the same pass                 */
+/* ------------------------------------------------------------------ */
+/* While the stage thread parses the files in order, each parsed file's
+ * pixels become chunks for the copy threads (a raw pixel block in
+ * HASH_CHUNK pieces; a latin-1 one, which is narrowed in one go, as one
+ * piece), numbered in file order. A copy thread takes the next chunk,
+ * copies it, then waits for its turn and feeds the chunk it has just
+ * written, still in the processor's cache, to the fingerprint: the chunks
+ * are hashed in order while the next ones are copied on the other threads
+ * and the next file is parsed. 4 MiB chunks: smaller ones (128 KiB to
+ * 1 MiB, tried on the 2-core development VM) cost more in hand-offs between
+ * the threads than they saved in cache misses. */
+#define HASH_CHUNK (4u << 20)
+
+typedef struct copyjob {
+  lfile *f;
+  uint8_t *dst;
+  ld_hash *h;            /* kind NONE: no fingerprint */
+  size_t *first_chunk;   /* per published file */
+  pthread_mutex_t mu;
+  pthread_cond_t cv;     /* chunks published, hashed moved, or cancel */
+  size_t nfiles;         /* files published (under mu) */
+  size_t nchunks;        /* chunks published (under mu) */
+  int all;               /* every file published (under mu) */
+  size_t next;           /* the next chunk to take (under mu) */
+  size_t hashed;         /* chunks fed to the fingerprint (under mu) */
+  atomic_int cancel;
+  atomic_ullong bytes;
+} copyjob;
+
+static size_t chunks_of(const lfile *f) {
+  const pkl_value *a = f->b.data;
+  if (a->u.a.enc != PKL_RAW || a->u.a.len == 0) return 1;
+  return (a->u.a.len + HASH_CHUNK - 1) / HASH_CHUNK;
+}
+
+/* The file chunk c belongs to, among the first nf files (binary search). */
+static size_t file_of_chunk(const copyjob *j, size_t nf, size_t c) {
+  size_t lo = 0, hi = nf;
+  while (hi - lo > 1) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (j->first_chunk[mid] <= c) lo = mid;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/* Copies chunk c of file i into place under a guard of the file's mapping;
+ * its place and length into *at, *len. */
+static void copy_chunk(copyjob *j, size_t i, size_t c, uint8_t **at, size_t *len) {
+  lfile *f = &j->f[i];
+  const pkl_value *a = f->b.data;
+  uint8_t *dst = j->dst + f->first * SS_IMAGE_BYTES;
+  size_t off = 0, n = a->u.a.len;
+  if (a->u.a.enc == PKL_RAW) {
+    off = (c - j->first_chunk[i]) * (size_t)HASH_CHUNK;
+    n = a->u.a.len - off < HASH_CHUNK ? a->u.a.len - off : HASH_CHUNK;
+  }
+  *at = dst + off;
+  *len = n;
+  if (atomic_load(&j->cancel)) return;
+  mapguard g;
+  int guarded = mapguard_begin(&g, f->map, f->size) == 0;
+  if (a->u.a.enc == PKL_RAW) memcpy(dst + off, a->u.a.data + off, n);
+  else pkl_array_copy(a, dst);
+  size_t lost_off;
+  if (guarded && mapguard_end(&g, &lost_off)) {
+    pthread_mutex_lock(&j->mu);
+    if (!f->lost || lost_off < f->lost_off) f->lost_off = lost_off;
+    f->lost = 1;
+    pthread_mutex_unlock(&j->mu);
+  }
+  atomic_fetch_add(&j->bytes, n);
+}
+
+static void *copy_worker(void *arg) {
+  copyjob *j = arg;
   pthread_mutex_lock(&j->mu);
-  while (!j->done[i]) {
+  for (;;) {
+    while (j->next >= j->nchunks && !j->all && !atomic_load(&j->cancel))
+      pthread_cond_wait(&j->cv, &j->mu);
+    if (atomic_load(&j->cancel) || j->next >= j->nchunks) break;
+    size_t c = j->next++, i = file_of_chunk(j, j->nfiles, c), len;
+    pthread_mutex_unlock(&j->mu);
+    uint8_t *at;
+    copy_chunk(j, i, c, &at, &len);
+    pthread_mutex_lock(&j->mu);
+    if (j->h->kind != LD_HASH_NONE) {
+      while (j->hashed != c && !atomic_load(&j->cancel)) pthread_cond_wait(&j->cv, &j->mu);
+      pthread_mutex_unlock(&j->mu);
+      /* its turn: only this thread touches the fingerprint until hashed moves */
+      if (!atomic_load(&j->cancel)) hash_update(j->h, at, len);
+      pthread_mutex_lock(&j->mu);
+    }
+    j->hashed++; /* in order with a fingerprint; counts the chunks done without one */
+    pthread_cond_broadcast(&j->cv);
+  }
+  pthread_mutex_unlock(&j->mu);
+  return NULL;
+}
+
+/* Stops the copy threads at their next chunk. */
+static void copy_cancel(copyjob *j) {
+  pthread_mutex_lock(&j->mu);
+  atomic_store(&j->cancel, 1);
+  pthread_cond_broadcast(&j->cv);
+  pthread_mutex_unlock(&j->mu);
+}
+
+/* Parses and checks file i (ld_file_open), gives it its first image and
+ * publishes its chunks to the copy threads. */
+static int split_publish(ld_split *s, copyjob *j, size_t i) {
+  if (st_cancelled(s->c)) return st_error_set(s->err, ST_ECANCELED, s->which, -1, "interrupted");
+  lfile *f = &s->f[i];
+  int rc = ld_file_open(f, s->n_classes, s->cache, s->err);
+  if (rc) return rc;
+  if (f->b.n > SIZE_MAX / SS_IMAGE_BYTES - s->total)
+    return st_error_set(s->err, ST_E2BIG, s->which, -1, "too many images");
+  if ((s->total + f->b.n) * SS_IMAGE_BYTES > s->reserve)
+    return st_error_set(s->err, ST_EIO, f->path, -1,
+                        "the file grew while it was being read (its pixels do not fit the %zu bytes "
+                        "the files held when %%load began)", s->reserve);
+  f->first = s->total;
+  s->total += f->b.n;
+  pthread_mutex_lock(&j->mu);
+  j->first_chunk[i] = j->nchunks;
+  j->nchunks += chunks_of(f);
+  j->nfiles = i + 1;
+  pthread_cond_broadcast(&j->cv);
+  pthread_mutex_unlock(&j->mu);
+  st_progress_update(&s->p, atomic_load(&j->bytes));
+  return 0;
+}
+
+/* Waits until every chunk is copied and hashed, reporting progress every
+ * 50 ms and passing an interrupt on to the copy threads. 0, ST_ECANCELED,
+ * or ST_EIO for the first file that shrank meanwhile. */
+static int split_wait(ld_split *s, copyjob *j) {
+  pthread_mutex_lock(&j->mu);
+  while (j->hashed < j->nchunks && !atomic_load(&j->cancel)) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     ts.tv_nsec += 50 * 1000000L;
@@ -549,65 +646,75 @@ static int split_take_file(ld_split *s, copyjob *j, size_t i) {
       ts.tv_nsec -= 1000000000L;
     }
     pthread_cond_timedwait(&j->cv, &j->mu, &ts);
-    if (!j->done[i]) {
-      pthread_mutex_unlock(&j->mu);
-      st_progress_update(&s->p, atomic_load(&j->bytes));
-      if (st_cancelled(s->c)) atomic_store(&j->cancel, 1);
-      pthread_mutex_lock(&j->mu);
-    }
+    pthread_mutex_unlock(&j->mu);
+    st_progress_update(&s->p, atomic_load(&j->bytes));
+    if (st_cancelled(s->c)) copy_cancel(j);
+    pthread_mutex_lock(&j->mu);
   }
   pthread_mutex_unlock(&j->mu);
-  if (atomic_load(&j->cancel) || st_cancelled(s->c)) {
-    atomic_store(&j->cancel, 1);
+  if (atomic_load(&j->cancel) || st_cancelled(s->c))
     return st_error_set(s->err, ST_ECANCELED, s->which, -1, "interrupted");
+  for (size_t i = 0; i < s->nf; i++) {
+    lfile *f = &s->f[i];
+    if (f->lost)
+      return st_error_set(s->err, ST_EIO, f->path, (long long)f->lost_off,
+                          "the file shrank while it was being read (expected %zu bytes)", f->size);
   }
-  lfile *f = &s->f[i];
-  if (f->lost)
-    return st_error_set(s->err, ST_EIO, f->path, (long long)f->lost_off,
-                        "the file shrank while it was being read (expected %zu bytes)", f->size);
-  hash_update(&s->h, s->sp->pixels + f->first * SS_IMAGE_BYTES, f->b.n * SS_IMAGE_BYTES);
-  st_progress_update(&s->p, atomic_load(&j->bytes));
   return 0;
 }
 
-/* Copies every file's pixel block into place on copy threads (here when
- * none can start) while this thread feeds them to the fingerprint in file
- * order. */
+/* Every file parsed in order on this thread while copy threads (at most
+ * PK_LIMIT_LOAD_THREADS; here, after the parsing, when none can start)
+ * copy the pixels of those parsed into place and feed the fingerprint in
+ * file order. */
 static int split_copy(ld_split *s) {
   copyjob j;
   memset(&j, 0, sizeof j);
   j.f = s->f;
-  j.nf = s->nf;
   j.dst = s->sp->pixels;
-  atomic_init(&j.next, 0);
+  j.h = &s->h;
   atomic_init(&j.cancel, 0);
   atomic_init(&j.bytes, 0);
+  j.first_chunk = malloc((s->nf + 1) * sizeof *j.first_chunk);
+  if (!j.first_chunk) return st_error_set(s->err, ST_ENOMEM, s->which, -1, "out of memory");
   pthread_mutex_init(&j.mu, NULL);
   pthread_cond_init(&j.cv, NULL);
-  j.done = calloc(s->nf ? s->nf : 1, 1);
-  /* the md5 (one stream, in file order, on this thread, slower than the
-   * copies) keeps a core of its own and the copies take the others;
-   * XXH3 runs many times faster than a copy and takes what they leave */
-  long nt = s->h.kind == LD_HASH_MD5 && ncpu() > 1 ? ncpu() - 1 : ncpu();
+  long nt = ncpu();
   if (nt > PK_LIMIT_LOAD_THREADS) nt = PK_LIMIT_LOAD_THREADS;
-  if ((size_t)nt > s->nf) nt = (long)s->nf;
   pthread_t th[PK_LIMIT_LOAD_THREADS];
   long started = 0;
-  int rc = 0;
-  if (!j.done) rc = st_error_set(s->err, ST_ENOMEM, s->which, -1, "out of memory");
-  for (; !rc && started < nt; started++)
+  for (; s->nf && started < nt; started++)
     if (pthread_create(&th[started], NULL, copy_worker, &j) != 0) break;
-  if (!rc && started == 0 && s->nf) copy_worker(&j); /* no thread: copy here */
-  for (size_t i = 0; !rc && i < s->nf; i++) rc = split_take_file(s, &j, i);
-  if (rc) atomic_store(&j.cancel, 1);
+  int rc = 0;
+  for (size_t i = 0; !rc && i < s->nf; i++) rc = split_publish(s, &j, i);
+  pthread_mutex_lock(&j.mu);
+  j.all = 1;
+  pthread_cond_broadcast(&j.cv);
+  pthread_mutex_unlock(&j.mu);
+  if (!rc && started == 0) copy_worker(&j); /* no thread: copy here */
+  if (!rc) rc = split_wait(s, &j);
+  if (rc) copy_cancel(&j);
   for (long t = 0; t < started; t++) pthread_join(th[t], NULL);
   pthread_mutex_destroy(&j.mu);
   pthread_cond_destroy(&j.cv);
-  free(j.done);
+  free(j.first_chunk);
+  s->bytes = s->total * SS_IMAGE_BYTES;
+  st_progress_set_total(&s->p, s->bytes);
+  st_progress_update(&s->p, atomic_load(&j.bytes));
   return rc;
 }
 
-/* The fingerprint of the pixels (fed by split_copy) and of the labels. */
+/* The split's count and labels (copied from the files). */
+static int split_labels(ld_split *s) {
+  ss_split *sp = s->sp;
+  sp->n = s->total;
+  sp->labels = malloc(s->total ? s->total : 1);
+  if (!sp->labels) return st_error_set(s->err, ST_ENOMEM, s->which, -1, "out of memory");
+  for (size_t i = 0; i < s->nf; i++) memcpy(sp->labels + s->f[i].first, s->f[i].b.labels, s->f[i].b.n);
+  return 0;
+}
+
+/* The fingerprint of the pixels (fed by the copy threads) and of the labels. */
 static int split_digests(ld_split *s) {
   if (s->h.kind == LD_HASH_NONE) return 0;
   snprintf(s->sp->hash, sizeof s->sp->hash, "%s", hash_name(s->h.kind));
@@ -640,10 +747,10 @@ static int load_split(st_ctx *c, const char *which, lfile *f, size_t nf, int n_c
   s.n_classes = n_classes;
   s.sp = sp;
   s.cache = cache;
-  int rc = split_parse(&s);
-  if (!rc) rc = split_alloc(&s);
+  int rc = split_reserve(&s);
   if (!rc) rc = split_begin(&s, hash_kind);
   if (!rc) rc = split_copy(&s);
+  if (!rc) rc = split_labels(&s);
   if (!rc) rc = split_digests(&s);
   rc = split_end(&s, rc);
   *secs = st_now() - s.t0;

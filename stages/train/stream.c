@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -50,7 +51,7 @@ static uint64_t order_seed(uint64_t seed) { return seed ^ 0xF11E5F11E5F11E5Full;
 
 static void window_free(tr_window *w) {
   if (!w) return;
-  free(w->pixels);
+  if (w->pixels) munmap(w->pixels, w->cap);
   free(w->labels);
   free(w->files);
   free(w);
@@ -71,6 +72,23 @@ static int wait_room(tr_stream *s) {
   return stop;
 }
 
+/* Room for `bytes` pixel bytes in w: an anonymous mapping with huge pages
+ * advised (the trainer reads its images in random order, as it reads a
+ * %load'ed split), sized at first for the files' sizes, which bound their
+ * pixels, and moved to a larger one only if a file grew since. */
+static int window_room(tr_window *w, size_t bytes) {
+  if (bytes <= w->cap && w->pixels) return 0;
+  size_t cap = bytes > w->cap ? bytes : w->cap;
+  if (cap == 0) cap = 1;
+  void *m = w->pixels ? mremap(w->pixels, w->cap, cap, MREMAP_MAYMOVE)
+                      : mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) return -1;
+  madvise(m, cap, MADV_HUGEPAGE);
+  w->pixels = m;
+  w->cap = cap;
+  return 0;
+}
+
 /* Appends file fi's images to w: open (map, parse, check), grow the
  * window, copy the pixels and labels, drop the mapping. */
 static int read_file(tr_stream *s, tr_window *w, size_t fi, st_error *err) {
@@ -85,8 +103,7 @@ static int read_file(tr_stream *s, tr_window *w, size_t fi, st_error *err) {
   uint8_t *px = NULL, *lb = NULL;
   tr_wfile *wf = NULL;
   if (!rc) {
-    px = realloc(w->pixels, (at + n) * SS_IMAGE_BYTES + 1);
-    if (px) w->pixels = px;
+    px = window_room(w, (at + n) * SS_IMAGE_BYTES) == 0 ? w->pixels : NULL;
     lb = realloc(w->labels, at + n + 1);
     if (lb) w->labels = lb;
     wf = realloc(w->files, (w->nfiles + 1) * sizeof *wf);
@@ -132,6 +149,9 @@ static int reader_window(tr_stream *s, const uint32_t *order, size_t k, long lon
   if (!w) return st_error_set(err, ST_ENOMEM, s->o.root, -1, "out of memory");
   w->epoch = ep;
   w->last = end == s->nf;
+  size_t guess = 0; /* the files' sizes bound their pixels */
+  for (size_t f = k; f < end; f++) guess += s->files[order[f]].size;
+  w->cap = guess;
   int rc = 0;
   size_t taken = 0;
   for (size_t f = k; f < end && !rc; f++) {
@@ -191,7 +211,9 @@ int tr_stream_open(tr_stream **out, const tr_stream_opts *o, st_error *err) {
    * moves the bar; the reader checks each file when it opens it) */
   for (size_t i = 0; !rc && i < s->nf; i++) {
     struct stat st;
-    if (stat(s->files[i].path, &st) == 0 && S_ISREG(st.st_mode)) s->set_bytes += (uint64_t)st.st_size;
+    s->files[i].size = 0;
+    if (stat(s->files[i].path, &st) == 0 && S_ISREG(st.st_mode)) s->files[i].size = (size_t)st.st_size;
+    s->set_bytes += s->files[i].size;
   }
   if (!rc && pthread_create(&s->th, NULL, reader_main, s) != 0)
     rc = st_error_set(err, ST_EINTERNAL, o->root, -1, "cannot start the reader thread");

@@ -32,7 +32,8 @@ typedef struct tr_wfile {
 
 /* A window: images from `nfiles` files, in the epoch's file order. */
 typedef struct tr_window {
-  uint8_t *pixels;      /* n * 3072 bytes */
+  uint8_t *pixels;      /* n * 3072 bytes, in an anonymous mapping of cap bytes */
+  size_t cap;
   uint8_t *labels;      /* n */
   size_t n;
   tr_wfile *files;
