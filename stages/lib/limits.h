@@ -200,7 +200,8 @@ _Static_assert(PK__FITS_INT(PK_LIMIT_AWS_CONFIG_BYTES) && PK__FITS_INT(PK_LIMIT_
                PK__FITS_INT(PK_LIMIT_S3_FILES) && PK__FITS_INT(PK_LIMIT_S3_LIST_KEYS) &&
                PK__FITS_INT(PK_LIMIT_LOAD_FILES) && PK__FITS_INT(PK_LIMIT_DOWNLOAD_RETRIES) &&
                PK__FITS_INT(PK_LIMIT_TRAIN_EPOCHS) && PK__FITS_INT(PK_LIMIT_TRAIN_BATCH) &&
-               PK__FITS_INT(PK_LIMIT_TRAIN_THREADS) && PK__FITS_INT(PK_LIMIT_TRAIN_WINDOW) && PK__FITS_INT(PK_LIMIT_DOWNLOAD_REDIRECTS),
+               PK__FITS_INT(PK_LIMIT_TRAIN_THREADS) && PK__FITS_INT(PK_LIMIT_TRAIN_WINDOW) &&
+               PK__FITS_INT(PK_LIMIT_DOWNLOAD_REDIRECTS),
                "printed with %d or kept in an int");
 _Static_assert(PK_LIMIT_S3_BUFFER_BYTES >= (5LL << 20),
                "at least one part buffer of S3's smallest part size (5 MiB) fits");
