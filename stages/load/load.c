@@ -3,10 +3,10 @@
  *
  * %load maps each batch file, parses it with the safe reader (pickle.c),
  * which touches the small parts (keys, labels, filenames) and only records
- * where the pixel block is; meanwhile copy threads move the pixel blocks of
- * the files parsed so far once into one contiguous N x 3072 block, each
- * feeding the pieces it has just written to the fingerprint (XXH3-128 by
- * default, md5 with --md5) in file order.
+ * where the pixel block is; the same threads move the pixel blocks of the
+ * files parsed so far once into one contiguous N x 3072 block, each feeding
+ * the pieces it has just written to the fingerprint (XXH3-128 by default,
+ * md5 with --md5) in file order.
  */
 
 #include <dirent.h>
@@ -498,32 +498,45 @@ static int split_begin(ld_split *s, int hash_kind) {
 }
 
 /* ------------------------------------------------------------------ */
-/* Copy threads, with the fingerprint in the same pass                 */
+/* Load threads: parse, copy, and the fingerprint in the same pass     */
 /* ------------------------------------------------------------------ */
-/* While the stage thread parses the files in order, each parsed file's
- * pixels become chunks for the copy threads (a raw pixel block in
- * HASH_CHUNK pieces; a latin-1 one, which is narrowed in one go, as one
- * piece), numbered in file order. A copy thread takes the next chunk,
- * copies it, then waits for its turn and feeds the chunk it has just
- * written, still in the processor's cache, to the fingerprint: the chunks
- * are hashed in order while the next ones are copied on the other threads
- * and the next file is parsed. 4 MiB chunks: smaller ones (128 KiB to
- * 1 MiB, tried on the 2-core development VM) cost more in hand-offs between
- * the threads than they saved in cache misses. */
+/* The load threads (one per core, at most PK_LIMIT_LOAD_THREADS) parse the
+ * files, taken in order, and copy the pixels of those parsed. A file whose
+ * predecessors are all parsed is published: it gets its first image, and
+ * its pixels become chunks (a raw pixel block in HASH_CHUNK pieces; a
+ * latin-1 one, which is narrowed in one go, as one piece) numbered in file
+ * order. A thread takes the next chunk when there is one (a copy unblocks
+ * the fingerprint), else the next file to parse. After copying a chunk it
+ * waits for its turn and feeds the chunk it has just written, still in the
+ * processor's cache, to the fingerprint: the chunks are hashed in order
+ * while the next ones are copied and parsed on the other threads. 4 MiB
+ * chunks: smaller ones (128 KiB to 1 MiB, tried on the 2-core development
+ * VM) cost more in hand-offs between the threads than they saved in cache
+ * misses. A file that fails to parse stops the run once every file before
+ * it is parsed, and the first failing file in order is the error. */
 #define HASH_CHUNK (4u << 20)
 
 typedef struct copyjob {
   lfile *f;
+  size_t nf;
+  int n_classes;
   uint8_t *dst;
+  size_t reserve;        /* bytes at dst */
   ld_hash *h;            /* kind NONE: no fingerprint */
   size_t *first_chunk;   /* per published file */
+  unsigned char *parsed; /* per file: 0 not yet, 1 parsed, 2 failed */
   pthread_mutex_t mu;
-  pthread_cond_t cv;     /* chunks published, hashed moved, or cancel */
-  size_t nfiles;         /* files published (under mu) */
-  size_t nchunks;        /* chunks published (under mu) */
-  int all;               /* every file published (under mu) */
-  size_t next;           /* the next chunk to take (under mu) */
-  size_t hashed;         /* chunks fed to the fingerprint (under mu) */
+  pthread_cond_t cv;     /* something published, parsed, hashed, or cancel */
+  size_t next_parse;     /* the next file to parse (under mu, as all below) */
+  size_t parsing;        /* files being parsed */
+  size_t nfiles;         /* files published */
+  size_t total;          /* their images */
+  size_t nchunks;        /* chunks published */
+  size_t next;           /* the next chunk to take */
+  size_t hashed;         /* chunks done (fed to the fingerprint in order, with one) */
+  int frc;               /* the first failure in file order, with its error */
+  size_t fail_i;
+  st_error ferr;
   atomic_int cancel;
   atomic_ullong bytes;
 } copyjob;
@@ -573,33 +586,91 @@ static void copy_chunk(copyjob *j, size_t i, size_t c, uint8_t **at, size_t *len
   atomic_fetch_add(&j->bytes, n);
 }
 
+/* Under mu: a failure of file i (rc, e) is kept when it is the first in
+ * file order so far; no file after it is parsed from now on. */
+static void job_fail(copyjob *j, size_t i, int rc, const st_error *e) {
+  if (!j->frc || i < j->fail_i) {
+    j->frc = rc;
+    j->fail_i = i;
+    j->ferr = *e;
+  }
+  j->next_parse = j->nf;
+}
+
+/* Under mu: publishes the parsed files that follow the published ones. */
+static void job_publish(copyjob *j) {
+  while (!j->frc && j->nfiles < j->nf && j->parsed[j->nfiles] == 1) {
+    size_t i = j->nfiles;
+    lfile *f = &j->f[i];
+    st_error e;
+    st_error_clear(&e);
+    if (f->b.n > SIZE_MAX / SS_IMAGE_BYTES - j->total ||
+        (j->total + f->b.n) * SS_IMAGE_BYTES > j->reserve) {
+      st_error_set(&e, ST_EIO, f->path, -1,
+                   "the file grew while it was being read (its pixels do not fit the %zu bytes "
+                   "the files held when %%load began)", j->reserve);
+      job_fail(j, i, ST_EIO, &e);
+      break;
+    }
+    f->first = j->total;
+    j->total += f->b.n;
+    j->first_chunk[i] = j->nchunks;
+    j->nchunks += chunks_of(f);
+    j->nfiles = i + 1;
+  }
+}
+
+/* Copies chunk c (taken under mu, which is held on entry and exit), then
+ * in its turn feeds it to the fingerprint. */
+static void job_copy(copyjob *j, size_t c) {
+  size_t i = file_of_chunk(j, j->nfiles, c), len;
+  pthread_mutex_unlock(&j->mu);
+  uint8_t *at;
+  copy_chunk(j, i, c, &at, &len);
+  pthread_mutex_lock(&j->mu);
+  if (j->h->kind != LD_HASH_NONE) {
+    while (j->hashed != c && !atomic_load(&j->cancel)) pthread_cond_wait(&j->cv, &j->mu);
+    pthread_mutex_unlock(&j->mu);
+    /* its turn: only this thread touches the fingerprint until hashed moves */
+    if (!atomic_load(&j->cancel)) hash_update(j->h, at, len);
+    pthread_mutex_lock(&j->mu);
+  }
+  j->hashed++;
+}
+
+/* Parses file i (taken under mu, held on entry and exit) and publishes
+ * what can be published. */
+static void job_parse(copyjob *j, size_t i) {
+  j->parsing++;
+  pthread_mutex_unlock(&j->mu);
+  st_error e;
+  st_error_clear(&e);
+  int rc = ld_file_open(&j->f[i], j->n_classes, NULL, &e);
+  pthread_mutex_lock(&j->mu);
+  j->parsing--;
+  j->parsed[i] = rc ? 2 : 1;
+  if (rc) job_fail(j, i, rc, &e);
+  job_publish(j);
+}
+
 static void *copy_worker(void *arg) {
   copyjob *j = arg;
   pthread_mutex_lock(&j->mu);
-  for (;;) {
-    while (j->next >= j->nchunks && !j->all && !atomic_load(&j->cancel))
+  while (!atomic_load(&j->cancel)) {
+    if (j->next < j->nchunks && !j->frc) job_copy(j, j->next++);
+    else if (j->next_parse < j->nf) job_parse(j, j->next_parse++);
+    else if (j->frc || j->nfiles == j->nf) break; /* nothing left to take */
+    else {
       pthread_cond_wait(&j->cv, &j->mu);
-    if (atomic_load(&j->cancel) || j->next >= j->nchunks) break;
-    size_t c = j->next++, i = file_of_chunk(j, j->nfiles, c), len;
-    pthread_mutex_unlock(&j->mu);
-    uint8_t *at;
-    copy_chunk(j, i, c, &at, &len);
-    pthread_mutex_lock(&j->mu);
-    if (j->h->kind != LD_HASH_NONE) {
-      while (j->hashed != c && !atomic_load(&j->cancel)) pthread_cond_wait(&j->cv, &j->mu);
-      pthread_mutex_unlock(&j->mu);
-      /* its turn: only this thread touches the fingerprint until hashed moves */
-      if (!atomic_load(&j->cancel)) hash_update(j->h, at, len);
-      pthread_mutex_lock(&j->mu);
+      continue;
     }
-    j->hashed++; /* in order with a fingerprint; counts the chunks done without one */
     pthread_cond_broadcast(&j->cv);
   }
   pthread_mutex_unlock(&j->mu);
   return NULL;
 }
 
-/* Stops the copy threads at their next chunk. */
+/* Stops the load threads at their next step. */
 static void copy_cancel(copyjob *j) {
   pthread_mutex_lock(&j->mu);
   atomic_store(&j->cancel, 1);
@@ -607,37 +678,21 @@ static void copy_cancel(copyjob *j) {
   pthread_mutex_unlock(&j->mu);
 }
 
-/* Parses and checks file i (ld_file_open), gives it its first image and
- * publishes its chunks to the copy threads. */
-static int split_publish(ld_split *s, copyjob *j, size_t i) {
-  if (st_cancelled(s->c)) return st_error_set(s->err, ST_ECANCELED, s->which, -1, "interrupted");
-  lfile *f = &s->f[i];
-  int rc = ld_file_open(f, s->n_classes, s->cache, s->err);
-  if (rc) return rc;
-  if (f->b.n > SIZE_MAX / SS_IMAGE_BYTES - s->total)
-    return st_error_set(s->err, ST_E2BIG, s->which, -1, "too many images");
-  if ((s->total + f->b.n) * SS_IMAGE_BYTES > s->reserve)
-    return st_error_set(s->err, ST_EIO, f->path, -1,
-                        "the file grew while it was being read (its pixels do not fit the %zu bytes "
-                        "the files held when %%load began)", s->reserve);
-  f->first = s->total;
-  s->total += f->b.n;
-  pthread_mutex_lock(&j->mu);
-  j->first_chunk[i] = j->nchunks;
-  j->nchunks += chunks_of(f);
-  j->nfiles = i + 1;
-  pthread_cond_broadcast(&j->cv);
-  pthread_mutex_unlock(&j->mu);
-  st_progress_update(&s->p, atomic_load(&j->bytes));
-  return 0;
+/* Under mu: the run is over: every file published and every chunk done,
+ * or a failure with no parse still running (an earlier file's failure may
+ * still replace it). */
+static int job_over(const copyjob *j) {
+  if (j->frc) return j->parsing == 0;
+  return j->nfiles == j->nf && j->hashed == j->nchunks;
 }
 
-/* Waits until every chunk is copied and hashed, reporting progress every
- * 50 ms and passing an interrupt on to the copy threads. 0, ST_ECANCELED,
- * or ST_EIO for the first file that shrank meanwhile. */
+/* Waits until the load threads are done, reporting progress every 50 ms
+ * and passing an interrupt on to them. 0, the first file's failure in
+ * file order, ST_ECANCELED, or ST_EIO for the first file that shrank
+ * while it was copied. */
 static int split_wait(ld_split *s, copyjob *j) {
   pthread_mutex_lock(&j->mu);
-  while (j->hashed < j->nchunks && !atomic_load(&j->cancel)) {
+  while (!job_over(j) && !atomic_load(&j->cancel)) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     ts.tv_nsec += 50 * 1000000L;
@@ -651,9 +706,14 @@ static int split_wait(ld_split *s, copyjob *j) {
     if (st_cancelled(s->c)) copy_cancel(j);
     pthread_mutex_lock(&j->mu);
   }
+  int frc = j->frc;
   pthread_mutex_unlock(&j->mu);
   if (atomic_load(&j->cancel) || st_cancelled(s->c))
     return st_error_set(s->err, ST_ECANCELED, s->which, -1, "interrupted");
+  if (frc) {
+    if (!s->err->code) *s->err = j->ferr;
+    return frc;
+  }
   for (size_t i = 0; i < s->nf; i++) {
     lfile *f = &s->f[i];
     if (f->lost)
@@ -663,20 +723,27 @@ static int split_wait(ld_split *s, copyjob *j) {
   return 0;
 }
 
-/* Every file parsed in order on this thread while copy threads (at most
- * PK_LIMIT_LOAD_THREADS; here, after the parsing, when none can start)
- * copy the pixels of those parsed into place and feed the fingerprint in
- * file order. */
+/* Every file parsed, and its pixels copied into place and fed to the
+ * fingerprint in file order, by the load threads (here, when none can
+ * start). */
 static int split_copy(ld_split *s) {
   copyjob j;
   memset(&j, 0, sizeof j);
   j.f = s->f;
+  j.nf = s->nf;
+  j.n_classes = s->n_classes;
   j.dst = s->sp->pixels;
+  j.reserve = s->reserve;
   j.h = &s->h;
   atomic_init(&j.cancel, 0);
   atomic_init(&j.bytes, 0);
   j.first_chunk = malloc((s->nf + 1) * sizeof *j.first_chunk);
-  if (!j.first_chunk) return st_error_set(s->err, ST_ENOMEM, s->which, -1, "out of memory");
+  j.parsed = calloc(s->nf + 1, 1);
+  if (!j.first_chunk || !j.parsed) {
+    free(j.first_chunk);
+    free(j.parsed);
+    return st_error_set(s->err, ST_ENOMEM, s->which, -1, "out of memory");
+  }
   pthread_mutex_init(&j.mu, NULL);
   pthread_cond_init(&j.cv, NULL);
   long nt = ncpu();
@@ -685,19 +752,15 @@ static int split_copy(ld_split *s) {
   long started = 0;
   for (; s->nf && started < nt; started++)
     if (pthread_create(&th[started], NULL, copy_worker, &j) != 0) break;
-  int rc = 0;
-  for (size_t i = 0; !rc && i < s->nf; i++) rc = split_publish(s, &j, i);
-  pthread_mutex_lock(&j.mu);
-  j.all = 1;
-  pthread_cond_broadcast(&j.cv);
-  pthread_mutex_unlock(&j.mu);
-  if (!rc && started == 0) copy_worker(&j); /* no thread: copy here */
-  if (!rc) rc = split_wait(s, &j);
+  if (started == 0) copy_worker(&j); /* no thread: all of it here */
+  int rc = split_wait(s, &j);
   if (rc) copy_cancel(&j);
   for (long t = 0; t < started; t++) pthread_join(th[t], NULL);
   pthread_mutex_destroy(&j.mu);
   pthread_cond_destroy(&j.cv);
   free(j.first_chunk);
+  free(j.parsed);
+  s->total = j.total;
   s->bytes = s->total * SS_IMAGE_BYTES;
   st_progress_set_total(&s->p, s->bytes);
   st_progress_update(&s->p, atomic_load(&j.bytes));
