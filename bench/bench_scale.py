@@ -28,6 +28,11 @@ PK_BENCH_SCALE_BIG=GB adds one streaming run on a set of that size (files of
 disk): %train --from --cold --epochs 1 --batch-size 128, its peak RSS (from
 wait4, outside the process) and data stall. Meant for a set larger than
 RAM; nothing checks that it is.
+
+PK_BENCH_SCALE_CGROUP=MiB runs the same streaming run on a set of 41 files
+of 10,000 images (1.26 GB) inside a cgroup-v1 memory cgroup of that limit (page cache included; needs
+root and /sys/fs/cgroup/memory), then %load of the same set there, which
+cannot hold it: out of core on a machine of any size.
 """
 import hashlib
 import json
@@ -67,12 +72,12 @@ def pk(*cells, check=True):
     return r.stdout, json.loads(rec.read_text())
 
 
-def make_set(n):
-    d = DATA / f"{n}x{IPB}"
+def make_set(n, ipb=IPB):
+    d = DATA / f"{n}x{ipb}"
     if not (d / ".complete").exists():
         shutil.rmtree(d, ignore_errors=True)
-        print(f"  writing {n} files of {IPB} images with %mkdata", flush=True)
-        pk(f"%mkdata {d} --train-batches {n - 1} --images-per-batch {IPB} --seed 1")
+        print(f"  writing {n} files of {ipb} images with %mkdata", flush=True)
+        pk(f"%mkdata {d} --train-batches {n - 1} --images-per-batch {ipb} --seed 1")
         (d / ".complete").write_text("ok\n")
     return d
 
@@ -261,6 +266,38 @@ def bench_big(gb):
                 peak_rss_kib=peak, stall_s=float(stall.group(1)), stall_pct=float(stall.group(2)))
 
 
+def bench_cgroup(mib):
+    cg = Path("/sys/fs/cgroup/memory") / f"pk-bench-{os.getpid()}"
+    d = make_set(41, 10000)
+    cg.mkdir()
+    try:
+        (cg / "memory.limit_in_bytes").write_text(str(mib << 20))
+        res = {}
+        for name, cell in (("from", f"%train --from {d} --epochs 1 --cold --batch-size 128 --seed 1 "
+                                    f"--log-every 100000"), ("load", f"%load {d} --no-hash")):
+            pid = os.fork()
+            if pid == 0:
+                (cg / "cgroup.procs").write_text(str(os.getpid()))
+                fd = os.open(str(OUT / "bench-scale-cg.log"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+                os.dup2(fd, 1)
+                os.dup2(fd, 2)
+                os.execv(str(PK), [str(PK), "run", cell])
+            _, status, ru = os.wait4(pid, 0)
+            out = (OUT / "bench-scale-cg.log").read_text()
+            stall = re.search(r"data stall ([\d.]+) s \(([\d.]+) % of the run\)", out)
+            res[name] = dict(rc=os.waitstatus_to_exitcode(status), peak_rss_kib=ru.ru_maxrss,
+                             stall_pct=float(stall.group(2)) if stall else None)
+        nbytes = sum(p.stat().st_size for p in (d / "cifar-10-batches-py").iterdir())
+        print(f"\nin a {mib} MiB memory cgroup (page cache included), 41 files of 10,000 images "
+              f"({nbytes / 1e6:.0f} MB): %train --from --cold exit {res['from']['rc']}, peak RSS "
+              f"{res['from']['peak_rss_kib'] // 1024} MiB, data stall {res['from']['stall_pct']} %; "
+              f"%load exit {res['load']['rc']} (peak RSS {res['load']['peak_rss_kib'] // 1024} MiB)")
+        return dict(bench="scale-cgroup", limit_mib=mib, **{f"{k}_{x}": v for k, r in res.items()
+                                                           for x, v in r.items()})
+    finally:
+        cg.rmdir()
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     print(f"pipekernel at whitepaper scale: sizes {SIZES} files of {IPB} images, {EPOCHS} epoch(s); "
@@ -269,6 +306,8 @@ def main():
     rows.append(bench_from_vs_load())
     if BIG:
         rows.append(bench_big(float(BIG)))
+    if os.environ.get("PK_BENCH_SCALE_CGROUP"):
+        rows.append(bench_cgroup(int(os.environ["PK_BENCH_SCALE_CGROUP"])))
     with open(OUT / "results.jsonl", "a") as f:
         for r in rows:
             f.write(json.dumps(r) + "\n")
