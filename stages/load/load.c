@@ -191,7 +191,7 @@ typedef ld_file lfile;
 void ld_file_release(lfile *f) {
   pkl_free(f->doc);
   f->doc = NULL;
-  if (f->map) munmap(f->map, f->size);
+  if (f->map && !f->mem) munmap(f->map, f->size);
   f->map = NULL;
   free(f->b.labels);
   f->b.labels = NULL;
@@ -331,6 +331,16 @@ int ld_file_open(lfile *f, int n_classes, pc_stats *cache, st_error *err) {
   }
   if (!f->doc) return err->code ? err->code : ST_EFORMAT;
   return rc;
+}
+
+int ld_file_open_mem(lfile *f, const uint8_t *buf, size_t len, int n_classes, st_error *err) {
+  f->map = (uint8_t *)buf;
+  f->size = len;
+  f->mem = 1;
+  if (len == 0) return st_error_set(err, ST_EFORMAT, f->path, 0, "empty object; expected a pickle");
+  f->doc = pkl_parse(buf, len, f->path, err);
+  if (!f->doc) return err->code ? err->code : ST_EFORMAT;
+  return ld_batch_check(pkl_root(f->doc), f->path, n_classes, &f->b, err);
 }
 
 /* Copies f's pixel block to dst in COPY_CHUNK pieces (stopping early once

@@ -40,6 +40,7 @@ typedef struct ld_file {
   size_t first;           /* index of its first image in the split */
   int lost;               /* the file was cut short while a copy worker read it */
   size_t lost_off;        /* offset of its first lost byte */
+  int mem;                /* map is the caller's memory (ld_file_open_mem), not a mapping */
 } ld_file;
 
 /* Maps f->path (a regular, non-empty pickle under PK_LIMIT_PICKLE_FILE_BYTES;
@@ -48,6 +49,9 @@ typedef struct ld_file {
  * ld_batch_check), under a guard of the mapping: a file cut short
  * meanwhile is an IOError at the first lost byte. */
 int ld_file_open(ld_file *f, int n_classes, struct pc_stats *cache, st_error *err);
+/* As ld_file_open on len bytes already in memory (an S3 object), which
+ * must stay valid until ld_file_release; f->path names them in errors. */
+int ld_file_open_mem(ld_file *f, const uint8_t *buf, size_t len, int n_classes, st_error *err);
 /* Copies the f->b.n images of an opened file to dst (f->b.n * 3072 bytes),
  * under the same guard. */
 int ld_file_copy(ld_file *f, uint8_t *dst, st_error *err);

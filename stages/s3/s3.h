@@ -49,6 +49,14 @@ typedef struct s3_get_obj {
 int s3_get(st_ctx *c, const st_args *a, const char *url, s3_get_obj *p, st_progress *pr,
            st_error *err);
 
+/* The objects below the prefix of url (s3://BUCKET/PREFIX/), in key order,
+ * with the line's connection options (those of %upload): their keys (whole,
+ * the prefix included) into keys and their sizes into a malloc'd *sizes.
+ * Folder markers (a key ending in '/' with no bytes) are left out. */
+struct strv;
+int s3_list_prefix(st_ctx *c, const st_args *a, const char *url, struct strv *keys,
+                   uint64_t **sizes, st_error *err);
+
 /* Every object below the prefix of url (s3://BUCKET/PREFIX/) to
  * dir/relative/key, options as s3_get; keys that would lead out of dir
  * refuse the whole download (ST_EUNSAFE) before anything is written. An

@@ -14,6 +14,13 @@
  * stream with its error (the file, the offset, what was expected) after
  * the windows completed before it. The trainer's waits are counted: the
  * data-stall time.
+ *
+ * The files may be S3 objects (root s3://BUCKET/PREFIX/): listed once, each
+ * read ahead of use by the reader with s3_get (ranged GETs in parallel, the
+ * ETag checked) into memory, then parsed as a file is. The reader talks to
+ * s3_get through a context of its own; what that prints (retry lines) is
+ * kept and shown by the stage thread (tr_stream_flush), and an interrupt of
+ * the stage reaches it.
  */
 #ifndef PK_TR_STREAM_H
 #define PK_TR_STREAM_H
@@ -52,6 +59,8 @@ typedef struct tr_stream_opts {
   uint64_t seed;        /* of the file order */
   int n_classes;        /* bounds the labels (0: any byte) */
   int cold;             /* --cold: drop each file's pages before it is read */
+  st_ctx *c;            /* the stage's context (S3: listing, interrupts) */
+  const st_args *a;     /* the line's options (S3: the connection's) */
 } tr_stream_opts;
 
 typedef struct tr_stream tr_stream;
@@ -65,6 +74,16 @@ int tr_stream_open(tr_stream **out, const tr_stream_opts *o, st_error *err);
  * interrupted while waiting (checked every 50 ms). The time spent waiting
  * is added to *stall. */
 int tr_stream_next(tr_stream *s, st_ctx *c, tr_window **w, double *stall, st_error *err);
+
+/* Shows what the reader's S3 reads printed (retry lines) through c; call
+ * from the stage thread. */
+void tr_stream_flush(tr_stream *s, st_ctx *c);
+
+/* An S3 object read whole into *buf (malloc'd, *len bytes, at most
+ * PK_LIMIT_PICKLE_FILE_BYTES) with the line's connection options; from the
+ * stage thread. */
+int tr_s3_fetch(st_ctx *c, const st_args *a, const char *url, uint8_t **buf, size_t *len,
+                st_error *err);
 
 /* Hands a window back: its memory is freed and the reader may go on. */
 void tr_stream_release(tr_stream *s, tr_window *w);

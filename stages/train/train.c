@@ -45,6 +45,7 @@ const st_option tr_train_opts[] = {
     {"window", 1, "W", "--from: files whose images are shuffled together (default 2)"},
     {"prefetch", 1, "N", "--from: files read ahead of the window being trained (default 2)"},
     {"order", 1, "FILE", "write the images in the order trained: epoch, file, index in the file"},
+    {"endpoint", 1, "URL", "--from s3://: the S3 endpoint (default: as %upload finds it)"},
     PC_COLD_OPTION,
     {NULL, 0, NULL, NULL}};
 
@@ -359,6 +360,7 @@ typedef struct tr_opts {
 /* Everything a run holds; tr_cleanup releases it whatever step failed. */
 typedef struct tr_job {
   st_ctx *c;
+  const st_args *a;
   st_error *err;
   const tr_opts *o;
   ss_dataset *ds;
@@ -419,16 +421,75 @@ static int tr_opts_parse(const st_args *a, tr_opts *o, st_error *err) {
                         "--window, --prefetch and --cold go with --from DIR (the loaded data is in memory)");
   if (o->from && o->dsname)
     return st_error_set(err, ST_EINVAL, "%train", -1, "--from DIR and --name NAME exclude each other");
-  if (o->from && strncmp(o->from, "s3://", 5) == 0)
-    return st_error_set(err, ST_ENOTSUP, o->from, -1,
-                        "--from s3:// is not supported yet: %%download it to a folder, then --from DIR");
+  if (o->cold && o->from && strncmp(o->from, "s3://", 5) == 0)
+    return st_error_set(err, ST_EINVAL, "--cold", -1,
+                        "--cold drops a file system's pages; objects read from S3 are not cached here");
   return 0;
 }
 
 /* --from DIR: the folder of the batch files (DIR/cifar-10-batches-py when
  * there is one), its class names from batches.meta when present, and its
  * test_batch read for the evaluation. */
+/* --from s3://BUCKET/PREFIX/: batches.meta and test_batch below the
+ * prefix, when they are there, read whole (a read that fails is said, and
+ * training goes on without them). */
+static int tr_find_objects(tr_job *j) {
+  const char *from = j->o->from;
+  size_t n = strlen(from);
+  snprintf(j->root, sizeof j->root, "%s%s", from, n && from[n - 1] == '/' ? "" : "/");
+  j->names = cifar_names;
+  char url[4200];
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  st_error e;
+  st_error_clear(&e);
+  snprintf(url, sizeof url, "%sbatches.meta", j->root);
+  int rc = tr_s3_fetch(j->c, j->a, url, &buf, &len, &e);
+  pkl_doc *doc = rc ? NULL : pkl_parse(buf, len, url, &e);
+  if (!rc && !doc) rc = e.code ? e.code : ST_EFORMAT;
+  if (!rc) rc = ld_meta_names(pkl_root(doc), url, &j->from_names, &j->n_classes, &e);
+  pkl_free(doc);
+  free(buf);
+  if (!rc && j->from_names && j->n_classes == CNN_CLASSES) j->names = (const char *const *)j->from_names;
+  if (rc == ST_ECANCELED) return st_error_set(j->err, rc, "%train", -1, "interrupted");
+  char msg[1200];
+  if (rc) {
+    st_error_format(&e, msg, sizeof msg);
+    st_printf(j->c, "train: no class names from %s (%s)\n", url, msg);
+  }
+  st_error_clear(&e);
+  buf = NULL;
+  snprintf(url, sizeof url, "%stest_batch", j->root);
+  rc = tr_s3_fetch(j->c, j->a, url, &buf, &len, &e);
+  ld_file f;
+  memset(&f, 0, sizeof f);
+  f.path = url;
+  if (!rc) rc = ld_file_open_mem(&f, buf, len, j->n_classes, &e);
+  ss_split *t = &j->from_test;
+  if (!rc) {
+    t->n = f.b.n;
+    t->files = 1;
+    t->pixels = malloc(f.b.n * SS_IMAGE_BYTES + 1);
+    t->labels = malloc(f.b.n + 1);
+    if (!t->pixels || !t->labels) rc = st_error_set(&e, ST_ENOMEM, url, -1, "out of memory");
+  }
+  if (!rc) rc = ld_file_copy(&f, t->pixels, &e);
+  if (!rc) memcpy(t->labels, f.b.labels, f.b.n);
+  ld_file_release(&f);
+  free(buf);
+  if (rc == ST_ECANCELED) return st_error_set(j->err, rc, "%train", -1, "interrupted");
+  if (rc) {
+    st_error_format(&e, msg, sizeof msg);
+    st_printf(j->c, "train: no test split from %s (%s)\n", url, msg);
+    t->n = 0;
+  } else {
+    j->test = t;
+  }
+  return 0;
+}
+
 static int tr_find_files(tr_job *j) {
+  if (strncmp(j->o->from, "s3://", 5) == 0) return tr_find_objects(j);
   int rc = ld_resolve_root(j->o->from, j->root, sizeof j->root, j->err);
   if (rc) return rc;
   char p[4200];
@@ -669,8 +730,9 @@ static int tr_window_train(tr_job *j, const tr_window *w, st_progress *p, cnn_rn
  * data stall. */
 static int tr_fit_stream(tr_job *j) {
   const tr_opts *o = j->o;
-  tr_stream_opts so = {j->root,          o->epochs,  (int)o->window, (int)o->prefetch,
-                       (uint64_t)o->seed, j->n_classes, o->cold};
+  tr_stream_opts so = {j->root,          o->epochs,    (int)o->window, (int)o->prefetch,
+                       (uint64_t)o->seed, j->n_classes, o->cold,        j->c,
+                       j->a};
   int rc = tr_stream_open(&j->stream, &so, j->err);
   j->chart = rc ? NULL : calloc(1, sizeof *j->chart);
   if (!rc && !j->chart) rc = st_error_set(j->err, ST_ENOMEM, "%train", -1, "out of memory");
@@ -693,6 +755,7 @@ static int tr_fit_stream(tr_job *j) {
       break;
     }
     if (rc) break;
+    tr_stream_flush(j->stream, j->c);
     rc = tr_window_train(j, w, &p, &rng, per_epoch);
     j->in_bytes += w->file_bytes;
     j->windows++;
@@ -700,6 +763,7 @@ static int tr_fit_stream(tr_job *j) {
     if (rc || j->cancelled) break;
   }
   if (j->ep < 0) j->ep = 0;
+  tr_stream_flush(j->stream, j->c);
   j->train_s = st_now() - j->t0;
   st_progress_end(&p, j->cancelled ? ST_ECANCELED : rc);
   return rc;
@@ -873,6 +937,7 @@ int tr_train(st_ctx *c, const st_args *a, st_error *err) {
   tr_job j;
   memset(&j, 0, sizeof j);
   j.c = c;
+  j.a = a;
   j.err = err;
   j.o = &o;
   if (!rc) rc = tr_find_data(&j);

@@ -19,7 +19,8 @@ int tr_safetensors_read(const char *path, float *params, st_error *err);
   {"train", tr_train, 0, 0, ST_F_SLOW, "train",                                               \
    "%train [--epochs 2] [--batch-size 4] [--lr 0.001] [--momentum 0.9] [--device auto|cpu|cuda] " \
    "[--seed S] [--log-every 2000] [--init FILE] [--save FILE] [--threads N] [--name NAME] [--losses FILE] [--new] " \
-   "[--from DIR [--window 2] [--prefetch 2] [--cold]] [--order FILE]", \
+   "[--from DIR|s3://BUCKET/PREFIX/ [--window 2] [--prefetch 2] [--cold] [--endpoint URL]] " \
+   "[--order FILE]", \
    "Train the tutorial CNN on the loaded data (stage 9, \"train\").",                        \
    "The PyTorch CIFAR-10 tutorial network (conv 3->6 k5, pool, conv 6->16 k5, pool,\n"      \
    "fc 400-120-84-10), cross-entropy, SGD with momentum as torch.optim.SGD, inputs\n"       \
@@ -42,7 +43,10 @@ int tr_safetensors_read(const char *path, float *params, st_error *err);
    "The progress and the input line show input MB/s and the data stall (the time\n"      \
    "the trainer waited for input; utilization = compute / (compute + stall)); a file\n"  \
    "that cannot be read stops training with its name, keeping the model of the last\n"  \
-   "finished step. test_batch of DIR, when there, is the test split.",                    \
+   "finished step. test_batch of DIR, when there, is the test split.\n"                    \
+   "--from s3://BUCKET/PREFIX/ does the same with the objects below the prefix, each\n"   \
+   "read ahead of use as %download reads one (ranged GETs in parallel, the ETag\n"        \
+   "checked) with %upload's connection options and credentials.",                          \
    tr_train_opts},
 
 #endif

@@ -231,5 +231,5 @@ def test_errors(tmp_path):
     assert r.returncode == 1
     r = run(f"%train --from {d} --name x")
     assert r.returncode == 1 and "exclude each other" in r.stderr
-    r = run("%train --from s3://bucket/prefix/")
-    assert r.returncode == 1 and "NotSupportedError" in r.stderr
+    r = run("%train --from s3://bucket/prefix/ --cold")  # refused before any request
+    assert r.returncode == 1 and "not cached here" in r.stderr
