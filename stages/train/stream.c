@@ -305,9 +305,11 @@ static int s3_list_batches(tr_stream *s, st_error *err) {
   if (!rc) rc = s3_list_prefix(s->o.c, s->o.a, s->o.root, &keys, &sizes, err);
   size_t cap = 0, pl = strlen(prefix);
   for (size_t i = 0; !rc && i < keys.n; i++) {
-    const char *rest = keys.v[i] + pl, *p = rest + 11;
+    const char *rest = keys.v[i] + pl;
+    if (strncmp(rest, "data_batch_", 11) != 0) continue;
+    const char *p = rest + 11;
     size_t k = strspn(p, "0123456789");
-    if (strncmp(rest, "data_batch_", 11) != 0 || k == 0 || p[k] || k > 18) continue;
+    if (k == 0 || p[k] || k > 18) continue;
     if (s->nf >= PK_LIMIT_LOAD_FILES) {
       rc = st_error_set(err, ST_E2BIG, s->o.root, -1, "more than %d data_batch objects (PK_LIMIT_LOAD_FILES)",
                         PK_LIMIT_LOAD_FILES);
