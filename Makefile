@@ -62,7 +62,7 @@ Q := @
 endif
 
 CC ?= cc
-PKGS := libzmq jansson libcrypto libcurl libarchive uuid libpng zlib libisal expat
+PKGS := libzmq jansson libcrypto libcurl libarchive uuid libpng zlib libisal expat libxxhash
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

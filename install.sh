@@ -32,7 +32,7 @@ step() { printf '\n==> %s\n' "$*"; }
 # Build libraries (-dev), the toolchain, and what the tests run for real.
 APT_BUILD="build-essential pkg-config libzmq3-dev libjansson-dev libssl-dev
   libcurl4-openssl-dev libarchive-dev uuid-dev libpng-dev zlib1g-dev libisal-dev
-  libopenblas-dev libexpat1-dev python3-dev"
+  libopenblas-dev libexpat1-dev libxxhash-dev python3-dev"
 APT_TEST="clang libclang-rt-14-dev llvm valgrind nginx radosgw ceph-mon ceph-osd
   chromium python3 python3-venv python3-pip python3-numpy python3-torch python3-zmq
   python3-pandas

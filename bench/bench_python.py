@@ -9,11 +9,11 @@ p2-6 (CPython 3, protocol 2), p4-6 (protocol 4), p4-40 (40 batch files);
 PK_BENCH_QUICK=1 leaves p4-40 out.
 
 Each figure is the best of REPEAT calls. "load" is the whole call as a
-notebook cell sees it: the %load stage (parse, copy, md5 of pixels and
-labels), the bridge that shows its output, and dataset(), which hands out
-numpy views of the session's memory (no copy). "load(md5=False)" is
---no-md5, the like-for-like comparison (the Python reference computes no
-checksum). "stage" is the %load stage's own time (its timing record); the
+notebook cell sees it: the %load stage (parse, copy, XXH3-128 of pixels
+and labels), the bridge that shows its output, and dataset(), which hands
+out numpy views of the session's memory (no copy). "load(md5=False)" is
+load(hash=None), --no-hash, the like-for-like comparison (the Python
+reference computes no checksum). "stage" is the %load stage's own time (its timing record); the
 rest of a call is freeing the dataset it replaces (the previous call's),
 the bridge that shows the output, and dataset(). The Python reference makes
 the same two uint8 arrays per split (pixels N x 3072, labels N) from the
@@ -46,7 +46,7 @@ def pk_call(d, md5):
     sink = io.StringIO()
     with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
         t0 = time.perf_counter()
-        ds = pipekernel.load(d.parent, md5=md5)
+        ds = pipekernel.load(d.parent, hash="xxh3" if md5 else None)
         dt = time.perf_counter() - t0
     stage = pipekernel.timings()[-1]["seconds"]
     n = ds.train.n + (ds.test.n if ds.test else 0)
@@ -83,7 +83,7 @@ def main():
         print(f"\n{name}: {pk_n} images, {px / 1e6:.0f} MB of pixels")
         print(f"  pickle.load + np.vstack   {py_t:7.3f} s  {px / py_t / 1e9:6.2f} GB/s")
         print(f"  pipekernel.load           {pk_t:7.3f} s  {px / pk_t / 1e9:6.2f} GB/s  "
-              f"{row['ratio']:5.1f}x  (stage {pk_stage:.3f} s; md5 of pixels and labels included)")
+              f"{row['ratio']:5.1f}x  (stage {pk_stage:.3f} s; XXH3-128 of pixels and labels included)")
         print(f"  pipekernel.load(md5=False){nm_t:7.3f} s  {px / nm_t / 1e9:6.2f} GB/s  "
               f"{row['ratio_nomd5']:5.1f}x  (stage {nm_stage:.3f} s; the rest, "
               f"{row['bridge_ms']:.1f} ms: freeing the dataset it replaced, the bridge, dataset())")

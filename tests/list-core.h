@@ -19,4 +19,6 @@
   XX(escape_names, 10)                                                        \
   XX(fileio_never_blocks, 10)                                                 \
   XX(progress_label_short, 10)                                                \
-  XX(session_shared_split, 10)
+  XX(session_shared_split, 10)                                                \
+  XX(cache_drop_and_resident, 30)                                              \
+  XX(cache_fs_describe, 10)

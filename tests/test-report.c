@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "../kernel/magic.h"
+#include "lib/cache.h"
 #include "lib/session.h"
 #include "task.h"
 
@@ -91,14 +92,32 @@ TEST_IMPL(timings_json_roundtrip) {
   ASSERT(mkdtemp(dir));
   char cell[512];
   st_timing_add(&c, "download", "download", 4.0, 100, 1, "libcurl", "deadbeef");
-  st_timing_add(&c, "verify", "verify", 2.0, 100, 8, "openssl", NULL);
+  /* a stage that read files: its cache and file system go with the record */
+  pc_stats cold;
+  pc_init(&cold, 1);
+  snprintf(cold.fs, sizeof cold.fs, "nfs4 filer:/export");
+  atomic_store(&cold.files, 8);
+  atomic_store(&cold.bytes, 100);
+  atomic_store(&cold.resident_found, 100);
+  atomic_store(&cold.resident_read, 0);
+  pc_timing_add(&c, &cold, "verify", "verify", 2.0, 100, 8, "openssl", NULL);
   st_error e;
   snprintf(cell, sizeof cell, "%%timings --label slow --json %s/slow.json --clear", dir);
   ASSERT_EQ(run(&c, cell, &e), 0);
   st_timing_add(&c, "download", "download", 1.0, 100, 1, "libcurl", "deadbeef");
-  st_timing_add(&c, "verify", "verify", 0.5, 100, 8, "openssl", NULL);
+  pc_stats warm;
+  pc_init(&warm, 0);
+  snprintf(warm.fs, sizeof warm.fs, "ext4 /dev/nvme0n1p1");
+  atomic_store(&warm.files, 8);
+  atomic_store(&warm.bytes, 100);
+  atomic_store(&warm.resident_found, 100);
+  atomic_store(&warm.resident_read, 100);
+  pc_timing_add(&c, &warm, "verify", "verify", 0.5, 100, 8, "openssl", NULL);
   snprintf(cell, sizeof cell, "%%timings --label fast --json %s/fast.json", dir);
   ASSERT_EQ(run(&c, cell, &e), 0);
+  /* the table's cache and file-system columns */
+  ASSERT_CONTAINS(k.out, "file system");
+  ASSERT_CONTAINS(k.out, "ext4 /dev/nvme0n1p1");
   /* compare by label and by record file: 4x on download, 4x in total */
   k.len = 0;
   ASSERT_EQ(run(&c, "%timings --compare slow fast", &e), 0);
@@ -109,6 +128,10 @@ TEST_IMPL(timings_json_roundtrip) {
   ASSERT_CONTAINS(k.out, "slow");
   ASSERT_CONTAINS(k.out, "download");
   ASSERT_CONTAINS(k.out, "4.00x");
+  /* read back from the files: each run's verify says where it read from */
+  ASSERT_CONTAINS(k.out, "slow read from");
+  ASSERT_CONTAINS(k.out, "cold nfs4 filer:/export");
+  ASSERT_CONTAINS(k.out, "warm ext4 /dev/nvme0n1p1");
   char path[600];
   snprintf(path, sizeof path, "%s/slow.json", dir);
   FILE *f = fopen(path, "r");
@@ -119,6 +142,10 @@ TEST_IMPL(timings_json_roundtrip) {
   fclose(f);
   ASSERT_CONTAINS(buf, "\"pipekernel_record\": 1");
   ASSERT_CONTAINS(buf, "\"hash\": \"deadbeef\"");
+  ASSERT_CONTAINS(buf, "\"cache\": \"cold\"");
+  ASSERT_CONTAINS(buf, "\"fs\": \"nfs4 filer:/export\"");
+  ASSERT_CONTAINS(buf, "\"resident\": 0.0");
+  ASSERT_CONTAINS(buf, "\"cache\": null"); /* the download read no file */
   ASSERT_CONTAINS(buf, "\"cores\"");
   ASSERT_CONTAINS(buf, "\"openssl\"");
   snprintf(cell, sizeof cell, "rm -rf %s", dir);

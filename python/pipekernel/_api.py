@@ -43,19 +43,29 @@ class Split:
             planar R, G, B order; data.reshape(-1, 3, 32, 32) is the
             N x C x H x W layout of torchvision
     labels  numpy uint8 array (n,)
-    n, files, pixels_md5, labels_md5: as %load printed them
+    n, files: as %load printed them
+    hash    the fingerprint %load computed: "xxh3-128" (the default), "md5"
+            (hash="md5"), or None (hash=None)
+    pixels_hash, labels_hash: its hex digests as %load printed them (None
+            without one); xxhash.xxh3_128_hexdigest(data.tobytes()) and
+            hashlib.md5(data.tobytes()).hexdigest() give the same
+    pixels_md5, labels_md5: the digests when hash is "md5", else None
 
     The arrays are views, not copies, and writable: a write changes the
     session's copy (what %train and %preview use). They stay valid after a
     later %load replaced the dataset (the memory lives while any view does).
     """
 
-    __slots__ = ("n", "files", "pixels_md5", "labels_md5", "data", "labels")
+    __slots__ = ("n", "files", "hash", "pixels_hash", "labels_hash", "pixels_md5", "labels_md5",
+                 "data", "labels")
 
     def __init__(self, d):
         import numpy as np
         self.n = d["n"]
         self.files = d["files"]
+        self.hash = d["hash"] or None
+        self.pixels_hash = d["pixels_hash"] or None
+        self.labels_hash = d["labels_hash"] or None
         self.pixels_md5 = d["pixels_md5"] or None
         self.labels_md5 = d["labels_md5"] or None
         self.data = np.asarray(d["pixels"])
@@ -98,29 +108,39 @@ def dataset(name=None):
     return Dataset(_core.dataset(name))
 
 
-def load(path, *, name="cifar10", split="all", md5=True):
+def load(path, *, name="cifar10", split="all", hash="xxh3", md5=None):
     """Runs `%load PATH` (PATH: the folder holding cifar-10-batches-py/, or
-    that folder) and returns the dataset it loaded; md5=False is
-    --no-md5."""
+    that folder) and returns the dataset it loaded. hash: "xxh3" (XXH3-128,
+    the default), "md5" (--md5) or None (--no-hash). md5=True is hash="md5"
+    and md5=False is hash=None, as the argument's earlier form."""
     __tracebackhide__ = True
+    if md5 is not None:
+        hash = "md5" if md5 else None
+    if hash not in ("xxh3", "md5", None):
+        raise ValueError(f"hash must be 'xxh3', 'md5' or None, not {hash!r}")
     line = f"%load {quote(os.fspath(path))}"
     if name != "cifar10":
         line += f" --name {quote(name)}"
     if split != "all":
         line += f" --split {quote(split)}"
-    if not md5:
-        line += " --no-md5"
+    if hash == "md5":
+        line += " --md5"
+    elif hash is None:
+        line += " --no-hash"
     run(line)
     return dataset(name)
 
 
-_TIMING_KEYS = ("stage", "magic", "args", "seconds", "bytes", "items", "backend", "hash", "wall")
+_TIMING_KEYS = ("stage", "magic", "args", "seconds", "bytes", "items", "backend", "hash", "wall",
+                "cache", "fs")
 
 
 def timings(frame=False):
     """The session's timing records (what %timings shows), oldest first, as a
     list of dicts with the keys stage, magic, args, seconds, bytes, items,
-    backend, hash, wall (unix time at the end); frame=True: as a pandas
+    backend, hash, wall (unix time at the end), cache ("cold", "warm", or ""
+    for a stage that read no files) and fs (the file system read from,
+    "ext4 /dev/vda"); frame=True: as a pandas
     DataFrame with those columns (pandas must be importable)."""
     rows = _core.timings()
     if not frame:

@@ -488,10 +488,13 @@ static PyObject *split_dict(ss_split *sp) {
   if (!sp->n && !sp->files) Py_RETURN_NONE; /* not loaded */
   PyObject *pixels = block_new(sp, 1);
   PyObject *labels = pixels ? block_new(sp, 0) : NULL;
-  PyObject *d = labels ? Py_BuildValue("{s:n, s:n, s:O, s:O, s:s, s:s}", "n", (Py_ssize_t)sp->n,
-                                       "files", (Py_ssize_t)sp->files, "pixels", pixels,
-                                       "labels", labels, "pixels_md5", sp->pixels_md5,
-                                       "labels_md5", sp->labels_md5)
+  int md5 = strcmp(sp->hash, "md5") == 0;
+  PyObject *d = labels ? Py_BuildValue("{s:n, s:n, s:O, s:O, s:s, s:s, s:s, s:s, s:s}", "n",
+                                       (Py_ssize_t)sp->n, "files", (Py_ssize_t)sp->files,
+                                       "pixels", pixels, "labels", labels, "hash", sp->hash,
+                                       "pixels_hash", sp->pixels_hash, "labels_hash",
+                                       sp->labels_hash, "pixels_md5", md5 ? sp->pixels_hash : "",
+                                       "labels_md5", md5 ? sp->labels_hash : "")
                        : NULL;
   Py_XDECREF(pixels);
   Py_XDECREF(labels);
@@ -565,14 +568,17 @@ static PyObject *py_timings(PyObject *self, PyObject *unused) {
   for (size_t i = 0; list && i < G.sess->n_timings; i++) {
     const st_timing *t = &G.sess->timings[i];
     PyObject *stage = str_of(t->stage), *magic = str_of(t->magic), *a = str_of(t->args),
-             *backend = str_of(t->backend), *hash = str_of(t->hash);
-    PyObject *d = stage && magic && a && backend && hash
-                      ? Py_BuildValue("{s:O, s:O, s:O, s:d, s:K, s:K, s:O, s:O, s:d}", "stage",
-                                      stage, "magic", magic, "args", a, "seconds", t->seconds,
-                                      "bytes", (unsigned long long)t->bytes, "items",
+             *backend = str_of(t->backend), *hash = str_of(t->hash), *cache = str_of(t->cache),
+             *fs = str_of(t->fs);
+    PyObject *d = stage && magic && a && backend && hash && cache && fs
+                      ? Py_BuildValue("{s:O, s:O, s:O, s:d, s:K, s:K, s:O, s:O, s:d, s:O, s:O}",
+                                      "stage", stage, "magic", magic, "args", a, "seconds",
+                                      t->seconds, "bytes", (unsigned long long)t->bytes, "items",
                                       (unsigned long long)t->items, "backend", backend, "hash",
-                                      hash, "wall", t->wall)
+                                      hash, "wall", t->wall, "cache", cache, "fs", fs)
                       : NULL;
+    Py_XDECREF(cache);
+    Py_XDECREF(fs);
     Py_XDECREF(stage);
     Py_XDECREF(magic);
     Py_XDECREF(a);

@@ -1076,7 +1076,7 @@ static int dl_verify(dl_job *j) {
     const char *sl = strrchr(o->manifest, '/');
     snprintf(root, sizeof root, "%.*s", sl ? (int)(sl - o->manifest) : 1, sl ? o->manifest : ".");
   }
-  return vf_run(j->c, o->manifest, &j->mf, root, 0, j->xj ? known_member : NULL, j->xj,
+  return vf_run(j->c, o->manifest, &j->mf, root, 0, 0, j->xj ? known_member : NULL, j->xj,
                 j->xj ? "md5-while-extracting" : "openssl-evp", j->err);
 }
 

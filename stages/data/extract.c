@@ -19,6 +19,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "lib/cache.h"
 #include "lib/dynbuf.h"
 #include "lib/escape.h"
 #include "lib/fileio.h"
@@ -32,6 +33,7 @@ const st_option dx_extract_opts[] = {
     {"inflater", 1, "NAME", "gzip inflater: auto (ISA-L), isal or libarchive (zlib)"},
     {"max-ratio", 1, "N",
      "most bytes extracted per archive byte (default " DX__XSTR(PK_LIMIT_EXTRACT_RATIO) "; 0: no bound)"},
+    PC_COLD_OPTION,
     {NULL, 0, NULL, NULL}};
 
 /* ---- the byte source seen by libarchive: raw, or inflated by ISA-L ----
@@ -996,7 +998,7 @@ void dx_report(st_ctx *c, const dx_job *j, double dt, const char *into, const ch
   st_printf(c, "extract: %s, %llu file%s%s%s in %.2f s (%s%s%s)\n", b1, (unsigned long long)files,
             files == 1 ? "" : "s", into ? " into " : "", into ? esc_name(&ei, into) : "", dt, r1, note ? "; " : "",
             note ? note : "");
-  st_timing_add(c, "extract", "extract", dt, out, files, j->backend, NULL);
+  pc_timing_add(c, j->cache, "extract", "extract", dt, out, files, j->backend, NULL);
 }
 
 int dx_extract_file(st_ctx *c, dx_job *j, const char *path, const char *name) {
@@ -1060,6 +1062,12 @@ int dx_extract(st_ctx *c, const st_args *a, st_error *err) {
   j.where = path;
   j.dest = dest;
   j.inflater = inflater;
+  pc_stats cache;
+  pc_init(&cache, st_arg_has(a, "cold"));
+  j.cache = &cache;
+  pc_note_fs(&cache, path);
+  pc_prepare_path(&cache, path);
+  pc_report(c, "extract", &cache);
   double t0 = st_now();
   rc = dx_extract_file(c, &j, path, path);
   double dt = st_now() - t0;

@@ -68,6 +68,7 @@ typedef struct dx_job {
    * DX_NO_RATIO: no bound): gzip packs zeros up to 1030 to 1 (zlib level 1: 230), a
    * real dataset's tarball a few times at most. */
   uint64_t max_ratio;
+  struct pc_stats *cache; /* where the archive is read from, for dx_report (may be NULL) */
   /* Optional: wakes a pull that waits for data once the extractor no longer
    * wants any (gzip is inflated on a thread of its own that calls pull). */
   void (*abort)(void *ud);

@@ -17,10 +17,12 @@
 
 #include "lib/escape.h"
 #include "lib/fileio.h"
+#include "lib/cache.h"
 #include "lib/mapguard.h"
 
 const st_option md5_opts[] = {
     {"expect", 1, "HEX", "the md5 the file must have (32 hex digits)"},
+    PC_COLD_OPTION,
     {NULL, 0, NULL, NULL}};
 
 void md5_hex(const unsigned char d[16], char out[33]) {
@@ -165,6 +167,7 @@ typedef struct md5_job {
   double t0, dt;
   uint64_t done;         /* bytes hashed */
   char hex[33];
+  pc_stats cache;        /* where FILE is read from (--cold) */
 } md5_job;
 
 /* Opens FILE (a regular file, without blocking on anything else), read
@@ -174,6 +177,9 @@ static int md5_open(md5_job *j) {
   j->fd = fio_open(j->path, O_RDONLY, FIO_FILE, NULL, &st, j->err); /* never blocks (a FIFO) */
   if (j->fd < 0) return j->fd;
   j->size = (uint64_t)st.st_size;
+  pc_note_fs(&j->cache, j->path);
+  pc_prepare(&j->cache, j->fd, j->size);
+  pc_report(j->c, "md5", &j->cache);
   posix_fadvise(j->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
   posix_fadvise(j->fd, 0, 0, POSIX_FADV_WILLNEED);
   return 0;
@@ -273,7 +279,7 @@ static int md5_report(md5_job *j) {
   st_fmt_rate(r1, sizeof r1, j->done, j->dt);
   esc_buf eb;
   st_printf(j->c, "%s  %s\n", j->hex, esc_name(&eb, j->path));
-  st_timing_add(j->c, "integrity", "md5", j->dt, j->done, 1, "openssl-evp", j->hex);
+  pc_timing_add(j->c, &j->cache, "integrity", "md5", j->dt, j->done, 1, "openssl-evp", j->hex);
   if (j->expect && strcasecmp(j->expect, j->hex) != 0) {
     st_printf(j->c, "integrity: %s in %.2f s (%s), MISMATCH\n", b1, j->dt, r1);
     return st_error_set(j->err, ST_ECHECKSUM, j->path, -1, "md5 mismatch: expected %.32s, got %s",
@@ -305,6 +311,7 @@ int md5_stage(st_ctx *c, const st_args *a, st_error *err) {
   j.path = a->pos[0];
   j.expect = st_arg_str(a, "expect", NULL);
   j.fd = -1;
+  pc_init(&j.cache, st_arg_has(a, "cold"));
   if (j.expect && !md5_valid_hex(j.expect))
     return st_error_set(err, ST_EINVAL, "--expect", -1, "expected 32 hex digits, got \"%.40s\"", j.expect);
   int rc = md5_open(&j);

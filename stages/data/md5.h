@@ -30,7 +30,7 @@ int md5_mapped(int fd, uint64_t size, const char *where, size_t step, st_ctx *c,
                   atomic_uint_fast64_t *bytes, char out[33], st_error *err);
 
 #define MD5_ROWS                                                                      \
-  {"md5", md5_stage, 1, 1, ST_F_SLOW, "data", "%md5 FILE [--expect HEX]",                   \
+  {"md5", md5_stage, 1, 1, ST_F_SLOW, "data", "%md5 FILE [--expect HEX] [--cold]",                   \
    "md5 of a file, optionally checked (stage 2, \"integrity\").",                       \
    "OpenSSL EVP md5 over 1 MiB reads; a reader thread keeps the next chunks coming\n"   \
    "(with sequential read-ahead hints) while the stage thread hashes. Prints the\n"    \

@@ -19,12 +19,14 @@ typedef const char *(*vf_known_fn)(void *ud, const char *path);
 /* Check manifest `mf` against root with `jobs` threads (0: all cores),
  * using `known` first; reports a table of problems and a summary line,
  * records the "verify" timing. `manifest` names the manifest file (it is
- * never reported as extra). Returns 0 or ST_ECHECKSUM / ST_ECANCELED ... */
-int vf_run(st_ctx *c, const char *manifest, mf_list *mf, const char *root, int jobs,
+ * never reported as extra). cold: drop each file's pages from the page
+ * cache before hashing it (stages/lib/cache.h). Returns 0 or ST_ECHECKSUM /
+ * ST_ECANCELED ... */
+int vf_run(st_ctx *c, const char *manifest, mf_list *mf, const char *root, int jobs, int cold,
                   vf_known_fn known, void *ud, const char *backend, st_error *err);
 
 #define VF_VERIFY_ROWS                                                                   \
-  {"verify", vf_verify, 1, 1, ST_F_SLOW, "data", "%verify MANIFEST [--root DIR] [--jobs N]", \
+  {"verify", vf_verify, 1, 1, ST_F_SLOW, "data", "%verify MANIFEST [--root DIR] [--jobs N] [--cold]", \
    "md5-check every file of an md5sum manifest (stage 4, \"verify\").",                \
    "MANIFEST is in md5sum format (\"<md5>  <relative path>\" per line, as md5sum and\n" \
    "%mkdata write it). Files are hashed by N worker threads (default: all cores),\n"   \

@@ -141,6 +141,7 @@ void st_timing_add(st_ctx *c, const char *stage, const char *magic, double secon
   t.items = items;
   snprintf(t.backend, sizeof t.backend, "%s", backend ? backend : "");
   snprintf(t.hash, sizeof t.hash, "%s", hash ? hash : "");
+  t.resident = -1;
   st_record_timing(c, &t);
 }
 

@@ -171,6 +171,9 @@
 #ifndef PK_LIMIT_TRAIN_THREADS
 #define PK_LIMIT_TRAIN_THREADS 64           /* %train --threads */
 #endif
+#ifndef PK_LIMIT_TRAIN_WINDOW
+#define PK_LIMIT_TRAIN_WINDOW 1024          /* %train --from: --window, --prefetch (files) */
+#endif
 #ifndef PK_LIMIT_SAFETENSORS_HEADER
 #define PK_LIMIT_SAFETENSORS_HEADER (1u << 20) /* JSON header of --init FILE */
 #endif
@@ -211,7 +214,8 @@ _Static_assert(PK__FITS_INT(PK_LIMIT_AWS_CONFIG_BYTES) && PK__FITS_INT(PK_LIMIT_
                PK__FITS_INT(PK_LIMIT_S3_FILES) && PK__FITS_INT(PK_LIMIT_S3_LIST_KEYS) &&
                PK__FITS_INT(PK_LIMIT_LOAD_FILES) && PK__FITS_INT(PK_LIMIT_DOWNLOAD_RETRIES) &&
                PK__FITS_INT(PK_LIMIT_TRAIN_EPOCHS) && PK__FITS_INT(PK_LIMIT_TRAIN_BATCH) &&
-               PK__FITS_INT(PK_LIMIT_TRAIN_THREADS) && PK__FITS_INT(PK_LIMIT_DOWNLOAD_REDIRECTS),
+               PK__FITS_INT(PK_LIMIT_TRAIN_THREADS) && PK__FITS_INT(PK_LIMIT_TRAIN_WINDOW) &&
+               PK__FITS_INT(PK_LIMIT_DOWNLOAD_REDIRECTS),
                "printed with %d or kept in an int");
 _Static_assert(PK_LIMIT_EXTRACT_RATIO >= 1 && PK_LIMIT_EXTRACT_RATIO <= 1000000000,
                "--max-ratio is an integer option up to 10^9; a ratio below 1 refuses plain tar");

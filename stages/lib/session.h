@@ -28,8 +28,12 @@ typedef struct ss_split {
   size_t files;     /* batch files it came from */
   size_t map_len;   /* nonzero: pixels is an mmap of this length */
   ss_block *shared; /* non-NULL once shared: the block owns pixels and labels */
-  char pixels_md5[33];
-  char labels_md5[33];
+  /* the fingerprint %load printed: hash "xxh3-128" (the default) or "md5"
+   * (--md5), "" without one (--no-hash); each digest as lowercase hex (the
+   * canonical, big-endian form xxh128sum and hashlib print) */
+  char hash[16];
+  char pixels_hash[33];
+  char labels_hash[33];
 } ss_split;
 
 typedef struct ss_dataset {

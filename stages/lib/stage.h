@@ -8,7 +8,7 @@
  * or kernel/ headers, and talk to the front end only through the context:
  * what they show is bytes in MIME bundles, never JSON objects. Of the
  * libraries a stage includes only those its own work needs (OpenSSL,
- * libcurl, libarchive, ISA-L, expat, libpng, zlib, uuid); jansson only where
+ * libcurl, libarchive, ISA-L, expat, libpng, zlib, uuid, xxHash); jansson only where
  * the stage itself reads or writes a JSON file: the run record of
  * %timings --json and --compare (report/timings.c) and the safetensors
  * header %train --init reads (train/train.c).
@@ -224,10 +224,19 @@ typedef struct st_timing {
   char backend[64];    /* "openssl-evp", "isa-l", "cuda", "cpu-avx2" ... */
   char hash[80];       /* md5 or other digest the stage produced, if any */
   double wall;         /* unix time at the end */
+  /* Where the input was read from (stages/lib/cache.h): "cold" when under
+   * half of the bytes read were in the page cache when their read began,
+   * "warm" otherwise, "" for a stage that read no files (a download, the
+   * session's memory); the file system as "TYPE SOURCE" ("ext4 /dev/vda");
+   * the fraction resident (-1: not measured). */
+  char cache[8];
+  char fs[160];
+  double resident;
 } st_timing;
 
 void st_record_timing(st_ctx *c, const st_timing *t);
-/* Convenience: fill and record. */
+/* Convenience: fill and record (no cache or file-system fields; a stage
+ * that reads files records through pc_timing_add, stages/lib/cache.h). */
 void st_timing_add(st_ctx *c, const char *stage, const char *magic,
                    double seconds, uint64_t bytes, uint64_t items,
                    const char *backend, const char *hash);

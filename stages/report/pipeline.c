@@ -6,6 +6,11 @@
  *   copy    (Test 1): download, integrity (md5), extract, verify, load, meta,
  *                     upload, preview, train
  *   inplace (Test 2): verify, load, meta, upload, preview, train
+ *
+ * --cold passes --cold to every stage that reads files (md5, extract,
+ * verify, load, upload, train --from); --stream (inplace) trains with
+ * %train --from DIR, out of core, and loads only the test split (what %meta
+ * and %preview show).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -32,6 +37,8 @@ const st_option pipeline_opts[] = {
     {"fused", 0, NULL, "copy: download, md5, extract and verify in one pass over the bytes"},
     {"label", 1, "NAME", "label the run's timings (for %timings --compare)"},
     {"endpoint", 1, "URL", "S3 endpoint for an s3:// --source and --s3 (default: as %upload finds it)"},
+    {"cold", 0, NULL, "every stage that reads files drops their pages from the page cache first"},
+    {"stream", 0, NULL, "inplace: train straight from the files (%train --from), load only the test split"},
     {NULL, 0, NULL, NULL}};
 
 #define TARBALL "cifar-10-python.tar.gz"
@@ -116,6 +123,8 @@ typedef struct pl_opts {
   long long epochs;
   int copy;              /* --mode copy (Test 1); else inplace (Test 2) */
   int fused;             /* copy: --fused */
+  int cold;              /* --cold */
+  int stream;            /* inplace: --stream */
 } pl_opts;
 
 /* Everything a run holds; pl_cleanup releases it whatever step failed. */
@@ -172,7 +181,17 @@ static int pl_opts_parse(const st_ctx *c, const st_args *a, pl_opts *o, st_error
     if (rc) return rc;
   }
   o->fused = o->copy && st_arg_has(a, "fused");
+  o->cold = st_arg_has(a, "cold");
+  o->stream = st_arg_has(a, "stream");
+  if (o->stream && o->copy)
+    return st_error_set(err, ST_EINVAL, "--stream", -1,
+                        "--stream goes with --mode inplace (training straight from the data's own files)");
   return 0;
+}
+
+/* " --cold" after a line that reads files, with --cold. */
+static void add_cold(pl_job *j) {
+  if (j->o->cold) dyn_puts(&j->l, " --cold");
 }
 
 /* --endpoint after a line that reads or writes s3:// (the line names it). */
@@ -295,6 +314,7 @@ static int pl_copy_stages(pl_job *j) {
     dyn_puts(l, "md5");
     add_word(l, j->tarball);
     if (o->md5) { dyn_puts(l, " --expect"); add_word(l, o->md5); }
+    add_cold(j);
     rc = pl_run(j);
   }
   if (!rc) {
@@ -302,6 +322,7 @@ static int pl_copy_stages(pl_job *j) {
     add_word(l, j->tarball);
     dyn_puts(l, " --to");
     add_word(l, o->work);
+    add_cold(j);
     rc = pl_run(j);
   }
   if (!rc) {
@@ -309,6 +330,7 @@ static int pl_copy_stages(pl_job *j) {
     add_word(l, j->man_local);
     dyn_puts(l, " --root");
     add_word(l, o->work);
+    add_cold(j);
     rc = pl_run(j);
   }
   return rc;
@@ -325,13 +347,16 @@ static int pl_inplace_verify(pl_job *j) {
   add_word(&j->l, j->man_local);
   dyn_puts(&j->l, " --root");
   add_word(&j->l, o->source);
+  add_cold(j);
   return pl_run(j);
 }
 
-/* %load and %meta of the data folder. */
+/* %load and %meta of the data folder (--stream: its test split only). */
 static int pl_load_and_meta(pl_job *j) {
   dyn_puts(&j->l, "load");
   add_word(&j->l, j->data_dir);
+  if (j->o->stream) dyn_puts(&j->l, " --split test");
+  add_cold(j);
   int rc = pl_run(j);
   if (!rc) {
     dyn_puts(&j->l, "meta");
@@ -357,6 +382,7 @@ static int pl_upload(pl_job *j) {
   snprintf(dest, sizeof dest, "%s%s", s3, s3[strlen(s3) - 1] == '/' ? "" : "/");
   add_word(&j->l, dest);
   add_endpoint(j, dest);
+  add_cold(j);
   return pl_run(j);
 }
 
@@ -364,7 +390,7 @@ static int pl_upload(pl_job *j) {
 static int pl_preview_and_train(pl_job *j) {
   const pl_opts *o = j->o;
   dynbuf *l = &j->l;
-  dyn_puts(l, "preview --n 4");
+  dyn_puts(l, o->stream ? "preview --n 4 --split test" : "preview --n 4");
   if (o->seed) { dyn_puts(l, " --seed"); add_word(l, o->seed); }
   int rc = pl_run(j);
   if (rc) return rc;
@@ -374,6 +400,11 @@ static int pl_preview_and_train(pl_job *j) {
   add_word(l, e);
   if (o->device) { dyn_puts(l, " --device"); add_word(l, o->device); }
   if (o->seed) { dyn_puts(l, " --seed"); add_word(l, o->seed); }
+  if (o->stream) {
+    dyn_puts(l, " --from");
+    add_word(l, j->data_dir);
+    add_cold(j);
+  }
   return pl_run(j);
 }
 

@@ -131,9 +131,9 @@ static int show_run(st_ctx *c, const st_timing *t, size_t n, const char *caption
   if (!sorted) return ST_ENOMEM;
   memcpy(sorted, t, n * sizeof *sorted);
   sort_records(sorted, n);
-  const char *h[] = {"stage", "magic", "seconds", "bytes", "MB/s", "backend"};
-  int right[] = {0, 0, 1, 1, 1, 0};
-  tbl *tab = tbl_new(6, h, right);
+  const char *h[] = {"stage", "magic", "seconds", "bytes", "MB/s", "cache", "file system", "backend"};
+  int right[] = {0, 0, 1, 1, 1, 0, 0, 0};
+  tbl *tab = tbl_new(8, h, right);
   if (!tab) {
     free(sorted);
     return ST_ENOMEM;
@@ -148,7 +148,9 @@ static int show_run(st_ctx *c, const st_timing *t, size_t n, const char *caption
       if (sorted[i].seconds >= 0.0005) /* below the table's resolution a rate means nothing */
         snprintf(rate, sizeof rate, "%.1f", (double)sorted[i].bytes / sorted[i].seconds / 1e6);
     }
-    const char *row[] = {sorted[i].stage, sorted[i].magic, secs, bytes, rate, sorted[i].backend};
+    const char *row[] = {sorted[i].stage, sorted[i].magic, secs, bytes, rate,
+                         sorted[i].cache[0] ? sorted[i].cache : "-",
+                         sorted[i].fs[0] ? sorted[i].fs : "-", sorted[i].backend};
     tbl_add(tab, row, 0);
     total += sorted[i].seconds;
     total_bytes += sorted[i].bytes;
@@ -156,7 +158,7 @@ static int show_run(st_ctx *c, const st_timing *t, size_t n, const char *caption
   char secs[32], bytes[32] = "";
   fmt_secs(secs, sizeof secs, total);
   if (total_bytes) st_fmt_bytes(bytes, sizeof bytes, total_bytes);
-  const char *trow[] = {"total", "", secs, bytes, "", ""};
+  const char *trow[] = {"total", "", secs, bytes, "", "", "", ""};
   tbl_add(tab, trow, 1);
   int rc = tbl_display(c, tab, caption, NULL, 0);
   tbl_free(tab);
@@ -175,6 +177,22 @@ static void stage_sums(const st_timing *t, size_t n, double sums[N_ORDER + 1], i
     sums[k] += t[i].seconds;
     seen[k] = 1;
   }
+}
+
+/* Where stage slot k of a run read from, "cold ext4 /dev/vda": the cache
+ * and file system of its records ("mixed" when they differ, "-" when none
+ * read files). */
+static void stage_where(const st_timing *t, size_t n, size_t k, char *out, size_t cap) {
+  const st_timing *first = NULL;
+  int mixed = 0;
+  for (size_t i = 0; i < n; i++) {
+    if ((size_t)order_of(t[i].stage) != k || !t[i].cache[0]) continue;
+    if (!first) first = &t[i];
+    else if (strcmp(first->cache, t[i].cache) != 0 || strcmp(first->fs, t[i].fs) != 0) mixed = 1;
+  }
+  if (!first) snprintf(out, cap, "-");
+  else if (mixed) snprintf(out, cap, "mixed");
+  else snprintf(out, cap, "%s %s", first->cache, first->fs[0] ? first->fs : "?");
 }
 
 /* The label of the "other" bar: the stage's own name when there is one. */
@@ -334,6 +352,10 @@ static json_t *record_json(const char *label, const st_timing *t, size_t n) {
     json_object_set_new(s, "backend", json_string(t[i].backend));
     json_object_set_new(s, "hash", json_string(t[i].hash));
     json_object_set_new(s, "finished", json_real(t[i].wall));
+    json_object_set_new(s, "cache", t[i].cache[0] ? json_string(t[i].cache) : json_null());
+    json_object_set_new(s, "fs", t[i].fs[0] ? json_string(t[i].fs) : json_null());
+    json_object_set_new(s, "resident", t[i].cache[0] && t[i].resident >= 0 ? json_real(t[i].resident)
+                                                                           : json_null());
     json_array_append_new(stages, s);
     total += t[i].seconds;
   }
@@ -420,6 +442,10 @@ static int read_record(const char *path, run_view *v, st_error *err) {
     jcopy(t->args, sizeof t->args, s, "args");
     jcopy(t->backend, sizeof t->backend, s, "backend");
     jcopy(t->hash, sizeof t->hash, s, "hash");
+    jcopy(t->cache, sizeof t->cache, s, "cache");
+    jcopy(t->fs, sizeof t->fs, s, "fs");
+    json_t *res = json_object_get(s, "resident");
+    t->resident = json_is_number(res) ? json_number_value(res) : -1;
     t->seconds = json_number_value(secs);
     json_t *b = json_object_get(s, "bytes");
     t->bytes = json_is_integer(b) && json_integer_value(b) > 0 ? (uint64_t)json_integer_value(b) : 0;
@@ -488,9 +514,12 @@ static int compare(st_ctx *c, const char *a, const char *b, int chart, st_error 
   int ea[N_ORDER + 1], eb[N_ORDER + 1];
   stage_sums(va.t, va.n, sa, ea);
   stage_sums(vb.t, vb.n, sb, eb);
-  const char *h[] = {"stage", va.label, vb.label, "speed-up"};
-  int right[] = {0, 1, 1, 1};
-  tbl *tab = tbl_new(4, h, right);
+  char wa[300], wb[300];
+  snprintf(wa, sizeof wa, "%.250s read from", va.label);
+  snprintf(wb, sizeof wb, "%.250s read from", vb.label);
+  const char *h[] = {"stage", va.label, vb.label, "speed-up", wa, wb};
+  int right[] = {0, 1, 1, 1, 0, 0};
+  tbl *tab = tbl_new(6, h, right);
   if (!tab) {
     view_free(&va);
     view_free(&vb);
@@ -503,7 +532,10 @@ static int compare(st_ctx *c, const char *a, const char *b, int chart, st_error 
     if (ea[k]) fmt_secs(x, sizeof x, sa[k]);
     if (eb[k]) fmt_secs(y, sizeof y, sb[k]);
     if (ea[k] && eb[k] && sb[k] > 0) snprintf(r, sizeof r, "%.2fx", sa[k] / sb[k]);
-    const char *row[] = {k < N_ORDER ? stage_order[k] : "other", x, y, r};
+    char fa[200] = "", fb[200] = "";
+    if (ea[k]) stage_where(va.t, va.n, k, fa, sizeof fa);
+    if (eb[k]) stage_where(vb.t, vb.n, k, fb, sizeof fb);
+    const char *row[] = {k < N_ORDER ? stage_order[k] : "other", x, y, r, fa, fb};
     tbl_add(tab, row, 0);
     ta += sa[k];
     tb += sb[k];
@@ -512,7 +544,7 @@ static int compare(st_ctx *c, const char *a, const char *b, int chart, st_error 
   fmt_secs(x, sizeof x, ta);
   fmt_secs(y, sizeof y, tb);
   if (tb > 0) snprintf(r, sizeof r, "%.2fx", ta / tb);
-  const char *trow[] = {"total", x, y, r};
+  const char *trow[] = {"total", x, y, r, "", ""};
   tbl_add(tab, trow, 1);
   char caption[600];
   snprintf(caption, sizeof caption, "%s vs %s (speed-up = first / second)", va.label, vb.label);

@@ -49,6 +49,14 @@ typedef struct s3_get_obj {
 int s3_get(st_ctx *c, const st_args *a, const char *url, s3_get_obj *p, st_progress *pr,
            st_error *err);
 
+/* The objects below the prefix of url (s3://BUCKET/PREFIX/), in key order,
+ * with the line's connection options (those of %upload): their keys (whole,
+ * the prefix included) into keys and their sizes into a malloc'd *sizes.
+ * Folder markers (a key ending in '/' with no bytes) are left out. */
+struct strv;
+int s3_list_prefix(st_ctx *c, const st_args *a, const char *url, struct strv *keys,
+                   uint64_t **sizes, st_error *err);
+
 /* Every object below the prefix of url (s3://BUCKET/PREFIX/) to
  * dir/relative/key, options as s3_get; keys that would lead out of dir
  * refuse the whole download (ST_EUNSAFE) before anything is written. An
@@ -74,7 +82,7 @@ int s3__parse_response(const char *request, const char *body, size_t len, const 
   {"upload", s3_upload, 2, 2, ST_F_SLOW, "s3",                                  \
    "%upload PATH s3://BUCKET/PREFIX [--endpoint URL] [--region R] [--profile P] " \
    "[--part-size MiB] [--threshold MiB] [--jobs N] [--create-bucket] [--path-style] " \
-   "[--skip-existing] "                                                         \
+   "[--skip-existing] [--cold] "                                                \
    "[--cacert FILE]",                                                           \
    "Upload a file or a directory tree to S3 (SigV4, parallel multipart, ETags checked).", \
    "A directory uploads every regular file below it as PREFIX/relative/path; a file\n" \

@@ -24,6 +24,7 @@
 
 #include "lib/fileio.h"
 #include "lib/safepath.h"
+#include "lib/strv.h"
 #include "lib/table.h"
 #include "lib/escape.h"
 #include "s3_int.h"
@@ -203,6 +204,38 @@ static void tree_free(tree *t) {
   free(t->gobjs);
   tbl_free(t->fails);
   if (t->root >= 0) close(t->root);
+}
+
+int s3_list_prefix(st_ctx *c, const st_args *a, const char *url, strv *keys, uint64_t **sizes,
+                   st_error *err) {
+  *sizes = NULL;
+  char bucket[64], prefix[PK_LIMIT_S3_KEY_BYTES + 1];
+  int rc = s3_parse_url(url, bucket, sizeof bucket, prefix, sizeof prefix, err);
+  if (rc) return rc;
+  s3_conn cn;
+  memset(&cn, 0, sizeof cn);
+  s3_listing ls;
+  memset(&ls, 0, sizeof ls);
+  rc = s3__conn_open(&cn, c, a, bucket, err);
+  if (!rc) rc = s3__list(&cn, prefix, &ls, err);
+  if (!rc) {
+    *sizes = malloc((ls.n ? ls.n : 1) * sizeof **sizes);
+    if (!*sizes) rc = st_error_set(err, ST_ENOMEM, url, -1, NULL);
+  }
+  for (size_t i = 0; !rc && i < ls.n; i++) {
+    const s3_obj_info *it = &ls.items[i];
+    size_t kl = strlen(it->key);
+    if (kl && it->key[kl - 1] == '/' && it->size == 0) continue; /* a folder marker */
+    (*sizes)[keys->n] = it->size;
+    if (strv_push(keys, it->key, kl)) rc = st_error_set(err, ST_ENOMEM, url, -1, NULL);
+  }
+  if (rc) {
+    free(*sizes);
+    *sizes = NULL;
+  }
+  s3__list_free(&ls);
+  s3__conn_close(&cn);
+  return rc;
 }
 
 int s3_get_tree(st_ctx *c, const st_args *a, const char *url, const char *dir, st_error *err) {

@@ -25,6 +25,7 @@
 
 #include "lib/escape.h"
 #include "lib/fileio.h"
+#include "lib/cache.h"
 #include "lib/table.h"
 #include "s3_int.h"
 
@@ -41,6 +42,7 @@ const st_option s3_upload_opts[] = {
     {"skip-existing", 0, NULL, "skip objects whose size and ETag already match"},
     {"integrity", 1, "sha256|md5", "sha256 (default): Content-MD5 and the signed SHA-256 of every payload; md5: Content-MD5 only (UNSIGNED-PAYLOAD), half the hashing; ETags are checked either way"},
     {"cacert", 1, "FILE", "CA bundle for a private TLS certificate authority"},
+    PC_COLD_OPTION,
     {NULL, 0, NULL, NULL}};
 
 typedef struct up_task {
@@ -791,6 +793,18 @@ static int plan_buffers(upload *u, st_error *err) {
   return 0;
 }
 
+/* Each file to send measured in the page cache (and with --cold dropped
+ * from it); returns the seconds it took, which the stage's time leaves
+ * out (writing out dirty pages is not uploading). */
+static double prepare_files(const upload *u, pc_stats *cache, const char *path) {
+  double t0 = st_now();
+  pc_note_fs(cache, path);
+  for (size_t i = 0; i < u->nobj; i++)
+    if (u->objs[i].state != OBJ_SKIPPED) pc_prepare_path(cache, u->objs[i].path);
+  pc_report(u->c, "upload", cache);
+  return st_now() - t0;
+}
+
 /* What will be sent: bytes, objects, multipart objects, skipped ones. */
 typedef struct up_plan {
   uint64_t total;
@@ -847,6 +861,9 @@ int s3_upload(st_ctx *c, const st_args *a, st_error *err) {
   if (!rc) rc = s3__bucket_ready(&u.cn, st_arg_has(a, "create-bucket"), err);
   if (!rc && st_arg_has(a, "skip-existing")) rc = mark_existing(&u, prefix, err);
   if (!rc && st_arg_has(a, "skip-existing")) rc = s3__abort_stale(&u, prefix, err);
+  pc_stats cache;
+  pc_init(&cache, st_arg_has(a, "cold"));
+  if (!rc) t0 += prepare_files(&u, &cache, a->pos[0]);
   if (!rc) plan(&u, &p);
   if (!rc) rc = plan_buffers(&u, err);
   if (!rc) rc = send_all(&u, &p, prefix, err);
@@ -859,7 +876,7 @@ int s3_upload(st_ctx *c, const st_args *a, st_error *err) {
     esc_buf ep;
     st_printf(c, "upload: %s, %zu file%s (%zu multipart, %zu skipped) to s3://%s/%s in %.2f s (%s)\n",
               sz, p.nup, p.nup == 1 ? "" : "s", p.nmulti, p.nskip, o.bucket, esc_name(&ep, prefix), dt, rate);
-    st_timing_add(c, "upload", "upload", dt, p.total, p.nup, "libcurl-multi+openssl-evp", NULL);
+    pc_timing_add(c, &cache, "upload", "upload", dt, p.total, p.nup, "libcurl-multi+openssl-evp", NULL);
   }
   upload_free(&u);
   return rc;

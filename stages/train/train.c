@@ -19,11 +19,14 @@
 #include <unistd.h>
 
 #include "cnn.h"
+#include "lib/cache.h"
 #include "lib/dynbuf.h"
 #include "lib/fileio.h"
 #include "lib/limits.h"
 #include "lib/session.h"
 #include "lib/table.h"
+#include "load/load.h"
+#include "stream.h"
 #include "train.h"
 
 const st_option tr_train_opts[] = {
@@ -40,6 +43,12 @@ const st_option tr_train_opts[] = {
     {"name", 1, "NAME", "dataset (default: the last loaded)"},
     {"losses", 1, "FILE", "also write every step's loss to FILE, one per line (%.9g)"},
     {"new", 0, NULL, "start from fresh weights even if the session holds a model"},
+    {"from", 1, "DIR", "train straight from DIR's batch files, read ahead on a thread (no %load)"},
+    {"window", 1, "W", "--from: files whose images are shuffled together (default 2)"},
+    {"prefetch", 1, "N", "--from: files read ahead of the window being trained (default 2)"},
+    {"order", 1, "FILE", "write the images in the order trained: epoch, file, index in the file"},
+    {"endpoint", 1, "URL", "--from s3://: the S3 endpoint (default: as %upload finds it)"},
+    PC_COLD_OPTION,
     {NULL, 0, NULL, NULL}};
 
 static const char *const cifar_names[10] = {"airplane", "automobile", "bird", "cat", "deer",
@@ -346,15 +355,18 @@ static int pick_backend(const char *dev, const cnn_backend **out, char *why, siz
 /* The options, parsed and checked once. */
 typedef struct tr_opts {
   long long epochs, bs, seed, log_every, threads;
+  long long window, prefetch; /* --from */
   double lr, mom;
   int seeded;            /* --seed given (else seed was drawn) */
   int fresh;             /* --new */
-  const char *dev, *init, *save, *dsname, *losses_path;
+  int cold;              /* --cold (with --from) */
+  const char *dev, *init, *save, *dsname, *losses_path, *from, *order_path;
 } tr_opts;
 
 /* Everything a run holds; tr_cleanup releases it whatever step failed. */
 typedef struct tr_job {
   st_ctx *c;
+  const st_args *a;
   st_error *err;
   const tr_opts *o;
   ss_dataset *ds;
@@ -362,6 +374,18 @@ typedef struct tr_job {
   const cnn_backend *be;
   char why[300];             /* why this backend */
   tr_model *model;           /* the session's model */
+  const ss_split *train, *test; /* what is trained on and evaluated (NULL: none) */
+  /* --from: the folder, its class names, the stream and its figures */
+  char root[4096];
+  char **from_names;
+  int n_classes;
+  tr_stream *stream;
+  ss_split from_test;        /* DIR/test_batch, read for the evaluation */
+  uint64_t in_bytes;         /* of the windows trained */
+  double stall, compute;     /* seconds waiting for input, seconds in steps */
+  size_t windows;
+  double running;            /* loss summed since the last log line */
+  FILE *orderf;              /* --order */
   void *st;                  /* the backend's state, NULL until it started */
   char bdesc[400];           /* "cpu (2 threads, avx2): ..." */
   FILE *lossf;               /* --losses */
@@ -392,15 +416,128 @@ static int tr_opts_parse(const st_args *a, tr_opts *o, st_error *err) {
   o->save = st_arg_str(a, "save", NULL);
   o->dsname = st_arg_str(a, "name", NULL);
   o->losses_path = st_arg_str(a, "losses", NULL);
+  o->from = st_arg_str(a, "from", NULL);
+  o->order_path = st_arg_str(a, "order", NULL);
+  o->cold = st_arg_has(a, "cold");
+  rc = st_arg_int(a, "window", 2, 1, PK_LIMIT_TRAIN_WINDOW, &o->window, err);
+  if (!rc) rc = st_arg_int(a, "prefetch", 2, 0, PK_LIMIT_TRAIN_WINDOW, &o->prefetch, err);
+  if (rc) return rc;
+  if (!o->from && (st_arg_has(a, "window") || st_arg_has(a, "prefetch") || o->cold))
+    return st_error_set(err, ST_EINVAL, "%train", -1,
+                        "--window, --prefetch and --cold go with --from DIR (the loaded data is in memory)");
+  if (o->from && o->dsname)
+    return st_error_set(err, ST_EINVAL, "%train", -1, "--from DIR and --name NAME exclude each other");
+  if (o->cold && o->from && strncmp(o->from, "s3://", 5) == 0)
+    return st_error_set(err, ST_EINVAL, "--cold", -1,
+                        "--cold drops a file system's pages; objects read from S3 are not cached here");
+  return 0;
+}
+
+/* --from DIR: the folder of the batch files (DIR/cifar-10-batches-py when
+ * there is one), its class names from batches.meta when present, and its
+ * test_batch read for the evaluation. */
+/* --from s3://BUCKET/PREFIX/: batches.meta and test_batch below the
+ * prefix, when they are there, read whole (a read that fails is said, and
+ * training goes on without them). */
+static int tr_find_objects(tr_job *j) {
+  const char *from = j->o->from;
+  size_t n = strlen(from);
+  snprintf(j->root, sizeof j->root, "%s%s", from, n && from[n - 1] == '/' ? "" : "/");
+  j->names = cifar_names;
+  char url[4200];
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  st_error e;
+  st_error_clear(&e);
+  snprintf(url, sizeof url, "%sbatches.meta", j->root);
+  int rc = tr_s3_fetch(j->c, j->a, url, &buf, &len, &e);
+  pkl_doc *doc = rc ? NULL : pkl_parse(buf, len, url, &e);
+  if (!rc && !doc) rc = e.code ? e.code : ST_EFORMAT;
+  if (!rc) rc = ld_meta_names(pkl_root(doc), url, &j->from_names, &j->n_classes, &e);
+  pkl_free(doc);
+  free(buf);
+  if (!rc && j->from_names && j->n_classes == CNN_CLASSES) j->names = (const char *const *)j->from_names;
+  if (rc == ST_ECANCELED) return st_error_set(j->err, rc, "%train", -1, "interrupted");
+  char msg[1200];
+  if (rc) {
+    st_error_format(&e, msg, sizeof msg);
+    st_printf(j->c, "train: no class names from %s (%s)\n", url, msg);
+  }
+  st_error_clear(&e);
+  buf = NULL;
+  snprintf(url, sizeof url, "%stest_batch", j->root);
+  rc = tr_s3_fetch(j->c, j->a, url, &buf, &len, &e);
+  ld_file f;
+  memset(&f, 0, sizeof f);
+  f.path = url;
+  if (!rc) rc = ld_file_open_mem(&f, buf, len, j->n_classes, &e);
+  ss_split *t = &j->from_test;
+  if (!rc) {
+    t->n = f.b.n;
+    t->files = 1;
+    t->pixels = malloc(f.b.n * SS_IMAGE_BYTES + 1);
+    t->labels = malloc(f.b.n + 1);
+    if (!t->pixels || !t->labels) rc = st_error_set(&e, ST_ENOMEM, url, -1, "out of memory");
+  }
+  if (!rc) rc = ld_file_copy(&f, t->pixels, &e);
+  if (!rc) memcpy(t->labels, f.b.labels, f.b.n);
+  ld_file_release(&f);
+  free(buf);
+  if (rc == ST_ECANCELED) return st_error_set(j->err, rc, "%train", -1, "interrupted");
+  if (rc) {
+    st_error_format(&e, msg, sizeof msg);
+    st_printf(j->c, "train: no test split from %s (%s)\n", url, msg);
+    t->n = 0;
+  } else {
+    j->test = t;
+  }
+  return 0;
+}
+
+static int tr_find_files(tr_job *j) {
+  if (strncmp(j->o->from, "s3://", 5) == 0) return tr_find_objects(j);
+  int rc = ld_resolve_root(j->o->from, j->root, sizeof j->root, j->err);
+  if (rc) return rc;
+  char p[4200];
+  struct stat st;
+  snprintf(p, sizeof p, "%s/batches.meta", j->root);
+  if (stat(p, &st) == 0) rc = ld_read_meta(j->root, &j->from_names, &j->n_classes, j->err);
+  if (rc) return rc;
+  j->names = cifar_names;
+  if (j->from_names && j->n_classes == CNN_CLASSES) j->names = (const char *const *)j->from_names;
+  snprintf(p, sizeof p, "%s/test_batch", j->root);
+  if (stat(p, &st) == 0) {
+    ld_file f;
+    memset(&f, 0, sizeof f);
+    f.path = p;
+    rc = ld_file_open(&f, j->n_classes, NULL, j->err);
+    ss_split *t = &j->from_test;
+    if (!rc) {
+      t->n = f.b.n;
+      t->files = 1;
+      t->pixels = malloc(f.b.n * SS_IMAGE_BYTES + 1);
+      t->labels = malloc(f.b.n + 1);
+      if (!t->pixels || !t->labels) rc = st_error_set(j->err, ST_ENOMEM, p, -1, "out of memory");
+    }
+    if (!rc) rc = ld_file_copy(&f, t->pixels, j->err);
+    if (!rc) memcpy(t->labels, f.b.labels, f.b.n);
+    ld_file_release(&f);
+    if (rc) return rc;
+    j->test = t;
+  }
   return 0;
 }
 
 /* The dataset to train on (--name, or the last loaded), with a train split
- * when there are epochs to run, and its class names. */
+ * when there are epochs to run, and its class names; with --from, the
+ * files instead. */
 static int tr_find_data(tr_job *j) {
+  if (j->o->from) return tr_find_files(j);
   const char *dsname = j->o->dsname;
   ss_session *ss = j->c->session;
   ss_dataset *ds = j->ds = ss ? ss_session_dataset(ss, dsname) : NULL;
+  j->names = cifar_names;
+  if (!ds && j->o->epochs == 0 && !dsname) return 0; /* the model alone: --save, --init */
   if (!ds)
     return st_error_set(j->err, ST_ESTATE, dsname ? dsname : "%train", -1,
                         dsname ? "no dataset of that name: run %%load DIR --name %s first"
@@ -410,8 +547,9 @@ static int tr_find_data(tr_job *j) {
     return st_error_set(j->err, ST_ESTATE, ds->name, -1,
                         "no train split loaded: run %%load DIR (--split train or all) first");
   if (ds->train.n > UINT32_MAX) return st_error_set(j->err, ST_E2BIG, ds->name, -1, "too many images");
-  j->names = cifar_names;
   if (ds->label_names && ds->n_classes == CNN_CLASSES) j->names = (const char *const *)ds->label_names;
+  j->train = &ds->train;
+  j->test = &ds->test;
   return 0;
 }
 
@@ -458,28 +596,68 @@ static int tr_start(tr_job *j) {
   return 0;
 }
 
-/* What training needs: the order, the chart, the split bound to the
- * backend and the --losses file. */
-static int tr_fit_prepare(tr_job *j) {
-  size_t n = j->ds->train.n;
-  j->perm = malloc(sizeof(uint32_t) * n);
-  j->chart = calloc(1, sizeof *j->chart);
-  if (!j->perm || !j->chart) return st_error_set(j->err, ST_ENOMEM, "%train", -1, "out of memory");
-  if (j->be->bind(j->st, j->ds->train.pixels, j->ds->train.labels, n) != 0)
-    return st_error_set(j->err, ST_ENODEV, j->be->name, -1, "could not take the train split");
-  const char *lp = j->o->losses_path;
-  if (lp) j->lossf = fio_fopen_write(lp, "the --losses file", j->err); /* never blocks on a FIFO */
+/* The --losses and --order files (never waiting on a FIFO). */
+static int tr_open_outputs(tr_job *j) {
+  const char *lp = j->o->losses_path, *op = j->o->order_path;
+  if (lp) j->lossf = fio_fopen_write(lp, "the --losses file", j->err);
   if (lp && !j->lossf) return j->err->code;
+  if (op) j->orderf = fio_fopen_write(op, "the --order file", j->err);
+  if (op && !j->orderf) return j->err->code;
   return 0;
 }
 
-/* One epoch over the order in j->perm: a step per batch, the mean loss
- * every --log-every batches (line and chart point), progress; stops at an
- * interrupt (j->cancelled) or a failed step (its error). */
-static int tr_epoch(tr_job *j, st_progress *p, size_t per_epoch) {
+/* One SGD step on the bound images idx[0..cnt), timed as compute; then its
+ * loss to --losses, its images to --order (w: the window they came from,
+ * NULL for the loaded split), and the mean loss every --log-every batches
+ * of the epoch (line and chart point, at x = the run's batch count). */
+static int tr_step(tr_job *j, const uint32_t *idx, int cnt, const tr_window *w, double x) {
   const tr_opts *o = j->o;
-  size_t n = j->ds->train.n, bs = (size_t)o->bs;
-  double running = 0;
+  float loss;
+  double t0 = st_now();
+  int bad = j->be->step(j->st, idx, cnt, &loss) != 0;
+  j->compute += st_now() - t0;
+  if (bad)
+    return st_error_set(j->err, ST_EINTERNAL, j->be->name, -1, "training step %lld failed", j->bi + 1);
+  j->images += (uint64_t)cnt;
+  j->running += loss;
+  if (j->lossf) fprintf(j->lossf, "%.9g\n", loss);
+  for (int i = 0; j->orderf && i < cnt; i++) {
+    if (!w) {
+      fprintf(j->orderf, "%lld - %u\n", j->ep + 1, idx[i]);
+      continue;
+    }
+    size_t f = 0;
+    while (f + 1 < w->nfiles && w->files[f + 1].first <= idx[i]) f++;
+    fprintf(j->orderf, "%lld %s %zu\n", j->ep + 1, tr_stream_file_name(j->stream, w->files[f].file),
+            (size_t)idx[i] - w->files[f].first);
+  }
+  if (j->bi % o->log_every == o->log_every - 1) {
+    double mean = j->running / (double)o->log_every;
+    st_printf(j->c, "[%d, %5d] loss: %.3f\n", (int)j->ep + 1, (int)j->bi + 1, mean);
+    chart_add(j->chart, x, mean);
+    chart_show(j->c, j->chart, 0);
+    j->running = 0;
+  }
+  return 0;
+}
+
+/* What training from memory needs: the order, the chart and the split
+ * bound to the backend. */
+static int tr_fit_prepare(tr_job *j) {
+  size_t n = j->train->n;
+  j->perm = malloc(sizeof(uint32_t) * (n ? n : 1));
+  j->chart = calloc(1, sizeof *j->chart);
+  if (!j->perm || !j->chart) return st_error_set(j->err, ST_ENOMEM, "%train", -1, "out of memory");
+  if (j->be->bind(j->st, j->train->pixels, j->train->labels, n) != 0)
+    return st_error_set(j->err, ST_ENODEV, j->be->name, -1, "could not take the train split");
+  return tr_open_outputs(j);
+}
+
+/* One epoch over the order in j->perm: a step per batch, progress; stops
+ * at an interrupt (j->cancelled) or a failed step (its error). */
+static int tr_epoch(tr_job *j, st_progress *p, size_t per_epoch) {
+  size_t n = j->train->n, bs = (size_t)j->o->bs;
+  j->running = 0;
   for (j->bi = 0; (size_t)j->bi < per_epoch; j->bi++) {
     if (st_cancelled(j->c)) {
       j->cancelled = 1;
@@ -487,47 +665,123 @@ static int tr_epoch(tr_job *j, st_progress *p, size_t per_epoch) {
     }
     size_t lo = (size_t)j->bi * bs;
     int cnt = (int)((n - lo) < bs ? (n - lo) : bs);
-    float loss;
-    if (j->be->step(j->st, j->perm + lo, cnt, &loss) != 0)
-      return st_error_set(j->err, ST_EINTERNAL, j->be->name, -1, "training step %lld failed", j->bi + 1);
-    j->images += (uint64_t)cnt;
-    running += loss;
-    if (j->lossf) fprintf(j->lossf, "%.9g\n", loss);
-    if (j->bi % o->log_every == o->log_every - 1) {
-      double mean = running / (double)o->log_every;
-      st_printf(j->c, "[%d, %5d] loss: %.3f\n", (int)j->ep + 1, (int)j->bi + 1, mean);
-      chart_add(j->chart, (double)j->ep * (double)per_epoch + (double)j->bi + 1, mean);
-      chart_show(j->c, j->chart, 0);
-      running = 0;
-    }
+    int rc = tr_step(j, j->perm + lo, cnt, NULL, (double)j->ep * (double)per_epoch + (double)j->bi + 1);
+    if (rc) return rc;
     st_progress_update(p, (uint64_t)j->ep * per_epoch + (uint64_t)j->bi + 1);
   }
   return 0;
 }
 
-/* --epochs passes, each shuffled from the seed, under one progress bar;
- * whatever happens, the weights after the last finished step go to the
- * session's model. */
-static int tr_fit(tr_job *j) {
+/* --epochs passes over the loaded split, each shuffled from the seed,
+ * under one progress bar. */
+static int tr_fit_memory(tr_job *j) {
   const tr_opts *o = j->o;
+  int rc = tr_fit_prepare(j);
+  if (rc) return rc;
+  size_t n = j->train->n;
+  size_t per_epoch = (n + (size_t)o->bs - 1) / (size_t)o->bs;
+  j->chart->total_x = (double)per_epoch * (double)o->epochs;
+  st_progress p;
+  st_progress_begin(j->c, &p, "train", "batches", (uint64_t)per_epoch * (uint64_t)o->epochs);
+  cnn_rng rng = {cnn_shuffle_seed((uint64_t)o->seed)};
+  for (j->ep = 0; j->ep < o->epochs; j->ep++) {
+    cnn_shuffle(&rng, j->perm, n);
+    rc = tr_epoch(j, &p, per_epoch);
+    if (rc || j->cancelled) break;
+  }
+  j->train_s = st_now() - j->t0;
+  st_progress_end(&p, j->cancelled ? ST_ECANCELED : rc);
+  return rc;
+}
+
+/* The steps of one window: its images bound to the backend, shuffled
+ * (the images' generator, in window order), a step per batch (the last
+ * one of a window may be smaller); progress counts the window's input
+ * bytes in proportion to its steps. */
+static int tr_window_train(tr_job *j, const tr_window *w, st_progress *p, cnn_rng *rng,
+                           double per_epoch) {
+  if (w->epoch != j->ep) { /* a new epoch: its batches count from 1 */
+    j->ep = w->epoch;
+    j->bi = 0;
+    j->running = 0;
+  }
+  if (w->n == 0) return 0;
+  if (w->n > UINT32_MAX) return st_error_set(j->err, ST_E2BIG, j->root, -1, "too many images in a window");
+  uint32_t *perm = malloc(sizeof(uint32_t) * w->n);
+  if (!perm) return st_error_set(j->err, ST_ENOMEM, "%train", -1, "out of memory");
   int rc = 0;
-  if (o->epochs > 0) {
-    rc = tr_fit_prepare(j);
-    if (rc) return rc;
-    size_t n = j->ds->train.n;
-    size_t per_epoch = (n + (size_t)o->bs - 1) / (size_t)o->bs;
-    j->chart->total_x = (double)per_epoch * (double)o->epochs;
-    st_progress p;
-    st_progress_begin(j->c, &p, "train", "batches", (uint64_t)per_epoch * (uint64_t)o->epochs);
-    cnn_rng rng = {cnn_shuffle_seed((uint64_t)o->seed)};
-    for (j->ep = 0; j->ep < o->epochs; j->ep++) {
-      cnn_shuffle(&rng, j->perm, n);
-      rc = tr_epoch(j, &p, per_epoch);
-      if (rc || j->cancelled) break;
+  if (j->be->bind(j->st, w->pixels, w->labels, w->n) != 0)
+    rc = st_error_set(j->err, ST_ENODEV, j->be->name, -1, "could not take the window's images");
+  if (!rc) cnn_shuffle(rng, perm, w->n);
+  size_t bs = (size_t)j->o->bs;
+  for (size_t lo = 0; !rc && lo < w->n; lo += bs, j->bi++) {
+    if (st_cancelled(j->c)) {
+      j->cancelled = 1;
+      break;
     }
-    j->train_s = st_now() - j->t0;
-    st_progress_end(&p, j->cancelled ? ST_ECANCELED : rc);
-    if (j->chart->n) chart_show(j->c, j->chart, 1);
+    int cnt = (int)(w->n - lo < bs ? w->n - lo : bs);
+    rc = tr_step(j, perm + lo, cnt, w, (double)j->ep * per_epoch + (double)j->bi + 1);
+    uint64_t part = (uint64_t)((double)w->file_bytes * (double)(lo + (size_t)cnt) / (double)w->n);
+    char label[128];
+    snprintf(label, sizeof label, "train --from, epoch %lld, stall %.2f s", j->ep + 1, j->stall);
+    memcpy(p->label, label, sizeof label);
+    st_progress_update(p, j->in_bytes + part);
+  }
+  free(perm);
+  return rc;
+}
+
+/* --epochs passes over the files of --from: windows from the reader
+ * thread, trained as they come; the time spent waiting for them is the
+ * data stall. */
+static int tr_fit_stream(tr_job *j) {
+  const tr_opts *o = j->o;
+  tr_stream_opts so = {j->root,          o->epochs,    (int)o->window, (int)o->prefetch,
+                       (uint64_t)o->seed, j->n_classes, o->cold,        j->c,
+                       j->a};
+  int rc = tr_stream_open(&j->stream, &so, j->err);
+  j->chart = rc ? NULL : calloc(1, sizeof *j->chart);
+  if (!rc && !j->chart) rc = st_error_set(j->err, ST_ENOMEM, "%train", -1, "out of memory");
+  if (!rc) rc = tr_open_outputs(j);
+  if (rc) return rc;
+  uint64_t set = tr_stream_set_bytes(j->stream);
+  /* batches per epoch as the files' sizes tell (the x axis of the chart) */
+  double per_epoch = ceil((double)set / (SS_IMAGE_BYTES + 1) / (double)o->bs);
+  j->chart->total_x = per_epoch * (double)o->epochs;
+  st_progress p;
+  st_progress_begin(j->c, &p, "train --from", "B", set * (uint64_t)o->epochs);
+  cnn_rng rng = {cnn_shuffle_seed((uint64_t)o->seed)};
+  j->ep = -1;
+  for (;;) {
+    tr_window *w = NULL;
+    rc = tr_stream_next(j->stream, j->c, &w, &j->stall, j->err);
+    if (rc == 1 || rc == ST_ECANCELED) {
+      j->cancelled = rc == ST_ECANCELED;
+      rc = 0;
+      break;
+    }
+    if (rc) break;
+    tr_stream_flush(j->stream, j->c);
+    rc = tr_window_train(j, w, &p, &rng, per_epoch);
+    j->in_bytes += w->file_bytes;
+    j->windows++;
+    tr_stream_release(j->stream, w);
+    if (rc || j->cancelled) break;
+  }
+  if (j->ep < 0) j->ep = 0;
+  tr_stream_flush(j->stream, j->c);
+  j->train_s = st_now() - j->t0;
+  st_progress_end(&p, j->cancelled ? ST_ECANCELED : rc);
+  return rc;
+}
+
+/* Trains from memory or from the files; whatever happens, the weights
+ * after the last finished step go to the session's model. */
+static int tr_fit(tr_job *j) {
+  int rc = 0;
+  if (j->o->epochs > 0) {
+    rc = j->o->from ? tr_fit_stream(j) : tr_fit_memory(j);
+    if (j->chart && j->chart->n) chart_show(j->c, j->chart, 1);
   }
   /* the weights as of the last finished step stay in the session */
   if (j->be->get(j->st, j->model->params) == 0) j->model->have = 1;
@@ -549,7 +803,7 @@ static int tr_check_finished(tr_job *j) {
 
 /* The accuracy line and the per-class table of predictions pred. */
 static void tr_report_accuracy(tr_job *j, const uint8_t *pred) {
-  const ss_split *test = &j->ds->test;
+  const ss_split *test = j->test;
   size_t tn = test->n, correct = 0, cc[CNN_CLASSES] = {0}, ct[CNN_CLASSES] = {0};
   for (size_t i = 0; i < tn; i++) {
     uint8_t l = test->labels[i];
@@ -588,10 +842,11 @@ static void tr_report_accuracy(tr_job *j, const uint8_t *pred) {
 /* Predicts the test split 2000 images at a time and reports the accuracy
  * (or says there is no test split). */
 static int tr_evaluate(tr_job *j) {
-  const ss_split *test = &j->ds->test;
-  size_t tn = test->n;
+  const ss_split *test = j->test;
+  size_t tn = test ? test->n : 0;
   if (tn == 0) {
-    st_printf(j->c, "no test split loaded: accuracy not measured\n");
+    if (j->o->from) st_printf(j->c, "no test_batch in %s: accuracy not measured\n", j->root);
+    else st_printf(j->c, "no test split loaded: accuracy not measured\n");
     return 0;
   }
   uint8_t *pred = malloc(tn);
@@ -623,6 +878,28 @@ static int tr_save(tr_job *j) {
   return 0;
 }
 
+/* --from: what the input cost: bytes and rate, the data stall (the time
+ * the trainer waited for input) against the compute, what the reader was
+ * busy with, the most files held at once, and the cache line. */
+static void tr_input_summary(tr_job *j) {
+  uint64_t rb = 0;
+  double busy = 0;
+  size_t peak = 0;
+  tr_stream_stats(j->stream, &rb, &busy, &peak);
+  char b[32], r[32], rr[32];
+  st_fmt_bytes(b, sizeof b, j->in_bytes);
+  st_fmt_rate(r, sizeof r, j->in_bytes, j->train_s);
+  st_fmt_rate(rr, sizeof rr, rb, busy);
+  double util = j->compute + j->stall > 0 ? 100.0 * j->compute / (j->compute + j->stall) : 0;
+  st_printf(j->c, "input: %s from %zu window%s of %lld file%s (%zu files in the set) in %.2f s, %s; "
+                  "data stall %.3f s (%.1f %% of the run), compute %.2f s: utilization %.1f %%; "
+                  "reader busy %.2f s (%s), at most %zu files held\n",
+            b, j->windows, j->windows == 1 ? "" : "s", j->o->window, j->o->window == 1 ? "" : "s",
+            tr_stream_files(j->stream), j->train_s, r, j->stall,
+            j->train_s > 0 ? 100.0 * j->stall / j->train_s : 0.0, j->compute, util, busy, rr, peak);
+  pc_report(j->c, "train", tr_stream_cache(j->stream));
+}
+
 /* The images/s line and the "train" timing record. */
 static int tr_summary(tr_job *j) {
   const tr_opts *o = j->o;
@@ -630,10 +907,15 @@ static int tr_summary(tr_job *j) {
     st_printf(j->c, "train: %lld epoch%s, %llu images in %.2f s (%.0f images/s); %s\n", o->epochs,
               o->epochs == 1 ? "" : "s", (unsigned long long)j->images, j->train_s,
               j->train_s > 0 ? (double)j->images / j->train_s : 0.0, j->bdesc);
+  if (j->stream) tr_input_summary(j);
   char tb[64];
   snprintf(tb, sizeof tb, "%s (%s)", j->be->name, j->be->describe(j->st)); /* cpu (2 threads, avx512) */
-  st_timing_add(j->c, "train", "train", o->epochs > 0 ? j->train_s : st_now() - j->t0, 0, j->images,
-                tb, NULL);
+  double secs = o->epochs > 0 ? j->train_s : st_now() - j->t0;
+  if (j->stream)
+    pc_timing_add(j->c, tr_stream_cache(j->stream), "train", "train", secs, j->in_bytes, j->images,
+                  tb, NULL);
+  else
+    st_timing_add(j->c, "train", "train", secs, 0, j->images, tb, NULL);
   return 0;
 }
 
@@ -642,9 +924,15 @@ static int tr_summary(tr_job *j) {
 static int tr_cleanup(tr_job *j, int rc) {
   const char *lp = j->o->losses_path;
   if (j->lossf && fclose(j->lossf) != 0 && !rc) rc = st_error_errno(j->err, errno, lp, "write failed");
+  if (j->orderf && fclose(j->orderf) != 0 && !rc)
+    rc = st_error_errno(j->err, errno, j->o->order_path, "write failed");
+  tr_stream_close(j->stream);
   if (j->st) j->be->free(j->st);
   free(j->perm);
   free(j->chart);
+  free(j->from_test.pixels);
+  free(j->from_test.labels);
+  ld_names_free(j->from_names, j->n_classes);
   return rc;
 }
 
@@ -655,6 +943,7 @@ int tr_train(st_ctx *c, const st_args *a, st_error *err) {
   tr_job j;
   memset(&j, 0, sizeof j);
   j.c = c;
+  j.a = a;
   j.err = err;
   j.o = &o;
   if (!rc) rc = tr_find_data(&j);

@@ -23,7 +23,7 @@ INVALID = ROOT / "tests/data/pickle/invalid"
 
 
 def sums(out):
-    """{'train': (pixels_md5, labels_md5, files, images), ...} from %load output."""
+    """{'train': (pixels_md5, labels_md5, files, images), ...} from %load --md5 output."""
     res = {}
     for m in re.finditer(r"^(train|test): (\d+) files?, (\d+) images.*\n  md5 pixels ([0-9a-f]{32})"
                          r"  labels ([0-9a-f]{32})", out, re.M):
@@ -52,7 +52,7 @@ def test_load_formats(tmp_path, gen, style, np2, keys, scalars):
     if np2:
         blob = (folder / "data_batch_1").read_bytes()
         assert b"numpy._core" in blob and b"numpy.core" not in blob
-    p = run_cli(f"%load {tmp_path}", check=True)
+    p = run_cli(f"%load {tmp_path} --md5", check=True)
     got = sums(p.stdout)
     assert got["train"] == exp["train"][:2] + (2, 160)
     assert got["test"] == exp["test"][:2] + (1, 50)
@@ -85,7 +85,7 @@ def test_load_files_written_by_numpy2(numpy2_sets, case):
     out, cases = numpy2_sets
     folder = out / case / "cifar-10-batches-py"
     assert b"numpy._core" in (folder / "data_batch_1").read_bytes()
-    p = run_cli(f"%load {out / case}", "%meta " + str(out / case), check=True)
+    p = run_cli(f"%load {out / case} --md5", "%meta " + str(out / case), check=True)
     got = sums(p.stdout)
     assert got["train"] == tuple(cases[case]["train"])
     assert got["test"] == tuple(cases[case]["test"])
@@ -98,7 +98,7 @@ def test_py2_meta_is_158_bytes(gen):
 
 def test_numeric_order_and_folder_itself(tmp_path, gen):
     exp = gen.write_dataset(str(tmp_path), 4, n_train=(10,) * 11, n_test=None, folder=False)
-    p = run_cli(f"%load {tmp_path} --split train", check=True)
+    p = run_cli(f"%load {tmp_path} --split train --md5", check=True)
     got = sums(p.stdout)["train"]
     assert got == exp["train"][:2] + (11, 110)
     # lexical order (1, 10, 11, 2, ...) would give another checksum
@@ -108,7 +108,7 @@ def test_numeric_order_and_folder_itself(tmp_path, gen):
 
 def test_splits_and_errors(tmp_path, gen):
     exp = gen.write_dataset(str(tmp_path), "py2", n_train=(20,), n_test=30)
-    p = run_cli(f"%load {tmp_path} --split test", check=True)
+    p = run_cli(f"%load {tmp_path} --split test --md5", check=True)
     assert sums(p.stdout) == {"test": exp["test"][:2] + (1, 30)}
     # a second %load of the other split keeps the first
     p = run_cli(f"%load {tmp_path} --split test", f"%load {tmp_path} --split train",
@@ -222,7 +222,7 @@ def test_preview_meta_names(tmp_path, gen):
 
 def test_md5_of_loaded_bytes_matches_hashlib(tmp_path, gen):
     exp = gen.write_dataset(str(tmp_path), "py2", n_train=(30, 30), n_test=30, seed=2)
-    p = run_cli(f"%load {tmp_path}", check=True)
+    p = run_cli(f"%load {tmp_path} --md5", check=True)
     got = sums(p.stdout)
     assert got["train"][0] == hashlib.md5(exp["train"][2].tobytes()).hexdigest()
     assert got["test"][1] == hashlib.md5(exp["test"][3]).hexdigest()
@@ -266,3 +266,43 @@ def test_class_names_with_control_bytes_are_shown_escaped(tmp_path, gen):
     assert "\x1b" not in svg and "cat\\x0ameta: all" in svg
     html = next(disp.glob("*.html")).read_text()
     assert "\x1b" not in html and "cat\\x0ameta: all fine\\x1b[2J" in html
+
+
+def xxh3_128_hex(b):
+    """XXH3-128 of b in canonical (big-endian) hex, from Debian's libxxhash
+    (the library %load links) through ctypes: XXH3_128bits returns the
+    {low64, high64} pair, printed high half first as xxh128sum does."""
+    import ctypes
+    import ctypes.util
+
+    class XXH128(ctypes.Structure):
+        _fields_ = [("low64", ctypes.c_uint64), ("high64", ctypes.c_uint64)]
+
+    lib = ctypes.CDLL(ctypes.util.find_library("xxhash") or "libxxhash.so.0")
+    lib.XXH3_128bits.restype = XXH128
+    lib.XXH3_128bits.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+    h = lib.XXH3_128bits(bytes(b), len(b))
+    return f"{h.high64:016x}{h.low64:016x}"
+
+
+def test_default_fingerprint_is_xxh3_128(tmp_path, gen):
+    """The default fingerprint is XXH3-128 of the pixel bytes in file order
+    and of the label bytes, named as such; --no-hash prints none, --md5 the
+    md5s, and the two options exclude each other."""
+    exp = gen.write_dataset(str(tmp_path), 4, n_train=(30, 20, 10), n_test=25, seed=3)
+    p = run_cli(f"%load {tmp_path}", "%timings", check=True)
+    m = re.search(r"^train: 3 files, 60 images.*\n  xxh3-128 pixels ([0-9a-f]{32})  labels ([0-9a-f]{32})",
+                  p.stdout, re.M)
+    assert m, p.stdout
+    assert m.group(1) == xxh3_128_hex(exp["train"][2].tobytes())
+    assert m.group(2) == xxh3_128_hex(bytes(exp["train"][3]))
+    t = re.search(r"^test: 1 file, 25 images.*\n  xxh3-128 pixels ([0-9a-f]{32})  labels ([0-9a-f]{32})",
+                  p.stdout, re.M)
+    assert t and t.group(1) == xxh3_128_hex(exp["test"][2].tobytes())
+    assert "md5 pixels" not in p.stdout and "xxh3-128" in p.stdout.split("stage timings")[1]
+    p = run_cli(f"%load {tmp_path} --no-hash", check=True)
+    assert "pixels" not in p.stdout and "train: 3 files, 60 images" in p.stdout
+    p = run_cli(f"%load {tmp_path} --no-md5", check=True)  # the option's earlier name
+    assert "pixels" not in p.stdout
+    p = run_cli(f"%load {tmp_path} --md5 --no-hash")
+    assert p.returncode == 1 and "exclude each other" in p.stderr

@@ -62,7 +62,7 @@ def test_arrays_equal_pickle_and_numpy(py, cifar):
         test = ref([root + "/test_batch"])
         with open(root + "/batches.meta", "rb") as fh:
             names = [n.decode() for n in pickle.load(fh, encoding="bytes")[b"label_names"]]
-        ds = pipekernel.load({str(cifar)!r})
+        ds = pipekernel.load({str(cifar)!r}, hash="md5")
         out = dict(
             shape=list(ds.train.data.shape), dtype=str(ds.train.data.dtype),
             lshape=list(ds.train.labels.shape), ldtype=str(ds.train.labels.dtype),
@@ -132,13 +132,13 @@ def test_replaced_dataset_under_live_views(py, cifar, cifar_b):
         import pipekernel
         A, B = {str(cifar)!r}, {str(cifar_b)!r}
         md5 = lambda a: hashlib.md5(np.ascontiguousarray(a).tobytes()).hexdigest()
-        ds = pipekernel.load(A)
+        ds = pipekernel.load(A, hash="md5")
         want = [ds.train.pixels_md5, ds.train.labels_md5, ds.test.pixels_md5]
         x, lab = ds.train.data, ds.train.labels
         t = torch.from_numpy(ds.test.data).view(-1, 3, 32, 32)
         del ds
         gc.collect()
-        new = pipekernel.load(B)          # same name: replaces the dataset
+        new = pipekernel.load(B, hash="md5")          # same name: replaces the dataset
         gc.collect()
         out = dict(kept=[md5(x), md5(lab), md5(t.numpy().reshape(-1, 3072))], want=want,
                    new_n=new.train.n, other=new.train.data.ctypes.data != x.ctypes.data)
@@ -146,16 +146,16 @@ def test_replaced_dataset_under_live_views(py, cifar, cifar_b):
         out["new_intact"] = md5(new.train.data) == new.train.pixels_md5
         gens = []
         for i in range(6):
-            d = pipekernel.load(B if i % 2 else A)
+            d = pipekernel.load(B if i % 2 else A, hash="md5")
             gens.append((d.train.data, d.train.pixels_md5))
             del d
         gc.collect()
         out["gens"] = all(md5(a) == h for a, h in gens)
         del gens
-        a = pipekernel.load(A)
+        a = pipekernel.load(A, hash="md5")
         test_before = a.test.data.ctypes.data
         del a
-        kept = pipekernel.load(A, split="train")   # keeps the earlier test split
+        kept = pipekernel.load(A, split="train", hash="md5")   # keeps the earlier test split
         out["moved"] = [kept.test.data.ctypes.data == test_before,
                         md5(kept.test.data) == kept.test.pixels_md5, kept.train.n]
         del new, kept, x, lab, t
@@ -261,7 +261,7 @@ def test_interrupts_at_many_points(py, cifar, big_manifest, tmp_path):
         lines = ["%mkdata {tmp_path}/mk --train-batches 1 --images-per-batch 2000",
                  "%extract {tarball} --to {tmp_path}/x",
                  "%verify {big_manifest}",
-                 "%load {cifar}",
+                 "%load {cifar} --md5",
                  "%train --epochs 1 --batch-size 4 --log-every 100000 --threads 2"]
         delays = [0, 0.001, 0.003, 0.01, 0.02, 0.05, 0.1]
         md5 = lambda a: hashlib.md5(np.ascontiguousarray(a).tobytes()).hexdigest()
@@ -296,7 +296,7 @@ def test_interrupts_at_many_points(py, cifar, big_manifest, tmp_path):
                     assert md5(ds.test.data) == ds.test.pixels_md5
                 except pipekernel.StateError:
                     pass
-        ds = pipekernel.load("{cifar}")
+        ds = pipekernel.load("{cifar}", hash="md5")
         whole = md5(ds.train.data) == ds.train.pixels_md5
         print("RESULT " + json.dumps(dict(done=done, interrupted=interrupted, whole=whole)), flush=True)
     """, cwd=tmp_path, timeout=600)
@@ -446,9 +446,11 @@ def test_timings_records_and_frame(py, cifar):
     rows = r["rows"]
     assert [x["stage"] for x in rows] == ["pickled", "preview", "train"]
     assert set(rows[0]) == {"stage", "magic", "args", "seconds", "bytes", "items", "backend",
-                            "hash", "wall"}
+                            "hash", "wall", "cache", "fs"}
+    assert rows[0]["cache"] in ("cold", "warm") and rows[0]["fs"]
+    assert rows[1]["cache"] == "" and rows[1]["fs"] == ""  # %preview reads no file
     assert rows[0]["magic"] == "load" and rows[0]["bytes"] == 1500 * 3072
-    assert rows[0]["args"] == f"{cifar} --no-md5"
+    assert rows[0]["args"] == f"{cifar} --no-hash"
     assert rows[2] == dict(rows[2], magic="torch", seconds=1.5, items=1000, backend="torch-cpu")
     assert r["columns"][:4] == ["stage", "magic", "args", "seconds"] and r["n"] == 3
     assert "torch-cpu" in p.stdout  # %timings lists the record added from Python

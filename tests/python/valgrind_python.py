@@ -43,7 +43,7 @@ pipekernel.run(f"%md5 {d}/cifar-10-python.tar.gz\n%extract {d}/cifar-10-python.t
 assert pipekernel.run("%pwd") == os.getcwd()
 pipekernel.run("%input 'who? ' --var WHO")
 assert pipekernel.run("%set WHO") == "valgrind"
-ds = pipekernel.load(d)
+ds = pipekernel.load(d, hash="md5")
 x, lab = ds.train.data, ds.train.labels
 mv = memoryview(_core.dataset()["train"]["pixels"])
 want = ds.train.pixels_md5
