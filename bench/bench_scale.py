@@ -50,6 +50,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+import peak_rss  # noqa: E402  (the peak of a program, from a fresh launcher)
+
 PK = Path(os.environ.get("PK_BIN", ROOT / "build" / "pipekernel"))
 OUT = Path(os.environ.get("PK_BENCH_OUT", ROOT / "build" / "bench"))
 DATA = OUT / "scale-data"
@@ -236,14 +239,10 @@ def bench_from_vs_load():
 
 
 def child_peak(argv):
-    pid = os.fork()
-    if pid == 0:
-        fd = os.open(str(OUT / "bench-scale-big.log"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        os.execv(argv[0], argv)
-    _, status, ru = os.wait4(pid, 0)
-    return ru.ru_maxrss, os.waitstatus_to_exitcode(status), (OUT / "bench-scale-big.log").read_text()
+    log = OUT / "bench-scale-big.log"
+    with open(log, "wb") as f:
+        peak, rc = peak_rss.run(argv, stdout=f, stderr=subprocess.STDOUT)
+    return peak, rc, log.read_text()
 
 
 def bench_big(gb):
@@ -275,17 +274,13 @@ def bench_cgroup(mib):
         res = {}
         for name, cell in (("from", f"%train --from {d} --epochs 1 --cold --batch-size 128 --seed 1 "
                                     f"--log-every 100000"), ("load", f"%load {d} --no-hash")):
-            pid = os.fork()
-            if pid == 0:
-                (cg / "cgroup.procs").write_text(str(os.getpid()))
-                fd = os.open(str(OUT / "bench-scale-cg.log"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-                os.dup2(fd, 1)
-                os.dup2(fd, 2)
-                os.execv(str(PK), [str(PK), "run", cell])
-            _, status, ru = os.wait4(pid, 0)
-            out = (OUT / "bench-scale-cg.log").read_text()
+            log = OUT / "bench-scale-cg.log"
+            with open(log, "wb") as f:
+                peak, rc = peak_rss.run([PK, "run", cell], stdout=f, stderr=subprocess.STDOUT,
+                                        cgroup_procs=cg / "cgroup.procs")
+            out = log.read_text()
             stall = re.search(r"data stall ([\d.]+) s \(([\d.]+) % of the run\)", out)
-            res[name] = dict(rc=os.waitstatus_to_exitcode(status), peak_rss_kib=ru.ru_maxrss,
+            res[name] = dict(rc=rc, peak_rss_kib=peak,
                              stall_pct=float(stall.group(2)) if stall else None)
         nbytes = sum(p.stat().st_size for p in (d / "cifar-10-batches-py").iterdir())
         print(f"\nin a {mib} MiB memory cgroup (page cache included), 41 files of 10,000 images "

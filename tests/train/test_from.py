@@ -4,16 +4,17 @@ memory bounded by the window however large the set, a damaged file named
 (the model keeps its last finished step), interrupts, and the input figures
 (data stall, MB/s, the cache and file-system fields of the record)."""
 import json
-import os
 import pickle
 import re
 import subprocess
+import tempfile
 import time
 from collections import Counter
 
 import numpy as np
 import pytest
 
+import peak_rss
 import pkutil
 
 IMG = 3072
@@ -91,23 +92,14 @@ def test_every_image_once_per_epoch_and_deterministic(tmp_path):
 
 
 def child_peak(cells, timeout=600):
-    """Peak RSS (KiB) of `pipekernel run CELLS`, read with wait4 from outside."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: exec pipekernel with stdout to the pipe
-        os.close(r)
-        os.dup2(w, 1)
-        os.dup2(w, 2)
-        os.execv(str(pkutil.PK_BIN), [str(pkutil.PK_BIN), "run", *cells])
-    os.close(w)
-    chunks = []
-    t_end = time.time() + pkutil.scaled(timeout)
-    with os.fdopen(r, "rb") as f:
-        for chunk in iter(lambda: f.read(65536), b""):
-            chunks.append(chunk)
-            assert time.time() < t_end, "pipekernel run took too long"
-    _, status, ru = os.wait4(pid, 0)
-    return ru.ru_maxrss, os.waitstatus_to_exitcode(status), b"".join(chunks).decode()
+    """Peak RSS (KiB) of `pipekernel run CELLS`, read with wait4 from outside
+    by a fresh launcher (a child forked from pytest itself would report
+    pytest's own size)."""
+    with tempfile.TemporaryFile() as out:
+        peak, rc = peak_rss.run([pkutil.PK_BIN, "run", *cells], stdout=out,
+                                stderr=subprocess.STDOUT, timeout=pkutil.scaled(timeout))
+        out.seek(0)
+        return peak, rc, out.read().decode()
 
 
 def test_memory_bounded_by_the_window(tmp_path):
