@@ -6,5 +6,6 @@
   XX(sigv4_signing_chain, 10)                                                  \
   XX(sigv4_aws_suite, 30)                                                      \
   XX(s3_response_parsers, 10)                                                  \
+  XX(s3_listing_url_encoded_keys, 10)                                          \
   XX(s3_etag_parts_and_layouts, 10)                                            \
   XX(s3xml_invalid_cases, 10)

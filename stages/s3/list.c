@@ -1,6 +1,8 @@
 /*
  * list.c -- ListObjectsV2 (every page, bounded) and %s3ls.
  */
+#include <ctype.h>
+#include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +51,8 @@ static void list_end(void *ud, const char *parent, const char *name, const char 
       }
       s->items[s->n++] = s->cur;
       memset(&s->cur, 0, sizeof s->cur);
+    } else if (strcmp(name, "EncodingType") == 0) {
+      s->url_encoded = strcmp(text, "url") == 0;
     } else if (strcmp(name, "IsTruncated") == 0) {
       s->truncated = strcmp(text, "true") == 0;
     } else if (strcmp(name, "NextContinuationToken") == 0) {
@@ -64,14 +68,51 @@ void s3__list_free(s3_listing *s) {
   memset(s, 0, sizeof *s);
 }
 
+/* A key of a page listed with encoding-type=url, decoded in place as S3
+ * encodes it (form encoding: '+' is a space, a '+' of the key is %2B). XML
+ * 1.0 cannot carry most control bytes, so this is how a key with an ESC
+ * reaches us; a key that decodes to a NUL or has a broken %XX is refused. */
+static int url_decode_key(char **key, const char *where, st_error *err) {
+  char *k = *key;
+  size_t n = strlen(k);
+  for (size_t i = 0; i < n; i++) {
+    if (k[i] == '+') k[i] = ' ';
+    if (k[i] == '%' && (i + 2 >= n || !isxdigit((unsigned char)k[i + 1]) ||
+                        !isxdigit((unsigned char)k[i + 2])))
+      return st_error_set(err, ST_EFORMAT, where, -1,
+                          "a URL-encoded key of the listing has a broken escape at byte %zu", i);
+  }
+  int dlen = 0;
+  char *d = curl_easy_unescape(NULL, k, (int)n, &dlen);
+  if (!d) return st_error_set(err, ST_ENOMEM, where, -1, "out of memory listing");
+  int has_nul = memchr(d, 0, (size_t)dlen) != NULL;
+  if (!has_nul) {
+    char *copy = strdup(d);
+    if (!copy) {
+      curl_free(d);
+      return st_error_set(err, ST_ENOMEM, where, -1, "out of memory listing");
+    }
+    free(k);
+    *key = copy;
+  }
+  curl_free(d);
+  if (has_nul)
+    return st_error_set(err, ST_EFORMAT, where, -1, "a key of the listing decodes to a NUL byte");
+  return 0;
+}
+
 int s3__list_page(const char *body, size_t len, s3_listing *out, const char *where,
                   st_error *err) {
   out->truncated = 0;
+  out->url_encoded = 0;
   out->token[0] = 0;
+  size_t first = out->n;
   char root[64];
   int rc = s3__xml_parse(body, len, list_end, out, root, sizeof root, where, err);
   if (rc) return rc;
   if (out->oom) return st_error_set(err, ST_ENOMEM, where, -1, "out of memory listing");
+  for (size_t i = first; out->url_encoded && i < out->n; i++)
+    if ((rc = url_decode_key(&out->items[i].key, where, err))) return rc;
   if (strcmp(root, "ListBucketResult") != 0)
     return st_error_set(err, ST_EFORMAT, where, -1,
                         "ListObjectsV2 answered <%s>, expected <ListBucketResult>", root);
@@ -97,6 +138,7 @@ int s3__list(s3_conn *cn, const char *prefix, s3_listing *out, st_error *err) {
     snprintf(token, sizeof token, "%s", out->token);
     size_t before = out->n;
     s3_req rq = {.method = "GET", .payload_sha256 = SIGV4_EMPTY_SHA256};
+    rq.query[rq.nquery++] = (sigv4_kv){"encoding-type", "url"};
     rq.query[rq.nquery++] = (sigv4_kv){"list-type", "2"};
     rq.query[rq.nquery++] = (sigv4_kv){"prefix", prefix};
     if (token[0]) rq.query[rq.nquery++] = (sigv4_kv){"continuation-token", token};

@@ -120,6 +120,7 @@ typedef struct {
   s3_obj_info *items;
   size_t n, cap;
   int truncated, oom;
+  int url_encoded; /* this page said <EncodingType>url</EncodingType> */
   char token[1024];
 } s3_listing;
 

@@ -350,18 +350,29 @@ def test_no_s3_stage_waits_on_a_fifo(rgw, bucket, pk, tmp_path):
 def test_keys_with_control_bytes_are_shown_escaped(rgw, bucket, pk, tmp_path):
     """A key is a name from outside: with a newline (or a bidirectional
     override) it is shown escaped in the %upload and %s3ls tables and in the
-    lines they print. (XML 1.0 cannot carry an ESC: S3 writes it as &#27;,
-    which no XML parser accepts, so such a key cannot be listed without
-    encoding-type=url.)"""
+    lines they print. XML 1.0 cannot carry an ESC (S3 would write &#27;,
+    which no XML parser accepts), so listings ask for encoding-type=url and
+    decode the keys: a key with an ESC, a '+', a space and a '%' is listed
+    and downloaded whole, and shown escaped."""
     tree = tmp_path / "tree"
-    name = "a\nupload: all done\u202eb"
+    name = "a\nupload: all done\u202eb\x1b[2J c+d%41"
+    shown = "e/a\\x0aupload: all done\\u202eb\\x1b[2J c+d%41"
     rand_file(tree / name, 10)
     p = pk(f"%upload {tree} s3://{bucket}/e --endpoint {rgw.endpoint}", timeout=60)
     assert p.returncode == 0, p.stderr
-    assert "e/a\\x0aupload: all done\\u202eb" in p.stdout, p.stdout
+    assert shown in p.stdout, p.stdout
     assert list(keys_of(rgw.client(), bucket, "e/")) == ["e/" + name]
     p = pk(f"%s3ls s3://{bucket}/e --endpoint {rgw.endpoint}", timeout=60)
     assert p.returncode == 0, p.stderr
-    assert "e/a\\x0aupload: all done\\u202eb" in p.stdout, p.stdout
+    assert shown in p.stdout, p.stdout
     out = p.stdout + p.stderr
-    assert "\u202e" not in out and "\nupload: all done" not in out
+    assert "\u202e" not in out and "\nupload: all done" not in out and "\x1b" not in out
+    # a second %upload finds the key already there (its listing decoded it)
+    p = pk(f"%upload {tree} s3://{bucket}/e --endpoint {rgw.endpoint}", timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "\x1b" not in p.stdout + p.stderr
+    dest = tmp_path / "back"
+    p = pk(f"%download s3://{bucket}/e/ --to {dest} --endpoint {rgw.endpoint}", timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert (dest / name).read_bytes() == (tree / name).read_bytes()
+    assert "\x1b" not in p.stdout + p.stderr
