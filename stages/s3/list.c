@@ -111,8 +111,9 @@ int s3__list_page(const char *body, size_t len, s3_listing *out, const char *whe
   int rc = s3__xml_parse(body, len, list_end, out, root, sizeof root, where, err);
   if (rc) return rc;
   if (out->oom) return st_error_set(err, ST_ENOMEM, where, -1, "out of memory listing");
-  for (size_t i = first; out->url_encoded && i < out->n; i++)
-    if ((rc = url_decode_key(&out->items[i].key, where, err))) return rc;
+  for (size_t i = first; out->url_encoded && i < out->n && !rc; i++)
+    rc = url_decode_key(&out->items[i].key, where, err);
+  if (rc) return rc;
   if (strcmp(root, "ListBucketResult") != 0)
     return st_error_set(err, ST_EFORMAT, where, -1,
                         "ListObjectsV2 answered <%s>, expected <ListBucketResult>", root);
