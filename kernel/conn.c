@@ -4,13 +4,20 @@
  * names the key.
  */
 #include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
 #include "conn.h"
+#include "lib/limits.h"
 
 static const char *const port_keys[CONN__COUNT] = {"shell_port", "iopub_port", "stdin_port",
                                                     "control_port", "hb_port"};
@@ -48,10 +55,58 @@ static int copy_str(json_t *root, const char *key, const char *dflt, char *out, 
   return 0;
 }
 
+/* The file's bytes: opened without blocking (a FIFO named as the connection
+ * file must not hang the start), a regular file of at most
+ * PK_LIMIT_CONN_FILE_BYTES. */
+static char *read_conn_file(const char *path, size_t *len, char *why, size_t cap) {
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) {
+    fail(why, cap, path, "cannot open: %s", strerror(errno));
+    return NULL;
+  }
+  struct stat sb;
+  char *buf = NULL;
+  if (fstat(fd, &sb) != 0) fail(why, cap, path, "cannot stat: %s", strerror(errno));
+  else if (!S_ISREG(sb.st_mode)) fail(why, cap, path, "not a regular file");
+  else if ((uint64_t)sb.st_size > PK_LIMIT_CONN_FILE_BYTES)
+    fail(why, cap, path, "%lld bytes, more than the %u a connection file may have",
+         (long long)sb.st_size, (unsigned)PK_LIMIT_CONN_FILE_BYTES);
+  else {
+    buf = malloc(PK_LIMIT_CONN_FILE_BYTES + 1);
+    if (!buf) fail(why, cap, path, "out of memory");
+  }
+  size_t n = 0;
+  while (buf) {
+    ssize_t k = read(fd, buf + n, PK_LIMIT_CONN_FILE_BYTES + 1 - n);
+    if (k < 0 && errno == EINTR) continue;
+    if (k < 0) {
+      fail(why, cap, path, "cannot read: %s", strerror(errno));
+      free(buf);
+      buf = NULL;
+    } else if (k == 0) {
+      break;
+    } else if (n + (size_t)k > PK_LIMIT_CONN_FILE_BYTES) {
+      fail(why, cap, path, "grew past the %u bytes a connection file may have",
+           (unsigned)PK_LIMIT_CONN_FILE_BYTES);
+      free(buf);
+      buf = NULL;
+    } else {
+      n += (size_t)k;
+    }
+  }
+  close(fd);
+  *len = n;
+  return buf;
+}
+
 int conn_load(const char *path, pk_conn *c, char *why, size_t cap) {
   memset(c, 0, sizeof *c);
+  size_t len = 0;
+  char *text = read_conn_file(path, &len, why, cap);
+  if (!text) return -1;
   json_error_t jerr;
-  json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+  json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+  free(text);
   if (!root) {
     snprintf(why, cap, "connection file %s: %s (line %d, column %d)", path, jerr.text,
              jerr.line, jerr.column);

@@ -385,6 +385,20 @@ TEST_IMPL(conn_load_files) {
   unlink(path);
   ASSERT_EQ(conn_load(path, &c, why, sizeof why), -1);
   ASSERT_CONTAINS(why, path);
+  /* a FIFO is refused at once, not waited on (nothing writes to it) */
+  ASSERT_EQ(mkfifo(path, 0600), 0);
+  ASSERT_EQ(conn_load(path, &c, why, sizeof why), -1);
+  ASSERT_CONTAINS(why, "not a regular file");
+  unlink(path);
+  /* a connection file is small: a big one is refused by its size */
+  FILE *f = fopen(path, "w");
+  ASSERT(f != NULL);
+  ASSERT_EQ(fseek(f, (long)PK_LIMIT_CONN_FILE_BYTES, SEEK_SET), 0);
+  fputc(' ', f);
+  fclose(f);
+  ASSERT_EQ(conn_load(path, &c, why, sizeof why), -1);
+  ASSERT_CONTAINS(why, "more than the");
+  unlink(path);
   rmdir(dir);
   return 0;
 }

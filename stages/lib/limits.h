@@ -28,6 +28,9 @@
 #endif
 
 /* ---- the wire ----------------------------------------------------------- */
+#ifndef PK_LIMIT_CONN_FILE_BYTES
+#define PK_LIMIT_CONN_FILE_BYTES (64u << 10) /* the connection file */
+#endif
 #ifndef PK_LIMIT_MSG_BYTES
 #define PK_LIMIT_MSG_BYTES (64u << 20)      /* one message, all frames */
 #endif
