@@ -591,6 +591,8 @@ typedef struct dl_job {
   char hex[33];          /* the md5 of the whole download, once complete ("" if not made) */
   const st_args *a;      /* the line: an s3:// download takes its connection options */
   s3_get_obj g;          /* an s3:// download: what was read and checked */
+  int src_fd;            /* a file:// source, opened and checked; -1 if none */
+  char src_url[64];      /* what curl reads then: that open file, not the name again */
 } dl_job;
 
 /* Parses and checks the arguments into o; 0 or ST_EINVAL. */
@@ -617,35 +619,41 @@ static int dl_opts_parse(const st_args *a, dl_opts *o, st_error *err) {
   return 0;
 }
 
-static int hexval(char c) {
-  return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
 /* A file:// URL names a regular file: curl would open a FIFO there and
- * wait for a writer. 0, or the error (the file is checked as fio_open
- * opens, and closed again). */
-static int dl_check_file_url(const char *url, st_error *err) {
+ * wait for a writer. The file is opened as fio_open opens (never blocking,
+ * a regular file or an error) and kept open; curl then reads that open file
+ * through /proc/self/fd, so a name swapped for a FIFO after the check is
+ * not what curl opens. 0, or the error; a URL curl will refuse itself (a
+ * host, a %00) and a missing file are left to curl, which names the URL. */
+static int dl_open_file_url(dl_job *j) {
+  const char *url = j->o->url;
   if (strncasecmp(url, "file://", 7)) return 0;
-  const char *p = strchr(url + 7, '/'); /* after the host ("", "localhost") */
-  if (!p) return 0;                     /* curl's own error */
-  char path[4096];
-  size_t o = 0;
-  for (; *p && *p != '?' && *p != '#' && o + 1 < sizeof path; p++) {
-    int hi = *p == '%' ? hexval(p[1]) : -1, lo = hi >= 0 ? hexval(p[2]) : -1;
-    if (lo >= 0) {
-      path[o++] = (char)(hi * 16 + lo);
-      p += 2;
-    } else {
-      path[o++] = *p;
-    }
+  CURLU *u = curl_url();
+  char *path = NULL;
+  if (!u) return st_error_set(j->err, ST_ENOMEM, j->o->name, -1, "out of memory");
+  int ok = curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+           curl_url_get(u, CURLUPART_PATH, &path, CURLU_URLDECODE) == CURLUE_OK;
+  curl_url_cleanup(u);
+  if (!ok) {
+    curl_free(path);
+    return 0; /* curl's own error, naming the URL */
   }
-  path[o] = 0;
-  if (memchr(path, 0, o)) return 0; /* a %00: curl refuses it */
   struct stat st;
-  int fd = fio_open(path, O_RDONLY, FIO_FILE, "the file the URL names", &st, err);
-  if (fd == ST_ENOENT && err) st_error_clear(err); /* curl says it, naming the URL */
-  if (fd < 0) return fd == ST_ENOENT ? 0 : fd;
-  close(fd);
+  int fd = fio_open(path, O_RDONLY, FIO_FILE, "the file the URL names", &st, j->err);
+  curl_free(path);
+  if (fd == ST_ENOENT) {
+    st_error_clear(j->err); /* curl says it, naming the URL */
+    return 0;
+  }
+  if (fd < 0) return fd;
+  char via[32];
+  snprintf(via, sizeof via, "/proc/self/fd/%d", fd);
+  if (access(via, R_OK) != 0) { /* no /proc: the name was checked, curl opens it again */
+    close(fd);
+    return 0;
+  }
+  j->src_fd = fd;
+  snprintf(j->src_url, sizeof j->src_url, "file://%s", via);
   return 0;
 }
 
@@ -658,7 +666,7 @@ static int dl_open(dl_job *j) {
   if (!rc && o->cacert)
     rc = fio_read_all(o->cacert, PK_LIMIT_CACERT_BYTES, "PK_LIMIT_CACERT_BYTES", "the CA bundle", &j->ca,
                       &j->calen, j->err);
-  if (!rc) rc = dl_check_file_url(o->url, j->err);
+  if (!rc) rc = dl_open_file_url(j);
   if (rc) return rc;
   /* never blocks, and never writes into a FIFO or a device left at that name */
   j->fd = fio_open(o->part, O_RDWR | O_CREAT | (o->resume ? 0 : O_TRUNC), FIO_FILE, "the partial download",
@@ -753,7 +761,7 @@ static void dl_attempt_setup(dl_job *j) {
   xfer *x = &j->x;
   curl_easy_reset(curl);
   ebuf[0] = 0;
-  curl_easy_setopt(curl, CURLOPT_URL, o->url);
+  curl_easy_setopt(curl, CURLOPT_URL, j->src_url[0] ? j->src_url : o->url);
   curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https,file");
   curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 1L);
@@ -1112,6 +1120,7 @@ static int dl_cleanup(dl_job *j, int rc) {
   EVP_MD_CTX_free(j->md);
   free(j->x.wb);
   if (j->fd >= 0) close(j->fd);
+  if (j->src_fd >= 0) close(j->src_fd);
   /* keep PATH.part for --resume after network errors and interrupts, not after bad data */
   if (j->made_part && rc &&
       (j->x.have == 0 || j->x.drop_part ||
@@ -1138,6 +1147,7 @@ int dl_download(st_ctx *c, const st_args *a, st_error *err) {
   j.err = err;
   j.o = &o;
   j.fd = -1;
+  j.src_fd = -1;
   j.x.c = c;
   j.x.err = err;
   j.x.fd = -1;
