@@ -289,6 +289,46 @@ static void release(gjob *j, gchunk *ch) {
   curl_multi_wakeup(j->multi);
 }
 
+/* A guessed layout that did not give the ETag: the other candidates, each
+ * hashed in order over the bytes written to the file. The part size that
+ * gave it, 0 when none did, or -1 (rc set) when the file cannot be read. */
+static long long rehash_others(gjob *j, gobj *o, int *rc) {
+  gobj t = *o; /* the same object, its other layouts hashed in order */
+  t.parallel = 0;
+  t.guessed = 0;
+  t.one_range = 0;
+  t.nlayouts = o->nlayouts - 1;
+  memmove(t.layouts, o->layouts + 1, (size_t)t.nlayouts * sizeof t.layouts[0]);
+  ohash h;
+  uint8_t *buf = malloc(4u << 20);
+  *rc = !buf || ohash_init(&h, &t) ? ST_ENOMEM : 0;
+  if (!*rc) {
+    EVP_MD_CTX_free(h.whole); /* made on the first pass, when it was wanted */
+    h.whole = NULL;
+  }
+  for (uint64_t at = 0; !*rc && at < o->pub->size && !j->stop;) {
+    size_t k = o->pub->size - at > (4u << 20) ? (4u << 20) : (size_t)(o->pub->size - at);
+    ssize_t n = pread(o->pub->fd, buf, k, (off_t)at);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      *rc = n < 0 ? st_from_errno(errno) : ST_EIO;
+      break;
+    }
+    ohash_update(&h, buf, (size_t)n);
+    at += (uint64_t)n;
+  }
+  long long psize = 0;
+  if (!*rc && !j->stop) {
+    char md5[33];
+    memcpy(md5, o->pub->md5, sizeof md5); /* ohash_end writes it for a whole md5 */
+    psize = (long long)ohash_end(&h, &t);
+    memcpy(o->pub->md5, md5, sizeof md5);
+  }
+  if (buf) ohash_free(&h);
+  free(buf);
+  return *rc ? -1 : psize;
+}
+
 static int take_object(gjob *j, gobj *o) {
   ohash h;
   char where[1200];
@@ -346,6 +386,18 @@ static int take_object(gjob *j, gobj *o) {
   }
   uint64_t psize = ohash_end(&h, o);
   ohash_free(&h);
+  if (!psize && o->guessed && o->pub->fd >= 0) {
+    int e = 0;
+    long long ps = rehash_others(j, o, &e);
+    if (ps < 0) {
+      char text[160];
+      snprintf(text, sizeof text, "reading the file back to try the other part sizes: %s",
+               st_strerror(e));
+      taker_fail(j, e, o->pub->path ? o->pub->path : where, text);
+      return -1;
+    }
+    psize = (uint64_t)ps;
+  }
   s3__gobj_verdict(j, o, psize);
   return 0;
 }
@@ -790,12 +842,19 @@ int s3__gobj_plan(gjob *j, gobj *o, st_error *err) {
                         "ETag %s says %d parts, which %llu bytes cannot be cut into", o->pub->etag,
                         o->nparts, (unsigned long long)o->pub->size);
   /* one layout: each range one part, hashed by the hashers out of order (a
-   * resumed file, or parts too big to hold a window of, are hashed in order) */
-  if (o->nlayouts == 1 && !o->pub->resume && o->layouts[0] <= GET_PARALLEL_PART_MAX) {
+   * resumed file, or parts too big to hold a window of, are hashed in order).
+   * Several candidates and a file to read back: the first (the usual sizes
+   * come first; 8 MiB is what the AWS CLI, boto3 and %upload use) is hashed
+   * so, and only if it does not give the ETag are the others tried, on the
+   * bytes written (one parallel pass instead of one serial pass per
+   * candidate) */
+  int guess = o->nlayouts > 1 && j->rereadable;
+  if ((o->nlayouts == 1 || guess) && !o->pub->resume && o->layouts[0] <= GET_PARALLEL_PART_MAX) {
     uint64_t ps = o->layouts[0], k = j->chunk / ps; /* ranges of whole parts, about --part-size */
     o->pdig = calloc((size_t)o->nparts, 16);
     if (!o->pdig) return st_error_set(err, ST_ENOMEM, where, -1, NULL);
     o->parallel = 1;
+    o->guessed = guess;
     o->chunk = (k ? k : 1) * ps;
   }
   return 0;
@@ -924,6 +983,7 @@ int s3_get(st_ctx *c, const st_args *a, const char *url, s3_get_obj *p, st_progr
   j.pr = pr;
   j.on_object = on_one;
   j.ud = &verdict;
+  j.rereadable = p->fd >= 0; /* %download's PATH.part is opened for reading and writing */
   rc = s3__conn_open(&j.cn, c, a, bucket, err);
   if (!rc) rc = s3__get_options(c, a, &j, err);
   if (!rc) rc = head(&j, p, err);

@@ -279,6 +279,8 @@ typedef struct gobj {
   int nlayouts;
   int server_said;        /* layouts[0] is what HEAD ?partNumber=1 said */
   int parallel;           /* one layout, each range whole parts: hashed out of order */
+  int guessed;            /* parallel on layouts[0], the likeliest of several candidates:
+                             the others are tried on the file's bytes if it does not match */
   uint8_t (*pdig)[16];    /* parallel: the md5 of each part, made by the hashers */
   int one_range;          /* a single PUT read in one range: a hasher makes its md5 */
   uint8_t md5[16];        /* one_range: that md5 */
@@ -315,6 +317,7 @@ typedef struct gjob {
   int window;             /* ranges held at once (in flight or waiting to be taken) */
   uint64_t bufsize;       /* bytes of each range buffer: the largest range */
   int headers_only;       /* --integrity headers: the answers are checked, the bytes not hashed */
+  int rereadable;         /* every object's fd can be read back (pread) once written */
   st_progress *pr;        /* NULL: none */
   uint64_t total, resumed; /* bytes of the progress bar, and those resumed */
   /* called on the stage thread before an object's first range is asked

@@ -120,7 +120,8 @@ static int on_begin(void *ud, gobj *g) {
     return -1;
   }
   /* never waits on a FIFO (or anything else) that sits at NAME.part */
-  int fd = fio_openat(dfd, tmp, where, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0644, FIO_FILE,
+  /* read back too: a guessed part layout that misses is checked on these bytes */
+  int fd = fio_openat(dfd, tmp, where, O_RDWR | O_CREAT | O_TRUNC | O_NOFOLLOW, 0644, FIO_FILE,
                       NULL, NULL, &g->err);
   if (fd < 0) {
     close(dfd);
@@ -252,6 +253,7 @@ int s3_get_tree(st_ctx *c, const st_args *a, const char *url, const char *dir, s
   double t0 = st_now();
   st_progress pr;
   int began = 0;
+  j.rereadable = 1; /* every object goes to a file of its own, opened O_RDWR */
   rc = s3__conn_open(&j.cn, c, a, bucket, err);
   if (!rc) rc = s3__get_options(c, a, &j, err);
   if (!rc) rc = s3__list(&j.cn, prefix, &ls, err);

@@ -401,3 +401,18 @@ def test_a_fifo_at_a_part_name_is_refused_not_waited_on(rgw, bucket, pk, tmp_pat
     assert p.returncode == 1
     assert "a FIFO" in p.stdout and "p/x.bin" in p.stdout
     assert (out / "y.bin").read_bytes() == b"y"
+
+
+def test_a_layout_guessed_wrong_is_found_on_the_bytes_written(rgw, bucket, pk, mixed, tmp_path):
+    """RGW does not say a multipart object's part size: the likeliest
+    candidate is hashed part by part in parallel, and when it misses (7 MiB
+    parts, where 5 MiB gives the same count) the other candidates are tried
+    on the bytes written, once; the verdict names the size that matched."""
+    out = tmp_path / "mp7.bin"
+    p = pk(f"%download s3://{bucket}/p/mp7.bin --to {out} --endpoint {rgw.endpoint}")
+    assert p.returncode == 0, p.stderr
+    assert "ETag = md5 of 3 part md5s (7 MiB parts)" in p.stdout, p.stdout
+    assert md5(out) == md5(mixed / "mp7.bin")
+    p = pk(f"%download s3://{bucket}/p/mp5.bin --to {tmp_path / 'mp5.bin'} --endpoint {rgw.endpoint}")
+    assert p.returncode == 0, p.stderr
+    assert "ETag = md5 of 3 part md5s (5 MiB parts)" in p.stdout, p.stdout
