@@ -24,9 +24,12 @@
  * ETag is the md5 of the bytes. A multipart upload's is the md5 of its part
  * md5s, "-N": the part layout comes from HEAD ?partNumber=1 where the server
  * supports it (AWS, MinIO: x-amz-mp-parts-count and the part's length);
- * where it does not (Ceph RGW answers with the whole object), the taker
- * hashes the parts of every part size that gives N parts, the usual ones
- * first, and one of them must match.
+ * where it does not (Ceph RGW answers with the whole object), every part
+ * size that gives N parts is a candidate, the usual ones first, and one of
+ * them must match. When the object goes to a file, the first candidate is
+ * hashed by the hashers as if the server had said it, and only if it misses
+ * are the others hashed, in order, over the bytes read back from the file;
+ * otherwise (a sink only) the taker hashes them all as the bytes pass.
  */
 #include <errno.h>
 #include <pthread.h>
