@@ -801,6 +801,7 @@ void s3__gjob_close(gjob *j) {
 /* HEAD ?partNumber=1 of a multipart object: the part size where the server
  * says it (its answer is part 1 and gives the part count). */
 static int server_layout(gjob *j, gobj *o, st_error *err) {
+  if (j->no_layout_heads) return 0; /* this server said no part count for an earlier object */
   s3_resp r;
   s3__resp_init(&r);
   s3_req rq = {.method = "HEAD", .key = o->pub->key, .payload_sha256 = SIGV4_EMPTY_SHA256};
@@ -812,6 +813,7 @@ static int server_layout(gjob *j, gobj *o, st_error *err) {
     o->nlayouts = 1;
     o->server_said = 1;
   }
+  if (!rc && r.parts_count <= 0) j->no_layout_heads = 1; /* it ignores partNumber */
   s3__resp_free(&r);
   return rc;
 }

@@ -318,6 +318,7 @@ typedef struct gjob {
   uint64_t bufsize;       /* bytes of each range buffer: the largest range */
   int headers_only;       /* --integrity headers: the answers are checked, the bytes not hashed */
   int rereadable;         /* every object's fd can be read back (pread) once written */
+  int no_layout_heads;    /* HEAD ?partNumber=1 gave no part count once: not asked again */
   st_progress *pr;        /* NULL: none */
   uint64_t total, resumed; /* bytes of the progress bar, and those resumed */
   /* called on the stage thread before an object's first range is asked

@@ -416,3 +416,14 @@ def test_a_layout_guessed_wrong_is_found_on_the_bytes_written(rgw, bucket, pk, m
     p = pk(f"%download s3://{bucket}/p/mp5.bin --to {tmp_path / 'mp5.bin'} --endpoint {rgw.endpoint}")
     assert p.returncode == 0, p.stderr
     assert "ETag = md5 of 3 part md5s (5 MiB parts)" in p.stdout, p.stdout
+
+
+def test_a_server_that_ignores_part_numbers_is_asked_once(rgw, bucket, pk, proxy, mixed, tmp_path):
+    """RGW answers HEAD ?partNumber=1 with the whole object (no part count):
+    a prefix of three multipart objects asks that once, not once an object,
+    and every object is still checked against its ETag."""
+    out = tmp_path / "out"
+    p = pk(f"%download s3://{bucket}/p/ --to {out} --endpoint {proxy.endpoint}")
+    assert p.returncode == 0, p.stderr
+    same_tree(mixed, out)
+    assert len(proxy.requests("HEAD", part=1)) == 1, proxy.requests("HEAD")
