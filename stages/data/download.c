@@ -905,8 +905,9 @@ static int dl_attempt_failed(dl_job *j, CURLcode cc, long code, long long attemp
   return dl_backoff(j, cc, code, ebuf, attempt);
 }
 
-/* An s3:// download's bytes, in order, on get.c's taker thread: to the
- * extractor's queue (get.c writes PATH.part and hashes them itself). */
+/* An s3:// download's bytes, in order, on get.c's taker thread, with
+ * --extract: to the extractor's queue (get.c writes PATH.part and hashes
+ * them itself). */
 static int s3_sink(void *ud, const uint8_t *b, size_t n) {
   dl_job *j = ud;
   if (j->have_q && dq_push(&j->q, j->c, b, n)) {
@@ -924,7 +925,7 @@ static int dl_transfer_s3(dl_job *j) {
   struct stat st;
   j->g.fd = j->fd;
   j->g.path = j->o->part;
-  j->g.sink = s3_sink;
+  j->g.sink = j->have_q ? s3_sink : NULL; /* only --extract needs the bytes handed on */
   j->g.sink_ud = j;
   j->g.want_md5 = j->o->md5 != NULL;
   j->g.md5_given = j->o->md5;
@@ -932,6 +933,7 @@ static int dl_transfer_s3(dl_job *j) {
   if (j->g.resume)
     st_printf(j->c, "resuming %s at byte %llu\n", j->o->part, (unsigned long long)j->g.resume);
   int rc = s3_get(j->c, j->a, j->o->url, &j->g, &j->p, j->err);
+  if (!j->g.sink) j->x.have = j->g.done;
   if (rc && j->x.sink_failed && j->xj) {
     st_error_clear(j->err);
     return dl_sink_failed(j);

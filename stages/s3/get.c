@@ -364,7 +364,7 @@ static int take_object(gjob *j, gobj *o) {
       ohash_free(&h);
       return -1;
     }
-    int e = o->pub->fd >= 0 ? write_all(o->pub->fd, ch->buf, (size_t)ch->len, ch->off) : 0;
+    int e = o->pub->fd >= 0 && !o->direct ? write_all(o->pub->fd, ch->buf, (size_t)ch->len, ch->off) : 0;
     if (e) {
       ohash_free(&h);
       char text[160];
@@ -373,9 +373,10 @@ static int take_object(gjob *j, gobj *o) {
       release(j, ch);
       return -1;
     }
-    ohash_update(&h, ch->buf, (size_t)ch->len);
+    if (ch->buf) ohash_update(&h, ch->buf, (size_t)ch->len);
     rc = o->pub->sink ? o->pub->sink(o->pub->sink_ud, ch->buf, (size_t)ch->len) : 0;
     got += ch->len;
+    o->in_order = got; /* read by the stage thread once the taker has stopped */
     release(j, ch);
     if (rc) {
       ohash_free(&h);
@@ -495,15 +496,15 @@ static int make_ranges(gjob *j, st_error *err) {
     ch->len = left < o->chunk ? left : o->chunk;
     ch->slot = -1;
     pthread_mutex_lock(&j->mu);
-    ch->buf = get_buf(j);
-    if (ch->buf) {
+    ch->buf = o->direct ? NULL : get_buf(j);
+    if (ch->buf || o->direct) {
       j->live++;
       if (j->q_tail) j->q_tail->qnext = ch;
       else j->q_head = ch;
       j->q_tail = ch;
     }
     pthread_mutex_unlock(&j->mu);
-    if (!ch->buf) {
+    if (!ch->buf && !o->direct) {
       free(ch);
       return st_error_set(err, ST_ENOMEM, o->pub->key, -1, "out of memory for a %llu-byte range",
                           (unsigned long long)j->bufsize);
@@ -529,6 +530,9 @@ static int start_range(gjob *j, gchunk *ch, int slot, st_error *err) {
   s3_resp *r = &j->resps[slot];
   r->dst = ch->buf; /* before the setup, which keeps it: the answer goes into memory */
   r->dst_cap = (size_t)ch->len;
+  r->direct = ch->o->direct; /* or straight into the file, at the range's offset */
+  r->dst_fd = ch->o->pub->fd;
+  r->dst_off = ch->off;
   int rc = s3__req_setup(&j->cn, j->easies[slot], &rq, r, err);
   if (rc) return rc;
   curl_easy_setopt(j->easies[slot], CURLOPT_PRIVATE, (void *)ch);
@@ -607,6 +611,13 @@ static int on_done(gjob *j, CURLMsg *msg, st_error *err) {
   j->active--;
   char what[96], why[256] = "";
   range_text(ch, what, sizeof what);
+  if (r->write_errno) { /* a file that cannot be written is not retried */
+    char where[1200];
+    s3__where(&j->cn, ch->o->pub->key, where, sizeof where);
+    return st_error_set(err, st_from_errno(r->write_errno),
+                        ch->o->pub->path ? ch->o->pub->path : where, (long long)ch->off,
+                        "cannot write: %s", strerror(r->write_errno));
+  }
   int k = s3__classify(r);
   if ((k == 0 || r->overrun) && !answer_ok(j, ch, r, why, sizeof why)) k = 1;
   if (k == 0) {
@@ -828,6 +839,10 @@ int s3__gobj_plan(gjob *j, gobj *o, st_error *err) {
                         o->pub->etag);
   o->pub->nparts = o->nparts;
   o->headers_only = j->headers_only;
+  /* nothing to hash and no one to hand the bytes to: each answer goes
+   * straight from curl's buffer to the file, with no range buffer between */
+  o->direct = o->headers_only && !o->pub->sink && !o->pub->want_md5 && j->rereadable;
+  o->in_order = o->pub->resume;
   if (o->pub->resume > o->pub->size)
     return st_error_set(err, ST_EINVAL, where, -1,
                         "the file to resume holds %llu bytes; the object has %llu",
@@ -983,6 +998,7 @@ int s3_get(st_ctx *c, const st_args *a, const char *url, s3_get_obj *p, st_progr
   st_error_clear(&verdict);
   p->key = key;
   o.pub = p;
+  o.in_order = p->resume; /* what fd holds until the taker moves on */
   j.objs = &o;
   j.nobj = 1;
   j.pr = pr;
@@ -998,6 +1014,10 @@ int s3_get(st_ctx *c, const st_args *a, const char *url, s3_get_obj *p, st_progr
   j.resumed = p->resume;
   if (!rc) rc = s3__gjob_open(&j, err);
   if (!rc) rc = s3__gjob_run(&j, err);
+  /* written out of order: what a resume may keep is the checked prefix only */
+  p->done = o.in_order;
+  if (rc && o.direct && p->fd >= 0 && ftruncate(p->fd, (off_t)o.in_order) != 0 && !err->code)
+    st_error_errno(err, errno, p->path ? p->path : url, "cannot truncate");
   if (!rc && verdict.code) rc = st_error_set(err, verdict.code, verdict.where, -1, "%s", verdict.text);
   p->key = NULL; /* it was this function's */
   s3__gjob_close(&j);

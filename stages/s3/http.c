@@ -123,12 +123,24 @@ void s3__where(const s3_conn *cn, const char *key, char *out, size_t cap) {
 static size_t on_body(char *p, size_t sz, size_t n, void *ud) {
   s3_resp *r = ud;
   size_t len = sz * n;
-  if (r->dst && r->hstatus >= 200 && r->hstatus < 300) {
+  if ((r->dst || r->direct) && r->hstatus >= 200 && r->hstatus < 300) {
     if (len > r->dst_cap - r->dst_len) {
       r->overrun = 1;
       return 0; /* more than the range asked for: aborts the transfer */
     }
-    memcpy(r->dst + r->dst_len, p, len);
+    if (r->direct) {
+      for (size_t done = 0; done < len;) {
+        ssize_t w = pwrite(r->dst_fd, p + done, len - done, (off_t)(r->dst_off + r->dst_len + done));
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+          r->write_errno = w < 0 ? errno : EIO;
+          return 0; /* aborts the transfer */
+        }
+        done += (size_t)w;
+      }
+    } else {
+      memcpy(r->dst + r->dst_len, p, len);
+    }
     r->dst_len += len;
     return len;
   }
@@ -242,6 +254,7 @@ void s3__resp_clear(s3_resp *r) {
   r->hstatus = 0;
   r->dst_len = 0;
   r->overrun = 0;
+  r->write_errno = 0;
   r->status = 0;
   r->cc = CURLE_OK;
   r->curl_err[0] = 0;
@@ -363,7 +376,7 @@ static void curl_setup(s3_conn *cn, CURL *easy, const s3_req *rq, s3_resp *r) {
   curl_easy_setopt(easy, CURLOPT_TCP_NODELAY, 1L);
   curl_easy_setopt(easy, CURLOPT_UPLOAD_BUFFERSIZE, 512L * 1024L);
   /* a GET into memory: receive in large pieces (curl reads 16 KiB at a time by default) */
-  if (r->dst) curl_easy_setopt(easy, CURLOPT_BUFFERSIZE, 512L * 1024L);
+  if (r->dst || r->direct) curl_easy_setopt(easy, CURLOPT_BUFFERSIZE, 512L * 1024L);
   if (cn->ca) {
     struct curl_blob ca = {cn->ca, cn->calen, CURL_BLOB_COPY};
     curl_easy_setopt(easy, CURLOPT_CAINFO_BLOB, &ca);

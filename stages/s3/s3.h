@@ -38,6 +38,8 @@ typedef struct s3_get_obj {
   int nparts;             /* of a multipart upload's ETag; 0: one PUT */
   char md5[33];           /* "" when not computed */
   char check[96];         /* what the ETag check was: "ETag = md5", ... */
+  uint64_t done;          /* bytes from 0 whose answers were checked (resumed ones included):
+                             after a failure, what fd holds and a resume may keep */
 } s3_get_obj;
 
 /* Reads s3://BUCKET/KEY with the line's connection options (those of

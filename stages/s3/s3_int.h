@@ -104,6 +104,10 @@ typedef struct s3_resp {
   uint8_t *dst;
   size_t dst_cap, dst_len;
   int overrun;
+  /* or, with `direct`, written with pwrite to dst_fd at dst_off (+ dst_len),
+   * straight from curl's buffer; a failed write sets write_errno and aborts */
+  int direct, dst_fd, write_errno;
+  uint64_t dst_off;
 } s3_resp;
 
 /* One object of a listing. */
@@ -279,6 +283,9 @@ typedef struct gobj {
   int nlayouts;
   int server_said;        /* layouts[0] is what HEAD ?partNumber=1 said */
   int parallel;           /* one layout, each range whole parts: hashed out of order */
+  int direct;             /* --integrity headers into a file, no sink, no md5: each answer is
+                             written by the stage thread as it arrives, no range buffer */
+  uint64_t in_order;      /* bytes from 0 the taker has passed (all checked answers) */
   int guessed;            /* parallel on layouts[0], the likeliest of several candidates:
                              the others are tried on the file's bytes if it does not match */
   uint8_t (*pdig)[16];    /* parallel: the md5 of each part, made by the hashers */

@@ -427,3 +427,27 @@ def test_a_server_that_ignores_part_numbers_is_asked_once(rgw, bucket, pk, proxy
     assert p.returncode == 0, p.stderr
     same_tree(mixed, out)
     assert len(proxy.requests("HEAD", part=1)) == 1, proxy.requests("HEAD")
+
+
+def test_integrity_headers_keeps_only_the_checked_prefix(rgw, bucket, pk, proxy, big, tmp_path):
+    """With --integrity headers each answer is written as it arrives, so
+    later ranges land before earlier ones; when a range fails for good (the
+    second here), NAME.part is cut back to the checked prefix (the first
+    range), never left with later bytes and a hole that --resume would take
+    for a prefix."""
+    url = put_big(pk, rgw, bucket, big)
+    proxy.rule(action="drop", method="GET", range_from=8 * MiB, times=None)  # a reset, every time
+    out = tmp_path / "x.bin"
+    part = tmp_path / "x.bin.part"
+    p = pk(f"%download {url} --to {out} --endpoint {proxy.endpoint} --integrity headers "
+           "--part-size 8 --jobs 4 --retries 1")
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "NetworkError" in p.stderr, p.stderr
+    assert not out.exists()
+    assert part.exists()  # kept for --resume after a network error
+    kept = part.read_bytes()
+    assert kept == big.read_bytes()[:8 * MiB]
+    proxy.rules.clear()
+    p = pk(f"%download {url} --to {out} --endpoint {proxy.endpoint} --integrity headers --resume")
+    assert p.returncode == 0, p.stderr
+    assert md5(out) == md5(big)
