@@ -196,7 +196,7 @@ def session(rgw):
         px = np.arange(7 * 3072, dtype=np.uint32).astype(np.uint8).reshape(7, 3072)
         (p2 / "data_batch_1").write_bytes(pickle.dumps(
             {"data": px, "labels": [1, 2, 3, 4, 5, 6, 7]}, protocol=2))
-        s.cell(f"%load {p2} --split train --name p2", want=hashlib.md5(px.tobytes()).hexdigest())
+        s.cell(f"%load {p2} --split train --name p2 --md5", want=hashlib.md5(px.tobytes()).hexdigest())
         s.cell(f"%load {d}")
         s.cell("%preview --n 4 --seed 1 --scale 1")
         s.cell(f"%train --epochs 1 --batch-size 4 --seed 1 --threads 1 --save {work}/w.st")
