@@ -21,10 +21,10 @@ def value(expr):
 
 
 def doc_value(text):
-    m = re.fullmatch(r"([\d,]+)(?: (MiB|GiB|TiB))?", text.strip())
-    assert m, f"docs/limits.md value {text!r} is not 'N' or 'N MiB|GiB|TiB'"
+    m = re.fullmatch(r"([\d,]+)(?: (KiB|MiB|GiB|TiB))?", text.strip())
+    assert m, f"docs/limits.md value {text!r} is not 'N' or 'N KiB|MiB|GiB|TiB'"
     n = int(m.group(1).replace(",", ""))
-    return n << {"MiB": 20, "GiB": 30, "TiB": 40, None: 0}[m.group(2)]
+    return n << {"KiB": 10, "MiB": 20, "GiB": 30, "TiB": 40, None: 0}[m.group(2)]
 
 
 def test_docs_list_every_limit_with_its_default():
