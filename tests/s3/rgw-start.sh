@@ -131,6 +131,9 @@ mon data = $DIR/mon/\$cluster-\$id
 osd data = $DIR/osd/\$cluster-\$id
 osd objectstore = memstore
 memstore device bytes = ${MEMSTORE_BYTES:-8589934592}
+# a gateway the tests SIGKILL keeps its watches until this times out (default
+# 30 s), and every bucket created or deleted meanwhile waits on it
+osd client watch timeout = 3
 
 [client.rgw]
 # radosgw wants a secure mon connection unless told; impossible with auth none
