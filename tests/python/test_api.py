@@ -269,7 +269,9 @@ def test_interrupts_at_many_points(py, cifar, big_manifest, tmp_path):
         for i, line in enumerate(lines):
             for k, d in enumerate(delays):
                 use_signal = (i + k) % 3 == 0
+                go = threading.Event()
                 def later():
+                    go.wait()  # not before the try below: a SIGINT there would escape it
                     time.sleep(d)
                     if use_signal:
                         os.kill(os.getpid(), signal.SIGINT)
@@ -278,6 +280,7 @@ def test_interrupts_at_many_points(py, cifar, big_manifest, tmp_path):
                 th = threading.Thread(target=later)
                 th.start()
                 try:
+                    go.set()
                     pipekernel.run(line)
                     done += 1
                 except KeyboardInterrupt:
