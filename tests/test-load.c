@@ -112,7 +112,7 @@ TEST_IMPL(pickle_formats_agree) {
     ASSERT_EQ(b.labels[0], 3);
     ASSERT_EQ(b.labels[1], 7);
     uint8_t px[2 * 3072];
-    pkl_array_copy(b.data, px);
+    pkl_array_copy(&b.data, px);
     if (i == 0) memcpy(ref, px, sizeof px);
     else ASSERT(memcmp(ref, px, sizeof px) == 0);
     const pkl_value *fn = pkl_dict_get(pkl_root(d), "filenames");

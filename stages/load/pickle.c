@@ -7,6 +7,7 @@
  * of the buffer before it is used; every count against stages/lib/limits.h.
  * Values live in an arena freed at once by pkl_free.
  */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,15 +35,55 @@ struct pkl_doc {
  * ones (pixel blocks) stay lazy and are narrowed by pkl_array_copy. */
 #define LATIN1_EAGER_MAX (64u << 10)
 
+/* The chunks of freed docs are kept for the next parse, on any thread, up
+ * to POOL_CHUNKS: a batch file's parse writes about a megabyte of values,
+ * and the first touch of fresh memory (the kernel zeroing its pages) was
+ * three quarters of that parse's time; %load frees each file's doc once it
+ * is checked, so the next file is parsed into memory already touched. */
+#define POOL_CHUNKS 64
+static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
+static chunk *pool;
+static size_t pool_n;
+
+static chunk *chunk_new(size_t cap) {
+  chunk *c = NULL;
+  if (cap == CHUNK_BYTES) {
+    pthread_mutex_lock(&pool_mu);
+    c = pool;
+    if (c) {
+      pool = c->next;
+      pool_n--;
+    }
+    pthread_mutex_unlock(&pool_mu);
+  }
+  if (!c) c = malloc(sizeof *c + cap);
+  if (!c) return NULL;
+  c->used = 0;
+  c->cap = cap;
+  return c;
+}
+
+static void chunk_free(chunk *c) {
+  if (c->cap == CHUNK_BYTES) {
+    pthread_mutex_lock(&pool_mu);
+    int kept = pool_n < POOL_CHUNKS;
+    if (kept) {
+      c->next = pool;
+      pool = c;
+      pool_n++;
+    }
+    pthread_mutex_unlock(&pool_mu);
+    if (kept) return;
+  }
+  free(c);
+}
+
 static void *arena_alloc(pkl_doc *d, size_t n) {
   n = (n + 15) & ~(size_t)15;
   chunk *c = d->chunks;
   if (!c || c->cap - c->used < n) {
-    size_t cap = n > CHUNK_BYTES / 2 ? n : CHUNK_BYTES;
-    c = malloc(sizeof *c + cap);
+    c = chunk_new(n > CHUNK_BYTES / 2 ? n : CHUNK_BYTES);
     if (!c) return NULL;
-    c->used = 0;
-    c->cap = cap;
     if (n > CHUNK_BYTES / 2 && d->chunks) { /* keep the current chunk on top */
       c->next = d->chunks->next;
       d->chunks->next = c;
@@ -60,7 +101,7 @@ void pkl_free(pkl_doc *d) {
   if (!d) return;
   for (chunk *c = d->chunks, *n; c; c = n) {
     n = c->next;
-    free(c);
+    chunk_free(c);
   }
   free(d);
 }
@@ -235,6 +276,14 @@ static pkl_value *mk(rd *r, pkl_type t) {
   memset(v, 0, sizeof *v);
   v->type = t;
   v->offset = (int64_t)r->op_off;
+  if (t == PKL_NDARRAY) {
+    v->u.a = arena_alloc(r->d, sizeof *v->u.a);
+    if (!v->u.a) {
+      fail(r, ST_ENOMEM, "out of memory");
+      return NULL;
+    }
+    memset(v->u.a, 0, sizeof *v->u.a);
+  }
   r->made++;
   return v;
 }
@@ -470,11 +519,11 @@ static int set_shape(rd *r, pkl_value *a, const pkl_value *shape, size_t itemsiz
     if (d && count > SIZE_MAX / (size_t)d)
       return fail(r, ST_E2BIG, "array shape overflows");
     count *= (size_t)d;
-    a->u.a.shape[i] = (size_t)d;
+    a->u.a->shape[i] = (size_t)d;
   }
   if (count > SIZE_MAX / itemsize) return fail(r, ST_E2BIG, "array shape overflows");
-  a->u.a.ndim = (int)shape->u.seq.n;
-  a->u.a.len = count * itemsize;
+  a->u.a->ndim = (int)shape->u.seq.n;
+  a->u.a->len = count * itemsize;
   return 0;
 }
 
@@ -484,12 +533,12 @@ static int attach_data(rd *r, pkl_value *a, const pkl_value *raw) {
       return fail(r, ST_EUNSAFE, "object arrays (data given as a list) are not accepted");
     return fail(r, ST_EFORMAT, "array data must be bytes, got %s", pkl_type_name(raw));
   }
-  if (raw->u.s.len != a->u.a.len)
+  if (raw->u.s.len != a->u.a->len)
     return fail(r, ST_EFORMAT, "array data is %zu bytes but its shape and dtype need %zu",
-                raw->u.s.len, a->u.a.len);
-  a->u.a.data = raw->u.s.p;
-  a->u.a.src_len = raw->u.s.enc == PKL_LATIN1 ? raw->u.s.src_len : raw->u.s.len;
-  a->u.a.enc = raw->u.s.enc;
+                raw->u.s.len, a->u.a->len);
+  a->u.a->data = raw->u.s.p;
+  a->u.a->src_len = raw->u.s.enc == PKL_LATIN1 ? raw->u.s.src_len : raw->u.s.len;
+  a->u.a->enc = raw->u.s.enc;
   return 0;
 }
 
@@ -500,7 +549,7 @@ static int reduce_reconstruct(rd *r, pkl_value **av, size_t ac) {
     return fail(r, ST_EUNSAFE, "_reconstruct accepts only (numpy.ndarray, shape, typecode)");
   pkl_value *a = mk(r, PKL_NDARRAY);
   if (!a) return -1;
-  a->u.a.ndim = -1;
+  a->u.a->ndim = -1;
   return push(r, a);
 }
 
@@ -519,9 +568,9 @@ static int reduce_frombuffer(rd *r, pkl_value **av, size_t ac) {
     return fail(r, ST_EFORMAT, "_frombuffer takes (buffer, dtype, shape, order)");
   pkl_value *a = mk(r, PKL_NDARRAY);
   if (!a) return -1;
-  a->u.a.dt = av[1]->u.dt;
-  if (set_shape(r, a, av[2], (size_t)a->u.a.dt.itemsize)) return -1;
-  if (text_eq(av[3], "F")) a->u.a.fortran = 1;
+  a->u.a->dt = av[1]->u.dt;
+  if (set_shape(r, a, av[2], (size_t)a->u.a->dt.itemsize)) return -1;
+  if (text_eq(av[3], "F")) a->u.a->fortran = 1;
   else if (!text_eq(av[3], "C"))
     return fail(r, ST_EFORMAT, "_frombuffer order must be 'C' or 'F', got %s", show(av[3], tmp, sizeof tmp));
   if (attach_data(r, a, av[0])) return -1;
@@ -655,18 +704,18 @@ static int build(rd *r) {
     return 0;
   }
   if (obj->type == PKL_NDARRAY) {
-    if (obj->u.a.ndim != -1) return fail(r, ST_EFORMAT, "array is already built");
+    if (obj->u.a->ndim != -1) return fail(r, ST_EFORMAT, "array is already built");
     if (state->type != PKL_TUPLE || (state->u.seq.n != 5 && state->u.seq.n != 4))
       return fail(r, ST_EFORMAT, "array state must be (version, shape, dtype, fortran, data)");
     pkl_value **sv = state->u.seq.items + (state->u.seq.n == 5);
     if (sv[1]->type != PKL_DTYPE)
       return fail(r, ST_EFORMAT, "array dtype must be a numpy.dtype, got %s", pkl_type_name(sv[1]));
-    obj->u.a.dt = sv[1]->u.dt;
+    obj->u.a->dt = sv[1]->u.dt;
     int64_t f;
     if (get_int(sv[2], &f)) return fail(r, ST_EFORMAT, "array fortran flag must be a bool");
-    obj->u.a.fortran = f != 0;
-    if (set_shape(r, obj, sv[0], (size_t)obj->u.a.dt.itemsize)) {
-      obj->u.a.ndim = -1;
+    obj->u.a->fortran = f != 0;
+    if (set_shape(r, obj, sv[0], (size_t)obj->u.a->dt.itemsize)) {
+      obj->u.a->ndim = -1;
       return -1;
     }
     if (attach_data(r, obj, sv[3])) return -1;
@@ -988,7 +1037,7 @@ size_t pkl_bytes_copy(const pkl_value *v, uint8_t *out, size_t cap) {
   return v->u.s.len;
 }
 
-void pkl_array_copy(const pkl_value *a, uint8_t *dst) {
-  if (a->u.a.enc == PKL_LATIN1) pkl_latin1_narrow(a->u.a.data, a->u.a.src_len, dst, a->u.a.len);
-  else memcpy(dst, a->u.a.data, a->u.a.len);
+void pkl_array_copy(const pkl_array *a, uint8_t *dst) {
+  if (a->enc == PKL_LATIN1) pkl_latin1_narrow(a->data, a->src_len, dst, a->len);
+  else memcpy(dst, a->data, a->len);
 }

@@ -50,6 +50,19 @@ typedef struct pkl_dtype {
   int itemsize;   /* bytes */
 } pkl_dtype;
 
+/* A numpy array: kept out of the value, so that the values a batch file
+ * is made of (10,000 labels, 10,000 file names) stay small. */
+typedef struct pkl_array {
+  pkl_dtype dt;
+  int ndim;         /* -1: _reconstruct placeholder not yet BUILT */
+  size_t shape[8];
+  int fortran;
+  const uint8_t *data;
+  size_t len;       /* bytes */
+  size_t src_len;   /* PKL_LATIN1: bytes of UTF-8 at data */
+  int enc;
+} pkl_array;
+
 struct pkl_value {
   pkl_type type;
   union {
@@ -68,16 +81,7 @@ struct pkl_value {
       pkl_value **items;
       size_t n, cap;
     } seq;
-    struct {            /* PKL_NDARRAY */
-      pkl_dtype dt;
-      int ndim;         /* -1: _reconstruct placeholder not yet BUILT */
-      size_t shape[8];
-      int fortran;
-      const uint8_t *data;
-      size_t len;       /* bytes */
-      size_t src_len;   /* PKL_LATIN1: bytes of UTF-8 at data */
-      int enc;
-    } a;
+    pkl_array *a;       /* PKL_NDARRAY (in the doc's arena) */
     pkl_dtype dt;        /* PKL_DTYPE */
     int g;              /* PKL_GLOBAL: enum pkl_global (pickle.c) */
   } u;
@@ -105,8 +109,8 @@ const char *pkl_type_name(const pkl_value *v);
 /* The bytes of a PKL_BYTES/PKL_STR value written to out (cap >= v->u.s.len
  * bytes); for PKL_STR the UTF-8 bytes. Returns bytes written. */
 size_t pkl_bytes_copy(const pkl_value *v, uint8_t *out, size_t cap);
-/* Copy an array's data into dst (a->u.a.len bytes), narrowing a PKL_LATIN1
+/* Copy an array's data into dst (a->len bytes), narrowing a PKL_LATIN1
  * block on the way. */
-void pkl_array_copy(const pkl_value *a, uint8_t *dst);
+void pkl_array_copy(const pkl_array *a, uint8_t *dst);
 
 #endif

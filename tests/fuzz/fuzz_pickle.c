@@ -23,8 +23,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   ld_batch b;
   st_error_clear(&err);
   if (ld_batch_check(pkl_root(d), "fuzz", 0, &b, &err) == 0) {
-    uint8_t *px = malloc(b.data->u.a.len ? b.data->u.a.len : 1);
-    if (px) pkl_array_copy(b.data, px);
+    uint8_t *px = malloc(b.data.len ? b.data.len : 1);
+    if (px) pkl_array_copy(&b.data, px);
     free(px);
     free(b.labels);
   }
