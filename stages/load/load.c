@@ -52,9 +52,9 @@ const st_option ld_load_opts[] = {
 /* ------------------------------------------------------------------ */
 static void shape_str(const pkl_value *a, char *buf, size_t cap) {
   size_t o = (size_t)snprintf(buf, cap, "(");
-  for (int i = 0; i < a->u.a.ndim && o < cap; i++)
-    o += (size_t)snprintf(buf + o, cap - o, "%s%zu", i ? ", " : "", a->u.a.shape[i]);
-  if (o < cap) snprintf(buf + o, cap - o, a->u.a.ndim == 1 ? ",)" : ")");
+  for (int i = 0; i < a->u.a->ndim && o < cap; i++)
+    o += (size_t)snprintf(buf + o, cap - o, "%s%zu", i ? ", " : "", a->u.a->shape[i]);
+  if (o < cap) snprintf(buf + o, cap - o, a->u.a->ndim == 1 ? ",)" : ")");
 }
 
 static int label_value(const pkl_value *v, int64_t *out) {
@@ -88,22 +88,22 @@ static int labels_from_list(const pkl_value *labels, size_t n, int64_t maxv, int
  * item size and byte order). */
 static int labels_from_array(const pkl_value *labels, size_t n, int64_t maxv, const char *where,
                              uint8_t *out, st_error *err) {
-  if (labels->u.a.shape[0] != n)
+  if (labels->u.a->shape[0] != n)
     return st_error_set(err, ST_EFORMAT, where, (long long)labels->offset,
-                        "%zu labels for %zu images", labels->u.a.shape[0], n);
-  int isz = labels->u.a.dt.itemsize;
-  uint8_t *tmp = malloc(labels->u.a.len ? labels->u.a.len : 1);
+                        "%zu labels for %zu images", labels->u.a->shape[0], n);
+  int isz = labels->u.a->dt.itemsize;
+  uint8_t *tmp = malloc(labels->u.a->len ? labels->u.a->len : 1);
   if (!tmp) return st_error_set(err, ST_ENOMEM, where, -1, "out of memory");
-  pkl_array_copy(labels, tmp);
+  pkl_array_copy(labels->u.a, tmp);
   int rc = 0;
   for (size_t i = 0; i < n; i++) {
     uint64_t u = 0;
     for (int k = 0; k < isz; k++) {
-      int src = labels->u.a.dt.order == '>' ? k : isz - 1 - k;
+      int src = labels->u.a->dt.order == '>' ? k : isz - 1 - k;
       u = u << 8 | tmp[i * (size_t)isz + (size_t)src];
     }
     int64_t v = (int64_t)u;
-    if (labels->u.a.dt.kind == 'i' && isz < 8 && (u >> (isz * 8 - 1)) & 1) v = -1;
+    if (labels->u.a->dt.kind == 'i' && isz < 8 && (u >> (isz * 8 - 1)) & 1) v = -1;
     if (v < 0 || v > maxv) {
       rc = st_error_set(err, ST_EFORMAT, where, (long long)labels->offset,
                         "labels[%zu] is outside 0..%lld", i, (long long)maxv);
@@ -122,19 +122,19 @@ static int check_data(const pkl_value *data, const char *where, st_error *err) {
     return st_error_set(err, ST_EFORMAT, where, (long long)data->offset,
                         "key 'data' holds a %s, expected a uint8 array of N x 3072",
                         pkl_type_name(data));
-  if (data->u.a.ndim < 0)
+  if (data->u.a->ndim < 0)
     return st_error_set(err, ST_EFORMAT, where, (long long)data->offset,
                         "key 'data': the array was never given its contents (no BUILD)");
   char shp[128];
   shape_str(data, shp, sizeof shp);
-  if (data->u.a.dt.kind != 'u' || data->u.a.dt.itemsize != 1)
+  if (data->u.a->dt.kind != 'u' || data->u.a->dt.itemsize != 1)
     return st_error_set(err, ST_EFORMAT, where, (long long)data->offset,
-                        "key 'data' has dtype %c%c%d, expected uint8 (|u1)", data->u.a.dt.order,
-                        data->u.a.dt.kind, data->u.a.dt.itemsize);
-  if (data->u.a.ndim != 2 || data->u.a.shape[1] != SS_IMAGE_BYTES)
+                        "key 'data' has dtype %c%c%d, expected uint8 (|u1)", data->u.a->dt.order,
+                        data->u.a->dt.kind, data->u.a->dt.itemsize);
+  if (data->u.a->ndim != 2 || data->u.a->shape[1] != SS_IMAGE_BYTES)
     return st_error_set(err, ST_EFORMAT, where, (long long)data->offset,
                         "key 'data' has shape %s, expected (N, 3072)", shp);
-  if (data->u.a.fortran && data->u.a.shape[0] > 1)
+  if (data->u.a->fortran && data->u.a->shape[0] > 1)
     return st_error_set(err, ST_EFORMAT, where, (long long)data->offset,
                         "key 'data' is in Fortran order; expected C order (one image per row)");
   return 0;
@@ -149,7 +149,7 @@ int ld_batch_check(const pkl_value *root, const char *where, int n_classes, ld_b
   const pkl_value *data = pkl_dict_get(root, "data");
   int rc = check_data(data, where, err);
   if (rc) return rc;
-  size_t n = data->u.a.shape[0];
+  size_t n = data->u.a->shape[0];
   const pkl_value *labels = pkl_dict_get(root, "labels");
   if (!labels) return st_error_set(err, ST_EFORMAT, where, -1, "key 'labels' is missing");
   uint8_t *out = malloc(n ? n : 1);
@@ -157,8 +157,8 @@ int ld_batch_check(const pkl_value *root, const char *where, int n_classes, ld_b
   int64_t maxv = n_classes > 0 ? n_classes - 1 : 255;
   if (labels->type == PKL_LIST || labels->type == PKL_TUPLE)
     rc = labels_from_list(labels, n, maxv, n_classes, where, out, err);
-  else if (labels->type == PKL_NDARRAY && labels->u.a.ndim == 1 &&
-           (labels->u.a.dt.kind == 'u' || labels->u.a.dt.kind == 'i'))
+  else if (labels->type == PKL_NDARRAY && labels->u.a->ndim == 1 &&
+           (labels->u.a->dt.kind == 'u' || labels->u.a->dt.kind == 'i'))
     rc = labels_from_array(labels, n, maxv, where, out, err);
   else
     rc = st_error_set(err, ST_EFORMAT, where, (long long)labels->offset,
@@ -167,7 +167,7 @@ int ld_batch_check(const pkl_value *root, const char *where, int n_classes, ld_b
     free(out);
     return rc;
   }
-  b->data = data;
+  b->data = *data->u.a;
   b->n = n;
   b->labels = out;
   return 0;
@@ -206,7 +206,8 @@ void ld_files_free(lfile *f, size_t n) {
   free(f);
 }
 
-static int map_file(const char *path, uint8_t **map, size_t *size, pc_stats *cache, st_error *err) {
+static int map_file(const char *path, uint8_t **map, size_t *size, pc_stats *cache, int warm,
+                    st_error *err) {
   struct stat st;
   int fd = fio_open(path, O_RDONLY, FIO_FILE, NULL, &st, err); /* a FIFO: refused, never waited on */
   if (fd < 0) return fd;
@@ -225,8 +226,9 @@ static int map_file(const char *path, uint8_t **map, size_t *size, pc_stats *cac
   int e = errno;
   close(fd);
   if (m == MAP_FAILED) return st_error_errno(err, e, path, "cannot map");
-  /* a file that is not cached is read ahead while it is parsed and copied */
-  madvise(m, (size_t)st.st_size, MADV_WILLNEED);
+  /* a file that is not cached is read ahead while it is parsed and copied
+   * (asking for a cached file's pages walks them all: 0.3 ms a batch file) */
+  if (!warm) madvise(m, (size_t)st.st_size, MADV_WILLNEED);
   *map = m;
   *size = (size_t)st.st_size;
   return 0;
@@ -290,7 +292,7 @@ int ld_read_meta(const char *root, char ***names, int *n, st_error *err) {
   snprintf(path, sizeof path, "%s/batches.meta", root);
   uint8_t *map;
   size_t size;
-  int rc = map_file(path, &map, &size, NULL, err);
+  int rc = map_file(path, &map, &size, NULL, 0, err);
   if (rc) return rc;
   pkl_doc *doc = pkl_parse(map, size, path, err);
   if (!doc) rc = err && err->code ? err->code : ST_EFORMAT;
@@ -306,22 +308,23 @@ int ld_read_meta(const char *root, char ***names, int *n, st_error *err) {
 #define COPY_CHUNK (8u << 20)
 
 int ld_file_open(lfile *f, int n_classes, pc_stats *cache, st_error *err) {
-  int rc = map_file(f->path, &f->map, &f->size, cache, err);
+  int rc = map_file(f->path, &f->map, &f->size, cache, f->warm, err);
   if (rc) return rc;
   /* a file cut short meanwhile reads as zeros past its new end (a
    * format error, or garbage) and is reported as what it is */
   mapguard g;
   if (mapguard_begin(&g, f->map, f->size))
     return st_error_set(err, ST_EINTERNAL, f->path, -1, "cannot guard the mapping (sigaction failed)");
-  f->doc = pkl_parse(f->map, f->size, f->path, err);
-  if (f->doc) rc = ld_batch_check(pkl_root(f->doc), f->path, n_classes, &f->b, err);
+  pkl_doc *doc = pkl_parse(f->map, f->size, f->path, err);
+  if (doc) rc = ld_batch_check(pkl_root(doc), f->path, n_classes, &f->b, err);
+  pkl_free(doc); /* f->b holds what the copy needs; the arena goes back to the pool warm */
   size_t lost;
   if (mapguard_end(&g, &lost)) {
     st_error_clear(err);
     return st_error_set(err, ST_EIO, f->path, (long long)lost,
                         "the file shrank while it was being read (expected %zu bytes)", f->size);
   }
-  if (!f->doc) return err->code ? err->code : ST_EFORMAT;
+  if (!doc) return err->code ? err->code : ST_EFORMAT;
   return rc;
 }
 
@@ -330,27 +333,29 @@ int ld_file_open_mem(lfile *f, const uint8_t *buf, size_t len, int n_classes, st
   f->size = len;
   f->mem = 1;
   if (len == 0) return st_error_set(err, ST_EFORMAT, f->path, 0, "empty object; expected a pickle");
-  f->doc = pkl_parse(buf, len, f->path, err);
-  if (!f->doc) return err->code ? err->code : ST_EFORMAT;
-  return ld_batch_check(pkl_root(f->doc), f->path, n_classes, &f->b, err);
+  pkl_doc *doc = pkl_parse(buf, len, f->path, err);
+  if (!doc) return err->code ? err->code : ST_EFORMAT;
+  int rc = ld_batch_check(pkl_root(doc), f->path, n_classes, &f->b, err);
+  pkl_free(doc);
+  return rc;
 }
 
 /* Copies f's pixel block to dst in COPY_CHUNK pieces (stopping early once
  * *cancel is set), adding to *bytes as it goes; marks f->lost when the
  * file was cut short meanwhile. */
 static void copy_pixels(lfile *f, uint8_t *dst, atomic_int *cancel, atomic_ullong *bytes) {
-  const pkl_value *a = f->b.data;
+  const pkl_array *a = &f->b.data;
   mapguard g;
   int guarded = mapguard_begin(&g, f->map, f->size) == 0;
-  if (a->u.a.enc == PKL_RAW) {
-    for (size_t o = 0; o < a->u.a.len && !atomic_load(cancel); o += COPY_CHUNK) {
-      size_t k = a->u.a.len - o < COPY_CHUNK ? a->u.a.len - o : COPY_CHUNK;
-      memcpy(dst + o, a->u.a.data + o, k);
+  if (a->enc == PKL_RAW) {
+    for (size_t o = 0; o < a->len && !atomic_load(cancel); o += COPY_CHUNK) {
+      size_t k = a->len - o < COPY_CHUNK ? a->len - o : COPY_CHUNK;
+      memcpy(dst + o, a->data + o, k);
       atomic_fetch_add(bytes, k);
     }
   } else if (!atomic_load(cancel)) {
     pkl_array_copy(a, dst);
-    atomic_fetch_add(bytes, a->u.a.len);
+    atomic_fetch_add(bytes, a->len);
   }
   if (guarded && mapguard_end(&g, &f->lost_off)) f->lost = 1;
 }
@@ -457,11 +462,10 @@ typedef struct ld_split {
   size_t total;          /* images */
   size_t bytes;          /* pixel bytes */
   size_t reserve;        /* bytes of the pixels' mapping: the files' sizes bound their pixels */
-  double t0;
+  double copy_s;         /* from its first file's parse to its last copy */
   st_progress p;
   int pstarted;
   ld_hash h;             /* kind NONE without a fingerprint */
-  pc_stats *cache;
 } ld_split;
 
 /* An anonymous mapping for the pixels (huge pages advised), as large as
@@ -503,36 +507,51 @@ static int split_begin(ld_split *s, int hash_kind) {
 /* Load threads: parse, copy, and the fingerprint in the same pass     */
 /* ------------------------------------------------------------------ */
 /* The load threads (one per core, at most PK_LIMIT_LOAD_THREADS) parse the
- * files, taken in order, and copy the pixels of those parsed. A file whose
- * predecessors are all parsed is published: it gets its first image, and
- * its pixels become chunks (a raw pixel block in HASH_CHUNK pieces; a
- * latin-1 one, which is narrowed in one go, as one piece) numbered in file
- * order. A thread takes the next chunk when there is one (a copy unblocks
- * the fingerprint), else the next file to parse. After copying a chunk it
- * waits for its turn and feeds the chunk it has just written, still in the
- * processor's cache, to the fingerprint: the chunks are hashed in order
- * while the next ones are copied and parsed on the other threads. 4 MiB
- * chunks: smaller ones (128 KiB to 1 MiB, tried on the 2-core development
- * VM) cost more in hand-offs between the threads than they saved in cache
- * misses. A file that fails to parse stops the run once every file before
- * it is parsed, and the first failing file in order is the error. */
+ * files of every split asked for, taken in order (the train split's, then
+ * the test split's), and copy the pixels of those parsed: one run for both
+ * splits, so no thread waits at the end of the first split while the
+ * second one's file is parsed. A file whose predecessors are all parsed is
+ * published: it gets its first image in its split, and its pixels become
+ * chunks (a raw pixel block in HASH_CHUNK pieces; a latin-1 one, which is
+ * narrowed in one go, as one piece) numbered in file order. A thread takes
+ * the next chunk when there is one (a copy unblocks the fingerprint), else
+ * the next file to parse. After copying a chunk it waits for its turn and
+ * feeds the chunk it has just written, still in the processor's cache, to
+ * its split's fingerprint: the chunks are hashed in order while the next
+ * ones are copied and parsed on the other threads. 4 MiB chunks: smaller
+ * ones (128 KiB to 1 MiB, tried on the 2-core development VM) cost more in
+ * hand-offs between the threads than they saved in cache misses. A file
+ * that fails to parse stops the run once every file before it is parsed,
+ * and the first failing file in order is the error. */
 #define HASH_CHUNK (4u << 20)
+#define LD_PARTS 2 /* train, test */
 
-typedef struct copyjob {
-  lfile *f;
-  size_t nf;
-  int n_classes;
-  uint8_t *dst;
+/* One split's share of the run. */
+typedef struct copypart {
+  uint8_t *dst;          /* its pixels' mapping */
   size_t reserve;        /* bytes at dst */
   ld_hash *h;            /* kind NONE: no fingerprint */
+  size_t end;            /* its files are those before this index (and after the previous part's) */
+  size_t total;          /* images of its files published */
+  size_t nchunks, done;  /* its chunks published, and copied (and hashed) */
+  double t_first, t_done; /* its first parse began, its last chunk was done */
+  atomic_ullong bytes;
+} copypart;
+
+typedef struct copyjob {
+  lfile **f;             /* every file, in order */
+  size_t nf;
+  copypart part[LD_PARTS];
+  int nparts;
+  int n_classes;
   size_t *first_chunk;   /* per published file */
+  size_t *left;          /* per published file: its chunks not yet copied */
   unsigned char *parsed; /* per file: 0 not yet, 1 parsed, 2 failed */
   pthread_mutex_t mu;
   pthread_cond_t cv;     /* something published, parsed, hashed, or cancel */
   size_t next_parse;     /* the next file to parse (under mu, as all below) */
   size_t parsing;        /* files being parsed */
   size_t nfiles;         /* files published */
-  size_t total;          /* their images */
   size_t nchunks;        /* chunks published */
   size_t next;           /* the next chunk to take */
   size_t hashed;         /* chunks done (fed to the fingerprint in order, with one) */
@@ -540,13 +559,18 @@ typedef struct copyjob {
   size_t fail_i;
   st_error ferr;
   atomic_int cancel;
-  atomic_ullong bytes;
 } copyjob;
 
+static copypart *part_of(copyjob *j, size_t i) {
+  int p = 0;
+  while (p + 1 < j->nparts && i >= j->part[p].end) p++;
+  return &j->part[p];
+}
+
 static size_t chunks_of(const lfile *f) {
-  const pkl_value *a = f->b.data;
-  if (a->u.a.enc != PKL_RAW || a->u.a.len == 0) return 1;
-  return (a->u.a.len + HASH_CHUNK - 1) / HASH_CHUNK;
+  const pkl_array *a = &f->b.data;
+  if (a->enc != PKL_RAW || a->len == 0) return 1;
+  return (a->len + HASH_CHUNK - 1) / HASH_CHUNK;
 }
 
 /* The file chunk c belongs to, among the first nf files (binary search). */
@@ -563,20 +587,21 @@ static size_t file_of_chunk(const copyjob *j, size_t nf, size_t c) {
 /* Copies chunk c of file i into place under a guard of the file's mapping;
  * its place and length into *at, *len. */
 static void copy_chunk(copyjob *j, size_t i, size_t c, uint8_t **at, size_t *len) {
-  lfile *f = &j->f[i];
-  const pkl_value *a = f->b.data;
-  uint8_t *dst = j->dst + f->first * SS_IMAGE_BYTES;
-  size_t off = 0, n = a->u.a.len;
-  if (a->u.a.enc == PKL_RAW) {
+  lfile *f = j->f[i];
+  copypart *pt = part_of(j, i);
+  const pkl_array *a = &f->b.data;
+  uint8_t *dst = pt->dst + f->first * SS_IMAGE_BYTES;
+  size_t off = 0, n = a->len;
+  if (a->enc == PKL_RAW) {
     off = (c - j->first_chunk[i]) * (size_t)HASH_CHUNK;
-    n = a->u.a.len - off < HASH_CHUNK ? a->u.a.len - off : HASH_CHUNK;
+    n = a->len - off < HASH_CHUNK ? a->len - off : HASH_CHUNK;
   }
   *at = dst + off;
   *len = n;
   if (atomic_load(&j->cancel)) return;
   mapguard g;
   int guarded = mapguard_begin(&g, f->map, f->size) == 0;
-  if (a->u.a.enc == PKL_RAW) memcpy(dst + off, a->u.a.data + off, n);
+  if (a->enc == PKL_RAW) memcpy(dst + off, a->data + off, n);
   else pkl_array_copy(a, dst);
   size_t lost_off;
   if (guarded && mapguard_end(&g, &lost_off)) {
@@ -585,7 +610,7 @@ static void copy_chunk(copyjob *j, size_t i, size_t c, uint8_t **at, size_t *len
     f->lost = 1;
     pthread_mutex_unlock(&j->mu);
   }
-  atomic_fetch_add(&j->bytes, n);
+  atomic_fetch_add(&pt->bytes, n);
 }
 
 /* Under mu: a failure of file i (rc, e) is kept when it is the first in
@@ -603,51 +628,67 @@ static void job_fail(copyjob *j, size_t i, int rc, const st_error *e) {
 static void job_publish(copyjob *j) {
   while (!j->frc && j->nfiles < j->nf && j->parsed[j->nfiles] == 1) {
     size_t i = j->nfiles;
-    lfile *f = &j->f[i];
+    lfile *f = j->f[i];
+    copypart *pt = part_of(j, i);
     st_error e;
     st_error_clear(&e);
-    if (f->b.n > SIZE_MAX / SS_IMAGE_BYTES - j->total ||
-        (j->total + f->b.n) * SS_IMAGE_BYTES > j->reserve) {
+    if (f->b.n > SIZE_MAX / SS_IMAGE_BYTES - pt->total ||
+        (pt->total + f->b.n) * SS_IMAGE_BYTES > pt->reserve) {
       st_error_set(&e, ST_EIO, f->path, -1,
                    "the file grew while it was being read (its pixels do not fit the %zu bytes "
-                   "the files held when %%load began)", j->reserve);
+                   "the files held when %%load began)", pt->reserve);
       job_fail(j, i, ST_EIO, &e);
       break;
     }
-    f->first = j->total;
-    j->total += f->b.n;
+    f->first = pt->total;
+    pt->total += f->b.n;
     j->first_chunk[i] = j->nchunks;
+    j->left[i] = chunks_of(f);
     j->nchunks += chunks_of(f);
+    pt->nchunks += chunks_of(f);
     j->nfiles = i + 1;
   }
 }
 
 /* Copies chunk c (taken under mu, which is held on entry and exit), then
- * in its turn feeds it to the fingerprint. */
+ * in its turn feeds it to its split's fingerprint. */
 static void job_copy(copyjob *j, size_t c) {
   size_t i = file_of_chunk(j, j->nfiles, c), len;
+  copypart *pt = part_of(j, i);
   pthread_mutex_unlock(&j->mu);
   uint8_t *at;
   copy_chunk(j, i, c, &at, &len);
   pthread_mutex_lock(&j->mu);
-  if (j->h->kind != LD_HASH_NONE) {
+  if (--j->left[i] == 0) {
+    /* the file's pixels are all in place: its mapping goes now, on this
+     * thread, while the others copy (the fingerprint reads the copy) */
+    lfile *f = j->f[i];
+    pthread_mutex_unlock(&j->mu);
+    if (f->map && !f->mem) munmap(f->map, f->size);
+    f->map = NULL;
+    pthread_mutex_lock(&j->mu);
+  }
+  if (pt->h->kind != LD_HASH_NONE) {
     while (j->hashed != c && !atomic_load(&j->cancel)) pthread_cond_wait(&j->cv, &j->mu);
     pthread_mutex_unlock(&j->mu);
-    /* its turn: only this thread touches the fingerprint until hashed moves */
-    if (!atomic_load(&j->cancel)) hash_update(j->h, at, len);
+    /* its turn: only this thread touches the fingerprints until hashed moves */
+    if (!atomic_load(&j->cancel)) hash_update(pt->h, at, len);
     pthread_mutex_lock(&j->mu);
   }
   j->hashed++;
+  if (++pt->done == pt->nchunks && j->nfiles >= pt->end) pt->t_done = st_now();
 }
 
 /* Parses file i (taken under mu, held on entry and exit) and publishes
  * what can be published. */
 static void job_parse(copyjob *j, size_t i) {
+  copypart *pt = part_of(j, i);
+  if (!pt->t_first) pt->t_first = st_now();
   j->parsing++;
   pthread_mutex_unlock(&j->mu);
   st_error e;
   st_error_clear(&e);
-  int rc = ld_file_open(&j->f[i], j->n_classes, NULL, &e);
+  int rc = ld_file_open(j->f[i], j->n_classes, NULL, &e);
   pthread_mutex_lock(&j->mu);
   j->parsing--;
   j->parsed[i] = rc ? 2 : 1;
@@ -688,11 +729,13 @@ static int job_over(const copyjob *j) {
   return j->nfiles == j->nf && j->hashed == j->nchunks;
 }
 
-/* Waits until the load threads are done, reporting progress every 50 ms
- * and passing an interrupt on to them. 0, the first file's failure in
- * file order, ST_ECANCELED, or ST_EIO for the first file that shrank
- * while it was copied. */
-static int split_wait(ld_split *s, copyjob *j) {
+/* Waits until the load threads are done, reporting each split's progress
+ * every 50 ms and passing an interrupt on to them. 0, the first file's
+ * failure in file order, ST_ECANCELED, or ST_EIO for the first file that
+ * shrank while it was copied. */
+static int splits_wait(ld_split **s, copyjob *j) {
+  st_ctx *c = s[0]->c;
+  st_error *err = s[0]->err;
   pthread_mutex_lock(&j->mu);
   while (!job_over(j) && !atomic_load(&j->cancel)) {
     struct timespec ts;
@@ -704,68 +747,84 @@ static int split_wait(ld_split *s, copyjob *j) {
     }
     pthread_cond_timedwait(&j->cv, &j->mu, &ts);
     pthread_mutex_unlock(&j->mu);
-    st_progress_update(&s->p, atomic_load(&j->bytes));
-    if (st_cancelled(s->c)) copy_cancel(j);
+    for (int p = 0; p < j->nparts; p++) st_progress_update(&s[p]->p, atomic_load(&j->part[p].bytes));
+    if (st_cancelled(c)) copy_cancel(j);
     pthread_mutex_lock(&j->mu);
   }
   int frc = j->frc;
   pthread_mutex_unlock(&j->mu);
-  if (atomic_load(&j->cancel) || st_cancelled(s->c))
-    return st_error_set(s->err, ST_ECANCELED, s->which, -1, "interrupted");
+  if (atomic_load(&j->cancel) || st_cancelled(c))
+    return st_error_set(err, ST_ECANCELED, s[0]->which, -1, "interrupted");
   if (frc) {
-    if (!s->err->code) *s->err = j->ferr;
+    if (!err->code) *err = j->ferr;
     return frc;
   }
-  for (size_t i = 0; i < s->nf; i++) {
-    lfile *f = &s->f[i];
+  for (size_t i = 0; i < j->nf; i++) {
+    lfile *f = j->f[i];
     if (f->lost)
-      return st_error_set(s->err, ST_EIO, f->path, (long long)f->lost_off,
+      return st_error_set(err, ST_EIO, f->path, (long long)f->lost_off,
                           "the file shrank while it was being read (expected %zu bytes)", f->size);
   }
   return 0;
 }
 
-/* Every file parsed, and its pixels copied into place and fed to the
- * fingerprint in file order, by the load threads (here, when none can
- * start). */
-static int split_copy(ld_split *s) {
+/* Every file of the n splits parsed, and its pixels copied into place and
+ * fed to its split's fingerprint in file order, by the load threads (here,
+ * when none can start). */
+static int splits_copy(ld_split **s, int n) {
   copyjob j;
   memset(&j, 0, sizeof j);
-  j.f = s->f;
-  j.nf = s->nf;
-  j.n_classes = s->n_classes;
-  j.dst = s->sp->pixels;
-  j.reserve = s->reserve;
-  j.h = &s->h;
-  atomic_init(&j.cancel, 0);
-  atomic_init(&j.bytes, 0);
-  j.first_chunk = malloc((s->nf + 1) * sizeof *j.first_chunk);
-  j.parsed = calloc(s->nf + 1, 1);
-  if (!j.first_chunk || !j.parsed) {
+  size_t nf = 0;
+  for (int p = 0; p < n; p++) nf += s[p]->nf;
+  j.f = malloc((nf + 1) * sizeof *j.f);
+  j.first_chunk = malloc((nf + 1) * sizeof *j.first_chunk);
+  j.left = malloc((nf + 1) * sizeof *j.left);
+  j.parsed = calloc(nf + 1, 1);
+  if (!j.f || !j.first_chunk || !j.left || !j.parsed) {
+    free(j.f);
     free(j.first_chunk);
+    free(j.left);
     free(j.parsed);
-    return st_error_set(s->err, ST_ENOMEM, s->which, -1, "out of memory");
+    return st_error_set(s[0]->err, ST_ENOMEM, s[0]->which, -1, "out of memory");
   }
+  for (int p = 0; p < n; p++) {
+    copypart *pt = &j.part[p];
+    for (size_t i = 0; i < s[p]->nf; i++) j.f[j.nf++] = &s[p]->f[i];
+    pt->dst = s[p]->sp->pixels;
+    pt->reserve = s[p]->reserve;
+    pt->h = &s[p]->h;
+    pt->end = j.nf;
+    atomic_init(&pt->bytes, 0);
+  }
+  j.nparts = n;
+  j.n_classes = s[0]->n_classes;
+  atomic_init(&j.cancel, 0);
   pthread_mutex_init(&j.mu, NULL);
   pthread_cond_init(&j.cv, NULL);
   long nt = ncpu();
   if (nt > PK_LIMIT_LOAD_THREADS) nt = PK_LIMIT_LOAD_THREADS;
   pthread_t th[PK_LIMIT_LOAD_THREADS];
   long started = 0;
-  for (; s->nf && started < nt; started++)
+  for (; j.nf && started < nt; started++)
     if (pthread_create(&th[started], NULL, copy_worker, &j) != 0) break;
   if (started == 0) copy_worker(&j); /* no thread: all of it here */
-  int rc = split_wait(s, &j);
+  int rc = splits_wait(s, &j);
   if (rc) copy_cancel(&j);
   for (long t = 0; t < started; t++) pthread_join(th[t], NULL);
   pthread_mutex_destroy(&j.mu);
   pthread_cond_destroy(&j.cv);
+  free(j.f);
   free(j.first_chunk);
+  free(j.left);
   free(j.parsed);
-  s->total = j.total;
-  s->bytes = s->total * SS_IMAGE_BYTES;
-  st_progress_set_total(&s->p, s->bytes);
-  st_progress_update(&s->p, atomic_load(&j.bytes));
+  for (int p = 0; p < n; p++) {
+    copypart *pt = &j.part[p];
+    s[p]->total = pt->total;
+    s[p]->bytes = s[p]->total * SS_IMAGE_BYTES;
+    s[p]->copy_s = pt->t_done > pt->t_first ? pt->t_done - pt->t_first : 0;
+    st_progress_set_total(&s[p]->p, s[p]->bytes);
+    st_progress_update(&s[p]->p, atomic_load(&pt->bytes));
+  }
   return rc;
 }
 
@@ -798,27 +857,36 @@ static int split_end(ld_split *s, int rc) {
   return rc;
 }
 
-/* Load one split from its files into sp. */
-static int load_split(st_ctx *c, const char *which, lfile *f, size_t nf, int n_classes,
-                      int hash_kind, pc_stats *cache, ss_split *sp, double *secs, st_error *err) {
-  ld_split s;
-  memset(&s, 0, sizeof s);
-  s.t0 = st_now();
-  s.c = c;
-  s.err = err;
-  s.which = which;
-  s.f = f;
-  s.nf = nf;
-  s.n_classes = n_classes;
-  s.sp = sp;
-  s.cache = cache;
-  int rc = split_reserve(&s);
-  if (!rc) rc = split_begin(&s, hash_kind);
-  if (!rc) rc = split_copy(&s);
-  if (!rc) rc = split_labels(&s);
-  if (!rc) rc = split_digests(&s);
-  rc = split_end(&s, rc);
-  *secs = st_now() - s.t0;
+/* One split of files set up to be loaded into sp. */
+static void split_init(ld_split *s, st_ctx *c, const char *which, lfile *f, size_t nf,
+                       int n_classes, ss_split *sp, st_error *err) {
+  memset(s, 0, sizeof *s);
+  s->c = c;
+  s->err = err;
+  s->which = which;
+  s->f = f;
+  s->nf = nf;
+  s->n_classes = n_classes;
+  s->sp = sp;
+}
+
+/* Loads the n splits together into their ss_splits; secs[p] is split p's
+ * time, from its first file's parse to its fingerprint. */
+static int load_split_set(ld_split **s, int n, int hash_kind, double *secs) {
+  if (n <= 0) return 0;
+  int rc = 0;
+  for (int p = 0; p < n && !rc; p++) {
+    rc = split_reserve(s[p]);
+    if (!rc) rc = split_begin(s[p], hash_kind);
+  }
+  if (!rc) rc = splits_copy(s, n);
+  for (int p = 0; p < n; p++) {
+    double t = st_now();
+    if (!rc) rc = split_labels(s[p]);
+    if (!rc) rc = split_digests(s[p]);
+    secs[p] = s[p]->copy_s + (st_now() - t);
+  }
+  for (int p = 0; p < n; p++) rc = split_end(s[p], rc);
   return rc;
 }
 /* ------------------------------------------------------------------ */
@@ -931,19 +999,34 @@ static int load_prepare(load_job *j) {
   for (size_t i = 0; i < j->ntrain; i++) pc_prepare_path(&j->cache, j->train[i].path);
   for (size_t i = 0; i < j->ntest; i++) pc_prepare_path(&j->cache, j->test[i].path);
   pc_report(j->c, "load", &j->cache);
+  /* every byte found in the page cache: no read-ahead to ask for */
+  int warm = !j->o->cold && atomic_load(&j->cache.unmeasured) == 0 &&
+             atomic_load(&j->cache.resident_read) == atomic_load(&j->cache.bytes);
+  for (size_t i = 0; i < j->ntrain; i++) j->train[i].warm = warm;
+  for (size_t i = 0; i < j->ntest; i++) j->test[i].warm = warm;
   j->t0 = st_now();
   return 0;
 }
 
-/* Loads the train split, then the test split (those that have files). */
+/* Loads the train split and the test split (those that have files) in one
+ * run of the load threads. */
 static int load_splits(load_job *j) {
-  int rc = 0, n_classes = j->d->n_classes, h = j->o->hash;
-  if (j->ntrain)
-    rc = load_split(j->c, "train", j->train, j->ntrain, n_classes, h, NULL, &j->d->train,
-                    &j->ttrain, j->err);
-  if (!rc && j->ntest)
-    rc = load_split(j->c, "test", j->test, j->ntest, n_classes, h, NULL, &j->d->test,
-                    &j->ttest, j->err);
+  ld_split sp[2], *s[2] = {NULL, NULL};
+  double secs[2] = {0, 0};
+  int n = 0, n_classes = j->d->n_classes;
+  if (j->ntrain) {
+    split_init(&sp[n], j->c, "train", j->train, j->ntrain, n_classes, &j->d->train, j->err);
+    s[n] = &sp[n];
+    n++;
+  }
+  if (j->ntest) {
+    split_init(&sp[n], j->c, "test", j->test, j->ntest, n_classes, &j->d->test, j->err);
+    s[n] = &sp[n];
+    n++;
+  }
+  int rc = load_split_set(s, n, j->o->hash, secs);
+  j->ttrain = j->ntrain ? secs[0] : 0;
+  j->ttest = j->ntest ? secs[n - 1] : 0;
   return rc;
 }
 

@@ -17,10 +17,11 @@ int ld_preview(st_ctx *c, const st_args *a, st_error *err);
 
 extern const st_option ld_load_opts[], ld_meta_opts[], ld_preview_opts[];
 
-/* One parsed batch file: `data` is the uint8 N x 3072 array (pointing into
- * the caller's buffer), labels a malloc'd copy of N label bytes. */
+/* One parsed batch file: `data` describes the uint8 N x 3072 array (a copy
+ * of the parse's, its bytes in the caller's buffer, so it outlives the
+ * doc), labels a malloc'd copy of N label bytes. */
 typedef struct ld_batch {
-  const pkl_value *data;
+  pkl_array data;
   size_t n;
   uint8_t *labels;
 } ld_batch;
@@ -35,12 +36,13 @@ typedef struct ld_file {
   unsigned long long num; /* N of data_batch_N */
   uint8_t *map;
   size_t size;
-  pkl_doc *doc;
+  pkl_doc *doc;           /* NULL once the file is checked (b holds what is needed) */
   ld_batch b;
   size_t first;           /* index of its first image in the split */
   int lost;               /* the file was cut short while a copy worker read it */
   size_t lost_off;        /* offset of its first lost byte */
   int mem;                /* map is the caller's memory (ld_file_open_mem), not a mapping */
+  int warm;               /* found whole in the page cache: ld_file_open asks for no read-ahead */
 } ld_file;
 
 /* Maps f->path (a regular, non-empty pickle under PK_LIMIT_PICKLE_FILE_BYTES;
