@@ -190,8 +190,6 @@ int ld_resolve_root(const char *dir, char *out, size_t cap, st_error *err) {
 typedef ld_file lfile;
 
 void ld_file_release(lfile *f) {
-  pkl_free(f->doc);
-  f->doc = NULL;
   if (f->map && !f->mem) munmap(f->map, f->size);
   f->map = NULL;
   free(f->b.labels);
