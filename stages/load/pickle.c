@@ -30,7 +30,7 @@ struct pkl_doc {
   pkl_value *root;
 };
 
-#define CHUNK_BYTES (64u << 10)
+#define CHUNK_BYTES (256u << 10)
 /* _codecs.encode results up to this size are narrowed at once; larger
  * ones (pixel blocks) stay lazy and are narrowed by pkl_array_copy. */
 #define LATIN1_EAGER_MAX (64u << 10)
@@ -40,7 +40,7 @@ struct pkl_doc {
  * and the first touch of fresh memory (the kernel zeroing its pages) was
  * three quarters of that parse's time; %load frees each file's doc once it
  * is checked, so the next file is parsed into memory already touched. */
-#define POOL_CHUNKS 64
+#define POOL_CHUNKS 16
 static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
 static chunk *pool;
 static size_t pool_n;
@@ -243,6 +243,43 @@ typedef struct rd {
   size_t op_off;
   int op;
 } rd;
+
+/* The value stack and the memo of finished parses are kept too (up to
+ * SCRATCH_KEEP pairs of at most SCRATCH_MAX bytes), for the same reason
+ * as the arena's chunks: a batch file's memo holds ten thousand entries. */
+#define SCRATCH_KEEP 4
+#define SCRATCH_MAX (1u << 20)
+static struct scratch {
+  pkl_value **stack, **memo;
+  size_t scap, memo_cap;
+} g_scratch[SCRATCH_KEEP];
+static int g_nscratch;
+
+static void scratch_take(rd *r) {
+  pthread_mutex_lock(&pool_mu);
+  if (g_nscratch) {
+    struct scratch *k = &g_scratch[--g_nscratch];
+    r->stack = k->stack;
+    r->scap = k->scap;
+    r->memo = k->memo;
+    r->memo_cap = k->memo_cap;
+  }
+  pthread_mutex_unlock(&pool_mu);
+  if (r->memo) memset(r->memo, 0, r->memo_cap * sizeof *r->memo); /* memo_get reads NULL as unset */
+}
+
+static void scratch_give(rd *r) {
+  if ((r->scap + r->memo_cap) * sizeof(pkl_value *) <= SCRATCH_MAX) {
+    pthread_mutex_lock(&pool_mu);
+    if (g_nscratch < SCRATCH_KEEP) {
+      g_scratch[g_nscratch++] = (struct scratch){r->stack, r->memo, r->scap, r->memo_cap};
+      r->stack = r->memo = NULL;
+    }
+    pthread_mutex_unlock(&pool_mu);
+  }
+  free(r->stack);
+  free(r->memo);
+}
 
 static int fail(rd *r, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail(rd *r, int code, const char *fmt, ...) {
@@ -1006,10 +1043,10 @@ pkl_doc *pkl_parse(const uint8_t *buf, size_t len, const char *where, st_error *
                  len, (unsigned long long)PK_LIMIT_PICKLE_FILE_BYTES);
     rc = -1;
   } else {
+    scratch_take(&r);
     rc = run(&r);
   }
-  free(r.stack);
-  free(r.memo);
+  scratch_give(&r);
   if (rc) {
     if (err && !err->code) st_error_set(err, ST_EINTERNAL, r.where, -1, "parse failed");
     pkl_free(r.d);
