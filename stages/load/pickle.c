@@ -40,10 +40,22 @@ struct pkl_doc {
  * and the first touch of fresh memory (the kernel zeroing its pages) was
  * three quarters of that parse's time; %load frees each file's doc once it
  * is checked, so the next file is parsed into memory already touched. */
+#if defined(__SANITIZE_ADDRESS__)
+#define PKL_NO_POOL 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define PKL_NO_POOL 1
+#endif
+#endif
+#ifdef PKL_NO_POOL /* AddressSanitizer sees a doc used after pkl_free only if its memory is freed */
+#define POOL_CHUNKS 0
+#else
 #define POOL_CHUNKS 16
+#endif
 static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
 static chunk *pool;
 static size_t pool_n;
+static const size_t pool_max = POOL_CHUNKS;
 
 static chunk *chunk_new(size_t cap) {
   chunk *c = NULL;
@@ -66,7 +78,7 @@ static chunk *chunk_new(size_t cap) {
 static void chunk_free(chunk *c) {
   if (c->cap == CHUNK_BYTES) {
     pthread_mutex_lock(&pool_mu);
-    int kept = pool_n < POOL_CHUNKS;
+    int kept = pool_n < pool_max;
     if (kept) {
       c->next = pool;
       pool = c;
@@ -247,12 +259,16 @@ typedef struct rd {
 /* The value stack and the memo of finished parses are kept too (up to
  * SCRATCH_KEEP pairs of at most SCRATCH_MAX bytes), for the same reason
  * as the arena's chunks: a batch file's memo holds ten thousand entries. */
+#ifdef PKL_NO_POOL
+#define SCRATCH_KEEP 0
+#else
 #define SCRATCH_KEEP 4
+#endif
 #define SCRATCH_MAX (1u << 20)
 static struct scratch {
   pkl_value **stack, **memo;
   size_t scap, memo_cap;
-} g_scratch[SCRATCH_KEEP];
+} g_scratch[SCRATCH_KEEP > 0 ? SCRATCH_KEEP : 1];
 static int g_nscratch;
 
 static void scratch_take(rd *r) {
