@@ -2,6 +2,7 @@
 #define TEST_LIST_LOAD(XX)                                                     \
   XX(pickle_invalid_cases, 30)                                                 \
   XX(pickle_formats_agree, 30)                                                 \
+  XX(load_file_outlives_other_parses, 30)                                      \
   XX(pickle_truncation_every_offset, 120)                                      \
   XX(pickle_limits, 60)                                                        \
   XX(pickle_scalars_and_keys, 10)                                              \

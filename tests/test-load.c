@@ -93,6 +93,59 @@ static const char *const valid_files[] = {"py2_batch", "p2_batch", "p3_batch", "
                                           "p5_batch", "p2_np2_batch", "p3_np2_batch",
                                           "p4_np2_batch", "p5_np2_batch"};
 
+/* ld_file_open frees a file's parse once it is checked, unless the pixels
+ * live in it (a small latin-1 block narrowed into the parse's memory): the
+ * pixels must survive other files parsed meanwhile, which take the freed
+ * memory from the reader's pool (under ASan the memory is really freed and
+ * a read of it is reported). */
+TEST_IMPL(load_file_outlives_other_parses) {
+  static const char *const files[] = {"p2_batch", "py2_batch", "p4_batch", "p2_np2_batch"};
+  uint8_t want[2 * 3072], got[2 * 3072];
+  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+    char path[256];
+    snprintf(path, sizeof path, CORPUS "/%s", files[i]);
+    size_t len;
+    uint8_t *buf = slurp(path, &len);
+    ASSERT(buf); /* the runner starts in the repository root */
+    st_error err;
+    st_error_clear(&err);
+    pkl_doc *d = pkl_parse(buf, len, path, &err);
+    ASSERT(d);
+    ld_batch b;
+    ASSERT_EQ(ld_batch_check(pkl_root(d), path, 10, &b, &err), 0);
+    ASSERT_EQ(b.data.len, sizeof want);
+    pkl_array_copy(&b.data, want);
+    free(b.labels);
+    pkl_free(d);
+
+    ld_file f;
+    memset(&f, 0, sizeof f);
+    f.path = path;
+    ASSERT_EQ(ld_file_open(&f, 10, NULL, &err), 0);
+    /* churn the pool: a list of 4000 ints (192 KB of values) written
+     * over whatever memory the pool hands out, several times */
+    uint8_t churn[6 + 2 * 4000 + 2];
+    size_t o = 0;
+    churn[o++] = 0x80, churn[o++] = 2, churn[o++] = ']', churn[o++] = 'q', churn[o++] = 0;
+    churn[o++] = '(';
+    for (int k = 0; k < 4000; k++) churn[o++] = 'K', churn[o++] = (uint8_t)(k * 7 + 1);
+    churn[o++] = 'e';
+    churn[o++] = '.';
+    for (int k = 0; k < 4; k++) {
+      pkl_doc *od = pkl_parse(churn, o, "churn", &err);
+      ASSERT(od);
+      ASSERT_EQ(pkl_len(pkl_root(od)), 4000);
+      pkl_free(od);
+    }
+    memset(got, 0, sizeof got);
+    ASSERT_EQ(ld_file_copy(&f, got, &err), 0);
+    ASSERT(memcmp(want, got, sizeof want) == 0);
+    ld_file_release(&f);
+    free(buf);
+  }
+  return 0;
+}
+
 TEST_IMPL(pickle_formats_agree) {
   uint8_t ref[2 * 3072];
   for (size_t i = 0; i < sizeof valid_files / sizeof valid_files[0]; i++) {

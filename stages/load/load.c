@@ -190,6 +190,8 @@ int ld_resolve_root(const char *dir, char *out, size_t cap, st_error *err) {
 typedef ld_file lfile;
 
 void ld_file_release(lfile *f) {
+  pkl_free(f->doc);
+  f->doc = NULL;
   if (f->map && !f->mem) munmap(f->map, f->size);
   f->map = NULL;
   free(f->b.labels);
@@ -305,6 +307,16 @@ int ld_read_meta(const char *root, char ***names, int *n, st_error *err) {
 /* ------------------------------------------------------------------ */
 #define COPY_CHUNK (8u << 20)
 
+/* A parse is freed once its file is checked (its values go back to the
+ * reader's pool for the next file), unless the pixels live in it: a small
+ * latin-1 block is narrowed into the parse's own memory, not left in the
+ * file. */
+static void keep_or_free(lfile *f, pkl_doc *doc) {
+  uintptr_t p = (uintptr_t)f->b.data.data, lo = (uintptr_t)f->map;
+  if (doc && f->b.data.len && (p < lo || p - lo >= f->size)) f->doc = doc;
+  else pkl_free(doc);
+}
+
 int ld_file_open(lfile *f, int n_classes, pc_stats *cache, st_error *err) {
   int rc = map_file(f->path, &f->map, &f->size, cache, f->warm, err);
   if (rc) return rc;
@@ -315,7 +327,7 @@ int ld_file_open(lfile *f, int n_classes, pc_stats *cache, st_error *err) {
     return st_error_set(err, ST_EINTERNAL, f->path, -1, "cannot guard the mapping (sigaction failed)");
   pkl_doc *doc = pkl_parse(f->map, f->size, f->path, err);
   if (doc) rc = ld_batch_check(pkl_root(doc), f->path, n_classes, &f->b, err);
-  pkl_free(doc); /* f->b holds what the copy needs; the arena goes back to the pool warm */
+  keep_or_free(f, doc);
   size_t lost;
   if (mapguard_end(&g, &lost)) {
     st_error_clear(err);
@@ -334,7 +346,7 @@ int ld_file_open_mem(lfile *f, const uint8_t *buf, size_t len, int n_classes, st
   pkl_doc *doc = pkl_parse(buf, len, f->path, err);
   if (!doc) return err->code ? err->code : ST_EFORMAT;
   int rc = ld_batch_check(pkl_root(doc), f->path, n_classes, &f->b, err);
-  pkl_free(doc);
+  keep_or_free(f, doc);
   return rc;
 }
 

@@ -29,14 +29,16 @@ typedef struct ld_batch {
 struct pc_stats;
 
 /* One batch file being read: mapped, parsed and checked by ld_file_open
- * (the parse is freed once checked: b keeps what the copy needs; the
- * pixels stay in the mapping until ld_file_copy moves them),
+ * (the parse is freed once checked, b keeping what the copy needs, unless
+ * the pixels live in it; else they stay in the mapping until
+ * ld_file_copy moves them),
  * released by ld_file_release. */
 typedef struct ld_file {
   char *path;
   unsigned long long num; /* N of data_batch_N */
   uint8_t *map;
   size_t size;
+  pkl_doc *doc;           /* the parse, kept only when the pixels live in it (a small latin-1 block) */
   ld_batch b;
   size_t first;           /* index of its first image in the split */
   int lost;               /* the file was cut short while a copy worker read it */
