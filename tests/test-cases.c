@@ -280,7 +280,7 @@ static int check_inside(const char *path, const struct stat *st, int flag, struc
 static void archive_case(tcase *t, void *ud) {
   arc_ud *a = ud;
   char work[300], out[320], victim[300], arc[600];
-  snprintf(work, sizeof work, "%s/work", a->scratch);
+  snprintf(work, sizeof work, "%s/extract", a->scratch);
   snprintf(out, sizeof out, "%s/out", work);
   snprintf(victim, sizeof victim, "%s/victim", a->scratch);
   snprintf(arc, sizeof arc, "%s/%s", t->dir, "input");
@@ -288,7 +288,7 @@ static void archive_case(tcase *t, void *ud) {
   FILE *v = fopen(victim, "w");
   ASSERT(v && fputs("victim", v) >= 0 && fclose(v) == 0);
   char before[8192], after[8192];
-  snapshot(a->scratch, "/work/out", before, sizeof before);
+  snapshot(a->scratch, "/extract/out", before, sizeof before); /* DIR, relative to the scratch folder */
 
   st_ctx c;
   memset(&c, 0, sizeof c);
@@ -306,7 +306,7 @@ static void archive_case(tcase *t, void *ud) {
   expect_escaped(t, "archive", msg);
   ASSERT_CONTAINS(msg, arc); /* the error names the archive */
   /* nothing changed outside DIR; DIR, when it stays, is not empty */
-  snapshot(a->scratch, "/work/out", after, sizeof after);
+  snapshot(a->scratch, "/extract/out", after, sizeof after);
   if (strcmp(before, after) != 0) {
     fprintf(stderr, "case archive/%s: outside DIR before:\n%safter:\n%s", t->name, before, after);
     ASSERT(0);
