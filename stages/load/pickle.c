@@ -49,8 +49,10 @@ struct pkl_doc {
 #endif
 #ifdef PKL_NO_POOL /* AddressSanitizer sees a doc used after pkl_free only if its memory is freed */
 #define POOL_CHUNKS 0
+#define SCRATCH_KEEP 0
 #else
 #define POOL_CHUNKS 16
+#define SCRATCH_KEEP 4 /* value stacks and memos kept (rd, below) */
 #endif
 static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
 static chunk *pool;
@@ -259,11 +261,6 @@ typedef struct rd {
 /* The value stack and the memo of finished parses are kept too (up to
  * SCRATCH_KEEP pairs of at most SCRATCH_MAX bytes), for the same reason
  * as the arena's chunks: a batch file's memo holds ten thousand entries. */
-#ifdef PKL_NO_POOL
-#define SCRATCH_KEEP 0
-#else
-#define SCRATCH_KEEP 4
-#endif
 #define SCRATCH_MAX (1u << 20)
 static struct scratch {
   pkl_value **stack, **memo;
