@@ -2,16 +2,31 @@
  * get.c -- reading objects from S3 (s3.h: s3_get; tree.c: whole prefixes).
  *
  * Each object is read as ranges of --part-size bytes (of its part size, for
- * a multipart object whose layout is known), --jobs of them in flight on one
- * curl multi handle on the stage thread, each into a buffer of its own.
- * When a multipart object's layout is known its ranges are whole parts, and
- * hasher threads make the md5 of each part as it arrives, in any order. One
- * more thread, the taker, takes the ranges in order: it writes each to its
- * file (pwrite at its offset; one writer keeps the file system's lock
- * uncontended), hashes what must be hashed in order (a single PUT's md5,
- * the whole md5 --md5 asks for, the part sizes tried when the layout is not
- * known), hands the bytes to the object's sink (the extractor of %download),
- * then gives the buffer back. At most `window` ranges are held at once, so memory stays at
+ * a multipart object whose layout is known), --jobs of them in flight,
+ * spread over lanes: one thread per core (at most GET_MAX_LANES), each with
+ * its own curl multi handle and its share of the GETs, all taking ranges
+ * from one pending list. The stage thread makes the ranges, shows the
+ * progress and the lanes' retry lines, and watches for the interrupt.
+ *
+ * When an object goes to a file and nothing needs its bytes in order (a
+ * multipart object whose part size is known or guessed, without --md5; a
+ * single PUT that one range holds), its answers are streamed: the lane
+ * that receives them makes each part's md5 as the bytes arrive and writes
+ * them at their offset, straight from curl's buffer, while they are still
+ * in its cache. There is no range buffer, and the hashing is spread over
+ * the cores with the receiving. --integrity headers writes so too, without
+ * hashing.
+ *
+ * Otherwise each range is read into a buffer of its own. When a multipart
+ * object's layout is known its ranges are whole parts, and hasher threads
+ * make the md5 of each part as it arrives, in any order. One more thread,
+ * the taker, takes the ranges in order: it writes each buffered range to
+ * its file (pwrite at its offset), hashes what must be hashed in order (a
+ * single PUT's md5, the whole md5 --md5 asks for, the part sizes tried when
+ * the layout is not known), hands the bytes to the object's sink (the
+ * extractor of %download), then gives the buffer back; for streamed ranges
+ * it only keeps the order (what is checked from the start, which a resume
+ * may keep). At most `window` ranges are held at once, so memory stays at
  * window x range size whatever the object's size.
  *
  * Every answer is checked before its bytes are used: 206 with exactly the
@@ -27,7 +42,7 @@
  * where it does not (Ceph RGW answers with the whole object), every part
  * size that gives N parts is a candidate, the usual ones first, and one of
  * them must match. When the object goes to a file, the first candidate is
- * hashed by the hashers as if the server had said it, and only if it misses
+ * hashed (by the lanes or the hashers) as if the server had said it, and only if it misses
  * are the others hashed, in order, over the bytes read back from the file;
  * otherwise (a sink only) the taker hashes them all as the bytes pass.
  */
@@ -36,6 +51,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -45,6 +61,7 @@
 
 #define GET_MAX_LAYOUTS 8 /* part sizes hashed at once when the server does not say */
 #define GET_PARALLEL_PART_MAX (64ull << 20) /* larger parts are hashed in order, in ranges */
+#define GET_MAX_LANES 4 /* reading threads (one per core) */
 
 /* Range buffers are reused (with the job's lock held): fresh pages cost a
  * fault each. */
@@ -56,6 +73,12 @@ static uint8_t *get_buf(gjob *j) {
 static void put_buf(gjob *j, uint8_t *b) {
   if (b && j->npool < j->window) j->pool[j->npool++] = b;
   else free(b);
+}
+
+/* Wakes every lane from its poll (new ranges to start, or stop). */
+static void wake_lanes(gjob *j) {
+  for (int i = 0; i < j->nlanes; i++)
+    if (j->lanes[i].multi) curl_multi_wakeup(j->lanes[i].multi);
 }
 
 
@@ -233,7 +256,7 @@ static void taker_fail(gjob *j, int code, const char *where, const char *text) {
   j->stop = 1;
   pthread_cond_broadcast(&j->cv);
   pthread_mutex_unlock(&j->mu);
-  curl_multi_wakeup(j->multi);
+  wake_lanes(j);
 }
 
 static int write_all(int fd, const uint8_t *p, size_t n, uint64_t off) {
@@ -288,8 +311,8 @@ static void release(gjob *j, gchunk *ch) {
   put_buf(j, ch->buf);
   j->live--;
   free(ch);
+  pthread_cond_broadcast(&j->cv); /* room for the next range */
   pthread_mutex_unlock(&j->mu);
-  curl_multi_wakeup(j->multi);
 }
 
 /* A guessed layout that did not give the ETag: the other candidates, each
@@ -456,8 +479,8 @@ static void *taker(void *arg) {
     if (take_object(j, o)) break;
     pthread_mutex_lock(&j->mu);
     j->taken++;
+    pthread_cond_broadcast(&j->cv);
     pthread_mutex_unlock(&j->mu);
-    curl_multi_wakeup(j->multi);
   }
   return NULL;
 }
@@ -502,6 +525,8 @@ static int make_ranges(gjob *j, st_error *err) {
       if (j->q_tail) j->q_tail->qnext = ch;
       else j->q_head = ch;
       j->q_tail = ch;
+      ch->pnext = j->pend; /* newest first; dispatch starts the oldest first */
+      j->pend = ch;
     }
     pthread_mutex_unlock(&j->mu);
     if (!ch->buf && !o->direct) {
@@ -509,8 +534,7 @@ static int make_ranges(gjob *j, st_error *err) {
       return st_error_set(err, ST_ENOMEM, o->pub->key, -1, "out of memory for a %llu-byte range",
                           (unsigned long long)j->bufsize);
     }
-    ch->pnext = j->pend; /* newest first; dispatch starts the oldest first */
-    j->pend = ch;
+    wake_lanes(j);
     j->next_off += ch->len;
   }
 }
@@ -520,52 +544,73 @@ static void range_text(const gchunk *ch, char *out, size_t cap) {
            (unsigned long long)(ch->off + ch->len - 1));
 }
 
-static int start_range(gjob *j, gchunk *ch, int slot, st_error *err) {
+static int start_range(glane *L, gchunk *ch, int slot, st_error *err) {
+  gjob *j = L->j;
+  gobj *o = ch->o;
   char range[64], ifm[96];
   snprintf(range, sizeof range, "bytes=%llu-%llu", (unsigned long long)ch->off,
            (unsigned long long)(ch->off + ch->len - 1));
-  snprintf(ifm, sizeof ifm, "\"%s\"", ch->o->pub->etag);
-  s3_req rq = {.method = "GET", .key = ch->o->pub->key, .payload_sha256 = SIGV4_EMPTY_SHA256,
+  snprintf(ifm, sizeof ifm, "\"%s\"", o->pub->etag);
+  s3_req rq = {.method = "GET", .key = o->pub->key, .payload_sha256 = SIGV4_EMPTY_SHA256,
                .range = range, .if_match = ifm};
-  s3_resp *r = &j->resps[slot];
+  s3_resp *r = &L->resps[slot];
   r->dst = ch->buf; /* before the setup, which keeps it: the answer goes into memory */
   r->dst_cap = (size_t)ch->len;
-  r->direct = ch->o->direct; /* or straight into the file, at the range's offset */
-  r->dst_fd = ch->o->pub->fd;
+  r->direct = o->direct; /* or straight into the file, at the range's offset */
+  r->dst_fd = o->pub->fd;
   r->dst_off = ch->off;
-  int rc = s3__req_setup(&j->cn, j->easies[slot], &rq, r, err);
+  int rc = s3__req_setup(&j->cn, L->easies[slot], &rq, r, err);
   if (rc) return rc;
-  curl_easy_setopt(j->easies[slot], CURLOPT_PRIVATE, (void *)ch);
+  if (o->streamed) { /* and hashed on the way: each part's md5, or the single PUT's */
+    uint64_t ps = o->parallel ? o->layouts[0] : ch->len;
+    if (s3__resp_hash(r, ps, o->parallel ? &o->pdig[ch->off / ps] : &o->md5))
+      return st_error_set(err, ST_ENOMEM, o->pub->key, -1, NULL);
+  }
+  curl_easy_setopt(L->easies[slot], CURLOPT_PRIVATE, (void *)ch);
+  ch->lane = L;
   ch->slot = slot;
   ch->attempts++;
-  j->inflight[slot] = ch;
-  j->active++;
-  if (curl_multi_add_handle(j->multi, j->easies[slot]) != CURLM_OK)
-    return st_error_set(err, ST_EINTERNAL, ch->o->pub->key, -1, "curl_multi_add_handle failed");
+  L->inflight[slot] = ch;
+  L->active++;
+  if (curl_multi_add_handle(L->multi, L->easies[slot]) != CURLM_OK)
+    return st_error_set(err, ST_EINTERNAL, o->pub->key, -1, "curl_multi_add_handle failed");
   return 0;
 }
 
-/* Starts the oldest due ranges on free handles. */
-static int dispatch(gjob *j, st_error *err) {
-  double now = st_now();
-  j->next_due = 0;
-  while (j->active < j->jobs) {
-    gchunk **best = NULL;
-    for (gchunk **pp = &j->pend; *pp; pp = &(*pp)->pnext) {
-      gchunk *ch = *pp;
-      if (ch->not_before > now) {
-        if (!j->next_due || ch->not_before < j->next_due) j->next_due = ch->not_before;
-        continue;
-      }
-      if (!best || ch->o < (*best)->o || (ch->o == (*best)->o && ch->off < (*best)->off)) best = pp;
+/* The oldest due range of the pending list, taken off it (NULL: none due;
+ * L->next_due: when the next retry is). */
+static gchunk *next_pending(glane *L, double now) {
+  gjob *j = L->j;
+  pthread_mutex_lock(&j->mu);
+  L->next_due = 0;
+  gchunk **best = NULL;
+  for (gchunk **pp = &j->pend; *pp; pp = &(*pp)->pnext) {
+    gchunk *ch = *pp;
+    if (ch->not_before > now) {
+      if (!L->next_due || ch->not_before < L->next_due) L->next_due = ch->not_before;
+      continue;
     }
-    if (!best) return 0;
-    gchunk *ch = *best;
+    if (!best || ch->o < (*best)->o || (ch->o == (*best)->o && ch->off < (*best)->off)) best = pp;
+  }
+  gchunk *ch = best ? *best : NULL;
+  if (ch) {
     *best = ch->pnext;
     ch->pnext = NULL;
+  }
+  pthread_mutex_unlock(&j->mu);
+  return ch;
+}
+
+/* Starts the oldest due ranges on the lane's free handles. */
+static int dispatch(glane *L, st_error *err) {
+  double now = st_now();
+  L->next_due = 0;
+  while (L->active < L->jobs) {
+    gchunk *ch = next_pending(L, now);
+    if (!ch) return 0;
     int slot = 0;
-    while (j->inflight[slot]) slot++;
-    int rc = start_range(j, ch, slot, err);
+    while (L->inflight[slot]) slot++;
+    int rc = start_range(L, ch, slot, err); /* on error it stays on the queue, freed so */
     if (rc) return rc;
   }
   return 0;
@@ -598,17 +643,18 @@ static int answer_ok(const gjob *j, const gchunk *ch, const s3_resp *r, char *wh
 
 /* One finished GET: the range is done (the taker is told), retried, or the
  * job's error. */
-static int on_done(gjob *j, CURLMsg *msg, st_error *err) {
+static int on_done(glane *L, CURLMsg *msg, st_error *err) {
+  gjob *j = L->j;
   CURL *e = msg->easy_handle;
   gchunk *ch = NULL;
   curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&ch);
-  s3_resp *r = &j->resps[ch->slot];
+  s3_resp *r = &L->resps[ch->slot];
   r->cc = msg->data.result;
   curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &r->status);
-  curl_multi_remove_handle(j->multi, e);
-  j->inflight[ch->slot] = NULL;
+  curl_multi_remove_handle(L->multi, e);
+  L->inflight[ch->slot] = NULL;
   ch->slot = -1;
-  j->active--;
+  L->active--;
   char what[96], why[256] = "";
   range_text(ch, what, sizeof what);
   if (r->write_errno) { /* a file that cannot be written is not retried */
@@ -621,9 +667,10 @@ static int on_done(gjob *j, CURLMsg *msg, st_error *err) {
   int k = s3__classify(r);
   if ((k == 0 || r->overrun) && !answer_ok(j, ch, r, why, sizeof why)) k = 1;
   if (k == 0) {
-    j->done_bytes += ch->len;
+    s3__resp_hash_end(r); /* a streamed range's last part */
+    L->done_bytes += ch->len;
     pthread_mutex_lock(&j->mu);
-    ch->state = CH_DONE;
+    ch->state = ch->o->streamed ? CH_HASHED : CH_DONE; /* streamed: hashed as it came */
     pthread_cond_broadcast(&j->cv);
     pthread_mutex_unlock(&j->mu);
     return 0;
@@ -639,16 +686,19 @@ static int on_done(gjob *j, CURLMsg *msg, st_error *err) {
     double delay = s3__backoff(ch->attempts);
     if (why[0]) {
       esc_buf ek, ew; /* a key and a server's words, shown escaped (lib/escape.h) */
-      if (j->cn.ctx && j->cn.retries_shown++ < 20)
-        st_eprintf(j->cn.ctx, "%s: %s of s3://%s/%s %s; retry %d of %d in %.2f s\n",
-                   s3__stage_name(&j->cn), what, j->cn.bucket, esc_name(&ek, ch->o->pub->key),
-                   esc_name(&ew, why), ch->attempts, s3__attempts(&j->cn) - 1, delay);
+      char line[S3_SAY_BYTES];
+      snprintf(line, sizeof line, "%s: %s of s3://%s/%s %s; retry %d of %d in %.2f s\n",
+               s3__stage_name(&j->cn), what, j->cn.bucket, esc_name(&ek, ch->o->pub->key),
+               esc_name(&ew, why), ch->attempts, s3__attempts(&j->cn) - 1, delay);
+      s3__say(&j->cn, line);
     } else {
       s3__say_retry(&j->cn, ch->o->pub->key, what, r, ch->attempts, delay);
     }
     ch->not_before = st_now() + delay;
+    pthread_mutex_lock(&j->mu);
     ch->pnext = j->pend;
     j->pend = ch;
+    pthread_mutex_unlock(&j->mu);
     return 0;
   }
   if (why[0]) {
@@ -660,27 +710,86 @@ static int on_done(gjob *j, CURLMsg *msg, st_error *err) {
   return s3__resp_error(&j->cn, ch->o->pub->key, what, r, ch->attempts, err);
 }
 
-static int turn(gjob *j, st_error *err) {
+static int turn(glane *L, st_error *err) {
   int running = 0, left, rc = 0;
-  curl_multi_perform(j->multi, &running);
-  for (CURLMsg *msg = curl_multi_info_read(j->multi, &left); msg && !rc;
-       msg = curl_multi_info_read(j->multi, &left))
-    if (msg->msg == CURLMSG_DONE) rc = on_done(j, msg, err);
+  curl_multi_perform(L->multi, &running);
+  for (CURLMsg *msg = curl_multi_info_read(L->multi, &left); msg && !rc;
+       msg = curl_multi_info_read(L->multi, &left))
+    if (msg->msg == CURLMSG_DONE) rc = on_done(L, msg, err);
   if (rc) return rc;
-  if (j->pr) {
-    uint64_t shown = j->done_bytes + j->resumed;
-    for (int i = 0; i < j->jobs; i++)
-      if (j->inflight[i]) shown += j->resps[i].dst_len;
-    st_progress_update(j->pr, shown > j->total ? j->total : shown);
-  }
+  uint64_t shown = L->done_bytes;
+  for (int i = 0; i < L->jobs; i++)
+    if (L->inflight[i]) shown += L->resps[i].dst_len;
+  atomic_store_explicit(&L->shown, shown, memory_order_relaxed);
   int wait_ms = 100;
-  if (j->next_due) {
-    double dt = j->next_due - st_now();
+  if (L->next_due) {
+    double dt = L->next_due - st_now();
     int ms = dt <= 0 ? 0 : (int)(dt * 1000) + 1;
     if (ms < wait_ms) wait_ms = ms;
   }
-  curl_multi_poll(j->multi, NULL, 0, wait_ms, NULL);
+  curl_multi_poll(L->multi, NULL, 0, wait_ms, NULL);
   return 0;
+}
+
+/* A lane: starts the pending ranges on its handles and finishes them
+ * until the job stops; its error stops the job. */
+static void *lane_main(void *arg) {
+  glane *L = arg;
+  gjob *j = L->j;
+  st_error err;
+  st_error_clear(&err);
+  for (;;) {
+    pthread_mutex_lock(&j->mu);
+    int stop = j->stop;
+    pthread_mutex_unlock(&j->mu);
+    if (stop) break;
+    int rc = dispatch(L, &err);
+    if (!rc) rc = turn(L, &err);
+    if (rc) {
+      pthread_mutex_lock(&j->mu);
+      if (!j->lerr_set) {
+        j->lerr = err;
+        j->lerr_set = 1;
+      }
+      j->stop = 1;
+      pthread_cond_broadcast(&j->cv);
+      pthread_mutex_unlock(&j->mu);
+      wake_lanes(j);
+      break;
+    }
+  }
+  return NULL;
+}
+
+/* cn->say of the job: a lane's retry line, kept for the stage thread (the
+ * first S3_RETRY_LINES, then one that says there were more). */
+static void lane_say(void *ud, const char *line) {
+  gjob *j = ud;
+  pthread_mutex_lock(&j->mu);
+  if (j->said && j->nsaid <= S3_RETRY_LINES) {
+    if (j->nsaid == S3_RETRY_LINES)
+      snprintf(j->said[j->nsaid], S3_SAY_BYTES, "%s: more retries (not shown)\n",
+               s3__stage_name(&j->cn));
+    else
+      snprintf(j->said[j->nsaid], S3_SAY_BYTES, "%s", line);
+    j->nsaid++;
+  }
+  pthread_mutex_unlock(&j->mu);
+}
+
+/* Shows the lanes' new retry lines, and the bytes read so far (stage thread). */
+static void show(gjob *j) {
+  pthread_mutex_lock(&j->mu);
+  size_t n = j->nsaid;
+  pthread_mutex_unlock(&j->mu);
+  for (; j->said_shown < n; j->said_shown++) /* lines below n are not written again */
+    if (j->cn.ctx) st_eprintf(j->cn.ctx, "%s", j->said[j->said_shown]);
+  if (j->pr) {
+    uint64_t shown = j->resumed;
+    for (int i = 0; i < j->nlanes; i++)
+      shown += atomic_load_explicit(&j->lanes[i].shown, memory_order_relaxed);
+    st_progress_update(j->pr, shown > j->total ? j->total : shown);
+  }
 }
 
 /* ------------------------------------------------------------------ */
@@ -701,19 +810,36 @@ int s3__gjob_open(gjob *j, st_error *err) {
   pthread_mutex_init(&j->mu, NULL);
   pthread_cond_init(&j->cv, NULL);
   j->locks = 1;
-  j->easies = calloc((size_t)j->jobs, sizeof *j->easies);
-  j->resps = calloc((size_t)j->jobs, sizeof *j->resps);
-  j->inflight = calloc((size_t)j->jobs, sizeof *j->inflight);
+  /* one lane per core (at most GET_MAX_LANES): the bytes of an answer are
+   * hashed and written by the thread that receives them, while they are in
+   * its cache, so the receiving is spread over the cores */
+  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  int nl = ncpu < 1 ? 1 : ncpu > GET_MAX_LANES ? GET_MAX_LANES : (int)ncpu;
+  if (nl > j->jobs) nl = j->jobs;
+  j->lanes = calloc((size_t)nl, sizeof *j->lanes);
   j->pool = calloc((size_t)j->window, sizeof *j->pool);
-  j->multi = curl_multi_init();
-  if (!j->easies || !j->resps || !j->inflight || !j->pool || !j->multi)
-    return st_error_set(err, ST_ENOMEM, NULL, -1, NULL);
-  curl_multi_setopt(j->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)j->jobs);
-  for (int i = 0; i < j->jobs; i++) {
-    s3__resp_init(&j->resps[i]);
-    j->easies[i] = curl_easy_init();
-    if (!j->easies[i])
-      return st_error_set(err, ST_ENOMEM, NULL, -1, "cannot create curl handles");
+  j->said = calloc(S3_RETRY_LINES + 1, sizeof *j->said);
+  if (!j->lanes || !j->pool || !j->said) return st_error_set(err, ST_ENOMEM, NULL, -1, NULL);
+  j->nlanes = nl;
+  j->cn.say = lane_say;
+  j->cn.say_ud = j;
+  for (int l = 0; l < nl; l++) {
+    glane *L = &j->lanes[l];
+    L->j = j;
+    L->jobs = j->jobs / nl + (l < j->jobs % nl);
+    L->easies = calloc((size_t)L->jobs, sizeof *L->easies);
+    L->resps = calloc((size_t)L->jobs, sizeof *L->resps);
+    L->inflight = calloc((size_t)L->jobs, sizeof *L->inflight);
+    L->multi = curl_multi_init();
+    if (!L->easies || !L->resps || !L->inflight || !L->multi)
+      return st_error_set(err, ST_ENOMEM, NULL, -1, NULL);
+    curl_multi_setopt(L->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)L->jobs);
+    for (int i = 0; i < L->jobs; i++) {
+      s3__resp_init(&L->resps[i]);
+      L->easies[i] = curl_easy_init();
+      if (!L->easies[i])
+        return st_error_set(err, ST_ENOMEM, NULL, -1, "cannot create curl handles");
+    }
   }
   return 0;
 }
@@ -732,14 +858,23 @@ int s3__gjob_run(gjob *j, st_error *err) {
   int want_h = ncpu < 1 ? 1 : ncpu > 4 ? 4 : (int)ncpu;
   while (j->nhashers < want_h && pthread_create(&j->hashers[j->nhashers], NULL, hasher, j) == 0)
     j->nhashers++;
-  int rc = 0;
-  for (;;) {
+  for (int l = 0; l < j->nlanes; l++)
+    if (pthread_create(&j->lanes[l].th, NULL, lane_main, &j->lanes[l]) == 0)
+      j->lanes[l].started = 1;
+  int rc = j->lanes[0].started ? 0 : st_error_set(err, ST_EINTERNAL, NULL, -1, "cannot start a thread");
+  while (!rc) {
+    show(j);
     pthread_mutex_lock(&j->mu);
     size_t taken = j->taken;
-    int tcode = j->terr_code;
+    int tcode = j->terr_code, lerr = j->lerr_set;
     pthread_mutex_unlock(&j->mu);
     if (tcode) {
       rc = st_error_set(err, tcode, j->terr_where, -1, "%s", j->terr_text);
+      break;
+    }
+    if (lerr) {
+      *err = j->lerr;
+      rc = err->code;
       break;
     }
     if (taken == want) break;
@@ -747,19 +882,38 @@ int s3__gjob_run(gjob *j, st_error *err) {
       rc = st_error_set(err, ST_ECANCELED, j->cn.bucket, -1, "interrupted");
       break;
     }
-    if (!rc) rc = make_ranges(j, err);
-    if (!rc) rc = dispatch(j, err);
-    if (!rc) rc = turn(j, err);
+    rc = make_ranges(j, err);
     if (rc) break;
+    /* until something changes (a range read or taken, an error), or the
+     * next look at the progress and the interrupt */
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += 100 * 1000 * 1000;
+    if (until.tv_nsec >= 1000000000L) {
+      until.tv_sec++;
+      until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&j->mu);
+    int more = j->next_obj < j->nobj && j->live < j->window; /* ranges to make now */
+    if (!more && !j->stop && j->taken == taken && !j->terr_code && !j->lerr_set)
+      pthread_cond_timedwait(&j->cv, &j->mu, &until);
+    pthread_mutex_unlock(&j->mu);
   }
   pthread_mutex_lock(&j->mu);
   j->stop = 1;
   pthread_cond_broadcast(&j->cv);
   pthread_mutex_unlock(&j->mu);
+  wake_lanes(j);
+  for (int l = 0; l < j->nlanes; l++)
+    if (j->lanes[l].started) {
+      pthread_join(j->lanes[l].th, NULL);
+      j->lanes[l].started = 0;
+    }
   pthread_join(j->taker, NULL);
   j->taker_started = 0;
   for (int i = 0; i < j->nhashers; i++) pthread_join(j->hashers[i], NULL);
   j->nhashers = 0;
+  show(j); /* the last retry lines */
   return rc;
 }
 
@@ -777,7 +931,7 @@ void s3__gjob_close(gjob *j) {
     free(j->objs[i].pdig);
     j->objs[i].pdig = NULL;
   }
-  if (j->taker_started || j->nhashers) {
+  if (j->taker_started || j->nhashers) { /* s3__gjob_run joins them; this is for its errors */
     pthread_mutex_lock(&j->mu);
     j->stop = 1;
     pthread_cond_broadcast(&j->cv);
@@ -785,20 +939,32 @@ void s3__gjob_close(gjob *j) {
     if (j->taker_started) pthread_join(j->taker, NULL);
     for (int i = 0; i < j->nhashers; i++) pthread_join(j->hashers[i], NULL);
   }
-  for (int i = 0; j->inflight && i < j->jobs; i++)
-    if (j->inflight[i]) curl_multi_remove_handle(j->multi, j->easies[i]);
+  for (int l = 0; j->lanes && l < j->nlanes; l++) {
+    glane *L = &j->lanes[l];
+    for (int i = 0; L->inflight && i < L->jobs; i++)
+      if (L->inflight[i]) curl_multi_remove_handle(L->multi, L->easies[i]);
+  }
   chunks_free(j->q_head, 1); /* every live range is on the queue */
   j->q_head = j->q_tail = NULL;
-  for (int i = 0; j->easies && i < j->jobs; i++) {
-    if (j->resps) s3__resp_free(&j->resps[i]);
-    if (j->easies[i]) curl_easy_cleanup(j->easies[i]);
+  for (int l = 0; j->lanes && l < j->nlanes; l++) {
+    glane *L = &j->lanes[l];
+    for (int i = 0; L->easies && i < L->jobs; i++) {
+      if (L->resps) s3__resp_free(&L->resps[i]);
+      if (L->easies[i]) curl_easy_cleanup(L->easies[i]);
+    }
+    free(L->easies);
+    free(L->resps);
+    free(L->inflight);
+    if (L->multi) curl_multi_cleanup(L->multi);
   }
+  free(j->lanes);
+  j->lanes = NULL;
+  j->nlanes = 0;
   for (int i = 0; j->pool && i < j->npool; i++) free(j->pool[i]);
   free(j->pool);
-  free(j->easies);
-  free(j->resps);
-  free(j->inflight);
-  if (j->multi) curl_multi_cleanup(j->multi);
+  free(j->said);
+  j->said = NULL;
+  j->cn.say = NULL;
   if (j->locks) {
     pthread_mutex_destroy(&j->mu);
     pthread_cond_destroy(&j->cv);
@@ -829,6 +995,16 @@ static int server_layout(gjob *j, gobj *o, st_error *err) {
   return rc;
 }
 
+/* Whether o's answers can go straight to its file and be hashed as they
+ * come: the parts' md5s (no whole md5 wanted) or a single PUT's in one
+ * range, no sink, a file to read back. */
+static int plan_streamed(const gjob *j, gobj *o) {
+  o->streamed = !o->pub->sink && j->rereadable &&
+                (o->one_range || (o->parallel && !o->pub->want_md5));
+  if (o->streamed) o->direct = 1;
+  return 0;
+}
+
 int s3__gobj_plan(gjob *j, gobj *o, st_error *err) {
   char where[1200];
   s3__where(&j->cn, o->pub->key, where, sizeof where);
@@ -852,7 +1028,7 @@ int s3__gobj_plan(gjob *j, gobj *o, st_error *err) {
   if (!o->nparts && (!o->headers_only || o->pub->want_md5) && !o->pub->resume &&
       o->pub->size > 0 && o->pub->size <= j->chunk)
     o->one_range = 1;
-  if (!o->nparts || o->headers_only) return 0;
+  if (!o->nparts || o->headers_only) return plan_streamed(j, o);
   int rc = server_layout(j, o, err);
   if (rc) return rc;
   if (!o->nlayouts)
@@ -877,7 +1053,7 @@ int s3__gobj_plan(gjob *j, gobj *o, st_error *err) {
     o->guessed = guess;
     o->chunk = (k ? k : 1) * ps;
   }
-  return 0;
+  return plan_streamed(j, o);
 }
 
 /* The taker's judgement of one object: its ETag matched (psize: the part

@@ -120,6 +120,44 @@ void s3__where(const s3_conn *cn, const char *key, char *out, size_t cap) {
   snprintf(out, cap, "s3://%s/%s", cn->bucket, key ? key : "");
 }
 
+/* The md5 of each hash_ps-byte part of the answer as its bytes arrive,
+ * while they are in the cache. */
+static void hash_body(s3_resp *r, const uint8_t *p, size_t len) {
+  while (len) {
+    uint64_t room = r->hash_ps - r->hash_in;
+    size_t k = len < room ? len : (size_t)room;
+    EVP_DigestUpdate(r->md, p, k);
+    r->hash_in += k;
+    p += k;
+    len -= k;
+    if (r->hash_in == r->hash_ps) {
+      unsigned dl = 0;
+      EVP_DigestFinal_ex(r->md, r->hash_out[r->hash_done++], &dl);
+      EVP_DigestInit_ex(r->md, EVP_md5(), NULL);
+      r->hash_in = 0;
+    }
+  }
+}
+
+int s3__resp_hash(s3_resp *r, uint64_t ps, uint8_t (*out)[16]) {
+  if (!r->md && !(r->md = EVP_MD_CTX_new())) return -1;
+  if (!EVP_DigestInit_ex(r->md, EVP_md5(), NULL)) return -1;
+  r->hash_ps = ps;
+  r->hash_in = 0;
+  r->hash_out = out;
+  r->hash_done = 0;
+  return 0;
+}
+
+void s3__resp_hash_end(s3_resp *r) {
+  if (r->hash_ps && r->hash_in) { /* the object's last part, shorter than the others */
+    unsigned dl = 0;
+    EVP_DigestFinal_ex(r->md, r->hash_out[r->hash_done++], &dl);
+    r->hash_in = 0;
+  }
+  r->hash_ps = 0;
+}
+
 static size_t on_body(char *p, size_t sz, size_t n, void *ud) {
   s3_resp *r = ud;
   size_t len = sz * n;
@@ -128,6 +166,7 @@ static size_t on_body(char *p, size_t sz, size_t n, void *ud) {
       r->overrun = 1;
       return 0; /* more than the range asked for: aborts the transfer */
     }
+    if (r->hash_ps) hash_body(r, (const uint8_t *)p, len);
     if (r->direct) {
       for (size_t done = 0; done < len;) {
         ssize_t w = pwrite(r->dst_fd, p + done, len - done, (off_t)(r->dst_off + r->dst_len + done));
@@ -255,6 +294,7 @@ void s3__resp_clear(s3_resp *r) {
   r->dst_len = 0;
   r->overrun = 0;
   r->write_errno = 0;
+  r->hash_ps = 0; /* a new attempt hashes from its start (s3__resp_hash) */
   r->status = 0;
   r->cc = CURLE_OK;
   r->curl_err[0] = 0;
@@ -270,6 +310,8 @@ void s3__resp_init(s3_resp *r) {
 
 void s3__resp_free(s3_resp *r) {
   s3__resp_clear(r);
+  EVP_MD_CTX_free(r->md);
+  r->md = NULL;
   dyn_free(&r->body);
 }
 
@@ -479,15 +521,21 @@ double s3__backoff(int attempt) {
   return d * (0.75 + 0.5 * ((double)(rand() % 1000) / 1000.0));
 }
 
-#define S3_RETRY_LINES 20
+void s3__say(s3_conn *cn, const char *line) {
+  if (cn->say) { /* reading threads queue their lines for the stage thread */
+    cn->say(cn->say_ud, line);
+    return;
+  }
+  if (!cn->ctx || cn->retries_shown > S3_RETRY_LINES) return;
+  if (cn->retries_shown++ == S3_RETRY_LINES)
+    st_eprintf(cn->ctx, "%s: more retries (not shown)\n", s3__stage_name(cn));
+  else
+    st_eprintf(cn->ctx, "%s", line);
+}
 
 void s3__say_retry(s3_conn *cn, const char *key, const char *what, const s3_resp *r,
                    int attempt, double delay) {
-  if (!cn->ctx || cn->retries_shown > S3_RETRY_LINES) return;
-  if (cn->retries_shown++ == S3_RETRY_LINES) {
-    st_eprintf(cn->ctx, "%s: more retries (not shown)\n", s3__stage_name(cn));
-    return;
-  }
+  if (!cn->ctx || (!cn->say && cn->retries_shown > S3_RETRY_LINES)) return;
   char why[CURL_ERROR_SIZE + 64];
   if (r->cc != CURLE_OK) {
     snprintf(why, sizeof why, "%s", r->curl_err[0] ? r->curl_err : curl_easy_strerror(r->cc));
@@ -497,8 +545,11 @@ void s3__say_retry(s3_conn *cn, const char *key, const char *what, const s3_resp
     snprintf(why, sizeof why, "HTTP %ld%s%s", r->status, e.code[0] ? " " : "", e.code);
   }
   esc_buf ek, ew; /* a key and a server's words, shown escaped (lib/escape.h) */
-  st_eprintf(cn->ctx, "%s: %s of s3://%s/%s: %s; retry %d of %d in %.2f s\n", s3__stage_name(cn),
-             what, cn->bucket, esc_name(&ek, key), esc_name(&ew, why), attempt, s3__attempts(cn) - 1, delay);
+  char line[S3_SAY_BYTES];
+  snprintf(line, sizeof line, "%s: %s of s3://%s/%s: %s; retry %d of %d in %.2f s\n",
+           s3__stage_name(cn), what, cn->bucket, esc_name(&ek, key), esc_name(&ew, why), attempt,
+           s3__attempts(cn) - 1, delay);
+  s3__say(cn, line);
 }
 
 int s3__nap(st_ctx *c, double secs) {

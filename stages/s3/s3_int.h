@@ -20,9 +20,11 @@
 #define PK_S3_INT_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include <curl/curl.h>
+#include <openssl/evp.h>
 
 #include "awsconfig.h"
 #include "lib/dynbuf.h"
@@ -63,6 +65,10 @@ typedef struct s3_conn {
   int retries_shown; /* retry lines printed so far (bounded) */
   int max_attempts;  /* tries of one data request (0: PK_LIMIT_S3_ATTEMPTS) */
   long stall_s;      /* connect timeout and longest stall of a request (0: 10 s, 60 s) */
+  /* set: retry lines go to say(say_ud, line), not to the context (threads
+   * other than the stage thread queue them so) */
+  void (*say)(void *ud, const char *line);
+  void *say_ud;
 } s3_conn;
 
 /* One request, before signing. */
@@ -108,6 +114,12 @@ typedef struct s3_resp {
    * straight from curl's buffer; a failed write sets write_errno and aborts */
   int direct, dst_fd, write_errno;
   uint64_t dst_off;
+  /* and, with hash_ps (s3__resp_hash), the md5 of each hash_ps bytes from
+   * the answer's start into hash_out[0], [1], ... as they arrive */
+  EVP_MD_CTX *md;
+  uint64_t hash_ps, hash_in;
+  uint8_t (*hash_out)[16];
+  size_t hash_done;
 } s3_resp;
 
 /* One object of a listing. */
@@ -216,7 +228,18 @@ int s3__resp_error(const s3_conn *cn, const char *key, const char *what, const s
 /* Seconds to wait before attempt + 1 (exponential, jittered, at most 8). */
 double s3__backoff(int attempt);
 /* One line on stderr per retry (the first S3_RETRY_LINES of a stage), so a
- * slow transfer says why. Stage thread only; silent without a context. */
+ * slow transfer says why: on the stage thread, or through cn->say from any
+ * thread; silent without a context. */
+#define S3_RETRY_LINES 20 /* retry lines a stage shows */
+#define S3_SAY_BYTES 1600 /* one retry line */
+/* One line of retries shown (at most 20, then "more retries"), or handed
+ * to cn->say where that is set. */
+void s3__say(s3_conn *cn, const char *line);
+/* Hash the answer's bytes as they arrive: the md5 of each ps bytes into
+ * out[0], out[1], ... (after s3__req_setup, each attempt; -1: no memory);
+ * _end makes the md5 of a last, shorter part once the answer is whole. */
+int s3__resp_hash(s3_resp *r, uint64_t ps, uint8_t (*out)[16]);
+void s3__resp_hash_end(s3_resp *r);
 void s3__say_retry(s3_conn *cn, const char *key, const char *what, const s3_resp *r,
                    int attempt, double delay);
 /* Sleeps up to secs; 1 when interrupted. */
@@ -283,8 +306,11 @@ typedef struct gobj {
   int nlayouts;
   int server_said;        /* layouts[0] is what HEAD ?partNumber=1 said */
   int parallel;           /* one layout, each range whole parts: hashed out of order */
-  int direct;             /* --integrity headers into a file, no sink, no md5: each answer is
-                             written by the stage thread as it arrives, no range buffer */
+  int direct;             /* into a file, no sink, and either nothing to hash (--integrity
+                             headers) or streamed: each answer is written by its lane as it
+                             arrives, from curl's buffer, with no range buffer */
+  int streamed;           /* parallel (no whole md5) or one_range, and direct: each part's
+                             md5 is made by its lane as the bytes arrive (s3__resp_hash) */
   uint64_t in_order;      /* bytes from 0 the taker has passed (all checked answers) */
   int guessed;            /* parallel on layouts[0], the likeliest of several candidates:
                              the others are tried on the file's bytes if it does not match */
@@ -308,10 +334,27 @@ typedef struct gchunk {
                              parts made (a parallel object), for the taker */
   int attempts;
   double not_before;      /* a retry waits until then */
-  int slot;               /* easy handle while in flight, else -1 */
+  struct glane *lane;     /* the lane that reads it while in flight */
+  int slot;               /* its easy handle there while in flight, else -1 */
   struct gchunk *pnext;   /* pending (not started) list */
   struct gchunk *qnext;   /* every live range, in order: the taker's queue */
 } gchunk;
+
+/* One reading thread: a curl multi handle with its share of the --jobs
+ * GETs, taking ranges from the job's pending list. */
+typedef struct glane {
+  struct gjob *j;
+  CURLM *multi;
+  CURL **easies;
+  s3_resp *resps;
+  gchunk **inflight;
+  int jobs, active;
+  double next_due;        /* the earliest retry waiting, 0: none */
+  uint64_t done_bytes;    /* of the ranges this lane finished */
+  _Atomic uint64_t shown; /* those and the bytes in flight: for the progress bar */
+  pthread_t th;
+  int started;
+} glane;
 
 /* The reading of a list of objects, in order. */
 typedef struct gjob {
@@ -337,18 +380,18 @@ typedef struct gjob {
   /* stage thread */
   size_t next_obj;        /* the next range to make */
   uint64_t next_off;
-  gchunk *pend;
-  CURLM *multi;
-  CURL **easies;
-  s3_resp *resps;
-  gchunk **inflight;
-  int active;
-  double next_due;
-  uint64_t done_bytes;
-  /* shared with the taker (mu) */
+  size_t said_shown;      /* retry lines of the lanes shown */
+  struct glane *lanes;    /* the threads that read the ranges */
+  int nlanes;
+  /* shared with the lanes, the hashers and the taker (mu) */
   pthread_mutex_t mu;
-  pthread_cond_t cv;
+  pthread_cond_t cv;      /* any change: a range here, hashed or taken, an object taken, stop */
   int locks;              /* mu and cv were made */
+  gchunk *pend;           /* ranges to start (or retry), newest first */
+  int lerr_set;           /* a lane stopped the job with lerr */
+  st_error lerr;
+  char (*said)[S3_SAY_BYTES]; /* retry lines of the lanes, for the stage thread to show */
+  size_t nsaid;
   gchunk *q_head, *q_tail;
   int live;               /* ranges made and not yet taken */
   uint8_t **pool;
