@@ -429,6 +429,10 @@ static int take_object(gjob *j, gobj *o) {
   return 0;
 }
 
+/* Whether o's ranges go through the hashers: their parts' md5s, or a
+ * single PUT's, made from the range buffer (not streamed). */
+static int for_hashers(const gobj *o) { return !o->streamed && (o->parallel || o->one_range); }
+
 /* The oldest range that arrived and is not yet written (mu held). */
 static gchunk *oldest_done(gjob *j) {
   for (gchunk *ch = j->q_head; ch; ch = ch->qnext)
@@ -437,7 +441,8 @@ static gchunk *oldest_done(gjob *j) {
 }
 
 /* Makes the md5 of each part of a parallel object's range as it arrives, in
- * any order (the ranges of other objects pass straight to the taker). */
+ * any order (on_done hands the ranges of other objects straight to the
+ * taker). */
 static void *hasher(void *arg) {
   gjob *j = arg;
   pthread_mutex_lock(&j->mu);
@@ -670,7 +675,7 @@ static int on_done(glane *L, CURLMsg *msg, st_error *err) {
     s3__resp_hash_end(r); /* a streamed range's last part */
     L->done_bytes += ch->len;
     pthread_mutex_lock(&j->mu);
-    ch->state = ch->o->streamed ? CH_HASHED : CH_DONE; /* streamed: hashed as it came */
+    ch->state = for_hashers(ch->o) ? CH_DONE : CH_HASHED; /* else straight to the taker */
     pthread_cond_broadcast(&j->cv);
     pthread_mutex_unlock(&j->mu);
     return 0;
@@ -856,6 +861,12 @@ int s3__gjob_run(gjob *j, st_error *err) {
   j->taker_started = 1;
   long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
   int want_h = ncpu < 1 ? 1 : ncpu > 4 ? 4 : (int)ncpu;
+  int hashed = 0; /* objects whose ranges the hashers hash (not streamed) */
+  for (size_t i = 0; i < j->nobj; i++) {
+    const gobj *o = &j->objs[i];
+    hashed |= !o->skip && for_hashers(o);
+  }
+  if (!hashed) want_h = 0;
   while (j->nhashers < want_h && pthread_create(&j->hashers[j->nhashers], NULL, hasher, j) == 0)
     j->nhashers++;
   for (int l = 0; l < j->nlanes; l++)
@@ -1002,6 +1013,9 @@ static int plan_streamed(const gjob *j, gobj *o) {
   o->streamed = !o->pub->sink && j->rereadable &&
                 (o->one_range || (o->parallel && !o->pub->want_md5));
   if (o->streamed) o->direct = 1;
+  /* no buffer to hold: ranges of one part each, so the last ones in flight
+   * end together and no lane idles at the end */
+  if (o->streamed && o->parallel) o->chunk = o->layouts[0];
   return 0;
 }
 

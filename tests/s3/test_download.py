@@ -285,6 +285,22 @@ def test_slowdown_and_resets_are_retried(rgw, bucket, pk, proxy, big, tmp_path):
     assert md5(out) == md5(big)
 
 
+def test_retries_of_every_lane_are_shown_up_to_the_cap(rgw, bucket, pk, proxy, big, tmp_path):
+    # 24 answers of the 25 ranges are 503: the reading threads each retry
+    # theirs; the stage shows 20 lines, then one that says there were more
+    url = put_big(pk, rgw, bucket, big)
+    proxy.rule(action="503", method="GET", times=24)
+    out = tmp_path / "x.bin"
+    p = pk(f"%download {url} --to {out} --endpoint {proxy.endpoint} --retries 10")
+    assert p.returncode == 0, p.stderr
+    lines = [ln for ln in p.stderr.splitlines() if "SlowDown; retry" in ln]
+    assert len(lines) == 20, p.stderr
+    assert all(ln.startswith("download: GET bytes ") for ln in lines), lines
+    assert p.stderr.count("download: more retries (not shown)") == 1
+    assert md5(out) == md5(big)
+    assert "ETag = md5 of 25 part md5s (8 MiB parts)" in p.stdout
+
+
 def test_gateway_killed_mid_get_then_resume(rgw, bucket, pk, proxy, big, tmp_path):
     url = put_big(pk, rgw, bucket, big)
     proxy.rule(action="delay", seconds=0.3, method="GET", times=None)
