@@ -139,14 +139,10 @@ int s3__layout_candidates(uint64_t size, int n, uint64_t *out, int max) {
 /* ------------------------------------------------------------------ */
 /* Hashing in order (the taker)                                        */
 /* ------------------------------------------------------------------ */
-/* One candidate layout: parts of `psize` bytes, the md5 of the part being
- * read and the digests of those done. */
+/* One candidate layout: the md5s of its parts (pm.psize bytes each). */
 typedef struct layout {
-  uint64_t psize;
-  EVP_MD_CTX *part;
-  uint64_t in_part; /* bytes of the current part hashed */
+  s3_pmd5 pm;
   uint8_t (*digests)[16];
-  int done;         /* parts finished */
 } layout;
 
 typedef struct ohash {
@@ -160,7 +156,7 @@ typedef struct ohash {
 static void ohash_free(ohash *h) {
   EVP_MD_CTX_free(h->whole);
   for (int i = 0; i < h->nlay; i++) {
-    EVP_MD_CTX_free(h->lay[i].part);
+    s3__pmd5_free(&h->lay[i].pm);
     free(h->lay[i].digests);
   }
   memset(h, 0, sizeof *h);
@@ -176,39 +172,16 @@ static int ohash_init(ohash *h, const gobj *o) {
   }
   for (int i = 0; o->nparts && i < o->nlayouts; i++) {
     layout *l = &h->lay[h->nlay++];
-    l->psize = o->layouts[i];
     l->digests = calloc((size_t)o->nparts, 16);
-    l->part = EVP_MD_CTX_new();
-    if (!l->part || !l->digests || !EVP_DigestInit_ex(l->part, EVP_md5(), NULL))
+    if (!l->digests || s3__pmd5_start(&l->pm, o->layouts[i], l->digests, (size_t)o->nparts))
       return -1;
   }
   return 0;
 }
 
-static void layout_end_part(layout *l, int nparts) {
-  unsigned dl = 0;
-  if (l->done < nparts) EVP_DigestFinal_ex(l->part, l->digests[l->done], &dl);
-  l->done++;
-  l->in_part = 0;
-  EVP_DigestInit_ex(l->part, EVP_md5(), NULL);
-}
-
 static void ohash_update(ohash *h, const uint8_t *p, size_t n) {
   if (h->whole) EVP_DigestUpdate(h->whole, p, n);
-  for (int i = 0; !h->parallel && i < h->nlay; i++) {
-    layout *l = &h->lay[i];
-    const uint8_t *q = p;
-    size_t left = n;
-    while (left) {
-      uint64_t room = l->psize - l->in_part;
-      size_t k = left < room ? left : (size_t)room;
-      EVP_DigestUpdate(l->part, q, k);
-      l->in_part += k;
-      q += k;
-      left -= k;
-      if (l->in_part == l->psize) layout_end_part(l, h->nparts);
-    }
-  }
+  for (int i = 0; !h->parallel && i < h->nlay; i++) s3__pmd5_update(&h->lay[i].pm, p, n);
 }
 
 /* The object's end: its md5 (when hashed), and whether the ETag matched:
@@ -225,8 +198,8 @@ static uint64_t ohash_end(ohash *h, gobj *o) {
   if (!o->nparts) return strcmp(o->pub->md5, o->pub->etag) == 0 ? 1 : 0; /* nonzero: matched */
   for (int i = 0; i < h->nlay; i++) {
     layout *l = &h->lay[i];
-    if (l->in_part) layout_end_part(l, h->nparts);
-    if (l->done != h->nparts) continue;
+    s3__pmd5_end(&l->pm);
+    if (l->pm.done != (size_t)h->nparts) continue;
     uint8_t d[16];
     unsigned dl = 0;
     EVP_MD_CTX *m = EVP_MD_CTX_new();
@@ -238,7 +211,7 @@ static uint64_t ohash_end(ohash *h, gobj *o) {
     char hex[33], want[48];
     s3__hex16(d, hex);
     snprintf(want, sizeof want, "%s-%d", hex, h->nparts);
-    if (strcmp(want, o->pub->etag) == 0) return l->psize;
+    if (strcmp(want, o->pub->etag) == 0) return l->pm.psize;
   }
   return 0;
 }
@@ -409,7 +382,8 @@ static int take_object(gjob *j, gobj *o) {
   }
   if (h.parallel) { /* the hashers made every part's md5 */
     memcpy(h.lay[0].digests, o->pdig, (size_t)h.nparts * 16);
-    h.lay[0].done = h.nparts;
+    h.lay[0].pm.done = (size_t)h.nparts;
+    h.lay[0].pm.in_part = 0;
   }
   uint64_t psize = ohash_end(&h, o);
   ohash_free(&h);
@@ -568,7 +542,9 @@ static int start_range(glane *L, gchunk *ch, int slot, st_error *err) {
   if (rc) return rc;
   if (o->streamed) { /* and hashed on the way: each part's md5, or the single PUT's */
     uint64_t ps = o->parallel ? o->layouts[0] : ch->len;
-    if (s3__resp_hash(r, ps, o->parallel ? &o->pdig[ch->off / ps] : &o->md5))
+    uint64_t first = o->parallel ? ch->off / ps : 0;
+    if (s3__resp_hash(r, ps, o->parallel ? &o->pdig[first] : &o->md5,
+                      o->parallel ? (size_t)((uint64_t)o->nparts - first) : 1))
       return st_error_set(err, ST_ENOMEM, o->pub->key, -1, NULL);
   }
   curl_easy_setopt(L->easies[slot], CURLOPT_PRIVATE, (void *)ch);

@@ -120,42 +120,54 @@ void s3__where(const s3_conn *cn, const char *key, char *out, size_t cap) {
   snprintf(out, cap, "s3://%s/%s", cn->bucket, key ? key : "");
 }
 
-/* The md5 of each hash_ps-byte part of the answer as its bytes arrive,
- * while they are in the cache. */
-static void hash_body(s3_resp *r, const uint8_t *p, size_t len) {
-  while (len) {
-    uint64_t room = r->hash_ps - r->hash_in;
-    size_t k = len < room ? len : (size_t)room;
-    EVP_DigestUpdate(r->md, p, k);
-    r->hash_in += k;
-    p += k;
-    len -= k;
-    if (r->hash_in == r->hash_ps) {
-      unsigned dl = 0;
-      EVP_DigestFinal_ex(r->md, r->hash_out[r->hash_done++], &dl);
-      EVP_DigestInit_ex(r->md, EVP_md5(), NULL);
-      r->hash_in = 0;
-    }
-  }
-}
-
-int s3__resp_hash(s3_resp *r, uint64_t ps, uint8_t (*out)[16]) {
-  if (!r->md && !(r->md = EVP_MD_CTX_new())) return -1;
-  if (!EVP_DigestInit_ex(r->md, EVP_md5(), NULL)) return -1;
-  r->hash_ps = ps;
-  r->hash_in = 0;
-  r->hash_out = out;
-  r->hash_done = 0;
+int s3__pmd5_start(s3_pmd5 *h, uint64_t psize, uint8_t (*out)[16], size_t max) {
+  if (!h->md) h->md = EVP_MD_CTX_new();
+  if (!h->md) return -1;
+  if (!EVP_DigestInit_ex(h->md, EVP_md5(), NULL)) return -1;
+  h->psize = psize;
+  h->in_part = 0;
+  h->out = out;
+  h->done = 0;
+  h->max = max;
   return 0;
 }
 
-void s3__resp_hash_end(s3_resp *r) {
-  if (r->hash_ps && r->hash_in) { /* the object's last part, shorter than the others */
-    unsigned dl = 0;
-    EVP_DigestFinal_ex(r->md, r->hash_out[r->hash_done++], &dl);
-    r->hash_in = 0;
+static void pmd5_end_part(s3_pmd5 *h) {
+  unsigned dl = 0;
+  if (h->done < h->max) EVP_DigestFinal_ex(h->md, h->out[h->done], &dl);
+  h->done++;
+  h->in_part = 0;
+  EVP_DigestInit_ex(h->md, EVP_md5(), NULL);
+}
+
+void s3__pmd5_update(s3_pmd5 *h, const uint8_t *p, size_t n) {
+  while (n) {
+    uint64_t room = h->psize - h->in_part;
+    size_t k = n < room ? n : (size_t)room;
+    EVP_DigestUpdate(h->md, p, k);
+    h->in_part += k;
+    p += k;
+    n -= k;
+    if (h->in_part == h->psize) pmd5_end_part(h);
   }
-  r->hash_ps = 0;
+}
+
+void s3__pmd5_end(s3_pmd5 *h) {
+  if (h->psize && h->in_part) pmd5_end_part(h);
+}
+
+void s3__pmd5_free(s3_pmd5 *h) {
+  EVP_MD_CTX_free(h->md);
+  memset(h, 0, sizeof *h);
+}
+
+int s3__resp_hash(s3_resp *r, uint64_t ps, uint8_t (*out)[16], size_t max) {
+  return s3__pmd5_start(&r->hash, ps, out, max);
+}
+
+void s3__resp_hash_end(s3_resp *r) {
+  s3__pmd5_end(&r->hash);
+  r->hash.psize = 0;
 }
 
 static size_t on_body(char *p, size_t sz, size_t n, void *ud) {
@@ -166,7 +178,7 @@ static size_t on_body(char *p, size_t sz, size_t n, void *ud) {
       r->overrun = 1;
       return 0; /* more than the range asked for: aborts the transfer */
     }
-    if (r->hash_ps) hash_body(r, (const uint8_t *)p, len);
+    if (r->hash.psize) s3__pmd5_update(&r->hash, (const uint8_t *)p, len); /* while in cache */
     if (r->direct) {
       for (size_t done = 0; done < len;) {
         ssize_t w = pwrite(r->dst_fd, p + done, len - done, (off_t)(r->dst_off + r->dst_len + done));
@@ -294,7 +306,7 @@ void s3__resp_clear(s3_resp *r) {
   r->dst_len = 0;
   r->overrun = 0;
   r->write_errno = 0;
-  r->hash_ps = 0; /* a new attempt hashes from its start (s3__resp_hash) */
+  r->hash.psize = 0; /* a new attempt hashes from its start (s3__resp_hash) */
   r->status = 0;
   r->cc = CURLE_OK;
   r->curl_err[0] = 0;
@@ -310,8 +322,7 @@ void s3__resp_init(s3_resp *r) {
 
 void s3__resp_free(s3_resp *r) {
   s3__resp_clear(r);
-  EVP_MD_CTX_free(r->md);
-  r->md = NULL;
+  s3__pmd5_free(&r->hash);
   dyn_free(&r->body);
 }
 

@@ -85,6 +85,23 @@ typedef struct s3_req {
   const char *if_match;       /* an ETag, quoted, the object must still have */
 } s3_req;
 
+/* The md5 of each psize-byte part of a stream of bytes, into out[0],
+ * out[1], ... (at most max of them; `done` counts every part ended). */
+typedef struct s3_pmd5 {
+  EVP_MD_CTX *md;
+  uint64_t psize;   /* 0: not hashing */
+  uint64_t in_part; /* bytes of the current part hashed */
+  uint8_t (*out)[16];
+  size_t done, max;
+} s3_pmd5;
+
+/* Starts hashing parts of psize bytes (md made on first use); -1: no memory. */
+int s3__pmd5_start(s3_pmd5 *h, uint64_t psize, uint8_t (*out)[16], size_t max);
+void s3__pmd5_update(s3_pmd5 *h, const uint8_t *p, size_t n);
+/* Ends the current part if it holds any byte (a last, shorter part). */
+void s3__pmd5_end(s3_pmd5 *h);
+void s3__pmd5_free(s3_pmd5 *h);
+
 /* One response (and the state of the request body being sent); made with
  * s3__resp_init, reused across attempts, freed with s3__resp_free. */
 typedef struct s3_resp {
@@ -114,12 +131,9 @@ typedef struct s3_resp {
    * straight from curl's buffer; a failed write sets write_errno and aborts */
   int direct, dst_fd, write_errno;
   uint64_t dst_off;
-  /* and, with hash_ps (s3__resp_hash), the md5 of each hash_ps bytes from
-   * the answer's start into hash_out[0], [1], ... as they arrive */
-  EVP_MD_CTX *md;
-  uint64_t hash_ps, hash_in;
-  uint8_t (*hash_out)[16];
-  size_t hash_done;
+  /* and, once s3__resp_hash is called, the md5 of each part of the answer
+   * as its bytes arrive */
+  s3_pmd5 hash;
 } s3_resp;
 
 /* One object of a listing. */
@@ -236,9 +250,10 @@ double s3__backoff(int attempt);
  * to cn->say where that is set. */
 void s3__say(s3_conn *cn, const char *line);
 /* Hash the answer's bytes as they arrive: the md5 of each ps bytes into
- * out[0], out[1], ... (after s3__req_setup, each attempt; -1: no memory);
- * _end makes the md5 of a last, shorter part once the answer is whole. */
-int s3__resp_hash(s3_resp *r, uint64_t ps, uint8_t (*out)[16]);
+ * out[0], out[1], ... at most max (after s3__req_setup, each attempt; -1:
+ * no memory); _end makes the md5 of a last, shorter part once the answer
+ * is whole. */
+int s3__resp_hash(s3_resp *r, uint64_t ps, uint8_t (*out)[16], size_t max);
 void s3__resp_hash_end(s3_resp *r);
 void s3__say_retry(s3_conn *cn, const char *key, const char *what, const s3_resp *r,
                    int attempt, double delay);
