@@ -52,6 +52,7 @@ const st_option dl_download_opts[] = {
     {"jobs", 1, "N", "s3:// only: ranged GETs in flight, 1-64 (default 8)"},
     {"part-size", 1, "MiB", "s3:// only: bytes of one ranged GET, 1-5120 (default 32; whole parts of a multipart object)"},
     {"integrity", 1, "md5|headers", "s3:// only: md5 (default): the ETag checked against the bytes end to end; headers: each answer's range, length and ETag only, the bytes not hashed (as boto3 and s5cmd)"},
+    {"page-cache", 0, NULL, "s3:// only: write through the page cache (default: objects of 8 MiB or more that go straight to their file are written with O_DIRECT where the file system takes it)"},
     {NULL, 0, NULL, NULL}};
 
 /* ---- the queue between curl and the extractor ---- */

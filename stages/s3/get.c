@@ -47,6 +47,7 @@
  * otherwise (a sink only) the taker hashes them all as the bytes pass.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +63,11 @@
 #define GET_MAX_LAYOUTS 8 /* part sizes hashed at once when the server does not say */
 #define GET_PARALLEL_PART_MAX (64ull << 20) /* larger parts are hashed in order, in ranges */
 #define GET_MAX_LANES 4 /* reading threads (one per core) */
+/* Objects written by the lanes from this size up go past the page cache
+ * (O_DIRECT, where the file system takes it): a download larger than RAM
+ * does not evict what the page cache holds, costs no page-cache CPU (on a
+ * small VM more than the copy itself), and its time is the storage's. */
+#define GET_DIO_MIN (8ull << 20)
 
 /* Range buffers are reused (with the job's lock held): fresh pages cost a
  * fault each. */
@@ -468,12 +474,30 @@ static void *taker(void *arg) {
 /* The ranges (stage thread)                                           */
 /* ------------------------------------------------------------------ */
 /* The next range of the objects, in order, while the window has room. */
+/* The same file again, with O_DIRECT, for the lanes (none where the file
+ * system does not take it: then the page cache it is). */
+static void open_dio(const gjob *j, gobj *o) {
+  if (!o->direct || j->page_cache || o->pub->fd < 0 || o->pub->size < GET_DIO_MIN) return;
+  char self[64];
+  snprintf(self, sizeof self, "/proc/self/fd/%d", o->pub->fd);
+  int fd = open(self, O_WRONLY | O_DIRECT | O_CLOEXEC);
+  if (fd < 0) return;
+  o->dio_fd = fd;
+  o->has_dio = 1;
+}
+
+static void close_dio(gobj *o) {
+  if (o->has_dio) close(o->dio_fd);
+  o->has_dio = 0;
+}
+
 static int make_ranges(gjob *j, st_error *err) {
   for (;;) {
     while (j->next_obj < j->nobj) {
       gobj *n = &j->objs[j->next_obj];
       if (!n->skip && !n->began) { /* its file is made before its first GET */
         int refused = j->on_begin && j->on_begin(j->ud, n);
+        if (!refused) open_dio(j, n);
         pthread_mutex_lock(&j->mu); /* the taker waits for this */
         n->dropped = refused;
         n->began = 1;
@@ -538,6 +562,7 @@ static int start_range(glane *L, gchunk *ch, int slot, st_error *err) {
   r->direct = o->direct; /* or straight into the file, at the range's offset */
   r->dst_fd = o->pub->fd;
   r->dst_off = ch->off;
+  r->dio_fd = o->has_dio ? o->dio_fd : -1;
   int rc = s3__req_setup(&j->cn, L->easies[slot], &rq, r, err);
   if (rc) return rc;
   if (o->streamed) { /* and hashed on the way: each part's md5, or the single PUT's */
@@ -638,6 +663,9 @@ static int on_done(glane *L, CURLMsg *msg, st_error *err) {
   L->active--;
   char what[96], why[256] = "";
   range_text(ch, what, sizeof what);
+  int k = s3__classify(r);
+  if ((k == 0 || r->overrun) && !answer_ok(j, ch, r, why, sizeof why)) k = 1;
+  if (k == 0) s3__resp_flush(r); /* what its stage still holds */
   if (r->write_errno) { /* a file that cannot be written is not retried */
     char where[1200];
     s3__where(&j->cn, ch->o->pub->key, where, sizeof where);
@@ -645,8 +673,6 @@ static int on_done(glane *L, CURLMsg *msg, st_error *err) {
                         ch->o->pub->path ? ch->o->pub->path : where, (long long)ch->off,
                         "cannot write: %s", strerror(r->write_errno));
   }
-  int k = s3__classify(r);
-  if ((k == 0 || r->overrun) && !answer_ok(j, ch, r, why, sizeof why)) k = 1;
   if (k == 0) {
     s3__resp_hash_end(r); /* a streamed range's last part */
     L->done_bytes += ch->len;
@@ -917,6 +943,7 @@ void s3__gjob_close(gjob *j) {
   for (size_t i = 0; j->objs && i < j->nobj; i++) {
     free(j->objs[i].pdig);
     j->objs[i].pdig = NULL;
+    close_dio(&j->objs[i]);
   }
   if (j->taker_started || j->nhashers) { /* s3__gjob_run joins them; this is for its errors */
     pthread_mutex_lock(&j->mu);
@@ -1050,6 +1077,7 @@ int s3__gobj_plan(gjob *j, gobj *o, st_error *err) {
  * size that gave it, or the size of a single PUT), or a ChecksumError. */
 void s3__gobj_verdict(gjob *j, gobj *o, uint64_t psize) {
   s3_get_obj *p = o->pub;
+  close_dio(o); /* every answer is written */
   char where[1200];
   s3__where(&j->cn, p->key, where, sizeof where);
   st_error_clear(&o->err);
@@ -1109,6 +1137,7 @@ int s3__get_options(st_ctx *c, const st_args *a, gjob *j, st_error *err) {
                         "expected md5 (the ETag checked against the bytes, the default) or "
                         "headers (each answer's range, length and ETag only), got '%.40s'", integ);
   j->headers_only = strcmp(integ, "headers") == 0;
+  j->page_cache = st_arg_has(a, "page-cache");
   int rc = st_arg_int(a, "jobs", 8, 1, 64, &jobs, err);
   if (!rc) rc = st_arg_int(a, "part-size", 32, 1, 5120, &psize_mib, err);
   if (!rc) rc = st_arg_int(a, "retries", 3, 0, PK_LIMIT_DOWNLOAD_RETRIES, &retries, err);

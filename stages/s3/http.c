@@ -170,6 +170,71 @@ void s3__resp_hash_end(s3_resp *r) {
   r->hash.psize = 0;
 }
 
+static int pwrite_all(s3_resp *r, int fd, const uint8_t *p, size_t n, uint64_t off) {
+  for (size_t done = 0; done < n;) {
+    ssize_t w = pwrite(fd, p + done, n - done, (off_t)(off + done));
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) {
+      r->write_errno = w < 0 ? errno : EIO;
+      return -1;
+    }
+    done += (size_t)w;
+  }
+  return 0;
+}
+
+/* n bytes of the stage (a multiple of S3_DIO_ALIGN) to the file, past the
+ * page cache. A file system that takes O_DIRECT at open but not this write
+ * (EINVAL: another alignment) gets them through the page cache, and so does
+ * the rest of this answer. */
+static int stage_write(s3_resp *r, size_t n) {
+  ssize_t w;
+  do w = pwrite(r->dio_fd, r->stage, n, (off_t)r->stage_off);
+  while (w < 0 && errno == EINTR);
+  if (w != (ssize_t)n) {
+    if (w >= 0 || errno != EINVAL) {
+      r->write_errno = w < 0 ? errno : EIO; /* a short direct write: the disk is full */
+      return -1;
+    }
+    r->dio = 0;
+    if (pwrite_all(r, r->dst_fd, r->stage, n, r->stage_off)) return -1;
+  }
+  r->stage_off += n;
+  memmove(r->stage, r->stage + n, r->stage_len - n);
+  r->stage_len -= n;
+  return 0;
+}
+
+static int stage_add(s3_resp *r, const uint8_t *p, size_t len) {
+  while (len && r->dio) {
+    size_t k = S3_DIO_BYTES - r->stage_len;
+    if (k > len) k = len;
+    memcpy(r->stage + r->stage_len, p, k);
+    r->stage_len += k;
+    p += k;
+    len -= k;
+    if (r->stage_len == S3_DIO_BYTES && stage_write(r, S3_DIO_BYTES)) return -1;
+  }
+  if (!len) return 0;
+  /* the direct writes were refused: what the stage holds, then the rest */
+  if (r->stage_len && pwrite_all(r, r->dst_fd, r->stage, r->stage_len, r->stage_off)) return -1;
+  r->stage_off += r->stage_len;
+  r->stage_len = 0;
+  if (pwrite_all(r, r->dst_fd, p, len, r->stage_off)) return -1;
+  r->stage_off += len;
+  return 0;
+}
+
+int s3__resp_flush(s3_resp *r) {
+  if (!r->stage_len) return 0;
+  size_t al = r->stage_len & ~(size_t)(S3_DIO_ALIGN - 1);
+  if (al && r->dio && stage_write(r, al)) return -1;
+  if (pwrite_all(r, r->dst_fd, r->stage, r->stage_len, r->stage_off)) return -1;
+  r->stage_off += r->stage_len;
+  r->stage_len = 0;
+  return 0;
+}
+
 static size_t on_body(char *p, size_t sz, size_t n, void *ud) {
   s3_resp *r = ud;
   size_t len = sz * n;
@@ -179,15 +244,11 @@ static size_t on_body(char *p, size_t sz, size_t n, void *ud) {
       return 0; /* more than the range asked for: aborts the transfer */
     }
     if (r->hash.psize) s3__pmd5_update(&r->hash, (const uint8_t *)p, len); /* while in cache */
-    if (r->direct) {
-      for (size_t done = 0; done < len;) {
-        ssize_t w = pwrite(r->dst_fd, p + done, len - done, (off_t)(r->dst_off + r->dst_len + done));
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) {
-          r->write_errno = w < 0 ? errno : EIO;
-          return 0; /* aborts the transfer */
-        }
-        done += (size_t)w;
+    if (r->direct) { /* a failed write aborts the transfer */
+      if (r->dio || r->stage_len) {
+        if (stage_add(r, (const uint8_t *)p, len)) return 0;
+      } else if (pwrite_all(r, r->dst_fd, (const uint8_t *)p, len, r->dst_off + r->dst_len)) {
+        return 0;
       }
     } else {
       memcpy(r->dst + r->dst_len, p, len);
@@ -306,6 +367,8 @@ void s3__resp_clear(s3_resp *r) {
   r->dst_len = 0;
   r->overrun = 0;
   r->write_errno = 0;
+  r->stage_len = 0;
+  r->dio = 0;
   r->hash.psize = 0; /* a new attempt hashes from its start (s3__resp_hash) */
   r->status = 0;
   r->cc = CURLE_OK;
@@ -318,11 +381,14 @@ void s3__resp_init(s3_resp *r) {
   memset(r, 0, sizeof *r);
   dyn_init(&r->body, PK_LIMIT_S3_XML_BYTES);
   headers_reset(r);
+  r->dio_fd = -1;
 }
 
 void s3__resp_free(s3_resp *r) {
   s3__resp_clear(r);
   s3__pmd5_free(&r->hash);
+  free(r->stage);
+  r->stage = NULL;
   dyn_free(&r->body);
 }
 
@@ -347,6 +413,13 @@ static void curl_setup(s3_conn *cn, CURL *easy, const s3_req *rq, s3_resp *r);
 
 int s3__req_setup(s3_conn *cn, CURL *easy, const s3_req *rq, s3_resp *r, st_error *err) {
   s3__resp_clear(r);
+  /* past the page cache where the file was opened so too and the answer
+   * starts on a block (its stage is kept from one answer to the next) */
+  if (r->direct && r->dio_fd >= 0 && r->dst_off % S3_DIO_ALIGN == 0) {
+    if (!r->stage) r->stage = aligned_alloc(S3_DIO_ALIGN, S3_DIO_BYTES);
+    r->dio = r->stage != NULL;
+    r->stage_off = r->dst_off;
+  }
   char host[400];
   if (cn->path_style)
     snprintf(host, sizeof host, "%s", cn->authority);

@@ -131,6 +131,13 @@ typedef struct s3_resp {
    * straight from curl's buffer; a failed write sets write_errno and aborts */
   int direct, dst_fd, write_errno;
   uint64_t dst_off;
+  /* and, with dio_fd >= 0 (the same file opened with O_DIRECT) and dst_off
+   * aligned, gathered in `stage` and written through dio_fd in blocks of
+   * S3_DIO_BYTES, past the page cache; s3__resp_flush writes the rest */
+  int dio_fd, dio;
+  uint8_t *stage;
+  size_t stage_len;
+  uint64_t stage_off;         /* the file offset of stage[0] */
   /* and, once s3__resp_hash is called, the md5 of each part of the answer
    * as its bytes arrive */
   s3_pmd5 hash;
@@ -246,6 +253,8 @@ double s3__backoff(int attempt);
  * thread; silent without a context. */
 #define S3_RETRY_LINES 20 /* retry lines a stage shows */
 #define S3_SAY_BYTES 1600 /* one retry line */
+#define S3_DIO_ALIGN 4096u /* O_DIRECT: offsets, lengths and memory */
+#define S3_DIO_BYTES (512u * 1024u) /* one O_DIRECT write */
 /* One line of retries shown (at most 20, then "more retries"), or handed
  * to cn->say where that is set. */
 void s3__say(s3_conn *cn, const char *line);
@@ -255,6 +264,10 @@ void s3__say(s3_conn *cn, const char *line);
  * is whole. */
 int s3__resp_hash(s3_resp *r, uint64_t ps, uint8_t (*out)[16], size_t max);
 void s3__resp_hash_end(s3_resp *r);
+/* The end of a direct answer that was checked: what `stage` still holds is
+ * written (the aligned blocks through dio_fd, the tail through dst_fd).
+ * -1 with write_errno set when it cannot be. */
+int s3__resp_flush(s3_resp *r);
 void s3__say_retry(s3_conn *cn, const char *key, const char *what, const s3_resp *r,
                    int attempt, double delay);
 /* Sleeps up to secs; 1 when interrupted. */
@@ -334,6 +347,8 @@ typedef struct gobj {
   uint8_t md5[16];        /* one_range: that md5 */
   uint64_t chunk;         /* bytes of its ranges (whole parts when parallel) */
   int headers_only;       /* its bytes are not hashed (--integrity headers) */
+  int has_dio, dio_fd;    /* direct and large: its file opened again with O_DIRECT, for the
+                             lanes to write past the page cache (s3_resp.dio_fd) */
   int began;              /* on_begin was called */
   int dropped;            /* on_begin refused it: nothing is read */
   st_error err;           /* the verdict: 0, or ST_ECHECKSUM */
@@ -383,6 +398,7 @@ typedef struct gjob {
   uint64_t bufsize;       /* bytes of each range buffer: the largest range */
   int headers_only;       /* --integrity headers: the answers are checked, the bytes not hashed */
   int rereadable;         /* every object's fd can be read back (pread) once written */
+  int page_cache;         /* --page-cache: no O_DIRECT writes */
   int no_layout_heads;    /* HEAD ?partNumber=1 gave no part count once: not asked again */
   st_progress *pr;        /* NULL: none */
   uint64_t total, resumed; /* bytes of the progress bar, and those resumed */

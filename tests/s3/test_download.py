@@ -467,3 +467,78 @@ def test_integrity_headers_keeps_only_the_checked_prefix(rgw, bucket, pk, proxy,
     p = pk(f"%download {url} --to {out} --endpoint {proxy.endpoint} --integrity headers --resume")
     assert p.returncode == 0, p.stderr
     assert md5(out) == md5(big)
+
+
+def resident(path):
+    """The fraction of path's pages in the page cache (mincore)."""
+    import ctypes
+    import mmap
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    size = path.stat().st_size
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        assert addr not in (None, ctypes.c_void_p(-1).value), ctypes.get_errno()
+        pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+        vec = (ctypes.c_ubyte * pages)()
+        rc = libc.mincore(ctypes.c_void_p(addr), size, vec)
+        libc.munmap(ctypes.c_void_p(addr), size)
+        assert rc == 0, ctypes.get_errno()
+        return sum(v & 1 for v in vec) / pages
+    finally:
+        os.close(fd)
+
+
+def takes_o_direct(folder):
+    probe = folder / "o_direct.probe"
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o600))
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("integrity", ["md5", "headers"])
+def test_large_objects_are_written_past_the_page_cache(rgw, bucket, pk, big, tmp_path, integrity):
+    """An object the lanes write to its file goes there with O_DIRECT: the
+    bytes are on the storage, not in the page cache (a download larger than
+    RAM evicts nothing); --page-cache writes through it. The same bytes
+    either way, an unaligned tail included (a single PUT of 9 MiB + 1001)."""
+    if not takes_o_direct(tmp_path):
+        pytest.skip("this file system does not take O_DIRECT")
+    url = put_big(pk, rgw, bucket, big)
+    odd = rand_file(tmp_path / "odd.bin", 9 * MiB + 1001)
+    rgw.client().upload_file(str(odd), bucket, "o/odd.bin")  # below boto3's multipart threshold
+    flags = f"--endpoint {rgw.endpoint} --integrity {integrity}"
+    for src, name in ((big, "big.bin"), (odd, "odd.bin")):
+        out = tmp_path / "direct" / name
+        out.parent.mkdir(exist_ok=True)
+        p = pk(f"%download s3://{bucket}/o/{name} --to {out} {flags}")
+        assert p.returncode == 0, p.stderr
+        assert resident(out) < 0.05, resident(out)
+        assert md5(out) == md5(src)
+        cached = tmp_path / "cached" / name
+        cached.parent.mkdir(exist_ok=True)
+        p = pk(f"%download s3://{bucket}/o/{name} --to {cached} {flags} --page-cache")
+        assert p.returncode == 0, p.stderr
+        assert resident(cached) > 0.5, resident(cached)
+        assert md5(cached) == md5(src)
+
+
+def test_a_resume_from_an_unaligned_prefix(rgw, bucket, pk, big, tmp_path):
+    """Ranges that do not start on a block (after a resumed prefix of any
+    length) are written through the page cache, and the file is whole."""
+    url = put_big(pk, rgw, bucket, big)
+    out = tmp_path / "x.bin"
+    part = tmp_path / "x.bin.part"
+    part.write_bytes(big.read_bytes()[:3 * MiB + 5])
+    p = pk(f"%download {url} --to {out} --endpoint {rgw.endpoint} --integrity headers --resume")
+    assert p.returncode == 0, p.stderr
+    assert md5(out) == md5(big)
