@@ -21,4 +21,5 @@
   XX(progress_label_short, 10)                                                \
   XX(session_shared_split, 10)                                                \
   XX(cache_drop_and_resident, 30)                                              \
-  XX(cache_fs_describe, 10)
+  XX(cache_fs_describe, 10)                                                   \
+  XX(blockw_writes_and_errors, 30)

@@ -476,8 +476,13 @@ static void *taker(void *arg) {
 /* The next range of the objects, in order, while the window has room. */
 /* The same file again, with O_DIRECT, for the lanes (none where the file
  * system does not take it: then the page cache it is). */
-static void open_dio(const gjob *j, gobj *o) {
+static void open_dio(gjob *j, gobj *o) {
   if (!o->direct || j->page_cache || o->pub->fd < 0 || o->pub->size < GET_DIO_MIN) return;
+  /* the blocks: one being filled by each answer in flight, and as many
+   * again queued or being written by two threads */
+  if (!j->bw_open && blockw_open(&j->bw, 2, 2 * j->jobs + 2, S3_DIO_BYTES, S3_DIO_ALIGN) == 0)
+    j->bw_open = 1;
+  if (!j->bw_open) return;
   char self[64];
   snprintf(self, sizeof self, "/proc/self/fd/%d", o->pub->fd);
   int fd = open(self, O_WRONLY | O_DIRECT | O_CLOEXEC);
@@ -562,6 +567,7 @@ static int start_range(glane *L, gchunk *ch, int slot, st_error *err) {
   r->direct = o->direct; /* or straight into the file, at the range's offset */
   r->dst_fd = o->pub->fd;
   r->dst_off = ch->off;
+  r->bw = j->bw_open ? &j->bw : NULL;
   r->dio_fd = o->has_dio ? o->dio_fd : -1;
   int rc = s3__req_setup(&j->cn, L->easies[slot], &rq, r, err);
   if (rc) return rc;
@@ -665,7 +671,8 @@ static int on_done(glane *L, CURLMsg *msg, st_error *err) {
   range_text(ch, what, sizeof what);
   int k = s3__classify(r);
   if ((k == 0 || r->overrun) && !answer_ok(j, ch, r, why, sizeof why)) k = 1;
-  if (k == 0) s3__resp_flush(r); /* what its stage still holds */
+  if (k == 0) s3__resp_flush(r); /* what its stage still holds, and every write made */
+  else s3__resp_settle(r);        /* this attempt's writes, before any other's */
   if (r->write_errno) { /* a file that cannot be written is not retried */
     char where[1200];
     s3__where(&j->cn, ch->o->pub->key, where, sizeof where);
@@ -926,6 +933,11 @@ int s3__gjob_run(gjob *j, st_error *err) {
   j->taker_started = 0;
   for (int i = 0; i < j->nhashers; i++) pthread_join(j->hashers[i], NULL);
   j->nhashers = 0;
+  /* the direct writes of answers cut short are made before the caller
+   * cuts the file back to its checked prefix, or removes it */
+  for (int l = 0; l < j->nlanes; l++)
+    for (int i = 0; j->lanes[l].resps && i < j->lanes[l].jobs; i++)
+      s3__resp_settle(&j->lanes[l].resps[i]);
   show(j); /* the last retry lines */
   return rc;
 }
@@ -943,7 +955,6 @@ void s3__gjob_close(gjob *j) {
   for (size_t i = 0; j->objs && i < j->nobj; i++) {
     free(j->objs[i].pdig);
     j->objs[i].pdig = NULL;
-    close_dio(&j->objs[i]);
   }
   if (j->taker_started || j->nhashers) { /* s3__gjob_run joins them; this is for its errors */
     pthread_mutex_lock(&j->mu);
@@ -974,6 +985,9 @@ void s3__gjob_close(gjob *j) {
   free(j->lanes);
   j->lanes = NULL;
   j->nlanes = 0;
+  if (j->bw_open) blockw_close(&j->bw); /* after the answers, which wait for their writes */
+  j->bw_open = 0;
+  for (size_t i = 0; j->objs && i < j->nobj; i++) close_dio(&j->objs[i]);
   for (int i = 0; j->pool && i < j->npool; i++) free(j->pool[i]);
   free(j->pool);
   free(j->said);

@@ -183,56 +183,52 @@ static int pwrite_all(s3_resp *r, int fd, const uint8_t *p, size_t n, uint64_t o
   return 0;
 }
 
-/* n bytes of the stage (a multiple of S3_DIO_ALIGN) to the file, past the
- * page cache. A file system that takes O_DIRECT at open but not this write
- * (EINVAL: another alignment) gets them through the page cache, and so does
- * the rest of this answer. */
-static int stage_write(s3_resp *r, size_t n) {
-  ssize_t w;
-  do w = pwrite(r->dio_fd, r->stage, n, (off_t)r->stage_off);
-  while (w < 0 && errno == EINTR);
-  if (w != (ssize_t)n) {
-    if (w >= 0 || errno != EINVAL) {
-      r->write_errno = w < 0 ? errno : EIO; /* a short direct write: the disk is full */
-      return -1;
-    }
-    r->dio = 0;
-    if (pwrite_all(r, r->dst_fd, r->stage, n, r->stage_off)) return -1;
-  }
+/* The stage's first n bytes (a multiple of S3_DIO_ALIGN) to bw's threads,
+ * to be written past the page cache; what follows them moves to a fresh
+ * block. A write of the answer that failed meanwhile stops it. */
+static int stage_put(s3_resp *r, size_t n) {
+  uint8_t *next = blockw_get(r->bw);
+  size_t rest = r->stage_len - n;
+  if (rest) memcpy(next, r->stage + n, rest);
+  blockw_put(r->bw, &r->bws, r->stage, n, r->dio_fd, r->dst_fd, r->stage_off);
+  r->stage = next;
   r->stage_off += n;
-  memmove(r->stage, r->stage + n, r->stage_len - n);
-  r->stage_len -= n;
-  return 0;
+  r->stage_len = rest;
+  int e = blockw_failed(r->bw, &r->bws);
+  if (e) r->write_errno = e;
+  return e ? -1 : 0;
 }
 
 static int stage_add(s3_resp *r, const uint8_t *p, size_t len) {
-  while (len && r->dio) {
+  while (len) {
     size_t k = S3_DIO_BYTES - r->stage_len;
     if (k > len) k = len;
     memcpy(r->stage + r->stage_len, p, k);
     r->stage_len += k;
     p += k;
     len -= k;
-    if (r->stage_len == S3_DIO_BYTES && stage_write(r, S3_DIO_BYTES)) return -1;
+    if (r->stage_len == S3_DIO_BYTES && stage_put(r, S3_DIO_BYTES)) return -1;
   }
-  if (!len) return 0;
-  /* the direct writes were refused: what the stage holds, then the rest */
-  if (r->stage_len && pwrite_all(r, r->dst_fd, r->stage, r->stage_len, r->stage_off)) return -1;
-  r->stage_off += r->stage_len;
-  r->stage_len = 0;
-  if (pwrite_all(r, r->dst_fd, p, len, r->stage_off)) return -1;
-  r->stage_off += len;
   return 0;
 }
 
-int s3__resp_flush(s3_resp *r) {
-  if (!r->stage_len) return 0;
-  size_t al = r->stage_len & ~(size_t)(S3_DIO_ALIGN - 1);
-  if (al && r->dio && stage_write(r, al)) return -1;
-  if (pwrite_all(r, r->dst_fd, r->stage, r->stage_len, r->stage_off)) return -1;
-  r->stage_off += r->stage_len;
+void s3__resp_settle(s3_resp *r) {
+  if (r->bw) blockw_wait(r->bw, &r->bws);
+  blockw_reset(&r->bws);
   r->stage_len = 0;
-  return 0;
+}
+
+int s3__resp_flush(s3_resp *r) {
+  if (!r->dio) return 0;
+  size_t al = r->stage_len & ~(size_t)(S3_DIO_ALIGN - 1);
+  if (r->stage_len > al && /* the unaligned rest, through the page cache */
+      pwrite_all(r, r->dst_fd, r->stage + al, r->stage_len - al, r->stage_off + al))
+    return -1;
+  r->stage_len = al;
+  if (al && stage_put(r, al)) return -1;
+  int e = blockw_wait(r->bw, &r->bws);
+  if (e) r->write_errno = e;
+  return e ? -1 : 0;
 }
 
 static size_t on_body(char *p, size_t sz, size_t n, void *ud) {
@@ -245,7 +241,7 @@ static size_t on_body(char *p, size_t sz, size_t n, void *ud) {
     }
     if (r->hash.psize) s3__pmd5_update(&r->hash, (const uint8_t *)p, len); /* while in cache */
     if (r->direct) { /* a failed write aborts the transfer */
-      if (r->dio || r->stage_len) {
+      if (r->dio) {
         if (stage_add(r, (const uint8_t *)p, len)) return 0;
       } else if (pwrite_all(r, r->dst_fd, (const uint8_t *)p, len, r->dst_off + r->dst_len)) {
         return 0;
@@ -367,7 +363,7 @@ void s3__resp_clear(s3_resp *r) {
   r->dst_len = 0;
   r->overrun = 0;
   r->write_errno = 0;
-  r->stage_len = 0;
+  s3__resp_settle(r);
   r->dio = 0;
   r->hash.psize = 0; /* a new attempt hashes from its start (s3__resp_hash) */
   r->status = 0;
@@ -387,8 +383,9 @@ void s3__resp_init(s3_resp *r) {
 void s3__resp_free(s3_resp *r) {
   s3__resp_clear(r);
   s3__pmd5_free(&r->hash);
-  free(r->stage);
+  if (r->bw) blockw_drop(r->bw, r->stage);
   r->stage = NULL;
+  r->bw = NULL;
   dyn_free(&r->body);
 }
 
@@ -415,9 +412,9 @@ int s3__req_setup(s3_conn *cn, CURL *easy, const s3_req *rq, s3_resp *r, st_erro
   s3__resp_clear(r);
   /* past the page cache where the file was opened so too and the answer
    * starts on a block (its stage is kept from one answer to the next) */
-  if (r->direct && r->dio_fd >= 0 && r->dst_off % S3_DIO_ALIGN == 0) {
-    if (!r->stage) r->stage = aligned_alloc(S3_DIO_ALIGN, S3_DIO_BYTES);
-    r->dio = r->stage != NULL;
+  if (r->direct && r->bw && r->dio_fd >= 0 && r->dst_off % S3_DIO_ALIGN == 0) {
+    if (!r->stage) r->stage = blockw_get(r->bw);
+    r->dio = 1;
     r->stage_off = r->dst_off;
   }
   char host[400];

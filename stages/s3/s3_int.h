@@ -27,6 +27,7 @@
 #include <openssl/evp.h>
 
 #include "awsconfig.h"
+#include "lib/blockw.h"
 #include "lib/dynbuf.h"
 #include "lib/limits.h"
 #include "lib/stage.h"
@@ -131,9 +132,12 @@ typedef struct s3_resp {
    * straight from curl's buffer; a failed write sets write_errno and aborts */
   int direct, dst_fd, write_errno;
   uint64_t dst_off;
-  /* and, with dio_fd >= 0 (the same file opened with O_DIRECT) and dst_off
-   * aligned, gathered in `stage` and written through dio_fd in blocks of
-   * S3_DIO_BYTES, past the page cache; s3__resp_flush writes the rest */
+  /* and, with bw and dio_fd >= 0 (the same file opened with O_DIRECT) and
+   * dst_off aligned, gathered in `stage` (a block of bw) and queued to bw's
+   * threads in blocks of S3_DIO_BYTES, to be written through dio_fd past the
+   * page cache; s3__resp_flush writes the rest and waits for them */
+  blockw *bw;
+  blockw_stream bws;
   int dio_fd, dio;
   uint8_t *stage;
   size_t stage_len;
@@ -265,9 +269,14 @@ void s3__say(s3_conn *cn, const char *line);
 int s3__resp_hash(s3_resp *r, uint64_t ps, uint8_t (*out)[16], size_t max);
 void s3__resp_hash_end(s3_resp *r);
 /* The end of a direct answer that was checked: what `stage` still holds is
- * written (the aligned blocks through dio_fd, the tail through dst_fd).
- * -1 with write_errno set when it cannot be. */
+ * written (the aligned blocks through dio_fd, the tail through dst_fd) and
+ * every block of the answer is on the file. -1 with write_errno set when
+ * one cannot be. */
 int s3__resp_flush(s3_resp *r);
+/* Waits until no write of the answer is left in bw's queue (each attempt's
+ * end, whatever its outcome: a retry must not be overwritten by the bytes
+ * of the attempt before; and before its file is cut or closed). */
+void s3__resp_settle(s3_resp *r);
 void s3__say_retry(s3_conn *cn, const char *key, const char *what, const s3_resp *r,
                    int attempt, double delay);
 /* Sleeps up to secs; 1 when interrupted. */
@@ -399,6 +408,8 @@ typedef struct gjob {
   int headers_only;       /* --integrity headers: the answers are checked, the bytes not hashed */
   int rereadable;         /* every object's fd can be read back (pread) once written */
   int page_cache;         /* --page-cache: no O_DIRECT writes */
+  blockw bw;              /* the O_DIRECT writes' threads and blocks, once bw_open */
+  int bw_open;
   int no_layout_heads;    /* HEAD ?partNumber=1 gave no part count once: not asked again */
   st_progress *pr;        /* NULL: none */
   uint64_t total, resumed; /* bytes of the progress bar, and those resumed */
