@@ -478,9 +478,11 @@ static void *taker(void *arg) {
  * system does not take it: then the page cache it is). */
 static void open_dio(gjob *j, gobj *o) {
   if (!o->direct || j->page_cache || o->pub->fd < 0 || o->pub->size < GET_DIO_MIN) return;
-  /* the blocks: one being filled by each answer in flight, and as many
-   * again queued or being written by two threads */
-  if (!j->bw_open && blockw_open(&j->bw, 2, 2 * j->jobs + 2, S3_DIO_BYTES, S3_DIO_ALIGN) == 0)
+  /* the blocks: one held by each answer in flight, and up to 10 more
+   * queued or being written by two threads (a lane waits for a block only
+   * while all of those are) */
+  int nb = j->jobs + (j->jobs < 8 ? j->jobs : 8) + 2;
+  if (!j->bw_open && blockw_open(&j->bw, 2, nb, S3_DIO_BYTES, S3_DIO_ALIGN) == 0)
     j->bw_open = 1;
   if (!j->bw_open) return;
   char self[64];

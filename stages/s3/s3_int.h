@@ -258,7 +258,7 @@ double s3__backoff(int attempt);
 #define S3_RETRY_LINES 20 /* retry lines a stage shows */
 #define S3_SAY_BYTES 1600 /* one retry line */
 #define S3_DIO_ALIGN 4096u /* O_DIRECT: offsets, lengths and memory */
-#define S3_DIO_BYTES (512u * 1024u) /* one O_DIRECT write */
+#define S3_DIO_BYTES (1024u * 1024u) /* one O_DIRECT write */
 /* One line of retries shown (at most 20, then "more retries"), or handed
  * to cn->say where that is set. */
 void s3__say(s3_conn *cn, const char *line);
