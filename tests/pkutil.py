@@ -1,9 +1,13 @@
 """Helpers shared by the Python suites (import as `from pkutil import ...`)."""
+import json
 import os
 import shutil
 import socket
 import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = Path(os.environ.get("PK_BUILD", ROOT / "build"))
@@ -65,3 +69,25 @@ def free_port():
 
 def have(cmd):
     return shutil.which(cmd) is not None
+
+
+def run_small_fs(mounts, cells, listing, cwd=None, env=None):
+    """Runs `pipekernel run CELLS` with tmpfs mounts [(DIR, SIZE)] in a private mount
+    namespace (env: variables to add for it); returns smallfs.py's report (rc, stdout, stderr,
+    files left under listing)."""
+    unshare = shutil.which("unshare")
+    if not unshare:
+        pytest.fail("unshare (util-linux) is missing: the disk-full tests need a private tmpfs")
+    opts = ",huge=never" if os.path.exists("/sys/kernel/mm/transparent_hugepage") else ""
+    spec = {"pk": str(PK_BIN), "mounts": [[str(d), str(s) + opts] for d, s in mounts],
+            "cells": cells, "cwd": str(cwd) if cwd else None, "list": [str(x) for x in listing]}
+    cmd = [unshare, "--mount", "--propagation", "private"]
+    if os.geteuid() != 0:
+        cmd.append("--map-root-user")
+    e = dict(os.environ, **(env or {}))
+    p = subprocess.run(cmd + [sys.executable, str(Path(__file__).resolve().parent / "smallfs.py"),
+                              json.dumps(spec)], capture_output=True, text=True, env=e,
+                       timeout=scaled(600))
+    if p.returncode != 0:
+        pytest.fail(f"cannot run with a small tmpfs ({' '.join(cmd)}): rc {p.returncode}\n{p.stderr}")
+    return json.loads(p.stdout)

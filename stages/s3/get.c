@@ -52,6 +52,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -474,15 +475,45 @@ static void *taker(void *arg) {
 /* The ranges (stage thread)                                           */
 /* ------------------------------------------------------------------ */
 /* The next range of the objects, in order, while the window has room. */
+/* The space of a large object's file, taken before its first GET: a file
+ * system without room for it says so now (ST_ENOSPC on o->err, and 1),
+ * not after minutes of reading. The writes then land inside the file, on
+ * blocks it already has: ext4 makes such O_DIRECT writes under a shared
+ * lock, side by side, where writes that grow the file take turns. A file
+ * system that cannot reserve (EOPNOTSUPP: NFS v3, some FUSE) is written as
+ * before. */
+static int reserve(gobj *o) {
+  s3_get_obj *p = o->pub;
+  if (p->fd < 0 || p->size < GET_DIO_MIN) return 0;
+  int e;
+  do e = fallocate(p->fd, 0, 0, (off_t)p->size) ? errno : 0;
+  while (e == EINTR);
+  if (!e) {
+    o->reserved = 1;
+    return 0;
+  }
+  if (st_from_errno(e) != ST_ENOSPC) return 0; /* not supported there: written as before */
+  int cut = ftruncate(p->fd, (off_t)p->resume); /* what a partial reservation added */
+  (void)cut; /* the error to tell is the one above */
+  char need[32], have[32] = "?";
+  st_fmt_bytes(need, sizeof need, p->size - p->resume);
+  struct statvfs sv;
+  if (fstatvfs(p->fd, &sv) == 0) st_fmt_bytes(have, sizeof have, (uint64_t)sv.f_bavail * sv.f_frsize);
+  st_error_set(&o->err, ST_ENOSPC, p->path ? p->path : p->key, -1,
+               "no room for the object's %s (%s free on its file system): nothing was read",
+               need, have);
+  return 1;
+}
+
 /* The same file again, with O_DIRECT, for the lanes (none where the file
  * system does not take it: then the page cache it is). */
 static void open_dio(gjob *j, gobj *o) {
   if (!o->direct || j->page_cache || o->pub->fd < 0 || o->pub->size < GET_DIO_MIN) return;
   /* the blocks: one held by each answer in flight, and up to 10 more
-   * queued or being written by two threads (a lane waits for a block only
-   * while all of those are) */
+   * queued or being written by four threads (a lane waits for a block
+   * only while all of those are) */
   int nb = j->jobs + (j->jobs < 8 ? j->jobs : 8) + 2;
-  if (!j->bw_open && blockw_open(&j->bw, 2, nb, S3_DIO_BYTES, S3_DIO_ALIGN) == 0)
+  if (!j->bw_open && blockw_open(&j->bw, 4, nb, S3_DIO_BYTES, S3_DIO_ALIGN) == 0)
     j->bw_open = 1;
   if (!j->bw_open) return;
   char self[64];
@@ -504,6 +535,7 @@ static int make_ranges(gjob *j, st_error *err) {
       gobj *n = &j->objs[j->next_obj];
       if (!n->skip && !n->began) { /* its file is made before its first GET */
         int refused = j->on_begin && j->on_begin(j->ud, n);
+        if (!refused) refused = reserve(n);
         if (!refused) open_dio(j, n);
         pthread_mutex_lock(&j->mu); /* the taker waits for this */
         n->dropped = refused;
@@ -1227,7 +1259,7 @@ int s3_get(st_ctx *c, const st_args *a, const char *url, s3_get_obj *p, st_progr
   if (!rc) rc = s3__gjob_run(&j, err);
   /* written out of order: what a resume may keep is the checked prefix only */
   p->done = o.in_order;
-  if (rc && o.direct && p->fd >= 0 && ftruncate(p->fd, (off_t)o.in_order) != 0 && !err->code)
+  if (rc && (o.direct || o.reserved) && p->fd >= 0 && ftruncate(p->fd, (off_t)o.in_order) != 0 && !err->code)
     st_error_errno(err, errno, p->path ? p->path : url, "cannot truncate");
   if (!rc && verdict.code) rc = st_error_set(err, verdict.code, verdict.where, -1, "%s", verdict.text);
   p->key = NULL; /* it was this function's */

@@ -358,6 +358,7 @@ typedef struct gobj {
   int headers_only;       /* its bytes are not hashed (--integrity headers) */
   int has_dio, dio_fd;    /* direct and large: its file opened again with O_DIRECT, for the
                              lanes to write past the page cache (s3_resp.dio_fd) */
+  int reserved;           /* its file's space was taken before its first GET (get.c) */
   int began;              /* on_begin was called */
   int dropped;            /* on_begin refused it: nothing is read */
   st_error err;           /* the verdict: 0, or ST_ECHECKSUM */

@@ -14,16 +14,13 @@ What must hold: a clear error naming the URL or path, a non-zero exit, nothing
 partial under a final name, no temporary file left (except PATH.part after a
 network error or a timeout, kept for --resume as docs/failures.md says)."""
 import hashlib
-import json
 import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from pkutil import PK_BIN, run_cli
+from pkutil import run_cli, run_small_fs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from faultserver import FaultServer  # noqa: E402
@@ -245,25 +242,6 @@ def test_resume_of_an_earlier_run_asks_for_the_same_file(fault, small_data, tmp_
 
 
 # ------------------------------------------------------------------ disk full
-def run_small_fs(mounts, cells, listing, cwd=None):
-    """Runs `pipekernel run CELLS` with tmpfs mounts [(DIR, SIZE)] in a private mount
-    namespace; returns smallfs.py's report (rc, stdout, stderr, files left under listing)."""
-    unshare = shutil.which("unshare")
-    if not unshare:
-        pytest.fail("unshare (util-linux) is missing: the disk-full tests need a private tmpfs")
-    opts = ",huge=never" if os.path.exists("/sys/kernel/mm/transparent_hugepage") else ""
-    spec = {"pk": str(PK_BIN), "mounts": [[str(d), str(s) + opts] for d, s in mounts],
-            "cells": cells, "cwd": str(cwd) if cwd else None, "list": [str(x) for x in listing]}
-    cmd = [unshare, "--mount", "--propagation", "private"]
-    if os.geteuid() != 0:
-        cmd.append("--map-root-user")
-    p = subprocess.run(cmd + [sys.executable, str(HERE / "smallfs.py"), json.dumps(spec)],
-                       capture_output=True, text=True, timeout=600)
-    if p.returncode != 0:
-        pytest.fail(f"cannot run with a small tmpfs ({' '.join(cmd)}): rc {p.returncode}\n{p.stderr}")
-    return json.loads(p.stdout)
-
-
 def assert_no_space(rep, path):
     assert rep["rc"] == 1, rep
     assert "NoSpaceError" in rep["stderr"] and "No space left on device" in rep["stderr"], rep["stderr"]

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 from faultproxy import FaultProxy
-from pkutil import PK_BIN, ROOT
+from pkutil import PK_BIN, ROOT, run_small_fs
 from test_upload import md5, rand_file
 
 MiB = 1 << 20
@@ -312,8 +312,10 @@ def test_gateway_killed_mid_get_then_resume(rgw, bucket, pk, proxy, big, tmp_pat
                             text=True)
     import time
     try:
+        # the file's space is taken before the first GET, so its size says nothing: the
+        # fourth GET is sent once two ranges of 32 MiB have been read (--jobs 2)
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not (part.exists() and part.stat().st_size >= 16 * MiB):
+        while time.monotonic() < deadline and len(proxy.requests("GET")) < 4:
             time.sleep(0.05)
         rgw.kill_gateway()
         o, e = proc.communicate(timeout=120)
@@ -341,9 +343,8 @@ def test_sigint_during_a_multipart_get(rgw, bucket, pk, proxy, big, tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     import time
     try:
-        part = tmp_path / "x.bin.part"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not (part.exists() and part.stat().st_size > 0):
+        deadline = time.monotonic() + 60  # GETs under way (the file is sized before the first)
+        while time.monotonic() < deadline and len(proxy.requests("GET")) < 2:
             time.sleep(0.05)
         t0 = time.monotonic()
         proc.send_signal(signal.SIGINT)
@@ -445,17 +446,20 @@ def test_a_server_that_ignores_part_numbers_is_asked_once(rgw, bucket, pk, proxy
     assert len(proxy.requests("HEAD", part=1)) == 1, proxy.requests("HEAD")
 
 
-def test_integrity_headers_keeps_only_the_checked_prefix(rgw, bucket, pk, proxy, big, tmp_path):
+@pytest.mark.parametrize("mode", ["headers", "md5"])
+def test_a_failed_read_keeps_only_the_checked_prefix(rgw, bucket, pk, proxy, big, tmp_path, mode):
     """With --integrity headers each answer is written as it arrives, so
-    later ranges land before earlier ones; when a range fails for good (the
-    second here), NAME.part is cut back to the checked prefix (the first
-    range), never left with later bytes and a hole that --resume would take
-    for a prefix."""
+    later ranges land before earlier ones; with --md5 they are written in
+    order. Either way the file's space was taken whole before the first GET;
+    when a range fails for good (the second here), NAME.part is cut back to
+    the checked prefix (the first range), never left with later bytes, a
+    hole or the reserved rest that --resume would take for a prefix."""
     url = put_big(pk, rgw, bucket, big)
     proxy.rule(action="drop", method="GET", range_from=8 * MiB, times=None)  # a reset, every time
     out = tmp_path / "x.bin"
     part = tmp_path / "x.bin.part"
-    p = pk(f"%download {url} --to {out} --endpoint {proxy.endpoint} --integrity headers "
+    how = "--integrity headers" if mode == "headers" else f"--md5 {md5(big)}"
+    p = pk(f"%download {url} --to {out} --endpoint {proxy.endpoint} {how} "
            "--part-size 8 --jobs 4 --retries 1")
     assert p.returncode == 1, p.stdout + p.stderr
     assert "NetworkError" in p.stderr, p.stderr
@@ -464,9 +468,47 @@ def test_integrity_headers_keeps_only_the_checked_prefix(rgw, bucket, pk, proxy,
     kept = part.read_bytes()
     assert kept == big.read_bytes()[:8 * MiB]
     proxy.rules.clear()
-    p = pk(f"%download {url} --to {out} --endpoint {proxy.endpoint} --integrity headers --resume")
+    p = pk(f"%download {url} --to {out} --endpoint {proxy.endpoint} {how} --resume")
     assert p.returncode == 0, p.stderr
     assert md5(out) == md5(big)
+
+
+def test_an_object_larger_than_the_free_space_is_refused_before_reading(rgw, bucket, pk, proxy,
+                                                                          tmp_path):
+    """The space of a large object's file is taken before its first GET: on
+    a 16 MiB file system a 24 MiB object fails at once, naming the file and
+    both sizes, with no GET made and nothing left."""
+    src = rand_file(tmp_path / "src" / "x.bin", 24 * MiB)
+    rgw.client().upload_file(str(src), bucket, "o/x.bin")
+    fs = tmp_path / "fs"
+    rep = run_small_fs([(fs, "16m")], [f"%download s3://{bucket}/o/x.bin --to {fs}/x.bin "
+                                       f"--endpoint {proxy.endpoint}"], [fs], env=pk.env)
+    assert rep["rc"] == 1, rep
+    assert "NoSpaceError" in rep["stderr"], rep["stderr"]
+    assert f"{fs}/x.bin.part: no room for the object's 25.2 MB (16.8 MB free" in rep["stderr"], \
+        rep["stderr"]
+    assert proxy.requests("GET") == [], proxy.requests("GET")
+    assert rep["files"] == {}
+
+
+def test_a_prefix_with_an_object_that_does_not_fit(rgw, bucket, pk, tmp_path):
+    """In a prefix, the object that has no room is a row of the failures
+    table; the others are downloaded."""
+    s3 = rgw.client()
+    small = rand_file(tmp_path / "src" / "a.bin", 1000)
+    large = rand_file(tmp_path / "src" / "b.bin", 24 * MiB)
+    s3.upload_file(str(small), bucket, "p/a.bin")
+    s3.upload_file(str(large), bucket, "p/b.bin")
+    fs = tmp_path / "fs"
+    rep = run_small_fs([(fs, "16m")], [f"%download s3://{bucket}/p/ --to {fs}/out "
+                                       f"--endpoint {rgw.endpoint}"], [fs], env=pk.env)
+    assert rep["rc"] == 1, rep
+    assert "download: 1 object, 1.0 kB" in rep["stdout"], rep["stdout"]
+    row = [x for x in rep["stdout"].splitlines() if x.startswith("p/b.bin ")]
+    assert len(row) == 1 and "NoSpaceError" in row[0] and "no room for the object's 25.2 MB" in \
+        row[0], rep["stdout"]
+    assert list(rep["files"]) == [f"{fs}/out/a.bin"], rep["files"]
+    assert rep["files"][f"{fs}/out/a.bin"]["md5"] == md5(small)
 
 
 def resident(path):
